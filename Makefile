@@ -1,0 +1,38 @@
+# Two entry points, both from a fresh clone: `make quickstart` and `make test`.
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+SUDO := $(shell [ "$$(id -u)" = "0" ] || echo sudo)
+DEB_PACKAGES := dataset-fashion-mnist
+
+.PHONY: setup quickstart test bench clean
+
+# The venv, the project (torch pinned to the CPU wheel), and the Debian packages it reads data from.
+$(VENV)/.installed: pyproject.toml
+	@missing=""; for p in $(DEB_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
+	fi
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+setup: $(VENV)/.installed
+
+# Main job on the embedded default. Until the robot pipeline exists (issue #6) it is the quick ParityMNIST
+# experiment: pretrain, fine-tune 5 methods over a small grid, write the forgetting report.
+quickstart: setup
+	@echo "== quickstart: the quick ParityMNIST experiment (the robot pipeline will replace it) =="
+	$(VENV)/bin/vla-razor toy sweep --config configs/toy_quick.yaml
+
+test: setup
+	$(PY) -m pytest -q
+
+bench: setup
+	$(PY) bench/toy_runs_per_minute.py
+
+clean:
+	rm -rf runs

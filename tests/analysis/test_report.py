@@ -1,0 +1,79 @@
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from vla_razor.analysis.report import write_report
+
+
+def test_write_report_on_two_methods(planted_runs: Path, tmp_path: Path) -> None:
+    out = tmp_path / "report"
+    result = write_report(planted_runs, out, title="Planted law", n_boot=20, extra={"steps_per_s": 123.4})
+
+    names = {"tradeoff.png", "forgetting_vs_forward_kl.png", "new_task_vs_forward_kl.png",
+             "forgetting_vs_tv.png", "forgetting_vs_weight_l1.png", "report.md", "report.html", "report.json"}
+    assert names <= {path.name for path in out.iterdir()}
+    assert (result.markdown_path, result.html_path, result.summary_path) == (
+        out / "report.md", out / "report.html", out / "report.json")
+    assert (result.runs, result.points) == (6, 24)
+    assert set(result.r2) == {"forward_kl", "tv", "weight_l1"}
+    assert result.r2["forward_kl"] == pytest.approx(1.0, abs=1e-9)
+
+    summary = json.loads(result.summary_path.read_text())
+    assert list(summary["r2"]) == ["forward_kl", "tv", "weight_l1"]
+    assert set(summary["r2_std"]) == set(summary["r2"])
+    assert summary["r2"]["forward_kl"] == pytest.approx(1.0, abs=1e-9)
+    assert (summary["n_points"], summary["runs"], summary["unfinished_runs"]) == (24, 6, 1)
+    assert summary["steps_per_s"] == 123.4
+    assert set(summary["methods"]) == {"rl", "sft"}
+    rl = summary["methods"]["rl"]
+    assert (rl["runs"], rl["points"]) == (3, 12)
+    assert 1 <= rl["near_frontier"] <= 12
+    assert rl["best_new_task"] == pytest.approx(0.9)
+    assert set(rl["exp_fit"]) == {"a", "b", "c"}
+    assert "24 points" in summary["pooled"] and "mid-training" in summary["pooled"]
+
+    # RL keeps its prior (tiny KL), SFT forgets: the comparison must put RL's frontier above SFT's.
+    comparison = summary["frontier_comparison"]
+    assert comparison["levels"]
+    assert all(r > s for r, s in zip(comparison["values"]["rl"], comparison["values"]["sft"]))
+    assert "the fitted frontier of rl lies above that of sft" in comparison["sentence"]
+
+    markdown = result.markdown_path.read_text()
+    page = result.html_path.read_text()
+    for text in ("# Planted law", "| forward_kl | 1.000 +- 0.000 | 24 | 0.96 |", "Run facts", "steps_per_s",
+                 "1 unfinished runs (no summary.json) were ignored", "![", "(tradeoff.png)"):
+        assert text in markdown, text
+    for text in ("<h1>Planted law</h1>", "<td>forward_kl</td>", "steps_per_s", 'src="tradeoff.png"',
+                 comparison["sentence"].split(",")[0]):
+        assert text in page, text
+    assert not re.search(r"(src|href)=\"(https?:)?//", page)  # self-contained apart from the PNGs
+    for image in re.findall(r'src="([^"]+)"', page):
+        assert (out / image).is_file()
+
+
+def test_write_report_without_finished_runs_says_so(tmp_path: Path, synth) -> None:
+    synth.write_run(tmp_path / "runs" / "crashed", None)
+    with pytest.raises(ValueError, match="1 unfinished runs ignored"):
+        write_report(tmp_path / "runs", tmp_path / "out")
+
+
+def test_frontier_comparison_for_three_methods_and_disjoint_ranges() -> None:
+    from vla_razor.analysis.pareto import ExponentialFit
+    from vla_razor.analysis.report import MethodSummary, _compare_frontiers
+
+    def flat(low: float, high: float, level: float) -> MethodSummary:
+        return MethodSummary(runs=1, points=2, near_frontier=2, best_new_task=high,
+                             retention_at_best_new_task=level, frontier_range=(low, high),
+                             exp_fit=ExponentialFit(a=level, b=0.0, c=0.0))
+
+    three = _compare_frontiers({"rl": flat(0.2, 0.8, 0.7), "sft": flat(0.3, 0.9, 0.6),
+                                "simpo": flat(0.1, 0.7, 0.65)})
+    assert three.levels == pytest.approx([0.3, 0.4, 0.5, 0.6, 0.7])
+    assert three.values["simpo"] == pytest.approx([0.65] * 5)
+    assert "rl at 5 of 5 levels" in three.sentence and "rl 0.700, simpo 0.650, sft 0.600" in three.sentence
+    disjoint = _compare_frontiers({"rl": flat(0.2, 0.3, 0.7), "sft": flat(0.5, 0.9, 0.6)})
+    assert disjoint.levels == [] and "no common new-task range" in disjoint.sentence

@@ -1,0 +1,120 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from vla_razor.analysis.runs import by_method, load_points
+
+
+def test_load_points_reads_finished_runs_and_counts_unfinished(planted_runs: Path) -> None:
+    points, stats = load_points(planted_runs)
+    assert stats.finished_runs == 6
+    assert stats.unfinished_runs == 1
+    # 3 mid-training points per run (the step-400 line repeats the summary and is skipped) + 1 final.
+    assert stats.points == len(points) == 6 * 4
+    assert sum(p.final for p in points) == 6
+    assert not any("crashed" in p.run for p in points)
+    first = points[0]
+    assert first.run == "exp/rl_lr0.0001"
+    assert first.domain == "toy" and first.method == "rl" and first.hparams == {"lr": 1e-4}
+    assert [p.step for p in points[:4]] == [100, 200, 300, 400]
+    assert [p.final for p in points[:4]] == [False, False, False, True]
+    assert first.base_new_task == pytest.approx(0.2)
+    assert first.base_prior_mean == pytest.approx(0.75)
+
+
+def test_forgetting_is_computed_from_base_when_missing(planted_runs: Path, synth) -> None:
+    points, _ = load_points(planted_runs)
+    step_200 = [p for p in points if p.step == 200]  # written without "forgetting"
+    assert step_200
+    for point in step_200:
+        kl = point.predictors["forward_kl"]
+        assert point.forgetting == pytest.approx(synth.planted_forgetting(kl), abs=1e-12)
+        assert point.prior_mean == pytest.approx(0.75 - synth.planted_forgetting(kl), abs=1e-12)
+
+
+def test_without_mid_training_only_final_points(planted_runs: Path) -> None:
+    points, stats = load_points(planted_runs, include_mid_training=False)
+    assert len(points) == stats.points == 6
+    assert all(p.final for p in points)
+
+
+def test_by_method_groups_sorted(planted_runs: Path) -> None:
+    points, _ = load_points(planted_runs)
+    groups = by_method(points)
+    assert list(groups) == ["rl", "sft"]
+    assert len(groups["rl"]) == len(groups["sft"]) == 12
+
+
+def test_mid_training_lines_inherit_run_fields(tmp_path: Path, synth) -> None:
+    summary = synth.make_record("grpo", 50, 0.6, 0.2, 0.2)
+    bare_line = {"step": 10, "new_task": 0.3, "prior": {"probe_a": 0.8, "probe_b": 0.6},
+                 "predictors": {"forward_kl": 0.01, "tv": None}}
+    synth.write_run(tmp_path / "r", summary, [bare_line])
+    points, stats = load_points(tmp_path)
+    assert stats.finished_runs == 1 and stats.unfinished_runs == 0
+    mid = points[0]
+    assert mid.method == "grpo" and mid.domain == "toy" and not mid.final
+    assert mid.forgetting == pytest.approx(((0.8 - 0.8) + (0.7 - 0.6)) / 2)
+    assert mid.predictors == {"forward_kl": 0.01}  # null means "not measured"
+    assert mid.base_prior_mean == pytest.approx(sum(synth.base["prior"].values()) / 2)
+
+
+def test_experiment_folder_with_config_is_not_a_run(tmp_path: Path, synth) -> None:
+    """A sweep config above the runs and a config inside a run's checkpoints are not runs."""
+    (tmp_path / "exp").mkdir()
+    (tmp_path / "exp" / "config.yaml").write_text("sweep: true\n")
+    done = synth.write_run(tmp_path / "exp" / "done", synth.make_record("sft", 5, 0.5, 0.1, 0.1))
+    (done / "checkpoints").mkdir()
+    (done / "checkpoints" / "config.yaml").write_text("x: 1\n")
+    started = tmp_path / "exp" / "just_started"
+    started.mkdir()
+    (started / "config.yaml").write_text("lr: 1\n")
+    _, stats = load_points(tmp_path)
+    assert (stats.finished_runs, stats.unfinished_runs) == (1, 1)
+
+
+def test_malformed_summary_names_file_and_line(tmp_path: Path, synth) -> None:
+    run = synth.write_run(tmp_path / "bad", None)
+    (run / "summary.json").write_text('{\n  "method": "sft",\n  "new_task": 0.5,,\n}')
+    with pytest.raises(ValueError, match=r"bad/summary\.json:3: malformed JSON"):
+        load_points(tmp_path)
+
+
+def test_malformed_points_line_names_file_and_line(tmp_path: Path, synth) -> None:
+    run = synth.write_run(tmp_path / "r", synth.make_record("sft", 9, 0.5, 0.1, 0.1))
+    good = json.dumps(synth.make_record("sft", 1, 0.3, 0.05, 0.05))
+    (run / "points.jsonl").write_text(good + "\n\n" + '{"step": 2, "new_task": 0.4' + "\n")
+    with pytest.raises(ValueError, match=r"r/points\.jsonl:3: malformed JSON"):
+        load_points(tmp_path)
+    # Unfinished runs are never read, so a broken points.jsonl there is harmless.
+    (run / "summary.json").unlink()
+    assert load_points(tmp_path)[1].unfinished_runs == 1
+
+
+def test_missing_new_task_is_a_clear_error(tmp_path: Path, synth) -> None:
+    record = synth.make_record("sft", 9, 0.5, 0.1, 0.1)
+    del record["new_task"]
+    synth.write_run(tmp_path / "r", record)
+    with pytest.raises(ValueError, match=r"summary\.json: missing 'new_task'"):
+        load_points(tmp_path)
+
+
+def test_report_folders_inside_runs_dir_are_not_runs(tmp_path):
+    import json
+
+    from vla_razor.analysis.runs import load_points
+
+    run = tmp_path / "exp" / "runs" / "r1"
+    run.mkdir(parents=True)
+    (run / "summary.json").write_text(json.dumps({"domain": "toy", "method": "sft", "hparams": {}, "seed": 0, "step": 1,
+                                                  "new_task": 0.5, "prior": {"p": 0.5}, "forgetting": 0.1,
+                                                  "predictors": {"forward_kl": 0.2}}))
+    report = tmp_path / "exp" / "report"
+    report.mkdir()
+    (report / "report.json").write_text("{}")
+    (report / "summary.json").write_text(json.dumps({"r2": {}, "runs": 1}))
+    points, stats = load_points(tmp_path / "exp")
+    assert stats.finished_runs == 1 and len(points) == 1

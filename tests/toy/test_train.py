@@ -1,0 +1,134 @@
+import json
+
+import pytest
+import torch
+
+from tests.toy.conftest import tiny_config
+from vla_razor.cli.main import main
+from vla_razor.runs import RunFolder, load_tensors
+from vla_razor.toy.model import MLP, stack_state, stacked_forward
+from vla_razor.toy.sweep import run_sweep, sweep_groups
+from vla_razor.toy.train import (
+    BaseReference,
+    RunSpec,
+    finetune_group,
+    load_or_pretrain_base,
+    parity_accuracy,
+)
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory, tiny_data):
+    cfg = tiny_config(tmp_path_factory.mktemp("base"))
+    torch.set_num_threads(2)
+    model = load_or_pretrain_base(cfg, tiny_data, progress=False)
+    return BaseReference.build(model, tiny_data, cfg.finetune)
+
+
+def test_stacked_forward_matches_single_mlp():
+    torch.manual_seed(0)
+    model = MLP(hidden=(16, 8))
+    x = torch.randn(5, 785)
+    logits, hidden = stacked_forward(stack_state(model.state_dict(), 3), x)
+    ref_logits, ref_hidden = model.forward_with_hidden(x)
+    for m in range(3):
+        torch.testing.assert_close(logits[m], ref_logits)
+        torch.testing.assert_close(hidden[1][m], ref_hidden[1])
+
+
+def test_base_is_better_than_chance_on_both_tasks(base):
+    assert base.new_task > 0.7  # parity: chance is 0.5
+    assert base.prior["fashion_mnist"] > 0.5  # 10 classes: chance is 0.1
+
+
+@pytest.mark.parametrize("method", ["grpo", "grpo_kl", "sft_oracle"])
+def test_batched_group_gives_the_same_metrics_as_each_run_alone(method, tmp_path, tiny_data, base):
+    cfg = tiny_config(tmp_path, **{"finetune.batch_size": 128}).finetune
+    runs = [RunSpec(method, lr, sched, 1, 0) for lr, sched in [(1e-3, "constant"), (3e-4, "cosine"), (1e-4, "constant")]]
+    data = _subset(tiny_data, 512)
+    params, history = finetune_group(runs, base, data, cfg, progress=False)
+    for m, run in enumerate(runs):
+        alone_params, alone_history = finetune_group([run], base, data, cfg, progress=False)
+        for checkpoint, alone in zip(history, alone_history):
+            got, want = checkpoint[m], alone[0]
+            assert got["new_task"] == pytest.approx(want["new_task"], abs=1e-9)
+            assert got["prior"] == pytest.approx(want["prior"], abs=1e-9)
+            for name in ("forward_kl", "reverse_kl", "tv", "weight_l1", "fisher_l2"):
+                assert got["predictors"][name] == pytest.approx(want["predictors"][name], rel=1e-4, abs=1e-7)
+        torch.testing.assert_close(params["fc1.weight"][m], alone_params["fc1.weight"][0], rtol=1e-4, atol=1e-6)
+
+
+def _subset(data, n):
+    from dataclasses import replace
+
+    from vla_razor.toy.data import TaskSplit
+
+    fine = data.parity_finetune
+    return replace(data, parity_finetune=TaskSplit(fine.inputs[:n], fine.digits[:n]))
+
+
+def test_each_method_learns_parity_and_moves_away_from_base(tmp_path, tiny_data, base):
+    cfg = tiny_config(tmp_path, **{"finetune.batch_size": 64}).finetune
+    data = _subset(tiny_data, 1024)
+    for method in ("grpo", "sft1", "sft2", "sft_oracle"):
+        _, history = finetune_group([RunSpec(method, 1e-3, "constant", 1, 0)], base, data, cfg, progress=False)
+        final = history[-1][0]
+        start = history[0][0]["new_task_expected"]  # after the first few updates
+        assert final["new_task_expected"] > start, method  # the sampled policy's success rate rises
+        assert final["predictors"]["forward_kl"] > 0.0
+    # SFT1 (all mass on labels 0/1) moves much farther in KL than RL at the same learning rate.
+    _, rl = finetune_group([RunSpec("grpo", 1e-3, "constant", 1, 0)], base, data, cfg, progress=False)
+    _, sft = finetune_group([RunSpec("sft1", 1e-3, "constant", 1, 0)], base, data, cfg, progress=False)
+    assert sft[-1][0]["predictors"]["forward_kl"] > 3 * rl[-1][0]["predictors"]["forward_kl"]
+
+
+def test_sweep_writes_run_folders_and_resumes(tmp_path):
+    cfg = tiny_config(tmp_path, **{"data.pretrain_per_task": 200})
+    result = run_sweep(cfg, progress=False)
+    assert result.runs_trained == 4 and result.runs_skipped == 0
+    names = [r.name for g in sweep_groups(cfg) for r in g]
+    folders = [RunFolder(cfg.experiment_dir / "runs" / n) for n in names]
+    assert all(f.is_finished() for f in folders)
+    summary = json.loads(folders[0].summary_path.read_text())
+    assert summary["domain"] == "toy" and summary["method"] == "grpo"
+    assert set(summary["predictors"]) >= {"forward_kl", "reverse_kl", "tv", "dist_l2", "weight_l1", "fisher_l2",
+                                          "spectral", "activation_l1", "activation_l2", "cknna", "sparsity", "rank"}
+    assert summary["forgetting"] == pytest.approx(summary["base"]["prior"]["fashion_mnist"] - summary["prior"]["fashion_mnist"])
+    assert (folders[0].path / "points.jsonl").read_text().count("\n") >= 1
+    weights = load_tensors(folders[0].path / "checkpoints" / "final.safetensors")
+    assert weights["fc1.weight"].shape == (64, 785)
+
+    # An interrupted sweep: one run lost its summary (killed before the end) -> only its group reruns.
+    lost = folders[-1]
+    lost.summary_path.unlink()
+    before = folders[0].summary_path.stat().st_mtime_ns
+    again = run_sweep(cfg, progress=False)
+    assert again.runs_trained == 2 and again.runs_skipped == 2
+    assert lost.is_finished()
+    assert folders[0].summary_path.stat().st_mtime_ns == before
+
+
+def test_cli_sweep_and_report_end_to_end(tmp_path, capsys):
+    cfg = tmp_path / "toy.yaml"
+    cfg.write_text(
+        f"experiment: cli\nruns_dir: {tmp_path / 'runs'}\nwandb: 'off'\nsave_weights: false\n"
+        "data: {pretrain_per_task: 200, parity_test: 300, fashion_test: 300}\n"
+        "pretrain: {epochs: 10, hidden: [64, 32]}\n"
+        "finetune: {batch_size: 128, evals_per_epoch: 2, fisher_samples: 64, cknna_samples: 100}\n"
+        "sweep: {methods: [grpo, sft1], lr_min: 3.0e-4, lr_max: 1.0e-3, lr_count: 2, schedules: [constant], epochs: [1]}\n"
+    )
+    assert main(["toy", "sweep", "--config", str(cfg), "--threads", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "4 runs trained" in out and "report:" in out
+    report_dir = tmp_path / "runs" / "cli" / "report"
+    summary = json.loads((report_dir / "summary.json").read_text())
+    assert summary["runs"] == 4 and set(summary["r2"]) >= {"forward_kl", "weight_l1", "activation_l2"}
+    assert (report_dir / "report.html").is_file() and (report_dir / "tradeoff.png").stat().st_size > 1000
+
+
+def test_cli_reports_bad_config_without_traceback(tmp_path, capsys):
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text("sweep:\n  lr_cnt: 3\n")
+    assert main(["toy", "sweep", "--config", str(cfg)]) == 2
+    err = capsys.readouterr().err
+    assert "bad.yaml: unknown key sweep.lr_cnt" in err and "Traceback" not in err

@@ -1,0 +1,371 @@
+"""One report from a folder of runs: the R^2 table, per-method frontiers, and the paper's plots.
+
+The report is written twice with the same content, as Markdown and as self-contained HTML (only the
+PNGs next to it are referenced), plus report.json for programs. It reads run folders only, so it serves
+toy, robot and LLM experiments alike.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from vla_razor.analysis.fits import PAPER_TABLE1_R2, predictor_table
+from vla_razor.analysis.pareto import ExponentialFit, fit_exponential, near_frontier, pareto_frontier
+from vla_razor.analysis.plots import plot_forgetting_vs, plot_new_task_vs, plot_tradeoff
+from vla_razor.analysis.runs import LoadStats, Point, by_method, load_points
+
+KEY_PREDICTOR = "forward_kl"
+FRONTIER_TOL = 0.02  # "within 2 accuracy points of the Pareto frontier" (Appendix B.1)
+N_COMPARISON_LEVELS = 5
+
+
+@dataclass
+class ReportResult:
+    """Where the report went and its headline numbers."""
+
+    markdown_path: Path
+    html_path: Path
+    summary_path: Path
+    r2: dict[str, float]
+    runs: int  # finished runs used
+    points: int  # points pooled
+
+
+@dataclass
+class MethodSummary:
+    """One method's share of the points and its fitted frontier."""
+
+    runs: int
+    points: int
+    near_frontier: int
+    best_new_task: float
+    retention_at_best_new_task: float  # prior-task performance of the frontier point with best new-task
+    frontier_range: tuple[float, float]  # new-task range of the near-frontier points
+    exp_fit: ExponentialFit
+
+
+@dataclass
+class FrontierComparison:
+    """Each method's fitted frontier at a few new-task levels that every method's frontier covers."""
+
+    levels: list[float]
+    values: dict[str, list[float]]
+    sentence: str
+
+
+def write_report(runs_dir: Path, out_dir: Path, title: str | None = None, predictors: list[str] | None = None,
+                 n_boot: int = 200, extra: dict | None = None) -> ReportResult:
+    """Analyse every finished run under ``runs_dir`` and write the report files into ``out_dir``.
+
+    Writes tradeoff.png, forgetting_vs_<predictor>.png for forward_kl and every other predictor in
+    the table, new_task_vs_forward_kl.png, report.md, report.html and report.json. ``extra`` (e.g.
+    throughput) is shown as "Run facts" and merged into report.json. Raises ValueError when no run
+    under ``runs_dir`` is finished.
+    """
+    runs_dir = Path(runs_dir)
+    out_dir = Path(out_dir)
+    points, stats = load_points(runs_dir, include_mid_training=True)
+    if not points:
+        raise ValueError(f"no finished runs (summary.json) under {runs_dir}; "
+                         f"{stats.unfinished_runs} unfinished runs ignored")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    extra = dict(extra or {})
+    title = title or f"RL's Razor report: {runs_dir.resolve().name}"
+
+    table = predictor_table(points, predictors=predictors, target="forgetting", degree=2, n_boot=n_boot)
+    methods = {method: _summarize_method(group) for method, group in by_method(points).items()}
+    comparison = _compare_frontiers(methods)
+    pooled = _pooled_sentence(points, stats)
+
+    plot_tradeoff(points, out_dir / "tradeoff.png", tol=FRONTIER_TOL)
+    plot_new_task_vs(points, KEY_PREDICTOR, out_dir / f"new_task_vs_{KEY_PREDICTOR}.png")
+    plotted_predictors = [KEY_PREDICTOR] + [name for name in table if name != KEY_PREDICTOR]
+    forgetting_plots: dict[str, str] = {}
+    for name in plotted_predictors:
+        file_name = f"forgetting_vs_{_safe_file_part(name)}.png"
+        plot_forgetting_vs(points, name, out_dir / file_name)
+        forgetting_plots[name] = file_name
+
+    blocks = _report_blocks(title, points, stats, pooled, table, methods, comparison, forgetting_plots, extra)
+    markdown_path = out_dir / "report.md"
+    html_path = out_dir / "report.html"
+    summary_path = out_dir / "report.json"
+    markdown_path.write_text(_render_markdown(blocks), encoding="utf-8")
+    html_path.write_text(_render_html(title, blocks), encoding="utf-8")
+
+    summary = {
+        "r2": {name: row["r2"] for name, row in table.items()},
+        "r2_std": {name: row["r2_std"] for name, row in table.items()},
+        "r2_n": {name: row["n"] for name, row in table.items()},
+        "r2_coeffs": {name: row["coeffs"] for name, row in table.items()},
+        "n_points": len(points),
+        "runs": stats.finished_runs,
+        "unfinished_runs": stats.unfinished_runs,
+        "domains": sorted({p.domain for p in points}),
+        "methods": {method: _method_json(method_summary) for method, method_summary in methods.items()},
+        "frontier_comparison": {"levels": comparison.levels, "values": comparison.values,
+                                "sentence": comparison.sentence},
+        "pooled": pooled,
+        **extra,
+    }
+    summary_path.write_text(json.dumps(_json_safe(summary), indent=2) + "\n", encoding="utf-8")
+    return ReportResult(
+        markdown_path=markdown_path,
+        html_path=html_path,
+        summary_path=summary_path,
+        r2={name: row["r2"] for name, row in table.items()},
+        runs=stats.finished_runs,
+        points=len(points),
+    )
+
+
+# ----------------------------------------------------------------------------------------------
+# Numbers
+
+
+def _summarize_method(points: list[Point]) -> MethodSummary:
+    new = np.array([p.new_task for p in points])
+    prior = np.array([p.prior_mean for p in points])
+    kept = near_frontier(new, prior, tol=FRONTIER_TOL)
+    frontier = pareto_frontier(new, prior)  # sorted by new-task performance: the last is the best
+    return MethodSummary(
+        runs=len({p.run for p in points}),
+        points=len(points),
+        near_frontier=int(kept.sum()),
+        best_new_task=float(np.nanmax(new)) if np.isfinite(new).any() else math.nan,
+        retention_at_best_new_task=float(prior[frontier[-1]]) if frontier.size else math.nan,
+        frontier_range=((float(new[kept].min()), float(new[kept].max())) if kept.any()
+                        else (math.nan, math.nan)),
+        exp_fit=fit_exponential(new[kept], prior[kept]),
+    )
+
+
+def _compare_frontiers(methods: dict[str, MethodSummary]) -> FrontierComparison:
+    """Fitted frontier values at levels inside every method's near-frontier new-task range."""
+    methods = {method: summary for method, summary in methods.items()
+               if math.isfinite(summary.frontier_range[0]) and math.isfinite(summary.exp_fit.a)}
+    if len(methods) < 2:
+        only = ", ".join(methods)
+        return FrontierComparison([], {}, f"Only one method ({only}); no other frontier to compare against.")
+    low = max(summary.frontier_range[0] for summary in methods.values())
+    high = min(summary.frontier_range[1] for summary in methods.values())
+    if low > high:
+        ranges = "; ".join(f"{method}: {summary.frontier_range[0]:.3f}-{summary.frontier_range[1]:.3f}"
+                           for method, summary in methods.items())
+        return FrontierComparison([], {}, "The methods' near-frontier points cover no common new-task range "
+                                          f"({ranges}), so the frontiers cannot be compared at matched "
+                                          "new-task performance.")
+    levels = [low] if low == high else [float(v) for v in np.linspace(low, high, N_COMPARISON_LEVELS)]
+    values = {method: [float(value) for value in summary.exp_fit(np.array(levels))]
+              for method, summary in methods.items()}
+    means = {method: float(np.mean(vals)) for method, vals in values.items()}
+    ranked = sorted(means, key=lambda method: -means[method])
+    level_text = ", ".join(f"{level:.3f}" for level in levels)
+    where = f"At new-task performance {level_text} (inside every method's near-frontier range)"
+    if len(methods) == 2:
+        upper, lower = ranked
+        above = sum(u > l for u, l in zip(values[upper], values[lower]))
+        sentence = (f"{where}, the fitted frontier of {upper} lies above that of {lower} at {above} of "
+                    f"{len(levels)} levels (mean prior-task performance {means[upper]:.3f} vs "
+                    f"{means[lower]:.3f}, gap {means[upper] - means[lower]:+.3f}).")
+    else:
+        highest = [max(values, key=lambda method: values[method][i]) for i in range(len(levels))]
+        counts = ", ".join(f"{method} at {highest.count(method)}" for method in ranked if method in highest)
+        order = ", ".join(f"{method} {means[method]:.3f}" for method in ranked)
+        sentence = (f"{where}, the highest fitted frontier is {counts} of {len(levels)} levels; mean fitted "
+                    f"prior-task performance: {order}.")
+    return FrontierComparison(levels, values, sentence)
+
+
+def _pooled_sentence(points: list[Point], stats: LoadStats) -> str:
+    finals = sum(p.final for p in points)
+    mids = len(points) - finals
+    methods = ", ".join(sorted({p.method for p in points}))
+    return (f"R^2 pools all {len(points)} points of the {stats.finished_runs} finished runs, across every "
+            f"method ({methods}): {finals} final checkpoints (summary.json) plus {mids} mid-training "
+            f"checkpoints (points.jsonl); each predictor's fit uses the points that report it (column n); "
+            f"{stats.unfinished_runs} unfinished runs (no summary.json) were ignored.")
+
+
+def _method_json(summary: MethodSummary) -> dict[str, Any]:
+    fit = summary.exp_fit
+    return {
+        "runs": summary.runs,
+        "points": summary.points,
+        "near_frontier": summary.near_frontier,
+        "best_new_task": summary.best_new_task,
+        "retention_at_best_new_task": summary.retention_at_best_new_task,
+        "frontier_new_task_range": list(summary.frontier_range),
+        "exp_fit": {"a": fit.a, "b": fit.b, "c": fit.c},
+        "exp_fit_method": fit.method,
+    }
+
+
+def _json_safe(value: Any) -> Any:
+    """Plain JSON: NaN / inf become null, numpy scalars become Python numbers."""
+    if isinstance(value, dict):
+        return {str(key): _json_safe(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(item) for item in value]
+    if isinstance(value, np.ndarray):
+        return [_json_safe(item) for item in value.tolist()]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def _safe_file_part(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", name)
+
+
+def _fmt(value: float | None, digits: int = 3) -> str:
+    if value is None or not math.isfinite(value):
+        return "n/a"
+    return f"{value:.{digits}f}"
+
+
+# ----------------------------------------------------------------------------------------------
+# Document: a list of blocks rendered to Markdown and to HTML, so both carry the same content.
+# Block kinds: ("h1", text), ("h2", text), ("p", text), ("table", headers, rows), ("img", file, alt).
+
+Block = tuple
+
+
+def _report_blocks(title: str, points: list[Point], stats: LoadStats, pooled: str, table: dict[str, dict],
+                   methods: dict[str, MethodSummary], comparison: FrontierComparison,
+                   forgetting_plots: dict[str, str], extra: dict) -> list[Block]:
+    domains = ", ".join(sorted({p.domain for p in points}))
+    blocks: list[Block] = [
+        ("h1", title),
+        ("p", f"Domain: {domains}. {stats.finished_runs} finished runs, {len(points)} points, "
+              f"{stats.unfinished_runs} unfinished runs ignored."),
+        ("h2", "What was pooled"),
+        ("p", pooled),
+        ("h2", "Which variable predicts forgetting (paper's Table 1)"),
+        ("p", "R^2 of a 2nd-degree polynomial fit of forgetting (mean over prior-task probes of base minus "
+              "fine-tuned performance) on each variable, pooled over all methods; +- is the standard "
+              "deviation of R^2 over bootstrap resamples of the points. The paper's column is ParityMNIST."),
+    ]
+    rows = []
+    for name, row in table.items():
+        paper = PAPER_TABLE1_R2.get(name)
+        rows.append([name, f"{_fmt(row['r2'])} +- {_fmt(row['r2_std'])}", str(row["n"]),
+                     f"{paper:.2f}" if paper is not None else "-"])
+    if rows:
+        blocks.append(("table", ["predictor", "R^2 +- std", "n", "paper R^2"], rows))
+    else:
+        blocks.append(("p", "No point reports any predictor."))
+
+    blocks.append(("h2", "Methods"))
+    blocks.append(("p", f"Near frontier: within {FRONTIER_TOL:g} (2 accuracy points) of the method's own "
+                        "Pareto frontier of new-task vs prior-task performance (Appendix B.1). Retention: "
+                        "prior-task performance (mean over probes) of the frontier model with the best "
+                        "new-task performance. Frontier fit: prior = a - b exp(c new) on the near-frontier "
+                        "points."))
+    method_rows = []
+    for method, summary in methods.items():
+        fit = summary.exp_fit
+        method_rows.append([
+            method, str(summary.runs), str(summary.points), str(summary.near_frontier),
+            _fmt(summary.best_new_task), _fmt(summary.retention_at_best_new_task),
+            f"a={fit.a:.4g}, b={fit.b:.4g}, c={fit.c:.4g} ({fit.method})",
+        ])
+    blocks.append(("table", ["method", "runs", "points", "near frontier", "best new-task",
+                             "retention at best new-task", "frontier fit"], method_rows))
+
+    blocks.append(("h2", "Frontiers at matched new-task performance"))
+    blocks.append(("p", comparison.sentence))
+    if comparison.levels:
+        level_rows = [[_fmt(level)] + [_fmt(comparison.values[method][i]) for method in comparison.values]
+                      for i, level in enumerate(comparison.levels)]
+        blocks.append(("table", ["new-task performance"] + [f"{m} fitted prior" for m in comparison.values],
+                       level_rows))
+
+    if extra:
+        blocks.append(("h2", "Run facts"))
+        fact_rows = [[str(key), value if isinstance(value, str) else json.dumps(_json_safe(value))]
+                     for key, value in extra.items()]
+        blocks.append(("table", ["fact", "value"], fact_rows))
+
+    blocks.append(("h2", "Plots"))
+    blocks.append(("img", "tradeoff.png", "new-task vs prior-task performance, frontier fits per method"))
+    blocks.append(("img", forgetting_plots[KEY_PREDICTOR],
+                   f"forgetting vs {KEY_PREDICTOR}, pooled quadratic fit"))
+    blocks.append(("img", f"new_task_vs_{KEY_PREDICTOR}.png", f"new-task performance vs {KEY_PREDICTOR}"))
+    for name, file_name in forgetting_plots.items():
+        if name != KEY_PREDICTOR:
+            blocks.append(("img", file_name, f"forgetting vs {name}, pooled quadratic fit"))
+    return blocks
+
+
+def _render_markdown(blocks: list[Block]) -> str:
+    lines: list[str] = []
+    for block in blocks:
+        kind = block[0]
+        if kind == "h1":
+            lines += [f"# {block[1]}", ""]
+        elif kind == "h2":
+            lines += [f"## {block[1]}", ""]
+        elif kind == "p":
+            lines += [block[1], ""]
+        elif kind == "table":
+            headers, rows = block[1], block[2]
+            lines.append("| " + " | ".join(_md_cell(h) for h in headers) + " |")
+            lines.append("|" + "|".join("---" for _ in headers) + "|")
+            lines += ["| " + " | ".join(_md_cell(cell) for cell in row) + " |" for row in rows]
+            lines.append("")
+        elif kind == "img":
+            lines += [f"![{block[2]}]({block[1]})", ""]
+    return "\n".join(lines)
+
+
+def _md_cell(text: str) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+_CSS = """
+body { font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; max-width: 60rem;
+       margin: 2rem auto; padding: 0 1rem; color: #222; line-height: 1.45; }
+h1 { font-size: 1.6rem; } h2 { font-size: 1.2rem; margin-top: 2rem; border-bottom: 1px solid #ddd; }
+table { border-collapse: collapse; margin: 0.5rem 0 1rem; font-size: 0.9rem; }
+th, td { border: 1px solid #ccc; padding: 0.25rem 0.6rem; text-align: left; }
+th { background: #f3f3f3; } tr:nth-child(even) td { background: #fafafa; }
+figure { margin: 1rem 0; } img { max-width: 100%; border: 1px solid #eee; }
+figcaption { font-size: 0.85rem; color: #555; }
+""".strip()
+
+
+def _render_html(title: str, blocks: list[Block]) -> str:
+    esc = html.escape
+    parts = ["<!DOCTYPE html>", '<html lang="en">', "<head>", '<meta charset="utf-8">',
+             f"<title>{esc(title)}</title>", f"<style>\n{_CSS}\n</style>", "</head>", "<body>"]
+    for block in blocks:
+        kind = block[0]
+        if kind in ("h1", "h2"):
+            parts.append(f"<{kind}>{esc(block[1])}</{kind}>")
+        elif kind == "p":
+            parts.append(f"<p>{esc(block[1])}</p>")
+        elif kind == "table":
+            headers, rows = block[1], block[2]
+            parts.append("<table>")
+            parts.append("<tr>" + "".join(f"<th>{esc(str(h))}</th>" for h in headers) + "</tr>")
+            for row in rows:
+                parts.append("<tr>" + "".join(f"<td>{esc(str(cell))}</td>" for cell in row) + "</tr>")
+            parts.append("</table>")
+        elif kind == "img":
+            parts.append(f'<figure><img src="{esc(block[1])}" alt="{esc(block[2])}">'
+                         f"<figcaption>{esc(block[2])}</figcaption></figure>")
+    parts += ["</body>", "</html>", ""]
+    return "\n".join(parts)

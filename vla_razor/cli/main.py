@@ -1,0 +1,126 @@
+"""The ``vla-razor`` command.
+
+    vla-razor toy pretrain [--config configs/toy_parity_mnist.yaml] [--pretrain.epochs 50 ...]
+    vla-razor toy sweep    [--config ...] [--sweep.lr_count 5 ...]
+    vla-razor toy report   [--config ...]
+    vla-razor report RUNS_DIR [--out DIR]
+
+Every ``--dotted.name`` flag sets the config field of that name (``vla-razor toy sweep --help`` lists them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from vla_razor.config import ConfigError, add_config_arguments, load_config, overrides_from_args
+
+DEFAULT_TOY_CONFIG = "configs/toy_parity_mnist.yaml"
+
+
+class UserError(Exception):
+    """A problem the user can fix; printed without a traceback."""
+
+
+def _toy_config(args: argparse.Namespace):
+    from vla_razor.toy.config import ToyConfig
+
+    path = Path(args.config) if args.config else None
+    if path is None and Path(DEFAULT_TOY_CONFIG).is_file():
+        path = Path(DEFAULT_TOY_CONFIG)
+    return load_config(ToyConfig, path, overrides_from_args(args))
+
+
+def cmd_toy_pretrain(args: argparse.Namespace) -> None:
+    from vla_razor.toy.data import load_toy_data
+    from vla_razor.toy.sweep import set_threads
+    from vla_razor.toy.train import base_info, load_or_pretrain_base
+
+    cfg = _toy_config(args)
+    set_threads(cfg.threads)
+    d = cfg.data
+    data = load_toy_data(d.pretrain_per_task, d.parity_test, d.fashion_test, d.fashion_dir, d.seed)
+    load_or_pretrain_base(cfg, data)
+    info = base_info(cfg)
+    print(f"base model: {cfg.experiment_dir / 'base'}")
+    print(f"  ParityMNIST test accuracy {info['new_task']:.3f} (sampled: {info['new_task_expected']:.3f}), "
+          f"FashionMNIST test accuracy {info['prior']['fashion_mnist']:.3f}")
+
+
+def cmd_toy_sweep(args: argparse.Namespace) -> None:
+    from vla_razor.toy.sweep import run_sweep
+
+    cfg = _toy_config(args)
+    result = run_sweep(cfg)
+    rate = f", {result.runs_per_min:.1f} runs/min" if result.runs_per_min else ""
+    print(f"sweep {cfg.experiment}: {result.runs_trained} runs trained, {result.runs_skipped} already finished "
+          f"({result.seconds:.0f} s{rate})")
+    print(f"run folders: {cfg.experiment_dir / 'runs'}")
+    if result.report_dir is not None:
+        print(f"report: {result.report_dir / 'report.html'} (also report.md, summary.json)")
+
+
+def cmd_toy_report(args: argparse.Namespace) -> None:
+    from vla_razor.toy.sweep import write_toy_report
+
+    cfg = _toy_config(args)
+    out = write_toy_report(cfg, Path(args.out) if args.out else None)
+    print(f"report: {out / 'report.html'}")
+
+
+def cmd_report(args: argparse.Namespace) -> None:
+    from vla_razor.analysis.report import write_report
+
+    runs_dir = Path(args.runs_dir)
+    if not runs_dir.is_dir():
+        raise UserError(f"runs directory {runs_dir} does not exist")
+    out = Path(args.out) if args.out else runs_dir / "report"
+    result = write_report(runs_dir, out, title=args.title)
+    print(f"report: {result.html_path} ({result.runs} runs, {result.points} points)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from vla_razor.toy.config import ToyConfig
+
+    parser = argparse.ArgumentParser(prog="vla-razor", description="Fine-tune without forgetting: RL's Razor as a tool.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    toy = commands.add_parser("toy", help="the paper's ParityMNIST experiment (Appendix B.3)")
+    toy_commands = toy.add_subparsers(dest="toy_command", required=True)
+    for name, fn, help_text in (
+        ("pretrain", cmd_toy_pretrain, "pretrain the base MLP on ParityMNIST + FashionMNIST"),
+        ("sweep", cmd_toy_sweep, "fine-tune every method over the hyperparameter grid, then write the report"),
+        ("report", cmd_toy_report, "rewrite the report from the experiment's run folders"),
+    ):
+        sub = toy_commands.add_parser(name, help=help_text)
+        sub.add_argument("--config", help=f"YAML config (default: {DEFAULT_TOY_CONFIG} if present)")
+        if name == "report":
+            sub.add_argument("--out", help="report folder (default: <experiment>/report)")
+        add_config_arguments(sub, ToyConfig)
+        sub.set_defaults(func=fn)
+
+    report = commands.add_parser("report", help="forgetting report from any run folders (toy, robot, llm)")
+    report.add_argument("runs_dir", help="folder searched for run folders (summary.json)")
+    report.add_argument("--out", help="report folder (default: RUNS_DIR/report)")
+    report.add_argument("--title", default=None, help="report title")
+    report.set_defaults(func=cmd_report)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        args.func(args)
+    except (ConfigError, UserError, FileNotFoundError) as err:
+        print(f"vla-razor: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("vla-razor: interrupted; finished runs are kept, rerun the same command to resume", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,220 @@
+"""Typed experiment configs: dataclasses loaded from YAML, overridden from the command line.
+
+Every config is a (nested) dataclass whose fields carry a one-line ``help`` in their metadata. The same
+field is reachable three ways, with one spelling: in YAML (``train: {batch_size: 32}``), on the command line
+(``--train.batch_size 32``) and from Python (``cfg.train.batch_size``). Unknown keys and wrong types fail
+with a :class:`ConfigError` naming the key and the file, never deep inside a run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import dataclasses
+import types
+import typing
+from pathlib import Path
+from typing import Any, Literal, TypeVar, get_args, get_origin
+
+import yaml
+
+T = TypeVar("T")
+
+
+class ConfigError(ValueError):
+    """A config file or override that does not match its dataclass."""
+
+
+def option(default: Any = dataclasses.MISSING, help: str = "", **kwargs: Any) -> Any:
+    """A dataclass field with a help line (shown by ``--help`` and in the README's config tables)."""
+    if isinstance(default, (list, dict)) or dataclasses.is_dataclass(default):
+        value = default
+        return dataclasses.field(default_factory=lambda: copy.deepcopy(value), metadata={"help": help}, **kwargs)
+    return dataclasses.field(default=default, metadata={"help": help}, **kwargs)
+
+
+def _type_name(tp: Any) -> str:
+    if get_origin(tp) is Literal:
+        return " | ".join(repr(a) for a in get_args(tp))
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _coerce(value: Any, tp: Any, where: str) -> Any:
+    """Checks ``value`` against the annotation ``tp``; converts only what is lossless (int -> float)."""
+    origin = get_origin(tp)
+    if tp is Any:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        options = get_args(tp)
+        if value is None and type(None) in options:
+            return None
+        errors = []
+        for option_tp in options:
+            if option_tp is type(None):
+                continue
+            try:
+                return _coerce(value, option_tp, where)
+            except ConfigError as err:
+                errors.append(str(err))
+        raise ConfigError(f"{where}: expected {_type_name(tp)}, got {value!r}")
+    if origin is Literal:
+        if value not in get_args(tp):
+            raise ConfigError(f"{where}: expected one of {list(get_args(tp))}, got {value!r}")
+        return value
+    if origin in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        (item_tp, *_rest) = get_args(tp) or (Any,)
+        items = [_coerce(v, item_tp, f"{where}[{i}]") for i, v in enumerate(value)]
+        return items if origin is list else tuple(items)
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+        key_tp, val_tp = get_args(tp) or (Any, Any)
+        return {_coerce(k, key_tp, where): _coerce(v, val_tp, f"{where}.{k}") for k, v in value.items()}
+    if dataclasses.is_dataclass(tp):
+        if isinstance(value, tp):
+            return value
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping of {tp.__name__} fields, got {value!r}")
+        return _build(tp, value, where)
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{where}: expected true or false, got {value!r}")
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):  # YAML 1.1 reads "3e-6" (no dot) as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        raise ConfigError(f"{where}: expected a number, got {value!r}")
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise ConfigError(f"{where}: expected an integer, got {value!r}")
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        raise ConfigError(f"{where}: expected a string, got {value!r}")
+    if tp is Path:
+        if isinstance(value, (str, Path)):
+            return Path(value)
+        raise ConfigError(f"{where}: expected a path, got {value!r}")
+    raise ConfigError(f"{where}: unsupported config type {tp!r}")
+
+
+def _build(cls: type[T], values: dict[str, Any], where: str) -> T:
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    unknown = sorted(set(values) - set(fields))
+    if unknown:
+        source, _, path = where.rpartition(":")
+        key = f"{path}.{unknown[0]}" if path else unknown[0]
+        raise ConfigError(f"{source}: unknown key {key} (valid keys: {', '.join(sorted(fields))})")
+    kwargs = {}
+    for name, value in values.items():
+        sep = "" if where.endswith(":") or not where else "."
+        kwargs[name] = _coerce(value, hints[name], f"{where}{sep}{name}")
+    try:
+        return cls(**kwargs)
+    except TypeError as err:  # a required field without default
+        raise ConfigError(f"{where}: {err}") from None
+
+
+def from_dict(cls: type[T], values: dict[str, Any], source: str = "config") -> T:
+    """Builds ``cls`` from plain data, checking every key and type; errors name ``source``."""
+    if not isinstance(values, dict):
+        raise ConfigError(f"{source}: expected a mapping at the top level, got {type(values).__name__}")
+    return _build(cls, values, f"{source}:")
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    """Plain data for YAML/JSON (paths as strings)."""
+
+    def convert(value: Any) -> Any:
+        if dataclasses.is_dataclass(value):
+            return {f.name: convert(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        if isinstance(value, (list, tuple)):
+            return [convert(v) for v in value]
+        if isinstance(value, dict):
+            return {k: convert(v) for k, v in value.items()}
+        if isinstance(value, Path):
+            return str(value)
+        return value
+
+    return convert(cfg)
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML ({err})") from None
+    return data or {}
+
+
+def load_config(cls: type[T], path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> T:
+    """Loads ``cls`` from a YAML file, then applies dotted overrides (``{"train.lr": 1e-4}``)."""
+    values = load_yaml(path) if path is not None else {}
+    source = str(path) if path is not None else "defaults"
+    if not isinstance(values, dict):
+        raise ConfigError(f"{source}: expected a mapping at the top level")
+    for dotted, value in (overrides or {}).items():
+        node = values
+        *parents, leaf = dotted.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"command line: --{dotted} sets inside {part}, which is not a mapping")
+        node[leaf] = value
+    return from_dict(cls, values, source)
+
+
+def save_yaml(cfg: Any, path: Path) -> None:
+    from vla_razor.runs import atomic_write_text
+
+    atomic_write_text(path, yaml.safe_dump(to_dict(cfg), sort_keys=False))
+
+
+# ----------------------------------------------------------------------------------------- command line
+def _leaf_fields(cls: type, prefix: str = "") -> list[tuple[str, Any, dataclasses.Field]]:
+    hints = typing.get_type_hints(cls)
+    out = []
+    for f in dataclasses.fields(cls):
+        tp = hints[f.name]
+        if dataclasses.is_dataclass(tp):
+            out.extend(_leaf_fields(tp, f"{prefix}{f.name}."))
+        else:
+            out.append((f"{prefix}{f.name}", tp, f))
+    return out
+
+
+def add_config_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
+    """Adds one ``--dotted.name`` flag per config field; values are parsed as YAML scalars/lists."""
+    group = parser.add_argument_group(f"{cls.__name__} fields (override the YAML file)")
+    for name, tp, f in _leaf_fields(cls):
+        group.add_argument(
+            f"--{name}",
+            dest=f"cfg::{name}",
+            metavar=_type_name(tp).upper() if get_origin(tp) is not Literal else "{" + _type_name(tp) + "}",
+            default=argparse.SUPPRESS,
+            help=f.metadata.get("help", ""),
+        )
+
+
+def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
+    """The ``--dotted.name VALUE`` flags the user gave, values parsed as YAML (``1e-4``, ``[1, 2]``)."""
+    out = {}
+    for key, raw in vars(args).items():
+        if key.startswith("cfg::"):
+            try:
+                out[key[5:]] = yaml.safe_load(raw)
+            except yaml.YAMLError:
+                out[key[5:]] = raw
+    return out

@@ -1,0 +1,232 @@
+"""The paper's alternative candidate predictors of forgetting (section 6, Table 1, Appendix B.4).
+
+Weight-level (L1, Fisher-weighted L2, spectral norm, sparsity, rank of the update), representation-level
+(activation drift, CKA / CKNNA) measures; the distribution-level ones live in `divergences`. Parameters
+are state_dict-like mappings name -> Tensor with the same keys and shapes in base and tuned. Weight
+deltas are computed in float64, so bf16 weights that did not change give an exact 0.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator, Mapping
+
+import torch
+from torch import Tensor, nn
+from torch.func import functional_call, grad, vmap
+
+PREDICTORS_DOC: dict[str, str] = {
+    "forward_kl": "E_x~new task KL(pi0 || pi), exact over the (action) vocabulary: the paper's predictor",
+    "reverse_kl": "E_x~new task KL(pi || pi0)",
+    "tv": "E_x~new task total variation 0.5 * sum |pi - pi0|",
+    "dist_l2": "E_x~new task Euclidean distance ||pi - pi0||_2 between output distributions",
+    "weight_l1": "sum over all parameters of |theta - theta0|",
+    "fisher_l2": "sum F * (theta - theta0)^2, F the exact Fisher diagonal of the base on prior-task inputs",
+    "spectral": "sum over weight matrices of the largest singular value of the update",
+    "sparsity": "fraction of parameter entries left unchanged by fine-tuning (|delta| <= atol)",
+    "rank": "numerical rank of each weight matrix's update divided by its largest possible rank",
+    "activation_l1": "mean over inputs of the L1 distance between base and tuned hidden activations",
+    "activation_l2": "mean over inputs of the L2 distance between base and tuned hidden activations",
+    "cknna": "CKNNA (mutual k-NN masked CKA) between base and tuned representations (Huh et al. 2024)",
+}
+
+
+def _deltas(base: Mapping[str, Tensor], tuned: Mapping[str, Tensor]) -> Iterator[tuple[str, Tensor]]:
+    """(name, tuned - base) in float64 for every parameter; the key sets and shapes must agree."""
+    if set(base) != set(tuned):
+        only_base = sorted(set(base) - set(tuned))
+        only_tuned = sorted(set(tuned) - set(base))
+        raise ValueError(f"parameter names differ: only in base {only_base}, only in tuned {only_tuned}")
+    for name in base:
+        if base[name].shape != tuned[name].shape:
+            raise ValueError(
+                f"shape of {name} differs: {tuple(base[name].shape)} vs {tuple(tuned[name].shape)}"
+            )
+        yield name, tuned[name].detach().double() - base[name].detach().double().to(tuned[name].device)
+
+
+def weight_change_l1(base: Mapping[str, Tensor], tuned: Mapping[str, Tensor]) -> float:
+    """sum over all parameter entries of |tuned - base|."""
+    return float(sum(delta.abs().sum().item() for _, delta in _deltas(base, tuned)))
+
+
+class _ForwardWrapper(nn.Module):
+    """Lets functional_call run a custom forward(model, inputs) with substituted parameters."""
+
+    def __init__(self, model: nn.Module, forward: Callable[[nn.Module, Tensor], Tensor]) -> None:
+        super().__init__()
+        self.model = model
+        self.forward_fn = forward
+
+    def forward(self, inputs: Tensor) -> Tensor:
+        return self.forward_fn(self.model, inputs)
+
+
+def fisher_diagonal(
+    model: nn.Module,
+    inputs: Tensor,
+    batch_size: int = 256,
+    forward: Callable[[nn.Module, Tensor], Tensor] | None = None,
+) -> dict[str, Tensor]:
+    """Diagonal of the true Fisher at the model's current parameters, over prior-task `inputs`.
+
+    F = E_x sum_y p(y|x) (d log p(y|x) / d theta)^2, with the sum over output classes done exactly (no
+    sampled labels, no empirical Fisher). `forward(model, inputs [N, ...]) -> logits [N, V]` defaults to
+    `model(inputs)`. Only parameters with requires_grad get an entry. Put the model in eval mode first
+    (dropout is random and vmap refuses it). Cost: V per-sample-gradient passes per chunk of
+    `batch_size` inputs; memory ~ batch_size x number of parameters.
+    """
+    if batch_size < 1:
+        raise ValueError("batch_size must be >= 1")
+    wrapper = _ForwardWrapper(model, forward if forward is not None else (lambda module, x: module(x)))
+    trainable = {name: p.detach() for name, p in model.named_parameters() if p.requires_grad}
+    constants = {f"model.{name}": p.detach() for name, p in model.named_parameters() if not p.requires_grad}
+    constants.update({f"model.{name}": b for name, b in model.named_buffers()})
+
+    def logits_of(params: dict[str, Tensor], x: Tensor) -> Tensor:
+        prefixed = {f"model.{name}": value for name, value in params.items()}
+        return functional_call(wrapper, (prefixed, constants), (x,))
+
+    def log_prob_of_class(params: dict[str, Tensor], x: Tensor, y: int) -> Tensor:
+        return torch.log_softmax(logits_of(params, x.unsqueeze(0)), dim=-1)[0, y]
+
+    per_sample_grads = vmap(grad(log_prob_of_class), in_dims=(None, 0, None))
+    fisher = {name: torch.zeros_like(p) for name, p in trainable.items()}
+    n_inputs = inputs.shape[0]
+    for start in range(0, n_inputs, batch_size):
+        chunk = inputs[start : start + batch_size]
+        with torch.no_grad():
+            probs = torch.softmax(logits_of(trainable, chunk), dim=-1)
+        for y in range(probs.shape[-1]):
+            grads = per_sample_grads(trainable, chunk, y)
+            for name, g in grads.items():
+                weight = probs[:, y].reshape(-1, *([1] * (g.dim() - 1)))
+                fisher[name] += (weight * g.square()).sum(dim=0)
+    return {name: value / max(n_inputs, 1) for name, value in fisher.items()}
+
+
+def fisher_weighted_l2(
+    fisher: Mapping[str, Tensor], base: Mapping[str, Tensor], tuned: Mapping[str, Tensor]
+) -> float:
+    """sum F * (tuned - base)^2 over the parameters that have a Fisher entry (EWC's penalty)."""
+    deltas = dict(_deltas(base, tuned))
+    total = 0.0
+    for name, weight in fisher.items():
+        if name not in deltas:
+            raise KeyError(f"Fisher entry {name} is not a parameter of base/tuned")
+        delta = deltas[name]
+        total += (weight.detach().double().to(delta.device) * delta.square()).sum().item()
+    return float(total)
+
+
+def spectral_norm_change(base: Mapping[str, Tensor], tuned: Mapping[str, Tensor]) -> float:
+    """Sum over weight matrices (2-D params only) of the largest singular value of tuned - base."""
+    return float(
+        sum(
+            torch.linalg.matrix_norm(delta, ord=2).item()
+            for _, delta in _deltas(base, tuned)
+            if delta.dim() == 2
+        )
+    )
+
+
+def update_sparsity(base: Mapping[str, Tensor], tuned: Mapping[str, Tensor], atol: float = 0.0) -> float:
+    """Fraction of parameter entries with |tuned - base| <= atol.
+
+    The paper found RL's apparent sparsity came from bf16: updates below the mantissa resolution vanish.
+    """
+    unchanged = 0
+    total = 0
+    for _, delta in _deltas(base, tuned):
+        unchanged += int((delta.abs() <= atol).sum().item())
+        total += delta.numel()
+    return unchanged / total if total else 0.0
+
+
+def update_rank(
+    base: Mapping[str, Tensor], tuned: Mapping[str, Tensor], rtol: float | None = None
+) -> dict[str, float]:
+    """For each weight matrix: numerical rank of tuned - base divided by min(shape) (1.0 = full rank)."""
+    ranks: dict[str, float] = {}
+    for name, delta in _deltas(base, tuned):
+        if delta.dim() != 2:
+            continue
+        rank = int(torch.linalg.matrix_rank(delta, rtol=rtol).item())
+        ranks[name] = rank / min(delta.shape)
+    return ranks
+
+
+def activation_change(base_acts: Tensor, acts: Tensor, p: int = 1) -> float:
+    """Mean over samples of ||acts - base_acts||_p (p in {1, 2}); per-sample features are flattened."""
+    if p not in (1, 2):
+        raise ValueError(f"p must be 1 or 2, got {p}")
+    if base_acts.shape != acts.shape:
+        raise ValueError(f"activation shapes differ: {tuple(base_acts.shape)} vs {tuple(acts.shape)}")
+    diff = (acts.detach().double() - base_acts.detach().double()).reshape(acts.shape[0], -1)
+    return float(torch.linalg.vector_norm(diff, ord=p, dim=-1).mean().item())
+
+
+def _centered_kernel(features: Tensor) -> Tensor:
+    """H K H for the linear kernel K = X X^T, H = I - 11^T / n, computed as (HX)(HX)^T in float64."""
+    x = features.detach().double().reshape(features.shape[0], -1)
+    centered = x - x.mean(dim=0, keepdim=True)
+    return centered @ centered.T
+
+
+def _is_constant(features: Tensor) -> bool:
+    """True when every sample has the same representation: its centered kernel is 0, CKA undefined."""
+    flat = features.reshape(features.shape[0], -1)
+    return bool((flat == flat[:1]).all())
+
+
+def cka(X: Tensor, Y: Tensor) -> float:
+    """Linear CKA (Kornblith et al. 2019, Appendix B.4): <HKH, HLH>_F / (||HKH||_F ||HLH||_F).
+
+    Returns NaN when a representation is constant over the samples (its centered kernel is 0).
+    """
+    if X.shape[0] != Y.shape[0]:
+        raise ValueError(f"X and Y need the same number of samples: {X.shape[0]} vs {Y.shape[0]}")
+    if _is_constant(X) or _is_constant(Y):
+        return math.nan
+    k_centered = _centered_kernel(X)
+    l_centered = _centered_kernel(Y)
+    denominator = torch.linalg.matrix_norm(k_centered) * torch.linalg.matrix_norm(l_centered)
+    return float(((k_centered * l_centered).sum() / denominator).item())
+
+
+def _knn_mask(kernel: Tensor, k: int) -> Tensor:
+    """mask[i, j] = True iff j != i is among the k largest kernel[i, :] entries (nearest by similarity)."""
+    without_self = kernel.clone()
+    without_self.fill_diagonal_(-math.inf)
+    neighbours = torch.topk(without_self, k, dim=1).indices
+    mask = torch.zeros_like(kernel, dtype=torch.bool)
+    return mask.scatter_(1, neighbours, True)
+
+
+def cknna(X: Tensor, Y: Tensor, k: int = 10) -> float:
+    """CKNNA (Huh et al. 2024; Appendix B.4): CKA restricted to pairs that are k-NN in both spaces.
+
+    alpha(i, j) = 1 iff j != i is among the k nearest neighbours of i under X's linear kernel AND under
+    Y's (nearest = largest inner product). Following the paper's formula, the mask is applied to the
+    fully centered kernels HKH, HLH and used in all three inner products:
+    <K~, L~>_alpha / sqrt(<K~, K~>_alpha <L~, L~>_alpha). (Huh et al.'s code instead masks the raw
+    kernels before an unbiased HSIC.) With k = n - 1 it is CKA with the diagonal excluded. NaN when no
+    pair is masked in, or a representation is constant over the samples.
+    """
+    n = X.shape[0]
+    if Y.shape[0] != n:
+        raise ValueError(f"X and Y need the same number of samples: {n} vs {Y.shape[0]}")
+    if not 1 <= k <= n - 1:
+        raise ValueError(f"k must be in [1, n - 1] = [1, {n - 1}], got {k}")
+    if _is_constant(X) or _is_constant(Y):
+        return math.nan
+    x = X.detach().double().reshape(n, -1)
+    y = Y.detach().double().reshape(n, -1)
+    alpha = (_knn_mask(x @ x.T, k) & _knn_mask(y @ y.T, k)).double()
+    k_centered = _centered_kernel(x)
+    l_centered = _centered_kernel(y)
+    cross = (alpha * k_centered * l_centered).sum()
+    denominator = ((alpha * k_centered.square()).sum() * (alpha * l_centered.square()).sum()).sqrt()
+    if denominator.item() == 0.0:
+        return math.nan
+    return float((cross / denominator).item())

@@ -1,0 +1,83 @@
+"""Learning-rate schedules shared by every trainer, and AdamW over stacked models.
+
+Schedules follow the paper's Table 2 / B.2 names: "constant" (constant with linear warmup) and "cosine"
+(cosine decay to 0 after linear warmup), as in Hugging Face's ``get_*_schedule_with_warmup``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import torch
+
+Schedule = Literal["constant", "cosine"]
+
+
+def lr_multiplier(step: int, total_steps: int, warmup_steps: int, schedule: Schedule) -> float:
+    """Factor on the peak learning rate for the update at ``step`` (0-based)."""
+    if warmup_steps > 0 and step < warmup_steps:
+        return (step + 1) / warmup_steps
+    if schedule == "constant":
+        return 1.0
+    if schedule == "cosine":
+        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+    raise ValueError(f"unknown schedule {schedule!r}: expected 'constant' or 'cosine'")
+
+
+class StackedAdamW:
+    """AdamW for parameters stacked on a leading model axis, each model with its own learning rate.
+
+    Equivalent to one ``torch.optim.AdamW`` per model (tests check this), but one fused update for all.
+    ``max_grad_norm`` clips each model's gradient by that model's own global norm.
+    """
+
+    def __init__(
+        self,
+        params: dict[str, torch.Tensor],
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+        max_grad_norm: float | None = None,
+    ) -> None:
+        self.params = params
+        self.betas, self.eps, self.weight_decay, self.max_grad_norm = betas, eps, weight_decay, max_grad_norm
+        self.exp_avg = {k: torch.zeros_like(v) for k, v in params.items()}
+        self.exp_avg_sq = {k: torch.zeros_like(v) for k, v in params.items()}
+        self.steps = 0
+
+    def _per_model(self, values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+        return values.view(-1, *([1] * (like.dim() - 1)))
+
+    @torch.no_grad()
+    def grad_norms(self) -> torch.Tensor:
+        """Each model's global gradient norm, [M]."""
+        squares = [p.grad.flatten(1).pow(2).sum(1) for p in self.params.values() if p.grad is not None]
+        return torch.stack(squares).sum(0).sqrt()
+
+    @torch.no_grad()
+    def step(self, lrs: torch.Tensor) -> torch.Tensor:
+        """One update with per-model learning rates ``lrs`` [M]; returns the pre-clipping grad norms."""
+        norms = self.grad_norms()
+        scale = torch.ones_like(norms)
+        if self.max_grad_norm is not None:
+            scale = (self.max_grad_norm / (norms + 1e-6)).clamp(max=1.0)
+        self.steps += 1
+        beta1, beta2 = self.betas
+        bias1 = 1 - beta1**self.steps
+        bias2 = 1 - beta2**self.steps
+        for name, p in self.params.items():
+            if p.grad is None:
+                continue
+            grad = p.grad * self._per_model(scale, p)
+            lr = self._per_model(lrs.to(p.dtype), p)
+            if self.weight_decay:
+                p.mul_(1 - lr * self.weight_decay)
+            m, v = self.exp_avg[name], self.exp_avg_sq[name]
+            m.mul_(beta1).add_(grad, alpha=1 - beta1)
+            v.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+            denom = (v / bias2).sqrt_().add_(self.eps)
+            p.addcdiv_(m * (lr / bias1), denom, value=-1.0)
+            p.grad = None
+        return norms

@@ -1,0 +1,205 @@
+"""Run folders: the one place a training run leaves its results (DESIGN.md section 6).
+
+``runs/<experiment>/<run-name>/`` holds ``config.yaml`` (resolved), ``metrics.jsonl`` (one
+``{"step", "split", "name", "value"}`` object a line), ``points.jsonl`` (mid-training checkpoints that
+analysis counts as points), ``checkpoints/*.safetensors`` and ``summary.json``. The summary is written
+last and atomically: its presence is what marks a run finished, so an interrupted sweep reruns exactly the
+runs without one. Every file that a reader may load is written to a temporary name first and renamed.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+SUMMARY = "summary.json"
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Writes ``data`` so that ``path`` is either its old content or the whole new one, never a part."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode())
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, torch.Tensor):
+        return value.item() if value.numel() == 1 else value.tolist()
+    if hasattr(value, "item"):  # numpy scalars
+        return value.item()
+    raise TypeError(f"not JSON serializable: {type(value).__name__}")
+
+
+def _finite(value: Any) -> Any:
+    """JSON has no NaN/inf: store them as null so every reader can parse the file."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value
+
+
+def to_json(value: Any, indent: int | None = 2) -> str:
+    return json.dumps(_finite(json.loads(json.dumps(value, default=_json_default))), indent=indent)
+
+
+def atomic_write_json(path: Path, value: Any) -> None:
+    atomic_write_text(path, to_json(value) + "\n")
+
+
+def save_tensors_atomic(path: Path, tensors: Mapping[str, torch.Tensor], metadata: dict[str, str] | None = None) -> None:
+    """A safetensors file written under a temporary name and renamed into place."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, tmp, metadata=metadata)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_tensors(path: Path) -> dict[str, torch.Tensor]:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {path} does not exist")
+    try:
+        return load_file(str(path))
+    except Exception as err:  # safetensors raises its own error types for truncated or foreign files
+        raise ValueError(f"{path}: not a readable safetensors file ({err})") from None
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """Reads a JSON-lines file; a broken line is an error naming the file and line."""
+    rows = []
+    for lineno, line in enumerate(Path(path).read_text().splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{path}:{lineno}: not valid JSON ({err.msg})") from None
+    return rows
+
+
+class RunFolder:
+    """One run's folder. Append-only logs while it runs, an atomic summary when it ends."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+
+    @property
+    def summary_path(self) -> Path:
+        return self.path / SUMMARY
+
+    def is_finished(self) -> bool:
+        if not self.summary_path.is_file():
+            return False
+        try:
+            json.loads(self.summary_path.read_text())
+        except (json.JSONDecodeError, OSError):
+            return False
+        return True
+
+    def start(self, config: Mapping[str, Any], fresh: bool = True) -> None:
+        """Creates the folder and writes the resolved config; ``fresh`` drops logs of an unfinished try."""
+        import yaml
+
+        if fresh and self.path.exists():
+            for name in ("metrics.jsonl", "points.jsonl", SUMMARY):
+                (self.path / name).unlink(missing_ok=True)
+        self.path.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(self.path / "config.yaml", yaml.safe_dump(_finite(dict(config)), sort_keys=False))
+
+    def log(self, step: int, split: str, metrics: Mapping[str, float]) -> None:
+        with open(self.path / "metrics.jsonl", "a") as f:
+            for name, value in metrics.items():
+                f.write(to_json({"step": step, "split": split, "name": name, "value": value}, indent=None) + "\n")
+
+    def add_point(self, point: Mapping[str, Any]) -> None:
+        with open(self.path / "points.jsonl", "a") as f:
+            f.write(to_json(dict(point), indent=None) + "\n")
+
+    def save_checkpoint(self, name: str, tensors: Mapping[str, torch.Tensor], metadata: dict[str, str] | None = None) -> Path:
+        path = self.path / "checkpoints" / f"{name}.safetensors"
+        save_tensors_atomic(path, tensors, metadata)
+        return path
+
+    def finish(self, summary: Mapping[str, Any]) -> None:
+        atomic_write_json(self.summary_path, dict(summary))
+
+    def metrics(self) -> list[dict[str, Any]]:
+        path = self.path / "metrics.jsonl"
+        return read_jsonl(path) if path.exists() else []
+
+    def remove(self) -> None:
+        shutil.rmtree(self.path, ignore_errors=True)
+
+
+class WandbMirror:
+    """Mirrors metrics to Weights & Biases: online if the user is logged in, else offline; or off.
+
+    ``mode``: "auto" (offline unless logged in; off if wandb is not installed), "offline", "online", "off".
+    Offline runs land in ``<dir>/wandb`` and can be uploaded later with ``wandb sync``.
+    """
+
+    def __init__(self, mode: str, project: str, name: str, config: Mapping[str, Any], directory: Path) -> None:
+        self.run = None
+        if mode == "off":
+            return
+        try:
+            import wandb
+        except ImportError:
+            if mode == "auto":
+                return
+            raise RuntimeError("wandb logging was requested but wandb is not installed: pip install 'vla-razor[wandb]'")
+        if mode == "auto":
+            mode = "online" if _wandb_logged_in() else "offline"
+        directory.mkdir(parents=True, exist_ok=True)
+        self.run = wandb.init(
+            project=project, name=name, config=dict(config), dir=str(directory), mode=mode, reinit="create_new"
+        )
+
+    def log(self, metrics: Mapping[str, float], step: int) -> None:
+        if self.run is not None:
+            self.run.log(dict(metrics), step=step)
+
+    def finish(self) -> None:
+        if self.run is not None:
+            self.run.finish()
+            self.run = None
+
+
+def _wandb_logged_in() -> bool:
+    if os.environ.get("WANDB_API_KEY"):
+        return True
+    netrc = Path.home() / ".netrc"
+    return netrc.is_file() and "api.wandb.ai" in netrc.read_text(errors="ignore")
