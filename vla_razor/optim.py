@@ -45,6 +45,7 @@ class StackedAdamW:
         self.betas, self.eps, self.weight_decay, self.max_grad_norm = betas, eps, weight_decay, max_grad_norm
         self.exp_avg = {k: torch.zeros_like(v) for k, v in params.items()}
         self.exp_avg_sq = {k: torch.zeros_like(v) for k, v in params.items()}
+        self.update = {k: torch.zeros_like(v) for k, v in params.items()}  # scratch for the step
         self.steps = 0
 
     def _per_model(self, values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
@@ -53,31 +54,37 @@ class StackedAdamW:
     @torch.no_grad()
     def grad_norms(self) -> torch.Tensor:
         """Each model's global gradient norm, [M]."""
-        squares = [p.grad.flatten(1).pow(2).sum(1) for p in self.params.values() if p.grad is not None]
+        squares = [torch.linalg.vector_norm(p.grad.flatten(1), dim=1).square() for p in self.params.values() if p.grad is not None]
         return torch.stack(squares).sum(0).sqrt()
 
     @torch.no_grad()
     def step(self, lrs: torch.Tensor) -> torch.Tensor:
-        """One update with per-model learning rates ``lrs`` [M]; returns the pre-clipping grad norms."""
+        """One update with per-model learning rates ``lrs`` [M]; returns the pre-clipping grad norms.
+
+        Every operation is in place on preallocated state: a stack of 30 ParityMNIST MLPs is 16M values,
+        and fresh temporaries of that size cost more in page faults than the arithmetic. Gradients are
+        zeroed (not freed) afterwards, so the next backward accumulates into the same memory.
+        """
         norms = self.grad_norms()
-        scale = torch.ones_like(norms)
-        if self.max_grad_norm is not None:
-            scale = (self.max_grad_norm / (norms + 1e-6)).clamp(max=1.0)
         self.steps += 1
         beta1, beta2 = self.betas
         bias1 = 1 - beta1**self.steps
         bias2 = 1 - beta2**self.steps
+        clip = None if self.max_grad_norm is None else (self.max_grad_norm / (norms + 1e-6)).clamp(max=1.0)
         for name, p in self.params.items():
-            if p.grad is None:
+            grad = p.grad
+            if grad is None:
                 continue
-            grad = p.grad * self._per_model(scale, p)
-            lr = self._per_model(lrs.to(p.dtype), p)
+            if clip is not None:
+                grad.mul_(self._per_model(clip, grad))
             if self.weight_decay:
-                p.mul_(1 - lr * self.weight_decay)
-            m, v = self.exp_avg[name], self.exp_avg_sq[name]
+                p.mul_(self._per_model(1 - lrs.to(p.dtype) * self.weight_decay, p))
+            m, v, update = self.exp_avg[name], self.exp_avg_sq[name], self.update[name]
             m.mul_(beta1).add_(grad, alpha=1 - beta1)
             v.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
-            denom = (v / bias2).sqrt_().add_(self.eps)
-            p.addcdiv_(m * (lr / bias1), denom, value=-1.0)
-            p.grad = None
+            torch.div(v, bias2, out=update).sqrt_().add_(self.eps)
+            torch.div(m, update, out=update)
+            update.mul_(self._per_model(lrs.to(p.dtype) / bias1, update))
+            p.sub_(update)
+            grad.zero_()
         return norms

@@ -228,3 +228,27 @@ def test_predictors_doc_covers_every_reported_name() -> None:
         "sparsity", "rank", "activation_l1", "activation_l2", "cknna",
     }
     assert all(isinstance(text, str) and text for text in PREDICTORS_DOC.values())
+
+
+def test_per_model_predictors_match_one_model_at_a_time():
+    from vla_razor.core import predictors as P
+
+    g = torch.Generator().manual_seed(3)
+    base = {"w": torch.randn(6, 4, generator=g), "b": torch.randn(6, generator=g)}
+    stacked = {k: v.unsqueeze(0) + 0.1 * torch.randn(3, *v.shape, generator=g) for k, v in base.items()}
+    fisher = {k: torch.rand(v.shape, generator=g) for k, v in base.items()}
+    for m in range(3):
+        one = {k: v[m] for k, v in stacked.items()}
+        assert P.weight_change_l1_per_model(base, stacked)[m].item() == pytest.approx(P.weight_change_l1(base, one))
+        assert P.fisher_weighted_l2_per_model(fisher, base, stacked)[m].item() == pytest.approx(
+            P.fisher_weighted_l2(fisher, base, one))
+        # The Gram-eigenvalue route equals the SVD's largest singular value.
+        svd = torch.linalg.matrix_norm((one["w"] - base["w"]).double(), ord=2).item()
+        assert P.spectral_norm_change_per_model(base, stacked)[m].item() == pytest.approx(svd, rel=1e-9)
+    acts_base = torch.randn(5, 7, generator=g)
+    acts = acts_base + torch.randn(3, 5, 7, generator=g)
+    for p in (1, 2):
+        per_model = P.activation_change_per_model(acts_base, acts, p=p)
+        assert per_model[1].item() == pytest.approx(P.activation_change(acts_base, acts[1], p=p))
+    with pytest.raises(ValueError, match=r"expected \[M, 6, 4\]"):
+        P.weight_change_l1_per_model(base, {"w": torch.zeros(2, 4, 6), "b": torch.zeros(2, 6)})

@@ -132,3 +132,13 @@ def test_cli_reports_bad_config_without_traceback(tmp_path, capsys):
     assert main(["toy", "sweep", "--config", str(cfg)]) == 2
     err = capsys.readouterr().err
     assert "bad.yaml: unknown key sweep.lr_cnt" in err and "Traceback" not in err
+
+
+def test_sweep_groups_split_into_stacks_of_the_configured_size(tmp_path):
+    cfg = tiny_config(tmp_path, **{"sweep.lr_count": 5, "sweep.schedules": ["constant", "cosine"],
+                                    "sweep.models_per_stack": 4})
+    groups = sweep_groups(cfg)
+    assert [len(g) for g in groups] == [4, 4, 2, 4, 4, 2]  # 10 runs per method, 2 methods
+    assert all(len({(r.method, r.epochs, r.seed) for r in g}) == 1 for g in groups)
+    whole = sweep_groups(tiny_config(tmp_path, **{"sweep.lr_count": 5, "sweep.schedules": ["constant", "cosine"]}))
+    assert [len(g) for g in whole] == [10, 10]

@@ -29,20 +29,28 @@ from vla_razor.core.objectives import (
 from vla_razor.core.predictors import (
     PREDICTORS_DOC,
     activation_change,
+    activation_change_per_model,
     cka,
     cknna,
     fisher_diagonal,
     fisher_weighted_l2,
+    fisher_weighted_l2_per_model,
     spectral_norm_change,
+    spectral_norm_change_per_model,
     update_rank,
     update_sparsity,
     weight_change_l1,
+    weight_change_l1_per_model,
 )
 
 __all__ = [
     "DIVERGENCES",
     "PREDICTORS_DOC",
     "activation_change",
+    "activation_change_per_model",
+    "fisher_weighted_l2_per_model",
+    "spectral_norm_change_per_model",
+    "weight_change_l1_per_model",
     "cka",
     "cknna",
     "fisher_diagonal",

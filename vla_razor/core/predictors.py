@@ -45,9 +45,33 @@ def _deltas(base: Mapping[str, Tensor], tuned: Mapping[str, Tensor]) -> Iterator
         yield name, tuned[name].detach().double() - base[name].detach().double().to(tuned[name].device)
 
 
+def _stacked_deltas(base: Mapping[str, Tensor], tuned: Mapping[str, Tensor]) -> Iterator[tuple[str, Tensor]]:
+    """(name, tuned - base) in float64 with a leading model axis: tuned[name] is [M, *base[name].shape]."""
+    if set(base) != set(tuned):
+        only_base = sorted(set(base) - set(tuned))
+        only_tuned = sorted(set(tuned) - set(base))
+        raise ValueError(f"parameter names differ: only in base {only_base}, only in tuned {only_tuned}")
+    for name in base:
+        if tuned[name].shape[1:] != base[name].shape:
+            raise ValueError(
+                f"stacked {name} has shape {tuple(tuned[name].shape)}, expected [M, {', '.join(map(str, base[name].shape))}]"
+            )
+        yield name, tuned[name].detach().double() - base[name].detach().double().to(tuned[name].device)
+
+
+def _one(tuned: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    """A single model as a stack of one."""
+    return {name: value.unsqueeze(0) for name, value in tuned.items()}
+
+
+def weight_change_l1_per_model(base: Mapping[str, Tensor], tuned: Mapping[str, Tensor]) -> Tensor:
+    """[M]: weight_change_l1 for each of M models stacked on a leading axis (one sweep group)."""
+    return sum(delta.abs().flatten(1).sum(1) for _, delta in _stacked_deltas(base, tuned))
+
+
 def weight_change_l1(base: Mapping[str, Tensor], tuned: Mapping[str, Tensor]) -> float:
     """sum over all parameter entries of |tuned - base|."""
-    return float(sum(delta.abs().sum().item() for _, delta in _deltas(base, tuned)))
+    return float(weight_change_l1_per_model(base, _one(tuned))[0])
 
 
 class _ForwardWrapper(nn.Module):
@@ -105,29 +129,49 @@ def fisher_diagonal(
     return {name: value / max(n_inputs, 1) for name, value in fisher.items()}
 
 
-def fisher_weighted_l2(
+def fisher_weighted_l2_per_model(
     fisher: Mapping[str, Tensor], base: Mapping[str, Tensor], tuned: Mapping[str, Tensor]
-) -> float:
-    """sum F * (tuned - base)^2 over the parameters that have a Fisher entry (EWC's penalty)."""
-    deltas = dict(_deltas(base, tuned))
-    total = 0.0
+) -> Tensor:
+    """[M]: fisher_weighted_l2 for each of M stacked models."""
+    deltas = dict(_stacked_deltas(base, tuned))
+    total = torch.zeros(next(iter(tuned.values())).shape[0], dtype=torch.float64)
     for name, weight in fisher.items():
         if name not in deltas:
             raise KeyError(f"Fisher entry {name} is not a parameter of base/tuned")
         delta = deltas[name]
-        total += (weight.detach().double().to(delta.device) * delta.square()).sum().item()
-    return float(total)
+        total += (weight.detach().double().to(delta.device) * delta.square()).flatten(1).sum(1).cpu()
+    return total
+
+
+def fisher_weighted_l2(
+    fisher: Mapping[str, Tensor], base: Mapping[str, Tensor], tuned: Mapping[str, Tensor]
+) -> float:
+    """sum F * (tuned - base)^2 over the parameters that have a Fisher entry (EWC's penalty)."""
+    return float(fisher_weighted_l2_per_model(fisher, base, _one(tuned))[0])
+
+
+def spectral_norm_change_per_model(base: Mapping[str, Tensor], tuned: Mapping[str, Tensor]) -> Tensor:
+    """[M]: spectral_norm_change for each of M stacked models.
+
+    The largest singular value is taken as sqrt of the largest eigenvalue of the smaller Gram matrix of
+    the update, in float64: as exact as an SVD and robust where LAPACK's SVD crawls on rank-deficient
+    updates (dead input pixels leave whole columns of the first layer unchanged).
+    """
+    total = None
+    for _, delta in _stacked_deltas(base, tuned):
+        if delta.dim() != 3:
+            continue
+        gram = delta @ delta.transpose(1, 2) if delta.shape[1] <= delta.shape[2] else delta.transpose(1, 2) @ delta
+        sigma = torch.linalg.eigvalsh(gram)[:, -1].clamp(min=0).sqrt()
+        total = sigma if total is None else total + sigma
+    if total is None:
+        return torch.zeros(next(iter(tuned.values())).shape[0], dtype=torch.float64)
+    return total
 
 
 def spectral_norm_change(base: Mapping[str, Tensor], tuned: Mapping[str, Tensor]) -> float:
     """Sum over weight matrices (2-D params only) of the largest singular value of tuned - base."""
-    return float(
-        sum(
-            torch.linalg.matrix_norm(delta, ord=2).item()
-            for _, delta in _deltas(base, tuned)
-            if delta.dim() == 2
-        )
-    )
+    return float(spectral_norm_change_per_model(base, _one(tuned))[0])
 
 
 def update_sparsity(base: Mapping[str, Tensor], tuned: Mapping[str, Tensor], atol: float = 0.0) -> float:
@@ -156,14 +200,21 @@ def update_rank(
     return ranks
 
 
-def activation_change(base_acts: Tensor, acts: Tensor, p: int = 1) -> float:
-    """Mean over samples of ||acts - base_acts||_p (p in {1, 2}); per-sample features are flattened."""
+def activation_change_per_model(base_acts: Tensor, acts: Tensor, p: int = 1) -> Tensor:
+    """[M]: activation_change for M models' activations [M, N, ...] against the base's [N, ...]."""
     if p not in (1, 2):
         raise ValueError(f"p must be 1 or 2, got {p}")
-    if base_acts.shape != acts.shape:
+    if acts.shape[1:] != base_acts.shape:
+        raise ValueError(f"activation shapes differ: {tuple(base_acts.shape)} vs {tuple(acts.shape[1:])}")
+    diff = (acts.detach().double() - base_acts.detach().double()).reshape(acts.shape[0], acts.shape[1], -1)
+    return torch.linalg.vector_norm(diff, ord=p, dim=-1).mean(dim=1)
+
+
+def activation_change(base_acts: Tensor, acts: Tensor, p: int = 1) -> float:
+    """Mean over samples of ||acts - base_acts||_p (p in {1, 2}); per-sample features are flattened."""
+    if p in (1, 2) and base_acts.shape != acts.shape:
         raise ValueError(f"activation shapes differ: {tuple(base_acts.shape)} vs {tuple(acts.shape)}")
-    diff = (acts.detach().double() - base_acts.detach().double()).reshape(acts.shape[0], -1)
-    return float(torch.linalg.vector_norm(diff, ord=p, dim=-1).mean().item())
+    return float(activation_change_per_model(base_acts, acts.unsqueeze(0), p)[0])
 
 
 def _centered_kernel(features: Tensor) -> Tensor:

@@ -57,6 +57,9 @@ class SweepConfig:
     schedules: list[Schedule] = option(["constant", "cosine"], "learning-rate schedules (both with warmup)")
     epochs: list[int] = option([1, 2], "epoch counts over the fine-tuning digits")
     seeds: list[int] = option([0], "fine-tuning seeds (data order, RL samples)")
+    models_per_stack: int = option(
+        0, "runs trained together as one stacked model (0: every run of a method/epochs/seed group); see bench/"
+    )
 
     def learning_rates(self) -> list[float]:
         if self.lr_count == 1:

@@ -24,13 +24,15 @@ from vla_razor.toy.train import RunSpec, load_base_for_experiment, run_group
 
 
 def sweep_groups(cfg: ToyConfig) -> list[list[RunSpec]]:
+    """The sweep's runs, as the stacks that train together (same method, epochs and seed)."""
     groups = []
     for method, epochs, seed in itertools.product(cfg.sweep.methods, cfg.sweep.epochs, cfg.sweep.seeds):
         runs = [
             RunSpec(method, lr, schedule, epochs, seed)
             for lr, schedule in itertools.product(cfg.sweep.learning_rates(), cfg.sweep.schedules)
         ]
-        groups.append(runs)
+        size = cfg.sweep.models_per_stack or len(runs)
+        groups.extend(runs[i : i + size] for i in range(0, len(runs), size))
     return groups
 
 

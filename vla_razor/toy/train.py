@@ -198,17 +198,20 @@ def evaluate_checkpoints(
             name: fn(base_logits, parity_logits, reduction="none").mean(-1) for name, fn in core.DIVERGENCES.items()
         }
         probe = slice(0, cfg.cknna_samples)
+        per_model = {
+            "weight_l1": core.weight_change_l1_per_model(base.state, params),
+            "fisher_l2": core.fisher_weighted_l2_per_model(base.fisher, base.state, params),
+            "spectral": core.spectral_norm_change_per_model(base.state, params),
+            "activation_l1": core.activation_change_per_model(base.parity_hidden, parity_hidden, p=1),
+            "activation_l2": core.activation_change_per_model(base.parity_hidden, parity_hidden, p=2),
+            **divergences,
+        }
         results = []
         for m in range(models):
-            tuned = unstack_state(params, m)
-            predictors = {name: values[m].item() for name, values in divergences.items()}
-            predictors["weight_l1"] = core.weight_change_l1(base.state, tuned)
-            predictors["fisher_l2"] = core.fisher_weighted_l2(base.fisher, base.state, tuned)
-            predictors["spectral"] = core.spectral_norm_change(base.state, tuned)
-            predictors["activation_l1"] = core.activation_change(base.parity_hidden, parity_hidden[m], p=1)
-            predictors["activation_l2"] = core.activation_change(base.parity_hidden, parity_hidden[m], p=2)
+            predictors = {name: values[m].item() for name, values in per_model.items()}
             predictors["cknna"] = core.cknna(base.parity_hidden[probe], parity_hidden[m][probe], k=cfg.cknna_k)
             if final:
+                tuned = unstack_state(params, m)
                 predictors["sparsity"] = core.update_sparsity(base.state, tuned)
                 ranks = core.update_rank(base.state, tuned)
                 predictors["rank"] = sum(ranks.values()) / max(1, len(ranks))
@@ -225,13 +228,51 @@ def evaluate_checkpoints(
     return results
 
 
+def sft_step_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy on the fixed annotations, summed over the M stacked models (each gets its own mean)."""
+    models, batch, _ = logits.shape
+    targets = labels.expand(models, batch).reshape(-1, 1)
+    return core.sft_loss(logits.reshape(-1, 1, NUM_CLASSES), targets, torch.ones_like(targets)) * models
+
+
+def rl_step_loss(
+    logits: torch.Tensor,
+    correct: torch.Tensor,
+    uniforms: torch.Tensor,
+    ref_logits: torch.Tensor | None = None,
+    kl_coef: float = 0.0,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """GRPO on one-token answers: sample a group of labels per image, reward = right parity.
+
+    ``uniforms`` [B, G] are shared by all stacked models (inverse-CDF sampling), so each model draws what it
+    would draw if trained alone. With one update per batch the ratio is 1 and this is REINFORCE with a
+    group-normalized baseline. ``ref_logits`` adds ``kl_coef`` times the exact KL(pi || pi0).
+    Returns the loss summed over models and each model's mean reward.
+    """
+    models, batch, _ = logits.shape
+    group = uniforms.shape[1]
+    cdf = logits.detach().softmax(-1).cumsum(-1)
+    samples = torch.searchsorted(cdf, uniforms.expand(models, batch, group).contiguous()).clamp(max=NUM_CLASSES - 1)
+    rewards = torch.gather(correct.expand(models, batch, NUM_CLASSES), -1, samples).float()
+    group_ids = torch.arange(models * batch).repeat_interleave(group)
+    advantages = core.normalized_advantages(rewards.reshape(-1), group_ids)
+    per_sample = logits.unsqueeze(2).expand(models, batch, group, NUM_CLASSES).reshape(-1, 1, NUM_CLASSES)
+    tokens = samples.reshape(-1, 1)
+    loss = core.grpo_loss(per_sample, tokens, torch.ones_like(tokens), advantages) * models
+    if ref_logits is not None:
+        flat = logits.reshape(-1, 1, NUM_CLASSES)
+        unused = torch.zeros(flat.shape[0], 1, dtype=torch.long)  # the exact penalty needs no sampled tokens
+        ref = ref_logits.expand_as(logits).reshape(-1, 1, NUM_CLASSES)
+        loss = loss + kl_coef * core.kl_penalty(flat, ref, unused, torch.ones_like(unused)) * models
+    return loss, rewards.mean(dim=(1, 2))
+
+
 def finetune_group(
     runs: list[RunSpec],
     base: BaseReference,
     data: ToyData,
     cfg: FinetuneConfig,
     progress: bool = True,
-    on_eval: callable | None = None,
 ) -> tuple[dict[str, torch.Tensor], list[list[dict]]]:
     """Trains all ``runs`` (same method, epochs, seed) as one stack; returns final params and eval history.
 
@@ -264,28 +305,15 @@ def finetune_group(
             batch = len(idx)
             logits, _ = stacked_forward(params, inputs[idx])  # [M, B, 10]
             if labels is not None:
-                targets = labels[idx].expand(models, batch).reshape(-1, 1)
-                loss = core.sft_loss(logits.reshape(-1, 1, NUM_CLASSES), targets, torch.ones_like(targets)) * models
-                train_metric = ("train_nll", None)
+                loss, train_metric, train_values = sft_step_loss(logits, labels[idx]), "train_nll", None
             else:
-                group = cfg.group_size
-                uniforms = torch.rand(batch, group, generator=generator)
-                cdf = logits.detach().softmax(-1).cumsum(-1)
-                samples = torch.searchsorted(cdf, uniforms.expand(models, batch, group).contiguous()).clamp(max=NUM_CLASSES - 1)
-                rewards = torch.gather(correct[idx].expand(models, batch, NUM_CLASSES), -1, samples).float()
-                group_ids = torch.arange(models * batch).repeat_interleave(group)
-                advantages = core.normalized_advantages(rewards.reshape(-1), group_ids)
-                per_sample = logits.unsqueeze(2).expand(models, batch, group, NUM_CLASSES).reshape(-1, 1, NUM_CLASSES)
-                tokens = samples.reshape(-1, 1)
-                loss = core.grpo_loss(per_sample, tokens, torch.ones_like(tokens), advantages) * models
+                ref_logits = None
                 if method == "grpo_kl":
                     with torch.no_grad():
                         ref_logits, _ = stacked_forward(base_model_params, inputs[idx])
-                    flat = logits.reshape(-1, 1, NUM_CLASSES)
-                    dummy = torch.zeros(flat.shape[0], 1, dtype=torch.long)
-                    penalty = core.kl_penalty(flat, ref_logits.expand_as(logits).reshape(-1, 1, NUM_CLASSES), dummy, torch.ones_like(dummy))
-                    loss = loss + cfg.grpo_kl_coef * penalty * models
-                train_metric = ("train_reward", rewards.mean(dim=(1, 2)))
+                uniforms = torch.rand(batch, cfg.group_size, generator=generator)
+                loss, train_values = rl_step_loss(logits, correct[idx], uniforms, ref_logits, cfg.grpo_kl_coef)
+                train_metric = "train_reward"
             loss.backward()
             multipliers = torch.tensor([lr_multiplier(step, total_steps, cfg.warmup_steps, r.schedule) for r in runs])
             optimizer.step(peak_lrs * multipliers)
@@ -293,19 +321,17 @@ def finetune_group(
             bar.update(1)
             if step % eval_every == 0 or step == total_steps:
                 evals = evaluate_checkpoints(params, base, data, cfg, final=step == total_steps)
-                name, values = train_metric
-                if values is None:  # per-model SFT loss on this batch
+                if train_values is None:  # per-model SFT loss on this batch
                     with torch.no_grad():
-                        values = torch.nn.functional.cross_entropy(
+                        train_values = torch.nn.functional.cross_entropy(
                             logits.detach().reshape(-1, NUM_CLASSES), labels[idx].repeat(models), reduction="none"
                         ).view(models, batch).mean(1)
                 for m, result in enumerate(evals):
                     result["step"] = step
                     result["epoch"] = step / steps_per_epoch
-                    result["train"] = {name: values[m].item(), "lr": (peak_lrs[m] * multipliers[m]).item()}
+                    result["train"] = {train_metric: train_values[m].item(),
+                                       "lr": (peak_lrs[m] * multipliers[m]).item()}
                 history.append(evals)
-                if on_eval is not None:
-                    on_eval(step, evals)
     bar.close()
     return {k: v.detach() for k, v in params.items()}, history
 
