@@ -1,0 +1,85 @@
+"""Simulated robot tasks behind one gymnasium interface (see envs/wrapper.py for the contract).
+
+    import envs
+    env = envs.make("pick_can", backend="embedded", camera_size=224)
+    obs, info = env.reset(seed=0, options={"obj_init_options": {"init_xy": [-0.1, 0.05]}})
+    obs, reward, terminated, truncated, info = env.step(action)   # info["success"]
+
+Backends:
+    "embedded": ManiSkill3 tasks built from the mani-skill wheel alone (envs/embedded/), offline;
+    "simpler":  the real SimplerEnv Google-robot tasks (needs `simpler_env`; not available offline).
+mani_skill is imported only when an env is made, so `import envs` is cheap and works without it.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+TASKS: dict[str, str] = {
+    "pick_can": "RazorPickCan-v1",
+    "open_drawer": "RazorOpenDrawer-v1",
+    "close_drawer": "RazorCloseDrawer-v1",
+}
+"""Task name -> registered ManiSkill id of the embedded backend."""
+
+INSTRUCTIONS: dict[str, str] = {
+    "pick_can": "pick coke can",
+    "open_drawer": "open top drawer",
+    "close_drawer": "close top drawer",
+}
+
+BACKENDS = ("embedded", "simpler")
+
+
+def _default_render_backend() -> str:
+    """"gpu" where CUDA is visible (SAPIEN renders through the GPU's Vulkan), else "cpu" (Mesa lavapipe)."""
+    try:
+        import torch
+
+        return "gpu" if torch.cuda.is_available() else "cpu"
+    except ImportError:  # pragma: no cover - torch is a dependency
+        return "cpu"
+
+
+def make(
+    task: str,
+    backend: str = "embedded",
+    *,
+    camera_size: int = 224,
+    render: bool = True,
+    sim_backend: str = "physx_cpu",
+    render_backend: str | None = None,
+    **kwargs: Any,
+) -> Any:
+    """A gymnasium env for `task` ("pick_can", "open_drawer", "close_drawer").
+
+    camera_size: side of the square RGB image; render=False skips the camera (fast, for scripted experts);
+    sim_backend: "physx_cpu" (works offline) or "physx_cuda" (ManiSkill downloads GPU PhysX at first use);
+    render_backend: "cpu" or "gpu" (default: "gpu" if CUDA is visible, else "cpu");
+    kwargs: passed to the task (e.g. control_freq, sim_substeps, robot_init_qpos_noise).
+    """
+    if task not in TASKS:
+        raise ValueError(f"unknown task {task!r}; expected one of {sorted(TASKS)}")
+    if backend == "simpler":
+        from envs.simpler import make_simpler
+
+        return make_simpler(task, camera_size=camera_size, **kwargs)
+    if backend != "embedded":
+        raise ValueError(f"unknown backend {backend!r}; expected one of {BACKENDS}")
+
+    os.environ.setdefault("MS_SKIP_ASSET_DOWNLOAD_PROMPT", "1")  # never block on an input() prompt
+    import gymnasium as gym
+
+    import envs.embedded  # noqa: F401  (registers the tasks)
+    from envs.wrapper import ManiSkillVLAWrapper
+
+    env = gym.make(
+        TASKS[task],
+        obs_mode="rgb" if render else "state_dict",
+        sim_backend=sim_backend,
+        render_backend=render_backend or _default_render_backend(),
+        camera_size=camera_size,
+        **kwargs,
+    )
+    return ManiSkillVLAWrapper(env, INSTRUCTIONS[task], render=render)

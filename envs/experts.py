@@ -1,0 +1,184 @@
+"""Scripted experts for the embedded tasks: privileged-state controllers that emit the 7-D action.
+
+An expert reads the simulator state (end-effector pose, can pose, drawer handle pose) from the ManiSkill
+env and follows a short list of waypoints, one closed-loop move per control step:
+    action = [clip(p_target - p_tcp), axis_angle(q_target * q_tcp^-1), gripper]
+which is exactly what the env's controller expects (translation in metres, rotation as a base-frame
+axis-angle vector, gripper absolute: -1 closed, +1 open). A waypoint is done when the end effector is
+within `tol` of it, or after its step budget; gripper waypoints just hold for a few steps.
+
+Pick-can has two styles that look different in the images, so that a policy trained on one and fine-tuned
+on the other has something to forget:
+    "top_down": over the can at 0.25 m, straight down, grasp high on the can (0.095 m), lift straight up;
+    "angled":   gripper pitched 25 degrees back towards the robot, approaches diagonally from beyond the
+                can, grasps lower (0.075 m), lifts up and back towards the robot.
+Usage:
+    expert = make_expert("pick_can", style="angled"); expert.reset()
+    action = expert.act(env)   # env: the gymnasium env from envs.make (or its .unwrapped ManiSkill env)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+from scipy.spatial.transform import Rotation
+
+OPEN, CLOSED = 1.0, -1.0
+DOWN = Rotation.from_quat([1.0, 0.0, 0.0, 0.0])  # scipy xyzw: 180 deg about x, tcp z-axis points down
+
+
+def _unwrap(env: Any) -> Any:
+    """The ManiSkill BaseEnv under any gymnasium wrappers."""
+    while hasattr(env, "env") and not hasattr(env, "agent"):
+        env = env.env
+    return getattr(env, "unwrapped", env) if not hasattr(env, "agent") else env
+
+
+def _pose(entity: Any) -> tuple[np.ndarray, Rotation]:
+    """(position, rotation) of a ManiSkill Actor / Link (or of a Pose), first sub-scene."""
+    pose = getattr(entity, "pose", entity)
+    p = pose.p[0].cpu().numpy().astype(np.float64)
+    w, x, y, z = pose.q[0].cpu().numpy().astype(np.float64)
+    return p, Rotation.from_quat([x, y, z, w])
+
+
+@dataclass
+class Waypoint:
+    """Move the end effector to `pos` with orientation `rot`, gripper `gripper`; hold `hold` extra steps."""
+
+    pos: np.ndarray
+    rot: Rotation
+    gripper: float
+    max_step: float = 0.1
+    tol: float = 0.008
+    budget: int = 12
+    hold: int = 0
+
+
+@dataclass
+class WaypointExpert:
+    """Follows waypoints built from the state at the first `act` call (or at each phase, via `plan`)."""
+
+    plan: Callable[[Any], list[Waypoint]]
+    waypoints: list[Waypoint] = field(default_factory=list)
+    index: int = 0
+    steps_in_waypoint: int = 0
+    holding: int = 0
+
+    def reset(self) -> None:
+        self.waypoints, self.index, self.steps_in_waypoint, self.holding = [], 0, 0, 0
+
+    def act(self, env: Any) -> np.ndarray:
+        base = _unwrap(env)
+        if not self.waypoints:
+            self.waypoints = self.plan(base)
+        tcp_p, tcp_r = _pose(base.agent.tcp)
+        wp = self.waypoints[min(self.index, len(self.waypoints) - 1)]
+        if self.index < len(self.waypoints) - 1:
+            arrived = np.linalg.norm(wp.pos - tcp_p) < wp.tol and (wp.rot * tcp_r.inv()).magnitude() < 0.05
+            if arrived or self.steps_in_waypoint >= wp.budget:
+                if self.holding < wp.hold:
+                    self.holding += 1
+                else:
+                    self.index, self.steps_in_waypoint, self.holding = self.index + 1, 0, 0
+                    wp = self.waypoints[self.index]
+        self.steps_in_waypoint += 1
+        delta = wp.pos - tcp_p
+        norm = np.linalg.norm(delta)
+        if norm > wp.max_step:
+            delta *= wp.max_step / norm
+        rotvec = (wp.rot * tcp_r.inv()).as_rotvec()
+        angle = np.linalg.norm(rotvec)
+        if angle > 0.4:
+            rotvec *= 0.4 / angle
+        return np.concatenate([delta, rotvec, [wp.gripper]]).astype(np.float32)
+
+
+# --------------------------------------------------------------------------------------------------------
+# Pick can
+# --------------------------------------------------------------------------------------------------------
+def _pick_can_top_down(env: Any) -> list[Waypoint]:
+    can, _ = _pose(env.can)
+    x, y = can[0], can[1]
+    grasp = np.array([x, y, 0.095])
+    return [
+        Waypoint(np.array([x, y, 0.25]), DOWN, OPEN, tol=0.015),
+        Waypoint(grasp, DOWN, OPEN, max_step=0.06, tol=0.006),
+        Waypoint(grasp, DOWN, CLOSED, budget=2),
+        Waypoint(np.array([x, y, 0.25]), DOWN, CLOSED, max_step=0.05, budget=80),
+    ]
+
+
+def _pick_can_angled(env: Any, pitch_deg: float = 25.0) -> list[Waypoint]:
+    can, _ = _pose(env.can)
+    x, y = can[0], can[1]
+    # rotate about world y: the approach axis tilts from straight down towards -x (towards the robot; the
+    # other way the panda's wrist hits its joint limit near the base); the fingers still close along
+    # world y, so they straddle the can symmetrically.
+    rot = Rotation.from_euler("y", np.deg2rad(pitch_deg)) * DOWN
+    approach = rot.apply([0.0, 0.0, 1.0])
+    grasp = np.array([x, y, 0.075])
+    return [
+        Waypoint(grasp - 0.10 * approach, rot, OPEN, tol=0.015, budget=15),
+        Waypoint(grasp, rot, OPEN, max_step=0.05, tol=0.006),
+        Waypoint(grasp, rot, CLOSED, budget=2),
+        Waypoint(grasp + np.array([-0.06, 0.0, 0.08]), rot, CLOSED, max_step=0.04, budget=4),
+        Waypoint(grasp + np.array([-0.1, 0.0, 0.18]), rot, CLOSED, max_step=0.04, budget=80),
+    ]
+
+
+# --------------------------------------------------------------------------------------------------------
+# Drawers: the handle is a vertical bar. The gripper is pitched 45 degrees (pointing forward and down, a
+# pose the panda reaches without hitting joint limits); its fingers close along y, so the bar, lying in the
+# plane between the fingers, fits whatever the pitch.
+# --------------------------------------------------------------------------------------------------------
+FORWARD = Rotation.from_euler("y", -np.pi / 4) * DOWN
+
+
+def _open_drawer(env: Any) -> list[Waypoint]:
+    handle, _ = _pose(env.handle_pose)
+    travel = 0.2  # the full travel: the joint limit stops the drawer
+    grasp = handle + np.array([0.0, 0.0, 0.0])
+    back = np.array([-1.0, 0.0, 0.0])
+    return [
+        Waypoint(grasp + 0.10 * back + np.array([0, 0, 0.02]), FORWARD, OPEN, tol=0.012, budget=20),
+        Waypoint(grasp, FORWARD, OPEN, max_step=0.05, tol=0.006),
+        Waypoint(grasp, FORWARD, CLOSED, budget=2),
+        Waypoint(grasp + travel * back, FORWARD, CLOSED, max_step=0.05, tol=0.01, budget=20),
+        Waypoint(grasp + travel * back, FORWARD, OPEN, budget=2),
+        Waypoint(grasp + (travel + 0.08) * back, FORWARD, OPEN, budget=80),
+    ]
+
+
+def _close_drawer(env: Any) -> list[Waypoint]:
+    handle, _ = _pose(env.handle_pose)
+    q = float(env.drawer_qpos()[0])
+    # gripper closed and pointing down, lowered in front of the handle bar, then pushing it home
+    z = handle[2] - 0.005
+    return [
+        Waypoint(np.array([handle[0] - 0.06, handle[1], z + 0.10]), DOWN, CLOSED, tol=0.015, budget=15),
+        Waypoint(np.array([handle[0] - 0.05, handle[1], z]), DOWN, CLOSED, max_step=0.06, tol=0.01),
+        Waypoint(np.array([handle[0] + q - 0.01, handle[1], z]), DOWN, CLOSED, max_step=0.05, tol=0.01, budget=20),
+        Waypoint(np.array([handle[0] + q - 0.12, handle[1], z + 0.1]), DOWN, CLOSED, budget=80),
+    ]
+
+
+PICK_CAN_STYLES: dict[str, Callable[[Any], list[Waypoint]]] = {
+    "top_down": _pick_can_top_down,
+    "angled": _pick_can_angled,
+}
+
+
+def make_expert(task: str, style: str = "top_down") -> WaypointExpert:
+    """A fresh expert for `task` ("pick_can", "open_drawer", "close_drawer"); `style` is for pick_can."""
+    if task == "pick_can":
+        if style not in PICK_CAN_STYLES:
+            raise ValueError(f"pick_can expert style {style!r} unknown; choose one of {sorted(PICK_CAN_STYLES)}")
+        return WaypointExpert(PICK_CAN_STYLES[style])
+    if task == "open_drawer":
+        return WaypointExpert(_open_drawer)
+    if task == "close_drawer":
+        return WaypointExpert(_close_drawer)
+    raise ValueError(f"no expert for task {task!r}; experts exist for pick_can, open_drawer, close_drawer")

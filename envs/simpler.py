@@ -1,0 +1,130 @@
+"""Adapter to the real SimplerEnv Google-robot tasks (SAPIEN 2 / ManiSkill2-real2sim), same contract as
+envs/wrapper.py: uint8 image, proprio vector, instruction string, info["success"], 7-D action
+[xyz delta (m), axis-angle delta (rad), gripper].
+
+SimplerEnv is not on PyPI and its scene assets are fetched from GitHub; install it by hand:
+    git clone https://github.com/simpler-env/SimplerEnv --recurse-submodules
+    pip install -e SimplerEnv/ManiSkill2_real2sim && pip install -e SimplerEnv
+`simpler_env` is imported only when a "simpler" env is made.
+
+Differences from the embedded backend, as SimplerEnv defines them:
+- the Google robot's gripper action is RELATIVE in RT-1's convention; this adapter passes the 7th action
+  component through unchanged (the policy's own convention), and says so in `gripper_convention`;
+- proprio is the end-effector pose in the robot-base frame (x, y, z, qw, qx, qy, qz) then the robot's joint
+  positions, so its length differs from the embedded panda's 16;
+- success for pick-can comes from the current step (`success_from_episode_stats=False`), not from episode
+  statistics, so that RL sees a per-step signal.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+SIMPLER_TASKS: dict[str, str] = {
+    "pick_can": "google_robot_pick_coke_can",
+    "open_drawer": "google_robot_open_top_drawer",
+    "close_drawer": "google_robot_close_top_drawer",
+}
+"""Our task name -> SimplerEnv prepackaged task name."""
+
+INSTALL_HINT = (
+    "the 'simpler' backend needs SimplerEnv, which is not on PyPI: git clone "
+    "https://github.com/simpler-env/SimplerEnv --recurse-submodules, then pip install -e "
+    "SimplerEnv/ManiSkill2_real2sim and pip install -e SimplerEnv (its assets download from GitHub). "
+    'Use backend="embedded" to run offline.'
+)
+
+
+def resize_image(image: np.ndarray, size: int | None) -> np.ndarray:
+    """uint8 HxWx3 image, resized naively (no aspect-ratio crop, like OpenVLA) to size x size if given."""
+    image = np.asarray(image)
+    if image.dtype != np.uint8:
+        image = np.clip(image, 0, 255).astype(np.uint8)
+    image = image[..., :3]
+    if size is None or image.shape[:2] == (size, size):
+        return image
+    from PIL import Image
+
+    return np.asarray(Image.fromarray(image).resize((size, size), Image.BICUBIC))
+
+
+def make_proprio(tcp_pose: np.ndarray, qpos: np.ndarray) -> np.ndarray:
+    """[tcp pose (7: xyz, wxyz) in the robot-base frame, joint positions] as float32."""
+    return np.concatenate([np.asarray(tcp_pose, np.float32).reshape(7), np.asarray(qpos, np.float32).reshape(-1)])
+
+
+def check_object_on_table(obj_z: float, table_height: float, task: str, tolerance: float = 0.05) -> None:
+    """Raise if the task object fell below the table: SimplerEnv then lacks its scene asset."""
+    if obj_z < table_height - tolerance:
+        raise RuntimeError(
+            f"SimplerEnv task {task!r}: the object is at z={obj_z:.3f} m, below the table top "
+            f"({table_height:.3f} m) after reset. The scene asset is probably missing (SimplerEnv falls through "
+            "silently): check ManiSkill2_real2sim/data/ holds the scene and object models."
+        )
+
+
+def success_from_info(info: dict) -> bool:
+    return bool(np.asarray(info.get("success", False)).reshape(-1)[0])
+
+
+class SimplerEnvAdapter:
+    """Wraps a SimplerEnv (ManiSkill2-real2sim) env in the vla-razor contract."""
+
+    gripper_convention = "relative (RT-1 / SimplerEnv Google robot): passed through unchanged"
+
+    def __init__(self, env: Any, task: str, camera_size: int | None = 224):
+        from simpler_env.utils.env.observation_utils import get_image_from_maniskill2_obs_dict
+
+        self.env, self.task, self.camera_size = env, task, camera_size
+        self._get_image = get_image_from_maniskill2_obs_dict
+        self.action_space = env.action_space
+        self.instruction = ""
+
+    @property
+    def unwrapped(self) -> Any:
+        return self.env.unwrapped
+
+    def _convert(self, obs: dict) -> dict[str, Any]:
+        image = self._get_image(self.env.unwrapped, obs)
+        return {
+            "image": resize_image(image, self.camera_size),
+            "proprio": make_proprio(obs["extra"]["tcp_pose"], obs["agent"]["qpos"]),
+            "instruction": self.instruction,
+        }
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[dict, dict]:
+        obs, info = self.env.reset(seed=seed, options=options or {})
+        base = self.env.unwrapped
+        self.instruction = base.get_language_instruction()
+        obj = getattr(base, "obj", None)
+        if obj is not None and hasattr(base, "scene_table_height"):
+            check_object_on_table(float(obj.pose.p[2]), float(base.scene_table_height), self.task)
+        info = dict(info)
+        info["success"] = False
+        return self._convert(obs), info
+
+    def step(self, action: Any) -> tuple[dict, float, bool, bool, dict]:
+        obs, reward, terminated, truncated, info = self.env.step(np.asarray(action, np.float64).reshape(7))
+        info = dict(info)
+        info["success"] = success_from_info(info)
+        return self._convert(obs), float(reward), bool(terminated), bool(truncated), info
+
+    def close(self) -> None:
+        self.env.close()
+
+
+def make_simpler(task: str, camera_size: int | None = 224, **kwargs: Any) -> SimplerEnvAdapter:
+    """The SimplerEnv version of `task` behind the vla-razor contract; kwargs go to the SimplerEnv env."""
+    try:
+        import gymnasium as gym
+        import simpler_env
+    except ImportError as err:
+        raise ImportError(INSTALL_HINT) from err
+    env_id, preset = simpler_env.ENVIRONMENT_MAP[SIMPLER_TASKS[task]]
+    env_kwargs = {**preset, "prepackaged_config": True, **kwargs}
+    if task == "pick_can":
+        env_kwargs.setdefault("success_from_episode_stats", False)
+    env = gym.make(env_id, obs_mode="rgbd", **env_kwargs)
+    return SimplerEnvAdapter(env, task, camera_size=camera_size)

@@ -1,0 +1,114 @@
+"""The embedded ManiSkill3 tasks through envs.make: reset, step, real rendering, placement, seeding, experts.
+
+Needs mani-skill and a Vulkan device SAPIEN accepts (scripts/setup_vulkan.sh on CPU machines). Each env
+is made once per module (~10 s each on 2 CPU cores: shader compilation) at a small camera size.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytest.importorskip("mani_skill")
+
+import envs  # noqa: E402
+from envs.embedded.pick_can import CAN_HEIGHT, can_grid  # noqa: E402
+from envs.experts import make_expert  # noqa: E402
+from envs.wrapper import PROPRIO_DIM  # noqa: E402
+
+SIZE = 64
+
+
+@pytest.fixture(scope="module", params=sorted(envs.TASKS))
+def task_env(request: pytest.FixtureRequest):
+    env = envs.make(request.param, camera_size=SIZE)
+    yield request.param, env
+    env.close()
+
+
+@pytest.fixture(scope="module")
+def pick_env():
+    env = envs.make("pick_can", render=False)
+    yield env
+    env.close()
+
+
+def run(env, expert, seed: int, options: dict) -> tuple[bool, int]:
+    env.reset(seed=seed, options=options)
+    expert.reset()
+    for step in range(1, 200):
+        _, _, terminated, truncated, info = env.step(expert.act(env))
+        if terminated or truncated:
+            return info["success"], step
+    raise AssertionError("episode did not end within 200 steps")
+
+
+def test_reset_step_render(task_env):
+    task, env = task_env
+    obs, info = env.reset(seed=0)
+    assert obs["image"].shape == (SIZE, SIZE, 3) and obs["image"].dtype == np.uint8
+    assert obs["image"].std() > 5, "rendered frame is (nearly) constant: is SAPIEN rendering?"
+    assert obs["proprio"].shape == (PROPRIO_DIM,) and np.isfinite(obs["proprio"]).all()
+    assert obs["instruction"] == envs.INSTRUCTIONS[task]
+    assert env.observation_space.contains(obs)
+    assert info["success"] is False
+    obs2, reward, terminated, truncated, info = env.step(np.array([0.05, 0, 0, 0, 0, 0, 1], np.float32))
+    assert isinstance(reward, float) and isinstance(terminated, bool) and isinstance(truncated, bool)
+    assert isinstance(info["success"], bool)
+    assert obs2["proprio"][9] > obs["proprio"][9] + 0.02, "end effector did not move forward"
+    assert not np.array_equal(obs2["image"], obs["image"])
+
+
+def test_same_seed_same_first_frame(task_env):
+    _, env = task_env
+    first, _ = env.reset(seed=7)
+    env.step(env.action_space.sample())
+    again, _ = env.reset(seed=7)
+    other, _ = env.reset(seed=8)
+    np.testing.assert_array_equal(first["image"], again["image"])
+    np.testing.assert_array_equal(first["proprio"], again["proprio"])
+    if task_env[0] == "pick_can":  # the can moves with the seed; drawer offsets are continuous too
+        assert not np.array_equal(first["image"], other["image"])
+
+
+@pytest.mark.parametrize("xy", [(-0.2, 0.2), (0.0, -0.1), tuple(can_grid()[55])])
+def test_can_lands_where_asked(pick_env, xy):
+    pick_env.reset(seed=0, options={"obj_init_options": {"init_xy": list(xy)}})
+    for _ in range(3):
+        pick_env.step(np.array([0, 0, 0, 0, 0, 0, 1], np.float32))
+    p = pick_env.unwrapped.can.pose.p[0].numpy()
+    np.testing.assert_allclose(p[:2], xy, atol=2e-3)
+    assert abs(p[2] - CAN_HEIGHT / 2) < 3e-3, "can is not standing upright on the table"
+
+
+def test_default_placement_is_a_grid_point(pick_env):
+    grid = can_grid()
+    for seed in range(3):
+        pick_env.reset(seed=seed)
+        p = pick_env.unwrapped.can.pose.p[0, :2].numpy()
+        assert np.min(np.linalg.norm(grid - p, axis=1)) < 1e-4
+
+
+@pytest.mark.parametrize("style", ["top_down", "angled"])
+def test_pick_can_experts_succeed_on_grid_corners(pick_env, style):
+    grid = can_grid()
+    for index in (0, 9, 90, 99, 45):
+        success, steps = run(pick_env, make_expert("pick_can", style), index, {"obj_init_options": {"grid_index": index}})
+        assert success, f"{style} expert failed at grid point {index} {grid[index]}"
+        assert steps <= 80
+
+
+@pytest.mark.parametrize("task", ["open_drawer", "close_drawer"])
+def test_drawer_experts_succeed(task):
+    env = envs.make(task, render=False)
+    for seed, offset in enumerate([(-0.03, -0.08), (0.03, 0.08), (0.0, 0.0)]):
+        success, _ = run(env, make_expert(task), seed, {"obj_init_options": {"cabinet_xy": list(offset)}})
+        assert success, f"{task} expert failed with cabinet offset {offset}"
+    env.close()
+
+
+def test_unknown_task_and_backend_errors():
+    with pytest.raises(ValueError, match="unknown task"):
+        envs.make("stack_cubes")
+    with pytest.raises(ValueError, match="unknown backend"):
+        envs.make("pick_can", backend="mujoco")
