@@ -1,0 +1,177 @@
+"""Actions per second of the OpenVLA policy (greedy, batched, KV-cached) and its fraction of the FLOP ceiling.
+
+    python bench/policy_actions_per_s.py                                   # tiny config on CPU
+    python bench/policy_actions_per_s.py --config 7b --device cuda --batches 1 16 64   # random bf16 7B
+
+An action is 7 tokens: one prefill over [BOS, patches, prompt] (plus the ViTs and projector), then 6 cached
+decode steps. Timed: ``policy.sample`` on prepared inputs (image preprocessing excluded). The FLOP
+fraction is prefill FLOPs per action x actions/s / the bf16 (or fp32 on CPU) matmul rate measured in the
+same process; decode FLOPs are reported beside it. Results merge into --out under the device's name.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from pathlib import Path
+
+import torch
+
+from vla_razor.config import load_config
+from vla_razor.policies.openvla import OpenVLAConfig
+from vla_razor.runs import atomic_write_json
+
+
+def vit_flops(embed: int, depth_used: int, mlp: int, tokens: int, patch_pixels: int, patches: int) -> float:
+    per_block = 2 * tokens * (4 * embed * embed + 2 * embed * mlp) + 4 * tokens * tokens * embed
+    return depth_used * per_block + 2 * patches * patch_pixels * embed
+
+
+def prefill_flops(model, seq_len: int) -> dict[str, float]:
+    """Matmul FLOPs of one row's prefill (ViTs to the penultimate block, projector, Llama, last-position head)."""
+    out: dict[str, float] = {}
+    vits = [model.vision_backbone.featurizer]
+    if model.vision_backbone.use_fused:
+        vits.append(model.vision_backbone.fused_featurizer)
+    vision = 0.0
+    for vit in vits:
+        patches = vit.patch_embed.num_patches
+        tokens = patches + getattr(vit, "num_prefix_tokens", 0)
+        mlp = vit.blocks[0].mlp.fc1.out_features
+        kernel = vit.patch_embed.proj.weight[0].numel()
+        vision += vit_flops(vit.embed_dim, len(vit.blocks) - 1, mlp, tokens, kernel, patches)
+    out["vision"] = vision
+    patches = model.num_patches
+    out["projector"] = 2.0 * patches * sum(m.weight.numel() for m in model.projector.modules() if isinstance(m, torch.nn.Linear))
+    cfg = model.language_model.config
+    h, inter, layers = cfg.hidden_size, cfg.intermediate_size, cfg.num_hidden_layers
+    kv = h * cfg.num_key_value_heads // cfg.num_attention_heads
+    s = seq_len + patches
+    per_layer = 2 * s * (2 * h * h + 2 * h * kv + 3 * h * inter) + 2 * s * s * h  # causal attention: half of 4 s^2 h
+    out["language_model"] = layers * per_layer + 2 * h * cfg.vocab_size
+    out["total"] = out["vision"] + out["projector"] + out["language_model"]
+    decode = 0.0
+    for step in range(1, 7):
+        ctx = s + step
+        decode += layers * (2 * (2 * h * h + 2 * h * kv + 3 * h * inter) + 4 * ctx * h) + 2 * h * cfg.vocab_size
+    out["decode_total"] = decode
+    return out
+
+
+def matmul_rate(device: str, dtype: torch.dtype, n: int) -> float:
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    b = torch.randn(n, n, device=device, dtype=dtype)
+    for _ in range(3):
+        a @ b
+    sync(device)
+    reps = 10 if device == "cuda" else 3
+    start = time.perf_counter()
+    for _ in range(reps):
+        a @ b
+    sync(device)
+    return 2 * n**3 * reps / (time.perf_counter() - start)
+
+
+def sync(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def make_batch(policy, batch: int, prompt_tokens: int, device: str) -> dict[str, torch.Tensor]:
+    cfg = policy.config
+    g = torch.Generator().manual_seed(0)
+    if cfg.tokenizer == "bytes":
+        images = [torch.randint(0, 256, (cfg.image_sizes[0], cfg.image_sizes[0], 3), dtype=torch.uint8) for _ in range(batch)]
+        return policy.encode(images, ["pick coke can"] * batch)
+    ids = torch.randint(3, cfg.vocab_end - cfg.n_action_bins, (batch, prompt_tokens), generator=g)
+    ids[:, 0] = 1
+    ids[:, -1] = cfg.action_prefix_token_ids[-1] if cfg.action_prefix_token_ids else ids[:, -1]
+    size = cfg.image_sizes[0]
+    pixels = torch.randn(batch, 3 * cfg.num_backbones, size, size, generator=g)
+    return {"input_ids": ids.to(device), "attention_mask": torch.ones_like(ids).to(device), "pixel_values": pixels.to(device)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", default="tiny", help="tiny, 7b, or a YAML path (configs/policy_*.yaml)")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--batches", type=int, nargs="+", default=[1, 16])
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--prompt-tokens", type=int, default=20, help="prompt length when no tokenizer is at hand (7B)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (1: oversubscription on a loaded 2-core box costs 20x)")
+    parser.add_argument("--out", default="docs/results/policy/bench.json")
+    args = parser.parse_args()
+
+    torch.set_num_threads(args.threads)
+    if args.config == "tiny":
+        cfg = OpenVLAConfig.tiny()
+    elif args.config == "7b":
+        cfg = OpenVLAConfig.openvla_7b()
+    else:
+        cfg = load_config(OpenVLAConfig, args.config)
+    if args.device == "cpu" and cfg.dtype != "float32":
+        cfg.dtype = "float32"
+
+    from vla_razor.policies.openvla.modeling_openvla import DTYPES
+    from vla_razor.policies.openvla.policy import OpenVLAPolicy
+    from vla_razor.policies.openvla.processor_openvla import ByteTokenizer, OpenVLAProcessor
+
+    started = time.perf_counter()
+    torch.manual_seed(0)
+    from vla_razor.policies.openvla.modeling_openvla import build_model
+
+    model = build_model(cfg, device=args.device).eval()
+    policy = OpenVLAPolicy(model, OpenVLAProcessor(cfg, ByteTokenizer()))
+    build_s = time.perf_counter() - started
+    rate = matmul_rate(args.device, DTYPES[cfg.dtype], 8192 if args.device == "cuda" else 1024)
+    device_name = torch.cuda.get_device_name() if args.device == "cuda" else f"CPU ({platform.processor() or platform.machine()}, {args.threads} threads)"
+    rows = []
+    for batch_size in args.batches:
+        batch = make_batch(policy, batch_size, args.prompt_tokens, args.device)
+        seq = batch["input_ids"].shape[1]
+        flops = prefill_flops(model, seq)
+        for _ in range(2):
+            policy.sample(batch, temperature=0)
+        sync(args.device)
+        start = time.perf_counter()
+        for _ in range(args.repeats):
+            policy.sample(batch, temperature=0)
+        sync(args.device)
+        elapsed = time.perf_counter() - start
+        actions_per_s = batch_size * args.repeats / elapsed
+        row = {
+            "batch": batch_size,
+            "prompt_tokens": seq,
+            "sequence_tokens": seq + model.num_patches,
+            "actions_per_s": actions_per_s,
+            "ms_per_batch": 1000 * elapsed / args.repeats,
+            "prefill_gflops_per_action": flops["total"] / 1e9,
+            "decode_gflops_per_action": flops["decode_total"] / 1e9,
+            "fraction_of_flop_ceiling": flops["total"] * actions_per_s / rate,
+            "fraction_incl_decode": (flops["total"] + flops["decode_total"]) * actions_per_s / rate,
+        }
+        if args.device == "cuda":
+            row["peak_memory_gib"] = torch.cuda.max_memory_allocated() / 2**30
+        rows.append(row)
+        print(json.dumps(row))
+    result = {
+        "device": device_name,
+        "config": args.config,
+        "dtype": cfg.dtype,
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "matmul_tflops_measured": rate / 1e12,
+        "build_seconds": build_s,
+        "torch": torch.__version__,
+        "rows": rows,
+    }
+    out = Path(args.out)
+    existing = json.loads(out.read_text()) if out.is_file() else {}
+    existing[f"{args.config}@{args.device}"] = result
+    atomic_write_json(out, existing)
+    print(json.dumps({k: v for k, v in result.items() if k != "rows"}))
+
+
+if __name__ == "__main__":
+    main()

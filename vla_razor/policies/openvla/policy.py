@@ -1,0 +1,118 @@
+"""The OpenVLA policy as the trainers see it: for a batch of (image, instruction) contexts, the logits of
+given action tokens (teacher forcing) over the 256 bins, and sampled actions.
+
+    policy = OpenVLAPolicy.from_config(OpenVLAConfig.tiny())          # random tiny model
+    policy = OpenVLAPolicy.from_pretrained("/data/openvla-7b")         # a local copy of the checkpoint
+    batch = policy.encode(images, instructions)
+    sample = policy.sample(batch, temperature=1.0)                     # actions, tokens, log-probs, logits
+    logits = policy.action_logits(batch, sample.tokens)                # [B, 7, 256], with gradients
+    logp = policy.token_logprobs(batch, sample.tokens)                 # [B, 7]
+
+The restricted vocabulary (``vocab_ids``, 256 ids in bin order) is what vla_razor.core's objectives and
+divergences take as ``vocab_ids``; logits returned here are already restricted, so pass them without it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from vla_razor import core
+from vla_razor.policies.openvla.action_tokenizer import ActionStats, ActionTokenizer, action_stats
+from vla_razor.policies.openvla.configuration_openvla import OpenVLAConfig
+from vla_razor.policies.openvla.generation import generate_action_tokens
+from vla_razor.policies.openvla.loading import from_pretrained, save_pretrained
+from vla_razor.policies.openvla.modeling_openvla import OpenVLAModel, build_model
+from vla_razor.policies.openvla.processor_openvla import OpenVLAProcessor
+
+
+@dataclass
+class ActionSample:
+    actions: np.ndarray
+    """[B, D] raw actions (un-normalized with the dataset's statistics)."""
+    normalized: np.ndarray
+    """[B, D] bin centres in [-1, 1]."""
+    tokens: Tensor
+    """[B, D] action token ids."""
+    logprobs: Tensor
+    """[B, D] log pi(token | context, earlier tokens), untempered, restricted to the bins."""
+    logits: Tensor
+    """[B, D, n_bins] logits over the bins at each generated dimension."""
+
+
+class OpenVLAPolicy:
+    def __init__(self, model: OpenVLAModel, processor: OpenVLAProcessor, dataset: str | None = None) -> None:
+        self.model = model
+        self.config: OpenVLAConfig = model.config
+        self.processor = processor
+        self.tokenizer = ActionTokenizer(self.config.vocab_end, self.config.n_action_bins)
+        self.dataset = dataset if dataset is not None else self.config.default_dataset
+        self.stats: ActionStats = action_stats(self.config.norm_stats, self.dataset)
+        self.action_dim = self.stats.action_dim
+
+    @classmethod
+    def from_config(cls, config: OpenVLAConfig, device: str = "cpu", seed: int | None = 0, **kw: Any) -> OpenVLAPolicy:
+        if seed is not None:
+            torch.manual_seed(seed)
+        model = build_model(config, device=device)
+        return cls(model, OpenVLAProcessor.from_config(config), **kw)
+
+    @classmethod
+    def from_pretrained(cls, directory: Path | str, device: str = "cpu", dtype: str | None = None, **kw: Any) -> OpenVLAPolicy:
+        model = from_pretrained(directory, device=device, dtype=dtype)
+        return cls(model, OpenVLAProcessor.from_config(model.config, directory), **kw)
+
+    def save_pretrained(self, directory: Path | str, max_shard_bytes: int = 5_000_000_000) -> list[Path]:
+        return save_pretrained(self.model, directory, max_shard_bytes)
+
+    @property
+    def device(self) -> torch.device:
+        return self.model.projector.fc1.weight.device
+
+    @property
+    def vocab_ids(self) -> Tensor:
+        """[n_bins] action token ids in bin order (column k of every restricted logit tensor)."""
+        return self.tokenizer.token_ids.to(self.device)
+
+    def encode(self, images: list[Any], instructions: list[str]) -> dict[str, Tensor]:
+        """Model inputs for a batch of contexts, on the model's device."""
+        return {k: v.to(self.device) for k, v in self.processor(images, instructions).items()}
+
+    def action_logits(self, batch: dict[str, Tensor], action_tokens: Tensor) -> Tensor:
+        """Teacher-forced logits [B, D, n_bins] of the D given action tokens (gradients flow)."""
+        action_tokens = action_tokens.to(self.device)
+        dim = action_tokens.shape[1]
+        input_ids = torch.cat([batch["input_ids"], action_tokens], dim=1)
+        mask = torch.cat([batch["attention_mask"], torch.ones_like(action_tokens)], dim=1)
+        embeds, full_mask, positions = self.model.multimodal_inputs(input_ids, mask, batch["pixel_values"])
+        out = self.model.language_model(
+            inputs_embeds=embeds, attention_mask=full_mask, position_ids=positions, logits_to_keep=dim + 1
+        )
+        # position t predicts token t + 1: the last prompt position predicts action token 0, ...
+        return core.restrict_logits(out.logits[:, :dim].float(), self.vocab_ids)
+
+    def token_logprobs(self, batch: dict[str, Tensor], action_tokens: Tensor) -> Tensor:
+        """log pi(action token d | context, tokens < d), [B, D], over the bins."""
+        logits = self.action_logits(batch, action_tokens)
+        return core.token_logprobs(logits, self.tokenizer.bin_index(action_tokens.cpu()).to(logits.device))
+
+    def sample(self, batch: dict[str, Tensor], temperature: float = 1.0, generator: torch.Generator | None = None) -> ActionSample:
+        """Generates D action tokens per row (temperature 0: greedy) and decodes them to actions."""
+        gen = generate_action_tokens(
+            self.model, batch["input_ids"], batch["attention_mask"], batch["pixel_values"], self.vocab_ids,
+            self.action_dim, temperature, generator,
+        )
+        normalized = self.tokenizer.decode(gen.tokens.cpu())
+        return ActionSample(
+            actions=self.stats.unnormalize(normalized), normalized=normalized, tokens=gen.tokens,
+            logprobs=gen.logprobs, logits=gen.logits,
+        )
+
+    def encode_actions(self, actions: np.ndarray) -> Tensor:
+        """Raw actions [B, D] (e.g. demonstrations) -> target token ids [B, D] for SFT."""
+        return self.tokenizer.encode_actions(actions, self.stats).to(self.device)
