@@ -1,9 +1,11 @@
-"""Fine-tuning runs per minute on ParityMNIST: a stack of M runs trained at once vs one run at a time.
+"""Fine-tuning runs per minute on ParityMNIST as a function of stack size (runs trained as one model) and threads.
 
-    python bench/toy_runs_per_minute.py [--config configs/toy_parity_mnist.yaml] [--models 30] [--out FILE]
+    python bench/toy_runs_per_minute.py [--config configs/toy_parity_mnist.yaml] [--runs 30]
+        [--stack-sizes 1,5,15,30] [--threads 1,2] [--out docs/results/toy/bench.json]
 
-Both paths do the same work per run (1 epoch, the config's checkpoints and predictors), in one process, so
-the ratio is what the batching buys on this machine. Prints a table and writes JSON.
+Every cell trains the same `--runs` fine-tuning runs (1 epoch, the config's checkpoints and all predictors),
+split into stacks of M, in one process, so the ratio to M=1 is what stacking buys on this machine. The
+sweep's `sweep.models_per_stack` and `threads` defaults come from this table. Prints it and writes JSON.
 """
 
 from __future__ import annotations
@@ -21,61 +23,68 @@ from vla_razor.config import load_config
 from vla_razor.runs import atomic_write_json
 from vla_razor.toy.config import ToyConfig
 from vla_razor.toy.data import load_toy_data
-from vla_razor.toy.sweep import set_threads
 from vla_razor.toy.train import BaseReference, RunSpec, finetune_group, pretrain
 
 
-def time_group(runs: list[RunSpec], base: BaseReference, data, cfg) -> float:
-    started = time.perf_counter()
-    finetune_group(runs, base, data, cfg.finetune, progress=False)
-    return time.perf_counter() - started
+def ints(text: str) -> list[int]:
+    return [int(x) for x in text.split(",") if x]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default="configs/toy_parity_mnist.yaml")
-    parser.add_argument("--models", type=int, default=30, help="runs in the batched stack (the sweep's group size)")
-    parser.add_argument("--singles", type=int, default=2, help="runs timed one at a time")
+    parser.add_argument("--runs", type=int, default=30, help="fine-tuning runs timed per cell")
+    parser.add_argument("--stack-sizes", type=ints, default=[1, 5, 15, 30])
+    parser.add_argument("--threads", type=ints, default=[1, 2])
+    parser.add_argument("--methods", default="sft1,grpo")
     parser.add_argument("--out", default="docs/results/toy/bench.json")
     args = parser.parse_args()
 
     cfg = load_config(ToyConfig, args.config)
-    set_threads(cfg.threads)
+    torch.set_num_threads(max(args.threads))
     d = cfg.data
     data = load_toy_data(d.pretrain_per_task, d.parity_test, d.fashion_test, d.fashion_dir, d.seed)
     base = BaseReference.build(pretrain(cfg.pretrain, data, progress=False), data, cfg.finetune)
     lrs = cfg.sweep.learning_rates()
 
     rows = []
-    for method in ("sft1", "grpo"):
-        runs = [RunSpec(method, lrs[i % len(lrs)], "constant", 1, 0) for i in range(args.models)]
-        batched = time_group(runs, base, data, cfg)
-        single = sum(time_group([run], base, data, cfg) for run in runs[: args.singles]) / args.singles
-        rows.append({
-            "method": method,
-            "batched_models": args.models,
-            "batched_seconds": batched,
-            "batched_runs_per_min": args.models / batched * 60,
-            "single_seconds_per_run": single,
-            "single_runs_per_min": 60 / single,
-            "speedup": (args.models / batched) / (1 / single),
-        })
-
-    print(f"{'method':<8} {'batched runs/min':>17} {'one-at-a-time runs/min':>23} {'speedup':>8}")
+    for method in args.methods.split(","):
+        runs = [RunSpec(method, lrs[i % len(lrs)], "constant", 1, 0) for i in range(args.runs)]
+        for threads in args.threads:
+            torch.set_num_threads(threads)
+            for m in args.stack_sizes:
+                started = time.perf_counter()
+                for i in range(0, len(runs), m):
+                    finetune_group(runs[i : i + m], base, data, cfg.finetune, progress=False)
+                seconds = time.perf_counter() - started
+                rows.append({"method": method, "threads": threads, "models_per_stack": m,
+                             "seconds": seconds, "runs_per_min": len(runs) / seconds * 60})
+                print(f"{method:<6} threads={threads} M={m:<3} {rows[-1]['runs_per_min']:7.1f} runs/min", flush=True)
     for r in rows:
-        print(f"{r['method']:<8} {r['batched_runs_per_min']:>17.1f} {r['single_runs_per_min']:>23.1f} {r['speedup']:>7.1f}x")
+        ref = next(x for x in rows if x["method"] == r["method"] and x["threads"] == r["threads"]
+                   and x["models_per_stack"] == min(args.stack_sizes))
+        r["vs_smallest_stack"] = r["runs_per_min"] / ref["runs_per_min"]
+
+    print(f"\n{'method':<6} {'threads':>7} {'M':>4} {'runs/min':>9} {'vs M=' + str(min(args.stack_sizes)):>8}")
+    for r in rows:
+        print(f"{r['method']:<6} {r['threads']:>7} {r['models_per_stack']:>4} {r['runs_per_min']:>9.1f} "
+              f"{r['vs_smallest_stack']:>7.2f}x")
+    best = max(rows, key=lambda r: sum(x["runs_per_min"] for x in rows
+                                       if x["threads"] == r["threads"] and x["models_per_stack"] == r["models_per_stack"]))
     result = {
-        "what": "ParityMNIST fine-tuning runs per minute (1 epoch, checkpoints and all predictors included)",
+        "what": "ParityMNIST fine-tuning runs per minute (1 epoch, checkpoints and all predictors included), "
+                "by stack size and torch threads",
         "config": args.config,
-        "threads": torch.get_num_threads(),
+        "runs_per_cell": args.runs,
         "cpus": os.cpu_count(),
         "machine": platform.processor() or platform.machine(),
         "torch": torch.__version__,
+        "best_over_methods": {"threads": best["threads"], "models_per_stack": best["models_per_stack"]},
         "rows": rows,
     }
     atomic_write_json(Path(args.out), result)
     print(f"wrote {args.out}")
-    print(json.dumps({r["method"]: round(r["speedup"], 2) for r in rows}))
+    print(json.dumps(result["best_over_methods"]))
 
 
 if __name__ == "__main__":

@@ -140,5 +140,6 @@ def test_sweep_groups_split_into_stacks_of_the_configured_size(tmp_path):
     groups = sweep_groups(cfg)
     assert [len(g) for g in groups] == [4, 4, 2, 4, 4, 2]  # 10 runs per method, 2 methods
     assert all(len({(r.method, r.epochs, r.seed) for r in g}) == 1 for g in groups)
-    whole = sweep_groups(tiny_config(tmp_path, **{"sweep.lr_count": 5, "sweep.schedules": ["constant", "cosine"]}))
+    whole = sweep_groups(tiny_config(tmp_path, **{"sweep.lr_count": 5, "sweep.schedules": ["constant", "cosine"],
+                                                  "sweep.models_per_stack": 0}))
     assert [len(g) for g in whole] == [10, 10]

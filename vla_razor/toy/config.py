@@ -58,7 +58,9 @@ class SweepConfig:
     epochs: list[int] = option([1, 2], "epoch counts over the fine-tuning digits")
     seeds: list[int] = option([0], "fine-tuning seeds (data order, RL samples)")
     models_per_stack: int = option(
-        0, "runs trained together as one stacked model (0: every run of a method/epochs/seed group); see bench/"
+        5,
+        "runs trained together as one stacked model (0: every run of a method/epochs/seed group). On 2 CPU cores "
+        "5 is fastest: bigger stacks fall out of cache (docs/results/toy/bench.json)",
     )
 
     def learning_rates(self) -> list[float]:
