@@ -8,7 +8,9 @@ DEB_PACKAGES := dataset-fashion-mnist
 export MS_ASSET_DIR := $(CURDIR)/.cache/maniskill
 export MS_SKIP_ASSET_DOWNLOAD_PROMPT := 1
 
-.PHONY: setup quickstart test bench bench-envs clean
+RT1_VENV := .venv-rt1
+
+.PHONY: setup setup-rt1 quickstart test test-main test-rt1 bench bench-envs collect-full clean
 
 # The venv, the project (torch pinned to the CPU wheel), the Debian packages it reads data from, and a
 # Vulkan driver SAPIEN can render with (Mesa >= 24.3 from bookworm-backports where no GPU driver is present).
@@ -26,20 +28,43 @@ $(VENV)/.installed: pyproject.toml
 
 setup: $(VENV)/.installed
 
+# The RT-1 demonstrator's own venv: TensorFlow 2.15 + tf-agents 0.19 (as SimplerEnv runs RT-1) need numpy < 2,
+# which the main venv's stack does not. tf-agents goes in without its deps: it pins typing-extensions==4.5.0,
+# which torch (needed by mani_skill) refuses; pyproject's `rt1` extra lists its real dependencies.
+$(RT1_VENV)/.installed: pyproject.toml $(VENV)/.installed
+	test -x $(RT1_VENV)/bin/python || python3 -m venv $(RT1_VENV)
+	$(RT1_VENV)/bin/python -m pip install -q torch==2.13.0
+	$(RT1_VENV)/bin/python -m pip install -q -e '.[sim,rt1]' 'pytest>=8'
+	$(RT1_VENV)/bin/python -m pip install -q --no-deps tf-agents==0.19.0
+	touch $@
+
+setup-rt1: $(RT1_VENV)/.installed
+
 # Main job on the embedded default. Until the robot pipeline exists (issue #6) it is the quick ParityMNIST
 # experiment: pretrain, fine-tune 5 methods over a small grid, write the forgetting report.
 quickstart: setup
 	@echo "== quickstart: the quick ParityMNIST experiment (the robot pipeline will replace it) =="
 	$(VENV)/bin/vla-razor toy sweep --config configs/toy_quick.yaml
 
-test: setup
+# The whole suite: everything in the main venv, then the RT-1 SavedModel test in the RT-1 venv.
+test: test-main test-rt1
+
+test-main: setup
 	$(PY) -m pytest -q
+
+test-rt1: setup-rt1
+	$(RT1_VENV)/bin/python -m pytest -q tests/data_collection/test_rt1.py
 
 bench: setup
 	$(PY) bench/toy_runs_per_minute.py
 
 bench-envs: setup
 	$(PY) bench/envs_scripted.py --out docs/results/envs
+
+# The full scripted demonstration set of docs/results/collect (10 x 10 grid x 10 successes, 224 px camera).
+collect-full: setup
+	$(PY) data_collection/rt1_grid.py --config configs/collect_embedded.yaml --out data/demos/pick_can_angled
+	mkdir -p docs/results/collect && cp data/demos/pick_can_angled/summary.json docs/results/collect/summary.json
 
 clean:
 	rm -rf runs

@@ -434,8 +434,18 @@ class ParallelRollout:
             pass
 
     # ---- running --------------------------------------------------------------------------------------
-    def run(self, policy: Policy, episodes: Sequence[EpisodeSpec], record: bool = False) -> list[EpisodeResult]:
-        """Run every spec once; results come back in the order of `episodes`."""
+    def run(
+        self,
+        policy: Policy,
+        episodes: Sequence[EpisodeSpec],
+        record: bool = False,
+        on_result: Callable[[int, EpisodeResult], None] | None = None,
+    ) -> list[EpisodeResult]:
+        """Run every spec once; results come back in the order of `episodes`.
+
+        on_result(index, result) is called in this process as each episode ends (in completion order), so a
+        caller can save it at once: an interrupted run then loses only the episodes still running.
+        """
         episodes = list(episodes)
         self._check_tasks([s.task for s in episodes])
         if isinstance(policy, str):
@@ -446,10 +456,12 @@ class ParallelRollout:
             return []
         self.start()
         if isinstance(policy, str):
-            return self._run_expert(style, episodes, record)
-        return self._run_lockstep(policy, episodes, record)
+            return self._run_expert(style, episodes, record, on_result)
+        return self._run_lockstep(policy, episodes, record, on_result)
 
-    def _run_expert(self, style: str | None, episodes: list[EpisodeSpec], record: bool) -> list[EpisodeResult]:
+    def _run_expert(
+        self, style: str | None, episodes: list[EpisodeSpec], record: bool, on_result: Callable | None
+    ) -> list[EpisodeResult]:
         workers = self._workers
         assert workers is not None
         results: list[EpisodeResult | None] = [None] * len(episodes)
@@ -467,6 +479,8 @@ class ParallelRollout:
                 index = running.pop(slot)
                 self._expect(workers[slot], reply, "result", self._describe(index, episodes[index]))
                 results[index] = reply[1]
+                if on_result is not None:
+                    on_result(index, reply[1])
         except _WorkerDied as err:
             index = running.get(slot)
             where = self._describe(index, episodes[index]) if index is not None else "between episodes"
@@ -492,7 +506,9 @@ class ParallelRollout:
             self._fail(f"no worker replied within {self.timeout_s} s (hung?) while running {where}")
         return min(handles[h] for h in ready)
 
-    def _run_lockstep(self, policy: PolicyFn, episodes: list[EpisodeSpec], record: bool) -> list[EpisodeResult]:
+    def _run_lockstep(
+        self, policy: PolicyFn, episodes: list[EpisodeSpec], record: bool, on_result: Callable | None
+    ) -> list[EpisodeResult]:
         workers = self._workers
         assert workers is not None
         results: list[EpisodeResult | None] = [None] * len(episodes)
@@ -530,6 +546,8 @@ class ParallelRollout:
                     if done or (spec.max_steps is not None and steps >= spec.max_steps):
                         results[index] = EpisodeResult(spec, success, steps, recorder.finish() if recorder else None)
                         del running[slot]
+                        if on_result is not None:
+                            on_result(index, results[index])
                     else:
                         running[slot][1:3] = [steps, obs]
                 if not running:

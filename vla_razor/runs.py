@@ -24,12 +24,20 @@ from safetensors.torch import load_file, save_file
 SUMMARY = "summary.json"
 
 
+def default_file_mode() -> int:
+    """0o666 less the umask: what open() would give (mkstemp's temporaries are 0o600)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Writes ``data`` so that ``path`` is either its old content or the whole new one, never a part."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.chmod(tmp, default_file_mode())
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()

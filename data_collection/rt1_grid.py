@@ -1,0 +1,450 @@
+"""Demonstrations over a grid of object placements: N successful episodes per grid point, resumable.
+
+    python data_collection/rt1_grid.py                                  # configs/collect_embedded.yaml
+    python data_collection/rt1_grid.py --grid 2x2 --successes_per_point 2 --out data/demos/tiny
+    python data_collection/rt1_grid.py --demonstrator rt1 --rt1.saved_model ~/rt_1_x_tf_trained_for_002272480_step \\
+        --rt1.embedder ~/universal-sentence-encoder-large-5 --backend simpler --out data/demos/rt1_simpler
+
+As the paper (Appendix B.2), each grid point is tried until it has `successes_per_point` successful episodes
+(default 10) or `max_attempts_per_point` attempts; only successes are kept (`keep_failures` keeps the rest,
+marked as failures), and points that never succeed are reported. Demonstrators:
+    scripted: the privileged-state expert of envs/experts.py (pick-can style `expert_style`), in the workers;
+    rt1:      an RT-1 SavedModel through data_collection/rt1.py (needs the `rt1` extra), batched over workers.
+The dataset format is data_collection/dataset.py's (ManiSkill's trajectory .h5 + .json, one file per
+episode, dataset_statistics.json with the action q01/q99 for the action tokenizer).
+
+Resuming: every finished attempt is recorded at once (the episode file, atomically, then collection.json,
+atomically), so after Ctrl-C or kill -9 the same command continues where it stopped, with no episode lost or
+duplicated. Attempt k at grid point p always runs with seed `attempt_seed(seed, p, k)`, so a resumed
+collection is the same as an uninterrupted one. Changing what the data depends on (task, grid, demonstrator,
+...) in an existing folder is refused; counts and workers may change.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from vla_razor.config import ConfigError, add_config_arguments, load_config, option, overrides_from_args, to_dict
+
+DEFAULT_CONFIG = "configs/collect_embedded.yaml"
+COLLECTION_JSON = "collection.json"
+SUMMARY_JSON = "summary.json"
+COLLECTION_FORMAT = "vla-razor-collection/1"
+EPISODE_FILE = re.compile(r"^p(\d{4,})_a(\d{4,})\.h5$")
+
+
+@dataclass
+class RT1Config:
+    saved_model: Path | None = option(None, "RT-1 SavedModel directory (tf_agents PolicySaver export)")
+    embedder: Path | None = option(None, "Universal Sentence Encoder SavedModel directory (local)")
+    action_scale: float = option(1.0, "scale of RT-1's world_vector and rotation_delta (SimplerEnv: 1.0)")
+
+
+@dataclass
+class CollectConfig:
+    task: Literal["pick_can", "open_drawer", "close_drawer"] = option("pick_can", "task to demonstrate")
+    demonstrator: Literal["scripted", "rt1"] = option("scripted", "who acts: the scripted expert or RT-1")
+    expert_style: Literal["top_down", "angled"] = option(
+        "angled", "pick-can style of the scripted expert (the SFT data's default; the base policy learns top_down)"
+    )
+    backend: Literal["embedded", "simpler"] = option("embedded", "simulator: embedded ManiSkill3 or real SimplerEnv")
+    grid: str = option("10x10", "grid points along x and y, e.g. 10x10")
+    region: list[list[float]] | None = option(
+        None, "[[x_min, x_max], [y_min, y_max]] of the grid (default: the task's, see envs/grids.py)"
+    )
+    points: list[int] | None = option(None, "collect only these grid point indices (default: all)")
+    successes_per_point: int = option(10, "successful episodes wanted per grid point (paper: 10)")
+    max_attempts_per_point: int = option(30, "give up on a grid point after this many attempts")
+    keep_failures: bool = option(False, "also store failed episodes (marked success=false)")
+    out: Path = option(Path("data/demos/pick_can_angled"), "dataset folder (created, or resumed)")
+    workers: int = option(2, "simulator worker processes (0: in this process)")
+    camera_size: int = option(224, "side of the square camera image stored with each step")
+    max_steps: int | None = option(None, "step limit per episode (default: the task's own, 80 for pick_can)")
+    seed: int = option(0, "base of the per-(grid point, attempt) episode seeds")
+    dataset_name: str = option("vla_razor_embedded", "key of dataset_statistics.json (the policy's unnorm key)")
+    reset_options: dict[str, Any] = option({}, "extra env.reset options merged into every episode's")
+    env_kwargs: dict[str, Any] = option({}, "extra keyword arguments of envs.make")
+    rt1: RT1Config = option(RT1Config(), "RT-1 demonstrator")
+    progress: bool = option(True, "show a progress bar")
+
+    def grid_shape(self) -> tuple[int, int]:
+        m = re.fullmatch(r"\s*(\d+)\s*x\s*(\d+)\s*", self.grid)
+        if not m or int(m[1]) < 1 or int(m[2]) < 1:
+            raise ConfigError(f"grid: expected NxM with positive N and M (e.g. 10x10), got {self.grid!r}")
+        return int(m[1]), int(m[2])
+
+
+# Fields that decide what the data is: an existing folder must have been collected with the same values.
+IDENTITY_FIELDS = ("task", "demonstrator", "backend", "grid", "region", "camera_size", "max_steps", "seed",
+                   "reset_options", "env_kwargs")
+
+
+def identity(cfg: CollectConfig) -> dict[str, Any]:
+    d = to_dict(cfg)
+    out = {k: d[k] for k in IDENTITY_FIELDS}
+    if cfg.demonstrator == "scripted" and cfg.task == "pick_can":
+        out["expert_style"] = cfg.expert_style
+    if cfg.demonstrator == "rt1":
+        out["rt1"] = d["rt1"]
+    return out
+
+
+def attempt_seed(seed: int, point: int, attempt: int) -> int:
+    """The env seed of attempt `attempt` at grid point `point`: fixed, and unrelated across (point, attempt)."""
+    return int(np.random.SeedSequence([seed, point, attempt]).generate_state(1)[0] & 0x7FFFFFFF)
+
+
+@dataclass
+class Attempt:
+    point: int
+    attempt: int
+    seed: int
+    success: bool
+    steps: int
+    file: str | None = None
+    """The episode file, if the episode was stored."""
+
+
+@dataclass
+class Collection:
+    """collection.json: what was asked, what was tried. The resume state; rewritten after every attempt."""
+
+    root: Path
+    config: dict[str, Any]
+    grid_xy: list[list[float]]
+    attempts: list[Attempt] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def path(self) -> Path:
+        return self.root / COLLECTION_JSON
+
+    def save(self) -> None:
+        from vla_razor.runs import atomic_write_json
+
+        atomic_write_json(self.path, {
+            "format": COLLECTION_FORMAT, "config": self.config, "grid_xy": self.grid_xy, "seconds": self.seconds,
+            "attempts": [asdict(a) for a in self.attempts],
+        })
+
+    def tried(self, point: int) -> int:
+        return sum(a.point == point for a in self.attempts)
+
+    def successes(self, point: int) -> int:
+        return sum(a.point == point and a.success for a in self.attempts)
+
+    def next_attempt(self, point: int) -> int:
+        return 1 + max((a.attempt for a in self.attempts if a.point == point), default=-1)
+
+
+def open_collection(cfg: CollectConfig, grid_xy: np.ndarray) -> Collection:
+    """The folder's collection (new, or resumed after reconciling it with the episode files on disk)."""
+    from data_collection.dataset import EPISODES_DIR, DatasetError, read_episode_meta
+
+    root = cfg.out
+    path = root / COLLECTION_JSON
+    config = to_dict(cfg)
+    grid = [[float(v) for v in xy] for xy in grid_xy]
+    if not path.exists():
+        if root.exists() and any(p for p in root.iterdir() if not p.name.startswith(".")):
+            raise DatasetError(f"{root}: exists, is not empty and has no {COLLECTION_JSON}; "
+                               "not a collection folder (choose another --out)")
+        root.mkdir(parents=True, exist_ok=True)
+        collection = Collection(root, config, grid)
+        collection.save()
+        return collection
+    try:
+        saved = json.loads(path.read_text())
+        if saved.get("format") != COLLECTION_FORMAT:
+            raise DatasetError(f"{path}: not a vla-razor collection file (format {saved.get('format')!r})")
+        attempts = [Attempt(**a) for a in saved["attempts"]]
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as err:
+        raise DatasetError(f"{path}: unreadable ({err!r}); truncated or foreign?") from None
+    old = {k: saved["config"].get(k) for k in identity(cfg)}
+    new = identity(cfg)
+    changed = {k: (old[k], new[k]) for k in new if old[k] != new[k]}
+    if changed:
+        what = ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in changed.items())
+        raise DatasetError(f"{root} was collected with other settings ({what}); use a new --out, or the old settings")
+    collection = Collection(root, config, grid, attempts, float(saved.get("seconds", 0.0)))
+
+    # Reconcile with the files: drop our own interrupted temporaries, adopt episodes whose attempt record was
+    # not written yet (killed between the two writes), refuse anything else.
+    known = {(a.point, a.attempt): a for a in attempts}
+    episodes_dir = root / EPISODES_DIR
+    for p in sorted(episodes_dir.iterdir()) if episodes_dir.is_dir() else []:
+        if p.name.startswith(".") and p.name.endswith(".tmp"):
+            p.unlink()
+            continue
+        m = EPISODE_FILE.match(p.name)
+        if not m:
+            raise DatasetError(f"{p}: not an episode file of this collection (expected pNNNN_aNNNN.h5)")
+        file = f"{EPISODES_DIR}/{p.name}"
+        meta = read_episode_meta(root, file)  # validates: a truncated or foreign file is named here
+        key = (int(m[1]), int(m[2]))
+        if key not in known:
+            a = Attempt(meta.grid_point, meta.attempt, meta.seed, meta.success, meta.steps, file)
+            attempts.append(a)
+            known[key] = a
+    for a in attempts:
+        if a.file and not (root / a.file).is_file():
+            raise DatasetError(f"{root / a.file}: recorded in {path} but missing")
+    collection.save()
+    return collection
+
+
+class Collector:
+    """Runs the attempts a collection still needs and stores each one as it ends."""
+
+    def __init__(self, cfg: CollectConfig):
+        from envs.grids import grid_points
+
+        self.cfg = cfg
+        region = tuple(tuple(r) for r in cfg.region) if cfg.region else None
+        if region is not None and (len(region) != 2 or any(len(r) != 2 for r in region)):
+            raise ConfigError(f"region: expected [[x_min, x_max], [y_min, y_max]], got {cfg.region!r}")
+        try:
+            self.grid_xy = grid_points(cfg.task, cfg.backend, cfg.grid_shape(), region)  # type: ignore[arg-type]
+        except ValueError as err:
+            raise ConfigError(str(err)) from None
+        n = len(self.grid_xy)
+        self.points = list(range(n)) if cfg.points is None else list(cfg.points)
+        bad = [p for p in self.points if not 0 <= p < n]
+        if bad:
+            raise ConfigError(f"points: {bad} are not grid indices of a {cfg.grid} grid (0..{n - 1})")
+        for name in ("successes_per_point", "max_attempts_per_point", "camera_size"):
+            if getattr(cfg, name) < 1:
+                raise ConfigError(f"{name}: must be >= 1, got {getattr(cfg, name)}")
+        if cfg.demonstrator == "rt1" and (cfg.rt1.saved_model is None or cfg.rt1.embedder is None):
+            raise ConfigError("rt1.saved_model and rt1.embedder: both are needed with --demonstrator rt1")
+        self.collection = open_collection(cfg, self.grid_xy)
+        self.env_info = {"env_id": _env_id(cfg), "env_kwargs": {"camera_size": cfg.camera_size, **cfg.env_kwargs},
+                         "max_episode_steps": cfg.max_steps, "backend": cfg.backend}
+        self.source_type = "scripted" if cfg.demonstrator == "scripted" else "rt1"
+        self.source_desc = (f"envs/experts.py {cfg.task} expert" + (f", style {cfg.expert_style}" if cfg.task == "pick_can" else "")
+                            if cfg.demonstrator == "scripted" else f"RT-1 SavedModel {cfg.rt1.saved_model}")
+
+    # ---- planning ----------------------------------------------------------------------------------
+    def point_done(self, point: int) -> bool:
+        c, cfg = self.collection, self.cfg
+        return c.successes(point) >= cfg.successes_per_point or c.tried(point) >= cfg.max_attempts_per_point
+
+    def next_round(self) -> list[tuple[int, int]]:
+        """(point, attempt) pairs to try now: as many as each unfinished point still needs, within its cap."""
+        c, cfg = self.collection, self.cfg
+        todo = []
+        for p in self.points:
+            need = cfg.successes_per_point - c.successes(p)
+            budget = cfg.max_attempts_per_point - c.tried(p)
+            first = c.next_attempt(p)
+            todo += [(p, first + k) for k in range(max(0, min(need, budget)))]
+        return todo
+
+    def spec(self, point: int, attempt: int) -> Any:
+        from envs.grids import placement_options
+        from envs.rollout import EpisodeSpec
+
+        options = _merge(placement_options(self.cfg.task, self.cfg.backend, self.grid_xy[point]), self.cfg.reset_options)
+        return EpisodeSpec(self.cfg.task, attempt_seed(self.cfg.seed, point, attempt), options, self.cfg.max_steps)
+
+    # ---- storing -----------------------------------------------------------------------------------
+    def store(self, point: int, attempt: int, result: Any) -> None:
+        from data_collection.dataset import Episode, EpisodeMeta, episode_filename, write_episode
+
+        spec, traj = result.spec, result.trajectory
+        file = None
+        if result.success or self.cfg.keep_failures:
+            file = episode_filename(point, attempt)
+            meta = EpisodeMeta(
+                task=spec.task, instruction=traj.instruction, seed=spec.seed, grid_point=point,
+                grid_xy=[float(v) for v in self.grid_xy[point]], attempt=attempt, steps=result.steps,
+                success=bool(result.success), file=file, reset_kwargs={"seed": spec.seed, "options": spec.options},
+            )
+            write_episode(self.cfg.out, Episode(traj.images, traj.proprio, traj.actions, traj.rewards, meta))
+        self.collection.attempts.append(Attempt(point, attempt, spec.seed, bool(result.success), result.steps, file))
+        self.collection.save()
+        if file:
+            self.write_index()
+
+    def write_index(self) -> None:
+        from data_collection.dataset import write_index
+
+        metas = self._metas()
+        write_index(self.cfg.out, metas, self.env_info, self.source_type, self.source_desc)
+
+    def _metas(self) -> list[Any]:
+        from data_collection.dataset import EpisodeMeta
+
+        metas = []
+        for a in self.collection.attempts:
+            if a.file is None:
+                continue
+            spec = self.spec(a.point, a.attempt)
+            metas.append(EpisodeMeta(
+                task=self.cfg.task, instruction=_instruction(self.cfg), seed=a.seed, grid_point=a.point,
+                grid_xy=[float(v) for v in self.grid_xy[a.point]], attempt=a.attempt, steps=a.steps,
+                success=a.success, file=a.file, reset_kwargs={"seed": spec.seed, "options": spec.options},
+            ))
+        return metas
+
+    # ---- running -----------------------------------------------------------------------------------
+    def policy(self) -> Any:
+        if self.cfg.demonstrator == "scripted":
+            return f"expert:{self.cfg.expert_style}" if self.cfg.task == "pick_can" else "expert"
+        from data_collection.rt1 import RT1Demonstrator
+
+        r = self.cfg.rt1
+        return RT1Demonstrator(r.saved_model, r.embedder, gripper="relative" if self.cfg.backend == "simpler" else "absolute",
+                               action_scale=r.action_scale)
+
+    def run(self) -> dict[str, Any]:
+        from tqdm import tqdm
+
+        from envs.rollout import ParallelRollout
+
+        cfg, c = self.cfg, self.collection
+        policy = self.policy() if self.next_round() else None
+        bar = tqdm(total=len(self.points), unit="point", desc=f"collect {cfg.task}", disable=not cfg.progress,
+                   dynamic_ncols=True)
+        bar.update(sum(self.point_done(p) for p in self.points))
+        started = time.perf_counter()
+        rollout = ParallelRollout(cfg.workers, backend=cfg.backend, camera_size=cfg.camera_size, env_kwargs=cfg.env_kwargs)
+        try:
+            while todo := self.next_round():
+                specs = [self.spec(p, a) for p, a in todo]
+
+                def on_result(index: int, result: Any) -> None:
+                    point, attempt = todo[index]
+                    was_done = self.point_done(point)
+                    c.seconds += time.perf_counter() - self._tick
+                    self._tick = time.perf_counter()
+                    self.store(point, attempt, result)
+                    if self.point_done(point) and not was_done:
+                        bar.update(1)
+                    tried = len(c.attempts)
+                    bar.set_postfix(point=point, episodes=sum(a.success for a in c.attempts),
+                                    success=f"{sum(a.success for a in c.attempts) / max(tried, 1):.1%}")
+
+                self._tick = time.perf_counter()
+                rollout.run(policy, specs, record=True, on_result=on_result)
+        finally:
+            rollout.close()
+            bar.close()
+        if c.attempts and any(a.file for a in c.attempts):
+            self.write_index()
+            self.write_statistics()
+        return self.summary(time.perf_counter() - started)
+
+    def write_statistics(self) -> None:
+        from data_collection.dataset import DemoDataset
+
+        DemoDataset(self.cfg.out).write_statistics(self.cfg.dataset_name)
+
+    def summary(self, seconds_this_run: float) -> dict[str, Any]:
+        from vla_razor.runs import atomic_write_json
+
+        c, cfg = self.collection, self.cfg
+        attempts = [a for a in c.attempts if a.point in set(self.points)]
+        successes = sum(a.success for a in attempts)
+        summary = {
+            "episodes": sum(a.file is not None and a.success for a in attempts),
+            "attempts": len(attempts),
+            "success_rate": successes / len(attempts) if attempts else 0.0,
+            "seconds": round(c.seconds, 1),
+            "workers": cfg.workers,
+        }
+        atomic_write_json(cfg.out / SUMMARY_JSON, summary)
+        per_point = [(p, c.successes(p), c.tried(p)) for p in self.points]
+        return {
+            **summary,
+            "points": len(self.points),
+            "points_complete": sum(s >= cfg.successes_per_point for _, s, _ in per_point),
+            "never_succeeded": [{"point": p, "xy": [round(float(v), 4) for v in self.grid_xy[p]], "attempts": t}
+                                for p, s, t in per_point if s == 0 and t > 0],
+            "short": [{"point": p, "successes": s, "attempts": t} for p, s, t in per_point
+                      if 0 < s < cfg.successes_per_point],
+            "seconds_this_run": seconds_this_run,
+        }
+
+
+def _merge(base: dict, extra: dict) -> dict:
+    out = json.loads(json.dumps(base))
+    for k, v in extra.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def _env_id(cfg: CollectConfig) -> str:
+    import envs
+
+    if cfg.backend == "simpler":
+        from envs.simpler import SIMPLER_TASKS
+
+        return SIMPLER_TASKS[cfg.task]
+    return envs.TASKS[cfg.task]
+
+
+def _instruction(cfg: CollectConfig) -> str:
+    import envs
+
+    return envs.INSTRUCTIONS[cfg.task]
+
+
+def print_summary(summary: dict[str, Any], out: Path) -> None:
+    rows = [
+        ("grid points", f"{summary['points']} ({summary['points_complete']} complete)"),
+        ("episodes stored", str(summary["episodes"])),
+        ("attempts", str(summary["attempts"])),
+        ("success rate", f"{summary['success_rate']:.1%}"),
+        ("collection time", f"{summary['seconds']:.0f} s ({summary['workers']} workers)"),
+    ]
+    width = max(len(k) for k, _ in rows)
+    print()
+    for k, v in rows:
+        print(f"  {k:<{width}}  {v}")
+    if summary["never_succeeded"]:
+        print(f"  points that never succeeded ({len(summary['never_succeeded'])}):")
+        for e in summary["never_succeeded"]:
+            print(f"    point {e['point']} at (x, y) = {tuple(e['xy'])}: 0 of {e['attempts']} attempts")
+    if summary["short"]:
+        print(f"  points short of their target: " + ", ".join(f"{e['point']} ({e['successes']}/{e['attempts']})"
+                                                             for e in summary["short"]))
+    print(f"dataset: {out} (trajectory.json/.h5, dataset_statistics.json, summary.json)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python data_collection/rt1_grid.py", description=__doc__.splitlines()[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--config", default=None, help=f"YAML config (default: {DEFAULT_CONFIG} if present)")
+    add_config_arguments(parser, CollectConfig)
+    args = parser.parse_args(argv)
+    from data_collection.dataset import DatasetError
+
+    try:
+        path = args.config or (DEFAULT_CONFIG if Path(DEFAULT_CONFIG).is_file() else None)
+        cfg = load_config(CollectConfig, path, overrides_from_args(args))
+        collector = Collector(cfg)
+        summary = collector.run()
+    except (ConfigError, DatasetError, FileNotFoundError, ImportError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("\ninterrupted: every finished episode is saved; rerun the same command to continue", file=sys.stderr)
+        return 130
+    print_summary(summary, cfg.out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
