@@ -89,3 +89,23 @@ def test_shipped_toy_configs_load():
     paper = load_config(ToyConfig, Path(__file__).parents[1] / "configs/toy_parity_mnist.yaml")
     lrs = paper.sweep.learning_rates()
     assert len(lrs) == 15 and lrs[0] == pytest.approx(3e-6) and lrs[-1] == pytest.approx(1e-3)
+
+
+def test_bare_off_reads_as_the_literal_off(tmp_path):
+    # YAML 1.1 (and so a `--wandb off` flag) reads a bare off as false; a field whose choices include "off" takes it.
+    from vla_razor.toy.config import ToyConfig
+
+    assert load_config(ToyConfig, write(tmp_path, "wandb: off\n")).wandb == "off"
+    with pytest.raises(ConfigError, match=r"mode: expected one of \['a', 'b'\], got False"):
+        load_config(Outer, write(tmp_path, "mode: off\n"))
+
+
+@dataclass
+class WithTunedSection:
+    inner: Inner = option(Inner(lr=0.5, steps=7), "a section whose default differs from Inner's own")
+
+
+def test_a_section_given_in_part_keeps_the_fields_own_defaults(tmp_path):
+    cfg = load_config(WithTunedSection, write(tmp_path, "inner:\n  steps: 3\n"))
+    assert cfg.inner.steps == 3 and cfg.inner.lr == 0.5
+    assert load_config(WithTunedSection, None, {"inner.lr": 0.25}).inner.steps == 7

@@ -58,6 +58,8 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
                 errors.append(str(err))
         raise ConfigError(f"{where}: expected {_type_name(tp)}, got {value!r}")
     if origin is Literal:
+        if isinstance(value, bool) and ("off" if value is False else "on") in get_args(tp):
+            value = "off" if value is False else "on"  # YAML 1.1 reads a bare off / on as a boolean
         if value not in get_args(tp):
             raise ConfigError(f"{where}: expected one of {list(get_args(tp))}, got {value!r}")
         return value
@@ -116,12 +118,22 @@ def _build(cls: type[T], values: dict[str, Any], where: str) -> T:
         raise ConfigError(f"{source}: unknown key {key} (valid keys: {', '.join(sorted(fields))})")
     kwargs = {}
     for name, value in values.items():
+        default = fields[name].default_factory
+        if isinstance(value, dict) and dataclasses.is_dataclass(hints[name]) and default is not dataclasses.MISSING:
+            value = _merged(to_dict(default()), value)  # a section given in part keeps its field's own defaults
         sep = "" if where.endswith(":") or not where else "."
         kwargs[name] = _coerce(value, hints[name], f"{where}{sep}{name}")
     try:
         return cls(**kwargs)
     except TypeError as err:  # a required field without default
         raise ConfigError(f"{where}: {err}") from None
+
+
+def _merged(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in update.items():
+        out[key] = _merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
 
 
 def from_dict(cls: type[T], values: dict[str, Any], source: str = "config") -> T:

@@ -152,6 +152,14 @@ class RunFolder:
             for name, value in metrics.items():
                 f.write(to_json({"step": step, "split": split, "name": name, "value": value}, indent=None) + "\n")
 
+    def drop_metrics_after(self, step: int) -> None:
+        """Forgets logged rows past ``step``: a resumed run redoes those steps and logs them again."""
+        for name in ("metrics.jsonl", "points.jsonl"):
+            path = self.path / name
+            if path.exists():
+                rows = [r for r in read_jsonl(path) if r.get("step", 0) <= step]
+                atomic_write_text(path, "".join(to_json(r, indent=None) + "\n" for r in rows))
+
     def add_point(self, point: Mapping[str, Any]) -> None:
         with open(self.path / "points.jsonl", "a") as f:
             f.write(to_json(dict(point), indent=None) + "\n")

@@ -3,6 +3,8 @@
     vla-razor toy pretrain [--config configs/toy_parity_mnist.yaml] [--pretrain.epochs 50 ...]
     vla-razor toy sweep    [--config ...] [--sweep.lr_count 5 ...]
     vla-razor toy report   [--config ...]
+    vla-razor robot pretrain [--config configs/robot_quick.yaml] [--pretrain.optim.epochs 5 ...]
+    vla-razor robot sft      [--config ...] [--sft.optim.lr 1e-4 ...]
     vla-razor report RUNS_DIR [--out DIR]
 
 Every ``--dotted.name`` flag sets the config field of that name (``vla-razor toy sweep --help`` lists them).
@@ -14,9 +16,11 @@ import argparse
 import sys
 from pathlib import Path
 
+from data_collection.dataset import DatasetError
 from vla_razor.config import ConfigError, add_config_arguments, load_config, overrides_from_args
 
 DEFAULT_TOY_CONFIG = "configs/toy_parity_mnist.yaml"
+DEFAULT_ROBOT_CONFIG = "configs/robot_quick.yaml"
 
 
 class UserError(Exception):
@@ -69,6 +73,38 @@ def cmd_toy_report(args: argparse.Namespace) -> None:
     print(f"report: {out / 'report.html'}")
 
 
+def _robot_config(args: argparse.Namespace):
+    from vla_razor.robot.stages import load_robot_config
+
+    path = Path(args.config) if args.config else None
+    if path is None and Path(DEFAULT_ROBOT_CONFIG).is_file():
+        path = Path(DEFAULT_ROBOT_CONFIG)
+    return load_robot_config(path, overrides_from_args(args))
+
+
+def _print_stage(name: str, result) -> None:
+    if result.train is None:
+        print(f"{name}: already finished: {result.policy_dir}")
+        return
+    t = result.train
+    resumed = f", resumed from update {t.resumed_from}" if t.resumed_from else ""
+    print(f"{name}: {t.steps} updates{resumed}, final loss {t.final_loss:.4f}, {t.seconds:.0f} s")
+    print(f"  run folder: {result.run_dir}  (config.yaml, metrics.jsonl, checkpoints/)")
+    print(f"  policy: {result.policy_dir}")
+
+
+def cmd_robot_pretrain(args: argparse.Namespace) -> None:
+    from vla_razor.robot.stages import run_pretrain
+
+    _print_stage("pretrain", run_pretrain(_robot_config(args)))
+
+
+def cmd_robot_sft(args: argparse.Namespace) -> None:
+    from vla_razor.robot.stages import run_sft
+
+    _print_stage("sft", run_sft(_robot_config(args)))
+
+
 def cmd_report(args: argparse.Namespace) -> None:
     from vla_razor.analysis.report import write_report
 
@@ -100,6 +136,19 @@ def build_parser() -> argparse.ArgumentParser:
         add_config_arguments(sub, ToyConfig)
         sub.set_defaults(func=fn)
 
+    from vla_razor.robot.config import RobotConfig
+
+    robot = commands.add_parser("robot", help="the main job: fine-tune a VLA on pick-can, measure drawer retention")
+    robot_commands = robot.add_subparsers(dest="robot_command", required=True)
+    for name, fn, help_text in (
+        ("pretrain", cmd_robot_pretrain, "train the base policy by behaviour cloning on expert demonstrations"),
+        ("sft", cmd_robot_sft, "fine-tune the base on pick-can demonstrations (paper, Appendix B.2)"),
+    ):
+        sub = robot_commands.add_parser(name, help=help_text)
+        sub.add_argument("--config", help=f"YAML config (default: {DEFAULT_ROBOT_CONFIG} if present)")
+        add_config_arguments(sub, RobotConfig)
+        sub.set_defaults(func=fn)
+
     report = commands.add_parser("report", help="forgetting report from any run folders (toy, robot, llm)")
     report.add_argument("runs_dir", help="folder searched for run folders (summary.json)")
     report.add_argument("--out", help="report folder (default: RUNS_DIR/report)")
@@ -113,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         args.func(args)
-    except (ConfigError, UserError, FileNotFoundError) as err:
+    except (ConfigError, UserError, FileNotFoundError, DatasetError) as err:
         print(f"vla-razor: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

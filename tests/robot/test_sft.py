@@ -1,0 +1,127 @@
+"""vla_razor/robot/sft.py + stages.py: behaviour cloning of the tiny OpenVLA policy on real demonstrations,
+from the CLI; pretrain -> SFT; kill -9 and resume gives the same weights and metrics as an uninterrupted run."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from vla_razor.cli.main import main as cli
+from vla_razor.policies.openvla import OpenVLAPolicy
+from vla_razor.robot.data import DemoTransitions
+from vla_razor.robot.stages import load_robot_config, run_pretrain
+from vla_razor.runs import read_jsonl
+from vla_razor.training_state import read_training_state_meta
+
+REPO = Path(__file__).resolve().parents[2]
+TINY = ["--pretrain.policy_config", str(REPO / "configs/policy_tiny.yaml"), "--progress", "false", "--wandb", "off",
+        "--threads", "1"]
+
+
+def pretrain_args(demo_dirs: dict[str, Path], out: Path, *extra: str) -> list[str]:
+    datasets = json.dumps([str(demo_dirs["pick_can_top_down"]), str(demo_dirs["open_drawer"])])
+    return ["robot", "pretrain", *TINY, "--pretrain.datasets", datasets, "--pretrain.out", str(out),
+            "--pretrain.optim.batch_size", "8", "--pretrain.optim.max_steps", "12",
+            "--pretrain.optim.warmup_steps", "2", "--pretrain.optim.lr", "1e-3", *extra]
+
+
+def weights(policy_dir: Path) -> dict[str, torch.Tensor]:
+    return {k: v.clone() for k, v in OpenVLAPolicy.from_pretrained(policy_dir).model.state_dict().items()}
+
+
+def test_transitions_cover_every_step_and_fix_the_order(demo_dirs: dict[str, Path]) -> None:
+    data = DemoTransitions([demo_dirs["pick_can_top_down"], demo_dirs["open_drawer"]])
+    lengths = [m.steps for d in data.datasets for m in d.episodes]
+    assert len(data) == sum(lengths) and data.tasks == ["open_drawer", "pick_can"]
+    order = data.epoch_order(seed=0, epoch=0)
+    assert sorted(order) == list(range(len(data)))
+    np.testing.assert_array_equal(order, data.epoch_order(seed=0, epoch=0))
+    assert not np.array_equal(order, data.epoch_order(seed=0, epoch=1))
+    images, instructions, actions = data.rows(order[:5])
+    for image, instruction, action, row in zip(images, instructions, actions, order[:5]):
+        d, e, t = data.index[row]
+        episode = data.datasets[d].load(e)
+        np.testing.assert_array_equal(image, episode.images[t])
+        np.testing.assert_array_equal(action, episode.actions[t])
+        assert instruction == episode.instruction
+    stats = data.action_statistics("mine")["mine"]["action"]
+    np.testing.assert_allclose(stats["q01"][:6], np.quantile(data.actions, 0.01, axis=0)[:6], rtol=1e-6)
+    data.close()
+
+
+def test_pretrain_then_sft_from_the_cli(demo_dirs: dict[str, Path], tmp_path: Path,
+                                        capsys: pytest.CaptureFixture) -> None:
+    base = tmp_path / "base"
+    assert cli(pretrain_args(demo_dirs, base, "--pretrain.optim.max_steps", "40")) == 0
+    assert "pretrain: 40 updates" in capsys.readouterr().out
+    losses = [r["value"] for r in read_jsonl(base / "metrics.jsonl") if r["name"] == "loss"]
+    assert len(losses) == 40
+    # it learns the demonstrations' action tokens (chance is 7 x ln 256 / 7 = 5.55 nats a token)
+    assert losses[0] > 5.0 and np.mean(losses[-5:]) < 0.8 * np.mean(losses[:5])
+    policy = OpenVLAPolicy.from_pretrained(base / "policy")
+    stats = policy.config.norm_stats["vla_razor_embedded"]["action"]
+    data = DemoTransitions([demo_dirs["pick_can_top_down"], demo_dirs["open_drawer"]])
+    np.testing.assert_allclose(stats["q99"], data.action_statistics("x")["x"]["action"]["q99"])
+
+    # a finished stage is not redone
+    assert cli(pretrain_args(demo_dirs, base, "--pretrain.optim.max_steps", "40")) == 0
+    assert "already finished" in capsys.readouterr().out
+
+    runs = tmp_path / "runs"
+    args = ["robot", "sft", *TINY, "--runs_dir", str(runs), "--experiment", "e", "--base", str(base / "policy"),
+            "--sft.datasets", json.dumps([str(demo_dirs["pick_can_angled"])]), "--sft.optim.batch_size", "4",
+            "--sft.optim.lr", "1e-3"]
+    assert cli(args) == 0
+    out = capsys.readouterr().out
+    n_rows = len(DemoTransitions([demo_dirs["pick_can_angled"]]))
+    assert f"sft: {-(-n_rows // 4)} updates" in out  # one epoch, as the paper's B.2
+    sft_dir = runs / "e" / "runs" / "sft_lr0.001_bs4_ep1_s0"
+    config = (sft_dir / "config.yaml").read_text()
+    assert "stage: sft" in config
+    tuned = OpenVLAPolicy.from_pretrained(sft_dir / "policy")
+    assert tuned.config.norm_stats == policy.config.norm_stats  # the base's tokenizer is kept
+    before, after = weights(base / "policy"), weights(sft_dir / "policy")
+    assert any(not torch.equal(before[k], after[k]) for k in before)
+
+
+def test_kill_9_then_resume_matches_an_uninterrupted_run(demo_dirs: dict[str, Path], tmp_path: Path) -> None:
+    reference = tmp_path / "reference"
+    assert cli(pretrain_args(demo_dirs, reference, "--checkpoint_every", "3")) == 0
+
+    out = tmp_path / "killed"
+    cmd = [sys.executable, "-m", "vla_razor.cli.main", *pretrain_args(demo_dirs, out, "--checkpoint_every", "3")]
+    proc = subprocess.Popen(cmd, cwd=REPO, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    state = out / "checkpoints" / "train_state.safetensors"
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        if state.is_file() and read_training_state_meta(state)["step"] >= 6:
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, f"training ended before it could be killed: {proc.stderr.read().decode()[-2000:]}"
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (out / "policy").exists()
+
+    cfg = load_robot_config(None, {"pretrain.out": out, "checkpoint_every": 3, "progress": False, "wandb": "off",
+                                   "threads": 1, "pretrain.policy_config": REPO / "configs/policy_tiny.yaml",
+                                   "pretrain.datasets": [demo_dirs["pick_can_top_down"], demo_dirs["open_drawer"]],
+                                   "pretrain.optim.batch_size": 8, "pretrain.optim.max_steps": 12,
+                                   "pretrain.optim.warmup_steps": 2, "pretrain.optim.lr": 1e-3})
+    result = run_pretrain(cfg)
+    assert result.train is not None and result.train.resumed_from >= 6 and result.train.steps == 12
+    a, b = weights(reference / "policy"), weights(out / "policy")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    metrics = [(r["step"], r["name"], r["value"]) for r in read_jsonl(out / "metrics.jsonl")
+               if r["name"] in ("loss", "grad_norm")]
+    expected = [(r["step"], r["name"], r["value"]) for r in read_jsonl(reference / "metrics.jsonl")
+                if r["name"] in ("loss", "grad_norm")]
+    assert metrics == expected  # every step once, with the same values

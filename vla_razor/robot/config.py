@@ -1,0 +1,74 @@
+"""Configs of the robot domain: one YAML file per experiment (configs/robot_*.yaml), one section per stage.
+
+    vla-razor robot pretrain --config configs/robot_quick.yaml      # base policy by behaviour cloning
+    vla-razor robot sft      --config configs/robot_quick.yaml --sft.optim.lr 1e-4
+
+Every field is also a `--dotted.name` flag.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from vla_razor.config import option
+from vla_razor.optim import Schedule
+
+
+@dataclass
+class OptimConfig:
+    """The paper's B.2 training settings (AdamW, weight decay 0, grad-norm 1, warmup 10, constant schedule)."""
+
+    lr: float = option(3e-5, "peak learning rate")
+    batch_size: int = option(16, "transitions (image, instruction, action) per update")
+    epochs: int = option(1, "passes over the training transitions")
+    max_steps: int | None = option(None, "stop after this many updates (None: the epochs' worth)")
+    warmup_steps: int = option(10, "linear warmup updates")
+    schedule: Schedule = option("constant", "'constant' (with warmup) or 'cosine' (with warmup)")
+    max_grad_norm: float = option(1.0, "gradient clipping norm")
+    weight_decay: float = option(0.0, "AdamW weight decay")
+
+
+@dataclass
+class PretrainConfig:
+    """The base policy: the tiny OpenVLA-architecture model trained from scratch on expert demonstrations."""
+
+    policy_config: Path = option(Path("configs/policy_tiny.yaml"), "OpenVLA config YAML of the fresh model")
+    datasets: list[Path] = option(
+        [], "demonstration folders (data_collection/rt1_grid.py) of every task the base should know"
+    )
+    optim: OptimConfig = option(
+        OptimConfig(lr=1e-3, batch_size=32, epochs=20, warmup_steps=50, schedule="cosine"),
+        "behaviour-cloning optimisation",
+    )
+    out: Path = option(Path("runs/robot/base"), "run folder; the policy lands in <out>/policy")
+
+
+@dataclass
+class SFTConfig:
+    """Supervised fine-tuning of the base on pick-can demonstrations (paper, Appendix B.2)."""
+
+    datasets: list[Path] = option([], "demonstration folders to imitate (default style: the one the base did not learn)")
+    optim: OptimConfig = option(OptimConfig(), "SFT optimisation")
+    run_name: str | None = option(None, "run folder name under <experiment_dir>/runs (default: from lr and batch)")
+
+
+@dataclass
+class RobotConfig:
+    experiment: str = option("robot", "experiment name: runs go to <runs_dir>/<experiment>")
+    runs_dir: Path = option(Path("runs"), "where experiments are written")
+    base: Path = option(Path("runs/robot/base/policy"), "the base policy folder (openvla-7b layout)")
+    dataset_name: str = option("vla_razor_embedded", "norm_stats key of the actions (the policy's unnorm key)")
+    device: Literal["auto", "cpu", "cuda"] = option("auto", "where the policy trains (auto: cuda if available)")
+    threads: int = option(2, "torch CPU threads")
+    seed: int = option(0, "data order and sampling seed")
+    checkpoint_every: int = option(50, "updates between resumable checkpoints")
+    progress: bool = option(True, "show progress bars")
+    wandb: Literal["auto", "offline", "online", "off"] = option("auto", "Weights & Biases mirror of the metrics")
+    pretrain: PretrainConfig = option(PretrainConfig(), "base policy by behaviour cloning")
+    sft: SFTConfig = option(SFTConfig(), "supervised fine-tuning")
+
+    @property
+    def experiment_dir(self) -> Path:
+        return self.runs_dir / self.experiment

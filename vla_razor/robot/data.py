@@ -1,0 +1,88 @@
+"""Demonstration transitions for behaviour cloning and SFT: (image, instruction, action) rows over one or
+more datasets of data_collection/dataset.py, read frame by frame (episode files keep one gzip chunk per frame).
+
+    steps = DemoTransitions([Path("data/demos/pick_can_angled")])
+    images, instructions, actions = steps.rows(steps.epoch_order(seed=0, epoch=0)[:16])
+
+The order of an epoch is a pure function of (seed, epoch), so a resumed trainer sees the same batches.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from data_collection.dataset import DatasetError, DemoDataset, action_mask, array_statistics, widen_degenerate
+
+
+class DemoTransitions:
+    """Every step of every episode of `roots`, as rows; images are read on demand."""
+
+    def __init__(self, roots: list[Path], max_open_files: int = 64):
+        if not roots:
+            raise DatasetError("no demonstration datasets given (a list of folders made by data_collection/rt1_grid.py)")
+        self.datasets = [DemoDataset(root) for root in roots]
+        rows = [(d, e, t) for d, ds in enumerate(self.datasets) for e, m in enumerate(ds.episodes) for t in range(m.steps)]
+        if not rows:
+            raise DatasetError(f"{', '.join(str(r) for r in roots)}: no transitions (empty datasets)")
+        self.index = np.asarray(rows, dtype=np.int64)
+        """[N, 3]: (dataset, episode, step) of each row."""
+        self.actions = np.concatenate(
+            [ds.load(e, images=False).actions for ds in self.datasets for e in range(len(ds))]
+        ).astype(np.float32)
+        """[N, 7] actions of every row (small: kept in memory)."""
+        self._files: OrderedDict[tuple[int, int], Any] = OrderedDict()
+        self._max_open = max_open_files
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    @property
+    def tasks(self) -> list[str]:
+        return sorted({t for ds in self.datasets for t in ds.tasks})
+
+    def epoch_order(self, seed: int, epoch: int) -> np.ndarray:
+        """A permutation of the rows, fixed by (seed, epoch)."""
+        return np.random.default_rng([seed, epoch]).permutation(len(self))
+
+    def _frames(self, dataset: int, episode: int) -> Any:
+        import h5py
+
+        key = (dataset, episode)
+        if key in self._files:
+            self._files.move_to_end(key)
+            return self._files[key]
+        ds = self.datasets[dataset]
+        path = ds.root / ds.episodes[episode].file
+        try:
+            f = h5py.File(path, "r")
+            frames = f["traj/obs/rgb"]
+        except (OSError, KeyError) as err:
+            raise DatasetError(f"{path}: cannot read its frames (truncated or foreign?): {err}") from None
+        self._files[key] = (f, frames)
+        if len(self._files) > self._max_open:
+            old_file, _ = self._files.popitem(last=False)[1]
+            old_file.close()
+        return self._files[key]
+
+    def rows(self, rows: np.ndarray) -> tuple[list[np.ndarray], list[str], np.ndarray]:
+        """(images uint8 [H, W, 3] each, instructions, actions [B, 7]) of the given row numbers."""
+        images, instructions = [], []
+        for d, e, t in self.index[rows]:
+            _, frames = self._frames(int(d), int(e))
+            images.append(frames[int(t)])
+            instructions.append(self.datasets[d].episodes[e].instruction)
+        return images, instructions, self.actions[rows]
+
+    def action_statistics(self, name: str) -> dict[str, Any]:
+        """norm_stats entry {name: {"action": {q01, q99, ..., mask}}} over every row (pooled across datasets)."""
+        return {name: {"action": widen_degenerate(array_statistics(self.actions, action_mask())),
+                       "num_transitions": len(self), "num_trajectories": sum(len(d) for d in self.datasets)}}
+
+    def close(self) -> None:
+        for f, _ in self._files.values():
+            f.close()
+        self._files.clear()

@@ -1,0 +1,147 @@
+"""Evaluation of a robot policy: new-task success, drawer retention, and forward KL to the base on the new task.
+
+- pick_can: success over `pick_can_episodes` placements drawn uniformly in the grid region (paper B.2: 100);
+- retention: success on open_drawer and close_drawer from fixed seeds (the forgetting probes);
+- KL: E_x[KL(pi0(.|x) || pi(.|x))] over a fixed set of new-task observations x (frames of the base policy's
+  own pick-can rollouts on held-out placements, made once per experiment and stored as kl_observations.npz),
+  exact over the 256 bins of each of the 7 action tokens, teacher-forced on the base's greedy tokens and
+  summed over the dimensions; reverse KL and TV beside it (vla_razor/policies/openvla/kl.py).
+The seeds of every episode and the observation set depend only on the config, so base, SFT and RL models
+are measured on exactly the same episodes and frames.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from vla_razor.runs import atomic_write_bytes
+
+PROBES = ("open_drawer", "close_drawer")
+KL_OBSERVATIONS = "kl_observations.npz"
+
+
+class PolicyActor:
+    """The callable ParallelRollout feeds: one batched forward per control step for all running episodes.
+
+    temperature 0 is greedy. With `record`, the sampled action tokens and their log-probs are kept per
+    (episode, step), for the RL update.
+    """
+
+    def __init__(self, policy: Any, temperature: float = 0.0, seed: int = 0, record: bool = False):
+        self.policy = policy
+        self.temperature = temperature
+        self.generator = torch.Generator(device=policy.device).manual_seed(seed)
+        self.record = record
+        self.tokens: dict[tuple[int, int], torch.Tensor] = {}
+
+    @torch.no_grad()
+    def __call__(self, batch: Any) -> np.ndarray:
+        inputs = self.policy.encode(list(batch.images), list(batch.instructions))
+        sample = self.policy.sample(inputs, temperature=self.temperature, generator=self.generator)
+        if self.record:
+            for row, (episode, step) in enumerate(zip(batch.episodes, batch.steps)):
+                self.tokens[(int(episode), int(step))] = sample.tokens[row].cpu()
+        return np.asarray(sample.actions, dtype=np.float32)
+
+
+@dataclass
+class EvalSpec:
+    pick_can_episodes: int = 100
+    probe_episodes: int = 25
+    seed: int = 1_000
+    """Base of the evaluation seeds (kept apart from the training seeds)."""
+
+
+def pick_can_specs(n: int, seed: int, backend: str = "embedded") -> list[Any]:
+    """`n` pick-can episodes at placements drawn uniformly over the grid region, fixed by `seed`."""
+    from envs.grids import default_region, placement_options
+    from envs.rollout import EpisodeSpec
+
+    (x0, x1), (y0, y1) = default_region("pick_can", backend)
+    rng = np.random.default_rng([seed, 1])
+    xy = np.stack([rng.uniform(x0, x1, n), rng.uniform(y0, y1, n)], axis=1)
+    seeds = rng.integers(0, 2**31 - 1, n)
+    return [EpisodeSpec("pick_can", int(s), placement_options("pick_can", backend, p)) for s, p in zip(seeds, xy)]
+
+
+def probe_specs(task: str, n: int, seed: int) -> list[Any]:
+    """`n` drawer episodes from fixed seeds (cabinet offset and initial opening come from the seed)."""
+    from envs.rollout import EpisodeSpec
+
+    rng = np.random.default_rng([seed, 2, PROBES.index(task)])
+    return [EpisodeSpec(task, int(s)) for s in rng.integers(0, 2**31 - 1, n)]
+
+
+def success_rates(policy: Any, rollout: Any, spec: EvalSpec, tasks: tuple[str, ...] = ("pick_can", *PROBES)) -> dict[str, float]:
+    """Greedy success rate per task, all tasks' episodes in one batched run."""
+    episodes: list[Any] = []
+    for task in tasks:
+        episodes += (pick_can_specs(spec.pick_can_episodes, spec.seed) if task == "pick_can"
+                     else probe_specs(task, spec.probe_episodes, spec.seed))
+    results = rollout.run(PolicyActor(policy, temperature=0.0), episodes)
+    return {task: float(np.mean([r.success for r in results if r.spec.task == task])) for task in tasks}
+
+
+@dataclass
+class KLObservations:
+    """The fixed new-task observation set of an experiment."""
+
+    images: np.ndarray
+    """uint8 [N, H, W, 3]."""
+    instructions: list[str]
+    tokens: np.ndarray
+    """int64 [N, 7]: the base policy's greedy action tokens on each image (the teacher-forced prefixes)."""
+
+    def save(self, path: Path) -> None:
+        import io
+
+        buffer = io.BytesIO()
+        np.savez_compressed(buffer, images=self.images, instructions=np.asarray(self.instructions), tokens=self.tokens)
+        atomic_write_bytes(path, buffer.getvalue())
+
+    @classmethod
+    def load(cls, path: Path) -> KLObservations:
+        try:
+            with np.load(path, allow_pickle=False) as f:
+                return cls(f["images"], [str(s) for s in f["instructions"]], f["tokens"])
+        except (OSError, KeyError, ValueError) as err:
+            raise ValueError(f"{path}: not a KL observation set ({err}); delete it to make a new one") from None
+
+
+def make_kl_observations(base: Any, rollout: Any, n_episodes: int, per_episode: int, seed: int) -> KLObservations:
+    """Frames of the base's greedy pick-can rollouts on held-out placements (`per_episode` evenly spaced each)."""
+    results = rollout.run(PolicyActor(base, temperature=0.0), pick_can_specs(n_episodes, seed + 7), record=True)
+    images, instructions = [], []
+    for r in results:
+        t = r.trajectory
+        steps = np.unique(np.linspace(0, len(t.actions) - 1, per_episode).round().astype(int))
+        images += [t.images[s] for s in steps]
+        instructions += [t.instruction] * len(steps)
+    tokens = []
+    with torch.no_grad():
+        for i in range(0, len(images), 32):
+            inputs = base.encode(images[i:i + 32], instructions[i:i + 32])
+            tokens.append(base.sample(inputs, temperature=0.0).tokens.cpu())
+    return KLObservations(np.stack(images), instructions, torch.cat(tokens).numpy())
+
+
+@torch.no_grad()
+def kl_to_base(base: Any, policy: Any, obs: KLObservations, batch_size: int = 32) -> dict[str, float]:
+    """Mean over the observation set of forward KL(pi0 || pi), reverse KL and TV, summed over the 7 tokens."""
+    from vla_razor.policies.openvla.kl import action_token_kl
+
+    totals: dict[str, float] = {}
+    n = len(obs.instructions)
+    for i in range(0, n, batch_size):
+        images, instructions = list(obs.images[i:i + batch_size]), obs.instructions[i:i + batch_size]
+        tokens = torch.as_tensor(obs.tokens[i:i + batch_size])
+        base_logits = base.action_logits(base.encode(images, instructions), tokens)
+        logits = policy.action_logits(policy.encode(images, instructions), tokens)
+        for name, value in action_token_kl(base_logits, logits).items():
+            totals[name] = totals.get(name, 0.0) + float(value) * len(instructions)
+    return {name: value / n for name, value in totals.items()}

@@ -1,0 +1,153 @@
+"""Behaviour cloning on demonstrations: the base policy's pretraining and SFT (paper, Appendix B.2).
+
+Both are the same loop: teacher-forced cross-entropy of the 7 action tokens of each demonstrated action
+(vla_razor.core.sft_loss over the 256 bins), AdamW, gradient-norm clipping, a warmup schedule, one or more
+epochs over the transitions in a (seed, epoch)-fixed order. Every `checkpoint_every` updates the whole
+training state goes to `<run>/checkpoints/train_state.safetensors` (atomically), so a rerun after Ctrl-C or
+kill -9 continues from there and makes the same later updates as an uninterrupted run. At the end the
+policy is saved in the openvla-7b layout to `<run>/policy/` (config.json with norm_stats, safetensors).
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from vla_razor import core
+from vla_razor.optim import lr_multiplier
+from vla_razor.robot.config import OptimConfig
+from vla_razor.robot.data import DemoTransitions
+from vla_razor.runs import RunFolder, WandbMirror
+from vla_razor.training_state import load_training_state, save_training_state, trainable_parameters
+
+TRAIN_STATE = "train_state"
+POLICY_DIR = "policy"
+
+
+@dataclass
+class TrainResult:
+    policy_dir: Path
+    steps: int
+    """Updates made in total (including those of earlier, interrupted tries)."""
+    resumed_from: int
+    """The update the run resumed from (0: a fresh start)."""
+    final_loss: float
+    seconds: float
+
+
+def resolve_device(device: str) -> str:
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device: 'cuda' was asked for but torch sees no GPU; use 'auto' or 'cpu'")
+    return device
+
+
+def total_updates(n_rows: int, optim: OptimConfig) -> int:
+    per_epoch = math.ceil(n_rows / optim.batch_size)
+    total = per_epoch * optim.epochs
+    return min(total, optim.max_steps) if optim.max_steps is not None else total
+
+
+def behaviour_clone(
+    policy: Any,
+    data: DemoTransitions,
+    optim: OptimConfig,
+    run: RunFolder,
+    *,
+    seed: int = 0,
+    checkpoint_every: int = 50,
+    progress: bool = True,
+    wandb: WandbMirror | None = None,
+) -> TrainResult:
+    """Trains `policy` (an OpenVLAPolicy) in place on `data`; resumes from `run`'s training state if present."""
+    from tqdm import tqdm
+
+    for name in ("batch_size", "epochs"):
+        if getattr(optim, name) < 1:
+            raise ValueError(f"optim.{name}: must be >= 1, got {getattr(optim, name)}")
+    model = policy.model
+    params = list(trainable_parameters(model).values())
+    optimizer = torch.optim.AdamW(params, lr=optim.lr, weight_decay=optim.weight_decay)
+    total = total_updates(len(data), optim)
+    per_epoch = math.ceil(len(data) / optim.batch_size)
+    state_path = run.path / "checkpoints" / f"{TRAIN_STATE}.safetensors"
+    step = 0
+    if state_path.is_file():
+        step = int(load_training_state(state_path, model, optimizer)["step"])
+    resumed_from = step
+    model.train()
+    started = time.perf_counter()
+    loss_value = float("nan")
+    bar = tqdm(total=total, initial=step, unit="update", desc=run.path.name, disable=not progress, dynamic_ncols=True)
+    made = 0
+    try:
+        while step < total:
+            epoch, k = divmod(step, per_epoch)
+            rows = data.epoch_order(seed, epoch)[k * optim.batch_size:(k + 1) * optim.batch_size]
+            images, instructions, actions = data.rows(rows)
+            batch = policy.encode(images, instructions)
+            targets = policy.encode_actions(actions)
+            logits = policy.action_logits(batch, targets)
+            loss = core.sft_loss(logits, policy.tokenizer.bin_index(targets.cpu()).to(logits.device), None)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            grad_norm = torch.nn.utils.clip_grad_norm_(params, optim.max_grad_norm)
+            lr = optim.lr * lr_multiplier(step, total, optim.warmup_steps, optim.schedule)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            optimizer.step()
+            step += 1
+            made += 1
+            loss_value = float(loss.detach())
+            with torch.no_grad():
+                accuracy = float((logits.argmax(-1).cpu() == policy.tokenizer.bin_index(targets.cpu())).float().mean())
+            metrics = {"loss": loss_value, "token_accuracy": accuracy, "grad_norm": float(grad_norm), "lr": lr,
+                       "epoch": epoch + (k + 1) / per_epoch,
+                       "transitions_per_s": made * optim.batch_size / max(time.perf_counter() - started, 1e-9)}
+            run.log(step, "train", metrics)
+            if wandb is not None:
+                wandb.log({f"train/{k_}": v for k_, v in metrics.items()}, step)
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss_value:.3f}", acc=f"{accuracy:.2f}")
+            if step % checkpoint_every == 0 or step == total:
+                save_training_state(state_path, model, optimizer, {"step": step, "total": total})
+    finally:
+        bar.close()
+    model.eval()
+    policy_dir = run.path / POLICY_DIR
+    if step >= total:
+        save_policy(policy, policy_dir)
+    return TrainResult(policy_dir, step, resumed_from, loss_value, time.perf_counter() - started)
+
+
+def save_policy(policy: Any, directory: Path) -> None:
+    """Writes the policy folder whole or not at all: into a sibling temporary folder, then renamed."""
+    tmp = directory.with_name(f".{directory.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    policy.save_pretrained(tmp)
+    shutil.rmtree(directory, ignore_errors=True)
+    tmp.rename(directory)
+
+
+def set_norm_stats(policy: Any, stats: dict[str, Any], dataset: str) -> None:
+    """Makes `stats[dataset]` the policy's action statistics (pretraining: the demonstrations' own)."""
+    from vla_razor.policies.openvla.action_tokenizer import action_stats
+
+    policy.config.norm_stats = {**(policy.config.norm_stats or {}), **stats}
+    policy.config.default_dataset = dataset
+    policy.dataset = dataset
+    policy.stats = action_stats(policy.config.norm_stats, dataset)
+    policy.action_dim = policy.stats.action_dim
+
+
+def seed_everything(seed: int) -> None:
+    torch.manual_seed(seed)
+    np.random.seed(seed)
