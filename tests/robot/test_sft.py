@@ -24,7 +24,9 @@ from vla_razor.training_state import read_training_state_meta
 
 REPO = Path(__file__).resolve().parents[2]
 TINY = ["--pretrain.policy_config", str(REPO / "configs/policy_tiny.yaml"), "--progress", "false", "--wandb", "off",
-        "--threads", "1"]
+        "--threads", "1", "--camera_size", "32", "--workers", "0"]
+SMALL_EVAL = ["--eval.pick_can_episodes", "2", "--eval.probe_episodes", "1", "--eval.kl_episodes", "1",
+              "--eval.kl_frames_per_episode", "3", "--eval.max_steps", "6"]
 
 
 def pretrain_args(demo_dirs: dict[str, Path], out: Path, *extra: str) -> list[str]:
@@ -77,9 +79,9 @@ def test_pretrain_then_sft_from_the_cli(demo_dirs: dict[str, Path], tmp_path: Pa
     assert "already finished" in capsys.readouterr().out
 
     runs = tmp_path / "runs"
-    args = ["robot", "sft", *TINY, "--runs_dir", str(runs), "--experiment", "e", "--base", str(base / "policy"),
-            "--sft.datasets", json.dumps([str(demo_dirs["pick_can_angled"])]), "--sft.optim.batch_size", "4",
-            "--sft.optim.lr", "1e-3"]
+    args = ["robot", "sft", *TINY, *SMALL_EVAL, "--runs_dir", str(runs), "--experiment", "e",
+            "--base", str(base / "policy"), "--sft.datasets", json.dumps([str(demo_dirs["pick_can_angled"])]),
+            "--sft.optim.batch_size", "4", "--sft.optim.lr", "1e-3"]
     assert cli(args) == 0
     out = capsys.readouterr().out
     n_rows = len(DemoTransitions([demo_dirs["pick_can_angled"]]))
@@ -91,6 +93,29 @@ def test_pretrain_then_sft_from_the_cli(demo_dirs: dict[str, Path], tmp_path: Pa
     assert tuned.config.norm_stats == policy.config.norm_stats  # the base's tokenizer is kept
     before, after = weights(base / "policy"), weights(sft_dir / "policy")
     assert any(not torch.equal(before[k], after[k]) for k in before)
+
+    # evaluated against the base on shared episodes and frames; summary.json in the run-folder contract
+    summary = json.loads((sft_dir / "summary.json").read_text())
+    assert summary["domain"] == "robot" and summary["method"] == "sft" and summary["hparams"]["lr"] == 1e-3
+    assert set(summary["prior"]) == {"open_drawer", "close_drawer"}
+    assert all(v in (0.0, 0.5, 1.0) for v in [summary["new_task"], *summary["base"]["prior"].values()])
+    base_prior = np.mean(list(summary["base"]["prior"].values()))
+    assert summary["forgetting"] == pytest.approx(base_prior - np.mean(list(summary["prior"].values())))
+    assert summary["predictors"]["forward_kl"] > 0 and 0 < summary["predictors"]["tv"] <= 7
+    base_eval = json.loads((runs / "e" / "base_eval.json").read_text())["results"]
+    assert base_eval["forward_kl"] == 0.0 and base_eval["tv"] == 0.0  # the base against itself
+    frames = np.load(runs / "e" / "kl_observations.npz")
+    assert frames["images"].shape == (3, 32, 32, 3) and frames["tokens"].shape == (3, 7)
+    assert "pick_can" in out and "forward KL" in out
+    assert cli(args) == 0 and "already finished" in capsys.readouterr().out
+
+    # `robot eval` of the same folder gives the same numbers (same episodes, same frames)
+    again = tmp_path / "again.json"
+    assert cli(["robot", "eval", *TINY, *SMALL_EVAL, "--runs_dir", str(runs), "--experiment", "e",
+                "--base", str(base / "policy"), "--policy", str(sft_dir / "policy"), "--out", str(again)]) == 0
+    redo = json.loads(again.read_text())
+    assert redo["new_task"] == summary["new_task"] and redo["prior"] == summary["prior"]
+    assert redo["predictors"]["forward_kl"] == pytest.approx(summary["predictors"]["forward_kl"], rel=1e-5)
 
 
 def test_kill_9_then_resume_matches_an_uninterrupted_run(demo_dirs: dict[str, Path], tmp_path: Path) -> None:

@@ -83,14 +83,19 @@ def _robot_config(args: argparse.Namespace):
 
 
 def _print_stage(name: str, result) -> None:
-    if result.train is None:
-        print(f"{name}: already finished: {result.policy_dir}")
-        return
     t = result.train
-    resumed = f", resumed from update {t.resumed_from}" if t.resumed_from else ""
-    print(f"{name}: {t.steps} updates{resumed}, final loss {t.final_loss:.4f}, {t.seconds:.0f} s")
-    print(f"  run folder: {result.run_dir}  (config.yaml, metrics.jsonl, checkpoints/)")
+    if t is None:
+        print(f"{name}: already finished: {result.run_dir}")
+    else:
+        resumed = f", resumed from update {t.resumed_from}" if t.resumed_from else ""
+        print(f"{name}: {t.steps} updates{resumed}, final loss {t.final_loss:.4f}, {t.seconds:.0f} s")
+        print(f"  run folder: {result.run_dir}  (config.yaml, metrics.jsonl, checkpoints/)")
     print(f"  policy: {result.policy_dir}")
+    if result.summary is not None:
+        s = result.summary
+        print(f"  pick_can {s['new_task']:.2f} (base {s['base']['new_task']:.2f}), "
+              + ", ".join(f"{p} {v:.2f} (base {s['base']['prior'][p]:.2f})" for p, v in s["prior"].items())
+              + f", forward KL {s['predictors']['forward_kl']:.4f}")
 
 
 def cmd_robot_pretrain(args: argparse.Namespace) -> None:
@@ -103,6 +108,26 @@ def cmd_robot_sft(args: argparse.Namespace) -> None:
     from vla_razor.robot.stages import run_sft
 
     _print_stage("sft", run_sft(_robot_config(args)))
+
+
+def cmd_robot_eval(args: argparse.Namespace) -> None:
+    from vla_razor.robot.stages import run_eval
+    from vla_razor.runs import atomic_write_json
+
+    cfg = _robot_config(args)
+    policy_dir = Path(args.policy) if args.policy else cfg.base
+    summary = run_eval(cfg, policy_dir)
+    base = summary["base"]
+    print(f"{policy_dir}  (base: {cfg.base})")
+    print(f"  {'':<14}{'policy':>8}{'base':>8}")
+    print(f"  {'pick_can':<14}{summary['new_task']:>8.2f}{base['new_task']:>8.2f}")
+    for probe, value in summary["prior"].items():
+        print(f"  {probe:<14}{value:>8.2f}{base['prior'][probe]:>8.2f}")
+    for name, value in summary["predictors"].items():
+        print(f"  {name:<14}{value:>8.4f}")
+    if args.out:
+        atomic_write_json(Path(args.out), summary)
+        print(f"written: {args.out}")
 
 
 def cmd_report(args: argparse.Namespace) -> None:
@@ -143,9 +168,13 @@ def build_parser() -> argparse.ArgumentParser:
     for name, fn, help_text in (
         ("pretrain", cmd_robot_pretrain, "train the base policy by behaviour cloning on expert demonstrations"),
         ("sft", cmd_robot_sft, "fine-tune the base on pick-can demonstrations (paper, Appendix B.2)"),
+        ("eval", cmd_robot_eval, "pick-can success, drawer retention and KL to the base of one policy folder"),
     ):
         sub = robot_commands.add_parser(name, help=help_text)
         sub.add_argument("--config", help=f"YAML config (default: {DEFAULT_ROBOT_CONFIG} if present)")
+        if name == "eval":
+            sub.add_argument("--policy", help="policy folder to evaluate (default: the base itself)")
+            sub.add_argument("--out", help="also write the results to this JSON file")
         add_config_arguments(sub, RobotConfig)
         sub.set_defaults(func=fn)
 

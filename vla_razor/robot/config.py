@@ -55,11 +55,26 @@ class SFTConfig:
 
 
 @dataclass
+class EvalConfig:
+    """What every model of an experiment is measured on (the same episodes and frames for all of them)."""
+
+    pick_can_episodes: int = option(100, "pick-can placements drawn uniformly in the grid region (paper: 100)")
+    probe_episodes: int = option(25, "episodes of each drawer probe (open, close) from fixed seeds")
+    seed: int = option(1000, "base of the evaluation seeds (apart from training seeds)")
+    kl_episodes: int = option(10, "base-policy pick-can rollouts on held-out placements that give the KL frames")
+    kl_frames_per_episode: int = option(8, "frames taken evenly from each of those rollouts")
+    max_steps: int | None = option(None, "cap on episode length (None: the task's own, 80 pick-can, 113 drawers)")
+    during_training_every: int = option(0, "also evaluate every this many updates (0: only at the end)")
+
+
+@dataclass
 class RobotConfig:
     experiment: str = option("robot", "experiment name: runs go to <runs_dir>/<experiment>")
     runs_dir: Path = option(Path("runs"), "where experiments are written")
     base: Path = option(Path("runs/robot/base/policy"), "the base policy folder (openvla-7b layout)")
     dataset_name: str = option("vla_razor_embedded", "norm_stats key of the actions (the policy's unnorm key)")
+    camera_size: int = option(224, "side of the camera image (demonstrations, rollouts and evaluation alike)")
+    workers: int = option(2, "simulator worker processes for rollouts and evaluation (0: in this process)")
     device: Literal["auto", "cpu", "cuda"] = option("auto", "where the policy trains (auto: cuda if available)")
     threads: int = option(2, "torch CPU threads")
     seed: int = option(0, "data order and sampling seed")
@@ -68,6 +83,7 @@ class RobotConfig:
     wandb: Literal["auto", "offline", "online", "off"] = option("auto", "Weights & Biases mirror of the metrics")
     pretrain: PretrainConfig = option(PretrainConfig(), "base policy by behaviour cloning")
     sft: SFTConfig = option(SFTConfig(), "supervised fine-tuning")
+    eval: EvalConfig = option(EvalConfig(), "evaluation: pick-can success, drawer retention, KL to the base")
 
     @property
     def experiment_dir(self) -> Path:

@@ -55,9 +55,11 @@ class EvalSpec:
     probe_episodes: int = 25
     seed: int = 1_000
     """Base of the evaluation seeds (kept apart from the training seeds)."""
+    max_steps: int | None = None
+    """Episode length cap (None: each task's own)."""
 
 
-def pick_can_specs(n: int, seed: int, backend: str = "embedded") -> list[Any]:
+def pick_can_specs(n: int, seed: int, max_steps: int | None = None, backend: str = "embedded") -> list[Any]:
     """`n` pick-can episodes at placements drawn uniformly over the grid region, fixed by `seed`."""
     from envs.grids import default_region, placement_options
     from envs.rollout import EpisodeSpec
@@ -66,23 +68,24 @@ def pick_can_specs(n: int, seed: int, backend: str = "embedded") -> list[Any]:
     rng = np.random.default_rng([seed, 1])
     xy = np.stack([rng.uniform(x0, x1, n), rng.uniform(y0, y1, n)], axis=1)
     seeds = rng.integers(0, 2**31 - 1, n)
-    return [EpisodeSpec("pick_can", int(s), placement_options("pick_can", backend, p)) for s, p in zip(seeds, xy)]
+    return [EpisodeSpec("pick_can", int(s), placement_options("pick_can", backend, p), max_steps)
+            for s, p in zip(seeds, xy)]
 
 
-def probe_specs(task: str, n: int, seed: int) -> list[Any]:
+def probe_specs(task: str, n: int, seed: int, max_steps: int | None = None) -> list[Any]:
     """`n` drawer episodes from fixed seeds (cabinet offset and initial opening come from the seed)."""
     from envs.rollout import EpisodeSpec
 
     rng = np.random.default_rng([seed, 2, PROBES.index(task)])
-    return [EpisodeSpec(task, int(s)) for s in rng.integers(0, 2**31 - 1, n)]
+    return [EpisodeSpec(task, int(s), {}, max_steps) for s in rng.integers(0, 2**31 - 1, n)]
 
 
 def success_rates(policy: Any, rollout: Any, spec: EvalSpec, tasks: tuple[str, ...] = ("pick_can", *PROBES)) -> dict[str, float]:
     """Greedy success rate per task, all tasks' episodes in one batched run."""
     episodes: list[Any] = []
     for task in tasks:
-        episodes += (pick_can_specs(spec.pick_can_episodes, spec.seed) if task == "pick_can"
-                     else probe_specs(task, spec.probe_episodes, spec.seed))
+        episodes += (pick_can_specs(spec.pick_can_episodes, spec.seed, spec.max_steps) if task == "pick_can"
+                     else probe_specs(task, spec.probe_episodes, spec.seed, spec.max_steps))
     results = rollout.run(PolicyActor(policy, temperature=0.0), episodes)
     return {task: float(np.mean([r.success for r in results if r.spec.task == task])) for task in tasks}
 
@@ -113,9 +116,11 @@ class KLObservations:
             raise ValueError(f"{path}: not a KL observation set ({err}); delete it to make a new one") from None
 
 
-def make_kl_observations(base: Any, rollout: Any, n_episodes: int, per_episode: int, seed: int) -> KLObservations:
+def make_kl_observations(base: Any, rollout: Any, n_episodes: int, per_episode: int, seed: int,
+                         max_steps: int | None = None) -> KLObservations:
     """Frames of the base's greedy pick-can rollouts on held-out placements (`per_episode` evenly spaced each)."""
-    results = rollout.run(PolicyActor(base, temperature=0.0), pick_can_specs(n_episodes, seed + 7), record=True)
+    results = rollout.run(PolicyActor(base, temperature=0.0), pick_can_specs(n_episodes, seed + 7, max_steps),
+                          record=True)
     images, instructions = [], []
     for r in results:
         t = r.trajectory
@@ -145,3 +150,70 @@ def kl_to_base(base: Any, policy: Any, obs: KLObservations, batch_size: int = 32
         for name, value in action_token_kl(base_logits, logits).items():
             totals[name] = totals.get(name, 0.0) + float(value) * len(instructions)
     return {name: value / n for name, value in totals.items()}
+
+
+BASE_EVAL = "base_eval.json"
+
+
+class Evaluator:
+    """Measures models of one experiment against its base, on shared episodes and a shared KL frame set.
+
+    The KL frames (kl_observations.npz) and the base's own results (base_eval.json) are made once and kept
+    in the experiment folder; base_eval.json is redone when the evaluation settings change.
+    """
+
+    def __init__(self, cfg: Any, base: Any):
+        from envs.rollout import ParallelRollout
+        from vla_razor.config import to_dict
+
+        self.cfg, self.base = cfg, base
+        e = cfg.eval
+        self.spec = EvalSpec(e.pick_can_episodes, e.probe_episodes, e.seed, e.max_steps)
+        self.settings = {"eval": to_dict(e), "camera_size": cfg.camera_size, "base": str(cfg.base)}
+        self.rollout = ParallelRollout(cfg.workers, camera_size=cfg.camera_size)
+        self.dir = cfg.experiment_dir
+        self._obs: KLObservations | None = None
+
+    def kl_observations(self) -> KLObservations:
+        if self._obs is None:
+            path = self.dir / KL_OBSERVATIONS
+            if path.is_file():
+                self._obs = KLObservations.load(path)
+            else:
+                e = self.cfg.eval
+                self._obs = make_kl_observations(self.base, self.rollout, e.kl_episodes, e.kl_frames_per_episode,
+                                                 e.seed, e.max_steps)
+                self._obs.save(path)
+        return self._obs
+
+    def evaluate(self, policy: Any) -> dict[str, float]:
+        """{"pick_can", "open_drawer", "close_drawer", "forward_kl", "reverse_kl", "tv"} of `policy`."""
+        return {**success_rates(policy, self.rollout, self.spec), **kl_to_base(self.base, policy, self.kl_observations())}
+
+    def base_results(self) -> dict[str, float]:
+        import json
+
+        from vla_razor.runs import atomic_write_json
+
+        path = self.dir / BASE_EVAL
+        if path.is_file():
+            saved = json.loads(path.read_text())
+            if saved.get("settings") == self.settings:
+                return saved["results"]
+        results = self.evaluate(self.base)
+        atomic_write_json(path, {"settings": self.settings, "results": results})
+        return results
+
+    def summary(self, method: str, hparams: dict[str, Any], seed: int, step: int, results: dict[str, float]) -> dict:
+        """A run's summary.json in the shared contract (DESIGN.md section 6)."""
+        base = self.base_results()
+        forgetting = float(np.mean([base[p] - results[p] for p in PROBES]))
+        return {
+            "domain": "robot", "method": method, "hparams": hparams, "seed": seed, "step": step,
+            "new_task": results["pick_can"], "prior": {p: results[p] for p in PROBES}, "forgetting": forgetting,
+            "predictors": {k: results[k] for k in ("forward_kl", "reverse_kl", "tv")},
+            "base": {"new_task": base["pick_can"], "prior": {p: base[p] for p in PROBES}},
+        }
+
+    def close(self) -> None:
+        self.rollout.close()

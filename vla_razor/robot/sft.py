@@ -15,7 +15,7 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -66,8 +66,14 @@ def behaviour_clone(
     checkpoint_every: int = 50,
     progress: bool = True,
     wandb: WandbMirror | None = None,
+    on_update: Callable[[int], None] | None = None,
+    every: int = 0,
 ) -> TrainResult:
-    """Trains `policy` (an OpenVLAPolicy) in place on `data`; resumes from `run`'s training state if present."""
+    """Trains `policy` (an OpenVLAPolicy) in place on `data`; resumes from `run`'s training state if present.
+
+    `on_update(step)` runs after every `every`-th update (e.g. a mid-training evaluation), before the
+    training state of that update is saved.
+    """
     from tqdm import tqdm
 
     for name in ("batch_size", "epochs"):
@@ -117,6 +123,10 @@ def behaviour_clone(
                 wandb.log({f"train/{k_}": v for k_, v in metrics.items()}, step)
             bar.update(1)
             bar.set_postfix(loss=f"{loss_value:.3f}", acc=f"{accuracy:.2f}")
+            if on_update is not None and every > 0 and step % every == 0 and step < total:
+                model.eval()
+                on_update(step)
+                model.train()
             if step % checkpoint_every == 0 or step == total:
                 save_training_state(state_path, model, optimizer, {"step": step, "total": total})
     finally:
