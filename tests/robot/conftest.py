@@ -33,3 +33,23 @@ def demo_dirs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         out[name] = root / name
         assert collect([*args, *COMMON, "--successes_per_point", "1", "--out", str(out[name])]) == 0
     return out
+
+
+REPO = Path(__file__).resolve().parents[2]
+QUICK = {"progress": False, "wandb": "off", "threads": 1, "camera_size": 32, "workers": 0,
+         "pretrain.policy_config": REPO / "configs/policy_tiny.yaml",
+         "eval.pick_can_episodes": 2, "eval.probe_episodes": 1, "eval.kl_episodes": 1,
+         "eval.kl_frames_per_episode": 3, "eval.max_steps": 6}
+"""Config overrides that keep a robot stage to seconds: 32 px camera, in-process simulator, tiny evaluation."""
+
+
+@pytest.fixture(scope="session")
+def tiny_base(demo_dirs: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A base policy folder: the tiny OpenVLA behaviour-cloned for 12 updates on top-down pick-can + drawer."""
+    from vla_razor.robot.stages import load_robot_config, run_pretrain
+
+    out = tmp_path_factory.mktemp("base")
+    cfg = load_robot_config(None, {**QUICK, "pretrain.out": out, "pretrain.optim.max_steps": 12,
+                                   "pretrain.optim.batch_size": 8,
+                                   "pretrain.datasets": [demo_dirs["pick_can_top_down"], demo_dirs["open_drawer"]]})
+    return run_pretrain(cfg).policy_dir

@@ -5,6 +5,8 @@
     vla-razor toy report   [--config ...]
     vla-razor robot pretrain [--config configs/robot_quick.yaml] [--pretrain.optim.epochs 5 ...]
     vla-razor robot sft      [--config ...] [--sft.optim.lr 1e-4 ...]
+    vla-razor robot rl       [--config ...] [--rl.iterations 20 ...]
+    vla-razor robot eval     [--config ...] [--policy DIR]
     vla-razor report RUNS_DIR [--out DIR]
 
 Every ``--dotted.name`` flag sets the config field of that name (``vla-razor toy sweep --help`` lists them).
@@ -110,6 +112,15 @@ def cmd_robot_sft(args: argparse.Namespace) -> None:
     _print_stage("sft", run_sft(_robot_config(args)))
 
 
+def cmd_robot_rl(args: argparse.Namespace) -> None:
+    from vla_razor.robot.stages import run_rl
+
+    result = run_rl(_robot_config(args))
+    if result.iterations is not None:
+        print(f"rl: {result.iterations} iterations, {result.updates} updates")
+    _print_stage("rl", result)
+
+
 def cmd_robot_eval(args: argparse.Namespace) -> None:
     from vla_razor.robot.stages import run_eval
     from vla_razor.runs import atomic_write_json
@@ -168,6 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
     for name, fn, help_text in (
         ("pretrain", cmd_robot_pretrain, "train the base policy by behaviour cloning on expert demonstrations"),
         ("sft", cmd_robot_sft, "fine-tune the base on pick-can demonstrations (paper, Appendix B.2)"),
+        ("rl", cmd_robot_rl, "on-policy REINFORCE on pick-can with a reward-normalization baseline (B.2)"),
         ("eval", cmd_robot_eval, "pick-can success, drawer retention and KL to the base of one policy folder"),
     ):
         sub = robot_commands.add_parser(name, help=help_text)

@@ -55,6 +55,24 @@ class SFTConfig:
 
 
 @dataclass
+class RLConfig:
+    """On-policy REINFORCE with a reward-normalization baseline on pick-can (paper, Appendix B.2)."""
+
+    grid: list[int] = option([10, 10], "grid points along x and y at which episodes are rolled out")
+    episodes_per_point: int = option(5, "episodes per grid point per iteration (paper: 5)")
+    iterations: int = option(10, "rollout + update iterations")
+    temperature: float = option(1.0, "sampling temperature of the action tokens during rollouts")
+    baseline: Literal["group", "batch"] = option(
+        "group", "normalize rewards within each grid point's episodes (group) or over the whole iteration (batch)"
+    )
+    kl_coef: float = option(0.0, "coefficient of an exact KL(pi || pi0) penalty (paper: 0, none)")
+    max_steps: int | None = option(None, "cap on rollout episode length (None: the task's own 80)")
+    optim: OptimConfig = option(OptimConfig(), "update settings (the paper: as SFT; schedule constant with warmup)")
+    eval_every: int = option(0, "evaluate every this many iterations into points.jsonl (0: only at the end)")
+    run_name: str | None = option(None, "run folder name under <experiment_dir>/runs (default: from lr and k)")
+
+
+@dataclass
 class EvalConfig:
     """What every model of an experiment is measured on (the same episodes and frames for all of them)."""
 
@@ -83,6 +101,7 @@ class RobotConfig:
     wandb: Literal["auto", "offline", "online", "off"] = option("auto", "Weights & Biases mirror of the metrics")
     pretrain: PretrainConfig = option(PretrainConfig(), "base policy by behaviour cloning")
     sft: SFTConfig = option(SFTConfig(), "supervised fine-tuning")
+    rl: RLConfig = option(RLConfig(), "on-policy REINFORCE")
     eval: EvalConfig = option(EvalConfig(), "evaluation: pick-can success, drawer retention, KL to the base")
 
     @property

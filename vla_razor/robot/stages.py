@@ -7,6 +7,7 @@ A stage whose run folder holds a finished policy is skipped; one with a training
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,10 @@ class StageResult:
     """None when the stage was already finished."""
     summary: dict[str, Any] | None = None
     """The run's summary.json (stages that evaluate)."""
+    iterations: int | None = None
+    """RL: iterations done in total."""
+    updates: int | None = None
+    """RL: policy updates made in total."""
 
 
 def _trained(run: RunFolder) -> bool:
@@ -42,7 +47,8 @@ def _start(run: RunFolder, cfg: RobotConfig, stage: str) -> bool:
     state = run.path / "checkpoints" / f"{TRAIN_STATE}.safetensors"
     resuming = state.is_file()
     if resuming:
-        run.drop_metrics_after(int(read_training_state_meta(state)["step"]))
+        meta = read_training_state_meta(state)
+        run.drop_metrics_after(int(meta["step"] if "step" in meta else meta["iteration"]))
     run.start({"stage": stage, **to_dict(cfg)}, fresh=not resuming)
     return resuming
 
@@ -124,6 +130,106 @@ def run_sft(cfg: RobotConfig) -> StageResult:
 def _flat(summary: dict[str, Any]) -> dict[str, float]:
     return {"pick_can": summary["new_task"], **summary["prior"], "forgetting": summary["forgetting"],
             **summary["predictors"]}
+
+
+def rl_run_name(cfg: RobotConfig) -> str:
+    r = cfg.rl
+    return r.run_name or f"rl_lr{r.optim.lr:g}_bs{r.optim.batch_size}_k{r.episodes_per_point}_s{cfg.seed}"
+
+
+def run_rl(cfg: RobotConfig) -> StageResult:
+    """On-policy REINFORCE from the base (vla_razor/robot/rl.py), evaluated at the end into summary.json."""
+    import numpy as np
+
+    from envs.grids import grid_points
+    from vla_razor.config import ConfigError
+    from vla_razor.optim import lr_multiplier
+    from vla_razor.policies.openvla import OpenVLAPolicy
+    from vla_razor.robot.evaluate import Evaluator, PolicyActor
+    from vla_razor.robot.rl import (
+        episode_advantages, iteration_specs, policy_gradient_step, rows_from_rollouts, split_batches, subset,
+    )
+    from vla_razor.robot.sft import save_policy
+    from vla_razor.training_state import load_training_state, save_training_state, trainable_parameters
+
+    r, o = cfg.rl, cfg.rl.optim
+    if o.schedule != "constant":
+        raise ConfigError("rl.optim.schedule: on-policy RL supports 'constant' (with warmup) only, as the paper")
+    if len(r.grid) != 2 or min(r.grid) < 1 or r.episodes_per_point < 1 or r.iterations < 1:
+        raise ConfigError("rl.grid ([nx, ny]), rl.episodes_per_point and rl.iterations must be positive")
+    run = RunFolder(cfg.experiment_dir / "runs" / rl_run_name(cfg))
+    if run.is_finished():
+        return StageResult(run.path, run.path / POLICY_DIR, None)
+    base = load_base(cfg)
+    torch.set_num_threads(cfg.threads)
+    seed_everything(cfg.seed)
+    device = resolve_device(cfg.device)
+    policy = OpenVLAPolicy.from_pretrained(cfg.base, device=device, dataset=cfg.dataset_name)
+    params = list(trainable_parameters(policy.model).values())
+    optimizer = torch.optim.AdamW(params, lr=o.lr, weight_decay=o.weight_decay)
+    state_path = run.path / "checkpoints" / f"{TRAIN_STATE}.safetensors"
+    iteration, update = 0, 0
+    resuming = _start(run, cfg, "rl")
+    if resuming:
+        state = load_training_state(state_path, policy.model, optimizer)
+        iteration, update = int(state["iteration"]), int(state["update"])
+    hparams = {"lr": o.lr, "batch_size": o.batch_size, "episodes_per_point": r.episodes_per_point,
+               "iterations": r.iterations, "kl_coef": r.kl_coef}
+    points = grid_points("pick_can", "embedded", tuple(r.grid))
+    evaluator = Evaluator(cfg, base)
+    wandb = WandbMirror(cfg.wandb, "vla-razor", f"{cfg.experiment}/{run.path.name}", {"stage": "rl", **to_dict(cfg)},
+                        run.path)
+    from tqdm import tqdm
+
+    bar = tqdm(total=r.iterations, initial=iteration, unit="iter", desc=run.path.name, disable=not cfg.progress)
+    started, made = time.perf_counter(), 0
+    try:
+        while iteration < r.iterations:
+            specs, groups = iteration_specs(points, r.episodes_per_point, cfg.seed, iteration, r.max_steps)
+            actor = PolicyActor(policy, temperature=r.temperature, seed=cfg.seed * 100_003 + iteration, record=True)
+            policy.model.eval()
+            t0 = time.perf_counter()
+            results = evaluator.rollout.run(actor, specs, record=True)
+            rollout_s = time.perf_counter() - t0
+            successes = np.array([res.success for res in results], dtype=np.float32)
+            advantages = episode_advantages(successes, groups, r.baseline)
+            rows = rows_from_rollouts(results, actor.tokens, advantages)
+            policy.model.train()
+            step_metrics: list[dict[str, float]] = []
+            for batch in split_batches(len(rows), o.batch_size, np.random.default_rng([cfg.seed, iteration])):
+                lr = o.lr * lr_multiplier(update, 0, o.warmup_steps, "constant")
+                step_metrics.append(policy_gradient_step(policy, optimizer, subset(rows, batch), lr, o.max_grad_norm,
+                                                         base, r.kl_coef))
+                update += 1
+            policy.model.eval()
+            iteration += 1
+            made += 1
+            env_steps = sum(res.steps for res in results)
+            metrics = {"rollout_success": float(successes.mean()), "env_steps": env_steps,
+                       "env_steps_per_s": env_steps / max(rollout_s, 1e-9), "rows_with_signal": len(rows),
+                       "updates": update, "iterations_per_min": made * 60 / (time.perf_counter() - started)}
+            for name in ("loss", "pg_loss", "grad_norm", "kl_penalty"):
+                values = [m[name] for m in step_metrics if name in m]
+                if values:
+                    metrics[name] = float(np.mean(values))
+            run.log(iteration, "train", metrics)
+            wandb.log({f"train/{k}": v for k, v in metrics.items()}, iteration)
+            bar.update(1)
+            bar.set_postfix(success=f"{metrics['rollout_success']:.2f}", updates=update)
+            if r.eval_every and iteration % r.eval_every == 0 and iteration < r.iterations:
+                run.add_point(evaluator.summary("rl", hparams, cfg.seed, iteration, evaluator.evaluate(policy)))
+            save_training_state(state_path, policy.model, optimizer, {"iteration": iteration, "update": update})
+        bar.close()
+        if not _trained(run):
+            save_policy(policy, run.path / POLICY_DIR)
+        summary = evaluator.summary("rl", hparams, cfg.seed, iteration, evaluator.evaluate(policy))
+        run.log(iteration, "eval", _flat(summary))
+        run.finish(summary)
+    finally:
+        bar.close()
+        wandb.finish()
+        evaluator.close()
+    return StageResult(run.path, run.path / POLICY_DIR, None, summary, iteration, update)
 
 
 def load_base(cfg: RobotConfig) -> Any:
