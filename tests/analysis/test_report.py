@@ -8,6 +8,8 @@ import pytest
 
 from vla_razor.analysis.report import write_report
 
+from tests.analysis.conftest import BASE, planted_forgetting
+
 
 def test_write_report_on_two_methods(planted_runs: Path, tmp_path: Path) -> None:
     out = tmp_path / "report"
@@ -44,6 +46,15 @@ def test_write_report_on_two_methods(planted_runs: Path, tmp_path: Path) -> None
 
     markdown = result.markdown_path.read_text()
     page = result.html_path.read_text()
+    # the models table: the base, then each run's final model with its probes, forgetting and forward KL
+    models = markdown_table(result.markdown_path.read_text(), "## Models")
+    assert models[0][:3] == ["model", "method", "new task"] and models[0][-2:] == ["forgetting", "forward_kl"]
+    assert models[1][:3] == ["base", "-", f"{BASE['new_task']:.3f}"] and len(models) == 1 + 1 + 6
+    for row in models[2:]:
+        record = json.loads((planted_runs / row[0] / "summary.json").read_text())
+        assert row[1] == record["method"] and float(row[-1]) == pytest.approx(record["predictors"]["forward_kl"], abs=1e-4)
+        assert float(row[-2]) == pytest.approx(planted_forgetting(record["predictors"]["forward_kl"]), abs=1e-3)
+
     for text in ("# Planted law", "| forward_kl | 1.000 +- 0.000 | 24 | 0.96 |", "Run facts", "steps_per_s",
                  "1 unfinished runs (no summary.json) were ignored", "![", "(tradeoff.png)"):
         assert text in markdown, text
@@ -77,3 +88,11 @@ def test_frontier_comparison_for_three_methods_and_disjoint_ranges() -> None:
     assert "rl at 5 of 5 levels" in three.sentence and "rl 0.700, simpo 0.650, sft 0.600" in three.sentence
     disjoint = _compare_frontiers({"rl": flat(0.2, 0.3, 0.7), "sft": flat(0.5, 0.9, 0.6)})
     assert disjoint.levels == [] and "no common new-task range" in disjoint.sentence
+
+
+def markdown_table(markdown: str, heading: str) -> list[list[str]]:
+    """The cells of the first table after `heading` (header row first, separator dropped)."""
+    lines = markdown.split(heading, 1)[1].splitlines()
+    end = next((i for i, line in enumerate(lines) if line.startswith("#")), len(lines))
+    rows = [line for line in lines[:end] if line.startswith("|") and not line.startswith("|---")]
+    return [[cell.strip() for cell in row.strip("|").split("|")] for row in rows]

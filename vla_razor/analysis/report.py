@@ -243,6 +243,28 @@ def _fmt(value: float | None, digits: int = 3) -> str:
 Block = tuple
 
 
+MAX_MODEL_ROWS = 40
+
+
+def _model_blocks(points: list[Point]) -> list[Block]:
+    """A table of the base and every run's final model: new task, each probe, forgetting, forward KL."""
+    finals = sorted((p for p in points if p.final), key=lambda p: (p.method, -p.new_task, p.run))
+    if not finals:
+        return []
+    probes = sorted({name for p in finals for name in p.prior})
+    rows = []
+    base = next((p for p in finals if p.base_new_task is not None), None)
+    if base is not None:
+        rows.append(["base", "-", _fmt(base.base_new_task)] + [_fmt(base.base_prior.get(n)) for n in probes]
+                    + ["0", "0"])
+    for p in finals[:MAX_MODEL_ROWS]:
+        rows.append([p.run, p.method, _fmt(p.new_task)] + [_fmt(p.prior.get(n)) for n in probes]
+                    + [_fmt(p.forgetting), _fmt(p.predictors.get(KEY_PREDICTOR), 4)])
+    note = f" (first {MAX_MODEL_ROWS} of {len(finals)})" if len(finals) > MAX_MODEL_ROWS else ""
+    return [("h2", "Models" + note),
+            ("table", ["model", "method", "new task"] + probes + ["forgetting", KEY_PREDICTOR], rows)]
+
+
 def _report_blocks(title: str, points: list[Point], stats: LoadStats, pooled: str, table: dict[str, dict],
                    methods: dict[str, MethodSummary], comparison: FrontierComparison,
                    forgetting_plots: dict[str, str], extra: dict) -> list[Block]:
@@ -251,6 +273,9 @@ def _report_blocks(title: str, points: list[Point], stats: LoadStats, pooled: st
         ("h1", title),
         ("p", f"Domain: {domains}. {stats.finished_runs} finished runs, {len(points)} points, "
               f"{stats.unfinished_runs} unfinished runs ignored."),
+    ]
+    blocks += _model_blocks(points)
+    blocks += [
         ("h2", "What was pooled"),
         ("p", pooled),
         ("h2", "Which variable predicts forgetting (paper's Table 1)"),

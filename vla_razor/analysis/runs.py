@@ -39,6 +39,7 @@ class Point:
     predictors: dict[str, float] = field(default_factory=dict)
     base_new_task: float | None = None
     base_prior_mean: float | None = None
+    base_prior: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -254,6 +255,7 @@ def _make_point(record: Mapping[str, Any], fallback: Mapping[str, Any], run: str
         forgetting=forgetting,
         predictors=_predictor_dict(record.get("predictors"), where),
         base_new_task=base_new_task,
+        base_prior=base_prior,
         base_prior_mean=base_prior_mean,
     )
 

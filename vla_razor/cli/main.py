@@ -3,7 +3,8 @@
     vla-razor toy pretrain [--config configs/toy_parity_mnist.yaml] [--pretrain.epochs 50 ...]
     vla-razor toy sweep    [--config ...] [--sweep.lr_count 5 ...]
     vla-razor toy report   [--config ...]
-    vla-razor robot pretrain [--config configs/robot_quick.yaml] [--pretrain.optim.epochs 5 ...]
+    vla-razor robot pipeline [--config configs/robot_quick.yaml]   # the main job, end to end
+    vla-razor robot pretrain [--config configs/robot_base.yaml] [--pretrain.optim.epochs 5 ...]
     vla-razor robot sft      [--config ...] [--sft.optim.lr 1e-4 ...]
     vla-razor robot rl       [--config ...] [--rl.iterations 20 ...]
     vla-razor robot eval     [--config ...] [--policy DIR]
@@ -121,6 +122,20 @@ def cmd_robot_rl(args: argparse.Namespace) -> None:
     _print_stage("rl", result)
 
 
+def cmd_robot_pipeline(args: argparse.Namespace) -> None:
+    from vla_razor.robot.stages import run_pipeline
+
+    result = run_pipeline(_robot_config(args))
+    columns = ("pick_can", "open_drawer", "close_drawer", "forward_kl", "reverse_kl", "tv")
+    print()
+    print(f"  {'model':<32}" + "".join(f"{c:>14}" for c in columns))
+    for row in result.table:
+        name = row["method"] if row["method"] == "base" else f"{row['method']}: {row['run']}"
+        print(f"  {name[:32]:<32}" + "".join(f"{row[c]:>14.3f}" for c in columns))
+    print(f"\nreport: {result.report_dir / 'report.html'} (report.md, PNG plots, report.json)")
+    print(f"summary: {result.summary_path}   ({result.seconds:.0f} s)")
+
+
 def cmd_robot_eval(args: argparse.Namespace) -> None:
     from vla_razor.robot.stages import run_eval
     from vla_razor.runs import atomic_write_json
@@ -177,6 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
     robot = commands.add_parser("robot", help="the main job: fine-tune a VLA on pick-can, measure drawer retention")
     robot_commands = robot.add_subparsers(dest="robot_command", required=True)
     for name, fn, help_text in (
+        ("pipeline", cmd_robot_pipeline, "the main job: SFT demos, SFT, RL, evaluation of each, forgetting report"),
         ("pretrain", cmd_robot_pretrain, "train the base policy by behaviour cloning on expert demonstrations"),
         ("sft", cmd_robot_sft, "fine-tune the base on pick-can demonstrations (paper, Appendix B.2)"),
         ("rl", cmd_robot_rl, "on-policy REINFORCE on pick-can with a reward-normalization baseline (B.2)"),

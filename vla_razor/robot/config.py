@@ -1,6 +1,7 @@
 """Configs of the robot domain: one YAML file per experiment (configs/robot_*.yaml), one section per stage.
 
-    vla-razor robot pretrain --config configs/robot_quick.yaml      # base policy by behaviour cloning
+    vla-razor robot pipeline --config configs/robot_quick.yaml      # demos, SFT, RL, evaluation, report
+    vla-razor robot pretrain --config configs/robot_base.yaml       # base policy by behaviour cloning
     vla-razor robot sft      --config configs/robot_quick.yaml --sft.optim.lr 1e-4
 
 Every field is also a `--dotted.name` flag.
@@ -12,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from data_collection.rt1_grid import CollectConfig
 from vla_razor.config import option
 from vla_razor.optim import Schedule
 
@@ -89,7 +91,7 @@ class EvalConfig:
 class RobotConfig:
     experiment: str = option("robot", "experiment name: runs go to <runs_dir>/<experiment>")
     runs_dir: Path = option(Path("runs"), "where experiments are written")
-    base: Path = option(Path("runs/robot/base/policy"), "the base policy folder (openvla-7b layout)")
+    base: Path = option(Path("assets/base_policy_embedded"), "the base policy folder (openvla-7b layout)")
     dataset_name: str = option("vla_razor_embedded", "norm_stats key of the actions (the policy's unnorm key)")
     camera_size: int = option(224, "side of the camera image (demonstrations, rollouts and evaluation alike)")
     workers: int = option(2, "simulator worker processes for rollouts and evaluation (0: in this process)")
@@ -99,6 +101,9 @@ class RobotConfig:
     checkpoint_every: int = option(50, "updates between resumable checkpoints")
     progress: bool = option(True, "show progress bars")
     wandb: Literal["auto", "offline", "online", "off"] = option("auto", "Weights & Biases mirror of the metrics")
+    collect: CollectConfig = option(
+        CollectConfig(progress=False), "the SFT demonstrations `robot pipeline` collects when sft.datasets lack them"
+    )
     pretrain: PretrainConfig = option(PretrainConfig(), "base policy by behaviour cloning")
     sft: SFTConfig = option(SFTConfig(), "supervised fine-tuning")
     rl: RLConfig = option(RLConfig(), "on-policy REINFORCE")

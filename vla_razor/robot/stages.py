@@ -7,6 +7,7 @@ A stage whose run folder holds a finished policy is skipped; one with a training
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -260,3 +261,57 @@ def run_eval(cfg: RobotConfig, policy_dir: Path) -> dict[str, Any]:
 
 def load_robot_config(path: str | Path | None, overrides: dict[str, Any] | None = None) -> RobotConfig:
     return load_config(RobotConfig, path, overrides)
+
+
+@dataclass
+class PipelineResult:
+    table: list[dict[str, Any]]
+    """One row per model: base, then each fine-tuned run."""
+    report_dir: Path
+    summary_path: Path
+    seconds: float
+
+
+def collect_sft_demos(cfg: RobotConfig) -> None:
+    """Collects `collect` (resumable; a finished collection is left as it is) when sft.datasets need it."""
+    from data_collection.rt1_grid import Collector, print_summary
+    from vla_razor.config import ConfigError
+
+    if cfg.collect.camera_size != cfg.camera_size:
+        raise ConfigError(f"collect.camera_size ({cfg.collect.camera_size}) must equal camera_size ({cfg.camera_size}): "
+                          "the policy is trained and evaluated on images of one size")
+    if all((Path(d) / "dataset_statistics.json").is_file() for d in cfg.sft.datasets):
+        return
+    if [Path(d) for d in cfg.sft.datasets] != [Path(cfg.collect.out)]:
+        missing = [str(d) for d in cfg.sft.datasets if not (Path(d) / "dataset_statistics.json").is_file()]
+        raise FileNotFoundError(f"sft.datasets: {missing} are not finished datasets, and collect.out "
+                                f"({cfg.collect.out}) is not what sft.datasets asks for; collect them first")
+    print(f"collecting SFT demonstrations into {cfg.collect.out}")
+    print_summary(Collector(cfg.collect).run(), cfg.collect.out)
+
+
+def run_pipeline(cfg: RobotConfig) -> PipelineResult:
+    """The main job: SFT demonstrations, SFT, RL, evaluation of base / SFT / RL, and the forgetting report."""
+    from vla_razor.analysis.report import write_report
+    from vla_razor.runs import atomic_write_json
+
+    started = time.perf_counter()
+    if not cfg.sft.datasets:
+        cfg.sft.datasets = [cfg.collect.out]
+    collect_sft_demos(cfg)
+    results = {"sft": run_sft(cfg), "rl": run_rl(cfg)}
+    runs = []
+    for method, result in results.items():
+        s = result.summary or json.loads((result.run_dir / "summary.json").read_text())
+        runs.append({"method": method, "run": result.run_dir.name, "hparams": s["hparams"], "pick_can": s["new_task"],
+                     **s["prior"], "forgetting": s["forgetting"], **s["predictors"]})
+    base = s["base"]
+    table = [{"method": "base", "run": str(cfg.base), "hparams": {}, "pick_can": base["new_task"], **base["prior"],
+              "forgetting": 0.0, "forward_kl": 0.0, "reverse_kl": 0.0, "tv": 0.0}, *runs]
+    summary_path = cfg.experiment_dir / "summary.json"
+    atomic_write_json(summary_path, {"runs": runs, "base": {"pick_can": base["new_task"], **base["prior"]},
+                                     "config": to_dict(cfg)})
+    report = write_report(cfg.experiment_dir / "runs", cfg.experiment_dir / "report",
+                          title=f"RL's Razor on the embedded world: {cfg.experiment}",
+                          extra={"pipeline seconds": f"{time.perf_counter() - started:.0f}"})
+    return PipelineResult(table, report.html_path.parent, summary_path, time.perf_counter() - started)
