@@ -10,7 +10,7 @@ export MS_SKIP_ASSET_DOWNLOAD_PROMPT := 1
 
 RT1_VENV := .venv-rt1
 
-.PHONY: setup setup-rt1 quickstart test test-main test-rt1 bench bench-envs collect-full clean
+.PHONY: setup setup-rt1 quickstart quickstart-toy test test-main test-rt1 bench bench-envs collect-full clean
 
 # The venv, the project (torch pinned to the CPU wheel), the Debian packages it reads data from, and a
 # Vulkan driver SAPIEN can render with (Mesa >= 24.3 from bookworm-backports where no GPU driver is present).
@@ -40,10 +40,15 @@ $(RT1_VENV)/.installed: pyproject.toml $(VENV)/.installed
 
 setup-rt1: $(RT1_VENV)/.installed
 
-# Main job on the embedded default. Until the robot pipeline exists (issue #6) it is the quick ParityMNIST
-# experiment: pretrain, fine-tune 5 methods over a small grid, write the forgetting report.
+# The main job on the embedded default (configs/robot_quick.yaml), from the committed base policy: collect a few
+# SFT demonstrations, fine-tune by SFT and by on-policy RL, evaluate base / SFT / RL (pick-can success, drawer
+# retention, forward KL to the base) and write the report; it prints where the report is.
 quickstart: setup
-	@echo "== quickstart: the quick ParityMNIST experiment (the robot pipeline will replace it) =="
+	@echo "== quickstart: SFT vs RL on the embedded pick-can world (configs/robot_quick.yaml) =="
+	$(VENV)/bin/vla-razor robot pipeline --config configs/robot_quick.yaml
+
+# The paper's ParityMNIST experiment, quick version: pretrain, 5 methods over a small grid, the report.
+quickstart-toy: setup
 	$(VENV)/bin/vla-razor toy sweep --config configs/toy_quick.yaml
 
 # The whole suite: everything in the main venv, then the RT-1 SavedModel test in the RT-1 venv.

@@ -93,6 +93,10 @@ class RobotConfig:
     runs_dir: Path = option(Path("runs"), "where experiments are written")
     base: Path = option(Path("assets/base_policy_embedded"), "the base policy folder (openvla-7b layout)")
     dataset_name: str = option("vla_razor_embedded", "norm_stats key of the actions (the policy's unnorm key)")
+    backend: Literal["embedded", "simpler"] = option("embedded", "simulator: the embedded ManiSkill3 world or SimplerEnv")
+    sim_backend: Literal["physx_cpu", "physx_cuda"] = option(
+        "physx_cpu", "physics of the embedded world (physx_cuda needs ManiSkill to fetch GPU PhysX once)"
+    )
     camera_size: int = option(224, "side of the camera image (demonstrations, rollouts and evaluation alike)")
     workers: int = option(2, "simulator worker processes for rollouts and evaluation (0: in this process)")
     device: Literal["auto", "cpu", "cuda"] = option("auto", "where the policy trains (auto: cuda if available)")

@@ -57,6 +57,8 @@ class EvalSpec:
     """Base of the evaluation seeds (kept apart from the training seeds)."""
     max_steps: int | None = None
     """Episode length cap (None: each task's own)."""
+    backend: str = "embedded"
+    """Whose pick-can region the placements are drawn from."""
 
 
 def pick_can_specs(n: int, seed: int, max_steps: int | None = None, backend: str = "embedded") -> list[Any]:
@@ -84,7 +86,7 @@ def success_rates(policy: Any, rollout: Any, spec: EvalSpec, tasks: tuple[str, .
     """Greedy success rate per task, all tasks' episodes in one batched run."""
     episodes: list[Any] = []
     for task in tasks:
-        episodes += (pick_can_specs(spec.pick_can_episodes, spec.seed, spec.max_steps) if task == "pick_can"
+        episodes += (pick_can_specs(spec.pick_can_episodes, spec.seed, spec.max_steps, spec.backend) if task == "pick_can"
                      else probe_specs(task, spec.probe_episodes, spec.seed, spec.max_steps))
     results = rollout.run(PolicyActor(policy, temperature=0.0), episodes)
     return {task: float(np.mean([r.success for r in results if r.spec.task == task])) for task in tasks}
@@ -117,9 +119,9 @@ class KLObservations:
 
 
 def make_kl_observations(base: Any, rollout: Any, n_episodes: int, per_episode: int, seed: int,
-                         max_steps: int | None = None) -> KLObservations:
+                         max_steps: int | None = None, backend: str = "embedded") -> KLObservations:
     """Frames of the base's greedy pick-can rollouts on held-out placements (`per_episode` evenly spaced each)."""
-    results = rollout.run(PolicyActor(base, temperature=0.0), pick_can_specs(n_episodes, seed + 7, max_steps),
+    results = rollout.run(PolicyActor(base, temperature=0.0), pick_can_specs(n_episodes, seed + 7, max_steps, backend),
                           record=True)
     images, instructions = [], []
     for r in results:
@@ -168,9 +170,11 @@ class Evaluator:
 
         self.cfg, self.base = cfg, base
         e = cfg.eval
-        self.spec = EvalSpec(e.pick_can_episodes, e.probe_episodes, e.seed, e.max_steps)
-        self.settings = {"eval": to_dict(e), "camera_size": cfg.camera_size, "base": str(cfg.base)}
-        self.rollout = ParallelRollout(cfg.workers, camera_size=cfg.camera_size)
+        self.spec = EvalSpec(e.pick_can_episodes, e.probe_episodes, e.seed, e.max_steps, cfg.backend)
+        self.settings = {"eval": to_dict(e), "camera_size": cfg.camera_size, "base": str(cfg.base),
+                         "backend": cfg.backend}
+        self.rollout = ParallelRollout(cfg.workers, backend=cfg.backend, camera_size=cfg.camera_size,
+                                       sim_backend=cfg.sim_backend)
         self.dir = cfg.experiment_dir
         self._obs: KLObservations | None = None
 
@@ -182,7 +186,7 @@ class Evaluator:
             else:
                 e = self.cfg.eval
                 self._obs = make_kl_observations(self.base, self.rollout, e.kl_episodes, e.kl_frames_per_episode,
-                                                 e.seed, e.max_steps)
+                                                 e.seed, e.max_steps, self.cfg.backend)
                 self._obs.save(path)
         return self._obs
 

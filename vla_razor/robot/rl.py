@@ -92,7 +92,7 @@ def policy_gradient_step(policy: Any, optimizer: torch.optim.Optimizer, rows: Ro
 
 
 def iteration_specs(points_xy: np.ndarray, episodes_per_point: int, seed: int, iteration: int,
-                    max_steps: int | None) -> tuple[list[Any], np.ndarray]:
+                    max_steps: int | None, backend: str = "embedded") -> tuple[list[Any], np.ndarray]:
     """The iteration's episodes (every grid point x episodes_per_point) and each one's grid point."""
     from data_collection.rt1_grid import attempt_seed
     from envs.grids import placement_options
@@ -102,7 +102,7 @@ def iteration_specs(points_xy: np.ndarray, episodes_per_point: int, seed: int, i
     for p, xy in enumerate(points_xy):
         for j in range(episodes_per_point):
             s = attempt_seed(seed + 7919 * (iteration + 1), p, j)
-            specs.append(EpisodeSpec("pick_can", s, placement_options("pick_can", "embedded", xy), max_steps))
+            specs.append(EpisodeSpec("pick_can", s, placement_options("pick_can", backend, xy), max_steps))
             groups.append(p)
     return specs, np.asarray(groups)
 

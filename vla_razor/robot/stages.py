@@ -176,7 +176,7 @@ def run_rl(cfg: RobotConfig) -> StageResult:
         iteration, update = int(state["iteration"]), int(state["update"])
     hparams = {"lr": o.lr, "batch_size": o.batch_size, "episodes_per_point": r.episodes_per_point,
                "iterations": r.iterations, "kl_coef": r.kl_coef}
-    points = grid_points("pick_can", "embedded", tuple(r.grid))
+    points = grid_points("pick_can", cfg.backend, tuple(r.grid))
     evaluator = Evaluator(cfg, base)
     wandb = WandbMirror(cfg.wandb, "vla-razor", f"{cfg.experiment}/{run.path.name}", {"stage": "rl", **to_dict(cfg)},
                         run.path)
@@ -186,7 +186,8 @@ def run_rl(cfg: RobotConfig) -> StageResult:
     started, made = time.perf_counter(), 0
     try:
         while iteration < r.iterations:
-            specs, groups = iteration_specs(points, r.episodes_per_point, cfg.seed, iteration, r.max_steps)
+            specs, groups = iteration_specs(points, r.episodes_per_point, cfg.seed, iteration, r.max_steps,
+                                            cfg.backend)
             actor = PolicyActor(policy, temperature=r.temperature, seed=cfg.seed * 100_003 + iteration, record=True)
             policy.model.eval()
             t0 = time.perf_counter()
@@ -312,6 +313,6 @@ def run_pipeline(cfg: RobotConfig) -> PipelineResult:
     atomic_write_json(summary_path, {"runs": runs, "base": {"pick_can": base["new_task"], **base["prior"]},
                                      "config": to_dict(cfg)})
     report = write_report(cfg.experiment_dir / "runs", cfg.experiment_dir / "report",
-                          title=f"RL's Razor on the embedded world: {cfg.experiment}",
+                          title=f"RL's Razor, robot ({cfg.backend}): {cfg.experiment}",
                           extra={"pipeline seconds": f"{time.perf_counter() - started:.0f}"})
     return PipelineResult(table, report.html_path.parent, summary_path, time.perf_counter() - started)

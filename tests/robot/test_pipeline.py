@@ -1,0 +1,49 @@
+"""`vla-razor robot pipeline`, the main job, end to end at CI size: a 2x2-grid SFT demonstration collection,
+one SFT epoch, one RL iteration, evaluation of base / SFT / RL, summary.json and the report."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from vla_razor.cli.main import main as cli
+
+from tests.robot.conftest import QUICK
+
+
+def test_pipeline_end_to_end(tiny_base: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    demos = tmp_path / "demos"
+    args = ["robot", "pipeline", "--base", str(tiny_base), "--runs_dir", str(tmp_path / "runs"), "--experiment", "ci",
+            "--collect.grid", "2x2", "--collect.successes_per_point", "1", "--collect.camera_size", "32",
+            "--collect.workers", "0", "--collect.out", str(demos), "--sft.datasets", json.dumps([str(demos)]),
+            "--sft.optim.batch_size", "8", "--rl.grid", "[2, 2]", "--rl.episodes_per_point", "1",
+            "--rl.iterations", "1", "--rl.max_steps", "4", "--rl.optim.batch_size", "8"]
+    for key, value in QUICK.items():
+        if not key.startswith("pretrain."):
+            args += [f"--{key}", json.dumps(value) if not isinstance(value, (str, Path)) else str(value)]
+    assert cli(args) == 0
+    out = capsys.readouterr().out
+    assert "collecting SFT demonstrations" in out and "report:" in out
+    lines = [line.split() for line in out.splitlines() if line.strip().startswith(("base", "sft:", "rl:"))]
+    assert [line[0] for line in lines] == ["base", "sft:", "rl:"]
+
+    experiment = tmp_path / "runs" / "ci"
+    summary = json.loads((experiment / "summary.json").read_text())
+    assert [r["method"] for r in summary["runs"]] == ["sft", "rl"]
+    assert set(summary["base"]) == {"pick_can", "open_drawer", "close_drawer"}
+    for run in summary["runs"]:
+        assert {"pick_can", "open_drawer", "close_drawer", "forward_kl", "hparams"} <= set(run)
+    assert summary["runs"][0]["forward_kl"] > 0  # SFT moved the policy
+    report = experiment / "report"
+    assert {"report.html", "report.md", "tradeoff.png", "forgetting_vs_forward_kl.png",
+            "new_task_vs_forward_kl.png"} <= {p.name for p in report.iterdir()}
+    assert "| base | - |" in (report / "report.md").read_text()
+    assert (demos / "dataset_statistics.json").is_file()
+
+    # everything finished: a rerun redoes nothing and gives the same table
+    assert cli(args) == 0
+    again = capsys.readouterr().out
+    assert "collecting" not in again
+    assert [line.split() for line in again.splitlines() if line.strip().startswith(("base", "sft:", "rl:"))] == lines
