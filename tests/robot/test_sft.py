@@ -81,7 +81,7 @@ def test_pretrain_then_sft_from_the_cli(demo_dirs: dict[str, Path], tmp_path: Pa
     runs = tmp_path / "runs"
     args = ["robot", "sft", *TINY, *SMALL_EVAL, "--runs_dir", str(runs), "--experiment", "e",
             "--base", str(base / "policy"), "--sft.datasets", json.dumps([str(demo_dirs["pick_can_angled"])]),
-            "--sft.optim.batch_size", "4", "--sft.optim.lr", "1e-3"]
+            "--sft.optim.batch_size", "4", "--sft.optim.lr", "1e-3", "--eval.during_training_every", "5"]
     assert cli(args) == 0
     out = capsys.readouterr().out
     n_rows = len(DemoTransitions([demo_dirs["pick_can_angled"]]))
@@ -102,6 +102,15 @@ def test_pretrain_then_sft_from_the_cli(demo_dirs: dict[str, Path], tmp_path: Pa
     base_prior = np.mean(list(summary["base"]["prior"].values()))
     assert summary["forgetting"] == pytest.approx(base_prior - np.mean(list(summary["prior"].values())))
     assert summary["predictors"]["forward_kl"] > 0 and 0 < summary["predictors"]["tv"] <= 7
+    # mid-training evaluations every 5 updates: points the analysis counts beside the final model
+    points = read_jsonl(sft_dir / "points.jsonl")
+    n_updates = -(-n_rows // 4)
+    assert [p["step"] for p in points] == list(range(5, n_updates, 5))
+    assert all(p["method"] == "sft" and "forward_kl" in p["predictors"] for p in points)
+    from vla_razor.analysis.runs import load_points
+
+    loaded, _ = load_points(runs / "e" / "runs")
+    assert sorted(p.step for p in loaded) == sorted([p["step"] for p in points] + [summary["step"]])
     base_eval = json.loads((runs / "e" / "base_eval.json").read_text())["results"]
     assert base_eval["forward_kl"] == 0.0 and base_eval["tv"] == 0.0  # the base against itself
     frames = np.load(runs / "e" / "kl_observations.npz")
