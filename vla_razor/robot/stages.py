@@ -108,8 +108,10 @@ def run_sft(cfg: RobotConfig) -> StageResult:
     evaluator = Evaluator(cfg, base)
     try:
         train = None
-        policy = OpenVLAPolicy.from_pretrained(cfg.base, device=resolve_device(cfg.device), dataset=cfg.dataset_name)
-        if not _trained(run):
+        trained = _trained(run)  # killed after training, during the final evaluation: evaluate the saved policy
+        source = run.path / POLICY_DIR if trained else cfg.base
+        policy = OpenVLAPolicy.from_pretrained(source, device=resolve_device(cfg.device), dataset=cfg.dataset_name)
+        if not trained:
             data = DemoTransitions(list(cfg.sft.datasets))
             _start(run, cfg, "sft")
 
@@ -117,8 +119,6 @@ def run_sft(cfg: RobotConfig) -> StageResult:
                 run.add_point(evaluator.summary("sft", hparams, cfg.seed, step, evaluator.evaluate(policy)))
 
             train = _train(run, cfg, "sft", policy, data, o, evaluate_point)
-        else:
-            policy = OpenVLAPolicy.from_pretrained(run.path / POLICY_DIR, device=resolve_device(cfg.device))
         step = int(read_training_state_meta(run.path / "checkpoints" / f"{TRAIN_STATE}.safetensors")["step"])
         summary = evaluator.summary("sft", hparams, cfg.seed, step, evaluator.evaluate(policy))
         run.log(step, "eval", _flat(summary))
