@@ -41,6 +41,7 @@ sim_backend=..., render_backend=..., **env_kwargs)`) and keeps it for later epis
 from __future__ import annotations
 
 import copy
+import time
 import multiprocessing as mp
 import multiprocessing.connection as mp_connection
 import traceback
@@ -509,35 +510,37 @@ class ParallelRollout:
     def _run_lockstep(
         self, policy: PolicyFn, episodes: list[EpisodeSpec], record: bool, on_result: Callable | None
     ) -> list[EpisodeResult]:
+        """Each round: stepping workers step, idle workers start a reset, one policy call for every episode
+        that has an observation. A reset (a fresh scene: ~10-15 steps' time) does not hold up the round:
+        its episode joins the batch in the first round after its observation arrives. So which rows share a
+        policy call depends on timing; a policy whose action for a row depends only on that row (and its
+        `steps` / `episodes` / `specs`) still gives the same results whatever the timing."""
         workers = self._workers
         assert workers is not None
         results: list[EpisodeResult | None] = [None] * len(episodes)
         queue = list(range(len(episodes)))[::-1]
         # per worker slot: [episode index, steps taken, last obs, recorder] while an episode runs
         running: dict[int, list] = {}
+        resetting: dict[int, float] = {}  # slot -> when its reset was sent (its reply not read yet)
         actions: dict[int, np.ndarray] = {}
         slot = 0
         try:
             while queue or running:
-                # 1. every worker resets to its next episode or steps its current one
-                sent: list[tuple[int, str]] = []
+                # 1. workers with an action step; idle workers start resetting to their next episode
+                stepping: list[int] = []
                 for slot, w in enumerate(workers):
-                    if slot in running:
-                        w.send(("step", actions[slot]))
-                        sent.append((slot, "step"))
-                    elif queue:
+                    if slot in actions:
+                        w.send(("step", actions.pop(slot)))
+                        stepping.append(slot)
+                    elif slot not in running and queue:
                         index = queue.pop()
                         running[slot] = [index, 0, None, _Recorder() if record else None]
                         w.send(("reset", episodes[index], self.fresh_scene))
-                        sent.append((slot, "reset"))
-                for slot, op in sent:
+                        resetting[slot] = time.monotonic()
+                for slot in stepping:
                     index, steps, obs, recorder = running[slot]
                     spec = episodes[index]
                     reply = workers[slot].recv(self.timeout_s)
-                    if op == "reset":
-                        self._expect(workers[slot], reply, "obs", f"reset of {self._describe(index, spec)}")
-                        running[slot][2] = reply[1]
-                        continue
                     self._expect(workers[slot], reply, "step", f"step {steps} of {self._describe(index, spec)}")
                     _, obs, reward, done, success = reply
                     steps += 1
@@ -550,10 +553,17 @@ class ParallelRollout:
                             on_result(index, results[index])
                     else:
                         running[slot][1:3] = [steps, obs]
-                if not running:
+                # 2. resets that have finished (wait for one when nothing else could run)
+                for slot in self._finished_resets(resetting, block=not any(running[s][2] is not None for s in running)):
+                    index = running[slot][0]
+                    reply = workers[slot].recv(self.timeout_s)
+                    self._expect(workers[slot], reply, "obs", f"reset of {self._describe(index, episodes[index])}")
+                    running[slot][2] = reply[1]
+                    del resetting[slot]
+                # 3. one policy call for every episode with an observation
+                slots = sorted(s for s in running if s not in resetting)
+                if not slots:
                     continue
-                # 2. one policy call for every running episode
-                slots = sorted(running)
                 batch = ObsBatch(
                     images=np.stack([running[s][2]["image"] for s in slots]),
                     proprio=np.stack([running[s][2]["proprio"] for s in slots]).astype(np.float32),
@@ -565,7 +575,6 @@ class ParallelRollout:
                 out = np.asarray(policy(batch), dtype=np.float32)
                 if out.shape != (len(slots), 7):
                     raise ValueError(f"policy returned actions of shape {out.shape}; expected ({len(slots)}, 7)")
-                actions = {}
                 for row, s in enumerate(slots):
                     actions[s] = out[row]
                     if running[s][3]:
@@ -579,6 +588,26 @@ class ParallelRollout:
             self.close()
             raise
         return results  # type: ignore[return-value]
+
+    def _finished_resets(self, resetting: dict[int, float], block: bool) -> list[int]:
+        """Slots among `resetting` whose reply (or death) is waiting; with `block`, waits for at least one.
+        A reset that has not answered within timeout_s is reported as hung."""
+        workers = self._workers
+        assert workers is not None
+        if not resetting:
+            return []
+        if not isinstance(workers[0], _ProcessWorker):
+            return sorted(resetting)  # in-process: the reply is already there
+        handles: dict[Any, int] = {}
+        for slot in resetting:
+            handles[workers[slot].conn] = slot
+            handles[workers[slot].process.sentinel] = slot
+        timeout = self.timeout_s if block else 0.0
+        ready = sorted({handles[h] for h in mp_connection.wait(list(handles), timeout)})
+        if not ready and (block or any(time.monotonic() - t > (self.timeout_s or float("inf")) for t in resetting.values())):
+            slots = ", ".join(workers[s].name for s in sorted(resetting))
+            self._fail(f"no reply to a reset within {self.timeout_s} s (hung?) from {slots}")
+        return ready
 
     # ---- helpers --------------------------------------------------------------------------------------
     @staticmethod

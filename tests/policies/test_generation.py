@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 import torch
 
 from vla_razor.policies.openvla.processor_openvla import build_prompt
@@ -60,3 +61,39 @@ def test_yaml_configs_are_the_presets():
     assert load_config(OpenVLAConfig, root / "policy_openvla_7b.yaml") == OpenVLAConfig.openvla_7b()
     lora = load_config(OpenVLAConfig, root / "policy_tiny.yaml", {"lora.enabled": True, "lora.r": 8})
     assert lora.lora.enabled and lora.lora.r == 8
+
+
+def test_row_noise_sampling_ignores_the_rest_of_the_batch(policy, contexts):
+    """With per-row uniform noise, a row samples the same tokens alone as in any batch (what parallel rollouts,
+    whose batches depend on worker timing, need to be reproducible)."""
+    batch = policy.encode(*contexts)
+    noise = torch.rand((3, policy.action_dim, 256), generator=torch.Generator().manual_seed(3))
+    together = policy.sample(batch, temperature=1.0, uniform_noise=noise).tokens
+    images, instructions = contexts
+    for i in range(3):
+        alone = policy.sample(policy.encode([images[i]], [instructions[i]]), temperature=1.0, uniform_noise=noise[i : i + 1])
+        assert torch.equal(alone.tokens[0], together[i])
+    swapped = policy.sample(policy.encode(images[::-1], instructions[::-1]), temperature=1.0, uniform_noise=noise.flip(0))
+    assert torch.equal(swapped.tokens.flip(0), together)
+    with pytest.raises(ValueError, match="uniform_noise has shape"):
+        policy.sample(batch, temperature=1.0, uniform_noise=noise[:, :3])
+
+
+def test_row_noise_sampling_follows_the_policy_distribution(policy, contexts):
+    """Gumbel-max over the bins: the first action token's frequencies over 2,000 draws match softmax(logits / T)
+    (T = 0.1 makes this random policy's distribution peaked, far from uniform), compared over its 10 likeliest
+    bins and the rest (per-bin frequencies of its 130-bin tail are too noisy for 2,000 draws)."""
+    images, instructions = contexts
+    n, temperature = 2000, 0.1
+    batch = policy.encode([images[0]] * n, [instructions[0]] * n)
+    noise = torch.rand((n, policy.action_dim, 256), generator=torch.Generator().manual_seed(4))
+    sample = policy.sample(batch, temperature=temperature, uniform_noise=noise)
+    probs = torch.softmax(sample.logits[0, 0] / temperature, dim=-1)
+    freqs = torch.bincount(policy.tokenizer.bin_index(sample.tokens[:, 0]), minlength=256).float() / n
+    assert 0.5 * float((probs - 1 / 256).abs().sum()) > 0.5, "the test needs a distribution far from uniform"
+    top = probs.argsort(descending=True)[:10]
+
+    def groups(p: torch.Tensor) -> torch.Tensor:
+        return torch.cat([p[top], (1 - p[top].sum()).reshape(1)])
+
+    assert 0.5 * float((groups(freqs) - groups(probs)).abs().sum()) < 0.06  # total variation; ~0.02 expected

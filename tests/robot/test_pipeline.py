@@ -47,3 +47,10 @@ def test_pipeline_end_to_end(tiny_base: Path, tmp_path: Path, capsys: pytest.Cap
     again = capsys.readouterr().out
     assert "collecting" not in again
     assert [line.split() for line in again.splitlines() if line.strip().startswith(("base", "sft:", "rl:"))] == lines
+
+    # another SFT setting: its run joins the summary and the report, the finished ones are not redone
+    assert cli([*args, "--sft.optim.lr", "1e-3"]) == 0
+    assert "collecting" not in capsys.readouterr().out
+    summary = json.loads((experiment / "summary.json").read_text())
+    assert [(r["method"], r["hparams"]["lr"]) for r in summary["runs"]] == [("sft", 3e-4), ("sft", 1e-3), ("rl", 1e-5)]
+    assert (report / "report.md").read_text().count("| sft |") >= 2

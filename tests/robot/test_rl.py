@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -62,6 +63,29 @@ def test_reinforce_step_raises_the_logprob_of_successful_episodes(demo_dirs: dic
     after = logp(expert), logp(sampled)
     assert np.isfinite(metrics["loss"]) and metrics["grad_norm"] > 0
     assert after[0] > before[0] and after[1] < before[1]
+
+
+def test_sampled_rollouts_do_not_depend_on_worker_timing(tiny_base: Path) -> None:
+    """The RL actor samples each row from its own (seed, episode, step) noise: 2 worker processes (batches set by
+    timing: a reset does not hold up the others) and the in-process worker give the same tokens and outcomes."""
+    from envs.rollout import ParallelRollout
+    from vla_razor.robot.evaluate import PolicyActor, pick_can_specs
+
+    policy = OpenVLAPolicy.from_pretrained(tiny_base)
+    specs = [dataclasses.replace(s, max_steps=m) for s, m in zip(pick_can_specs(4, seed=5), [5, 2, 6, 3])]
+    outcomes, tokens = [], []
+    for workers in (0, 2):
+        actor = PolicyActor(policy, temperature=1.0, seed=11, record=True)
+        with ParallelRollout(workers, camera_size=32) as rollout:
+            outcomes.append([(r.success, r.steps) for r in rollout.run(actor, specs)])
+        tokens.append(actor.tokens)
+    assert outcomes[0] == outcomes[1] and [s for _, s in outcomes[0]] == [5, 2, 6, 3]
+    assert tokens[0].keys() == tokens[1].keys() and len(tokens[0]) == 16
+    assert all(torch.equal(tokens[0][k], tokens[1][k]) for k in tokens[0])
+    other = PolicyActor(policy, temperature=1.0, seed=12, record=True)
+    with ParallelRollout(0, camera_size=32) as rollout:
+        rollout.run(other, specs)
+    assert any(not torch.equal(other.tokens[k], tokens[0][k]) for k in tokens[0]), "the seed must matter"
 
 
 def test_rl_end_to_end_then_resume(tiny_base: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

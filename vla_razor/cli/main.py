@@ -4,6 +4,7 @@
     vla-razor toy sweep    [--config ...] [--sweep.lr_count 5 ...]
     vla-razor toy report   [--config ...]
     vla-razor robot pipeline [--config configs/robot_quick.yaml]   # the main job, end to end
+    vla-razor robot collect  [--config ...]                        # the SFT demonstrations (collect section)
     vla-razor robot pretrain [--config configs/robot_base.yaml] [--pretrain.optim.epochs 5 ...]
     vla-razor robot sft      [--config ...] [--sft.optim.lr 1e-4 ...]
     vla-razor robot rl       [--config ...] [--rl.iterations 20 ...]
@@ -101,6 +102,16 @@ def _print_stage(name: str, result) -> None:
               + f", forward KL {s['predictors']['forward_kl']:.4f}")
 
 
+def cmd_robot_collect(args: argparse.Namespace) -> None:
+    from vla_razor.robot.stages import collect_sft_demos
+
+    cfg = _robot_config(args)
+    if not cfg.sft.datasets:
+        cfg.sft.datasets = [cfg.collect.out]
+    collect_sft_demos(cfg)
+    print(f"SFT demonstrations: {', '.join(str(d) for d in cfg.sft.datasets)}")
+
+
 def cmd_robot_pretrain(args: argparse.Namespace) -> None:
     from vla_razor.robot.stages import run_pretrain
 
@@ -193,6 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
     robot_commands = robot.add_subparsers(dest="robot_command", required=True)
     for name, fn, help_text in (
         ("pipeline", cmd_robot_pipeline, "the main job: SFT demos, SFT, RL, evaluation of each, forgetting report"),
+        ("collect", cmd_robot_collect, "collect the SFT demonstrations of the config's collect section (resumable)"),
         ("pretrain", cmd_robot_pretrain, "train the base policy by behaviour cloning on expert demonstrations"),
         ("sft", cmd_robot_sft, "fine-tune the base on pick-can demonstrations (paper, Appendix B.2)"),
         ("rl", cmd_robot_rl, "on-policy REINFORCE on pick-can with a reward-normalization baseline (B.2)"),

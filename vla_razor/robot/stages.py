@@ -291,8 +291,29 @@ def collect_sft_demos(cfg: RobotConfig) -> None:
     print_summary(Collector(cfg.collect).run(), cfg.collect.out)
 
 
+def experiment_runs(experiment_dir: Path) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Every finished run of an experiment as a summary row (SFT first, then RL, each by learning rate), and
+    the base's evaluation they were measured against."""
+    rows, base = [], None
+    for path in sorted((experiment_dir / "runs").glob("*/summary.json")):
+        s = json.loads(path.read_text())
+        if s.get("method") not in ("sft", "rl"):
+            continue
+        base = base or s["base"]
+        rows.append({"method": s["method"], "run": path.parent.name, "hparams": s["hparams"], "pick_can": s["new_task"],
+                     **s["prior"], "forgetting": s["forgetting"], **s["predictors"]})
+    if base is None:
+        raise FileNotFoundError(f"{experiment_dir / 'runs'}: no finished SFT or RL run (summary.json)")
+    order = {"sft": 0, "rl": 1}
+    rows.sort(key=lambda r: (order[r["method"]], r["hparams"].get("lr", 0.0), r["run"]))
+    return rows, base
+
+
 def run_pipeline(cfg: RobotConfig) -> PipelineResult:
-    """The main job: SFT demonstrations, SFT, RL, evaluation of base / SFT / RL, and the forgetting report."""
+    """The main job: SFT demonstrations, SFT, RL, evaluation of base / SFT / RL, and the forgetting report.
+
+    The summary and the report cover every finished run of the experiment, so running the pipeline (or the
+    sft / rl stages) again with other settings adds runs to the comparison; finished runs are not redone."""
     from vla_razor.analysis.report import write_report
     from vla_razor.runs import atomic_write_json
 
@@ -300,13 +321,9 @@ def run_pipeline(cfg: RobotConfig) -> PipelineResult:
     if not cfg.sft.datasets:
         cfg.sft.datasets = [cfg.collect.out]
     collect_sft_demos(cfg)
-    results = {"sft": run_sft(cfg), "rl": run_rl(cfg)}
-    runs = []
-    for method, result in results.items():
-        s = result.summary or json.loads((result.run_dir / "summary.json").read_text())
-        runs.append({"method": method, "run": result.run_dir.name, "hparams": s["hparams"], "pick_can": s["new_task"],
-                     **s["prior"], "forgetting": s["forgetting"], **s["predictors"]})
-    base = s["base"]
+    run_sft(cfg)
+    run_rl(cfg)
+    runs, base = experiment_runs(cfg.experiment_dir)
     table = [{"method": "base", "run": str(cfg.base), "hparams": {}, "pick_can": base["new_task"], **base["prior"],
               "forgetting": 0.0, "forward_kl": 0.0, "reverse_kl": 0.0, "tv": 0.0}, *runs]
     summary_path = cfg.experiment_dir / "summary.json"

@@ -5,6 +5,10 @@ restricted to them, as the KL is): greedy (temperature 0) or sampled at ``temper
 left-padded (see modeling_openvla), so a batch gives each row what it would get alone. The log-probs are
 those of the policy itself (temperature 1, restricted to the bins), which is what on-policy RL needs; the
 per-dimension logits over the bins come back too, so exact KLs need no second pass.
+
+Sampling draws from ``generator`` (one stream for the whole batch), or, given ``uniform_noise`` [B, D, n_bins],
+by the Gumbel-max trick from each row's own noise: then a row's sample does not depend on which other rows
+share its batch, which parallel rollouts need to be reproducible whatever the timing of their workers.
 """
 
 from __future__ import annotations
@@ -39,10 +43,17 @@ def generate_action_tokens(
     action_dim: int = 7,
     temperature: float = 0.0,
     generator: torch.Generator | None = None,
+    uniform_noise: Tensor | None = None,
 ) -> ActionTokens:
     """Generates ``action_dim`` action tokens per row with a KV cache (see the module docstring)."""
     if temperature < 0:
         raise ValueError(f"temperature must be >= 0, got {temperature}")
+    gumbel = None
+    if uniform_noise is not None:
+        expected = (input_ids.shape[0], action_dim, vocab_ids.numel())
+        if tuple(uniform_noise.shape) != expected:
+            raise ValueError(f"uniform_noise has shape {tuple(uniform_noise.shape)}; expected {expected} (rows, dims, bins)")
+        gumbel = -torch.log(-torch.log(uniform_noise.to(input_ids.device, torch.float32).clamp(1e-20, 1.0 - 1e-7)))
     lm = model.language_model
     device = input_ids.device
     vocab_ids = vocab_ids.to(device)
@@ -54,6 +65,8 @@ def generate_action_tokens(
         logits = out.logits[:, -1].float().index_select(-1, vocab_ids)  # [B, n_bins]
         if temperature == 0:
             k = logits.argmax(dim=-1)
+        elif gumbel is not None:
+            k = (logits / temperature + gumbel[:, step]).argmax(dim=-1)
         else:
             probs = torch.softmax(logits / temperature, dim=-1)
             k = torch.multinomial(probs, 1, generator=generator).squeeze(-1)

@@ -101,11 +101,13 @@ class OpenVLAPolicy:
         logits = self.action_logits(batch, action_tokens)
         return core.token_logprobs(logits, self.tokenizer.bin_index(action_tokens.cpu()).to(logits.device))
 
-    def sample(self, batch: dict[str, Tensor], temperature: float = 1.0, generator: torch.Generator | None = None) -> ActionSample:
-        """Generates D action tokens per row (temperature 0: greedy) and decodes them to actions."""
+    def sample(self, batch: dict[str, Tensor], temperature: float = 1.0, generator: torch.Generator | None = None,
+               uniform_noise: Tensor | None = None) -> ActionSample:
+        """Generates D action tokens per row (temperature 0: greedy) and decodes them to actions; sampling uses
+        `generator`, or each row's own `uniform_noise` [B, D, n_bins] (see generation.py)."""
         gen = generate_action_tokens(
             self.model, batch["input_ids"], batch["attention_mask"], batch["pixel_values"], self.vocab_ids,
-            self.action_dim, temperature, generator,
+            self.action_dim, temperature, generator, uniform_noise,
         )
         normalized = self.tokenizer.decode(gen.tokens.cpu())
         return ActionSample(
