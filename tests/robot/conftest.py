@@ -45,11 +45,15 @@ QUICK = {"progress": False, "wandb": "off", "threads": 1, "camera_size": 32, "wo
 
 @pytest.fixture(scope="session")
 def tiny_base(demo_dirs: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A base policy folder: the tiny OpenVLA behaviour-cloned for 12 updates on top-down pick-can + drawer."""
+    """A base policy folder: the tiny OpenVLA behaviour-cloned for 12 updates on top-down pick-can + drawer, its
+    action range covering the angled pick-can demonstrations too (what the SFT tests fine-tune on)."""
     from vla_razor.robot.stages import load_robot_config, run_pretrain
 
     out = tmp_path_factory.mktemp("base")
     cfg = load_robot_config(None, {**QUICK, "pretrain.out": out, "pretrain.optim.max_steps": 12,
                                    "pretrain.optim.batch_size": 8,
-                                   "pretrain.datasets": [demo_dirs["pick_can_top_down"], demo_dirs["open_drawer"]]})
+                                   "pretrain.datasets": [demo_dirs["pick_can_top_down"], demo_dirs["open_drawer"]],
+                                   "pretrain.norm_stats_datasets": [demo_dirs["pick_can_top_down"],
+                                                                    demo_dirs["open_drawer"],
+                                                                    demo_dirs["pick_can_angled"]]})
     return run_pretrain(cfg).policy_dir

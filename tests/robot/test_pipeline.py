@@ -54,3 +54,29 @@ def test_pipeline_end_to_end(tiny_base: Path, tmp_path: Path, capsys: pytest.Cap
     summary = json.loads((experiment / "summary.json").read_text())
     assert [(r["method"], r["hparams"]["lr"]) for r in summary["runs"]] == [("sft", 3e-4), ("sft", 1e-3), ("rl", 1e-5)]
     assert (report / "report.md").read_text().count("| sft |") >= 2
+
+    # `robot report` rewrites the summary and the report from the run folders alone
+    (experiment / "summary.json").unlink()
+    (report / "report.md").unlink()
+    report_args = ["robot", "report", "--runs_dir", str(tmp_path / "runs"), "--experiment", "ci", "--base", str(tiny_base)]
+    assert cli(report_args) == 0
+    assert "report:" in capsys.readouterr().out
+    again = json.loads((experiment / "summary.json").read_text())
+    assert again["runs"] == summary["runs"] and again["base"] == summary["base"]
+    assert (report / "report.md").read_text().count("| sft |") >= 2
+    assert cli(["robot", "report", "--runs_dir", str(tmp_path / "nothing"), "--experiment", "ci"]) == 2
+    assert "no finished SFT or RL run" in capsys.readouterr().err
+
+    # another base in the same experiment folder is refused (its runs, frames and base results are the old base's)
+    import shutil
+
+    other = tmp_path / "other_base"
+    shutil.copytree(tiny_base, other)
+    config = json.loads((other / "config.json").read_text())
+    (other / "config.json").write_text(json.dumps({**config, "note": "remade"}))
+    capsys.readouterr()
+    assert cli(["robot", "eval", "--runs_dir", str(tmp_path / "runs"), "--experiment", "ci", "--base", str(other),
+                *[a for k, v in QUICK.items() if not k.startswith("pretrain.")
+                  for a in (f"--{k}", json.dumps(v) if not isinstance(v, (str, Path)) else str(v))]]) == 2
+    err = capsys.readouterr().err
+    assert "is not the base the experiment" in err and "use another --experiment" in err

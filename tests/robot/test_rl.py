@@ -110,8 +110,10 @@ def test_rl_end_to_end_then_resume(tiny_base: Path, tmp_path: Path, capsys: pyte
 
     # kill -9 after the first of two iterations, rerun: it continues at iteration 2 and logs each iteration once,
     # with the same rollouts (seeds and sampling are functions of the iteration) as an uninterrupted run
-    reference = [*args, "--rl.iterations", "2", "--rl.run_name", "reference"]
+    reference = [*args, "--rl.iterations", "2", "--rl.run_name", "reference", "--rl.eval_every", "1"]
     assert cli(reference) == 0
+    points = read_jsonl(runs / "e" / "runs" / "reference" / "points.jsonl")  # rl.eval_every: a mid-training point
+    assert [(p["method"], p["step"]) for p in points] == [("rl", 1)] and "forward_kl" in points[0]["predictors"]
     killed = [*args, "--rl.iterations", "2", "--rl.run_name", "killed"]
     proc = subprocess.Popen([sys.executable, "-m", "vla_razor.cli.main", *killed], cwd=Path(__file__).parents[2],
                             start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)

@@ -18,7 +18,7 @@ import torch
 from vla_razor.cli.main import main as cli
 from vla_razor.policies.openvla import OpenVLAPolicy
 from vla_razor.robot.data import DemoTransitions
-from vla_razor.robot.stages import load_robot_config, run_pretrain
+from vla_razor.robot.stages import ACTION_NAMES, clipped_fractions, load_robot_config, run_pretrain
 from vla_razor.runs import read_jsonl
 from vla_razor.training_state import read_training_state_meta
 
@@ -30,8 +30,11 @@ SMALL_EVAL = ["--eval.pick_can_episodes", "2", "--eval.probe_episodes", "1", "--
 
 
 def pretrain_args(demo_dirs: dict[str, Path], out: Path, *extra: str) -> list[str]:
+    """Pretraining on top-down pick-can + open drawer, its action range also covering the angled style's."""
     datasets = json.dumps([str(demo_dirs["pick_can_top_down"]), str(demo_dirs["open_drawer"])])
-    return ["robot", "pretrain", *TINY, "--pretrain.datasets", datasets, "--pretrain.out", str(out),
+    stats = json.dumps([str(demo_dirs[name]) for name in ("pick_can_top_down", "open_drawer", "pick_can_angled")])
+    return ["robot", "pretrain", *TINY, "--pretrain.datasets", datasets, "--pretrain.norm_stats_datasets", stats,
+            "--pretrain.out", str(out),
             "--pretrain.optim.batch_size", "8", "--pretrain.optim.max_steps", "12",
             "--pretrain.optim.warmup_steps", "2", "--pretrain.optim.lr", "1e-3", *extra]
 
@@ -55,8 +58,14 @@ def test_transitions_cover_every_step_and_fix_the_order(demo_dirs: dict[str, Pat
         np.testing.assert_array_equal(image, episode.images[t])
         np.testing.assert_array_equal(action, episode.actions[t])
         assert instruction == episode.instruction
+    # normalization: the pooled 1-99 % range, widened to hold each dataset's own 1-99 % range
     stats = data.action_statistics("mine")["mine"]["action"]
-    np.testing.assert_allclose(stats["q01"][:6], np.quantile(data.actions, 0.01, axis=0)[:6], rtol=1e-6)
+    split = sum(m.steps for m in data.datasets[0].episodes)
+    parts = [data.actions, data.actions[:split], data.actions[split:]]
+    np.testing.assert_allclose(stats["q01"][:6], np.min([np.quantile(a, 0.01, axis=0) for a in parts], axis=0)[:6], rtol=1e-6)
+    np.testing.assert_allclose(stats["q99"][:6], np.max([np.quantile(a, 0.99, axis=0) for a in parts], axis=0)[:6], rtol=1e-6)
+    own = np.quantile(data.actions[split:], 0.01, axis=0)
+    assert np.any(own[:6] < np.quantile(data.actions, 0.01, axis=0)[:6]), "the pooled range alone would clip drawer actions"
     data.close()
 
 
@@ -71,7 +80,7 @@ def test_pretrain_then_sft_from_the_cli(demo_dirs: dict[str, Path], tmp_path: Pa
     assert losses[0] > 5.0 and np.mean(losses[-5:]) < 0.8 * np.mean(losses[:5])
     policy = OpenVLAPolicy.from_pretrained(base / "policy")
     stats = policy.config.norm_stats["vla_razor_embedded"]["action"]
-    data = DemoTransitions([demo_dirs["pick_can_top_down"], demo_dirs["open_drawer"]])
+    data = DemoTransitions([demo_dirs[name] for name in ("pick_can_top_down", "open_drawer", "pick_can_angled")])
     np.testing.assert_allclose(stats["q99"], data.action_statistics("x")["x"]["action"]["q99"])
 
     # a finished stage is not redone
@@ -127,6 +136,32 @@ def test_pretrain_then_sft_from_the_cli(demo_dirs: dict[str, Path], tmp_path: Pa
     assert redo["predictors"]["forward_kl"] == pytest.approx(summary["predictors"]["forward_kl"], rel=1e-5)
 
 
+def test_sft_refuses_demonstrations_outside_the_base_action_range(demo_dirs: dict[str, Path], tmp_path: Path,
+                                                                 capsys: pytest.CaptureFixture) -> None:
+    """A base normalized on top-down pick-can + drawer only cannot express the angled expert's wrist rotations:
+    SFT stops before training with the dimensions and ranges, and trains once told to allow the clipping."""
+    base = tmp_path / "base"
+    args = pretrain_args(demo_dirs, base, "--pretrain.optim.max_steps", "1")
+    args[args.index("--pretrain.norm_stats_datasets") + 1] = "[]"  # the default: the training datasets only
+    assert cli(args) == 0
+    policy = OpenVLAPolicy.from_pretrained(base / "policy")
+    angled = DemoTransitions([demo_dirs["pick_can_angled"]])
+    fractions = clipped_fractions(policy.stats.q01, policy.stats.q99, angled.actions)
+    assert fractions[:6].max() > 0.05
+    sft = ["robot", "sft", *TINY, *SMALL_EVAL, "--runs_dir", str(tmp_path / "runs"), "--experiment", "e",
+           "--base", str(base / "policy"), "--sft.datasets", json.dumps([str(demo_dirs["pick_can_angled"])]),
+           "--sft.optim.batch_size", "8", "--sft.optim.max_steps", "2"]
+    capsys.readouterr()
+    assert cli(sft) == 2
+    err = capsys.readouterr().err
+    assert "cannot express these demonstrations" in err and "pretrain.norm_stats_datasets" in err
+    worst = int(np.argmax(np.where(policy.stats.mask, fractions, 0)))
+    assert f"dimension {worst} ({ACTION_NAMES[worst]}): {fractions[worst]:.0%} outside" in err
+    assert not list((tmp_path / "runs").rglob("checkpoints")), "nothing was trained"
+    assert cli([*sft, "--sft.allow_clipped_actions", "true"]) == 0
+    assert "clipped to the base's range" in capsys.readouterr().out
+
+
 def test_kill_9_then_resume_matches_an_uninterrupted_run(demo_dirs: dict[str, Path], tmp_path: Path) -> None:
     reference = tmp_path / "reference"
     assert cli(pretrain_args(demo_dirs, reference, "--checkpoint_every", "3")) == 0
@@ -148,6 +183,8 @@ def test_kill_9_then_resume_matches_an_uninterrupted_run(demo_dirs: dict[str, Pa
     cfg = load_robot_config(None, {"pretrain.out": out, "checkpoint_every": 3, "progress": False, "wandb": "off",
                                    "threads": 1, "pretrain.policy_config": REPO / "configs/policy_tiny.yaml",
                                    "pretrain.datasets": [demo_dirs["pick_can_top_down"], demo_dirs["open_drawer"]],
+                                   "pretrain.norm_stats_datasets": [demo_dirs[name] for name in (
+                                       "pick_can_top_down", "open_drawer", "pick_can_angled")],
                                    "pretrain.optim.batch_size": 8, "pretrain.optim.max_steps": 12,
                                    "pretrain.optim.warmup_steps": 2, "pretrain.optim.lr": 1e-3})
     result = run_pretrain(cfg)

@@ -9,6 +9,7 @@
     vla-razor robot sft      [--config ...] [--sft.optim.lr 1e-4 ...]
     vla-razor robot rl       [--config ...] [--rl.iterations 20 ...]
     vla-razor robot eval     [--config ...] [--policy DIR]
+    vla-razor robot report   [--config ...]                        # summary.json + report of the experiment's runs
     vla-razor report RUNS_DIR [--out DIR]
 
 Every ``--dotted.name`` flag sets the config field of that name (``vla-razor toy sweep --help`` lists them).
@@ -19,6 +20,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 from data_collection.dataset import DatasetError
 from vla_razor.config import ConfigError, add_config_arguments, load_config, overrides_from_args
@@ -136,7 +138,16 @@ def cmd_robot_rl(args: argparse.Namespace) -> None:
 def cmd_robot_pipeline(args: argparse.Namespace) -> None:
     from vla_razor.robot.stages import run_pipeline
 
-    result = run_pipeline(_robot_config(args))
+    _print_pipeline(run_pipeline(_robot_config(args)))
+
+
+def cmd_robot_report(args: argparse.Namespace) -> None:
+    from vla_razor.robot.stages import summarize_experiment
+
+    _print_pipeline(summarize_experiment(_robot_config(args)))
+
+
+def _print_pipeline(result: Any) -> None:
     columns = ("pick_can", "open_drawer", "close_drawer", "forward_kl", "reverse_kl", "tv")
     print()
     print(f"  {'model':<32}" + "".join(f"{c:>14}" for c in columns))
@@ -209,6 +220,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("sft", cmd_robot_sft, "fine-tune the base on pick-can demonstrations (paper, Appendix B.2)"),
         ("rl", cmd_robot_rl, "on-policy REINFORCE on pick-can with a reward-normalization baseline (B.2)"),
         ("eval", cmd_robot_eval, "pick-can success, drawer retention and KL to the base of one policy folder"),
+        ("report", cmd_robot_report, "summary.json and the report over every finished run of the experiment"),
     ):
         sub = robot_commands.add_parser(name, help=help_text)
         sub.add_argument("--config", help=f"YAML config (default: {DEFAULT_ROBOT_CONFIG} if present)")

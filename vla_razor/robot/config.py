@@ -40,6 +40,10 @@ class PretrainConfig:
     datasets: list[Path] = option(
         [], "demonstration folders (data_collection/rt1_grid.py) of every task the base should know"
     )
+    norm_stats_datasets: list[Path] = option(
+        [], "folders whose actions set the action normalization (default: datasets): include demonstrations of "
+            "what the base may be fine-tuned on, so its 256 bins cover those actions too"
+    )
     optim: OptimConfig = option(
         OptimConfig(lr=1e-3, batch_size=32, epochs=20, warmup_steps=50, schedule="cosine"),
         "behaviour-cloning optimisation",
@@ -54,6 +58,9 @@ class SFTConfig:
     datasets: list[Path] = option([], "demonstration folders to imitate (default style: the one the base did not learn)")
     optim: OptimConfig = option(OptimConfig(), "SFT optimisation")
     run_name: str | None = option(None, "run folder name under <experiment_dir>/runs (default: from lr and batch)")
+    allow_clipped_actions: bool = option(
+        False, "train even when many demonstrated actions lie outside the base's action range (they are clipped)"
+    )
 
 
 @dataclass

@@ -78,8 +78,16 @@ class DemoTransitions:
         return images, instructions, self.actions[rows]
 
     def action_statistics(self, name: str) -> dict[str, Any]:
-        """norm_stats entry {name: {"action": {q01, q99, ..., mask}}} over every row (pooled across datasets)."""
-        return {name: {"action": widen_degenerate(array_statistics(self.actions, action_mask())),
+        """norm_stats entry {name: {"action": {q01, q99, ..., mask}}} over every row (pooled across datasets),
+        with [q01, q99] widened to hold each dataset's own [q01, q99]: pooled quantiles alone would clip a small
+        dataset's distinctive actions (a drawer's roll among many pick-can steps) as outliers."""
+        stats = array_statistics(self.actions, action_mask())
+        lengths = np.cumsum([0] + [int((self.index[:, 0] == d).sum()) for d in range(len(self.datasets))])
+        for start, end in zip(lengths[:-1], lengths[1:]):
+            own = array_statistics(self.actions[start:end], action_mask())
+            stats["q01"] = np.minimum(stats["q01"], own["q01"]).tolist()
+            stats["q99"] = np.maximum(stats["q99"], own["q99"]).tolist()
+        return {name: {"action": widen_degenerate(stats),
                        "num_transitions": len(self), "num_trajectories": sum(len(d) for d in self.datasets)}}
 
     def close(self) -> None:

@@ -168,6 +168,27 @@ def kl_to_base(base: Any, policy: Any, obs: KLObservations, batch_size: int = 32
 BASE_EVAL = "base_eval.json"
 
 
+def base_fingerprint(policy_dir: Any) -> str:
+    """A cheap identity of a policy folder's weights: config.json, and each safetensors file's name, size, first
+    and last MiB (enough to tell a remade base at the same path from the one an experiment was measured with)."""
+    import hashlib
+    from pathlib import Path
+
+    root = Path(policy_dir)
+    digest = hashlib.sha256()
+    for path in [root / "config.json", *sorted(root.glob("*.safetensors"))]:
+        if not path.is_file():
+            continue
+        size = path.stat().st_size
+        digest.update(f"{path.name}:{size}".encode())
+        with path.open("rb") as f:
+            digest.update(f.read(1 << 20))
+            if size > 2 << 20:
+                f.seek(size - (1 << 20))
+                digest.update(f.read())
+    return digest.hexdigest()[:16]
+
+
 class Evaluator:
     """Measures models of one experiment against its base, on shared episodes and a shared KL frame set.
 
@@ -183,11 +204,27 @@ class Evaluator:
         e = cfg.eval
         self.spec = EvalSpec(e.pick_can_episodes, e.probe_episodes, e.seed, e.max_steps, cfg.backend)
         self.settings = {"eval": to_dict(e), "camera_size": cfg.camera_size, "base": str(cfg.base),
-                         "backend": cfg.backend}
+                         "backend": cfg.backend, "base_fingerprint": base_fingerprint(cfg.base)}
+        self._check_same_base(cfg.experiment_dir / BASE_EVAL)
         self.rollout = ParallelRollout(cfg.workers, backend=cfg.backend, camera_size=cfg.camera_size,
                                        sim_backend=cfg.sim_backend)
         self.dir = cfg.experiment_dir
         self._obs: KLObservations | None = None
+
+    def _check_same_base(self, path: Any) -> None:
+        """An experiment's runs, KL frames and base results all refer to one base: refuse another one there."""
+        import json
+
+        from vla_razor.config import ConfigError
+
+        if not path.is_file():
+            return
+        saved = json.loads(path.read_text()).get("settings", {}).get("base_fingerprint")
+        if saved is not None and saved != self.settings["base_fingerprint"]:
+            raise ConfigError(
+                f"base: {self.cfg.base} is not the base the experiment {self.cfg.experiment_dir} was measured against "
+                f"(weights fingerprint {self.settings['base_fingerprint']}, the experiment's {saved}, see {path}); "
+                "use another --experiment for this base, or delete that experiment folder to start it again")
 
     def kl_observations(self) -> KLObservations:
         if self._obs is None:

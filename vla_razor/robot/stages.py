@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from vla_razor.config import load_config, to_dict
@@ -80,7 +81,8 @@ def run_pretrain(cfg: RobotConfig) -> StageResult:
     data = DemoTransitions(list(p.datasets))
     policy_config = load_config(OpenVLAConfig, p.policy_config)
     policy = OpenVLAPolicy.from_config(policy_config, device=resolve_device(cfg.device), seed=cfg.seed)
-    set_norm_stats(policy, data.action_statistics(cfg.dataset_name), cfg.dataset_name)
+    stats_data = DemoTransitions(list(p.norm_stats_datasets)) if p.norm_stats_datasets else data
+    set_norm_stats(policy, stats_data.action_statistics(cfg.dataset_name), cfg.dataset_name)
     _start(run, cfg, "pretrain")
     result = _train(run, cfg, "pretrain", policy, data, p.optim)
     return StageResult(run.path, result.policy_dir, result)
@@ -113,6 +115,7 @@ def run_sft(cfg: RobotConfig) -> StageResult:
         policy = OpenVLAPolicy.from_pretrained(source, device=resolve_device(cfg.device), dataset=cfg.dataset_name)
         if not trained:
             data = DemoTransitions(list(cfg.sft.datasets))
+            check_action_range(policy, data, cfg)
             _start(run, cfg, "sft")
 
             def evaluate_point(step: int) -> None:
@@ -126,6 +129,43 @@ def run_sft(cfg: RobotConfig) -> StageResult:
     finally:
         evaluator.close()
     return StageResult(run.path, run.path / POLICY_DIR, train, summary)
+
+
+CLIPPED_FRACTION_LIMIT = 0.05
+"""SFT refuses demonstrations with more than this fraction of one dimension's actions outside the base's range."""
+ACTION_NAMES = ("x", "y", "z", "roll", "pitch", "yaw", "gripper")
+
+
+def clipped_fractions(low: np.ndarray, high: np.ndarray, actions: np.ndarray, margin: float = 0.05) -> np.ndarray:
+    """Per action dimension, the fraction of `actions` outside [low, high] widened by `margin` of its width:
+    what a tokenizer over that range would clip (the base's own q01 / q99 tails stay inside the margin)."""
+    pad = margin * (high - low)
+    return ((actions < low - pad) | (actions > high + pad)).mean(axis=0)
+
+
+def check_action_range(policy: Any, data: DemoTransitions, cfg: RobotConfig) -> None:
+    """SFT keeps the base's tokenizer, so the KL to the base compares like with like; demonstrations whose
+    actions lie outside the base's action range would be learned clipped (a policy that cannot do what was
+    shown). Refuse them with the numbers, unless sft.allow_clipped_actions."""
+    from vla_razor.config import ConfigError
+
+    stats = policy.stats
+    mask = np.asarray(stats.mask, dtype=bool)
+    fractions = clipped_fractions(np.asarray(stats.q01), np.asarray(stats.q99), data.actions)
+    bad = [d for d in range(len(fractions)) if mask[d] and fractions[d] > CLIPPED_FRACTION_LIMIT]
+    if not bad or cfg.sft.allow_clipped_actions:
+        for d in bad:
+            print(f"warning: {fractions[d]:.0%} of the SFT actions in dimension {d} are clipped to the base's range")
+        return
+    detail = "; ".join(
+        f"dimension {d} ({ACTION_NAMES[d] if d < len(ACTION_NAMES) else d}): {fractions[d]:.0%} outside the base's "
+        f"[{stats.q01[d]:.4g}, {stats.q99[d]:.4g}], demonstrations span [{data.actions[:, d].min():.4g}, "
+        f"{data.actions[:, d].max():.4g}]" for d in bad)
+    raise ConfigError(
+        f"sft.datasets {[str(d) for d in cfg.sft.datasets]}: the base ({cfg.base}, norm_stats "
+        f"{cfg.dataset_name!r}) cannot express these demonstrations, SFT would learn clipped actions: {detail}. "
+        "Make the base with action statistics that cover them (pretrain.norm_stats_datasets), or set "
+        "sft.allow_clipped_actions true to train anyway")
 
 
 def _flat(summary: dict[str, Any]) -> dict[str, float]:
@@ -309,20 +349,13 @@ def experiment_runs(experiment_dir: Path) -> tuple[list[dict[str, Any]], dict[st
     return rows, base
 
 
-def run_pipeline(cfg: RobotConfig) -> PipelineResult:
-    """The main job: SFT demonstrations, SFT, RL, evaluation of base / SFT / RL, and the forgetting report.
-
-    The summary and the report cover every finished run of the experiment, so running the pipeline (or the
-    sft / rl stages) again with other settings adds runs to the comparison; finished runs are not redone."""
+def summarize_experiment(cfg: RobotConfig, extra: dict[str, str] | None = None) -> PipelineResult:
+    """<experiment>/summary.json ({"runs": [...], "base": {...}, "config": ...}) and <experiment>/report/ from
+    every finished run of the experiment, however its stages were run."""
     from vla_razor.analysis.report import write_report
     from vla_razor.runs import atomic_write_json
 
     started = time.perf_counter()
-    if not cfg.sft.datasets:
-        cfg.sft.datasets = [cfg.collect.out]
-    collect_sft_demos(cfg)
-    run_sft(cfg)
-    run_rl(cfg)
     runs, base = experiment_runs(cfg.experiment_dir)
     table = [{"method": "base", "run": str(cfg.base), "hparams": {}, "pick_can": base["new_task"], **base["prior"],
               "forgetting": 0.0, "forward_kl": 0.0, "reverse_kl": 0.0, "tv": 0.0}, *runs]
@@ -330,6 +363,21 @@ def run_pipeline(cfg: RobotConfig) -> PipelineResult:
     atomic_write_json(summary_path, {"runs": runs, "base": {"pick_can": base["new_task"], **base["prior"]},
                                      "config": to_dict(cfg)})
     report = write_report(cfg.experiment_dir / "runs", cfg.experiment_dir / "report",
-                          title=f"RL's Razor, robot ({cfg.backend}): {cfg.experiment}",
-                          extra={"pipeline seconds": f"{time.perf_counter() - started:.0f}"})
+                          title=f"RL's Razor, robot ({cfg.backend}): {cfg.experiment}", extra=extra or {})
     return PipelineResult(table, report.html_path.parent, summary_path, time.perf_counter() - started)
+
+
+def run_pipeline(cfg: RobotConfig) -> PipelineResult:
+    """The main job: SFT demonstrations, SFT, RL, evaluation of base / SFT / RL, and the forgetting report.
+
+    The summary and the report cover every finished run of the experiment, so running the pipeline (or the
+    sft / rl stages) again with other settings adds runs to the comparison; finished runs are not redone."""
+    started = time.perf_counter()
+    if not cfg.sft.datasets:
+        cfg.sft.datasets = [cfg.collect.out]
+    collect_sft_demos(cfg)
+    run_sft(cfg)
+    run_rl(cfg)
+    result = summarize_experiment(cfg, {"pipeline seconds": f"{time.perf_counter() - started:.0f}"})
+    result.seconds = time.perf_counter() - started
+    return result
