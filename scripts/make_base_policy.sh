@@ -7,9 +7,16 @@ cd "$(dirname "$0")/.."
 PY=${1:-.venv/bin/python}
 W=${WORKERS:-14}
 common=(--camera_size 112 --workers "$W" --progress false --max_attempts_per_point 20)
-# pick-can, top-down style, grid rows x = 0..3 of 10 (points 0..39): the base learns part of the grid only
-"$PY" data_collection/rt1_grid.py --task pick_can --expert_style top_down --grid 10x10 \
-  --points "[$(seq -s, 0 39)]" --successes_per_point 5 --out data/base/pick_can_top_down "${common[@]}"
+# pick-can, top-down style, on a dense 8 x 12 grid over the near 35 % of the can region (x in [-0.215, -0.135] m
+# of [-0.215, 0.015], i.e. rows 0..3 of the 10 x 10 grid and the placements between them): the base learns that
+# part of the region, not the rest, and not just a few exact placements
+"$PY" data_collection/rt1_grid.py --task pick_can --expert_style top_down --grid 8x12 \
+  --region "[[-0.215, -0.135], [-0.22, 0.22]]" --successes_per_point 4 --out data/base/pick_can_top_down_near \
+  "${common[@]}"
+# pick-can, angled style, one episode per grid point: not trained on, only its actions join the action
+# normalization, so that the base's 256 bins can express the SFT demonstrations (their wrist rotations)
+"$PY" data_collection/rt1_grid.py --task pick_can --expert_style angled --grid 10x10 --successes_per_point 1 \
+  --out data/base/pick_can_angled_stats "${common[@]}"
 for task in open_drawer close_drawer; do
   "$PY" data_collection/rt1_grid.py --task $task --grid 5x5 --successes_per_point 4 --out data/base/$task "${common[@]}"
 done
