@@ -108,8 +108,6 @@ def cmd_robot_collect(args: argparse.Namespace) -> None:
     from vla_razor.robot.stages import collect_sft_demos
 
     cfg = _robot_config(args)
-    if not cfg.sft.datasets:
-        cfg.sft.datasets = [cfg.collect.out]
     collect_sft_demos(cfg)
     print(f"SFT demonstrations: {', '.join(str(d) for d in cfg.sft.datasets)}")
 

@@ -314,9 +314,13 @@ class PipelineResult:
 
 
 def collect_sft_demos(cfg: RobotConfig) -> None:
-    """Collects `collect` (resumable; a finished collection is left as it is) when sft.datasets need it."""
+    """Collects `collect` (resumable; a finished collection is left as it is) when sft.datasets need it;
+    empty sft.datasets means the collection itself (set here, for the stages that follow)."""
     from data_collection.rt1_grid import Collector, print_summary
     from vla_razor.config import ConfigError
+
+    if not cfg.sft.datasets:
+        cfg.sft.datasets = [cfg.collect.out]
 
     if cfg.collect.camera_size != cfg.camera_size:
         raise ConfigError(f"collect.camera_size ({cfg.collect.camera_size}) must equal camera_size ({cfg.camera_size}): "
@@ -373,8 +377,6 @@ def run_pipeline(cfg: RobotConfig) -> PipelineResult:
     The summary and the report cover every finished run of the experiment, so running the pipeline (or the
     sft / rl stages) again with other settings adds runs to the comparison; finished runs are not redone."""
     started = time.perf_counter()
-    if not cfg.sft.datasets:
-        cfg.sft.datasets = [cfg.collect.out]
     collect_sft_demos(cfg)
     run_sft(cfg)
     run_rl(cfg)
