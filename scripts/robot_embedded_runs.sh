@@ -1,32 +1,46 @@
 #!/usr/bin/env bash
-# The embedded experiment of docs/results/robot (issue #6): from one base, 5 SFT settings and 2 RL settings of configs/robot_embedded.yaml, then the summary and the report over all of them. Made for the device
-# machine (16 cores): after the shared steps, three lanes of WORKERS simulator processes run side by side (one
-# lane's simulators step while another's policy call runs). Every step resumes: rerun the script after an
-# interruption and it continues where it stopped.
-#   Usage: bash scripts/robot_embedded_runs.sh [PYTHON]     (env: BASE, EXPERIMENT, WORKERS, ALL_WORKERS)
+# The embedded experiment of docs/results/robot (issue #6): from one base, SFT and RL settings of
+# configs/robot_embedded.yaml, then the summary and the report over all of them. Made for the device machine
+# (16 cores): after the base's evaluation (and the KL frames) on ALL_WORKERS processes, lanes of WORKERS
+# simulator processes run side by side (one lane's simulators step while another's policy call runs).
+# Every step resumes: rerun the script after an interruption and it continues where it stopped. Lanes can be
+# split over machines (LANES="sft rl_ln" on one, LANES="rl_10 rl" on another, the experiment folder's
+# base_eval.json and kl_observations.npz carried over) and the run folders merged before `robot report`.
+#   Usage: bash scripts/robot_embedded_runs.sh [PYTHON]
+#   env: BASE, EXPERIMENT, WORKERS (5), ALL_WORKERS (14), LANES, RL_ITERATIONS (4), LOG_DIR (/tmp)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${1:-.venv/bin/python}
 W=${WORKERS:-5}
 ALL=${ALL_WORKERS:-14}
+LOGS=${LOG_DIR:-/tmp}
 common=(--config configs/robot_embedded.yaml --base "${BASE:-assets/base_policy_embedded}"
         --experiment "${EXPERIMENT:-robot_embedded}" --wandb off --progress false --threads 2)
-rl=(--rl.episodes_per_point 2 --rl.iterations 4 --rl.eval_every 2)
+rl=(--workers "$W" --rl.episodes_per_point 2 --rl.iterations "${RL_ITERATIONS:-4}" --rl.eval_every 2)
 robot() { "$PY" -m vla_razor.cli.main robot "$@" "${common[@]}"; }
 
-# shared: the SFT demonstrations (1,000 `angled` episodes), the base's evaluation and the KL frames (first SFT run)
-robot collect --collect.workers "$ALL"
-robot sft --workers "$ALL" --sft.optim.lr 1e-4
-# three lanes
-{ robot sft --workers "$W" --sft.optim.lr 3e-5
-  robot sft --workers "$W" --sft.optim.lr 3e-4
+# SFT on the 1,000 `angled` demonstrations (collected first) at three learning rates, and 3 epochs at the largest
+lane_sft() {
+  robot collect --collect.workers "$W"
+  for lr in 1e-4 3e-5 3e-4; do robot sft --workers "$W" --sft.optim.lr "$lr"; done
   robot sft --workers "$W" --sft.optim.lr 3e-4 --sft.optim.epochs 3
-  robot sft --workers "$W" --sft.optim.lr 3e-4 --sft.optim.batch_size 64 --sft.optim.epochs 10 \
-    --eval.during_training_every 1430; } > "${LOG_DIR:-/tmp}/lane_sft.log" 2>&1 &
-robot rl --workers "$W" "${rl[@]}" --rl.optim.lr 1e-5 > "${LOG_DIR:-/tmp}/lane_rl1.log" 2>&1 &
-robot rl --workers "$W" "${rl[@]}" --rl.optim.lr 3e-5 > "${LOG_DIR:-/tmp}/lane_rl2.log" 2>&1 &
+}
+# REINFORCE, normalized reward, each episode weighted the same (length-normalized)
+lane_rl_ln() { robot rl "${rl[@]}" --rl.length_normalize true --rl.optim.lr 1e-5; }
+# 1-0 Reinforce: SFT on the policy's own successes (section 5.1)
+lane_rl_10() { robot rl "${rl[@]}" --rl.advantage one_zero --rl.optim.lr 3e-5; }
+# REINFORCE as the paper states it (every step counts once)
+lane_rl() { robot rl "${rl[@]}" --rl.optim.lr 1e-5; }
+
+# shared: the base's evaluation and the KL frames, made once for every run
+robot eval --workers "$ALL"
 status=0
-for job in $(jobs -p); do wait "$job" || status=1; done
-[ "$status" = 0 ] || { echo "a lane failed: see ${LOG_DIR:-/tmp}/lane_*.log"; tail -n 30 "${LOG_DIR:-/tmp}"/lane_*.log; exit 1; }
+pids=()
+for lane in ${LANES:-sft rl_ln rl_10}; do
+  "lane_$lane" > "$LOGS/lane_$lane.log" 2>&1 &
+  pids+=($!)
+done
+for pid in "${pids[@]}"; do wait "$pid" || status=1; done
+[ "$status" = 0 ] || { echo "a lane failed: see $LOGS/lane_*.log"; tail -n 30 "$LOGS"/lane_*.log; exit 1; }
 # the summary and the report over every finished run
 robot report

@@ -34,6 +34,31 @@ def test_advantages_normalize_within_each_grid_point() -> None:
     np.testing.assert_allclose(b, np.array([3, -1, -1, -1]) / np.sqrt(3), atol=1e-5)
 
 
+def test_one_zero_advantage_keeps_only_successes() -> None:
+    a = episode_advantages(np.array([1, 0, 1, 1, 0, 0]), np.array([0, 0, 1, 1, 2, 2]), "group", "one_zero")
+    np.testing.assert_array_equal(a, [1, 0, 1, 1, 0, 0])  # every success, even where its whole group succeeded
+
+
+def test_length_normalize_weighs_every_episode_the_same(demo_dirs: dict[str, Path]) -> None:
+    """A 6-step success and a 2-step failure cut from one real episode: per step both weigh 1 by default, so the
+    failure's total is a third of the success's; length-normalized, both totals are 4 (the mean length) and
+    the rows' weights still average 1."""
+    episode = DemoDataset(demo_dirs["pick_can_top_down"]).load(0)
+    assert len(episode.actions) >= 6
+    trajectory = Trajectory(episode.images, episode.proprio, episode.actions, episode.rewards, episode.instruction)
+    spec = EpisodeSpec("pick_can", 0)
+    results = [EpisodeResult(spec, True, 6, trajectory), EpisodeResult(spec, False, 2, trajectory)]
+    tokens = {(e, t): torch.zeros(7, dtype=torch.long) for e in range(2) for t in range(6)}
+    advantages = np.array([1.0, -1.0])
+    plain = rows_from_rollouts(results, tokens, advantages)
+    normalized = rows_from_rollouts(results, tokens, advantages, length_normalize=True)
+    assert len(plain) == len(normalized) == 8
+    totals = [float(rows.advantages[:6].sum()) for rows in (plain, normalized)], \
+        [float(rows.advantages[6:].sum()) for rows in (plain, normalized)]
+    np.testing.assert_allclose(totals, [[6.0, 4.0], [-2.0, -4.0]], rtol=1e-6)
+    np.testing.assert_allclose(normalized.advantages.abs().mean(), 1.0, rtol=1e-6)
+
+
 def test_reinforce_step_raises_the_logprob_of_successful_episodes(demo_dirs: dict[str, Path], tiny_base: Path) -> None:
     """Two real pick-can episodes at one grid point, one a success (the expert's, tokenized) and one a failure
     (the policy's own samples on the same frames): after one update the success is likelier, the failure less."""

@@ -134,6 +134,13 @@ def test_pretrain_then_sft_from_the_cli(demo_dirs: dict[str, Path], tmp_path: Pa
     redo = json.loads(again.read_text())
     assert redo["new_task"] == summary["new_task"] and redo["prior"] == summary["prior"]
     assert redo["predictors"]["forward_kl"] == pytest.approx(summary["predictors"]["forward_kl"], rel=1e-5)
+    # `robot eval` of the base is the experiment's base evaluation: read from base_eval.json, not redone
+    stamp = (runs / "e" / "base_eval.json").stat().st_mtime_ns
+    assert cli(["robot", "eval", *TINY, *SMALL_EVAL, "--runs_dir", str(runs), "--experiment", "e",
+                "--base", str(base / "policy"), "--out", str(again)]) == 0
+    of_base = json.loads(again.read_text())
+    assert of_base["new_task"] == base_eval["pick_can"] and of_base["predictors"]["forward_kl"] == 0.0
+    assert (runs / "e" / "base_eval.json").stat().st_mtime_ns == stamp
 
 
 def test_sft_refuses_demonstrations_outside_the_base_action_range(demo_dirs: dict[str, Path], tmp_path: Path,

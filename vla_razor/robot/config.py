@@ -74,6 +74,15 @@ class RLConfig:
     baseline: Literal["group", "batch"] = option(
         "group", "normalize rewards within each grid point's episodes (group) or over the whole iteration (batch)"
     )
+    advantage: Literal["normalized", "one_zero"] = option(
+        "normalized", "normalized: the normalized reward (paper); one_zero: 1 for a success, 0 otherwise "
+        "(1-0 Reinforce, section 5.1: on-policy without negative gradients)"
+    )
+    length_normalize: bool = option(
+        False, "weight each step by mean_length / its episode's length, so every episode counts the same whatever its "
+        "length (as GRPO divides by the response length); false: every step counts once (a failure's 80 steps "
+        "then outweigh a success's ~35)"
+    )
     kl_coef: float = option(0.0, "coefficient of an exact KL(pi || pi0) penalty (paper: 0, none)")
     max_steps: int | None = option(None, "cap on rollout episode length (None: the task's own 80)")
     optim: OptimConfig = option(OptimConfig(), "update settings (the paper: as SFT; schedule constant with warmup)")

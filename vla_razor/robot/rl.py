@@ -6,8 +6,11 @@ One iteration:
      simulator workers (envs/rollout.py);
   2. reward = 1 if the episode succeeded, else 0; the advantage of an episode is its reward normalized
      within the episodes of its grid point, A = (r - mean) / (std + eps) (`baseline: group`), or within the
-     whole iteration (`baseline: batch`); a group whose episodes all succeeded or all failed gives A = 0;
-  3. every step of an episode is a (image, instruction, 7 sampled tokens) row carrying the episode's A; the
+     whole iteration (`baseline: batch`); a group whose episodes all succeeded or all failed gives A = 0
+     (`advantage: one_zero`: A = r, 1-0 Reinforce);
+  3. every step of an episode is a (image, instruction, 7 sampled tokens) row carrying the episode's A (with
+     `length_normalize`, scaled by mean length / episode length, so long failures do not outweigh short
+     successes); the
      rows with A != 0 are shuffled and cut into batches of `optim.batch_size`; each batch is one AdamW update
      of vla_razor.core.reinforce_loss, -mean(A * sum_d log pi(token_d | ...)), with grad-norm clipping;
      with `kl_coef` > 0, + kl_coef * exact KL(pi || pi0) over the bins (off by default, as in the paper).
@@ -43,24 +46,33 @@ class Rows:
         return len(self.instructions)
 
 
-def episode_advantages(successes: np.ndarray, groups: np.ndarray, baseline: str) -> np.ndarray:
-    """Normalized rewards of binary episode outcomes (see the module docstring)."""
+def episode_advantages(successes: np.ndarray, groups: np.ndarray, baseline: str,
+                       advantage: str = "normalized") -> np.ndarray:
+    """Advantages of binary episode outcomes: normalized rewards (see the module docstring), or with
+    `advantage="one_zero"` 1 for a success and 0 otherwise (1-0 Reinforce: no baseline, no negative gradients)."""
+    if advantage == "one_zero":
+        return (np.asarray(successes) > 0).astype(np.float32)
     rewards = torch.as_tensor(np.asarray(successes, np.float32))
     group_ids = torch.as_tensor(np.asarray(groups)) if baseline == "group" else None
     return core.normalized_advantages(rewards, group_ids).numpy()
 
 
-def rows_from_rollouts(results: list[Any], tokens: dict[tuple[int, int], torch.Tensor], advantages: np.ndarray) -> Rows:
+def rows_from_rollouts(results: list[Any], tokens: dict[tuple[int, int], torch.Tensor], advantages: np.ndarray,
+                       length_normalize: bool = False) -> Rows:
+    """One row per step of every episode with a non-zero advantage, carrying that advantage; with
+    `length_normalize`, times mean_length / the episode's length (mean over those episodes), so each episode
+    weighs the same in the loss while the rows' weights still average 1 (the learning rate keeps its scale)."""
+    kept = [e for e, a in enumerate(advantages) if a != 0.0]
+    mean_length = float(np.mean([results[e].steps for e in kept])) if kept else 1.0
     images, instructions, toks, advs = [], [], [], []
-    for e, (result, a) in enumerate(zip(results, advantages)):
-        if a == 0.0:
-            continue
-        t = result.trajectory
+    for e in kept:
+        result, t = results[e], results[e].trajectory
+        weight = mean_length / max(result.steps, 1) if length_normalize else 1.0
         for step in range(result.steps):
             images.append(t.images[step])
             instructions.append(t.instruction)
             toks.append(tokens[(e, step)])
-            advs.append(float(a))
+            advs.append(float(advantages[e]) * weight)
     return Rows(images, instructions, torch.stack(toks) if toks else torch.zeros((0, 7), dtype=torch.long),
                 torch.tensor(advs, dtype=torch.float32))
 

@@ -175,7 +175,8 @@ def _flat(summary: dict[str, Any]) -> dict[str, float]:
 
 def rl_run_name(cfg: RobotConfig) -> str:
     r = cfg.rl
-    return r.run_name or f"rl_lr{r.optim.lr:g}_bs{r.optim.batch_size}_k{r.episodes_per_point}_s{cfg.seed}"
+    variant = ("_10" if r.advantage == "one_zero" else "") + ("_ln" if r.length_normalize else "")
+    return r.run_name or f"rl_lr{r.optim.lr:g}_bs{r.optim.batch_size}_k{r.episodes_per_point}{variant}_s{cfg.seed}"
 
 
 def run_rl(cfg: RobotConfig) -> StageResult:
@@ -215,7 +216,8 @@ def run_rl(cfg: RobotConfig) -> StageResult:
         state = load_training_state(state_path, policy.model, optimizer)
         iteration, update = int(state["iteration"]), int(state["update"])
     hparams = {"lr": o.lr, "batch_size": o.batch_size, "episodes_per_point": r.episodes_per_point,
-               "iterations": r.iterations, "kl_coef": r.kl_coef}
+               "iterations": r.iterations, "kl_coef": r.kl_coef, "advantage": r.advantage,
+               "length_normalize": r.length_normalize}
     points = grid_points("pick_can", cfg.backend, tuple(r.grid))
     evaluator = Evaluator(cfg, base)
     wandb = WandbMirror(cfg.wandb, "vla-razor", f"{cfg.experiment}/{run.path.name}", {"stage": "rl", **to_dict(cfg)},
@@ -234,8 +236,8 @@ def run_rl(cfg: RobotConfig) -> StageResult:
             results = evaluator.rollout.run(actor, specs, record=True)
             rollout_s = time.perf_counter() - t0
             successes = np.array([res.success for res in results], dtype=np.float32)
-            advantages = episode_advantages(successes, groups, r.baseline)
-            rows = rows_from_rollouts(results, actor.tokens, advantages)
+            advantages = episode_advantages(successes, groups, r.baseline, r.advantage)
+            rows = rows_from_rollouts(results, actor.tokens, advantages, r.length_normalize)
             policy.model.train()
             step_metrics: list[dict[str, float]] = []
             for batch in split_batches(len(rows), o.batch_size, np.random.default_rng([cfg.seed, iteration])):
@@ -286,7 +288,8 @@ def load_base(cfg: RobotConfig) -> Any:
 
 
 def run_eval(cfg: RobotConfig, policy_dir: Path) -> dict[str, Any]:
-    """Evaluates the policy folder `policy_dir` against the experiment's base (the summary's fields)."""
+    """Evaluates the policy folder `policy_dir` against the experiment's base (the summary's fields). The base
+    itself is the experiment's base evaluation (base_eval.json, with the KL frames): made once, then read."""
     from vla_razor.policies.openvla import OpenVLAPolicy
     from vla_razor.robot.evaluate import Evaluator
 
@@ -294,6 +297,8 @@ def run_eval(cfg: RobotConfig, policy_dir: Path) -> dict[str, Any]:
     torch.set_num_threads(cfg.threads)
     evaluator = Evaluator(cfg, base)
     try:
+        if Path(policy_dir).resolve() == Path(cfg.base).resolve():
+            return evaluator.summary("eval", {}, cfg.seed, 0, evaluator.base_results())
         policy = OpenVLAPolicy.from_pretrained(policy_dir, device=resolve_device(cfg.device), dataset=cfg.dataset_name)
         return evaluator.summary("eval", {}, cfg.seed, 0, evaluator.evaluate(policy))
     finally:
