@@ -339,6 +339,30 @@ class _WorkerDied(Exception):
     pass
 
 
+class _ProgressBar:
+    """An on_result callback that advances a tqdm bar: episodes, success so far, env steps per second."""
+
+    def __init__(self, desc: str, total: int, then: Callable[[int, EpisodeResult], None] | None):
+        from tqdm import tqdm
+
+        self.bar = tqdm(total=total, desc=desc, unit="ep", dynamic_ncols=True)
+        self.then = then
+        self.started = time.perf_counter()
+        self.steps = self.successes = 0
+
+    def __call__(self, index: int, result: EpisodeResult) -> None:
+        self.steps += result.steps
+        self.successes += bool(result.success)
+        self.bar.update(1)
+        rate = self.steps / max(time.perf_counter() - self.started, 1e-9)
+        self.bar.set_postfix(success=f"{self.successes / self.bar.n:.2f}", env_steps_per_s=f"{rate:.1f}")
+        if self.then is not None:
+            self.then(index, result)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
 class ParallelRollout:
     """Runs EpisodeSpecs on `num_workers` simulator processes (0: in this process) with one policy.
 
@@ -441,13 +465,21 @@ class ParallelRollout:
         episodes: Sequence[EpisodeSpec],
         record: bool = False,
         on_result: Callable[[int, EpisodeResult], None] | None = None,
+        progress: str | None = None,
     ) -> list[EpisodeResult]:
         """Run every spec once; results come back in the order of `episodes`.
 
         on_result(index, result) is called in this process as each episode ends (in completion order), so a
         caller can save it at once: an interrupted run then loses only the episodes still running.
+        progress: a description to show a progress bar under (episodes done, success so far, env steps/s).
         """
         episodes = list(episodes)
+        if progress is not None and episodes:
+            on_result = _ProgressBar(progress, len(episodes), on_result)
+            try:
+                return self.run(policy, episodes, record, on_result)
+            finally:
+                on_result.close()
         self._check_tasks([s.task for s in episodes])
         if isinstance(policy, str):
             style = parse_expert_policy(policy)

@@ -106,6 +106,19 @@ def test_worker_side_expert_same_results_for_any_worker_count(pools):
     assert ours[0].trajectory.actions[0, 6] == 1.0  # expert starts with the gripper open
 
 
+def test_progress_bar_counts_episodes_and_leaves_results_alone(pools, capsys):
+    local, _ = pools
+    specs = pick_specs([0, 45, 99], [None, 5, 4])
+    seen = []
+    shown = local.run(grasp_from_spec, specs, on_result=lambda i, r: seen.append(i), progress="evaluating tiny")
+    assert_same(shown, local.run(grasp_from_spec, specs))
+    assert sorted(seen) == [0, 1, 2], "the caller's on_result still sees every episode"
+    bar = capsys.readouterr().err.replace("\r", "\n").splitlines()[-1]
+    assert "evaluating tiny" in bar and "3/3" in bar, bar
+    assert "success=0.33" in bar, f"one of the three episodes (the only long one) succeeds: {bar}"
+    assert "env_steps_per_s=" in bar, bar
+
+
 def test_policy_must_return_one_action_per_row():
     with ParallelRollout(0, render=False) as local:
         with pytest.raises(ValueError, match=r"expected \(1, 7\)"):

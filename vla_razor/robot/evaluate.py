@@ -93,13 +93,14 @@ def probe_specs(task: str, n: int, seed: int, max_steps: int | None = None) -> l
     return [EpisodeSpec(task, int(s), {}, max_steps) for s in rng.integers(0, 2**31 - 1, n)]
 
 
-def success_rates(policy: Any, rollout: Any, spec: EvalSpec, tasks: tuple[str, ...] = ("pick_can", *PROBES)) -> dict[str, float]:
-    """Greedy success rate per task, all tasks' episodes in one batched run."""
+def success_rates(policy: Any, rollout: Any, spec: EvalSpec, tasks: tuple[str, ...] = ("pick_can", *PROBES),
+                  progress: str | None = None) -> dict[str, float]:
+    """Greedy success rate per task, all tasks' episodes in one batched run (a progress bar under `progress`)."""
     episodes: list[Any] = []
     for task in tasks:
         episodes += (pick_can_specs(spec.pick_can_episodes, spec.seed, spec.max_steps, spec.backend) if task == "pick_can"
                      else probe_specs(task, spec.probe_episodes, spec.seed, spec.max_steps))
-    results = rollout.run(PolicyActor(policy, temperature=0.0), episodes)
+    results = rollout.run(PolicyActor(policy, temperature=0.0), episodes, progress=progress)
     return {task: float(np.mean([r.success for r in results if r.spec.task == task])) for task in tasks}
 
 
@@ -130,10 +131,11 @@ class KLObservations:
 
 
 def make_kl_observations(base: Any, rollout: Any, n_episodes: int, per_episode: int, seed: int,
-                         max_steps: int | None = None, backend: str = "embedded") -> KLObservations:
+                         max_steps: int | None = None, backend: str = "embedded",
+                         progress: str | None = None) -> KLObservations:
     """Frames of the base's greedy pick-can rollouts on held-out placements (`per_episode` evenly spaced each)."""
     results = rollout.run(PolicyActor(base, temperature=0.0), pick_can_specs(n_episodes, seed + 7, max_steps, backend),
-                          record=True)
+                          record=True, progress=progress)
     images, instructions = [], []
     for r in results:
         t = r.trajectory
@@ -234,13 +236,18 @@ class Evaluator:
             else:
                 e = self.cfg.eval
                 self._obs = make_kl_observations(self.base, self.rollout, e.kl_episodes, e.kl_frames_per_episode,
-                                                 e.seed, e.max_steps, self.cfg.backend)
+                                                 e.seed, e.max_steps, self.cfg.backend, self._bar("KL frames (base)"))
                 self._obs.save(path)
         return self._obs
 
-    def evaluate(self, policy: Any) -> dict[str, float]:
-        """{"pick_can", "open_drawer", "close_drawer", "forward_kl", "reverse_kl", "tv"} of `policy`."""
-        return {**success_rates(policy, self.rollout, self.spec), **kl_to_base(self.base, policy, self.kl_observations())}
+    def _bar(self, desc: str) -> str | None:
+        return desc if self.cfg.progress else None
+
+    def evaluate(self, policy: Any, name: str = "policy") -> dict[str, float]:
+        """{"pick_can", "open_drawer", "close_drawer", "forward_kl", "reverse_kl", "tv"} of `policy` (`name`
+        labels the progress bar)."""
+        return {**success_rates(policy, self.rollout, self.spec, progress=self._bar(f"evaluating {name}")),
+                **kl_to_base(self.base, policy, self.kl_observations())}
 
     def base_results(self) -> dict[str, float]:
         import json
@@ -252,7 +259,7 @@ class Evaluator:
             saved = json.loads(path.read_text())
             if saved.get("settings") == self.settings:
                 return saved["results"]
-        results = self.evaluate(self.base)
+        results = self.evaluate(self.base, "the base")
         atomic_write_json(path, {"settings": self.settings, "results": results})
         return results
 

@@ -119,11 +119,12 @@ def run_sft(cfg: RobotConfig) -> StageResult:
             _start(run, cfg, "sft")
 
             def evaluate_point(step: int) -> None:
-                run.add_point(evaluator.summary("sft", hparams, cfg.seed, step, evaluator.evaluate(policy)))
+                scores = evaluator.evaluate(policy, f"{run.path.name} at update {step}")
+                run.add_point(evaluator.summary("sft", hparams, cfg.seed, step, scores))
 
             train = _train(run, cfg, "sft", policy, data, o, evaluate_point)
         step = int(read_training_state_meta(run.path / "checkpoints" / f"{TRAIN_STATE}.safetensors")["step"])
-        summary = evaluator.summary("sft", hparams, cfg.seed, step, evaluator.evaluate(policy))
+        summary = evaluator.summary("sft", hparams, cfg.seed, step, evaluator.evaluate(policy, run.path.name))
         run.log(step, "eval", _flat(summary))
         run.finish(summary)
     finally:
@@ -233,7 +234,8 @@ def run_rl(cfg: RobotConfig) -> StageResult:
             actor = PolicyActor(policy, temperature=r.temperature, seed=cfg.seed * 100_003 + iteration, record=True)
             policy.model.eval()
             t0 = time.perf_counter()
-            results = evaluator.rollout.run(actor, specs, record=True)
+            results = evaluator.rollout.run(actor, specs, record=True,
+                                            progress=f"rollouts, iteration {iteration + 1}" if cfg.progress else None)
             rollout_s = time.perf_counter() - t0
             successes = np.array([res.success for res in results], dtype=np.float32)
             advantages = episode_advantages(successes, groups, r.baseline, r.advantage)
@@ -261,12 +263,13 @@ def run_rl(cfg: RobotConfig) -> StageResult:
             bar.update(1)
             bar.set_postfix(success=f"{metrics['rollout_success']:.2f}", updates=update)
             if r.eval_every and iteration % r.eval_every == 0 and iteration < r.iterations:
-                run.add_point(evaluator.summary("rl", hparams, cfg.seed, iteration, evaluator.evaluate(policy)))
+                scores = evaluator.evaluate(policy, f"{run.path.name} at iteration {iteration}")
+                run.add_point(evaluator.summary("rl", hparams, cfg.seed, iteration, scores))
             save_training_state(state_path, policy.model, optimizer, {"iteration": iteration, "update": update})
         bar.close()
         if not _trained(run):
             save_policy(policy, run.path / POLICY_DIR)
-        summary = evaluator.summary("rl", hparams, cfg.seed, iteration, evaluator.evaluate(policy))
+        summary = evaluator.summary("rl", hparams, cfg.seed, iteration, evaluator.evaluate(policy, run.path.name))
         run.log(iteration, "eval", _flat(summary))
         run.finish(summary)
     finally:
@@ -300,7 +303,7 @@ def run_eval(cfg: RobotConfig, policy_dir: Path) -> dict[str, Any]:
         if Path(policy_dir).resolve() == Path(cfg.base).resolve():
             return evaluator.summary("eval", {}, cfg.seed, 0, evaluator.base_results())
         policy = OpenVLAPolicy.from_pretrained(policy_dir, device=resolve_device(cfg.device), dataset=cfg.dataset_name)
-        return evaluator.summary("eval", {}, cfg.seed, 0, evaluator.evaluate(policy))
+        return evaluator.summary("eval", {}, cfg.seed, 0, evaluator.evaluate(policy, str(policy_dir)))
     finally:
         evaluator.close()
 
