@@ -10,6 +10,7 @@
     vla-razor robot rl       [--config ...] [--rl.iterations 20 ...]
     vla-razor robot eval     [--config ...] [--policy DIR]
     vla-razor robot report   [--config ...]                        # summary.json + report of the experiment's runs
+    vla-razor sweep CONFIG [--address auto] [--resources.cpus 4 ...]  # an experiment's grid as Ray tasks
     vla-razor report RUNS_DIR [--out DIR]
 
 Every ``--dotted.name`` flag sets the config field of that name (``vla-razor toy sweep --help`` lists them).
@@ -187,6 +188,22 @@ def cmd_report(args: argparse.Namespace) -> None:
     print(f"report: {result.html_path} ({result.runs} runs, {result.points} points)")
 
 
+def cmd_sweep(args: argparse.Namespace) -> None:
+    from vla_razor.sweep.config import SweepConfig
+    from vla_razor.sweep.sweep import run_sweep
+
+    cfg = load_config(SweepConfig, Path(args.config), overrides_from_args(args))
+    result = run_sweep(cfg, progress=not args.quiet)
+    print(f"sweep {result.experiment_dir}: {len(result.finished)} tasks run, {len(result.skipped)} already finished, "
+          f"{len(result.failed)} failed ({result.seconds:.0f} s); status: {result.experiment_dir / 'sweep_status.json'}")
+    for name, cause in result.failed.items():
+        print(f"  failed: {name}: {cause}")
+    if result.report_dir is not None:
+        print(f"report: {result.report_dir / 'report.html'}")
+    if result.failed:
+        raise UserError(f"{len(result.failed)} task(s) failed (above); run the same command again to retry them")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from vla_razor.toy.config import ToyConfig
 
@@ -227,6 +244,14 @@ def build_parser() -> argparse.ArgumentParser:
             sub.add_argument("--out", help="also write the results to this JSON file")
         add_config_arguments(sub, RobotConfig)
         sub.set_defaults(func=fn)
+
+    from vla_razor.sweep.config import SweepConfig
+
+    sweep = commands.add_parser("sweep", help="an experiment's hyperparameter grid as Ray tasks (local or a cluster)")
+    sweep.add_argument("config", help="sweep YAML (configs/sweep_*.yaml)")
+    sweep.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_config_arguments(sweep, SweepConfig)
+    sweep.set_defaults(func=cmd_sweep)
 
     report = commands.add_parser("report", help="forgetting report from any run folders (toy, robot, llm)")
     report.add_argument("runs_dir", help="folder searched for run folders (summary.json)")

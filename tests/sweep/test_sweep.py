@@ -1,0 +1,154 @@
+"""vla_razor/sweep: grid expansion, and a real local Ray sweep of tiny ParityMNIST runs killed and resumed."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from vla_razor.config import ConfigError, load_config
+from vla_razor.sweep.config import SweepConfig
+from vla_razor.sweep.sweep import grid_points, sweep_tasks
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def robot_sweep(grid: dict, **fields) -> SweepConfig:
+    return load_config(SweepConfig, None, {"domain": "robot", "experiment_config": str(ROOT / "configs/robot_quick.yaml"),
+                                           "overrides": {"runs_dir": "/tmp/never-written"}, "grid": grid, **fields})
+
+
+def test_grid_points_are_the_product_in_field_order():
+    assert grid_points({"a": [1, 2], "b": ["x", "y", "z"]}) == [
+        {"a": 1, "b": "x"}, {"a": 1, "b": "y"}, {"a": 1, "b": "z"},
+        {"a": 2, "b": "x"}, {"a": 2, "b": "y"}, {"a": 2, "b": "z"}]
+    with pytest.raises(ConfigError, match="grid: b must list at least one value"):
+        grid_points({"a": [1], "b": []})
+
+
+def test_robot_grid_becomes_one_task_per_run_with_its_own_folder():
+    prepare, tasks = sweep_tasks(robot_sweep({"sft": {"sft.optim.lr": [1e-5, 3e-5], "sft.optim.batch_size": [16, 32]},
+                                              "rl": {"rl.optim.lr": [1e-6]}}))
+    assert [t.name for t in tasks] == ["sft_lr1e-05_bs16_ep1_s0", "sft_lr1e-05_bs32_ep1_s0", "sft_lr3e-05_bs16_ep1_s0",
+                                       "sft_lr3e-05_bs32_ep1_s0", "rl_lr1e-06_bs16_k2_s0"]
+    assert tasks[1].payload["overrides"] == {"runs_dir": "/tmp/never-written", "sft.optim.lr": 1e-5,
+                                             "sft.optim.batch_size": 32}
+    assert tasks[1].run_dirs == ("/tmp/never-written/robot_quick/runs/sft_lr1e-05_bs32_ep1_s0",)
+    assert prepare.payload["kind"] == "prepare" and prepare.payload["collect"] is True
+    assert not any(t.is_finished() for t in tasks)
+
+
+@pytest.mark.parametrize("grid, message", [
+    ({"sft": {"sft.optim.warmup_steps": [10, 50]}}, "would share the run folder sft_lr0.0003_bs16_ep1_s0"),
+    ({"ppo": {"rl.optim.lr": [1e-6]}}, "unknown method 'ppo'"),
+    ({"sft": {"sft.optim.lrr": [1e-6]}}, "unknown key sft.optim.lrr"),
+    ({}, "a robot sweep lists the values to try"),
+])
+def test_bad_robot_grids_are_refused_with_the_field_named(grid, message):
+    with pytest.raises(ConfigError, match=message):
+        sweep_tasks(robot_sweep(grid))
+
+
+def write_tiny_toy_sweep(tmp_path: Path, **toy) -> Path:
+    """A toy experiment of three single-run tasks (sft1 at three learning rates) and its sweep config."""
+    experiment = {
+        "experiment": "tiny", "runs_dir": str(tmp_path / "runs"), "report": False, "wandb": "off",
+        "data": {"pretrain_per_task": 200, "parity_test": 300, "fashion_test": 300, **toy.pop("data", {})},
+        "pretrain": {"epochs": 15, "hidden": [64, 32]},
+        "finetune": {"batch_size": 16, "evals_per_epoch": 2, "fisher_samples": 64, "cknna_samples": 100},
+        "sweep": {"methods": ["sft1"], "lr_min": 1e-4, "lr_max": 1e-3, "lr_count": 3, "schedules": ["constant"],
+                  "epochs": [2], "models_per_stack": 1},
+    }
+    (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(experiment))
+    sweep = {"domain": "toy", "experiment_config": str(tmp_path / "tiny.yaml"), "num_cpus": 2,
+             "resources": {"cpus": 1}, "report": True}
+    (tmp_path / "sweep.yaml").write_text(yaml.safe_dump(sweep))
+    return tmp_path / "sweep.yaml"
+
+
+def sweep_command(config: Path) -> list[str]:
+    return [sys.executable, "-m", "vla_razor.cli.main", "sweep", str(config), "--quiet"]
+
+
+def summaries(runs: Path) -> dict[str, dict]:
+    return {p.parent.name: json.loads(p.read_text()) for p in sorted(runs.glob("*/summary.json"))}
+
+
+def kill_session(sid: int) -> None:
+    """kill -9 every process of the session, as a scheduler ending a job (or a power cut) does: the driver, Ray's
+    own processes and its workers, which run in process groups of their own."""
+    subprocess.run(["pkill", "-KILL", "-s", str(sid)], check=False)
+    deadline = time.monotonic() + 30
+    while living_in_session(sid):
+        assert time.monotonic() < deadline, f"processes of the killed sweep are still alive: {living_in_session(sid)}"
+        time.sleep(0.1)
+
+
+def living_in_session(sid: int) -> list[int]:
+    """Processes of session `sid` that are not zombies (a killed process whose parent died waits there unreaped)."""
+    pids = subprocess.run(["pgrep", "-s", str(sid)], capture_output=True, text=True).stdout.split()
+    living = []
+    for pid in pids:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            continue
+        if state != "Z":
+            living.append(int(pid))
+    return living
+
+
+def test_local_ray_sweep_killed_then_resumed(tmp_path):
+    config = write_tiny_toy_sweep(tmp_path)
+    runs = tmp_path / "runs" / "tiny" / "runs"
+    env = {**os.environ, "RAY_ADDRESS": ""}  # a local instance, whatever the environment says
+    # kill -9 the whole sweep (the driver, the Ray instance it started, its workers) once one run has finished while
+    # another is mid-training (two tasks run at once on the 2 CPUs)
+    sweep = subprocess.Popen(sweep_command(config), cwd=ROOT, env=env, start_new_session=True,
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+    def mid_sweep() -> bool:
+        started = {p.name for p in runs.iterdir()} if runs.is_dir() else set()
+        return bool(summaries(runs)) and bool(started - set(summaries(runs)))
+
+    deadline = time.monotonic() + 240
+    while not mid_sweep() and sweep.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    kill_session(sweep.pid)
+    output = sweep.communicate()[0]
+    finished_before = set(summaries(runs))
+    cut_off = {p.name for p in runs.iterdir()} - finished_before
+    assert 1 <= len(finished_before) < 3 and cut_off, (
+        f"the kill should land mid-sweep; finished {finished_before}, cut off {cut_off}\n{output}")
+
+    done = subprocess.run(sweep_command(config), cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    final = summaries(runs)
+    assert len(final) == 3 and set(final) >= finished_before
+    status = json.loads((tmp_path / "runs" / "tiny" / "sweep_status.json").read_text())
+    assert sorted(status["skipped"]) == sorted(finished_before), "finished runs are skipped, not redone"
+    assert sorted(status["finished"] + status["skipped"]) == sorted(final)
+    assert status["failed"] == {} and status["unfinished"] == [] and not status["interrupted"]
+    for name, summary in final.items():
+        assert summary["method"] == "sft1" and 0.0 <= summary["new_task"] <= 1.0
+        assert summary["predictors"]["forward_kl"] > 0, f"{name} moved away from the base"
+    assert f"{3 - len(finished_before)} tasks run, {len(finished_before)} already finished" in done.stdout
+    assert (tmp_path / "runs" / "tiny" / "report" / "report.html").is_file()
+
+
+def test_failed_shared_step_is_reported_and_nothing_counts_as_finished(tmp_path):
+    config = write_tiny_toy_sweep(tmp_path, data={"fashion_dir": str(tmp_path / "no-fashion-mnist")})
+    done = subprocess.run(sweep_command(config), cwd=ROOT, env={**os.environ, "RAY_ADDRESS": ""},
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "failed: base model:" in done.stdout and "no-fashion-mnist" in done.stdout, done.stdout
+    assert "run the same command again to retry" in done.stderr
+    status = json.loads((tmp_path / "runs" / "tiny" / "sweep_status.json").read_text())
+    assert list(status["failed"]) == ["base model"] and status["finished"] == []
+    assert not summaries(tmp_path / "runs" / "tiny" / "runs")

@@ -1,0 +1,1 @@
+"""Sweeps of an experiment's runs on Ray (vla_razor/sweep/sweep.py)."""

@@ -1,0 +1,48 @@
+"""The config of `vla-razor sweep CONFIG`: which experiment's runs to fan out over Ray, and with what.
+
+    vla-razor sweep configs/sweep_toy.yaml                           # a local Ray instance on this machine
+    vla-razor sweep configs/sweep_robot_embedded.yaml --address auto # an existing Ray cluster
+
+A sweep starts from one experiment config (`experiment_config`, the same file `vla-razor toy sweep` or
+`vla-razor robot ...` reads). Its grid:
+  - toy:   the experiment config's own `sweep` section (methods x learning rates x schedules x epochs x seeds,
+           the paper's B.3 grid); each Ray task trains one stack of runs (`sweep.models_per_stack`).
+  - robot: `grid`, per method (sft, rl), dotted fields of the robot config -> the values to try; the runs of a
+           method are the product of its fields' values (the paper's B.2 grid: configs/sweep_robot_paper.yaml).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from vla_razor.config import option
+
+
+@dataclass
+class RunResources:
+    """What Ray reserves for each task, so that no more tasks run at once than the machines hold."""
+
+    cpus: float = option(1.0, "CPU cores per task (a robot run: its simulator workers + 1; torch uses this many threads)")
+    gpus: float = option(0.0, "GPUs per task (0.5: two tasks share one GPU)")
+
+
+@dataclass
+class SweepConfig:
+    """One sweep: an experiment config, its grid, and the Ray cluster that runs it."""
+
+    domain: Literal["toy", "robot"] = option("toy", "whose runs: toy (ParityMNIST) or robot (pick-can SFT / RL)")
+    experiment_config: Path = option(Path("configs/toy_quick.yaml"), "the experiment config every run starts from")
+    overrides: dict[str, Any] = option(
+        {}, "dotted fields of the experiment config set for every run, e.g. {runs_dir: /shared/runs, workers: 6}")
+    grid: dict[str, dict[str, list[Any]]] = option(
+        {}, "robot: method (sft, rl) -> dotted field -> values; a method's runs are the product of its fields' values "
+            "(toy: the experiment config's sweep section is the grid)")
+    address: str | None = option(
+        None, "Ray cluster to join ('auto', 'host:6379', 'ray://host:10001'); none starts a local Ray instance. "
+              "The cluster's nodes must see this project and the runs folder at the same paths (a shared filesystem)")
+    num_cpus: int | None = option(None, "CPUs of the local Ray instance (none: all of this machine's)")
+    num_gpus: int | None = option(None, "GPUs of the local Ray instance (none: those Ray finds)")
+    resources: RunResources = option(RunResources(), "what each task reserves")
+    report: bool = option(True, "write the experiment's report over every finished run at the end")

@@ -1,0 +1,275 @@
+"""`vla-razor sweep`: an experiment's runs as Ray tasks, on this machine or a cluster.
+
+1. The grid is expanded into tasks (toy: one stack of runs each; robot: one SFT or RL run each), each naming the
+   run folders it writes. A task whose folders all hold a summary.json is finished and skipped.
+2. The shared step runs first, as a task of its own: toy, the base model; robot, the SFT demonstrations and
+   the base's evaluation with the KL frames, which every run is measured against.
+3. The other tasks run with `resources` each, as many at once as the cluster holds. A task that raises (or whose
+   worker dies) is reported, by name and cause, and the others go on; it is not finished, so the next sweep
+   runs it again (robot runs resume from their last checkpoint). Ctrl-C cancels the running tasks: a run
+   counts as finished only once its summary.json, written last and atomically, exists, so nothing half-written
+   is ever skipped.
+4. `<experiment>/sweep_status.json` records what was finished, skipped, failed or interrupted; then the report.
+Tasks receive plain data (config path, dotted overrides, the working directory), so a cluster's nodes need the
+project and the runs folder at the same paths.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from vla_razor.config import ConfigError, load_config
+from vla_razor.runs import RunFolder, atomic_write_json
+from vla_razor.sweep.config import SweepConfig
+
+STATUS = "sweep_status.json"
+ROBOT_METHODS = ("sft", "rl")
+
+
+@dataclass(frozen=True)
+class SweepTask:
+    """One Ray task: `payload` is what `execute_task` needs, `run_dirs` the run folders it finishes."""
+
+    name: str
+    run_dirs: tuple[str, ...]
+    payload: dict[str, Any]
+
+    def is_finished(self) -> bool:
+        return all(RunFolder(Path(d)).is_finished() for d in self.run_dirs)
+
+
+@dataclass
+class SweepResult:
+    experiment_dir: Path
+    finished: list[str] = field(default_factory=list)
+    """Tasks that ran to the end in this sweep."""
+    skipped: list[str] = field(default_factory=list)
+    """Tasks already finished before it."""
+    failed: dict[str, str] = field(default_factory=dict)
+    """Task name -> the cause of its failure."""
+    seconds: float = 0.0
+    report_dir: Path | None = None
+
+
+# ---------------------------------------------------------------------------------------------- the grid
+def _experiment(cfg: SweepConfig, overrides: dict[str, Any] | None = None) -> Any:
+    """The experiment config with the sweep's overrides (and a grid point's, if given)."""
+    if cfg.domain == "toy":
+        from vla_razor.toy.config import ToyConfig
+
+        return load_config(ToyConfig, cfg.experiment_config, {**cfg.overrides, **(overrides or {})})
+    from vla_razor.robot.config import RobotConfig
+
+    return load_config(RobotConfig, cfg.experiment_config, {**cfg.overrides, **(overrides or {})})
+
+
+def _payload(cfg: SweepConfig, kind: str, overrides: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    return {"domain": cfg.domain, "kind": kind, "cwd": os.getcwd(), "experiment_config": str(cfg.experiment_config),
+            "overrides": {**cfg.overrides, **overrides}, **extra}
+
+
+def sweep_tasks(cfg: SweepConfig) -> tuple[SweepTask, list[SweepTask]]:
+    """The shared step and the runs' tasks of the sweep, in a fixed order."""
+    if cfg.domain == "toy":
+        return _toy_tasks(cfg)
+    return _robot_tasks(cfg)
+
+
+def _toy_tasks(cfg: SweepConfig) -> tuple[SweepTask, list[SweepTask]]:
+    from dataclasses import asdict
+
+    from vla_razor.toy.sweep import sweep_groups
+
+    if cfg.grid:
+        raise ConfigError(f"grid: a toy sweep's grid is the `sweep` section of {cfg.experiment_config}; leave grid empty")
+    threads = {"threads": max(1, round(cfg.resources.cpus))}
+    exp = _experiment(cfg, threads)
+    base_dir = str(exp.experiment_dir / "base")
+    prepare = SweepTask("base model", (), _payload(cfg, "prepare", threads))
+    tasks = []
+    for group in sweep_groups(exp):
+        name = group[0].name if len(group) == 1 else f"{group[0].name} (+{len(group) - 1} stacked)"
+        tasks.append(SweepTask(name, tuple(str(exp.experiment_dir / "runs" / r.name) for r in group),
+                               _payload(cfg, "run", threads, runs=[asdict(r) for r in group], base_dir=base_dir)))
+    return prepare, tasks
+
+
+def grid_points(grid: dict[str, list[Any]]) -> list[dict[str, Any]]:
+    """The product of each dotted field's values, as override dicts (the fields' order is kept)."""
+    names = list(grid)
+    for name, values in grid.items():
+        if not isinstance(values, list) or not values:
+            raise ConfigError(f"grid: {name} must list at least one value, got {values!r}")
+    return [dict(zip(names, combo)) for combo in itertools.product(*(grid[n] for n in names))]
+
+
+def _robot_tasks(cfg: SweepConfig) -> tuple[SweepTask, list[SweepTask]]:
+    from vla_razor.robot.stages import rl_run_name, sft_run_name
+
+    if not cfg.grid:
+        raise ConfigError("grid: a robot sweep lists the values to try per method, e.g. "
+                          "{sft: {sft.optim.lr: [1e-5, 3e-5]}, rl: {rl.optim.lr: [1e-6, 3e-6]}}")
+    unknown = sorted(set(cfg.grid) - set(ROBOT_METHODS))
+    if unknown:
+        raise ConfigError(f"grid: unknown method {unknown[0]!r} (robot methods: {', '.join(ROBOT_METHODS)})")
+    tasks, seen = [], {}
+    for method in ROBOT_METHODS:
+        for point in grid_points(cfg.grid.get(method, {})) if method in cfg.grid else []:
+            exp = _experiment(cfg, point)
+            name = sft_run_name(exp) if method == "sft" else rl_run_name(exp)
+            if name in seen:
+                raise ConfigError(
+                    f"grid: {method} runs {seen[name]} and {point} would share the run folder {name}; the folder name "
+                    f"comes from the learning rate, batch size, epochs / episodes and seed: sweep one of those, or "
+                    f"give each run its own {method}.run_name")
+            seen[name] = point
+            tasks.append(SweepTask(name, (str(exp.experiment_dir / "runs" / name),),
+                                   _payload(cfg, "run", point, method=method)))
+    collect = "sft" in cfg.grid
+    prepare = SweepTask("SFT demonstrations and the base's evaluation" if collect else "the base's evaluation", (),
+                        _payload(cfg, "prepare", {}, collect=collect))
+    return prepare, tasks
+
+
+# -------------------------------------------------------------------------------------- inside a Ray task
+def execute_task(payload: dict[str, Any]) -> dict[str, Any]:
+    """Runs one task in a Ray worker (or in this process): the shared step, or the runs of one task."""
+    os.chdir(payload["cwd"])  # the config's relative paths (runs/, assets/, data/) are the driver's
+    started = time.perf_counter()
+    if payload["domain"] == "toy":
+        _execute_toy(payload)
+    else:
+        _execute_robot(payload)
+    return {"seconds": time.perf_counter() - started, "pid": os.getpid()}
+
+
+def _execute_toy(payload: dict[str, Any]) -> None:
+    from vla_razor.toy.config import ToyConfig
+    from vla_razor.toy.data import load_toy_data
+    from vla_razor.toy.sweep import set_threads
+    from vla_razor.toy.train import RunSpec, load_base_for_experiment, load_or_pretrain_base, run_group
+
+    cfg = load_config(ToyConfig, payload["experiment_config"], payload["overrides"])
+    set_threads(cfg.threads)
+    d = cfg.data
+    data = load_toy_data(d.pretrain_per_task, d.parity_test, d.fashion_test, d.fashion_dir, d.seed)
+    if payload["kind"] == "prepare":
+        load_or_pretrain_base(cfg, data, progress=False)
+        return
+    if not (Path(payload["base_dir"]) / "base.json").is_file():
+        raise FileNotFoundError(f"{payload['base_dir']}: the sweep's base model is missing (its shared step failed?)")
+    runs = [RunSpec(**r) for r in payload["runs"]]
+    base = load_base_for_experiment(cfg, data, progress=False)
+    seconds = run_group(cfg, runs, base, data, progress=False)
+    with open(cfg.experiment_dir / "timing.jsonl", "a") as f:  # the toy report's runs per minute
+        f.write(json.dumps({"method": runs[0].method, "epochs": runs[0].epochs, "seed": runs[0].seed,
+                            "runs": len(runs), "seconds": seconds}) + "\n")
+
+
+def _execute_robot(payload: dict[str, Any]) -> None:
+    from vla_razor.robot.stages import collect_sft_demos, load_robot_config, run_eval, run_rl, run_sft
+
+    cfg = load_robot_config(payload["experiment_config"], {**payload["overrides"], "progress": False})
+    if payload["kind"] == "prepare":
+        if payload["collect"]:
+            collect_sft_demos(cfg)
+        run_eval(cfg, cfg.base)  # base_eval.json and the KL frames, made once for every run
+        return
+    if payload["method"] == "sft":
+        collect_sft_demos(cfg)  # only points sft.datasets at the collection (collected by the shared step)
+        run_sft(cfg)
+    else:
+        run_rl(cfg)
+
+
+# ------------------------------------------------------------------------------------------- the driver
+def _describe_failure(err: BaseException) -> str:
+    """The cause of a task's failure in a line or two: the original exception where Ray kept it."""
+    cause = getattr(err, "cause", None)
+    if isinstance(cause, BaseException):
+        return f"{type(cause).__name__}: {cause}".strip()
+    lines = [line for line in str(err).strip().splitlines() if line.strip()]
+    return lines[-1] if lines else type(err).__name__
+
+
+def _write_status(path: Path, result: SweepResult, pending: list[str], interrupted: bool) -> None:
+    atomic_write_json(path, {"finished": result.finished, "skipped": result.skipped, "failed": result.failed,
+                             "unfinished": pending, "interrupted": interrupted, "seconds": result.seconds})
+
+
+def run_sweep(cfg: SweepConfig, progress: bool = True) -> SweepResult:
+    """Runs every unfinished task of the sweep on Ray (see the module docstring) and writes the report."""
+    import ray
+    from tqdm import tqdm
+
+    prepare, tasks = sweep_tasks(cfg)
+    experiment_dir = _experiment(cfg).experiment_dir
+    result = SweepResult(experiment_dir)
+    todo = [task for task in tasks if not task.is_finished()]
+    result.skipped = [task.name for task in tasks if task not in todo]
+    started = time.perf_counter()
+    status_path = experiment_dir / STATUS
+    experiment_dir.mkdir(parents=True, exist_ok=True)
+    pending: dict[Any, SweepTask] = {}
+    if todo:
+        init: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
+        if cfg.address is None:
+            init.update(num_cpus=cfg.num_cpus, num_gpus=cfg.num_gpus)
+        else:
+            init["address"] = cfg.address
+        ray.init(**init)
+        remote = ray.remote(execute_task).options(num_cpus=cfg.resources.cpus, num_gpus=cfg.resources.gpus,
+                                                  max_retries=0)
+        try:
+            try:
+                ray.get(remote.remote(prepare.payload))
+            except Exception as err:  # noqa: BLE001 - reported; every run needs it, so none is launched
+                result.failed[prepare.name] = _describe_failure(err)
+                todo = []
+            pending = {remote.remote(task.payload): task for task in todo}
+            bar = tqdm(total=len(tasks), initial=len(result.skipped), desc=f"sweep {experiment_dir.name}",
+                       unit="task", disable=not progress)
+            while pending:
+                done, _ = ray.wait(list(pending), num_returns=1)
+                task = pending.pop(done[0])
+                try:
+                    ray.get(done[0])
+                    result.finished.append(task.name)
+                except Exception as err:  # noqa: BLE001 - one failed run must not stop the others
+                    result.failed[task.name] = _describe_failure(err)
+                    bar.write(f"failed: {task.name}: {result.failed[task.name]}")
+                bar.update(1)
+                bar.set_postfix(failed=len(result.failed))
+            bar.close()
+        except KeyboardInterrupt:
+            for ref in pending:
+                ray.cancel(ref, force=True)
+            result.seconds = time.perf_counter() - started
+            _write_status(status_path, result, [t.name for t in pending.values()], interrupted=True)
+            raise
+        finally:
+            ray.shutdown()
+    result.seconds = time.perf_counter() - started
+    _write_status(status_path, result, [], interrupted=False)
+    if cfg.report and (result.finished or result.skipped):
+        result.report_dir = write_sweep_report(cfg)
+    return result
+
+
+def write_sweep_report(cfg: SweepConfig) -> Path:
+    """The experiment's own report over every finished run (the same one its domain's commands write)."""
+    exp = _experiment(cfg)
+    if cfg.domain == "toy":
+        from vla_razor.toy.sweep import write_toy_report
+
+        return write_toy_report(exp)
+    from vla_razor.robot.stages import summarize_experiment
+
+    return summarize_experiment(exp).report_dir
+
