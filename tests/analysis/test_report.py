@@ -37,6 +37,9 @@ def test_write_report_on_two_methods(planted_runs: Path, tmp_path: Path) -> None
     assert rl["best_new_task"] == pytest.approx(0.9)
     assert set(rl["exp_fit"]) == {"a", "b", "c"}
     assert "24 points" in summary["pooled"] and "mid-training" in summary["pooled"]
+    assert summary["forecast"]["holdout_mae"] == pytest.approx(0.0, abs=1e-9), "the planted law forecasts held-out runs"
+    assert summary["forecast"]["runs"] == 6 and summary["forecast"]["folds"] == 5
+    assert "Forecast: retention from forward KL" in result.markdown_path.read_text()
 
     # RL keeps its prior (tiny KL), SFT forgets: the comparison must put RL's frontier above SFT's.
     comparison = summary["frontier_comparison"]

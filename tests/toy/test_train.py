@@ -126,6 +126,38 @@ def test_cli_sweep_and_report_end_to_end(tmp_path, capsys):
     assert (report_dir / "report.html").is_file() and (report_dir / "tradeoff.png").stat().st_size > 1000
 
 
+def test_forecast_from_a_sweep_is_logged_live_by_a_new_run(tmp_path, capsys):
+    """vla-razor forecast on a finished sweep, then a new run given that forecast logs, at every checkpoint, the
+    retention the forecast predicts from its forward KL (and its summary keeps the final one)."""
+    from vla_razor.analysis.forecast import RetentionForecast
+
+    cfg = tmp_path / "toy.yaml"
+    cfg.write_text(
+        f"experiment: law\nruns_dir: {tmp_path / 'runs'}\nwandb: 'off'\nsave_weights: false\nreport: false\n"
+        "data: {pretrain_per_task: 200, parity_test: 300, fashion_test: 300}\n"
+        "pretrain: {epochs: 10, hidden: [64, 32]}\n"
+        "finetune: {batch_size: 128, evals_per_epoch: 2, fisher_samples: 64, cknna_samples: 100}\n"
+        "sweep: {methods: [grpo, sft1], lr_min: 3.0e-4, lr_max: 1.0e-3, lr_count: 2, schedules: [constant], epochs: [1]}\n"
+    )
+    assert main(["toy", "sweep", "--config", str(cfg), "--threads", "2"]) == 0
+    forecast_file = tmp_path / "forecast.json"
+    assert main(["forecast", str(tmp_path / "runs" / "law" / "runs"), "--out", str(forecast_file), "--folds", "2"]) == 0
+    assert "held-out runs (2 folds)" in capsys.readouterr().out
+    forecast = RetentionForecast.load(forecast_file)
+    assert forecast.runs == 4
+    assert main(["toy", "sweep", "--config", str(cfg), "--threads", "2", "--experiment", "live",
+                 "--forecast", str(forecast_file), "--sweep.methods", "[sft2]", "--sweep.lr_count", "1"]) == 0
+    run = next((tmp_path / "runs" / "live" / "runs").iterdir())
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    kl = {r["step"]: r["value"] for r in rows if r["name"] == "predictors/forward_kl"}
+    predicted = {r["step"]: r["value"] for r in rows if r["name"] == "forecast/prior_mean"}
+    assert len(predicted) >= 2 and set(predicted) == set(kl)
+    for step, value in predicted.items():
+        assert value == pytest.approx(forecast.predict(kl[step]))
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["forecast"]["prior_mean"] == pytest.approx(forecast.predict(summary["predictors"]["forward_kl"]))
+
+
 def test_cli_reports_bad_config_without_traceback(tmp_path, capsys):
     cfg = tmp_path / "bad.yaml"
     cfg.write_text("sweep:\n  lr_cnt: 3\n")

@@ -84,6 +84,7 @@ def write_report(runs_dir: Path, out_dir: Path, title: str | None = None, predic
     methods = {method: _summarize_method(group) for method, group in by_method(points).items()}
     comparison = _compare_frontiers(methods)
     pooled = _pooled_sentence(points, stats)
+    forecast = _forecast(points)
 
     plot_tradeoff(points, out_dir / "tradeoff.png", tol=FRONTIER_TOL)
     plot_new_task_vs(points, KEY_PREDICTOR, out_dir / f"new_task_vs_{KEY_PREDICTOR}.png")
@@ -94,7 +95,8 @@ def write_report(runs_dir: Path, out_dir: Path, title: str | None = None, predic
         plot_forgetting_vs(points, name, out_dir / file_name)
         forgetting_plots[name] = file_name
 
-    blocks = _report_blocks(title, points, stats, pooled, table, methods, comparison, forgetting_plots, extra)
+    blocks = _report_blocks(title, points, stats, pooled, table, methods, comparison, forgetting_plots, extra,
+                            forecast)
     markdown_path = out_dir / "report.md"
     html_path = out_dir / "report.html"
     summary_path = out_dir / "report.json"
@@ -114,6 +116,7 @@ def write_report(runs_dir: Path, out_dir: Path, title: str | None = None, predic
         "frontier_comparison": {"levels": comparison.levels, "values": comparison.values,
                                 "sentence": comparison.sentence},
         "pooled": pooled,
+        "forecast": forecast,
         **extra,
     }
     summary_path.write_text(json.dumps(_json_safe(summary), indent=2) + "\n", encoding="utf-8")
@@ -265,9 +268,36 @@ def _model_blocks(points: list[Point]) -> list[Block]:
             ("table", ["model", "method", "new task"] + probes + ["forgetting", KEY_PREDICTOR], rows)]
 
 
+def _forecast(points: list[Point]) -> dict[str, Any] | None:
+    """The retention forecast from forward KL and its error on held-out runs (None with fewer than 2 runs)."""
+    from dataclasses import asdict
+
+    from vla_razor.analysis.forecast import fit_forecast, holdout_error
+
+    try:
+        return {**asdict(fit_forecast(points)), **holdout_error(points)}
+    except ValueError:
+        return None
+
+
+def _forecast_blocks(forecast: dict[str, Any] | None) -> list[Block]:
+    if forecast is None:
+        return []
+    c2, c1, c0 = forecast["coeffs"]
+    return [("h2", "Forecast: retention from forward KL"),
+            ("p", f"retention = {c0:.4g} {c1:+.4g} KL {c2:+.4g} KL^2, fitted on every point of {forecast['runs']} runs "
+                  f"(R^2 {_fmt(forecast['r2'])}, forward KL {forecast['kl_range'][0]:.3g} to "
+                  f"{forecast['kl_range'][1]:.3g}). Forecasting runs it was not fitted on ({forecast['folds']} folds of "
+                  f"runs, each predicted by the fit on the others, at each of their points): mean absolute error "
+                  f"{_fmt(forecast['holdout_mae'])} ({_fmt(forecast['holdout_mae_final'])} on final models), against "
+                  f"{_fmt(forecast['baseline_mae'])} for predicting the mean retention. `vla-razor forecast RUNS_DIR` "
+                  "writes this fit as forecast.json; a run given it logs the retention it predicts from its KL.")]
+
+
 def _report_blocks(title: str, points: list[Point], stats: LoadStats, pooled: str, table: dict[str, dict],
                    methods: dict[str, MethodSummary], comparison: FrontierComparison,
-                   forgetting_plots: dict[str, str], extra: dict) -> list[Block]:
+                   forgetting_plots: dict[str, str], extra: dict,
+                   forecast: dict[str, Any] | None = None) -> list[Block]:
     domains = ", ".join(sorted({p.domain for p in points}))
     blocks: list[Block] = [
         ("h1", title),
@@ -317,6 +347,8 @@ def _report_blocks(title: str, points: list[Point], stats: LoadStats, pooled: st
                       for i, level in enumerate(comparison.levels)]
         blocks.append(("table", ["new-task performance"] + [f"{m} fitted prior" for m in comparison.values],
                        level_rows))
+
+    blocks += _forecast_blocks(forecast)
 
     if extra:
         blocks.append(("h2", "Run facts"))

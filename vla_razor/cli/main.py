@@ -12,6 +12,7 @@
     vla-razor robot report   [--config ...]                        # summary.json + report of the experiment's runs
     vla-razor sweep CONFIG [--address auto] [--resources.cpus 4 ...]  # an experiment's grid as Ray tasks
     vla-razor report RUNS_DIR [--out DIR]
+    vla-razor forecast RUNS_DIR [--out FILE] [--folds 5]          # retention from forward KL, held-out error
 
 Every ``--dotted.name`` flag sets the config field of that name (``vla-razor toy sweep --help`` lists them).
 """
@@ -204,6 +205,25 @@ def cmd_sweep(args: argparse.Namespace) -> None:
         raise UserError(f"{len(result.failed)} task(s) failed (above); run the same command again to retry them")
 
 
+def cmd_forecast(args: argparse.Namespace) -> None:
+    from vla_razor.analysis.forecast import write_forecast
+
+    runs_dir = Path(args.runs_dir)
+    if not runs_dir.is_dir():
+        raise UserError(f"runs directory {runs_dir} does not exist")
+    out = Path(args.out) if args.out else runs_dir / "forecast.json"
+    try:
+        f = write_forecast(runs_dir, out, folds=args.folds)
+    except ValueError as err:
+        raise UserError(str(err)) from None
+    c2, c1, c0 = f["coeffs"]
+    print(f"retention = {c0:.4g} {c1:+.4g} * KL {c2:+.4g} * KL^2 (forward KL, R^2 {f['r2']:.3f}, {f['runs']} runs, "
+          f"{f['points']} points, KL {f['kl_range'][0]:.3g}..{f['kl_range'][1]:.3g})")
+    print(f"held-out runs ({f['folds']} folds): mean absolute error {f['holdout_mae']:.4f} "
+          f"(final models {f['holdout_mae_final']:.4f}; predicting the mean retention: {f['baseline_mae']:.4f})")
+    print(f"forecast: {out}  (give it to a run as `forecast: {out}` to log its predicted retention)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from vla_razor.toy.config import ToyConfig
 
@@ -252,6 +272,13 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--quiet", action="store_true", help="no progress bar")
     add_config_arguments(sweep, SweepConfig)
     sweep.set_defaults(func=cmd_sweep)
+
+    forecast = commands.add_parser("forecast", help="fit retention = f(forward KL) on finished runs, with its "
+                                                    "error on held-out runs (forecast.json)")
+    forecast.add_argument("runs_dir", help="folder searched for run folders (summary.json)")
+    forecast.add_argument("--out", help="forecast file (default: RUNS_DIR/forecast.json)")
+    forecast.add_argument("--folds", type=int, default=5, help="folds of runs held out in turn (default 5)")
+    forecast.set_defaults(func=cmd_forecast)
 
     report = commands.add_parser("report", help="forgetting report from any run folders (toy, robot, llm)")
     report.add_argument("runs_dir", help="folder searched for run folders (summary.json)")

@@ -81,6 +81,9 @@ class ToyConfig:
     report: bool = option(True, "write the report after the sweep")
     wandb: Literal["auto", "offline", "online", "off"] = option("auto", "mirror metrics to wandb (auto: offline unless logged in)")
     threads: int = option(0, "torch CPU threads (0: all cores)")
+    forecast: Path | None = option(
+        None, "a forecast.json (`vla-razor forecast RUNS_DIR`): every checkpoint also logs the retention it predicts "
+              "from the run's forward KL (forecast/prior_mean), next to the measured one")
 
     @property
     def experiment_dir(self) -> Path:

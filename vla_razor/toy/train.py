@@ -18,6 +18,7 @@ import torch
 from tqdm import tqdm
 
 from vla_razor import core
+from vla_razor.analysis.forecast import RetentionForecast
 from vla_razor.config import to_dict
 from vla_razor.optim import StackedAdamW, lr_multiplier
 from vla_razor.runs import RunFolder, WandbMirror, atomic_write_json, load_tensors, save_tensors_atomic
@@ -340,6 +341,7 @@ def run_group(
     cfg: ToyConfig, runs: list[RunSpec], base: BaseReference, data: ToyData, progress: bool = True
 ) -> float:
     """Trains one group and writes a run folder per run; returns the wall time in seconds."""
+    forecast = RetentionForecast.load(cfg.forecast) if cfg.forecast else None
     folders = [RunFolder(cfg.experiment_dir / "runs" / r.name) for r in runs]
     for run, folder in zip(runs, folders):
         folder.start({**to_dict(cfg), "run": {"method": run.method, "lr": run.lr, "schedule": run.schedule,
@@ -361,6 +363,8 @@ def run_group(
             flat = {"new_task": result["new_task"], "new_task_expected": result["new_task_expected"],
                     "forgetting": result["forgetting"], f"prior/{PRIOR_PROBE}": result["prior"][PRIOR_PROBE],
                     **{f"predictors/{k}": v for k, v in result["predictors"].items()}}
+            if forecast is not None:
+                flat["forecast/prior_mean"] = forecast.predict(result["predictors"]["forward_kl"])
             folder.log(step, "eval", flat)
             folder.log(step, "train", result["train"])
             wandb.log({**flat, **{f"train/{k}": v for k, v in result["train"].items()}}, step)
@@ -372,6 +376,9 @@ def run_group(
             folder.save_checkpoint("final", unstack_state(params, m), metadata={"method": run.method, "run": run.name})
         final = {**common, **{k: v for k, v in history[-1][m].items() if k != "train"},
                  "train_seconds": seconds / len(runs)}
+        if forecast is not None:
+            final["forecast"] = {"prior_mean": forecast.predict(final["predictors"]["forward_kl"]),
+                                 "file": str(cfg.forecast)}
         folder.finish(final)
     return seconds
 
