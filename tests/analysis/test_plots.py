@@ -26,3 +26,12 @@ def test_plots_write_pngs(planted_runs: Path, tmp_path: Path) -> None:
 def test_method_colors_are_fixed() -> None:
     assert method_color("sft") == METHOD_COLORS["sft"] != method_color("rl")
     assert method_color("my_new_method") == method_color("my_new_method")
+
+
+def test_runs_stopped_at_a_kl_budget_are_marked_on_the_tradeoff(planted_runs: Path, tmp_path: Path) -> None:
+    points, _ = load_points(planted_runs)
+    plain = plot_tradeoff(points, tmp_path / "plain.png").read_bytes()
+    final = next(p for p in points if p.final)
+    final.hparams = {**final.hparams, "kl_budget": 0.1}
+    marked = plot_tradeoff(points, tmp_path / "marked.png").read_bytes()
+    assert plain != marked, "the budgeted run's ring (and its legend entry) changes the figure"

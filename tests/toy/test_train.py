@@ -11,6 +11,7 @@ from vla_razor.toy.sweep import run_sweep, sweep_groups
 from vla_razor.toy.train import (
     BaseReference,
     RunSpec,
+    evaluate_checkpoints,
     finetune_group,
     load_or_pretrain_base,
     parity_accuracy,
@@ -56,6 +57,43 @@ def test_batched_group_gives_the_same_metrics_as_each_run_alone(method, tmp_path
             for name in ("forward_kl", "reverse_kl", "tv", "weight_l1", "fisher_l2"):
                 assert got["predictors"][name] == pytest.approx(want["predictors"][name], rel=1e-4, abs=1e-7)
         torch.testing.assert_close(params["fc1.weight"][m], alone_params["fc1.weight"][0], rtol=1e-4, atol=1e-6)
+
+
+def test_kl_budget_stops_each_run_at_its_first_checkpoint_over_budget(tmp_path, tiny_data, base):
+    """A run under a KL budget is the unconstrained run up to the first checkpoint whose forward KL reaches the
+    budget, and stays that model (lr 0) to the end; a run that never reaches it is untouched."""
+    cfg = tiny_config(tmp_path, **{"finetune.batch_size": 64, "finetune.evals_per_epoch": 4}).finetune
+    runs = [RunSpec("sft1", 1e-3, "constant", 1, 0), RunSpec("sft1", 3e-5, "constant", 1, 0)]
+    data = _subset(tiny_data, 1024)
+    free_params, free = finetune_group(runs, base, data, cfg, progress=False)
+    fast_kl = [c[0]["predictors"]["forward_kl"] for c in free]
+    slow_kl = [c[1]["predictors"]["forward_kl"] for c in free]
+    assert fast_kl[1] < fast_kl[-1] and slow_kl[-1] < fast_kl[1], "the setting this test needs"
+    cfg.kl_budget = (fast_kl[0] + fast_kl[1]) / 2  # reached at the second checkpoint by the fast run only
+    params, history = finetune_group(runs, base, data, cfg, progress=False)
+    stop = history[1][0]
+    assert stop["stopped_at_kl_budget"] and stop["predictors"]["forward_kl"] == pytest.approx(fast_kl[1])
+    assert all(c[0] is stop for c in history[1:]), "every later checkpoint of the stopped run is the stop itself"
+    frozen = evaluate_checkpoints(params, base, data, cfg, final=False)[0]  # the final weights of the stopped run
+    assert frozen["predictors"]["forward_kl"] == pytest.approx(stop["predictors"]["forward_kl"], rel=1e-6)
+    assert frozen["new_task"] == stop["new_task"] and frozen["prior"] == stop["prior"]
+    for checkpoint, unconstrained in zip(history, free):
+        assert checkpoint[1]["predictors"]["forward_kl"] == pytest.approx(unconstrained[1]["predictors"]["forward_kl"])
+    torch.testing.assert_close(params["fc1.weight"][1], free_params["fc1.weight"][1])
+
+
+def test_run_stopped_at_its_kl_budget_writes_that_model_once(tmp_path, tiny_data, base):
+    from vla_razor.toy.train import run_group
+
+    cfg = tiny_config(tmp_path, **{"finetune.batch_size": 64, "finetune.kl_budget": 1e-6, "save_weights": False})
+    run = RunSpec("sft2", 1e-3, "constant", 1, 0)
+    run_group(cfg, [run], base, _subset(tiny_data, 512), progress=False)
+    folder = RunFolder(cfg.experiment_dir / "runs" / run.name)
+    summary = json.loads(folder.summary_path.read_text())
+    assert summary["hparams"]["kl_budget"] == 1e-6 and summary["stopped_at_kl_budget"] is True
+    assert summary["step"] == 4, "512 digits / 64 = 8 updates, evaluated every 4: stopped at the first checkpoint"
+    assert {r["step"] for r in folder.metrics()} == {4}, "later checkpoints of the same model are not logged again"
+    assert not (folder.path / "points.jsonl").exists(), "the stop is the final model, not also a mid-training point"
 
 
 def _subset(data, n):

@@ -56,9 +56,14 @@ def plot_tradeoff(points: list[Point], path: Path, tol: float = 0.02) -> Path:
 
     All points are drawn faint; each method's points within ``tol`` of its own Pareto frontier are
     drawn bold, with the exponential fit to them (Appendix B.1) over their new-task range. The base
-    model is a black star.
+    model is a black star; the final models of runs trained to a KL budget (hparams ``kl_budget``) are ringed.
     """
     figure, axes = plt.subplots(figsize=FIGSIZE)
+    budgeted = [p for p in points if p.final and p.hparams.get("kl_budget") is not None]
+    if budgeted:
+        axes.scatter([p.new_task for p in budgeted], [p.prior_mean for p in budgeted], s=90, facecolors="none",
+                     edgecolors="black", linewidths=1.0, label=f"stopped at a KL budget ({len(budgeted)} runs)",
+                     zorder=3)
     for method, method_points in by_method(points).items():
         color = method_color(method)
         new = np.array([p.new_task for p in method_points])

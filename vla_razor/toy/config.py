@@ -46,6 +46,9 @@ class FinetuneConfig:
     fisher_samples: int = option(500, "prior-task (FashionMNIST) inputs for the base model's Fisher diagonal")
     cknna_samples: int = option(500, "probe inputs (ParityMNIST test) for CKNNA to the base representation")
     cknna_k: int = option(10, "neighbours in CKNNA")
+    kl_budget: float | None = option(
+        None, "stop a run at the first checkpoint whose forward KL to the base on the new task reaches this budget "
+              "(none: train to the end); its model is the one at that checkpoint")
 
 
 @dataclass

@@ -299,6 +299,8 @@ def finetune_group(
 
     bar = tqdm(total=total_steps, desc=f"{method} ep{epochs} s{seed} ({models} runs)", disable=not progress, leave=False)
     step = 0
+    stopped: dict[int, dict] = {}  # model -> its checkpoint that reached cfg.kl_budget (frozen from then on)
+    training = torch.ones(models)
     for _epoch in range(epochs):
         order = torch.randperm(len(digits), generator=generator)
         for start in range(0, len(digits), cfg.batch_size):
@@ -317,7 +319,7 @@ def finetune_group(
                 train_metric = "train_reward"
             loss.backward()
             multipliers = torch.tensor([lr_multiplier(step, total_steps, cfg.warmup_steps, r.schedule) for r in runs])
-            optimizer.step(peak_lrs * multipliers)
+            optimizer.step(peak_lrs * multipliers * training)  # lr 0: AdamW leaves a stopped model as it is
             step += 1
             bar.update(1)
             if step % eval_every == 0 or step == total_steps:
@@ -331,7 +333,13 @@ def finetune_group(
                     result["step"] = step
                     result["epoch"] = step / steps_per_epoch
                     result["train"] = {train_metric: train_values[m].item(),
-                                       "lr": (peak_lrs[m] * multipliers[m]).item()}
+                                       "lr": (peak_lrs[m] * multipliers[m] * training[m]).item()}
+                    if m in stopped:  # the same model as at its stop: keep that checkpoint, counted once
+                        evals[m] = stopped[m]
+                    elif cfg.kl_budget is not None and result["predictors"]["forward_kl"] >= cfg.kl_budget:
+                        result["stopped_at_kl_budget"] = True
+                        stopped[m] = result
+                        training[m] = 0.0
                 history.append(evals)
     bar.close()
     return {k: v.detach() for k, v in params.items()}, history
@@ -351,15 +359,21 @@ def run_group(
     seconds = time.perf_counter() - started
     for m, (run, folder) in enumerate(zip(runs, folders)):
         hparams = {"lr": run.lr, "schedule": run.schedule, "epochs": run.epochs, "batch_size": cfg.finetune.batch_size}
+        if cfg.finetune.kl_budget is not None:
+            hparams["kl_budget"] = cfg.finetune.kl_budget
         if run.method in RL_METHODS:
             hparams["group_size"] = cfg.finetune.group_size
         if run.method == "grpo_kl":
             hparams["kl_coef"] = cfg.finetune.grpo_kl_coef
         common = {"domain": "toy", "method": run.method, "hparams": hparams, "seed": run.seed, "base": base.summary()}
         wandb = WandbMirror(cfg.wandb, "vla-razor-toy", run.name, {**common, "config": to_dict(cfg)}, folder.path)
+        logged: set[int] = set()
         for checkpoint in history:
             result = checkpoint[m]
             step = result["step"]
+            if step in logged:  # a run stopped at its KL budget: later checkpoints are that same model
+                continue
+            logged.add(step)
             flat = {"new_task": result["new_task"], "new_task_expected": result["new_task_expected"],
                     "forgetting": result["forgetting"], f"prior/{PRIOR_PROBE}": result["prior"][PRIOR_PROBE],
                     **{f"predictors/{k}": v for k, v in result["predictors"].items()}}
@@ -369,7 +383,7 @@ def run_group(
             folder.log(step, "train", result["train"])
             wandb.log({**flat, **{f"train/{k}": v for k, v in result["train"].items()}}, step)
             point = {**common, **{k: v for k, v in result.items() if k != "train"}}
-            if checkpoint is not history[-1]:
+            if result is not history[-1][m]:
                 folder.add_point(point)
         wandb.finish()
         if cfg.save_weights:
