@@ -163,27 +163,16 @@ def test_cli_sweep_and_report_end_to_end(tmp_path, capsys):
     assert summary["runs"] == 4 and set(summary["r2"]) >= {"forward_kl", "weight_l1", "activation_l2"}
     assert (report_dir / "report.html").is_file() and (report_dir / "tradeoff.png").stat().st_size > 1000
 
-
-def test_forecast_from_a_sweep_is_logged_live_by_a_new_run(tmp_path, capsys):
-    """vla-razor forecast on a finished sweep, then a new run given that forecast logs, at every checkpoint, the
-    retention the forecast predicts from its forward KL (and its summary keeps the final one)."""
+    # The forecast from this sweep, then a new run given it logs, at every checkpoint, the retention it predicts
+    # from its forward KL (and its summary keeps the final one).
     from vla_razor.analysis.forecast import RetentionForecast
 
-    cfg = tmp_path / "toy.yaml"
-    cfg.write_text(
-        f"experiment: law\nruns_dir: {tmp_path / 'runs'}\nwandb: 'off'\nsave_weights: false\nreport: false\n"
-        "data: {pretrain_per_task: 200, parity_test: 300, fashion_test: 300}\n"
-        "pretrain: {epochs: 10, hidden: [64, 32]}\n"
-        "finetune: {batch_size: 128, evals_per_epoch: 2, fisher_samples: 64, cknna_samples: 100}\n"
-        "sweep: {methods: [grpo, sft1], lr_min: 3.0e-4, lr_max: 1.0e-3, lr_count: 2, schedules: [constant], epochs: [1]}\n"
-    )
-    assert main(["toy", "sweep", "--config", str(cfg), "--threads", "2"]) == 0
     forecast_file = tmp_path / "forecast.json"
-    assert main(["forecast", str(tmp_path / "runs" / "law" / "runs"), "--out", str(forecast_file), "--folds", "2"]) == 0
+    assert main(["forecast", str(tmp_path / "runs" / "cli" / "runs"), "--out", str(forecast_file), "--folds", "2"]) == 0
     assert "held-out runs (2 folds)" in capsys.readouterr().out
     forecast = RetentionForecast.load(forecast_file)
     assert forecast.runs == 4
-    assert main(["toy", "sweep", "--config", str(cfg), "--threads", "2", "--experiment", "live",
+    assert main(["toy", "sweep", "--config", str(cfg), "--threads", "2", "--experiment", "live", "--report", "false",
                  "--forecast", str(forecast_file), "--sweep.methods", "[sft2]", "--sweep.lr_count", "1"]) == 0
     run = next((tmp_path / "runs" / "live" / "runs").iterdir())
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
