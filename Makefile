@@ -55,7 +55,7 @@ quickstart-toy: setup
 test: test-main test-rt1
 
 test-main: setup
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=15
 
 test-rt1: setup-rt1
 	$(RT1_VENV)/bin/python -m pytest -q tests/data_collection/test_rt1.py

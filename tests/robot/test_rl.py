@@ -123,7 +123,8 @@ def test_rl_end_to_end_then_resume(tiny_base: Path, tmp_path: Path, capsys: pyte
             args += [f"--{key}", json.dumps(value) if not isinstance(value, (str, Path)) else str(value)]
     assert cli([*args, "--rl.iterations", "1"]) == 0
     out = capsys.readouterr().out
-    assert "rl: 1 iterations" in out and "forward KL" in out
+    assert "rl: 1 iterations" in out and "forward KL" in out and "already finished" not in out
+    assert cli([*args, "--rl.iterations", "1"]) == 0 and "rl: already finished" in capsys.readouterr().out
     run = runs / "e" / "runs" / "rl_lr0.0001_bs4_k2_s0"
     summary = json.loads((run / "summary.json").read_text())
     assert summary["method"] == "rl" and summary["step"] == 1 and summary["hparams"]["episodes_per_point"] == 2

@@ -92,8 +92,10 @@ def _robot_config(args: argparse.Namespace):
 
 def _print_stage(name: str, result) -> None:
     t = result.train
-    if t is None:
+    if t is None and result.iterations is None:
         print(f"{name}: already finished: {result.run_dir}")
+    elif t is None:  # RL: its iterations were printed
+        print(f"  run folder: {result.run_dir}  (config.yaml, metrics.jsonl, checkpoints/)")
     else:
         resumed = f", resumed from update {t.resumed_from}" if t.resumed_from else ""
         print(f"{name}: {t.steps} updates{resumed}, final loss {t.final_loss:.4f}, {t.seconds:.0f} s")

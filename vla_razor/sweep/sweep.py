@@ -227,8 +227,10 @@ def run_sweep(cfg: SweepConfig, progress: bool = True) -> SweepResult:
         remote = ray.remote(execute_task).options(num_cpus=cfg.resources.cpus, num_gpus=cfg.resources.gpus,
                                                   max_retries=0)
         try:
+            shared = remote.remote(prepare.payload)
+            pending = {shared: prepare}  # so that Ctrl-C cancels it too
             try:
-                ray.get(remote.remote(prepare.payload))
+                ray.get(shared)
             except Exception as err:  # noqa: BLE001 - reported; every run needs it, so none is launched
                 result.failed[prepare.name] = _describe_failure(err)
                 todo = []
