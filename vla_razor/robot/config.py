@@ -101,6 +101,10 @@ class EvalConfig:
     kl_frames_per_episode: int = option(8, "frames taken evenly from each of those rollouts")
     max_steps: int | None = option(None, "cap on episode length (None: the task's own, 80 pick-can, 113 drawers)")
     during_training_every: int = option(0, "also evaluate every this many updates (0: only at the end)")
+    kl_every: int = option(
+        0, "measure the forward KL to the base on the KL frames every this many updates (SFT) or iterations (RL) "
+           "while training: cheap, no rollouts; logged as split 'live' (0: never; kl_budget then checks RL after "
+           "every iteration, and needs it for SFT)")
 
 
 @dataclass
@@ -121,6 +125,12 @@ class RobotConfig:
     checkpoint_every: int = option(50, "updates between resumable checkpoints")
     progress: bool = option(True, "show progress bars")
     wandb: Literal["auto", "offline", "online", "off"] = option("auto", "Weights & Biases mirror of the metrics")
+    forecast: Path | None = option(
+        None, "a forecast.json (`vla-razor forecast RUNS_DIR`): every evaluation and live KL check also logs the "
+              "retention it predicts from the forward KL (forecast/prior_mean)")
+    kl_budget: float | None = option(
+        None, "stop SFT / RL at the first live KL check (eval.kl_every) whose forward KL to the base reaches this "
+              "budget; the model there is the run's final model (none: train to the end)")
     collect: CollectConfig = option(
         CollectConfig(progress=False), "the SFT demonstrations `robot pipeline` collects when sft.datasets lack them"
     )

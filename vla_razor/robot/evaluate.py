@@ -212,6 +212,11 @@ class Evaluator:
                                        sim_backend=cfg.sim_backend)
         self.dir = cfg.experiment_dir
         self._obs: KLObservations | None = None
+        self.forecast = None
+        if cfg.forecast is not None:
+            from vla_razor.analysis.forecast import RetentionForecast
+
+            self.forecast = RetentionForecast.load(cfg.forecast)
 
     def _check_same_base(self, path: Any) -> None:
         """An experiment's runs, KL frames and base results all refer to one base: refuse another one there."""
@@ -249,6 +254,13 @@ class Evaluator:
         return {**success_rates(policy, self.rollout, self.spec, progress=self._bar(f"evaluating {name}")),
                 **kl_to_base(self.base, policy, self.kl_observations())}
 
+    def live_kl(self, policy: Any) -> dict[str, float]:
+        """Forward / reverse KL and TV to the base on the KL frames (no rollouts), with the forecast's retention."""
+        kl = kl_to_base(self.base, policy, self.kl_observations())
+        if self.forecast is not None:
+            kl["forecast/prior_mean"] = self.forecast.predict(kl["forward_kl"])
+        return kl
+
     def base_results(self) -> dict[str, float]:
         import json
 
@@ -267,12 +279,16 @@ class Evaluator:
         """A run's summary.json in the shared contract (DESIGN.md section 6)."""
         base = self.base_results()
         forgetting = float(np.mean([base[p] - results[p] for p in PROBES]))
-        return {
+        summary = {
             "domain": "robot", "method": method, "hparams": hparams, "seed": seed, "step": step,
             "new_task": results["pick_can"], "prior": {p: results[p] for p in PROBES}, "forgetting": forgetting,
             "predictors": {k: results[k] for k in ("forward_kl", "reverse_kl", "tv")},
             "base": {"new_task": base["pick_can"], "prior": {p: base[p] for p in PROBES}},
         }
+        if self.forecast is not None:
+            summary["forecast"] = {"prior_mean": self.forecast.predict(results["forward_kl"]),
+                                   "file": str(self.cfg.forecast)}
+        return summary
 
     def close(self) -> None:
         self.rollout.close()

@@ -68,11 +68,15 @@ def behaviour_clone(
     wandb: WandbMirror | None = None,
     on_update: Callable[[int], None] | None = None,
     every: int = 0,
+    stop_check: Callable[[int], bool] | None = None,
+    check_every: int = 0,
 ) -> TrainResult:
     """Trains `policy` (an OpenVLAPolicy) in place on `data`; resumes from `run`'s training state if present.
 
     `on_update(step)` runs after every `every`-th update (e.g. a mid-training evaluation), before the
-    training state of that update is saved.
+    training state of that update is saved. `stop_check(step)` runs after every `check_every`-th update (e.g. a
+    live KL check against a budget); True ends training there: that model is the run's final one, and the
+    training state says so, so a rerun does not train on.
     """
     from tqdm import tqdm
 
@@ -85,9 +89,10 @@ def behaviour_clone(
     total = total_updates(len(data), optim)
     per_epoch = math.ceil(len(data) / optim.batch_size)
     state_path = run.path / "checkpoints" / f"{TRAIN_STATE}.safetensors"
-    step = 0
+    step, stopped = 0, False
     if state_path.is_file():
-        step = int(load_training_state(state_path, model, optimizer)["step"])
+        state = load_training_state(state_path, model, optimizer)
+        step, stopped = int(state["step"]), bool(state.get("stopped", False))
     resumed_from = step
     model.train()
     started = time.perf_counter()
@@ -95,7 +100,7 @@ def behaviour_clone(
     bar = tqdm(total=total, initial=step, unit="update", desc=run.path.name, disable=not progress, dynamic_ncols=True)
     made = 0
     try:
-        while step < total:
+        while step < total and not stopped:
             epoch, k = divmod(step, per_epoch)
             rows = data.epoch_order(seed, epoch)[k * optim.batch_size:(k + 1) * optim.batch_size]
             images, instructions, actions = data.rows(rows)
@@ -127,13 +132,17 @@ def behaviour_clone(
                 model.eval()
                 on_update(step)
                 model.train()
-            if step % checkpoint_every == 0 or step == total:
-                save_training_state(state_path, model, optimizer, {"step": step, "total": total})
+            if stop_check is not None and check_every > 0 and step % check_every == 0 and step < total:
+                model.eval()
+                stopped = stop_check(step)
+                model.train()
+            if step % checkpoint_every == 0 or step == total or stopped:
+                save_training_state(state_path, model, optimizer, {"step": step, "total": total, "stopped": stopped})
     finally:
         bar.close()
     model.eval()
     policy_dir = run.path / POLICY_DIR
-    if step >= total:
+    if step >= total or stopped:
         save_policy(policy, policy_dir)
     return TrainResult(policy_dir, step, resumed_from, loss_value, time.perf_counter() - started)
 

@@ -56,13 +56,14 @@ def _start(run: RunFolder, cfg: RobotConfig, stage: str) -> bool:
 
 
 def _train(run: RunFolder, cfg: RobotConfig, stage: str, policy: Any, data: DemoTransitions, optim: Any,
-           on_update: Any = None) -> TrainResult:
+           on_update: Any = None, stop_check: Any = None) -> TrainResult:
     wandb = WandbMirror(cfg.wandb, "vla-razor", f"{cfg.experiment}/{run.path.name}", {"stage": stage, **to_dict(cfg)},
                         run.path)
     try:
         return behaviour_clone(policy, data, optim, run, seed=cfg.seed, checkpoint_every=cfg.checkpoint_every,
                                progress=cfg.progress, wandb=wandb, on_update=on_update,
-                               every=cfg.eval.during_training_every)
+                               every=cfg.eval.during_training_every, stop_check=stop_check,
+                               check_every=cfg.eval.kl_every)
     finally:
         wandb.finish()
         data.close()
@@ -107,6 +108,13 @@ def run_sft(cfg: RobotConfig) -> StageResult:
     seed_everything(cfg.seed)
     o = cfg.sft.optim
     hparams = {"lr": o.lr, "batch_size": o.batch_size, "epochs": o.epochs, "schedule": o.schedule}
+    if cfg.kl_budget is not None:
+        if cfg.eval.kl_every < 1:
+            from vla_razor.config import ConfigError
+
+            raise ConfigError(f"kl_budget ({cfg.kl_budget:g}): SFT checks it every eval.kl_every updates; "
+                              "set eval.kl_every to a positive number of updates")
+        hparams["kl_budget"] = cfg.kl_budget
     evaluator = Evaluator(cfg, base)
     try:
         train = None
@@ -122,9 +130,16 @@ def run_sft(cfg: RobotConfig) -> StageResult:
                 scores = evaluator.evaluate(policy, f"{run.path.name} at update {step}")
                 run.add_point(evaluator.summary("sft", hparams, cfg.seed, step, scores))
 
-            train = _train(run, cfg, "sft", policy, data, o, evaluate_point)
-        step = int(read_training_state_meta(run.path / "checkpoints" / f"{TRAIN_STATE}.safetensors")["step"])
+            def live_check(step: int) -> bool:
+                return _live_kl_check(run, cfg, evaluator, policy, step)
+
+            check = live_check if cfg.eval.kl_every > 0 else None
+            train = _train(run, cfg, "sft", policy, data, o, evaluate_point, check)
+        meta = read_training_state_meta(run.path / "checkpoints" / f"{TRAIN_STATE}.safetensors")
+        step = int(meta["step"])
         summary = evaluator.summary("sft", hparams, cfg.seed, step, evaluator.evaluate(policy, run.path.name))
+        if meta.get("stopped"):
+            summary["stopped_at_kl_budget"] = True
         run.log(step, "eval", _flat(summary))
         run.finish(summary)
     finally:
@@ -170,8 +185,18 @@ def check_action_range(policy: Any, data: DemoTransitions, cfg: RobotConfig) -> 
 
 
 def _flat(summary: dict[str, Any]) -> dict[str, float]:
-    return {"pick_can": summary["new_task"], **summary["prior"], "forgetting": summary["forgetting"],
+    flat = {"pick_can": summary["new_task"], **summary["prior"], "forgetting": summary["forgetting"],
             **summary["predictors"]}
+    if "forecast" in summary:
+        flat["forecast/prior_mean"] = summary["forecast"]["prior_mean"]
+    return flat
+
+
+def _live_kl_check(run: RunFolder, cfg: RobotConfig, evaluator: Any, policy: Any, step: int) -> bool:
+    """Logs the live KL (and forecast) at `step` (split 'live'); True once it reaches cfg.kl_budget."""
+    kl = evaluator.live_kl(policy)
+    run.log(step, "live", kl)
+    return cfg.kl_budget is not None and kl["forward_kl"] >= cfg.kl_budget
 
 
 def rl_run_name(cfg: RobotConfig) -> str:
@@ -211,14 +236,17 @@ def run_rl(cfg: RobotConfig) -> StageResult:
     params = list(trainable_parameters(policy.model).values())
     optimizer = torch.optim.AdamW(params, lr=o.lr, weight_decay=o.weight_decay)
     state_path = run.path / "checkpoints" / f"{TRAIN_STATE}.safetensors"
-    iteration, update = 0, 0
+    iteration, update, stopped = 0, 0, False
     resuming = _start(run, cfg, "rl")
     if resuming:
         state = load_training_state(state_path, policy.model, optimizer)
-        iteration, update = int(state["iteration"]), int(state["update"])
+        iteration, update, stopped = int(state["iteration"]), int(state["update"]), bool(state.get("stopped", False))
     hparams = {"lr": o.lr, "batch_size": o.batch_size, "episodes_per_point": r.episodes_per_point,
                "iterations": r.iterations, "kl_coef": r.kl_coef, "advantage": r.advantage,
                "length_normalize": r.length_normalize}
+    if cfg.kl_budget is not None:
+        hparams["kl_budget"] = cfg.kl_budget
+    check_every = cfg.eval.kl_every or (1 if cfg.kl_budget is not None else 0)
     points = grid_points("pick_can", cfg.backend, tuple(r.grid))
     evaluator = Evaluator(cfg, base)
     wandb = WandbMirror(cfg.wandb, "vla-razor", f"{cfg.experiment}/{run.path.name}", {"stage": "rl", **to_dict(cfg)},
@@ -228,7 +256,7 @@ def run_rl(cfg: RobotConfig) -> StageResult:
     bar = tqdm(total=r.iterations, initial=iteration, unit="iter", desc=run.path.name, disable=not cfg.progress)
     started, made = time.perf_counter(), 0
     try:
-        while iteration < r.iterations:
+        while iteration < r.iterations and not stopped:
             specs, groups = iteration_specs(points, r.episodes_per_point, cfg.seed, iteration, r.max_steps,
                                             cfg.backend)
             actor = PolicyActor(policy, temperature=r.temperature, seed=cfg.seed * 100_003 + iteration, record=True)
@@ -265,11 +293,16 @@ def run_rl(cfg: RobotConfig) -> StageResult:
             if r.eval_every and iteration % r.eval_every == 0 and iteration < r.iterations:
                 scores = evaluator.evaluate(policy, f"{run.path.name} at iteration {iteration}")
                 run.add_point(evaluator.summary("rl", hparams, cfg.seed, iteration, scores))
-            save_training_state(state_path, policy.model, optimizer, {"iteration": iteration, "update": update})
+            if check_every and iteration % check_every == 0 and iteration < r.iterations:
+                stopped = _live_kl_check(run, cfg, evaluator, policy, iteration)
+            save_training_state(state_path, policy.model, optimizer,
+                                {"iteration": iteration, "update": update, "stopped": stopped})
         bar.close()
         if not _trained(run):
             save_policy(policy, run.path / POLICY_DIR)
         summary = evaluator.summary("rl", hparams, cfg.seed, iteration, evaluator.evaluate(policy, run.path.name))
+        if stopped:
+            summary["stopped_at_kl_budget"] = True
         run.log(iteration, "eval", _flat(summary))
         run.finish(summary)
     finally:

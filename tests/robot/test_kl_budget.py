@@ -1,0 +1,61 @@
+"""Live KL checks in robot SFT and RL: logged (with a retention forecast), and a KL budget that ends training."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from vla_razor.analysis.forecast import RetentionForecast
+from vla_razor.cli.main import main as cli
+from vla_razor.runs import read_jsonl
+
+from tests.robot.conftest import QUICK
+
+
+def quick_args() -> list[str]:
+    return [a for k, v in QUICK.items() if not k.startswith("pretrain.")
+            for a in (f"--{k}", json.dumps(v) if not isinstance(v, (str, Path)) else str(v))]
+
+
+def forecast_file(tmp_path: Path) -> Path:
+    path = tmp_path / "forecast.json"
+    RetentionForecast([-0.01, -0.05, 0.8], [0.0, 5.0], 0.9, 10, 40).save(path)
+    return path
+
+
+def test_sft_stops_at_its_kl_budget_and_logs_live_kl_with_the_forecast(tiny_base: Path, demo_dirs: dict[str, Path],
+                                                                        tmp_path: Path, capsys) -> None:
+    args = ["robot", "sft", "--base", str(tiny_base), "--runs_dir", str(tmp_path / "runs"), "--experiment", "e",
+            "--sft.datasets", json.dumps([str(demo_dirs["pick_can_angled"])]), "--sft.optim.batch_size", "4",
+            "--sft.optim.lr", "1e-3", "--forecast", str(forecast_file(tmp_path)), "--kl_budget", "1e-9",
+            *quick_args()]
+    assert cli(args) == 2, "a budget without live checks is refused"
+    assert "set eval.kl_every" in capsys.readouterr().err
+    assert cli([*args, "--eval.kl_every", "2"]) == 0
+    run = tmp_path / "runs" / "e" / "runs" / "sft_lr0.001_bs4_ep1_s0"
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["step"] == 2 and summary["stopped_at_kl_budget"] is True, "stopped at the first check (update 2)"
+    assert summary["hparams"]["kl_budget"] == 1e-9
+    forecast = RetentionForecast.load(tmp_path / "forecast.json")
+    assert summary["forecast"]["prior_mean"] == pytest.approx(forecast.predict(summary["predictors"]["forward_kl"]))
+    live = {r["name"]: r["value"] for r in read_jsonl(run / "metrics.jsonl") if r["split"] == "live"}
+    assert live["forward_kl"] > 1e-9 and live["forecast/prior_mean"] == pytest.approx(forecast.predict(live["forward_kl"]))
+    assert max(r["step"] for r in read_jsonl(run / "metrics.jsonl") if r["split"] == "train") == 2
+    capsys.readouterr()
+    assert cli([*args, "--eval.kl_every", "2"]) == 0 and "already finished" in capsys.readouterr().out
+
+
+def test_rl_stops_at_its_kl_budget_after_an_iteration(tiny_base: Path, tmp_path: Path) -> None:
+    args = ["robot", "rl", "--base", str(tiny_base), "--runs_dir", str(tmp_path / "runs"), "--experiment", "e",
+            "--rl.grid", "[2, 2]", "--rl.episodes_per_point", "1", "--rl.max_steps", "4", "--rl.iterations", "3",
+            "--rl.optim.batch_size", "4", "--rl.optim.lr", "1e-3", "--rl.advantage", "one_zero",
+            "--kl_budget", "0.0", *quick_args()]
+    assert cli(args) == 0
+    run = tmp_path / "runs" / "e" / "runs" / "rl_lr0.001_bs4_k1_10_s0"
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["step"] == 1 and summary["stopped_at_kl_budget"] is True, "checked after iteration 1: KL >= 0"
+    rows = read_jsonl(run / "metrics.jsonl")
+    assert [r["step"] for r in rows if r["name"] == "rollout_success"] == [1], "no iteration after the stop"
+    assert [r["step"] for r in rows if r["split"] == "live" and r["name"] == "forward_kl"] == [1]
