@@ -72,6 +72,12 @@ def write_tiny_toy_sweep(tmp_path: Path, **toy) -> Path:
     return tmp_path / "sweep.yaml"
 
 
+def local_ray_env() -> dict[str, str]:
+    """A local Ray instance whatever the environment says, with workers at normal priority (Ray's default nice 15
+    starves them on a busy 2-core machine)."""
+    return {**os.environ, "RAY_ADDRESS": "", "RAY_worker_niceness": "0"}
+
+
 def sweep_command(config: Path) -> list[str]:
     return [sys.executable, "-m", "vla_razor.cli.main", "sweep", str(config), "--quiet"]
 
@@ -107,7 +113,7 @@ def living_in_session(sid: int) -> list[int]:
 def test_local_ray_sweep_killed_then_resumed(tmp_path):
     config = write_tiny_toy_sweep(tmp_path)
     runs = tmp_path / "runs" / "tiny" / "runs"
-    env = {**os.environ, "RAY_ADDRESS": ""}  # a local instance, whatever the environment says
+    env = local_ray_env()
     # kill -9 the whole sweep (the driver, the Ray instance it started, its workers) once one run has finished while
     # another is mid-training (two tasks run at once on the 2 CPUs)
     sweep = subprocess.Popen(sweep_command(config), cwd=ROOT, env=env, start_new_session=True,
@@ -144,7 +150,7 @@ def test_local_ray_sweep_killed_then_resumed(tmp_path):
 
 def test_failed_shared_step_is_reported_and_nothing_counts_as_finished(tmp_path):
     config = write_tiny_toy_sweep(tmp_path, data={"fashion_dir": str(tmp_path / "no-fashion-mnist")})
-    done = subprocess.run(sweep_command(config), cwd=ROOT, env={**os.environ, "RAY_ADDRESS": ""},
+    done = subprocess.run(sweep_command(config), cwd=ROOT, env=local_ray_env(),
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 2, done.stdout + done.stderr
     assert "failed: base model:" in done.stdout and "no-fashion-mnist" in done.stdout, done.stdout
