@@ -1,4 +1,5 @@
-"""Real demonstration datasets for the robot tests: the scripted experts on the embedded world, 32 px camera."""
+"""The robot tests need the simulator and the robot extra; their datasets and tiny base are session fixtures in
+tests/conftest.py (shared with the robot sweep test)."""
 
 from __future__ import annotations
 
@@ -14,46 +15,9 @@ try:  # through the project's import helper, which repairs a torchvision whose o
 except ImportError as err:
     pytest.skip(f"robot tests need the robot extra: {err}", allow_module_level=True)
 
-from data_collection.rt1_grid import main as collect  # noqa: E402
-
-COMMON = ["--camera_size", "32", "--workers", "0", "--progress", "false", "--max_attempts_per_point", "3"]
-
-
-@pytest.fixture(scope="session")
-def demo_dirs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """pick_can in both expert styles (2x2 grid, 1 success a point) and open_drawer (1x2, 1 a point)."""
-    root = tmp_path_factory.mktemp("demos")
-    dirs = {
-        "pick_can_top_down": ["--task", "pick_can", "--expert_style", "top_down", "--grid", "2x2"],
-        "pick_can_angled": ["--task", "pick_can", "--expert_style", "angled", "--grid", "2x2"],
-        "open_drawer": ["--task", "open_drawer", "--grid", "1x2"],
-    }
-    out = {}
-    for name, args in dirs.items():
-        out[name] = root / name
-        assert collect([*args, *COMMON, "--successes_per_point", "1", "--out", str(out[name])]) == 0
-    return out
-
-
 REPO = Path(__file__).resolve().parents[2]
 QUICK = {"progress": False, "wandb": "off", "threads": 1, "camera_size": 32, "workers": 0,
          "pretrain.policy_config": REPO / "configs/policy_tiny.yaml",
          "eval.pick_can_episodes": 2, "eval.probe_episodes": 1, "eval.kl_episodes": 1,
          "eval.kl_frames_per_episode": 3, "eval.max_steps": 6}
 """Config overrides that keep a robot stage to seconds: 32 px camera, in-process simulator, tiny evaluation."""
-
-
-@pytest.fixture(scope="session")
-def tiny_base(demo_dirs: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A base policy folder: the tiny OpenVLA behaviour-cloned for 12 updates on top-down pick-can + drawer, its
-    action range covering the angled pick-can demonstrations too (what the SFT tests fine-tune on)."""
-    from vla_razor.robot.stages import load_robot_config, run_pretrain
-
-    out = tmp_path_factory.mktemp("base")
-    cfg = load_robot_config(None, {**QUICK, "pretrain.out": out, "pretrain.optim.max_steps": 12,
-                                   "pretrain.optim.batch_size": 8,
-                                   "pretrain.datasets": [demo_dirs["pick_can_top_down"], demo_dirs["open_drawer"]],
-                                   "pretrain.norm_stats_datasets": [demo_dirs["pick_can_top_down"],
-                                                                    demo_dirs["open_drawer"],
-                                                                    demo_dirs["pick_can_angled"]]})
-    return run_pretrain(cfg).policy_dir

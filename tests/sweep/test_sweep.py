@@ -158,3 +158,25 @@ def test_failed_shared_step_is_reported_and_nothing_counts_as_finished(tmp_path)
     status = json.loads((tmp_path / "runs" / "tiny" / "sweep_status.json").read_text())
     assert list(status["failed"]) == ["base model"] and status["finished"] == []
     assert not summaries(tmp_path / "runs" / "tiny" / "runs")
+
+
+def test_robot_tasks_run_their_stage_from_plain_data(tiny_base: Path, demo_dirs: dict[str, Path], tmp_path: Path):
+    """What a Ray worker does with a robot sweep's tasks, in this process: the shared step (the base's evaluation
+    and KL frames), then an SFT run from its grid point; a rerun of the sweep's expansion sees it finished."""
+    from tests.robot.conftest import QUICK
+    from vla_razor.sweep.sweep import execute_task
+
+    overrides = {**{k: (str(v) if isinstance(v, Path) else v) for k, v in QUICK.items() if not k.startswith("pretrain.")},
+                 "base": str(tiny_base), "runs_dir": str(tmp_path / "runs"), "experiment": "swept",
+                 "sft.datasets": [str(demo_dirs["pick_can_angled"])], "sft.optim.batch_size": 8,
+                 "collect.camera_size": 32}
+    cfg = load_config(SweepConfig, None, {"domain": "robot", "experiment_config": str(ROOT / "configs/robot_quick.yaml"),
+                                          "overrides": overrides, "grid": {"sft": {"sft.optim.lr": [1e-3]}}})
+    prepare, tasks = sweep_tasks(cfg)
+    execute_task(prepare.payload)
+    assert (tmp_path / "runs" / "swept" / "base_eval.json").is_file()
+    assert (tmp_path / "runs" / "swept" / "kl_observations.npz").is_file()
+    execute_task(tasks[0].payload)
+    summary = json.loads((Path(tasks[0].run_dirs[0]) / "summary.json").read_text())
+    assert summary["method"] == "sft" and summary["hparams"]["lr"] == 1e-3 and summary["predictors"]["forward_kl"] > 0
+    assert all(t.is_finished() for t in sweep_tasks(cfg)[1])

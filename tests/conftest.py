@@ -1,0 +1,46 @@
+"""Session fixtures shared by several test folders: real demonstration datasets (the scripted experts on the
+embedded world, 32 px camera) and a tiny base policy behaviour-cloned on them (robot and sweep tests)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+COMMON = ["--camera_size", "32", "--workers", "0", "--progress", "false", "--max_attempts_per_point", "3"]
+
+
+@pytest.fixture(scope="session")
+def demo_dirs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """pick_can in both expert styles (2x2 grid, 1 success a point) and open_drawer (1x2, 1 a point)."""
+    pytest.importorskip("mani_skill")
+    from data_collection.rt1_grid import main as collect
+
+    root = tmp_path_factory.mktemp("demos")
+    dirs = {
+        "pick_can_top_down": ["--task", "pick_can", "--expert_style", "top_down", "--grid", "2x2"],
+        "pick_can_angled": ["--task", "pick_can", "--expert_style", "angled", "--grid", "2x2"],
+        "open_drawer": ["--task", "open_drawer", "--grid", "1x2"],
+    }
+    out = {}
+    for name, args in dirs.items():
+        out[name] = root / name
+        assert collect([*args, *COMMON, "--successes_per_point", "1", "--out", str(out[name])]) == 0
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_base(demo_dirs: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A base policy folder: the tiny OpenVLA behaviour-cloned for 12 updates on top-down pick-can + drawer, its
+    action range covering the angled pick-can demonstrations too (what the SFT tests fine-tune on)."""
+    from tests.robot.conftest import QUICK
+    from vla_razor.robot.stages import load_robot_config, run_pretrain
+
+    out = tmp_path_factory.mktemp("base")
+    cfg = load_robot_config(None, {**QUICK, "pretrain.out": out, "pretrain.optim.max_steps": 12,
+                                   "pretrain.optim.batch_size": 8,
+                                   "pretrain.datasets": [demo_dirs["pick_can_top_down"], demo_dirs["open_drawer"]],
+                                   "pretrain.norm_stats_datasets": [demo_dirs["pick_can_top_down"],
+                                                                    demo_dirs["open_drawer"],
+                                                                    demo_dirs["pick_can_angled"]]})
+    return run_pretrain(cfg).policy_dir
