@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from vla_razor.policies.openvla._imports import import_timm, import_transformers  # noqa: E402
+from vla_razor.hf_imports import import_timm, import_transformers  # noqa: E402
 
 try:  # through our import helpers, which repair a torchvision whose ops do not match torch
     import_timm()

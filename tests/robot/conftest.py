@@ -9,7 +9,7 @@ import pytest
 
 pytest.importorskip("mani_skill")
 try:  # through the project's import helper, which repairs a torchvision whose ops do not match torch
-    from vla_razor.policies.openvla._imports import import_timm
+    from vla_razor.hf_imports import import_timm
 
     import_timm()
 except ImportError as err:

@@ -10,6 +10,10 @@
     vla-razor robot rl       [--config ...] [--rl.iterations 20 ...]
     vla-razor robot eval     [--config ...] [--policy DIR]
     vla-razor robot report   [--config ...]                        # summary.json + report of the experiment's runs
+    vla-razor llm pipeline [--config configs/llm_quick.yaml]       # SFT vs GRPO on a causal LM, probes, KL, report
+    vla-razor llm train    [--config ...] --method grpo [--grpo.mu 2 ...]
+    vla-razor llm eval     [--config ...] [--model-dir RUN/model]
+    vla-razor llm report   [--config ...]
     vla-razor sweep CONFIG [--address auto] [--resources.cpus 4 ...]  # an experiment's grid as Ray tasks
     vla-razor report RUNS_DIR [--out DIR]
     vla-razor forecast RUNS_DIR [--out FILE] [--folds 5]          # retention from forward KL, held-out error
@@ -29,6 +33,7 @@ from vla_razor.config import ConfigError, add_config_arguments, load_config, ove
 
 DEFAULT_TOY_CONFIG = "configs/toy_parity_mnist.yaml"
 DEFAULT_ROBOT_CONFIG = "configs/robot_quick.yaml"
+DEFAULT_LLM_CONFIG = "configs/llm_quick.yaml"
 
 
 class UserError(Exception):
@@ -180,6 +185,78 @@ def cmd_robot_eval(args: argparse.Namespace) -> None:
         print(f"written: {args.out}")
 
 
+def _llm_config(args: argparse.Namespace):
+    from vla_razor.llm.pipeline import load_llm_config
+
+    path = Path(args.config) if args.config else None
+    if path is None and Path(DEFAULT_LLM_CONFIG).is_file():
+        path = Path(DEFAULT_LLM_CONFIG)
+    return load_llm_config(path, overrides_from_args(args))
+
+
+def _print_llm_rows(rows: list[dict[str, Any]], base: dict[str, Any]) -> None:
+    probes = list(base["probes"])
+    columns = ["new_task", *probes, "forward_kl"]
+    print(f"\n  {'model':<34}" + "".join(f"{c[:12]:>13}" for c in columns))
+    print(f"  {'base':<34}" + "".join(f"{v:>13.3f}" for v in [base["new_task"], *base["probes"].values(), 0.0]))
+    for row in rows:
+        values = [row["new_task"], *(row["probes"][p] for p in probes), row["forward_kl"]]
+        print(f"  {(row['method'] + ': ' + row['run'])[:34]:<34}" + "".join(f"{v:>13.3f}" for v in values))
+
+
+def cmd_llm_pipeline(args: argparse.Namespace) -> None:
+    from vla_razor.llm.pipeline import run_pipeline
+
+    cfg = _llm_config(args)
+    result = run_pipeline(cfg)
+    _print_llm_summary(result)
+
+
+def _print_llm_summary(result: Any) -> None:
+    import json
+
+    summary = json.loads(result.summary_path.read_text())
+    _print_llm_rows(summary["runs"], summary["base"])
+    print(f"\nreport: {result.report_dir / 'report.html'} (report.md, PNG plots, report.json)")
+    print(f"summary: {result.summary_path}   ({result.seconds:.0f} s)")
+
+
+def cmd_llm_train(args: argparse.Namespace) -> None:
+    from vla_razor.llm.train import train_method
+
+    cfg = _llm_config(args)
+    result = train_method(cfg, args.method)
+    if result.summary is not None and result.steps == 0 and result.resumed_from is None:
+        print(f"{args.method}: already finished: {result.run_dir}")
+    else:
+        resumed = f", resumed from update {result.resumed_from}" if result.resumed_from else ""
+        print(f"{args.method}: {result.steps} updates{resumed}, {result.seconds:.0f} s")
+    print(f"  run folder: {result.run_dir}  (config.yaml, metrics.jsonl, summary.json, model/)")
+    s = result.summary
+    print(f"  new task {s['new_task']:.3f} (base {s['base']['new_task']:.3f}), "
+          + ", ".join(f"{p} {v:.3f} (base {s['base']['prior'][p]:.3f})" for p, v in s["prior"].items())
+          + f", forward KL {s['predictors']['forward_kl']:.4f}")
+
+
+def cmd_llm_eval(args: argparse.Namespace) -> None:
+    from vla_razor.llm.train import evaluate_model
+    from vla_razor.runs import atomic_write_json
+
+    cfg = _llm_config(args)
+    results = evaluate_model(cfg, Path(args.model_dir) if args.model_dir else None)
+    for name, values in results.items():
+        print(f"{name}: " + ", ".join(f"{k} {v:.4f}" for k, v in values.items()))
+    if args.out:
+        atomic_write_json(Path(args.out), results)
+        print(f"written: {args.out}")
+
+
+def cmd_llm_report(args: argparse.Namespace) -> None:
+    from vla_razor.llm.pipeline import summarize_experiment
+
+    _print_llm_summary(summarize_experiment(_llm_config(args)))
+
+
 def cmd_report(args: argparse.Namespace) -> None:
     from vla_razor.analysis.report import write_report
 
@@ -265,6 +342,28 @@ def build_parser() -> argparse.ArgumentParser:
             sub.add_argument("--policy", help="policy folder to evaluate (default: the base itself)")
             sub.add_argument("--out", help="also write the results to this JSON file")
         add_config_arguments(sub, RobotConfig)
+        sub.set_defaults(func=fn)
+
+    from vla_razor.llm.config import LLMConfig
+    from vla_razor.llm.train import METHODS as LLM_METHODS
+
+    llm = commands.add_parser("llm", help="fine-tune a causal LM on a verifiable task (GRPO, 1-0, SFT, SimPO), "
+                                          "forgetting on lm-eval probes")
+    llm_commands = llm.add_subparsers(dest="llm_command", required=True)
+    for name, fn, help_text in (
+        ("pipeline", cmd_llm_pipeline, "base evaluation, each of the config's methods, summary.json and the report"),
+        ("train", cmd_llm_train, "one run of one method (resumes an interrupted one), evaluated at the end"),
+        ("eval", cmd_llm_eval, "new-task accuracy, probes and forward KL of the base or a saved model"),
+        ("report", cmd_llm_report, "summary.json and the report over every finished run of the experiment"),
+    ):
+        sub = llm_commands.add_parser(name, help=help_text)
+        sub.add_argument("--config", help=f"YAML config (default: {DEFAULT_LLM_CONFIG} if present)")
+        if name == "train":
+            sub.add_argument("--method", required=True, choices=LLM_METHODS, help="what to train")
+        if name == "eval":
+            sub.add_argument("--model-dir", help="a saved model folder (a run's model/); default: the base only")
+            sub.add_argument("--out", help="also write the results to this JSON file")
+        add_config_arguments(sub, LLMConfig)
         sub.set_defaults(func=fn)
 
     from vla_razor.sweep.config import SweepConfig

@@ -133,7 +133,7 @@ class OpenVLAConfig:
             )
 
     def llama_config(self):  # -> transformers.LlamaConfig
-        from vla_razor.policies.openvla._imports import import_transformers
+        from vla_razor.hf_imports import import_transformers
 
         transformers = import_transformers()
         values = {k: v for k, v in self.text_config.items() if k in LLAMA_KEYS}

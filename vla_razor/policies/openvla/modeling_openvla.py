@@ -18,7 +18,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from vla_razor.policies.openvla._imports import import_timm, import_transformers
+from vla_razor.hf_imports import import_timm, import_transformers
 from vla_razor.policies.openvla.configuration_openvla import OpenVLAConfig
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}

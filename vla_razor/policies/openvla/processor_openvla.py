@@ -49,7 +49,7 @@ class PretrainedTokenizer:
     """A transformers tokenizer from a local folder (the checkpoint's Llama tokenizer), BOS added."""
 
     def __init__(self, directory: Path | str) -> None:
-        from vla_razor.policies.openvla._imports import import_transformers
+        from vla_razor.hf_imports import import_transformers
 
         transformers = import_transformers()
         try:

@@ -1,4 +1,4 @@
-"""Imports of the optional model libraries (timm, transformers), with one repair for a broken torchvision.
+"""Imports of the Hugging Face model libraries (timm, transformers), with one repair for a broken torchvision.
 
 timm imports torchvision at import time. On a machine with a CPU-only torch build and the PyPI torchvision
 wheel (built against CUDA torch), torchvision's compiled ops fail to load and torchvision's own import then
@@ -60,5 +60,5 @@ def import_transformers() -> ModuleType:
     try:
         import transformers
     except ImportError as err:
-        raise ImportError("the OpenVLA policy needs transformers: pip install 'vla-razor[robot]'") from err
+        raise ImportError("the OpenVLA policy and the LLM domain need transformers: pip install 'vla-razor[robot]' (or [llm])") from err
     return transformers

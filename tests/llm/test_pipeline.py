@@ -1,0 +1,110 @@
+"""`vla-razor llm` end to end on a tiny random Llama: runs, summaries in the shared contract, the report, resume."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from safetensors.torch import load_file
+
+from vla_razor.cli.main import main
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _flags(tiny_llm: Path, runs: Path, experiment: str, sft_epochs: int = 1, sft_batch: int = 4) -> list[str]:
+    values = {
+        "model": tiny_llm, "runs_dir": runs, "experiment": experiment, "wandb": "off", "progress": "false",
+        "threads": 1, "task.digits": 1, "task.terms": 2, "task.train_size": 16, "task.eval_size": 6,
+        "sampling.max_new_tokens": 12, "sampling.batch_size": 16,
+        "sft.optim.lr": 0.003, "sft.optim.batch_size": sft_batch, "sft.optim.micro_batch_size": 2,
+        "sft.optim.warmup_steps": 1, "sft.optim.epochs": sft_epochs,
+        "simpo.samples_per_prompt": 2, "simpo.optim.lr": 0.003, "simpo.optim.batch_size": 4,
+        "simpo.optim.micro_batch_size": 4, "simpo.optim.warmup_steps": 1,
+        "grpo.group_size": 4, "grpo.prompts_per_generation": 2, "grpo.generations": 2, "grpo.mu": 2,
+        "grpo.optim.lr": 0.003, "grpo.optim.micro_batch_size": 4, "grpo.optim.warmup_steps": 1,
+        "eval.probes": "[winogrande, humaneval]", "eval.probe_limit": 2, "eval.probe_batch_size": 2,
+        "eval.kl_prompts": 4, "eval.humaneval_max_tokens": 8,
+    }
+    return [item for key, value in values.items() for item in (f"--{key}", str(value))]
+
+
+def test_pipeline_trains_each_method_and_writes_summary_and_report(tiny_llm, tmp_path, capsys):
+    flags = _flags(tiny_llm, tmp_path, "tiny")
+    assert main(["llm", "pipeline", *flags, "--methods", "[sft, grpo, one_zero, simpo]"]) == 0
+    out = capsys.readouterr().out
+    experiment = tmp_path / "tiny"
+    summary = json.loads((experiment / "summary.json").read_text())
+    assert [r["method"] for r in summary["runs"]] == ["sft", "grpo", "one_zero", "simpo"]
+    assert set(summary["base"]["probes"]) == {"winogrande", "humaneval"}
+    for row in summary["runs"]:
+        assert 0.0 <= row["new_task"] <= 1.0 and row["forward_kl"] >= 0.0
+    sft = next(r for r in summary["runs"] if r["method"] == "sft")
+    assert sft["forward_kl"] > 0.01  # SFT at lr 3e-3 moves the tiny model off the base
+    run = experiment / "runs" / sft["run"]
+    run_summary = json.loads((run / "summary.json").read_text())
+    assert run_summary["domain"] == "llm" and run_summary["step"] == 4
+    assert set(run_summary["predictors"]) == {"forward_kl", "forward_kl_per_token", "reverse_kl", "tv"}
+    assert (run / "model" / "config.json").is_file() and not (run / "checkpoints" / "training_state.safetensors").exists()
+    metrics = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [m["step"] for m in metrics if m["name"] == "loss"] == [0, 1, 2, 3]
+    grpo = [json.loads(line) for line in (experiment / "runs" / "grpo_lr0.003_mu2_g4" / "metrics.jsonl").read_text()
+            .splitlines()]
+    assert {m["name"] for m in grpo} >= {"reward", "samples_per_s", "completion_tokens", "loss"}
+    assert (experiment / "kl_responses.json").is_file() and (experiment / "base_eval.json").is_file()
+    assert (experiment / "simpo_negatives.json").is_file()
+    report = json.loads((experiment / "report" / "report.json").read_text())
+    assert set(report["methods"]) == {"sft", "grpo", "one_zero", "simpo"}
+    assert (experiment / "report" / "report.html").is_file() and (experiment / "report" / "tradeoff.png").is_file()
+    assert "forward_kl" in out and "report:" in out
+
+    assert main(["llm", "train", *flags, "--method", "sft"]) == 0
+    assert "already finished" in capsys.readouterr().out
+    assert main(["llm", "eval", *flags, "--model-dir", str(run / "model"), "--out", str(tmp_path / "e.json")]) == 0
+    again = json.loads((tmp_path / "e.json").read_text())["model"]
+    assert again["forward_kl"] == pytest.approx(sft["forward_kl"], rel=1e-4)
+
+
+def test_bad_config_is_a_clear_error(tiny_llm, tmp_path, capsys):
+    assert main(["llm", "train", *_flags(tiny_llm, tmp_path, "bad"), "--method", "sft",
+                 "--eval.probes", "[hellaswag, gsm9k]"]) == 2
+    assert "eval.probes: unknown probe 'gsm9k'" in capsys.readouterr().err
+    assert main(["llm", "pipeline", *_flags(tiny_llm, tmp_path, "bad"), "--model", str(tmp_path / "nowhere")]) == 2
+    assert "no such folder" in capsys.readouterr().err
+
+
+def _train_cmd(tiny_llm: Path, runs: Path, experiment: str) -> list[str]:
+    flags = _flags(tiny_llm, runs, experiment, sft_epochs=6, sft_batch=2) + ["--eval.probes", "[winogrande]"]
+    return [sys.executable, "-m", "vla_razor.cli.main", "llm", "train", *flags, "--method", "sft",
+            "--checkpoint_every", "5"]
+
+
+def test_a_killed_run_resumes_to_the_same_model(tiny_llm, tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    assert main(_train_cmd(tiny_llm, tmp_path, "whole")[3:]) == 0  # uninterrupted, in this process
+    run = tmp_path / "cut" / "runs" / "sft_lr0.003_bs2"
+    state = run / "checkpoints" / "training_state.safetensors"
+    proc = subprocess.Popen(_train_cmd(tiny_llm, tmp_path, "cut"), cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 240
+    while not state.is_file() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert state.is_file() and not (run / "summary.json").exists(), "the run ended before it could be cut"
+    resumed = subprocess.run(_train_cmd(tiny_llm, tmp_path, "cut"), cwd=ROOT, env=env, capture_output=True, text=True,
+                             timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "resumed from update" in resumed.stdout
+    a = load_file(str(tmp_path / "whole" / "runs" / "sft_lr0.003_bs2" / "model" / "model.safetensors"))
+    b = load_file(str(run / "model" / "model.safetensors"))
+    assert a.keys() == b.keys() and all((a[k] == b[k]).all() for k in a)
+    steps = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()
+             if json.loads(line)["name"] == "loss"]
+    assert steps == list(range(48))  # each update logged once, the redone ones not twice

@@ -1,0 +1,114 @@
+"""What every model of an LLM experiment is measured on: new-task accuracy, forgetting probes, forward KL.
+
+The experiment folder keeps what all its models share: the base's stored KL responses
+(`kl_responses.json`) and the base's own results (`base_eval.json`), each with the settings that made them;
+a run measured against other settings is refused rather than silently compared.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from vla_razor.config import ConfigError, to_dict
+from vla_razor.llm.kl import KLResponses, kl_to_base
+from vla_razor.llm.probes import check_probes, run_probes
+from vla_razor.llm.sampling import generate, prompt_ids
+from vla_razor.llm.tasks import Task
+from vla_razor.runs import atomic_write_json
+
+KL_RESPONSES = "kl_responses.json"
+BASE_EVAL = "base_eval.json"
+KL_SAMPLING_SEED = 20250904
+
+
+def accuracy(model: Any, tokenizer: Any, task: Task, examples: list[Any], max_new_tokens: int, batch_size: int,
+             progress: str | None = None) -> tuple[float, list[str]]:
+    """Mean reward of the greedy completions (the paper's accuracy: the final answer, reasoning ignored)."""
+    prompts = [prompt_ids(tokenizer, ex.prompt) for ex in examples]
+    completions = generate(model, tokenizer, prompts, max_new_tokens, greedy=True, batch_size=batch_size,
+                           progress=progress)
+    texts = tokenizer.batch_decode(completions, skip_special_tokens=True)
+    rewards = [task.reward(ex, text) for ex, text in zip(examples, texts)]
+    return float(np.mean(rewards)) if rewards else 0.0, texts
+
+
+class LLMEvaluator:
+    """Measures models against one base on one task; caches the base's responses and results."""
+
+    def __init__(self, cfg: Any, base: Any, tokenizer: Any, task: Task, base_id: str) -> None:
+        check_probes(cfg.eval.probes, cfg.task.name)
+        self.cfg, self.base, self.tokenizer, self.task = cfg, base, tokenizer, task
+        self.dir = Path(cfg.experiment_dir)
+        self.eval_examples = task.examples("eval")
+        self.settings = {"model": base_id, "task": to_dict(cfg.task), "eval": to_dict(cfg.eval),
+                         "max_new_tokens": cfg.sampling.max_new_tokens}
+        self._responses: KLResponses | None = None
+
+    def _bar(self, desc: str) -> str | None:
+        return desc if self.cfg.progress else None
+
+    def kl_responses(self) -> KLResponses:
+        """The base's sampled responses to the first `eval.kl_prompts` held-out prompts, made once."""
+        if self._responses is not None:
+            return self._responses
+        path = self.dir / KL_RESPONSES
+        settings = {"model": self.settings["model"], "task": self.settings["task"],
+                    "kl_prompts": self.cfg.eval.kl_prompts, "max_new_tokens": self.cfg.sampling.max_new_tokens}
+        if path.is_file():
+            saved = KLResponses.load(path)
+            if saved.settings != settings:
+                raise ConfigError(
+                    f"{path} was made for other settings ({saved.settings}) than this config's ({settings}); use "
+                    "another experiment name, or delete that file and base_eval.json to measure again")
+            self._responses = saved
+            return saved
+        examples = self.eval_examples[: self.cfg.eval.kl_prompts]
+        prompts = [prompt_ids(self.tokenizer, ex.prompt) for ex in examples]
+        with torch.random.fork_rng():  # a fixed seed of its own: the same responses whatever the run's seed
+            torch.manual_seed(KL_SAMPLING_SEED)
+            completions = generate(self.base, self.tokenizer, prompts, self.cfg.sampling.max_new_tokens,
+                                   temperature=1.0, batch_size=self.cfg.sampling.batch_size,
+                                   progress=self._bar("KL responses (base)"))
+        self._responses = KLResponses(prompts, completions, settings)
+        self._responses.save(path)
+        return self._responses
+
+    def evaluate(self, model: Any, name: str = "model") -> dict[str, float]:
+        """{"new_task", <probe>..., "forward_kl", "forward_kl_per_token", "reverse_kl", "tv"} of `model`."""
+        e, s = self.cfg.eval, self.cfg.sampling
+        new_task, _texts = accuracy(model, self.tokenizer, self.task, self.eval_examples, s.max_new_tokens,
+                                    s.batch_size, self._bar(f"new task ({name})"))
+        probes = run_probes(model, self.tokenizer, e.probes, self.dir / "lm_eval_tasks", e.probe_limit,
+                            e.probe_batch_size, e.truthfulqa_path, e.humaneval_timeout, e.humaneval_max_tokens)
+        kl = kl_to_base(self.base, model, self.kl_responses(), self.tokenizer.pad_token_id,
+                        batch_size=max(1, s.batch_size // 4), chunk_tokens=e.kl_chunk_tokens)
+        return {"new_task": new_task, **{f"probe/{k}": v for k, v in probes.items()}, **kl}
+
+    def base_results(self) -> dict[str, float]:
+        path = self.dir / BASE_EVAL
+        if path.is_file():
+            saved = json.loads(path.read_text())
+            if saved.get("settings") == self.settings:
+                return saved["results"]
+        results = self.evaluate(self.base, "the base")
+        atomic_write_json(path, {"settings": self.settings, "results": results})
+        return results
+
+    def summary(self, method: str, hparams: dict[str, Any], seed: int, step: int, results: dict[str, float]) -> dict:
+        """A run's summary.json in the shared contract (DESIGN.md section 6): the report reads it as is."""
+        base = self.base_results()
+        probes = self.cfg.eval.probes
+        prior = {p: results[f"probe/{p}"] for p in probes}
+        base_prior = {p: base[f"probe/{p}"] for p in probes}
+        return {
+            "domain": "llm", "method": method, "hparams": hparams, "seed": seed, "step": step,
+            "task": self.cfg.task.name, "new_task": results["new_task"], "prior": prior,
+            "forgetting": float(np.mean([base_prior[p] - prior[p] for p in probes])),
+            "predictors": {k: results[k] for k in ("forward_kl", "forward_kl_per_token", "reverse_kl", "tv")},
+            "base": {"new_task": base["new_task"], "prior": base_prior},
+        }

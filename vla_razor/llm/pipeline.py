@@ -1,0 +1,81 @@
+"""The LLM experiment end to end: the base's results, each method's run, the summary and the report.
+
+    vla-razor llm pipeline --config configs/llm_quick.yaml
+
+`<experiment>/summary.json` lists every finished run (new-task accuracy, each probe, forward KL), and
+`<experiment>/report/` is the report of #7 over the same run folders. Finished runs are not redone, so
+running again with other settings adds runs to the comparison.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from vla_razor.config import ConfigError, load_config, to_dict
+from vla_razor.llm.config import LLMConfig
+from vla_razor.llm.evaluate import LLMEvaluator
+from vla_razor.llm.train import METHODS, load_experiment, train_method
+from vla_razor.runs import atomic_write_json
+
+
+@dataclass
+class PipelineResult:
+    rows: list[dict[str, Any]]
+    report_dir: Path
+    summary_path: Path
+    seconds: float
+
+
+def load_llm_config(path: str | Path | None, overrides: dict[str, Any] | None = None) -> LLMConfig:
+    cfg = load_config(LLMConfig, path, overrides)
+    unknown = [m for m in cfg.methods if m not in METHODS]
+    if unknown:
+        raise ConfigError(f"methods: unknown {unknown}; valid: {', '.join(METHODS)}")
+    return cfg
+
+
+def experiment_rows(experiment_dir: Path) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Every finished LLM run of the experiment as a row, and the base results they were measured against."""
+    rows, base = [], None
+    for path in sorted((Path(experiment_dir) / "runs").glob("*/summary.json")):
+        s = json.loads(path.read_text())
+        if s.get("domain") != "llm":
+            continue
+        base = base or s["base"]
+        rows.append({"method": s["method"], "run": path.parent.name, "hparams": s["hparams"], "new_task": s["new_task"],
+                     "probes": s["prior"], "forgetting": s["forgetting"], **s["predictors"],
+                     "seconds": s.get("seconds")})
+    if base is None:
+        raise FileNotFoundError(f"{Path(experiment_dir) / 'runs'}: no finished LLM run (summary.json)")
+    rows.sort(key=lambda r: (METHODS.index(r["method"]), r["hparams"].get("lr", 0.0), r["run"]))
+    return rows, base
+
+
+def summarize_experiment(cfg: LLMConfig, extra: dict[str, str] | None = None) -> PipelineResult:
+    from vla_razor.analysis.report import write_report
+
+    started = time.perf_counter()
+    rows, base = experiment_rows(cfg.experiment_dir)
+    summary_path = cfg.experiment_dir / "summary.json"
+    atomic_write_json(summary_path, {"task": cfg.task.name, "model": cfg.model, "runs": rows,
+                                     "base": {"new_task": base["new_task"], "probes": base["prior"]},
+                                     "config": to_dict(cfg)})
+    report = write_report(cfg.experiment_dir / "runs", cfg.experiment_dir / "report",
+                          title=f"RL's Razor, LLM ({cfg.task.name}, {cfg.model}): {cfg.experiment}", extra=extra or {})
+    return PipelineResult(rows, report.html_path.parent, summary_path, time.perf_counter() - started)
+
+
+def run_pipeline(cfg: LLMConfig) -> PipelineResult:
+    started = time.perf_counter()
+    shared = load_experiment(cfg)
+    tokenizer, base, task, _device, _path = shared
+    LLMEvaluator(cfg, base, tokenizer, task, str(cfg.model)).base_results()
+    for method in cfg.methods:
+        train_method(cfg, method, shared)
+    result = summarize_experiment(cfg, {"pipeline seconds": f"{time.perf_counter() - started:.0f}"})
+    result.seconds = time.perf_counter() - started
+    return result

