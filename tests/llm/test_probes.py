@@ -7,7 +7,7 @@ import pytest
 from vla_razor.config import ConfigError
 from vla_razor.llm.probes import METRIC, check_probes, run_probes, write_probe_tasks
 
-OFFLINE_PROBES = ["hellaswag", "winogrande", "mmlu", "sciq", "arc_easy", "piqa", "humaneval"]
+OFFLINE_PROBES = ["hellaswag", "winogrande", "mmlu", "sciq", "arc_easy", "piqa", "humaneval", "ifeval"]
 
 
 def test_every_offline_probe_loads_as_an_lm_eval_task(tmp_path, monkeypatch):
@@ -19,7 +19,7 @@ def test_every_offline_probe_loads_as_an_lm_eval_task(tmp_path, monkeypatch):
                           TaskManager(include_path=str(folder), include_defaults=False))
     sizes = {name: len(list(task.eval_docs)) for name, task in tasks.items()}
     assert sizes == {"razor_hellaswag": 10042, "razor_winogrande": 1267, "razor_mmlu": 14042, "razor_sciq": 1000,
-                     "razor_arc_easy": 570, "razor_piqa": 1838, "razor_humaneval": 164}
+                     "razor_arc_easy": 570, "razor_piqa": 1838, "razor_humaneval": 164, "razor_ifeval": 541}
     hellaswag = tasks["razor_hellaswag"]
     doc = next(iter(hellaswag.eval_docs))
     assert len(hellaswag.doc_to_choice(doc)) == 4 and "[" not in hellaswag.doc_to_text(doc)
@@ -44,6 +44,57 @@ def test_humaneval_runs_each_program_in_a_subprocess_with_a_timeout(tmp_path, mo
     assert utils.humaneval_passed("while True:\n    pass\n", timeout=1.0) is False
     assert utils.humaneval_passed("import sys\nsys.exit(0)\n", timeout=5.0) is True
     assert sys.executable
+
+
+def test_ifeval_checks_replies_with_a_locally_trained_punkt(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    import importlib.util
+
+    from vla_razor.llm.probes import ensure_punkt
+
+    ensure_punkt(tmp_path / "nltk_data")
+    import nltk
+
+    assert nltk.sent_tokenize("Dr. Smith went home. He slept at 5 p.m. on Monday! Was it late? Yes.") == [
+        "Dr. Smith went home.", "He slept at 5 p.m. on Monday!", "Was it late?", "Yes."]
+    write_probe_tasks(tmp_path / "tasks", ["ifeval"])
+    spec = importlib.util.spec_from_file_location("razor_utils_ifeval", tmp_path / "tasks" / "razor_utils.py")
+    utils = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(utils)
+    no_comma = {"key": 1, "prompt": "Write about Japan without commas.", "instruction_id_list": ["punctuation:no_comma"],
+                "kwargs": [{}]}
+    assert utils.ifeval_results(no_comma, ["Japan is lovely in spring. Go there."])["prompt_level_strict_acc"] is True
+    assert utils.ifeval_results(no_comma, ["Japan, in spring, is lovely."])["prompt_level_strict_acc"] is False
+    sentences = {"key": 2, "prompt": "Answer in fewer than 3 sentences.",
+                 "instruction_id_list": ["length_constraints:number_sentences"],
+                 "kwargs": [{"relation": "less than", "num_sentences": 3}]}
+    assert utils.ifeval_results(sentences, ["Dr. Smith agrees. So do I."])["prompt_level_strict_acc"] is True
+    assert utils.ifeval_results(sentences, ["One. Two. Three. Four."])["prompt_level_strict_acc"] is False
+
+
+def test_truthfulqa_mc2_from_user_data(tmp_path, monkeypatch, tiny_loaded):
+    """No package ships TruthfulQA: the user's JSON lines become the razor_truthfulqa_mc2 task."""
+    import json
+
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    data = tmp_path / "tqa.jsonl"
+    rows = [{"question": "Is the sky green?", "mc2_targets": {"choices": ["No.", "Yes.", "Always."], "labels": [1, 0, 0]}},
+            {"question": "Can fish fly?", "mc2_targets": {"choices": ["Most cannot.", "All can."], "labels": [1, 0]}}]
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    write_probe_tasks(tmp_path / "tasks", ["truthfulqa_mc2"], truthfulqa_path=data)
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("razor_utils_tqa", tmp_path / "tasks" / "razor_utils.py")
+    utils = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(utils)
+    import math
+
+    score = utils.truthfulqa_mc2(rows[0], [(math.log(0.2), False), (math.log(0.6), True), (math.log(0.2), False)])
+    assert score["acc"] == pytest.approx(0.2)
+    tokenizer, model = tiny_loaded
+    scores = run_probes(model, tokenizer, ["truthfulqa_mc2"], tmp_path / "run", limit=None, batch_size=2,
+                        truthfulqa_path=data)
+    assert 0.0 < scores["truthfulqa_mc2"] < 1.0
 
 
 def test_probe_checks():

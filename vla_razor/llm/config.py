@@ -111,6 +111,7 @@ class EvalConfig:
     every: int = option(0, "also evaluate every this many updates into points.jsonl (0: only at the end)")
     humaneval_timeout: float = option(5.0, "seconds a HumanEval program may run")
     humaneval_max_tokens: int = option(384, "completion length cap of a HumanEval solution")
+    ifeval_max_tokens: int = option(512, "completion length cap of an IFEval reply (lm-eval's own: 1280)")
     truthfulqa_path: Path | None = option(None, "TruthfulQA MC data (JSON lines with question, mc2_targets): "
                                                 "no offline copy ships with any package, so supply it to use it")
 

