@@ -42,7 +42,6 @@ class SamplingConfig:
     max_new_tokens: int = option(128, "completion length cap (the Dr. GRPO loss divides by it)")
     temperature: float = option(1.0, "sampling temperature of on-policy rollouts (evaluation is greedy)")
     batch_size: int = option(64, "sequences per generate call")
-    backend: Literal["hf", "vllm"] = option("hf", "hf: transformers generate; vllm: vLLM, when installed (GPU)")
 
 
 @dataclass

@@ -2,7 +2,8 @@
 
 A completion's token ids end with the end-of-sequence token when the model stopped (so SFT and RL both
 train the stop), and are cut at `max_new_tokens` otherwise. Generation is batched (left padding) through
-transformers' `generate`, or vLLM when `backend: vllm` and it is installed.
+transformers' `generate`. (vLLM is not wired in: it cannot be installed or tested on the machines this project is
+built on; a `generate` with the same contract is the place to add it.)
 """
 
 from __future__ import annotations
@@ -71,20 +72,6 @@ def generate(model: Any, tokenizer: Any, prompts: list[list[int]], max_new_token
         bar.close()
     model.train(was_training)
     return completions
-
-
-def generate_vllm(model_dir: str, tokenizer: Any, prompts: list[list[int]], max_new_tokens: int,
-                  temperature: float = 1.0, greedy: bool = False) -> list[list[int]]:  # pragma: no cover - GPU only
-    """The same as `generate`, through vLLM (a fresh engine on the saved weights of `model_dir`)."""
-    try:
-        from vllm import LLM, SamplingParams
-    except ImportError as err:
-        raise RuntimeError("sampling.backend vllm needs vLLM installed (pip install vllm, on a GPU machine)") from err
-    engine = LLM(model=model_dir, tokenizer=model_dir, dtype="auto")
-    params = SamplingParams(temperature=0.0 if greedy else temperature, top_k=-1, top_p=1.0,
-                            max_tokens=max_new_tokens)
-    outputs = engine.generate([{"prompt_token_ids": p} for p in prompts], params)
-    return [_trim(list(o.outputs[0].token_ids), tokenizer.eos_token_id, tokenizer.pad_token_id) for o in outputs]
 
 
 @dataclass
