@@ -54,3 +54,38 @@ def test_atomic_json_replaces_whole_file(tmp_path):
     atomic_write_json(path, {"x": 1})
     atomic_write_json(path, {"x": [1, 2]})
     assert json.loads(path.read_text()) == {"x": [1, 2]}
+
+
+def test_atomic_write_folder_replaces_whole_or_keeps_the_old(tmp_path):
+    from vla_razor.runs import atomic_write_folder
+
+    target = tmp_path / "model"
+    atomic_write_folder(target, lambda d: (d / "a.txt").write_text("one"))
+    assert (target / "a.txt").read_text() == "one"
+
+    def broken(d):
+        (d / "a.txt").write_text("half")
+        raise RuntimeError("disk full")
+
+    import pytest
+
+    with pytest.raises(RuntimeError):
+        atomic_write_folder(target, broken)
+    assert (target / "a.txt").read_text() == "one"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]  # no temporary folder left behind
+
+
+def test_cached_json_result_recomputes_only_for_other_settings(tmp_path):
+    from vla_razor.runs import cached_json_result
+
+    calls = []
+
+    def compute():
+        calls.append(1)
+        return {"score": len(calls)}
+
+    path = tmp_path / "base_eval.json"
+    assert cached_json_result(path, {"n": 1}, compute) == {"score": 1}
+    assert cached_json_result(path, {"n": 1}, compute) == {"score": 1}
+    assert cached_json_result(path, {"n": 2}, compute) == {"score": 2}
+    assert len(calls) == 2

@@ -14,7 +14,7 @@ import math
 import os
 import shutil
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +46,34 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def atomic_write_folder(path: Path, write: Callable[[Path], None]) -> None:
+    """`write(tmp)` fills a fresh temporary folder next to `path`, which then replaces `path` by a rename: a reader
+    sees the whole folder (a saved model) or none of it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}."))
+    try:
+        write(tmp)
+        if path.exists():
+            shutil.rmtree(path)
+        tmp.rename(path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def cached_json_result(path: Path, settings: Any, compute: Callable[[], Any]) -> Any:
+    """The `results` saved in `path` when they were made with equal `settings`, else `compute()` saved there."""
+    path = Path(path)
+    if path.is_file():
+        saved = json.loads(path.read_text())
+        if saved.get("settings") == settings:
+            return saved["results"]
+    results = compute()
+    atomic_write_json(path, {"settings": settings, "results": results})
+    return results
 
 
 def atomic_write_text(path: Path, text: str) -> None:

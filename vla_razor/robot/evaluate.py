@@ -262,18 +262,9 @@ class Evaluator:
         return kl
 
     def base_results(self) -> dict[str, float]:
-        import json
+        from vla_razor.runs import cached_json_result
 
-        from vla_razor.runs import atomic_write_json
-
-        path = self.dir / BASE_EVAL
-        if path.is_file():
-            saved = json.loads(path.read_text())
-            if saved.get("settings") == self.settings:
-                return saved["results"]
-        results = self.evaluate(self.base, "the base")
-        atomic_write_json(path, {"settings": self.settings, "results": results})
-        return results
+        return cached_json_result(self.dir / BASE_EVAL, self.settings, lambda: self.evaluate(self.base, "the base"))
 
     def summary(self, method: str, hparams: dict[str, Any], seed: int, step: int, results: dict[str, float]) -> dict:
         """A run's summary.json in the shared contract (DESIGN.md section 6)."""
