@@ -26,6 +26,9 @@ runs() {  # every run of the experiment; each command skips what is finished and
   for lr in 1e-5 1e-4; do $VR llm train --config $CONFIG --method sft --sft.optim.lr $lr --progress false || return; done
   $VR llm train --config $CONFIG --method grpo --grpo.optim.lr 3e-5 --progress false || return
   $VR llm train --config $CONFIG --method one_zero --progress false || return
+  $VR llm train --config $CONFIG --method simpo --progress false || return
+  $VR llm train --config $CONFIG --method grpo --grpo.optim.lr 3e-5 --grpo.generations 120 \
+      --grpo.run_name grpo_lr3e-05_mu1_g16_120gen --progress false || return
   $VR llm report --config $CONFIG
 }
 
