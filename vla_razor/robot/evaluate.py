@@ -113,19 +113,27 @@ class KLObservations:
     instructions: list[str]
     tokens: np.ndarray
     """int64 [N, 7]: the base policy's greedy action tokens on each image (the teacher-forced prefixes)."""
+    base_logits: np.ndarray | None = None
+    """float32 [N, 7, n_bins]: the base's teacher-forced logits on `tokens`. The base never changes within an
+    experiment, so they are computed once (`kl_to_base` fills them in when absent) and every KL then costs one
+    forward of the fine-tuned policy only."""
 
     def save(self, path: Path) -> None:
         import io
 
         buffer = io.BytesIO()
-        np.savez_compressed(buffer, images=self.images, instructions=np.asarray(self.instructions), tokens=self.tokens)
+        arrays = {"images": self.images, "instructions": np.asarray(self.instructions), "tokens": self.tokens}
+        if self.base_logits is not None:
+            arrays["base_logits"] = self.base_logits
+        np.savez_compressed(buffer, **arrays)
         atomic_write_bytes(path, buffer.getvalue())
 
     @classmethod
     def load(cls, path: Path) -> KLObservations:
         try:
             with np.load(path, allow_pickle=False) as f:
-                return cls(f["images"], [str(s) for s in f["instructions"]], f["tokens"])
+                base_logits = f["base_logits"] if "base_logits" in f.files else None
+                return cls(f["images"], [str(s) for s in f["instructions"]], f["tokens"], base_logits)
         except (OSError, KeyError, ValueError) as err:
             raise ValueError(f"{path}: not a KL observation set ({err}); delete it to make a new one") from None
 
@@ -147,21 +155,39 @@ def make_kl_observations(base: Any, rollout: Any, n_episodes: int, per_episode: 
         for i in range(0, len(images), 32):
             inputs = base.encode(images[i:i + 32], instructions[i:i + 32])
             tokens.append(base.sample(inputs, temperature=0.0).tokens.cpu())
-    return KLObservations(np.stack(images), instructions, torch.cat(tokens).numpy())
+    obs = KLObservations(np.stack(images), instructions, torch.cat(tokens).numpy())
+    obs.base_logits = base_action_logits(base, obs)
+    return obs
+
+
+@torch.no_grad()
+def base_action_logits(base: Any, obs: KLObservations, batch_size: int = 32) -> np.ndarray:
+    """The base's teacher-forced logits [N, 7, n_bins] on the observation set's tokens (float32)."""
+    out = []
+    for i in range(0, len(obs.instructions), batch_size):
+        tokens = torch.as_tensor(obs.tokens[i:i + batch_size])
+        batch = base.encode(list(obs.images[i:i + batch_size]), obs.instructions[i:i + batch_size])
+        out.append(base.action_logits(batch, tokens).float().cpu())
+    return torch.cat(out).numpy()
 
 
 @torch.no_grad()
 def kl_to_base(base: Any, policy: Any, obs: KLObservations, batch_size: int = 32) -> dict[str, float]:
-    """Mean over the observation set of forward KL(pi0 || pi), reverse KL and TV, summed over the 7 tokens."""
+    """Mean over the observation set of forward KL(pi0 || pi), reverse KL and TV, summed over the 7 tokens.
+
+    The base's logits come from `obs.base_logits`, computed here once if the set lacks them (`base` is used
+    only then): a KL costs one forward of `policy`."""
     from vla_razor.policies.openvla.kl import action_token_kl
 
+    if obs.base_logits is None:
+        obs.base_logits = base_action_logits(base, obs, batch_size)
     totals: dict[str, float] = {}
     n = len(obs.instructions)
     for i in range(0, n, batch_size):
         images, instructions = list(obs.images[i:i + batch_size]), obs.instructions[i:i + batch_size]
         tokens = torch.as_tensor(obs.tokens[i:i + batch_size])
-        base_logits = base.action_logits(base.encode(images, instructions), tokens)
         logits = policy.action_logits(policy.encode(images, instructions), tokens)
+        base_logits = torch.from_numpy(obs.base_logits[i:i + batch_size]).to(logits.device)
         for name, value in action_token_kl(base_logits, logits).items():
             totals[name] = totals.get(name, 0.0) + float(value) * len(instructions)
     return {name: value / n for name, value in totals.items()}
