@@ -28,7 +28,7 @@ def _flags(tiny_llm: Path, runs: Path, experiment: str, sft_epochs: int = 1, sft
         "simpo.samples_per_prompt": 2, "simpo.optim.lr": 0.003, "simpo.optim.batch_size": 4,
         "simpo.optim.micro_batch_size": 4, "simpo.optim.warmup_steps": 1,
         "grpo.group_size": 4, "grpo.prompts_per_generation": 2, "grpo.generations": 2, "grpo.mu": 2,
-        "grpo.optim.lr": 0.003, "grpo.optim.micro_batch_size": 4, "grpo.optim.warmup_steps": 1,
+        "grpo.optim.lr": 0.003, "grpo.optim.micro_batch_size": 4, "grpo.optim.warmup_steps": 4,
         "eval.probes": "[winogrande, humaneval]", "eval.probe_limit": 2, "eval.probe_batch_size": 2,
         "eval.kl_prompts": 4, "eval.humaneval_max_tokens": 8,
     }
@@ -57,6 +57,8 @@ def test_pipeline_trains_each_method_and_writes_summary_and_report(tiny_llm, tmp
     grpo = [json.loads(line) for line in (experiment / "runs" / "grpo_lr0.003_mu2_g4" / "metrics.jsonl").read_text()
             .splitlines()]
     assert {m["name"] for m in grpo} >= {"reward", "samples_per_s", "completion_tokens", "loss"}
+    lrs = [m["value"] for m in grpo if m["name"] == "lr"]  # mu = 2: each update of a round has its own warmup lr
+    assert lrs == pytest.approx([0.003 * k / 4 for k in (1, 2, 3, 4)])
     assert (experiment / "kl_responses.json").is_file() and (experiment / "base_eval.json").is_file()
     assert (experiment / "simpo_negatives.json").is_file()
     report = json.loads((experiment / "report" / "report.json").read_text())

@@ -380,14 +380,17 @@ def train_method(cfg: LLMConfig, method: str, shared: tuple[Any, Any, Task, torc
     bar = tqdm(total=total_steps, initial=step, desc=f"{method}", unit="update", disable=not cfg.progress)
     try:
         for index in range(start_round, total_rounds):
+            applied: list[float] = []  # a round takes its updates (mu for GRPO) before it returns their metrics
+
             def set_lr() -> None:
-                mult = lr_multiplier(step, total_steps, o.warmup_steps, o.schedule)
+                lr = o.lr * lr_multiplier(step + len(applied), total_steps, o.warmup_steps, o.schedule)
+                applied.append(lr)
                 for group in optimizer.param_groups:
-                    group["lr"] = o.lr * mult
+                    group["lr"] = lr
 
             tick = time.time()
-            for metrics in trainer.run_round(index, optimizer, set_lr):
-                metrics = {**metrics, "lr": optimizer.param_groups[0]["lr"],
+            for k, metrics in enumerate(trainer.run_round(index, optimizer, set_lr)):
+                metrics = {**metrics, "lr": applied[k],
                            "updates_per_s": 1.0 / max(time.time() - tick, 1e-9)}
                 run.log(step, "train", metrics)
                 wandb.log({f"train/{k}": v for k, v in metrics.items()}, step)
