@@ -1,0 +1,100 @@
+"""An RL iteration's rollouts: N simulator workers feeding the batched policy, against the same workers with a
+no-op policy (what the simulator alone can give).
+
+    python bench/rl_rollout_throughput.py                                   # committed tiny base, CPU, 2 workers
+    python bench/rl_rollout_throughput.py --policy 7b --device cuda --workers 8 16 --episodes 64  # the device
+
+Pick-can episodes at placements drawn over the grid region, camera on (`--camera-size`), CPU PhysX, workers in
+lockstep (envs.rollout.ParallelRollout): every control step the running episodes' observations go to the policy
+in one batched call. Sampled actions at `--temperature` (as RL rollouts), through vla_razor.robot's PolicyActor.
+`rollout_vs_sim` = env steps/s with the policy / env steps/s with the no-op policy (zero actions), same specs,
+same workers (issue #9's target: >= 0.8). `--policy`: tiny (a random tiny OpenVLA), 7b (random OpenVLA-7B, bf16),
+or a policy folder (default: the committed base). Results merge into --out under "<policy>@<device>".
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from vla_razor.runs import atomic_write_json
+
+
+def load_policy(name: str, device: str):
+    from vla_razor.policies.openvla import OpenVLAConfig
+    from vla_razor.policies.openvla.policy import OpenVLAPolicy
+
+    if name in ("tiny", "7b"):
+        cfg = OpenVLAConfig.tiny() if name == "tiny" else OpenVLAConfig.openvla_7b()
+        if device == "cpu":
+            cfg.dtype = "float32"
+        if name == "7b":
+            cfg.tokenizer = "bytes"  # no Llama tokenizer offline: byte ids, the same compute per token
+        return OpenVLAPolicy.from_config(cfg, device=device, seed=0)
+    return OpenVLAPolicy.from_pretrained(name, device=device)
+
+
+def steps_per_s(rollout, policy, specs) -> tuple[float, int, float]:
+    started = time.perf_counter()
+    results = rollout.run(policy, specs)
+    seconds = time.perf_counter() - started
+    steps = sum(r.steps for r in results)
+    return steps / seconds, steps, seconds
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--policy", default="assets/base_policy_embedded", help="tiny, 7b, or a policy folder")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--workers", type=int, nargs="+", default=[2])
+    parser.add_argument("--episodes", type=int, default=8)
+    parser.add_argument("--max-steps", type=int, default=40)
+    parser.add_argument("--camera-size", type=int, default=224)
+    parser.add_argument("--temperature", type=float, default=1.0)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads of the policy process")
+    parser.add_argument("--out", default="docs/results/perf/rollout.json")
+    args = parser.parse_args()
+
+    os.environ.setdefault("MS_SKIP_ASSET_DOWNLOAD_PROMPT", "1")
+    torch.set_num_threads(args.threads)
+    from envs.rollout import ParallelRollout
+    from vla_razor.robot.evaluate import PolicyActor, pick_can_specs
+
+    policy = load_policy(args.policy, args.device)
+    actor = PolicyActor(policy, temperature=args.temperature, seed=0)
+    action_dim = policy.action_dim
+
+    def noop(batch) -> np.ndarray:
+        return np.zeros((len(batch), action_dim), dtype=np.float32)
+
+    specs = pick_can_specs(args.episodes, seed=4242, max_steps=args.max_steps)
+    device_name = (torch.cuda.get_device_name() if args.device == "cuda"
+                   else f"CPU ({platform.processor() or platform.machine()}, {args.threads} threads)")
+    rows = []
+    for workers in args.workers:
+        with ParallelRollout(workers, camera_size=args.camera_size) as rollout:
+            rollout.run(noop, specs[: max(1, workers)])  # start the workers and make their scenes
+            sim, sim_steps, sim_s = steps_per_s(rollout, noop, specs)
+            pol, pol_steps, pol_s = steps_per_s(rollout, actor, specs)
+        row = {"workers": workers, "episodes": len(specs), "sim_steps_per_s": sim, "policy_steps_per_s": pol,
+               "rollout_vs_sim": pol / sim, "sim_steps": sim_steps, "policy_steps": pol_steps,
+               "sim_seconds": sim_s, "policy_seconds": pol_s, "cpus": os.cpu_count()}
+        rows.append(row)
+        print(json.dumps(row))
+    result = {"device": device_name, "policy": args.policy, "camera_size": args.camera_size,
+              "temperature": args.temperature, "max_steps": args.max_steps, "torch": torch.__version__, "rows": rows}
+    out = Path(args.out)
+    existing = json.loads(out.read_text()) if out.is_file() else {}
+    existing[f"{Path(args.policy).name}@{args.device}"] = result
+    atomic_write_json(out, existing)
+
+
+if __name__ == "__main__":
+    main()
