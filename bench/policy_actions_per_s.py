@@ -74,6 +74,25 @@ def matmul_rate(device: str, dtype: torch.dtype, n: int) -> float:
     return 2 * n**3 * reps / (time.perf_counter() - start)
 
 
+def bench_config(name: str, device: str) -> OpenVLAConfig:
+    """The OpenVLA config a bench runs: tiny, 7b, or a YAML file; float32 on the CPU."""
+    if name == "tiny":
+        cfg = OpenVLAConfig.tiny()
+    elif name == "7b":
+        cfg = OpenVLAConfig.openvla_7b()
+    else:
+        cfg = load_config(OpenVLAConfig, name)
+    if device == "cpu":
+        cfg.dtype = "float32"
+    return cfg
+
+
+def device_label(device: str, threads: int) -> str:
+    if device == "cuda":
+        return torch.cuda.get_device_name()
+    return f"CPU ({platform.processor() or platform.machine()}, {threads} threads)"
+
+
 def sync(device: str) -> None:
     if device == "cuda":
         torch.cuda.synchronize()
@@ -105,14 +124,7 @@ def main() -> None:
     args = parser.parse_args()
 
     torch.set_num_threads(args.threads)
-    if args.config == "tiny":
-        cfg = OpenVLAConfig.tiny()
-    elif args.config == "7b":
-        cfg = OpenVLAConfig.openvla_7b()
-    else:
-        cfg = load_config(OpenVLAConfig, args.config)
-    if args.device == "cpu" and cfg.dtype != "float32":
-        cfg.dtype = "float32"
+    cfg = bench_config(args.config, args.device)
 
     from vla_razor.policies.openvla.modeling_openvla import DTYPES
     from vla_razor.policies.openvla.policy import OpenVLAPolicy
@@ -126,7 +138,7 @@ def main() -> None:
     policy = OpenVLAPolicy(model, OpenVLAProcessor(cfg, ByteTokenizer()))
     build_s = time.perf_counter() - started
     rate = matmul_rate(args.device, DTYPES[cfg.dtype], 8192 if args.device == "cuda" else 1024)
-    device_name = torch.cuda.get_device_name() if args.device == "cuda" else f"CPU ({platform.processor() or platform.machine()}, {args.threads} threads)"
+    device_name = device_label(args.device, args.threads)
     rows = []
     for batch_size in args.batches:
         batch = make_batch(policy, batch_size, args.prompt_tokens, args.device)

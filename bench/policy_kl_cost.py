@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import platform
 import sys
 import time
 from pathlib import Path
@@ -25,10 +24,8 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from policy_actions_per_s import make_batch, sync  # noqa: E402
+from policy_actions_per_s import bench_config, device_label, make_batch, sync  # noqa: E402
 
-from vla_razor.config import load_config  # noqa: E402
-from vla_razor.policies.openvla import OpenVLAConfig  # noqa: E402
 from vla_razor.policies.openvla.kl import action_token_kl  # noqa: E402
 from vla_razor.runs import atomic_write_json  # noqa: E402
 
@@ -55,10 +52,7 @@ def main() -> None:
     args = parser.parse_args()
 
     torch.set_num_threads(args.threads)
-    cfg = {"tiny": OpenVLAConfig.tiny, "7b": OpenVLAConfig.openvla_7b}.get(args.config)
-    cfg = cfg() if cfg is not None else load_config(OpenVLAConfig, args.config)
-    if args.device == "cpu":
-        cfg.dtype = "float32"
+    cfg = bench_config(args.config, args.device)
     from vla_razor.policies.openvla.modeling_openvla import build_model
     from vla_razor.policies.openvla.policy import OpenVLAPolicy
     from vla_razor.policies.openvla.processor_openvla import ByteTokenizer, OpenVLAProcessor
@@ -69,8 +63,7 @@ def main() -> None:
     with torch.no_grad():
         for p in policy.model.parameters():
             p.add_(0.01 * torch.randn_like(p))
-    device_name = (torch.cuda.get_device_name() if args.device == "cuda"
-                   else f"CPU ({platform.processor() or platform.machine()}, {args.threads} threads)")
+    device_name = device_label(args.device, args.threads)
     rows = []
     for batch_size in args.batches:
         batch = make_batch(base, batch_size, args.prompt_tokens, args.device)

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import sys
 import time
 from pathlib import Path
@@ -25,11 +24,9 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from policy_actions_per_s import make_batch, matmul_rate, prefill_flops, sync  # noqa: E402
+from policy_actions_per_s import bench_config, device_label, make_batch, matmul_rate, prefill_flops, sync  # noqa: E402
 
 from vla_razor import core  # noqa: E402
-from vla_razor.config import load_config  # noqa: E402
-from vla_razor.policies.openvla import OpenVLAConfig  # noqa: E402
 from vla_razor.runs import atomic_write_json  # noqa: E402
 
 
@@ -57,10 +54,7 @@ def main() -> None:
     args = parser.parse_args()
 
     torch.set_num_threads(args.threads)
-    cfg = {"tiny": OpenVLAConfig.tiny, "7b": OpenVLAConfig.openvla_7b}.get(args.config)
-    cfg = cfg() if cfg is not None else load_config(OpenVLAConfig, args.config)
-    if args.device == "cpu":
-        cfg.dtype = "float32"
+    cfg = bench_config(args.config, args.device)
     from vla_razor.policies.openvla.modeling_openvla import DTYPES, build_model
     from vla_razor.policies.openvla.policy import OpenVLAPolicy
     from vla_razor.policies.openvla.processor_openvla import ByteTokenizer, OpenVLAProcessor
@@ -83,8 +77,7 @@ def main() -> None:
     optimizer = torch.optim.AdamW(params, lr=1e-5, weight_decay=0.0, fused=args.device == "cuda")
     build_s = time.perf_counter() - started
     rate = matmul_rate(args.device, DTYPES[cfg.dtype], 8192 if args.device == "cuda" else 1024)
-    device_name = (torch.cuda.get_device_name() if args.device == "cuda"
-                   else f"CPU ({platform.processor() or platform.machine()}, {args.threads} threads)")
+    device_name = device_label(args.device, args.threads)
     vocab_ids = policy.vocab_ids
     rows = []
     for batch_size in args.batches:

@@ -11,7 +11,6 @@ Prints the table and writes JSON.
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import time
 from pathlib import Path
