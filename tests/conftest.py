@@ -1,5 +1,6 @@
 """Session fixtures shared by several test folders: real demonstration datasets (the scripted experts on the
-embedded world, 32 px camera) and a tiny base policy behaviour-cloned on them (robot and sweep tests)."""
+embedded world, 32 px camera) and a tiny base policy behaviour-cloned on them (robot and sweep tests), and a tiny
+random causal LM (LLM and sweep tests)."""
 
 from __future__ import annotations
 
@@ -44,3 +45,11 @@ def tiny_base(demo_dirs: dict[str, Path], tmp_path_factory: pytest.TempPathFacto
                                                                     demo_dirs["open_drawer"],
                                                                     demo_dirs["pick_can_angled"]]})
     return run_pretrain(cfg).policy_dir
+
+
+@pytest.fixture(scope="session")
+def tiny_llm(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random Llama with a byte-level tokenizer: a real Hugging Face checkpoint (the LLM and sweep tests)."""
+    from vla_razor.llm.models import make_tiny_llm
+
+    return make_tiny_llm(tmp_path_factory.mktemp("tiny_llm") / "model")

