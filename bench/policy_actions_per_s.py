@@ -1,10 +1,11 @@
 """Actions per second of the OpenVLA policy (greedy, batched, KV-cached) and its fraction of the FLOP ceiling.
 
     python bench/policy_actions_per_s.py                                   # tiny config on CPU
-    python bench/policy_actions_per_s.py --config 7b --device cuda --batches 1 16 64   # random bf16 7B
+    python bench/policy_actions_per_s.py --config 7b --device cuda --batches 1 16 64 --engines eager graph
 
 An action is 7 tokens: one prefill over [BOS, patches, prompt] (plus the ViTs and projector), then 6 cached
-decode steps. Timed: ``policy.sample`` on prepared inputs (image preprocessing excluded). The FLOP
+decode steps. Timed: ``policy.sample`` on prepared inputs (image preprocessing excluded), per generation engine
+(eager transformers, the static-K/V decoder, its CUDA-graph replay), and the ViTs + projector alone. The FLOP
 fraction is prefill FLOPs per action x actions/s / the bf16 (or fp32 on CPU) matmul rate measured in the
 same process; decode FLOPs are reported beside it. Results merge into --out under the device's name.
 """
@@ -112,62 +113,102 @@ def make_batch(policy, batch: int, prompt_tokens: int, device: str) -> dict[str,
     return {"input_ids": ids.to(device), "attention_mask": torch.ones_like(ids).to(device), "pixel_values": pixels.to(device)}
 
 
+def time_calls(fn, repeats: int, device: str) -> float:
+    """Seconds per call, after two untimed calls (graph capture, allocator warm-up)."""
+    for _ in range(2):
+        fn()
+    sync(device)
+    start = time.perf_counter()
+    for _ in range(repeats):
+        fn()
+    sync(device)
+    return (time.perf_counter() - start) / repeats
+
+
+def profile_table(fn, device: str, rows: int = 15) -> str:
+    """The kernels (or CPU ops) that took the most time in one call."""
+    from torch.profiler import ProfilerActivity, profile
+
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device == "cuda" else [])
+    with profile(activities=activities) as prof:
+        fn()
+        sync(device)
+    key = "self_cuda_time_total" if device == "cuda" else "self_cpu_time_total"
+    return prof.key_averages().table(sort_by=key, row_limit=rows, max_name_column_width=60)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default="tiny", help="tiny, 7b, or a YAML path (configs/policy_*.yaml)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 16])
+    parser.add_argument("--engines", nargs="+", default=["auto"], choices=("auto", "eager", "static", "graph"),
+                        help="generation engines to time (vla_razor/policies/openvla/generation.py)")
+    parser.add_argument("--eager-batches", type=int, nargs="*", default=None,
+                        help="batch sizes at which the eager engine runs (default: all of --batches)")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--prompt-tokens", type=int, default=20, help="prompt length when no tokenizer is at hand (7B)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1: oversubscription on a loaded 2-core box costs 20x)")
+    parser.add_argument("--profile-batch", type=int, default=0, help="print the top kernels of one call at this batch")
     parser.add_argument("--out", default="docs/results/policy/bench.json")
     args = parser.parse_args()
 
     torch.set_num_threads(args.threads)
     cfg = bench_config(args.config, args.device)
 
-    from vla_razor.policies.openvla.modeling_openvla import DTYPES
+    from vla_razor.policies.openvla.generation import resolve_engine
+    from vla_razor.policies.openvla.modeling_openvla import DTYPES, build_model
     from vla_razor.policies.openvla.policy import OpenVLAPolicy
     from vla_razor.policies.openvla.processor_openvla import ByteTokenizer, OpenVLAProcessor
 
     started = time.perf_counter()
     torch.manual_seed(0)
-    from vla_razor.policies.openvla.modeling_openvla import build_model
-
     model = build_model(cfg, device=args.device).eval()
     policy = OpenVLAPolicy(model, OpenVLAProcessor(cfg, ByteTokenizer()))
     build_s = time.perf_counter() - started
     rate = matmul_rate(args.device, DTYPES[cfg.dtype], 8192 if args.device == "cuda" else 1024)
     device_name = device_label(args.device, args.threads)
+    engines = [resolve_engine(e, torch.device(args.device)) for e in args.engines]
     rows = []
     for batch_size in args.batches:
         batch = make_batch(policy, batch_size, args.prompt_tokens, args.device)
         seq = batch["input_ids"].shape[1]
         flops = prefill_flops(model, seq)
-        for _ in range(2):
-            policy.sample(batch, temperature=0)
-        sync(args.device)
-        start = time.perf_counter()
-        for _ in range(args.repeats):
-            policy.sample(batch, temperature=0)
-        sync(args.device)
-        elapsed = time.perf_counter() - start
-        actions_per_s = batch_size * args.repeats / elapsed
-        row = {
-            "batch": batch_size,
-            "prompt_tokens": seq,
-            "sequence_tokens": seq + model.num_patches,
-            "actions_per_s": actions_per_s,
-            "ms_per_batch": 1000 * elapsed / args.repeats,
-            "prefill_gflops_per_action": flops["total"] / 1e9,
-            "decode_gflops_per_action": flops["decode_total"] / 1e9,
-            "fraction_of_flop_ceiling": flops["total"] * actions_per_s / rate,
-            "fraction_incl_decode": (flops["total"] + flops["decode_total"]) * actions_per_s / rate,
-        }
-        if args.device == "cuda":
-            row["peak_memory_gib"] = torch.cuda.max_memory_allocated() / 2**30
-        rows.append(row)
-        print(json.dumps(row))
+        reference = None
+        with torch.no_grad():
+            vision_s = time_calls(lambda: model.embed_images(batch["pixel_values"]), args.repeats, args.device)
+        for engine in engines:
+            if engine == "eager" and args.eager_batches is not None and batch_size not in args.eager_batches:
+                continue
+            sample = policy.sample(batch, temperature=0, engine=engine)
+            if reference is None:
+                reference = (engine, sample)
+            elapsed = time_calls(lambda: policy.sample(batch, temperature=0, engine=engine), args.repeats, args.device)
+            actions_per_s = batch_size / elapsed
+            row = {
+                "engine": engine,
+                "batch": batch_size,
+                "prompt_tokens": seq,
+                "sequence_tokens": seq + model.num_patches,
+                "actions_per_s": actions_per_s,
+                "ms_per_batch": 1000 * elapsed,
+                "vision_ms_per_batch": 1000 * vision_s,
+                "prefill_gflops_per_action": flops["total"] / 1e9,
+                "decode_gflops_per_action": flops["decode_total"] / 1e9,
+                "fraction_of_flop_ceiling": flops["total"] * actions_per_s / rate,
+                "fraction_incl_decode": (flops["total"] + flops["decode_total"]) * actions_per_s / rate,
+                # greedy tokens of this engine against the first engine timed at this batch (bf16 rounding may
+                # flip near-ties; the CPU tests hold the engines to float32 agreement)
+                "tokens_equal_to": reference[0],
+                "token_agreement": float((sample.tokens == reference[1].tokens).float().mean()),
+                "max_logit_diff": float((sample.logits - reference[1].logits).abs().max()),
+            }
+            if args.device == "cuda":
+                row["peak_memory_gib"] = torch.cuda.max_memory_allocated() / 2**30
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+        if batch_size == args.profile_batch:
+            print(profile_table(lambda: policy.sample(batch, temperature=0, engine=engines[-1]), args.device), flush=True)
     result = {
         "device": device_name,
         "config": args.config,
@@ -182,7 +223,10 @@ def main() -> None:
     existing = json.loads(out.read_text()) if out.is_file() else {}
     existing[f"{args.config}@{args.device}"] = result
     atomic_write_json(out, existing)
-    print(json.dumps({k: v for k, v in result.items() if k != "rows"}))
+    print(f"{'engine':>7} {'batch':>5} {'actions/s':>10} {'ms/batch':>9} {'vision ms':>9} {'ceiling':>8} {'agree':>6}")
+    for r in rows:
+        print(f"{r['engine']:>7} {r['batch']:>5} {r['actions_per_s']:>10.1f} {r['ms_per_batch']:>9.1f} "
+              f"{r['vision_ms_per_batch']:>9.1f} {r['fraction_of_flop_ceiling']:>8.3f} {r['token_agreement']:>6.2f}")
 
 
 if __name__ == "__main__":

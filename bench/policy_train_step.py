@@ -30,9 +30,14 @@ from vla_razor import core  # noqa: E402
 from vla_razor.runs import atomic_write_json  # noqa: E402
 
 
-def enable_checkpointing(model: torch.nn.Module) -> None:
-    """Recompute activations in the backward pass: the Llama's layers and each ViT's blocks."""
+def enable_checkpointing(model: torch.nn.Module, where: str = "on") -> None:
+    """Recompute activations in the backward pass: "on" the Llama's layers and each ViT's blocks, "llm" the
+    Llama's layers only (the ViTs' activations are ~1/5 of the total), "off" none."""
+    if where == "off":
+        return
     model.language_model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    if where == "llm":
+        return
     backbone = model.vision_backbone
     for vit in (backbone.featurizer, getattr(backbone, "fused_featurizer", None)):
         if vit is not None and hasattr(vit, "set_grad_checkpointing"):
@@ -47,7 +52,8 @@ def main() -> None:
     parser.add_argument("--lora-rank", type=int, default=32)
     parser.add_argument("--batches", type=int, nargs="+", default=[4])
     parser.add_argument("--steps", type=int, default=4, help="timed steps per batch size (after 2 untimed)")
-    parser.add_argument("--checkpointing", choices=("on", "off"), default="on")
+    parser.add_argument("--checkpointing", choices=("on", "llm", "off"), default="on",
+                        help="activation recomputation: everywhere, the Llama layers only, or none")
     parser.add_argument("--prompt-tokens", type=int, default=20, help="prompt length (the 7B has no tokenizer here)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", default="docs/results/perf/train_step.json")
@@ -69,8 +75,7 @@ def main() -> None:
         model = apply_lora(model, LoraOptions(enabled=True, r=args.lora_rank, alpha=16, dropout=0.0,
                                               target_modules="all-linear"))
         model.to(args.device)
-    if args.checkpointing == "on":
-        enable_checkpointing(model)
+    enable_checkpointing(model, args.checkpointing)
     model.train()
     policy = OpenVLAPolicy(model, OpenVLAProcessor(cfg, ByteTokenizer()))
     params = [p for p in model.parameters() if p.requires_grad]
@@ -135,7 +140,7 @@ def main() -> None:
     }
     out = Path(args.out)
     existing = json.loads(out.read_text()) if out.is_file() else {}
-    existing[f"{args.config}/{args.mode}@{args.device}"] = result
+    existing[f"{args.config}/{args.mode}/checkpointing-{args.checkpointing}@{args.device}"] = result
     atomic_write_json(out, existing)
     print(json.dumps({k: v for k, v in result.items() if k != "rows"}))
 

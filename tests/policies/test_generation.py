@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 import torch
 
+from tests.policies.conftest import tiny_config
 from vla_razor.policies.openvla.processor_openvla import build_prompt
 
 
@@ -97,3 +98,84 @@ def test_row_noise_sampling_follows_the_policy_distribution(policy, contexts):
         return torch.cat([p[top], (1 - p[top].sum()).reshape(1)])
 
     assert 0.5 * float((groups(freqs) - groups(probs)).abs().sum()) < 0.06  # total variation; ~0.02 expected
+
+
+def _engines_agree(policy, batch, **kw) -> None:
+    eager = policy.sample(batch, engine="eager", **kw)
+    static = policy.sample(batch, engine="static", **kw)
+    assert torch.equal(static.tokens, eager.tokens)
+    torch.testing.assert_close(static.logits, eager.logits, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(static.logprobs, eager.logprobs, atol=1e-4, rtol=1e-4)
+
+
+def test_static_cache_engine_equals_transformers_generation(policy, contexts):
+    """The static-K/V decoder (the CUDA-graph engine's computation) gives transformers' own tokens, logits and
+    log-probs: left-padded rows, greedy and sampled, and grouped-query attention."""
+    batch = policy.encode(*contexts)
+    assert not bool(batch["attention_mask"].all())  # padded rows take the masked prefill
+    _engines_agree(policy, batch, temperature=0)
+    noise = torch.rand((3, policy.action_dim, 256), generator=torch.Generator().manual_seed(5))
+    _engines_agree(policy, batch, temperature=1.0, uniform_noise=noise)
+    same = policy.encode([contexts[0][0]] * 2, [contexts[1][0]] * 2)
+    assert bool(same["attention_mask"].all())  # no padding: causal (flash) prefill
+    _engines_agree(policy, same, temperature=0)
+
+    from vla_razor.policies.openvla.policy import OpenVLAPolicy
+
+    gqa = OpenVLAPolicy.from_config(_gqa_config(), seed=0)
+    _engines_agree(gqa, gqa.encode(*contexts), temperature=0)
+
+
+def _gqa_config():
+    cfg = tiny_config(hidden=128)
+    cfg.text_config = {**cfg.text_config, "num_attention_heads": 4, "num_key_value_heads": 2}
+    return cfg
+
+
+def test_static_decoder_is_reused_and_follows_the_weights(policy, contexts):
+    """One decoder serves prompts of nearby lengths; in-place weight updates (training between rollouts) show
+    in its next generation, and replaced parameters (a new model state) make a new one."""
+    from vla_razor.policies.openvla import generation
+
+    images, instructions = contexts
+    first = policy.encode([images[0]], [instructions[0]])
+    second = policy.encode([images[1]], [instructions[1]])
+    assert first["input_ids"].shape[1] != second["input_ids"].shape[1]
+    policy.sample(first, temperature=0, engine="static")
+    decoders = generation._DECODERS[policy.model]
+    made = dict(decoders)
+    policy.sample(second, temperature=0, engine="static")
+    assert decoders == made  # same length bucket: the same decoder
+    head = policy.model.language_model.lm_head.weight
+    saved = head.detach().clone()
+    try:
+        with torch.no_grad():
+            head.mul_(-1.0)
+        _engines_agree(policy, first, temperature=0)
+        assert dict(decoders) == made
+    finally:
+        with torch.no_grad():
+            head.copy_(saved)
+    lm = policy.model.language_model
+    lm.lm_head.weight = torch.nn.Parameter(saved.clone())  # a replaced parameter: new storage
+    policy.sample(first, temperature=0, engine="static")
+    (key,) = [k for k in made if k[0] == 1]
+    assert decoders[key] is not made[key]
+
+
+def test_static_cache_engine_with_lora_adapters(contexts):
+    """LoRA-wrapped projections (non-zero adapters) go through the static decoder like plain ones."""
+    from vla_razor.policies.openvla.configuration_openvla import LoraOptions
+    from vla_razor.policies.openvla.lora import apply_lora
+    from vla_razor.policies.openvla.policy import OpenVLAPolicy
+
+    policy = OpenVLAPolicy.from_config(tiny_config(), seed=0)
+    policy.model = apply_lora(policy.model, LoraOptions(enabled=True, r=4, alpha=8, dropout=0.0, target_modules="language"))
+    with torch.no_grad():
+        for name, p in policy.model.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.5)
+    plain = OpenVLAPolicy.from_config(tiny_config(), seed=0)
+    batch = policy.encode(*contexts)
+    assert not torch.allclose(policy.sample(batch, temperature=0).logits, plain.sample(batch, temperature=0).logits)
+    _engines_agree(policy, batch, temperature=0)

@@ -25,7 +25,7 @@ from torch import Tensor
 from vla_razor import core
 from vla_razor.policies.openvla.action_tokenizer import ActionStats, ActionTokenizer, action_stats
 from vla_razor.policies.openvla.configuration_openvla import OpenVLAConfig
-from vla_razor.policies.openvla.generation import generate_action_tokens
+from vla_razor.policies.openvla.generation import Engine, generate_action_tokens
 from vla_razor.policies.openvla.loading import from_pretrained, save_pretrained
 from vla_razor.policies.openvla.modeling_openvla import OpenVLAModel, build_model
 from vla_razor.policies.openvla.processor_openvla import OpenVLAProcessor
@@ -102,12 +102,13 @@ class OpenVLAPolicy:
         return core.token_logprobs(logits, self.tokenizer.bin_index(action_tokens.cpu()).to(logits.device))
 
     def sample(self, batch: dict[str, Tensor], temperature: float = 1.0, generator: torch.Generator | None = None,
-               uniform_noise: Tensor | None = None) -> ActionSample:
+               uniform_noise: Tensor | None = None, engine: Engine = "auto") -> ActionSample:
         """Generates D action tokens per row (temperature 0: greedy) and decodes them to actions; sampling uses
-        `generator`, or each row's own `uniform_noise` [B, D, n_bins] (see generation.py)."""
+        `generator`, or each row's own `uniform_noise` [B, D, n_bins]. `engine`: see generation.py (auto: CUDA
+        graphs on a GPU, the static-cache decoder elsewhere)."""
         gen = generate_action_tokens(
             self.model, batch["input_ids"], batch["attention_mask"], batch["pixel_values"], self.vocab_ids,
-            self.action_dim, temperature, generator, uniform_noise,
+            self.action_dim, temperature, generator, uniform_noise, engine,
         )
         normalized = self.tokenizer.decode(gen.tokens.cpu())
         return ActionSample(
