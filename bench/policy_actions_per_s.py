@@ -156,7 +156,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     cfg = bench_config(args.config, args.device)
 
-    from vla_razor.policies.openvla.generation import resolve_engine
+    from vla_razor.policies.openvla.generation import generate_action_tokens, resolve_engine
     from vla_razor.policies.openvla.modeling_openvla import DTYPES, build_model
     from vla_razor.policies.openvla.policy import OpenVLAPolicy
     from vla_razor.policies.openvla.processor_openvla import ByteTokenizer, OpenVLAProcessor
@@ -180,10 +180,24 @@ def main() -> None:
         for engine in engines:
             if engine == "eager" and args.eager_batches is not None and batch_size not in args.eager_batches:
                 continue
-            sample = policy.sample(batch, temperature=0, engine=engine)
+            sync(args.device)
+            first = time.perf_counter()
+            try:
+                sample = policy.sample(batch, temperature=0, engine=engine)
+            except Exception as err:  # noqa: BLE001 (a bench reports a failing engine and times the others)
+                rows.append({"engine": engine, "batch": batch_size, "error": repr(err)[:500]})
+                print(json.dumps(rows[-1]), flush=True)
+                continue
+            sync(args.device)
+            first_call_s = time.perf_counter() - first  # with graph capture and compilation
             if reference is None:
                 reference = (engine, sample)
+            with torch.no_grad():  # this engine's logits against a teacher-forced transformers forward on its tokens
+                forced = policy.action_logits(batch, sample.tokens)
             elapsed = time_calls(lambda: policy.sample(batch, temperature=0, engine=engine), args.repeats, args.device)
+            prefill_s = time_calls(lambda: generate_action_tokens(
+                model, batch["input_ids"], batch["attention_mask"], batch["pixel_values"], policy.vocab_ids,
+                action_dim=1, engine=engine), args.repeats, args.device)
             actions_per_s = batch_size / elapsed
             row = {
                 "engine": engine,
@@ -193,6 +207,8 @@ def main() -> None:
                 "actions_per_s": actions_per_s,
                 "ms_per_batch": 1000 * elapsed,
                 "vision_ms_per_batch": 1000 * vision_s,
+                "prefill_ms_per_batch": 1000 * prefill_s,
+                "first_call_s": first_call_s,
                 "prefill_gflops_per_action": flops["total"] / 1e9,
                 "decode_gflops_per_action": flops["decode_total"] / 1e9,
                 "fraction_of_flop_ceiling": flops["total"] * actions_per_s / rate,
@@ -202,6 +218,8 @@ def main() -> None:
                 "tokens_equal_to": reference[0],
                 "token_agreement": float((sample.tokens == reference[1].tokens).float().mean()),
                 "max_logit_diff": float((sample.logits - reference[1].logits).abs().max()),
+                "teacher_forced_max_diff": float((sample.logits - forced).abs().max()),
+                "logit_scale": float(forced.std()),
             }
             if args.device == "cuda":
                 row["peak_memory_gib"] = torch.cuda.max_memory_allocated() / 2**30
@@ -223,10 +241,15 @@ def main() -> None:
     existing = json.loads(out.read_text()) if out.is_file() else {}
     existing[f"{args.config}@{args.device}"] = result
     atomic_write_json(out, existing)
-    print(f"{'engine':>7} {'batch':>5} {'actions/s':>10} {'ms/batch':>9} {'vision ms':>9} {'ceiling':>8} {'agree':>6}")
+    print(f"{'engine':>7} {'batch':>5} {'actions/s':>10} {'ms/batch':>9} {'vision':>7} {'prefill':>8} {'ceiling':>8} "
+          f"{'agree':>6} {'tf diff':>8} {'first s':>8}")
     for r in rows:
+        if "error" in r:
+            print(f"{r['engine']:>7} {r['batch']:>5} failed: {r['error'][:100]}")
+            continue
         print(f"{r['engine']:>7} {r['batch']:>5} {r['actions_per_s']:>10.1f} {r['ms_per_batch']:>9.1f} "
-              f"{r['vision_ms_per_batch']:>9.1f} {r['fraction_of_flop_ceiling']:>8.3f} {r['token_agreement']:>6.2f}")
+              f"{r['vision_ms_per_batch']:>7.1f} {r['prefill_ms_per_batch']:>8.1f} {r['fraction_of_flop_ceiling']:>8.3f} "
+              f"{r['token_agreement']:>6.2f} {r['teacher_forced_max_diff']:>8.4f} {r['first_call_s']:>8.1f}")
 
 
 if __name__ == "__main__":

@@ -111,6 +111,11 @@ class PrismaticProjector(nn.Module):
         return self.fc3(self.act(x)) if self.fused else x
 
 
+def check_left_padded(attention_mask: Tensor) -> None:
+    if bool((attention_mask[:, -1] == 0).any()):
+        raise ValueError("input_ids must be left-padded: the last position of every row must be valid")
+
+
 class OpenVLAModel(nn.Module):
     """Vision backbone + projector + LlamaForCausalLM, with OpenVLA's parameter names."""
 
@@ -135,17 +140,18 @@ class OpenVLAModel(nn.Module):
         return self.projector(self.vision_backbone(pixel_values.to(dtype)))
 
     def multimodal_inputs(
-        self, input_ids: Tensor, attention_mask: Tensor, pixel_values: Tensor
+        self, input_ids: Tensor, attention_mask: Tensor, pixel_values: Tensor, check: bool = True
     ) -> tuple[Tensor, Tensor, Tensor]:
         """Embeddings [B, T + P, H], attention mask and position ids with the patches after each BOS.
 
         ``input_ids`` [B, T] are left-padded (``attention_mask`` 0 on the padding) and each row's first
-        valid token is BOS.
+        valid token is BOS. ``check=False`` skips the left-padding check, the one step that waits for the
+        device (a CUDA graph cannot contain it; the caller checks first).
         """
         batch, length = input_ids.shape
         mask = attention_mask.to(torch.long)
-        if bool((mask[:, -1] == 0).any()):
-            raise ValueError("input_ids must be left-padded: the last position of every row must be valid")
+        if check:
+            check_left_padded(mask)
         patches = self.embed_images(pixel_values)
         num_patches = patches.shape[1]
         text = self.language_model.get_input_embeddings()(input_ids)
