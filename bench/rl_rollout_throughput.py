@@ -81,6 +81,8 @@ def main() -> None:
     for workers in args.workers:
         with ParallelRollout(workers, camera_size=args.camera_size) as rollout:
             rollout.run(noop, specs[: max(1, workers)])  # start the workers and make their scenes
+            # the policy's first call at this batch size (CUDA graph capture, compilation) is not rollout time
+            rollout.run(actor, pick_can_specs(max(1, workers), seed=4242, max_steps=2))
             sim, sim_steps, sim_s = steps_per_s(rollout, noop, specs)
             pol, pol_steps, pol_s = steps_per_s(rollout, actor, specs)
         row = {"workers": workers, "episodes": len(specs), "sim_steps_per_s": sim, "policy_steps_per_s": pol,
