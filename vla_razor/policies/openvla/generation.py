@@ -36,7 +36,7 @@ from torch import Tensor, nn
 from vla_razor.policies.openvla.modeling_openvla import OpenVLAModel
 
 Engine = Literal["auto", "eager", "static", "graph"]
-LENGTH_BUCKET = 64
+LENGTH_BUCKET = 16
 """Static K/V buffers are this many positions longer at a time, so prompts of nearby lengths share a graph."""
 MAX_GRAPHS_PER_MODEL = 4
 
@@ -244,8 +244,7 @@ class StaticKVDecoder:
             causal = torch.ones(length, length, dtype=torch.bool, device=mask.device).tril()
             attn_mask = (causal & mask.bool()[:, None, :]) | torch.eye(length, dtype=torch.bool, device=mask.device)
             attn_mask = attn_mask[:, None]
-        write = torch.arange(length, device=mask.device)
-        h = self._layers(embeds, positions, write, attn_mask, causal=not padded, prefill=True)
+        h = self._layers(embeds, positions, None, attn_mask, causal=not padded, prefill=True)
         self.position.copy_(positions[:, -1:])
         self.write.fill_(length - 1)
         return self._head(h[:, -1])
@@ -292,9 +291,10 @@ class StaticKVDecoder:
         return graph, out
 
     # ------------------------------------------------------------------ shared
-    def _layers(self, h: Tensor, positions: Tensor, write: Tensor, attn_mask: Tensor | None, causal: bool,
+    def _layers(self, h: Tensor, positions: Tensor, write: Tensor | None, attn_mask: Tensor | None, causal: bool,
                 prefill: bool) -> Tensor:
-        """The decoder layers and the final norm over ``h`` [B, T, H]; K/V of the T positions go to ``write``."""
+        """The decoder layers and the final norm over ``h`` [B, T, H]; the K/V of its T positions go to positions
+        0 .. T-1 (prefill) or to ``write`` (decode)."""
         ops = self.ops
         cos, sin = self.lm.model.rotary_emb(h, positions)
         batch, length = h.shape[:2]
@@ -307,8 +307,12 @@ class StaticKVDecoder:
             k = attn.k_proj(x).view(batch, length, self.kv_heads, self.head_dim).transpose(1, 2)
             v = attn.v_proj(x).view(batch, length, self.kv_heads, self.head_dim).transpose(1, 2)
             q, k = ops.rotary(q, k, cos, sin)
-            self.keys[i].index_copy_(2, write, k)
-            self.values[i].index_copy_(2, write, v)
+            if prefill:  # positions 0 .. T-1: a plain copy
+                self.keys[i][:, :, :length].copy_(k)
+                self.values[i][:, :, :length].copy_(v)
+            else:
+                self.keys[i].index_copy_(2, write, k)
+                self.values[i].index_copy_(2, write, v)
             if prefill:  # attend over the fresh keys only: causal flash attention when nothing is padded
                 out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, is_causal=causal,
                                                      scale=attn.scaling, enable_gqa=gqa)
