@@ -10,6 +10,7 @@
     vla-razor robot rl       [--config ...] [--rl.iterations 20 ...]
     vla-razor robot eval     [--config ...] [--policy DIR]
     vla-razor robot report   [--config ...]                        # summary.json + report of the experiment's runs
+    torchrun --nproc-per-node N -m vla_razor.cli robot sft [--config ...]   # SFT / pretrain sharded over N GPUs
     vla-razor llm pipeline [--config configs/llm_quick.yaml]       # SFT vs GRPO on a causal LM, probes, KL, report
     vla-razor llm train    [--config ...] --method grpo [--grpo.mu 2 ...]
     vla-razor llm eval     [--config ...] [--model-dir RUN/model]
@@ -96,6 +97,10 @@ def _robot_config(args: argparse.Namespace):
 
 
 def _print_stage(name: str, result) -> None:
+    from vla_razor.distributed import env_rank
+
+    if env_rank() != 0:  # one of torchrun's processes: rank 0 speaks for the run
+        return
     t = result.train
     if t is None and result.iterations is None:
         print(f"{name}: already finished: {result.run_dir}")

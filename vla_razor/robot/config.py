@@ -33,6 +33,19 @@ class OptimConfig:
 
 
 @dataclass
+class FSDPConfig:
+    """Multi-process training (`torchrun --nproc-per-node N -m vla_razor.cli robot sft|pretrain ...`): the policy
+    is sharded with FSDP2 across the N processes (vla_razor.distributed). Ignored with one process."""
+
+    reshard_after_forward: bool = option(
+        True, "free each layer's gathered weights after its forward: less memory, one more all-gather in backward")
+    mixed_precision: Literal["none", "bf16"] = option(
+        "none", "none: weights, compute and AdamW moments in the policy's dtype, as one process; bf16: float32 "
+                "master weights and moments, bfloat16 compute, gradients reduced in float32 (the policy folder is "
+                "saved in its config's dtype)")
+
+
+@dataclass
 class PretrainConfig:
     """The base policy: the tiny OpenVLA-architecture model trained from scratch on expert demonstrations."""
 
@@ -138,6 +151,7 @@ class RobotConfig:
     sft: SFTConfig = option(SFTConfig(), "supervised fine-tuning")
     rl: RLConfig = option(RLConfig(), "on-policy REINFORCE")
     eval: EvalConfig = option(EvalConfig(), "evaluation: pick-can success, drawer retention, KL to the base")
+    fsdp: FSDPConfig = option(FSDPConfig(), "sharding when pretrain / sft run under torchrun with several processes")
 
     @property
     def experiment_dir(self) -> Path:

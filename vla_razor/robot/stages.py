@@ -3,6 +3,10 @@
     pretrain: a fresh tiny OpenVLA policy, behaviour-cloned on expert demonstrations of every task -> the base;
     sft:      the base, fine-tuned on pick-can demonstrations (by default the expert style the base did not learn).
 A stage whose run folder holds a finished policy is skipped; one with a training state resumes from it.
+
+Both train across processes when started by torchrun (`torchrun --nproc-per-node N -m vla_razor.cli robot sft
+...`): the policy is sharded with FSDP2 (cfg.fsdp), every process trains, rank 0 alone writes the run folder and,
+for SFT, evaluates the saved policy after the others have left. RL, evaluation and collection run in one process.
 """
 
 from __future__ import annotations
@@ -16,11 +20,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from vla_razor.config import load_config, to_dict
+from vla_razor.config import ConfigError, load_config, to_dict
+from vla_razor.distributed import Distributed, env_world_size
 from vla_razor.robot.config import RobotConfig
 from vla_razor.robot.data import DemoTransitions
 from vla_razor.robot.sft import (
-    POLICY_DIR, TRAIN_STATE, TrainResult, behaviour_clone, resolve_device, seed_everything, set_norm_stats,
+    POLICY_DIR, TRAIN_STATE, TrainResult, behaviour_clone, check_distributed, resolve_device, seed_everything,
+    set_norm_stats,
 )
 from vla_razor.runs import RunFolder, WandbMirror
 from vla_razor.training_state import read_training_state_meta
@@ -40,6 +46,13 @@ class StageResult:
     """RL: policy updates made in total."""
 
 
+def one_process_only(what: str) -> None:
+    """Refuses to run `what` as one of several torchrun processes (each would redo it into the same folder)."""
+    if env_world_size() > 1:
+        raise ConfigError(f"{what} runs in one process, and this is one of {env_world_size()} (torchrun): only "
+                          "`robot pretrain` and `robot sft` train across processes; run it without torchrun")
+
+
 def _trained(run: RunFolder) -> bool:
     return (run.path / POLICY_DIR / "model.safetensors.index.json").is_file()
 
@@ -56,14 +69,15 @@ def _start(run: RunFolder, cfg: RobotConfig, stage: str) -> bool:
 
 
 def _train(run: RunFolder, cfg: RobotConfig, stage: str, policy: Any, data: DemoTransitions, optim: Any,
-           on_update: Any = None, stop_check: Any = None) -> TrainResult:
-    wandb = WandbMirror(cfg.wandb, "vla-razor", f"{cfg.experiment}/{run.path.name}", {"stage": stage, **to_dict(cfg)},
-                        run.path)
+           on_update: Any = None, stop_check: Any = None, ctx: Distributed | None = None) -> TrainResult:
+    main = ctx is None or ctx.is_main
+    wandb = WandbMirror(cfg.wandb if main else "off", "vla-razor", f"{cfg.experiment}/{run.path.name}",
+                        {"stage": stage, **to_dict(cfg)}, run.path)
     try:
         return behaviour_clone(policy, data, optim, run, seed=cfg.seed, checkpoint_every=cfg.checkpoint_every,
                                progress=cfg.progress, wandb=wandb, on_update=on_update,
                                every=cfg.eval.during_training_every, stop_check=stop_check,
-                               check_every=cfg.eval.kl_every)
+                               check_every=cfg.eval.kl_every, dist=ctx, fsdp=cfg.fsdp)
     finally:
         wandb.finish()
         data.close()
@@ -77,15 +91,20 @@ def run_pretrain(cfg: RobotConfig) -> StageResult:
     run = RunFolder(p.out)
     if _trained(run):
         return StageResult(run.path, run.path / POLICY_DIR, None)
+    ctx = Distributed.from_env(cfg.device)  # torchrun's processes, or just this one
+    if ctx.enabled:
+        check_distributed(p.optim, ctx)
+        ctx.init()
     torch.set_num_threads(cfg.threads)
     seed_everything(cfg.seed)
     data = DemoTransitions(list(p.datasets))
     policy_config = load_config(OpenVLAConfig, p.policy_config)
-    policy = OpenVLAPolicy.from_config(policy_config, device=resolve_device(cfg.device), seed=cfg.seed)
+    policy = OpenVLAPolicy.from_config(policy_config, device=ctx.device, seed=cfg.seed)
     stats_data = DemoTransitions(list(p.norm_stats_datasets)) if p.norm_stats_datasets else data
     set_norm_stats(policy, stats_data.action_statistics(cfg.dataset_name), cfg.dataset_name)
-    _start(run, cfg, "pretrain")
-    result = _train(run, cfg, "pretrain", policy, data, p.optim)
+    if ctx.is_main:
+        _start(run, cfg, "pretrain")
+    result = _train(run, cfg, "pretrain", policy, data, p.optim, ctx=ctx)
     return StageResult(run.path, result.policy_dir, result)
 
 
@@ -103,18 +122,14 @@ def run_sft(cfg: RobotConfig) -> StageResult:
     run = RunFolder(cfg.experiment_dir / "runs" / sft_run_name(cfg))
     if run.is_finished():
         return StageResult(run.path, run.path / POLICY_DIR, None)
+    ctx = Distributed.from_env(cfg.device)
+    if ctx.enabled:
+        return _run_sft_sharded(cfg, run, ctx)
     base = load_base(cfg)
     torch.set_num_threads(cfg.threads)
     seed_everything(cfg.seed)
     o = cfg.sft.optim
-    hparams = {"lr": o.lr, "batch_size": o.batch_size, "epochs": o.epochs, "schedule": o.schedule}
-    if cfg.kl_budget is not None:
-        if cfg.eval.kl_every < 1:
-            from vla_razor.config import ConfigError
-
-            raise ConfigError(f"kl_budget ({cfg.kl_budget:g}): SFT checks it every eval.kl_every updates; "
-                              "set eval.kl_every to a positive number of updates")
-        hparams["kl_budget"] = cfg.kl_budget
+    hparams = _sft_hparams(cfg)
     evaluator = Evaluator(cfg, base)
     try:
         train = None
@@ -135,13 +150,68 @@ def run_sft(cfg: RobotConfig) -> StageResult:
 
             check = live_check if cfg.eval.kl_every > 0 else None
             train = _train(run, cfg, "sft", policy, data, o, evaluate_point, check)
-        meta = read_training_state_meta(run.path / "checkpoints" / f"{TRAIN_STATE}.safetensors")
-        step = int(meta["step"])
-        summary = evaluator.summary("sft", hparams, cfg.seed, step, evaluator.evaluate(policy, run.path.name))
-        if meta.get("stopped"):
-            summary["stopped_at_kl_budget"] = True
-        run.log(step, "eval", _flat(summary))
-        run.finish(summary)
+        summary = _final_sft_evaluation(run, cfg, evaluator, policy, hparams)
+    finally:
+        evaluator.close()
+    return StageResult(run.path, run.path / POLICY_DIR, train, summary)
+
+
+def _sft_hparams(cfg: RobotConfig) -> dict[str, Any]:
+    o = cfg.sft.optim
+    hparams: dict[str, Any] = {"lr": o.lr, "batch_size": o.batch_size, "epochs": o.epochs, "schedule": o.schedule}
+    if cfg.kl_budget is not None:
+        if cfg.eval.kl_every < 1:
+            raise ConfigError(f"kl_budget ({cfg.kl_budget:g}): SFT checks it every eval.kl_every updates; "
+                              "set eval.kl_every to a positive number of updates")
+        hparams["kl_budget"] = cfg.kl_budget
+    return hparams
+
+
+def _final_sft_evaluation(run: RunFolder, cfg: RobotConfig, evaluator: Any, policy: Any,
+                          hparams: dict[str, Any]) -> dict[str, Any]:
+    """Evaluates the trained policy into summary.json, which marks the run finished."""
+    meta = read_training_state_meta(run.path / "checkpoints" / f"{TRAIN_STATE}.safetensors")
+    step = int(meta["step"])
+    summary = evaluator.summary("sft", hparams, cfg.seed, step, evaluator.evaluate(policy, run.path.name))
+    if meta.get("stopped"):
+        summary["stopped_at_kl_budget"] = True
+    run.log(step, "eval", _flat(summary))
+    run.finish(summary)
+    return summary
+
+
+def _run_sft_sharded(cfg: RobotConfig, run: RunFolder, ctx: Distributed) -> StageResult:
+    """SFT across torchrun's processes: all of them train the sharded policy (the last collective is the
+    policy folder's save); then the other ranks return, and rank 0 alone evaluates the saved policy folder
+    (rollouts need no peers, and no collective follows)."""
+    from vla_razor.policies.openvla import OpenVLAPolicy
+    from vla_razor.robot.evaluate import Evaluator
+
+    if cfg.eval.during_training_every or cfg.eval.kl_every or cfg.kl_budget is not None:
+        raise ConfigError("eval.during_training_every, eval.kl_every and kl_budget evaluate the policy while it "
+                          f"trains, which needs it whole in one process; this run has {ctx.world_size} (torchrun): "
+                          "set them to 0 / null, or run SFT in one process")
+    hparams = _sft_hparams(cfg)
+    check_distributed(cfg.sft.optim, ctx)
+    train = None
+    if not _trained(run):  # else killed during the final evaluation: only that is left
+        ctx.init()
+        torch.set_num_threads(cfg.threads)
+        seed_everything(cfg.seed)
+        policy = OpenVLAPolicy.from_pretrained(cfg.base, device=ctx.device, dataset=cfg.dataset_name)
+        data = DemoTransitions(list(cfg.sft.datasets))
+        check_action_range(policy, data, cfg)
+        if ctx.is_main:
+            _start(run, cfg, "sft")
+        train = _train(run, cfg, "sft", policy, data, cfg.sft.optim, ctx=ctx)
+        del policy
+    if not ctx.is_main:
+        return StageResult(run.path, run.path / POLICY_DIR, train)
+    base = load_base(cfg)
+    evaluator = Evaluator(cfg, base)
+    try:
+        policy = OpenVLAPolicy.from_pretrained(run.path / POLICY_DIR, device=ctx.device, dataset=cfg.dataset_name)
+        summary = _final_sft_evaluation(run, cfg, evaluator, policy, hparams)
     finally:
         evaluator.close()
     return StageResult(run.path, run.path / POLICY_DIR, train, summary)
@@ -220,6 +290,7 @@ def run_rl(cfg: RobotConfig) -> StageResult:
     from vla_razor.robot.sft import save_policy
     from vla_razor.training_state import load_training_state, save_training_state, trainable_parameters
 
+    one_process_only("robot rl")
     r, o = cfg.rl, cfg.rl.optim
     if o.schedule != "constant":
         raise ConfigError("rl.optim.schedule: on-policy RL supports 'constant' (with warmup) only, as the paper")
@@ -329,6 +400,7 @@ def run_eval(cfg: RobotConfig, policy_dir: Path) -> dict[str, Any]:
     from vla_razor.policies.openvla import OpenVLAPolicy
     from vla_razor.robot.evaluate import Evaluator
 
+    one_process_only("robot eval")
     base = load_base(cfg)
     torch.set_num_threads(cfg.threads)
     evaluator = Evaluator(cfg, base)
@@ -358,8 +430,8 @@ def collect_sft_demos(cfg: RobotConfig) -> None:
     """Collects `collect` (resumable; a finished collection is left as it is) when sft.datasets need it;
     empty sft.datasets means the collection itself (set here, for the stages that follow)."""
     from data_collection.rt1_grid import Collector, print_summary
-    from vla_razor.config import ConfigError
 
+    one_process_only("collecting demonstrations")
     if not cfg.sft.datasets:
         cfg.sft.datasets = [cfg.collect.out]
 
@@ -417,6 +489,7 @@ def run_pipeline(cfg: RobotConfig) -> PipelineResult:
 
     The summary and the report cover every finished run of the experiment, so running the pipeline (or the
     sft / rl stages) again with other settings adds runs to the comparison; finished runs are not redone."""
+    one_process_only("robot pipeline")
     started = time.perf_counter()
     collect_sft_demos(cfg)
     run_sft(cfg)

@@ -1,0 +1,282 @@
+"""Multi-process training under torchrun: the process group, FSDP2 sharding of the OpenVLA policy, and the
+full-state gather / scatter that keeps a distributed run's training state the same file as a one-process run's.
+
+    torchrun --nproc-per-node 8 -m vla_razor.cli robot sft --config configs/robot_embedded.yaml
+
+torchrun sets RANK, WORLD_SIZE and LOCAL_RANK; without them the world is one process, and nothing here makes a
+process group or shards anything, so the one-process path stays the plain one. Each rank holds 1 / world of
+every parameter, gradient and AdamW moment (`torch.distributed.fsdp.fully_shard`, one unit per Llama decoder
+layer and per ViT block); a checkpoint gathers them whole to rank 0 (`torch.distributed.checkpoint.state_dict`)
+and writes `vla_razor.training_state`'s layout, which a run with any number of processes reads back.
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import os
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from vla_razor.runs import load_tensors, save_tensors_atomic
+from vla_razor.training_state import read_training_state_meta, trainable_parameters
+
+TIMEOUT = timedelta(minutes=60)
+"""Collective timeout: long enough for rank 0 to write a 7B training state (~85 GB) while the others wait."""
+
+
+def env_rank() -> int:
+    """This process's rank from torchrun's environment (0 outside torchrun), without a process group."""
+    return int(os.environ.get("RANK", "0"))
+
+
+def env_world_size() -> int:
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+@dataclass
+class Distributed:
+    """Where this process stands among torchrun's processes, and the few collectives training needs.
+
+    `device` is where this rank computes: `cuda:LOCAL_RANK` on GPUs (NCCL), `cpu` otherwise (gloo). With
+    world_size 1 every method is a no-op returning its input, and `device` is the one-process device string.
+    """
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    device: str = "cpu"
+    _mesh: Any = field(default=None, repr=False)
+
+    @classmethod
+    def from_env(cls, device: str = "auto") -> Distributed:
+        """Reads RANK / WORLD_SIZE / LOCAL_RANK; `device` is "auto" (CUDA if present), "cuda" or "cpu"."""
+        rank, world, local = env_rank(), env_world_size(), int(os.environ.get("LOCAL_RANK", "0"))
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        if device not in ("cuda", "cpu"):
+            raise ValueError(f"device: expected 'auto', 'cuda' or 'cpu', got {device!r}")
+        if device == "cuda" and not torch.cuda.is_available():
+            raise ValueError("device: 'cuda' was asked for but torch sees no GPU; use 'auto' or 'cpu'")
+        if world > 1 and device == "cuda":
+            if local >= torch.cuda.device_count():
+                raise ValueError(f"LOCAL_RANK {local} but only {torch.cuda.device_count()} GPUs are visible: "
+                                 "run torchrun with --nproc-per-node at most the GPU count")
+            device = f"cuda:{local}"
+        return cls(rank=rank, world_size=world, local_rank=local, device=device)
+
+    @property
+    def enabled(self) -> bool:
+        """True when training spans several processes (FSDP, collectives)."""
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        """Rank 0: the one process that writes metrics, checkpoints, the policy folder and prints."""
+        return self.rank == 0
+
+    @property
+    def device_type(self) -> str:
+        return "cuda" if self.device.startswith("cuda") else "cpu"
+
+    def init(self) -> None:
+        """Joins torchrun's process group (NCCL on CUDA, gloo on CPU) once per process; nothing for one process.
+
+        The group then lives until the process exits (an atexit hook tears it down): a second group made in the
+        same process after a destroy can read the first one's stale addresses from torchrun's store and hang,
+        so stages run one after another in one process (tests/robot/torchrun_cli.py) share the first.
+        """
+        if not self.enabled or dist.is_initialized():
+            return
+        atexit.register(_destroy_process_group)
+        if self.device_type == "cuda":
+            # NVLink SHARP multicast off unless the user says otherwise: some hosts (the device machine among
+            # them) hang or fail in NCCL's NVLS setup, and FSDP's all-gather / reduce-scatter barely use it.
+            os.environ.setdefault("NCCL_NVLS_ENABLE", "0")
+            torch.cuda.set_device(self.local_rank)
+            dist.init_process_group("nccl", rank=self.rank, world_size=self.world_size, timeout=TIMEOUT,
+                                    device_id=torch.device(self.device))
+        else:
+            dist.init_process_group("gloo", rank=self.rank, world_size=self.world_size, timeout=TIMEOUT)
+
+    def teardown(self) -> None:
+        """Leaves the process group now (it cannot be joined again by this process)."""
+        if self.enabled:
+            _destroy_process_group()
+        self._mesh = None
+
+    @property
+    def mesh(self) -> Any:
+        """The 1-D device mesh over every rank that FSDP shards across."""
+        if self._mesh is None:
+            from torch.distributed.device_mesh import init_device_mesh
+
+            self._mesh = init_device_mesh(self.device_type, (self.world_size,))
+        return self._mesh
+
+    def barrier(self) -> None:
+        if self.enabled:
+            dist.barrier()
+
+    def all_reduce_mean(self, value: float | torch.Tensor) -> float:
+        """The mean of a scalar over the ranks (logged metrics); the value itself for one process."""
+        if not self.enabled:
+            return float(value)
+        t = torch.as_tensor(value, dtype=torch.float64, device=self.device if self.device_type == "cuda" else "cpu")
+        t = t.detach().clone().reshape(())
+        dist.all_reduce(t, op=dist.ReduceOp.SUM)
+        return float(t) / self.world_size
+
+    def broadcast_object(self, value: Any) -> Any:
+        """Rank 0's `value` on every rank (small picklable things: metadata, flags, errors)."""
+        if not self.enabled:
+            return value
+        box = [value]
+        dist.broadcast_object_list(box, src=0)
+        return box[0]
+
+
+def _destroy_process_group() -> None:
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def vision_transformers(model: nn.Module) -> list[nn.Module]:
+    backbone = model.vision_backbone
+    return [vit for vit in (backbone.featurizer, getattr(backbone, "fused_featurizer", None)) if vit is not None]
+
+
+def shard_model(model: nn.Module, mesh: Any, *, param_dtype: torch.dtype | None = None,
+                reduce_dtype: torch.dtype | None = None, reshard_after_forward: bool = True) -> nn.Module:
+    """Shards an OpenVLAModel in place with FSDP2: one unit per ViT block, per Llama decoder layer, the token
+    embeddings, the language model's rest (final norm, head), and the root (ViT stems, projector).
+
+    The policy's teacher-forced path calls `model.multimodal_inputs` and `model.language_model` rather than
+    `model.forward`, so `multimodal_inputs` is registered as the root's forward method and the embeddings and
+    the language model are units of their own: every parameter is gathered by the unit whose forward uses it.
+    `param_dtype` / `reduce_dtype` make a MixedPrecisionPolicy (e.g. bfloat16 compute on float32 master
+    weights, gradients reduced in float32); `reshard_after_forward` frees each unit's gathered weights after
+    its forward (less memory, one more all-gather in backward). Returns `model`.
+    """
+    from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard, register_fsdp_forward_method
+
+    lm = model.language_model
+    if lm.config.tie_word_embeddings:
+        raise ValueError("shard_model: tied input / output embeddings are not supported (OpenVLA's are untied)")
+    options: dict[str, Any] = {"mesh": mesh, "mp_policy": MixedPrecisionPolicy(param_dtype=param_dtype,
+                                                                              reduce_dtype=reduce_dtype)}
+    for vit in vision_transformers(model):
+        for block in vit.blocks:
+            fully_shard(block, reshard_after_forward=reshard_after_forward, **options)
+    for layer in lm.model.layers:
+        fully_shard(layer, reshard_after_forward=reshard_after_forward, **options)
+    fully_shard(lm.model.embed_tokens, reshard_after_forward=reshard_after_forward, **options)
+    fully_shard(lm, reshard_after_forward=reshard_after_forward, **options)
+    fully_shard(model, **options)  # the root: kept gathered from forward to backward (FSDP's default for it)
+    register_fsdp_forward_method(model, "multimodal_inputs")
+    return model
+
+
+def _full_options(**kw: Any) -> Any:
+    from torch.distributed.checkpoint.state_dict import StateDictOptions
+
+    return StateDictOptions(full_state_dict=True, **kw)
+
+
+def full_model_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    """Every entry of the sharded model's state dict, whole and on the CPU, on rank 0 ({} elsewhere).
+    Collective: every rank calls it."""
+    from torch.distributed.checkpoint.state_dict import get_model_state_dict
+
+    return get_model_state_dict(model, options=_full_options(cpu_offload=True))
+
+
+def save_sharded_training_state(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer,
+                                 state: dict[str, Any], ctx: Distributed) -> None:
+    """`save_training_state` for a sharded model: the same tensors under the same names (model.<name>,
+    optim.<i>.<key>, rng.torch) and JSON meta, gathered to rank 0, which writes the file. Collective."""
+    from torch.distributed.checkpoint.state_dict import get_optimizer_state_dict
+
+    weights = full_model_state(model)
+    moments = get_optimizer_state_dict(model, optimizer, options=_full_options(cpu_offload=True))
+    if ctx.is_main:
+        names = list(trainable_parameters(model))  # the optimizer's one group, in this order
+        index = {name: i for i, name in enumerate(names)}
+        tensors: dict[str, torch.Tensor] = {f"model.{name}": weights[name] for name in names}
+        for name, values in moments["state"].items():
+            for key, value in values.items():
+                if torch.is_tensor(value):
+                    tensors[f"optim.{index[name]}.{key}"] = value
+        tensors["rng.torch"] = torch.get_rng_state()
+        save_tensors_atomic(path, tensors, metadata={"state": json.dumps(state)})
+    ctx.barrier()
+
+
+def _read_full_state(path: Path, names: list[str]) -> tuple[dict[str, Any], dict[str, torch.Tensor],
+                                                             dict[str, dict[str, torch.Tensor]]]:
+    """Rank 0's read of a training-state file: its meta, weights by name and optimizer tensors by name."""
+    tensors = load_tensors(path)
+    meta = read_training_state_meta(path)
+    missing = [n for n in names if f"model.{n}" not in tensors]
+    if missing:
+        raise ValueError(f"{path}: training state lacks parameters {missing[:5]} (a different model or config?)")
+    weights = {n: tensors[f"model.{n}"] for n in names}
+    moments: dict[str, dict[str, torch.Tensor]] = {}
+    for key, value in tensors.items():
+        if key.startswith("optim."):
+            _, i, name = key.split(".", 2)
+            if int(i) >= len(names):
+                raise ValueError(f"{path}: optimizer state for parameter {i}, the model has {len(names)}")
+            moments.setdefault(names[int(i)], {})[name] = value
+    meta["_rng"] = tensors["rng.torch"]
+    return meta, weights, moments
+
+
+def load_sharded_training_state(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer,
+                                ctx: Distributed) -> dict[str, Any] | None:
+    """Restores a training-state file written by any number of processes into the sharded `model` and
+    `optimizer`: rank 0 reads it, each tensor is broadcast and every rank keeps its shard. Returns the saved
+    meta (None when rank 0 finds no file). Collective."""
+    from torch.distributed.checkpoint.state_dict import set_model_state_dict, set_optimizer_state_dict
+
+    names = list(trainable_parameters(model))
+    params = trainable_parameters(model)
+    header: dict[str, Any] | None = None
+    weights: dict[str, torch.Tensor] = {}
+    moments: dict[str, dict[str, torch.Tensor]] = {}
+    if ctx.is_main:
+        try:
+            if Path(path).is_file():
+                meta, weights, moments = _read_full_state(path, names)
+                bad = [f"{n}: {tuple(weights[n].shape)} vs {tuple(params[n].shape)}" for n in names
+                       if weights[n].shape != params[n].shape]
+                if bad:
+                    raise ValueError(f"{path}: parameter shapes differ from the model's ({'; '.join(bad[:3])})")
+                header = {"meta": meta, "with_state": sorted(moments)}
+        except ValueError as err:
+            header = {"error": str(err)}
+    header = ctx.broadcast_object(header)
+    if header is None:
+        return None
+    if "error" in header:
+        raise ValueError(header["error"])
+    options = _full_options(broadcast_from_rank0=True, strict=False)
+    set_model_state_dict(model, weights, options=options)
+    group = {k: v for k, v in optimizer.param_groups[0].items() if k != "params"}
+    full = {"state": moments, "param_groups": [{**group, "params": names}]} if ctx.is_main else {}
+    set_optimizer_state_dict(model, optimizer, full, options=options)
+    # DCP first gives every parameter a zero AdamW state; a one-process run has none for parameters that never
+    # had a gradient (e.g. the unused last ViT block), and neither should this run's later checkpoints.
+    with_state = set(header["with_state"])
+    for name, p in params.items():
+        if name not in with_state:
+            optimizer.state.pop(p, None)
+    meta = dict(header["meta"])
+    torch.set_rng_state(meta.pop("_rng"))
+    return meta
