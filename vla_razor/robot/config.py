@@ -3,6 +3,7 @@
     vla-razor robot pipeline --config configs/robot_quick.yaml      # demos, SFT, RL, evaluation, report
     vla-razor robot pretrain --config configs/robot_base.yaml       # base policy by behaviour cloning
     vla-razor robot sft      --config configs/robot_quick.yaml --sft.optim.lr 1e-4
+    torchrun --nproc-per-node 8 -m vla_razor.cli robot sft --config ...   # sharded over 8 GPUs (the fsdp section)
 
 Every field is also a `--dotted.name` flag.
 """
