@@ -234,6 +234,8 @@ def _read_full_state(path: Path, names: list[str]) -> tuple[dict[str, Any], dict
             if int(i) >= len(names):
                 raise ValueError(f"{path}: optimizer state for parameter {i}, the model has {len(names)}")
             moments.setdefault(names[int(i)], {})[name] = value
+    if "rng.torch" not in tensors:
+        raise ValueError(f"{path}: training state lacks rng.torch (not written by vla_razor.training_state?)")
     meta["_rng"] = tensors["rng.torch"]
     return meta, weights, moments
 
