@@ -12,7 +12,7 @@ rank times the same steps, and the reported time is the slowest rank's. MFU per 
 sample x per-GPU samples/s / the matmul rate measured on that GPU in the compute dtype (as policy_train_step.py;
 recomputation not counted). `--master-dtype float32` keeps float32 weights and AdamW moments and computes in
 bfloat16 (FSDP mixed precision, gradients reduced in float32); the default keeps everything in the compute dtype,
-as the one-GPU bench. Results merge into --out under "<config>/world-<N>/master-<dtype>/checkpointing-<c>@<device>".
+as the one-GPU bench. Results merge into --out under "<config>/world-<N>/master-<dtype>/checkpointing-<c>/reshard-<r>@<device>".
 On CUDA NCCL's NVLink multicast is off (NCCL_NVLS_ENABLE=0, set before the process group starts).
 """
 
@@ -176,7 +176,8 @@ def main() -> None:
     if ctx.is_main:
         out = Path(args.out)
         existing = json.loads(out.read_text()) if out.is_file() else {}
-        key = f"{args.config}/world-{ctx.world_size}/master-{master}/checkpointing-{args.checkpointing}@{kind}"
+        key = (f"{args.config}/world-{ctx.world_size}/master-{master}/checkpointing-{args.checkpointing}"
+               f"/reshard-{args.reshard_after_forward}@{kind}")
         existing[key] = result
         atomic_write_json(out, existing)
         print(json.dumps({k: v for k, v in result.items() if k != "rows"}), flush=True)
