@@ -17,27 +17,16 @@ import argparse
 import copy
 import json
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from policy_actions_per_s import bench_config, device_label, make_batch, sync  # noqa: E402
+from policy_actions_per_s import bench_config, device_label, make_batch, time_calls  # noqa: E402
 
 from vla_razor.policies.openvla.kl import action_token_kl  # noqa: E402
 from vla_razor.runs import atomic_write_json  # noqa: E402
-
-
-def timed(fn, repeats: int, device: str) -> float:
-    fn()
-    sync(device)
-    start = time.perf_counter()
-    for _ in range(repeats):
-        fn()
-    sync(device)
-    return (time.perf_counter() - start) / repeats
 
 
 def main() -> None:
@@ -83,7 +72,7 @@ def main() -> None:
         def kl_both() -> None:
             action_token_kl(base.action_logits(batch, tokens), policy.action_logits(batch, tokens))
 
-        t_forward, t_stored, t_both = (timed(f, args.repeats, args.device) for f in (forward, kl_stored, kl_both))
+        t_forward, t_stored, t_both = (time_calls(f, args.repeats, args.device) for f in (forward, kl_stored, kl_both))
         row = {"batch": batch_size, "forward_ms": 1000 * t_forward, "kl_stored_ms": 1000 * t_stored,
                "kl_both_ms": 1000 * t_both, "kl_overhead": t_stored / t_forward,
                "kl_overhead_recomputing_base": t_both / t_forward,
