@@ -185,3 +185,42 @@ def test_static_cache_engine_with_lora_adapters(contexts):
     batch = policy.encode(*contexts)
     assert not torch.allclose(policy.sample(batch, temperature=0).logits, plain.sample(batch, temperature=0).logits)
     _engines_agree(policy, batch, temperature=0)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="the CUDA-graph engine needs a GPU")
+def test_graph_engine_equals_static_engine_on_gpu(contexts):
+    """The graph engine (prefill and decode replayed as CUDA graphs, elementwise ops compiled) against the static
+    engine in float32 on the GPU: the capturing call, the replaying calls with new inputs, weights changed in place
+    (what an RL update does between rollouts) and replaced. Runs on the device machine, skipped in CI."""
+    from vla_razor.policies.openvla import generation
+    from vla_razor.policies.openvla.policy import OpenVLAPolicy
+
+    policy = OpenVLAPolicy.from_config(tiny_config(), device="cuda", seed=0)
+    images, instructions = contexts
+
+    def agree(batch, **kw) -> None:
+        graph = policy.sample(batch, engine="graph", **kw)
+        static = policy.sample(batch, engine="static", **kw)
+        assert torch.equal(graph.tokens, static.tokens)
+        torch.testing.assert_close(graph.logits, static.logits, atol=1e-4, rtol=1e-4)
+
+    padded = policy.encode(images, instructions)
+    agree(padded, temperature=0)  # captures
+    noise = torch.rand((3, policy.action_dim, 256), generator=torch.Generator().manual_seed(7))
+    agree(padded, temperature=1.0, uniform_noise=noise)  # replays
+    other = policy.encode(images[::-1], instructions[::-1])  # same shapes, other values: the replay reads new inputs
+    agree(other, temperature=0)
+    same = policy.encode([images[0]] * 3, [instructions[0]] * 3)  # unpadded: the causal prefill graph
+    agree(same, temperature=0)
+    decoders = generation._DECODERS[policy.model]
+    graphs = {k: v for k, v in decoders.items() if k[2]}
+    with torch.no_grad():
+        for p in policy.model.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    agree(padded, temperature=0)
+    assert {k: v for k, v in decoders.items() if k[2]} == graphs  # in-place updates: the same graphs
+    lm = policy.model.language_model
+    lm.lm_head.weight = torch.nn.Parameter(lm.lm_head.weight.detach().clone())
+    agree(padded, temperature=0)
+    latest = decoders[list(decoders)[-1]]  # the decoder of the last call (most recently used last)
+    assert all(latest is not g for g in graphs.values())  # replaced parameters: captured again
