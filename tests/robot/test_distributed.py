@@ -71,19 +71,17 @@ def sft(demo_dirs: dict[str, Path], base: Path, runs_dir: Path) -> list[str]:
 
 @pytest.fixture(scope="module")
 def runs(demo_dirs: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
-    """reference: 1 process; two: 2 processes; one_then_two / two_then_one: 2 updates with one count, the
-    third after a restart with the other; odd: a batch of 5 for 2 processes."""
+    """reference: 1 process; two: 2 processes; one_then_two: 2 updates by 1 process, the third after a restart
+    with 2; odd: a batch of 5 for 2 processes. (2 then 1 needs no run of its own: the 2-process training state is
+    the 1-process file, names, shapes, dtypes, values and meta, which test_two_processes_train_as_one checks.)"""
     root = tmp_path_factory.mktemp("distributed")
     assert cli(pretrain(demo_dirs, root / "reference")) == 0
     assert cli(pretrain(demo_dirs, root / "one_then_two", "--pretrain.optim.max_steps", "2")) == 0
     interrupted(root / "one_then_two")
     odd = pretrain(demo_dirs, root / "odd")
     odd[odd.index("--pretrain.optim.batch_size") + 1] = "5"
-    codes, stdout, stderr = launch([pretrain(demo_dirs, root / "two"), pretrain(demo_dirs, root / "one_then_two"),
-                            pretrain(demo_dirs, root / "two_then_one", "--pretrain.optim.max_steps", "2"), odd],
-                           root)
-    interrupted(root / "two_then_one")
-    assert cli(pretrain(demo_dirs, root / "two_then_one")) == 0
+    codes, stdout, stderr = launch([pretrain(demo_dirs, root / "two"), pretrain(demo_dirs, root / "one_then_two"), odd],
+                                   root)
     return {"root": root, "codes": codes, "stdout": stdout, "stderr": stderr}
 
 
@@ -127,13 +125,12 @@ def test_two_processes_train_as_one(runs: dict[str, object]) -> None:
 
 def test_a_run_resumes_with_another_process_count(runs: dict[str, object]) -> None:
     root = runs["root"]
-    assert runs["codes"][0][1:3] == runs["codes"][1][1:3] == [0, 0]
+    assert runs["codes"][0][1] == runs["codes"][1][1] == 0
     assert_same_run(root / "one_then_two", root / "reference")  # updates 1-2 by 1 process, 3 by 2
-    assert_same_run(root / "two_then_one", root / "reference")  # updates 1-2 by 2 processes, 3 by 1
 
 
 def test_a_batch_the_processes_cannot_share_is_refused(runs: dict[str, object]) -> None:
-    assert runs["codes"][0][3] == runs["codes"][1][3] == 2
+    assert runs["codes"][0][2] == runs["codes"][1][2] == 2
     assert "optim.batch_size (5) must be a multiple of the number of processes (2)" in runs["stderr"]
     assert not (runs["root"] / "odd").exists(), "refused before anything was written"
     with pytest.raises(ValueError, match=r"optim\.batch_size \(6\).*\(4\)"):
