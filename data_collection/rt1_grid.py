@@ -56,6 +56,8 @@ class CollectConfig:
     expert_style: Literal["top_down", "angled"] = option(
         "angled", "pick-can style of the scripted expert (the SFT data's default; the base policy learns top_down)"
     )
+    expert_noise: float = option(0.0, "std of Gaussian noise on the scripted expert's translation, m per step "
+                                      "(executed and recorded; 0: the clean expert)")
     backend: Literal["embedded", "simpler"] = option("embedded", "simulator: embedded ManiSkill3 or real SimplerEnv")
     grid: str = option("10x10", "grid points along x and y, e.g. 10x10")
     region: list[list[float]] | None = option(
@@ -93,6 +95,8 @@ def identity(cfg: CollectConfig) -> dict[str, Any]:
     out = {k: d[k] for k in IDENTITY_FIELDS}
     if cfg.demonstrator == "scripted" and cfg.task == "pick_can":
         out["expert_style"] = cfg.expert_style
+    if cfg.demonstrator == "scripted" and cfg.expert_noise:
+        out["expert_noise"] = cfg.expert_noise
     if cfg.demonstrator == "rt1":
         out["rt1"] = d["rt1"]
     return out
@@ -231,6 +235,7 @@ class Collector:
                          "max_episode_steps": cfg.max_steps, "backend": cfg.backend}
         self.source_type = "scripted" if cfg.demonstrator == "scripted" else "rt1"
         self.source_desc = (f"envs/experts.py {cfg.task} expert" + (f", style {cfg.expert_style}" if cfg.task == "pick_can" else "")
+                            + (f", noise {cfg.expert_noise} m" if cfg.expert_noise else "")
                             if cfg.demonstrator == "scripted" else f"RT-1 SavedModel {cfg.rt1.saved_model}")
 
     # ---- planning ----------------------------------------------------------------------------------
@@ -299,7 +304,11 @@ class Collector:
     # ---- running -----------------------------------------------------------------------------------
     def policy(self) -> Any:
         if self.cfg.demonstrator == "scripted":
-            return f"expert:{self.cfg.expert_style}" if self.cfg.task == "pick_can" else "expert"
+            from envs.rollout import ExpertPolicy
+
+            if not self.cfg.expert_noise >= 0:
+                raise ConfigError(f"expert_noise: expected >= 0 metres, got {self.cfg.expert_noise}")
+            return ExpertPolicy(self.cfg.expert_style if self.cfg.task == "pick_can" else None, self.cfg.expert_noise)
         from data_collection.rt1 import RT1Demonstrator
 
         r = self.cfg.rt1

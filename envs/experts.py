@@ -12,6 +12,10 @@ on the other has something to forget:
     "top_down": over the can at 0.25 m, straight down, grasp high on the can (0.095 m), lift straight up;
     "angled":   gripper pitched 25 degrees back towards the robot, approaches diagonally from beyond the
                 can, grasps lower (0.075 m), lifts up and back towards the robot.
+An expert can be made noisy (`noise` > 0): each step it adds Gaussian noise of that standard deviation (metres)
+to its translation, from an rng seeded by the episode, and the noisy action is what it executes and what a
+recording keeps. Behaviour-cloned on such episodes, a policy learns a spread of actions around the expert's,
+so sampling from it succeeds only part of the time, the way a generalist policy is imprecise.
 Usage:
     expert = make_expert("pick_can", style="angled"); expert.reset()
     action = expert.act(env)   # env: the gymnasium env from envs.make (or its .unwrapped ManiSkill env)
@@ -62,6 +66,9 @@ class WaypointExpert:
     """Follows waypoints built from the state at the first `act` call (or at each phase, via `plan`)."""
 
     plan: Callable[[Any], list[Waypoint]]
+    noise: float = 0.0
+    """Standard deviation of the Gaussian noise added to each step's translation, metres."""
+    rng: np.random.Generator = field(default_factory=lambda: np.random.default_rng(0))
     waypoints: list[Waypoint] = field(default_factory=list)
     index: int = 0
     steps_in_waypoint: int = 0
@@ -93,6 +100,8 @@ class WaypointExpert:
         angle = np.linalg.norm(rotvec)
         if angle > 0.4:
             rotvec *= 0.4 / angle
+        if self.noise > 0:
+            delta = delta + self.rng.normal(0.0, self.noise, 3)
         return np.concatenate([delta, rotvec, [wp.gripper]]).astype(np.float32)
 
 
@@ -171,14 +180,18 @@ PICK_CAN_STYLES: dict[str, Callable[[Any], list[Waypoint]]] = {
 }
 
 
-def make_expert(task: str, style: str = "top_down") -> WaypointExpert:
-    """A fresh expert for `task` ("pick_can", "open_drawer", "close_drawer"); `style` is for pick_can."""
+def make_expert(task: str, style: str = "top_down", noise: float = 0.0, seed: int = 0) -> WaypointExpert:
+    """A fresh expert for `task` ("pick_can", "open_drawer", "close_drawer"); `style` is for pick_can; `noise`
+    (metres, >= 0) makes it noisy, with its noise drawn from `seed`."""
+    if not noise >= 0:
+        raise ValueError(f"expert noise must be >= 0 (metres), got {noise}")
+    rng = np.random.default_rng([seed, 17])
     if task == "pick_can":
         if style not in PICK_CAN_STYLES:
             raise ValueError(f"pick_can expert style {style!r} unknown; choose one of {sorted(PICK_CAN_STYLES)}")
-        return WaypointExpert(PICK_CAN_STYLES[style])
+        return WaypointExpert(PICK_CAN_STYLES[style], noise, rng)
     if task == "open_drawer":
-        return WaypointExpert(_open_drawer)
+        return WaypointExpert(_open_drawer, noise, rng)
     if task == "close_drawer":
-        return WaypointExpert(_close_drawer)
+        return WaypointExpert(_close_drawer, noise, rng)
     raise ValueError(f"no expert for task {task!r}; experts exist for pick_can, open_drawer, close_drawer")

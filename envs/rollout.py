@@ -14,9 +14,10 @@ A *policy* is either
     stacked into one `ObsBatch` (images [B, H, W, 3] uint8, proprio [B, 16] float32, instructions, ...)
     and the policy is called once. A worker whose episode ends takes the next spec from the queue, so
     episodes of different lengths and tasks mix freely;
-  - the string "expert" or "expert:<style>": each worker runs whole episodes with the scripted expert of
-    envs/experts.py (privileged simulator state; the style applies to pick_can), no policy call in the
-    main process. This is how demonstrations are collected.
+  - the string "expert" or "expert:<style>", or an `ExpertPolicy(style, noise)`: each worker runs whole
+    episodes with the scripted expert of envs/experts.py (privileged simulator state; the style applies to
+    pick_can; a noisy expert draws its noise from the episode's seed), no policy call in the main process.
+    This is how demonstrations are collected.
 
 Determinism: every episode starts with `env.reset(seed=spec.seed, options=spec.options)` on a freshly
 rebuilt scene (`fresh_scene=True`, the default: a plain reset would keep PhysX contact caches from the
@@ -51,7 +52,19 @@ from typing import Any, Callable, Sequence, Union
 import numpy as np
 
 PolicyFn = Callable[["ObsBatch"], Any]
-Policy = Union[PolicyFn, str]
+
+
+@dataclass(frozen=True)
+class ExpertPolicy:
+    """The scripted expert of envs/experts.py, run inside the workers."""
+
+    style: str | None = None
+    """pick_can style ("top_down", "angled"); None: the expert's default."""
+    noise: float = 0.0
+    """Standard deviation of the noise on each step's translation, metres (0: the clean expert)."""
+
+
+Policy = Union[PolicyFn, str, ExpertPolicy]
 
 
 @dataclass(frozen=True)
@@ -129,12 +142,15 @@ class RolloutWorkerError(RuntimeError):
     """A simulator worker failed; the message says which worker, which episode, and why."""
 
 
-def parse_expert_policy(policy: str) -> str | None:
-    """"expert" -> None (the default style), "expert:<style>" -> style; anything else is an error."""
+def parse_expert_policy(policy: str | ExpertPolicy) -> ExpertPolicy:
+    """"expert" -> the default style, "expert:<style>" -> that style (an ExpertPolicy passes through);
+    anything else is an error."""
+    if isinstance(policy, ExpertPolicy):
+        return policy
     name, _, style = policy.partition(":")
     if name != "expert":
         raise ValueError(f'policy string {policy!r} not understood; use "expert" or "expert:<style>", or pass a callable')
-    return style or None
+    return ExpertPolicy(style or None)
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -175,19 +191,20 @@ class _EpisodeRunner:
             obs, reward, terminated, truncated, info = self.env.step(command[1])
             return ("step", obs, reward, terminated or truncated, info["success"])
         if op == "episode":
-            _, spec, style, record, fresh_scene = command
-            return ("result", self.expert_episode(spec, style, record, fresh_scene))
+            _, spec, expert, record, fresh_scene = command
+            return ("result", self.expert_episode(spec, expert, record, fresh_scene))
         if op == "warmup":
             for task in command[1]:
                 self._env(task)
             return ("ok",)
         raise ValueError(f"unknown worker command {op!r}")
 
-    def expert_episode(self, spec: EpisodeSpec, style: str | None, record: bool, fresh_scene: bool) -> EpisodeResult:
+    def expert_episode(self, spec: EpisodeSpec, policy: ExpertPolicy, record: bool, fresh_scene: bool) -> EpisodeResult:
         from envs.experts import make_expert
 
         env = self._env(spec.task)
-        expert = make_expert(spec.task, style) if style else make_expert(spec.task)
+        style = {"style": policy.style} if policy.style else {}
+        expert = make_expert(spec.task, **style, noise=policy.noise, seed=spec.seed)
         obs, _ = env.reset(seed=spec.seed, options=self._reset_options(spec, fresh_scene))
         expert.reset()
         recorder = _Recorder() if record else None
@@ -369,11 +386,15 @@ class ParallelRollout:
     num_workers:    simulator processes; 0 runs the same code in this process (tests, debugging).
     backend, camera_size, render, sim_backend, render_backend, env_kwargs: passed to `envs.make` in each
                     worker (render=False gives images of shape [0, 0, 3]; experts need no camera).
-    fresh_scene:    rebuild the physics scene at every reset (ManiSkill's reconfigure, ~0.17 s on 2 CPU cores),
+    fresh_scene:    rebuild the physics scene at every reset (ManiSkill's reconfigure, a few control steps' time),
                     so that an episode never depends on the episodes its worker ran before: results are then
                     bitwise identical for any num_workers. False is faster, but PhysX carries contact state
                     across resets (seen: ~1e-4 rad joint differences after the next grasp), so results can
                     depend on which episodes shared a worker. An attribute: may be changed between runs.
+    wait_for_resets: with a policy callable, every round waits until the workers resetting to a new episode
+                    have their first observation, so which episodes share a policy call follows from the specs
+                    alone (not from timing): for tests, and for policies whose numerics depend on the batch (bf16
+                    matmuls on a GPU). False (default): a reset does not hold the other workers up.
     start_method:   "spawn" (default) or "forkserver"; never "fork" (SAPIEN / CUDA state does not fork).
     worker_threads: torch threads per worker (1: the workers' tensors are tiny; leave the cores to them).
     timeout_s:      the longest a reply may take (env creation included) before the worker counts as hung;
@@ -391,6 +412,7 @@ class ParallelRollout:
         render_backend: str | None = None,
         env_kwargs: dict[str, Any] | None = None,
         fresh_scene: bool = True,
+        wait_for_resets: bool = False,
         start_method: str = "spawn",
         worker_threads: int = 1,
         timeout_s: float | None = None,
@@ -409,6 +431,7 @@ class ParallelRollout:
             env_kwargs=dict(env_kwargs or {}),
         )
         self.fresh_scene = fresh_scene
+        self.wait_for_resets = wait_for_resets
         self.start_method = start_method
         self.worker_threads = worker_threads
         self.timeout_s = timeout_s
@@ -481,19 +504,19 @@ class ParallelRollout:
             finally:
                 on_result.close()
         self._check_tasks([s.task for s in episodes])
-        if isinstance(policy, str):
-            style = parse_expert_policy(policy)
-        elif not callable(policy):
-            raise TypeError(f"policy must be a callable taking an ObsBatch, or 'expert[:style]'; got {type(policy)}")
+        expert = parse_expert_policy(policy) if isinstance(policy, (str, ExpertPolicy)) else None
+        if expert is None and not callable(policy):
+            raise TypeError(f"policy must be a callable taking an ObsBatch, 'expert[:style]' or an ExpertPolicy; "
+                            f"got {type(policy)}")
         if not episodes:
             return []
         self.start()
-        if isinstance(policy, str):
-            return self._run_expert(style, episodes, record, on_result)
+        if expert is not None:
+            return self._run_expert(expert, episodes, record, on_result)
         return self._run_lockstep(policy, episodes, record, on_result)
 
     def _run_expert(
-        self, style: str | None, episodes: list[EpisodeSpec], record: bool, on_result: Callable | None
+        self, expert: ExpertPolicy, episodes: list[EpisodeSpec], record: bool, on_result: Callable | None
     ) -> list[EpisodeResult]:
         workers = self._workers
         assert workers is not None
@@ -506,7 +529,7 @@ class ParallelRollout:
                 for slot, w in enumerate(workers):
                     if slot not in running and queue:
                         running[slot] = queue.pop()
-                        w.send(("episode", episodes[running[slot]], style, record, self.fresh_scene))
+                        w.send(("episode", episodes[running[slot]], expert, record, self.fresh_scene))
                 slot = self._next_reply(running)
                 reply = workers[slot].recv(self.timeout_s)
                 index = running.pop(slot)
@@ -585,13 +608,18 @@ class ParallelRollout:
                             on_result(index, results[index])
                     else:
                         running[slot][1:3] = [steps, obs]
-                # 2. resets that have finished (wait for one when nothing else could run)
-                for slot in self._finished_resets(resetting, block=not any(running[s][2] is not None for s in running)):
-                    index = running[slot][0]
-                    reply = workers[slot].recv(self.timeout_s)
-                    self._expect(workers[slot], reply, "obs", f"reset of {self._describe(index, episodes[index])}")
-                    running[slot][2] = reply[1]
-                    del resetting[slot]
+                # 2. resets that have finished (wait for one when nothing else could run; for all of them with
+                #    wait_for_resets)
+                while True:
+                    block = self.wait_for_resets or not any(running[s][2] is not None for s in running)
+                    for slot in self._finished_resets(resetting, block=block):
+                        index = running[slot][0]
+                        reply = workers[slot].recv(self.timeout_s)
+                        self._expect(workers[slot], reply, "obs", f"reset of {self._describe(index, episodes[index])}")
+                        running[slot][2] = reply[1]
+                        del resetting[slot]
+                    if not (self.wait_for_resets and resetting):
+                        break
                 # 3. one policy call for every episode with an observation
                 slots = sorted(s for s in running if s not in resetting)
                 if not slots:

@@ -112,3 +112,22 @@ def test_unknown_task_and_backend_errors():
         envs.make("stack_cubes")
     with pytest.raises(ValueError, match="unknown backend"):
         envs.make("pick_can", backend="mujoco")
+
+
+def test_noisy_expert_adds_its_seeded_noise_to_the_translation(pick_env):
+    """Same state, same plan: the noisy expert's first action is the clean one plus N(0, sigma^2) on x, y, z drawn
+    from the episode seed's stream; rotation and gripper untouched; a second expert of that seed repeats it."""
+    options = {"obj_init_options": {"grid_index": 37}}
+    firsts = []
+    for expert in (make_expert("pick_can", "top_down"), make_expert("pick_can", "top_down", noise=0.01, seed=5),
+                   make_expert("pick_can", "top_down", noise=0.01, seed=5)):
+        pick_env.reset(seed=5, options=options)
+        expert.reset()
+        firsts.append(expert.act(pick_env))
+    clean, noisy, again = firsts
+    expected = np.random.default_rng([5, 17]).normal(0.0, 0.01, 3)
+    np.testing.assert_allclose(noisy[:3] - clean[:3], expected, atol=1e-6)
+    np.testing.assert_array_equal(noisy[3:], clean[3:])
+    np.testing.assert_array_equal(noisy, again)
+    with pytest.raises(ValueError, match="noise must be >= 0"):
+        make_expert("pick_can", noise=-0.01)

@@ -52,7 +52,8 @@ def pick_specs(indices: list[int], max_steps: list[int | None]) -> list[EpisodeS
 
 @pytest.fixture(scope="module")
 def pools():
-    with ParallelRollout(0, camera_size=SIZE) as local, ParallelRollout(2, camera_size=SIZE) as parallel:
+    with ParallelRollout(0, camera_size=SIZE) as local, \
+            ParallelRollout(2, camera_size=SIZE, wait_for_resets=True) as parallel:
         yield local, parallel
 
 
@@ -81,7 +82,9 @@ def test_lockstep_same_results_for_any_worker_count(pools):
         return grasp_from_spec(batch)
 
     ours = parallel.run(policy, specs, record=True)
-    assert max(calls) == 2, "the two workers were never batched into one policy call"
+    # with wait_for_resets the batches follow from the specs alone: worker 0 runs episode 0 (40 steps at most),
+    # worker 1 runs 1 (6), 2, ... so the first 6 rounds are batches of two, whatever the timing
+    assert calls[:6] == [2] * 6, f"the two workers were not batched into one policy call: {calls[:8]}"
     theirs = local.run(grasp_from_spec, specs, record=True)
     assert [r.spec for r in ours] == specs, "results are not in spec order"
     assert_same(ours, theirs)
@@ -94,6 +97,12 @@ def test_lockstep_same_results_for_any_worker_count(pools):
     long_ones = [r for r in ours if r.spec.max_steps == 40]
     assert all(r.success for r in long_ones), "the proprio grasp controller should lift the can"
     assert all(r.steps < 40 for r in long_ones), "a successful episode ends at its success"
+    # and without waiting for resets (batches then follow timing), still the same episodes
+    parallel.wait_for_resets = False
+    try:
+        assert_same(parallel.run(grasp_from_spec, specs, record=True), theirs)
+    finally:
+        parallel.wait_for_resets = True
 
 
 def test_worker_side_expert_same_results_for_any_worker_count(pools):
