@@ -188,12 +188,6 @@ def load_config(cls: type[T], path: str | Path | None = None, overrides: dict[st
     return from_dict(cls, values, source)
 
 
-def save_yaml(cfg: Any, path: Path) -> None:
-    from vla_razor.runs import atomic_write_text
-
-    atomic_write_text(path, yaml.safe_dump(to_dict(cfg), sort_keys=False))
-
-
 # ----------------------------------------------------------------------------------------- command line
 def _leaf_fields(cls: type, prefix: str = "") -> list[tuple[str, Any, dataclasses.Field]]:
     hints = typing.get_type_hints(cls)
