@@ -7,7 +7,9 @@ torchrun sets RANK, WORLD_SIZE and LOCAL_RANK; without them the world is one pro
 process group or shards anything, so the one-process path stays the plain one. Each rank holds 1 / world of
 every parameter, gradient and AdamW moment (`torch.distributed.fsdp.fully_shard`, one unit per Llama decoder
 layer and per ViT block); a checkpoint gathers them whole to rank 0 (`torch.distributed.checkpoint.state_dict`)
-and writes `vla_razor.training_state`'s layout, which a run with any number of processes reads back.
+and writes `vla_razor.training_state`'s layout, which a run with any number of processes reads back. A
+training loop's share of it: `check_distributed` before anything starts, `prepare_sharded` the policy,
+`rank_share` of every batch, `clip_sharded_grad_norm`, `save_sharded_policy` at the end.
 """
 
 from __future__ import annotations
@@ -20,11 +22,13 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
 
-from vla_razor.runs import load_tensors, save_tensors_atomic
+from vla_razor.config import ConfigError
+from vla_razor.runs import load_tensors, save_policy, save_tensors_atomic
 from vla_razor.training_state import read_training_state_meta, trainable_parameters
 
 TIMEOUT = timedelta(minutes=60)
@@ -282,3 +286,71 @@ def load_sharded_training_state(path: Path, model: nn.Module, optimizer: torch.o
     meta = dict(header["meta"])
     torch.set_rng_state(meta.pop("_rng"))
     return meta
+
+
+def check_distributed(optim: Any, ctx: Distributed, has_hooks: bool = False) -> None:
+    """What a multi-process run with `optim` (its `batch_size`) cannot do, said before anything is sharded (the
+    stages call it before they write anything). ConfigError is a ValueError the CLI prints without a traceback."""
+    if optim.batch_size % ctx.world_size:
+        raise ConfigError(f"optim.batch_size ({optim.batch_size}) must be a multiple of the number of processes "
+                         f"({ctx.world_size}): each takes an equal share of every batch; use e.g. "
+                         f"{ctx.world_size * max(1, round(optim.batch_size / ctx.world_size))}")
+    if has_hooks:
+        raise ConfigError("mid-training evaluations and live KL checks (eval.during_training_every, eval.kl_every, "
+                         "kl_budget) need the whole policy on one process: run them with one process")
+
+
+def prepare_sharded(policy: Any, ctx: Distributed, fsdp: Any) -> None:
+    """Shards `policy.model` across the ranks with `fsdp`'s options (vla_razor.robot.config.FSDPConfig); mixed
+    precision bf16 first makes float32 master weights."""
+    param_dtype = reduce_dtype = None
+    if fsdp.mixed_precision == "bf16":
+        policy.model.float()
+        param_dtype, reduce_dtype = torch.bfloat16, torch.float32
+    elif fsdp.mixed_precision != "none":
+        raise ValueError(f"fsdp.mixed_precision: expected 'none' or 'bf16', got {fsdp.mixed_precision!r}")
+    shard_model(policy.model, ctx.mesh, param_dtype=param_dtype, reduce_dtype=reduce_dtype,
+                reshard_after_forward=fsdp.reshard_after_forward)
+
+
+def rank_share(rows: np.ndarray, ctx: Distributed) -> tuple[np.ndarray, float]:
+    """This rank's contiguous share of a batch's rows and the factor on its mean loss that makes FSDP's
+    gradient average (sum over ranks / world) equal to the gradient of the whole batch's mean loss.
+
+    Shares differ by at most one row (an epoch's last, shorter batch); a rank left without rows computes on
+    the batch's first row with factor 0, so that every rank still takes part in the collectives.
+    """
+    if not ctx.enabled:
+        return rows, 1.0
+    share = np.array_split(rows, ctx.world_size)[ctx.rank]
+    if len(share) == 0:
+        return rows[:1], 0.0
+    return share, len(share) * ctx.world_size / len(rows)
+
+
+def clip_sharded_grad_norm(params: list[torch.nn.Parameter], max_norm: float) -> torch.Tensor:
+    """clip_grad_norm_ over DTensor gradient shards: the global norm (gathered with full_tensor) scales all."""
+    from torch.distributed.tensor import DTensor
+
+    grads = [p.grad for p in params if p.grad is not None]
+    total = torch.nn.utils.get_total_norm(grads, 2.0)
+    if isinstance(total, DTensor):
+        total = total.full_tensor()
+    torch.nn.utils.clip_grads_with_norm_(params, max_norm, total)
+    return total
+
+
+def save_sharded_policy(policy: Any, directory: Path, ctx: Distributed) -> None:
+    """The sharded policy's weights gathered whole to rank 0 and saved as `save_policy` does, in the policy
+    config's dtype (bf16 mixed precision trains float32 master weights). Collective."""
+    from vla_razor.policies.openvla import OpenVLAPolicy
+    from vla_razor.policies.openvla.modeling_openvla import DTYPES, build_model
+
+    full = full_model_state(policy.model)
+    if ctx.is_main:
+        dtype = DTYPES[policy.config.dtype]
+        plain = build_model(policy.config, device="meta")
+        plain.load_state_dict({k: v.to(dtype) if v.is_floating_point() else v for k, v in full.items()},
+                              strict=True, assign=True)
+        save_policy(OpenVLAPolicy(plain, policy.processor, dataset=policy.dataset), directory)
+    ctx.barrier()

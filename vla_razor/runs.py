@@ -64,6 +64,15 @@ def atomic_write_folder(path: Path, write: Callable[[Path], None]) -> None:
         raise
 
 
+def save_policy(policy: Any, directory: Path) -> None:
+    """Writes the policy folder whole or not at all: into a sibling temporary folder, then renamed."""
+    tmp = directory.with_name(f".{directory.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    policy.save_pretrained(tmp)
+    shutil.rmtree(directory, ignore_errors=True)
+    tmp.rename(directory)
+
+
 def cached_json_result(path: Path, settings: Any, compute: Callable[[], Any]) -> Any:
     """The `results` saved in `path` when they were made with equal `settings`, else `compute()` saved there."""
     path = Path(path)
@@ -203,9 +212,6 @@ class RunFolder:
     def metrics(self) -> list[dict[str, Any]]:
         path = self.path / "metrics.jsonl"
         return read_jsonl(path) if path.exists() else []
-
-    def remove(self) -> None:
-        shutil.rmtree(self.path, ignore_errors=True)
 
 
 class WandbMirror:

@@ -19,45 +19,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from vla_razor.robot.rl import PolicyActor
 from vla_razor.runs import atomic_write_bytes
 
 PROBES = ("open_drawer", "close_drawer")
 KL_OBSERVATIONS = "kl_observations.npz"
-
-
-class PolicyActor:
-    """The callable ParallelRollout feeds: one batched forward per control step for all running episodes.
-
-    temperature 0 is greedy. Sampling draws each row's noise from (seed, episode, step), so an episode's
-    actions do not depend on which episodes share its batch (ParallelRollout's batches depend on timing).
-    With `record`, the sampled action tokens are kept per (episode, step), for the RL update.
-    """
-
-    def __init__(self, policy: Any, temperature: float = 0.0, seed: int = 0, record: bool = False):
-        self.policy = policy
-        self.temperature = temperature
-        self.seed = seed
-        self.record = record
-        self.tokens: dict[tuple[int, int], torch.Tensor] = {}
-
-    def row_noise(self, episodes: np.ndarray, steps: np.ndarray) -> torch.Tensor:
-        """Uniform noise [B, D, n_bins], each row from its own (seed, episode, step) stream."""
-        shape = (self.policy.action_dim, int(self.policy.vocab_ids.numel()))
-        rows = []
-        for episode, step in zip(episodes, steps):
-            key = int(np.random.SeedSequence([self.seed, int(episode), int(step)]).generate_state(1, np.uint64)[0] >> 1)
-            rows.append(torch.rand(shape, generator=torch.Generator().manual_seed(key)))
-        return torch.stack(rows)
-
-    @torch.no_grad()
-    def __call__(self, batch: Any) -> np.ndarray:
-        inputs = self.policy.encode(list(batch.images), list(batch.instructions))
-        noise = self.row_noise(batch.episodes, batch.steps) if self.temperature > 0 else None
-        sample = self.policy.sample(inputs, temperature=self.temperature, uniform_noise=noise)
-        if self.record:
-            for row, (episode, step) in enumerate(zip(batch.episodes, batch.steps)):
-                self.tokens[(int(episode), int(step))] = sample.tokens[row].cpu()
-        return np.asarray(sample.actions, dtype=np.float32)
 
 
 @dataclass

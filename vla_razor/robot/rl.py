@@ -1,27 +1,30 @@
 """On-policy REINFORCE on pick-can with a reward-normalization baseline (paper, Appendix B.2).
 
-One iteration:
+One iteration (`reinforce_iteration`, read top to bottom):
   1. roll out `episodes_per_point` episodes (default 5) at every grid point with the current policy,
-     sampling the 7 action tokens at `temperature` (1.0: the policy's own distribution), on the parallel
-     simulator workers (envs/rollout.py);
+     sampling the 7 action tokens at `temperature` (1.0: the policy's own distribution) with `PolicyActor`, on
+     the parallel simulator workers (envs/rollout.py);
   2. reward = 1 if the episode succeeded, else 0; the advantage of an episode is its reward normalized
      within the episodes of its grid point, A = (r - mean) / (std + eps) (`baseline: group`), or within the
      whole iteration (`baseline: batch`); a group whose episodes all succeeded or all failed gives A = 0
      (`advantage: one_zero`: A = r, 1-0 Reinforce);
   3. every step of an episode is a (image, instruction, 7 sampled tokens) row carrying the episode's A (with
      `length_normalize`, scaled by mean length / episode length, so long failures do not outweigh short
-     successes); the
-     rows with A != 0 are shuffled and cut into batches of `optim.batch_size`; each batch is one AdamW update
-     of vla_razor.core.reinforce_loss, -mean(A * sum_d log pi(token_d | ...)), with grad-norm clipping;
-     with `kl_coef` > 0, + kl_coef * exact KL(pi || pi0) over the bins (off by default, as in the paper).
-After every iteration the training state (weights, optimizer, RNG, iteration, update count) is saved, so a
-rerun continues at the next iteration; rollout seeds and sampling are functions of (seed, iteration), so the
-later iterations are the same as without the interruption.
+     successes);
+  4. the rows with A != 0 are shuffled and cut into batches of `optim.batch_size`;
+  5. each batch is one AdamW update of vla_razor.core.reinforce_loss, -mean(A * sum_d log pi(token_d | ...)),
+     with grad-norm clipping; with `kl_coef` > 0, + kl_coef * exact KL(pi || pi0) over the bins (off by default,
+     as in the paper);
+  6. the iteration's metrics: rollout success, env steps and their rate, rows, updates, mean loss.
+`train` repeats it; its caller's `after_iteration` hook does the bookkeeping (logs, evaluations, the training
+state). Rollout seeds and sampling are functions of (seed, iteration), so a run resumed at an iteration makes
+the same later iterations as one never interrupted.
 """
 
 from __future__ import annotations
 
-import math
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,6 +32,121 @@ import numpy as np
 import torch
 
 from vla_razor import core
+from vla_razor.config import ConfigError
+from vla_razor.optim import lr_multiplier
+from vla_razor.robot.config import RLConfig
+from vla_razor.training_state import trainable_parameters
+
+
+class PolicyActor:
+    """The callable ParallelRollout feeds: one batched forward per control step for all running episodes.
+
+    temperature 0 is greedy. Sampling draws each row's noise from (seed, episode, step), so an episode's
+    actions do not depend on which episodes share its batch (ParallelRollout's batches depend on timing).
+    With `record`, the sampled action tokens are kept per (episode, step), for the RL update.
+    """
+
+    def __init__(self, policy: Any, temperature: float = 0.0, seed: int = 0, record: bool = False):
+        self.policy = policy
+        self.temperature = temperature
+        self.seed = seed
+        self.record = record
+        self.tokens: dict[tuple[int, int], torch.Tensor] = {}
+
+    def row_noise(self, episodes: np.ndarray, steps: np.ndarray) -> torch.Tensor:
+        """Uniform noise [B, D, n_bins], each row from its own (seed, episode, step) stream."""
+        shape = (self.policy.action_dim, int(self.policy.vocab_ids.numel()))
+        rows = []
+        for episode, step in zip(episodes, steps):
+            key = int(np.random.SeedSequence([self.seed, int(episode), int(step)]).generate_state(1, np.uint64)[0] >> 1)
+            rows.append(torch.rand(shape, generator=torch.Generator().manual_seed(key)))
+        return torch.stack(rows)
+
+    @torch.no_grad()
+    def __call__(self, batch: Any) -> np.ndarray:
+        inputs = self.policy.encode(list(batch.images), list(batch.instructions))
+        noise = self.row_noise(batch.episodes, batch.steps) if self.temperature > 0 else None
+        sample = self.policy.sample(inputs, temperature=self.temperature, uniform_noise=noise)
+        if self.record:
+            for row, (episode, step) in enumerate(zip(batch.episodes, batch.steps)):
+                self.tokens[(int(episode), int(step))] = sample.tokens[row].cpu()
+        return np.asarray(sample.actions, dtype=np.float32)
+
+
+def check_settings(r: RLConfig) -> None:
+    """What the loop cannot run, said before a run folder is made."""
+    if r.optim.schedule != "constant":
+        raise ConfigError("rl.optim.schedule: on-policy RL supports 'constant' (with warmup) only, as the paper")
+    if len(r.grid) != 2 or min(r.grid) < 1 or r.episodes_per_point < 1 or r.iterations < 1:
+        raise ConfigError("rl.grid ([nx, ny]), rl.episodes_per_point and rl.iterations must be positive")
+
+
+def make_optimizer(policy: Any, r: RLConfig) -> torch.optim.Optimizer:
+    """AdamW over the policy's trainable parameters (its learning rate is set before every update)."""
+    params = list(trainable_parameters(policy.model).values())
+    return torch.optim.AdamW(params, lr=r.optim.lr, weight_decay=r.optim.weight_decay)
+
+
+def train(policy: Any, optimizer: torch.optim.Optimizer, rollout: Any, r: RLConfig, *, seed: int,
+          backend: str = "embedded", base: Any = None, iteration: int = 0, update: int = 0,
+          after_iteration: Callable[[int, int, dict[str, float]], bool] | None = None,
+          progress: bool = False) -> tuple[int, int, bool]:
+    """Iterations `iteration`..`r.iterations` - 1 of REINFORCE on `policy`, in place, on `rollout`'s workers,
+    starting at update count `update` (a resumed run passes its saved counts).
+
+    After each iteration, `after_iteration(iterations_done, updates_done, metrics)` does the caller's bookkeeping;
+    True stops training there (e.g. a KL budget reached). Returns (iterations done, updates done, stopped)."""
+    from envs.grids import grid_points
+
+    points = grid_points("pick_can", backend, tuple(r.grid))
+    started, made, stopped = time.perf_counter(), 0, False
+    while iteration < r.iterations and not stopped:
+        metrics, update = reinforce_iteration(policy, optimizer, rollout, points, r, seed=seed, iteration=iteration,
+                                              update=update, backend=backend, base=base, progress=progress)
+        iteration += 1
+        made += 1
+        metrics["iterations_per_min"] = made * 60 / (time.perf_counter() - started)
+        if after_iteration is not None:
+            stopped = after_iteration(iteration, update, metrics)
+    return iteration, update, stopped
+
+
+def reinforce_iteration(policy: Any, optimizer: torch.optim.Optimizer, rollout: Any, points: np.ndarray,
+                        r: RLConfig, *, seed: int, iteration: int, update: int, backend: str = "embedded",
+                        base: Any = None, progress: bool = False) -> tuple[dict[str, float], int]:
+    """One iteration, as the module docstring numbers it; returns its metrics and the update count after it."""
+    o = r.optim
+    # 1. rollouts: every grid point x episodes_per_point, sampled by the current policy
+    specs, groups = iteration_specs(points, r.episodes_per_point, seed, iteration, r.max_steps, backend)
+    actor = PolicyActor(policy, temperature=r.temperature, seed=seed * 100_003 + iteration, record=True)
+    policy.model.eval()
+    t0 = time.perf_counter()
+    results = rollout.run(actor, specs, record=True,
+                          progress=f"rollouts, iteration {iteration + 1}" if progress else None)
+    rollout_s = time.perf_counter() - t0
+    # 2. advantages from binary success
+    successes = np.array([res.success for res in results], dtype=np.float32)
+    advantages = episode_advantages(successes, groups, r.baseline, r.advantage)
+    # 3. rows: every step of every episode with a non-zero advantage
+    rows = rows_from_rollouts(results, actor.tokens, advantages, r.length_normalize)
+    # 4. batches, 5. one update each
+    policy.model.train()
+    step_metrics: list[dict[str, float]] = []
+    for batch in split_batches(len(rows), o.batch_size, np.random.default_rng([seed, iteration])):
+        lr = o.lr * lr_multiplier(update, 0, o.warmup_steps, "constant")
+        step_metrics.append(policy_gradient_step(policy, optimizer, subset(rows, batch), lr, o.max_grad_norm,
+                                                 base, r.kl_coef))
+        update += 1
+    policy.model.eval()
+    # 6. metrics
+    env_steps = sum(res.steps for res in results)
+    metrics = {"rollout_success": float(successes.mean()), "env_steps": env_steps,
+               "env_steps_per_s": env_steps / max(rollout_s, 1e-9), "rows_with_signal": len(rows), "updates": update}
+    for name in ("loss", "pg_loss", "grad_norm", "kl_penalty"):
+        values = [m[name] for m in step_metrics if name in m]
+        if values:
+            metrics[name] = float(np.mean(values))
+    return metrics, update
 
 
 @dataclass
@@ -127,7 +245,3 @@ def split_batches(n: int, batch_size: int, rng: np.random.Generator) -> list[np.
 def subset(rows: Rows, index: np.ndarray) -> Rows:
     return Rows([rows.images[i] for i in index], [rows.instructions[i] for i in index], rows.tokens[index],
                 rows.advantages[index])
-
-
-def updates_for(n_rows: int, batch_size: int) -> int:
-    return math.ceil(n_rows / batch_size) if n_rows else 0

@@ -18,23 +18,22 @@ with any number of processes) and the final policy folder.
 from __future__ import annotations
 
 import math
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-import numpy as np
 import torch
 
 from vla_razor import core
 from vla_razor.distributed import (
-    Distributed, full_model_state, load_sharded_training_state, save_sharded_training_state, shard_model,
+    Distributed, check_distributed, clip_sharded_grad_norm, load_sharded_training_state, prepare_sharded, rank_share,
+    save_sharded_policy, save_sharded_training_state,
 )
 from vla_razor.optim import lr_multiplier
 from vla_razor.robot.config import FSDPConfig, OptimConfig
 from vla_razor.robot.data import DemoTransitions
-from vla_razor.runs import RunFolder, WandbMirror
+from vla_razor.runs import RunFolder, WandbMirror, save_policy
 from vla_razor.training_state import load_training_state, save_training_state, trainable_parameters
 
 TRAIN_STATE = "train_state"
@@ -50,14 +49,6 @@ class TrainResult:
     """The update the run resumed from (0: a fresh start)."""
     final_loss: float
     seconds: float
-
-
-def resolve_device(device: str) -> str:
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device: 'cuda' was asked for but torch sees no GPU; use 'auto' or 'cpu'")
-    return device
 
 
 def total_updates(n_rows: int, optim: OptimConfig) -> int:
@@ -189,84 +180,6 @@ def behaviour_clone(
     return TrainResult(policy_dir, step, resumed_from, loss_value, time.perf_counter() - started)
 
 
-def check_distributed(optim: OptimConfig, ctx: Distributed, has_hooks: bool = False) -> None:
-    """What a multi-process run cannot do, said before anything is sharded (the stages call it before they
-    write anything). ConfigError is a ValueError the CLI prints without a traceback."""
-    from vla_razor.config import ConfigError
-
-    if optim.batch_size % ctx.world_size:
-        raise ConfigError(f"optim.batch_size ({optim.batch_size}) must be a multiple of the number of processes "
-                         f"({ctx.world_size}): each takes an equal share of every batch; use e.g. "
-                         f"{ctx.world_size * max(1, round(optim.batch_size / ctx.world_size))}")
-    if has_hooks:
-        raise ConfigError("mid-training evaluations and live KL checks (eval.during_training_every, eval.kl_every, "
-                         "kl_budget) need the whole policy on one process: run them with one process")
-
-
-def prepare_sharded(policy: Any, ctx: Distributed, fsdp: FSDPConfig) -> None:
-    """Shards `policy.model` across the ranks; mixed precision bf16 first makes float32 master weights."""
-    param_dtype = reduce_dtype = None
-    if fsdp.mixed_precision == "bf16":
-        policy.model.float()
-        param_dtype, reduce_dtype = torch.bfloat16, torch.float32
-    elif fsdp.mixed_precision != "none":
-        raise ValueError(f"fsdp.mixed_precision: expected 'none' or 'bf16', got {fsdp.mixed_precision!r}")
-    shard_model(policy.model, ctx.mesh, param_dtype=param_dtype, reduce_dtype=reduce_dtype,
-                reshard_after_forward=fsdp.reshard_after_forward)
-
-
-def rank_share(rows: np.ndarray, ctx: Distributed) -> tuple[np.ndarray, float]:
-    """This rank's contiguous share of a batch's rows and the factor on its mean loss that makes FSDP's
-    gradient average (sum over ranks / world) equal to the gradient of the whole batch's mean loss.
-
-    Shares differ by at most one row (an epoch's last, shorter batch); a rank left without rows computes on
-    the batch's first row with factor 0, so that every rank still takes part in the collectives.
-    """
-    if not ctx.enabled:
-        return rows, 1.0
-    share = np.array_split(rows, ctx.world_size)[ctx.rank]
-    if len(share) == 0:
-        return rows[:1], 0.0
-    return share, len(share) * ctx.world_size / len(rows)
-
-
-def clip_sharded_grad_norm(params: list[torch.nn.Parameter], max_norm: float) -> torch.Tensor:
-    """clip_grad_norm_ over DTensor gradient shards: the global norm (gathered with full_tensor) scales all."""
-    from torch.distributed.tensor import DTensor
-
-    grads = [p.grad for p in params if p.grad is not None]
-    total = torch.nn.utils.get_total_norm(grads, 2.0)
-    if isinstance(total, DTensor):
-        total = total.full_tensor()
-    torch.nn.utils.clip_grads_with_norm_(params, max_norm, total)
-    return total
-
-
-def save_sharded_policy(policy: Any, directory: Path, ctx: Distributed) -> None:
-    """The sharded policy's weights gathered whole to rank 0 and saved as `save_policy` does, in the policy
-    config's dtype (bf16 mixed precision trains float32 master weights). Collective."""
-    from vla_razor.policies.openvla import OpenVLAPolicy
-    from vla_razor.policies.openvla.modeling_openvla import DTYPES, build_model
-
-    full = full_model_state(policy.model)
-    if ctx.is_main:
-        dtype = DTYPES[policy.config.dtype]
-        plain = build_model(policy.config, device="meta")
-        plain.load_state_dict({k: v.to(dtype) if v.is_floating_point() else v for k, v in full.items()},
-                              strict=True, assign=True)
-        save_policy(OpenVLAPolicy(plain, policy.processor, dataset=policy.dataset), directory)
-    ctx.barrier()
-
-
-def save_policy(policy: Any, directory: Path) -> None:
-    """Writes the policy folder whole or not at all: into a sibling temporary folder, then renamed."""
-    tmp = directory.with_name(f".{directory.name}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    policy.save_pretrained(tmp)
-    shutil.rmtree(directory, ignore_errors=True)
-    tmp.rename(directory)
-
-
 def set_norm_stats(policy: Any, stats: dict[str, Any], dataset: str) -> None:
     """Makes `stats[dataset]` the policy's action statistics (pretraining: the demonstrations' own)."""
     from vla_razor.policies.openvla.action_tokenizer import action_stats
@@ -276,8 +189,3 @@ def set_norm_stats(policy: Any, stats: dict[str, Any], dataset: str) -> None:
     policy.dataset = dataset
     policy.stats = action_stats(policy.config.norm_stats, dataset)
     policy.action_dim = policy.stats.action_dim
-
-
-def seed_everything(seed: int) -> None:
-    torch.manual_seed(seed)
-    np.random.seed(seed)

@@ -21,15 +21,13 @@ import numpy as np
 import torch
 
 from vla_razor.config import ConfigError, load_config, to_dict
-from vla_razor.distributed import Distributed, env_world_size
+from vla_razor.distributed import Distributed, check_distributed, env_world_size
 from vla_razor.robot.config import RobotConfig
 from vla_razor.robot.data import DemoTransitions
-from vla_razor.robot.sft import (
-    POLICY_DIR, TRAIN_STATE, TrainResult, behaviour_clone, check_distributed, resolve_device, seed_everything,
-    set_norm_stats,
-)
-from vla_razor.runs import RunFolder, WandbMirror
-from vla_razor.training_state import read_training_state_meta
+from vla_razor.robot.sft import POLICY_DIR, TRAIN_STATE, TrainResult, behaviour_clone, set_norm_stats
+from vla_razor.runs import RunFolder, WandbMirror, save_policy
+from vla_razor.runtime import resolve_device, seed_everything
+from vla_razor.training_state import load_training_state, read_training_state_meta, save_training_state
 
 
 @dataclass
@@ -276,98 +274,65 @@ def rl_run_name(cfg: RobotConfig) -> str:
 
 
 def run_rl(cfg: RobotConfig) -> StageResult:
-    """On-policy REINFORCE from the base (vla_razor/robot/rl.py), evaluated at the end into summary.json."""
-    import numpy as np
+    """On-policy REINFORCE from the base (vla_razor/robot/rl.py), evaluated at the end into summary.json.
 
-    from envs.grids import grid_points
-    from vla_razor.config import ConfigError
-    from vla_razor.optim import lr_multiplier
+    The loop is rl.train; this stage wraps it: it resumes from the run's training state, and after every
+    iteration logs the metrics (metrics.jsonl, wandb, the progress bar), evaluates every rl.eval_every
+    iterations, checks the live KL against kl_budget and saves the training state."""
+    from tqdm import tqdm
+
     from vla_razor.policies.openvla import OpenVLAPolicy
-    from vla_razor.robot.evaluate import Evaluator, PolicyActor
-    from vla_razor.robot.rl import (
-        episode_advantages, iteration_specs, policy_gradient_step, rows_from_rollouts, split_batches, subset,
-    )
-    from vla_razor.robot.sft import save_policy
-    from vla_razor.training_state import load_training_state, save_training_state, trainable_parameters
+    from vla_razor.robot import rl
+    from vla_razor.robot.evaluate import Evaluator
 
     one_process_only("robot rl")
-    r, o = cfg.rl, cfg.rl.optim
-    if o.schedule != "constant":
-        raise ConfigError("rl.optim.schedule: on-policy RL supports 'constant' (with warmup) only, as the paper")
-    if len(r.grid) != 2 or min(r.grid) < 1 or r.episodes_per_point < 1 or r.iterations < 1:
-        raise ConfigError("rl.grid ([nx, ny]), rl.episodes_per_point and rl.iterations must be positive")
+    r = cfg.rl
+    rl.check_settings(r)
     run = RunFolder(cfg.experiment_dir / "runs" / rl_run_name(cfg))
     if run.is_finished():
         return StageResult(run.path, run.path / POLICY_DIR, None)
     base = load_base(cfg)
     torch.set_num_threads(cfg.threads)
     seed_everything(cfg.seed)
-    device = resolve_device(cfg.device)
-    policy = OpenVLAPolicy.from_pretrained(cfg.base, device=device, dataset=cfg.dataset_name)
-    params = list(trainable_parameters(policy.model).values())
-    optimizer = torch.optim.AdamW(params, lr=o.lr, weight_decay=o.weight_decay)
+    policy = OpenVLAPolicy.from_pretrained(cfg.base, device=resolve_device(cfg.device), dataset=cfg.dataset_name)
+    optimizer = rl.make_optimizer(policy, r)
     state_path = run.path / "checkpoints" / f"{TRAIN_STATE}.safetensors"
     iteration, update, stopped = 0, 0, False
-    resuming = _start(run, cfg, "rl")
-    if resuming:
+    if _start(run, cfg, "rl"):
         state = load_training_state(state_path, policy.model, optimizer)
         iteration, update, stopped = int(state["iteration"]), int(state["update"]), bool(state.get("stopped", False))
-    hparams = {"lr": o.lr, "batch_size": o.batch_size, "episodes_per_point": r.episodes_per_point,
+    hparams = {"lr": r.optim.lr, "batch_size": r.optim.batch_size, "episodes_per_point": r.episodes_per_point,
                "iterations": r.iterations, "kl_coef": r.kl_coef, "advantage": r.advantage,
                "length_normalize": r.length_normalize}
     if cfg.kl_budget is not None:
         hparams["kl_budget"] = cfg.kl_budget
     check_every = cfg.eval.kl_every or (1 if cfg.kl_budget is not None else 0)
-    points = grid_points("pick_can", cfg.backend, tuple(r.grid))
     evaluator = Evaluator(cfg, base)
     wandb = WandbMirror(cfg.wandb, "vla-razor", f"{cfg.experiment}/{run.path.name}", {"stage": "rl", **to_dict(cfg)},
                         run.path)
-    from tqdm import tqdm
-
     bar = tqdm(total=r.iterations, initial=iteration, unit="iter", desc=run.path.name, disable=not cfg.progress)
-    started, made = time.perf_counter(), 0
+
+    def after_iteration(iteration: int, update: int, metrics: dict[str, float]) -> bool:
+        """Logs, the mid-training evaluation and live KL check, then the training state; True: stop (KL budget)."""
+        run.log(iteration, "train", metrics)
+        wandb.log({f"train/{k}": v for k, v in metrics.items()}, iteration)
+        bar.update(1)
+        bar.set_postfix(success=f"{metrics['rollout_success']:.2f}", updates=update)
+        stopped = False
+        if r.eval_every and iteration % r.eval_every == 0 and iteration < r.iterations:
+            scores = evaluator.evaluate(policy, f"{run.path.name} at iteration {iteration}")
+            run.add_point(evaluator.summary("rl", hparams, cfg.seed, iteration, scores))
+        if check_every and iteration % check_every == 0 and iteration < r.iterations:
+            stopped = _live_kl_check(run, cfg, evaluator, policy, iteration)
+        save_training_state(state_path, policy.model, optimizer,
+                            {"iteration": iteration, "update": update, "stopped": stopped})
+        return stopped
+
     try:
-        while iteration < r.iterations and not stopped:
-            specs, groups = iteration_specs(points, r.episodes_per_point, cfg.seed, iteration, r.max_steps,
-                                            cfg.backend)
-            actor = PolicyActor(policy, temperature=r.temperature, seed=cfg.seed * 100_003 + iteration, record=True)
-            policy.model.eval()
-            t0 = time.perf_counter()
-            results = evaluator.rollout.run(actor, specs, record=True,
-                                            progress=f"rollouts, iteration {iteration + 1}" if cfg.progress else None)
-            rollout_s = time.perf_counter() - t0
-            successes = np.array([res.success for res in results], dtype=np.float32)
-            advantages = episode_advantages(successes, groups, r.baseline, r.advantage)
-            rows = rows_from_rollouts(results, actor.tokens, advantages, r.length_normalize)
-            policy.model.train()
-            step_metrics: list[dict[str, float]] = []
-            for batch in split_batches(len(rows), o.batch_size, np.random.default_rng([cfg.seed, iteration])):
-                lr = o.lr * lr_multiplier(update, 0, o.warmup_steps, "constant")
-                step_metrics.append(policy_gradient_step(policy, optimizer, subset(rows, batch), lr, o.max_grad_norm,
-                                                         base, r.kl_coef))
-                update += 1
-            policy.model.eval()
-            iteration += 1
-            made += 1
-            env_steps = sum(res.steps for res in results)
-            metrics = {"rollout_success": float(successes.mean()), "env_steps": env_steps,
-                       "env_steps_per_s": env_steps / max(rollout_s, 1e-9), "rows_with_signal": len(rows),
-                       "updates": update, "iterations_per_min": made * 60 / (time.perf_counter() - started)}
-            for name in ("loss", "pg_loss", "grad_norm", "kl_penalty"):
-                values = [m[name] for m in step_metrics if name in m]
-                if values:
-                    metrics[name] = float(np.mean(values))
-            run.log(iteration, "train", metrics)
-            wandb.log({f"train/{k}": v for k, v in metrics.items()}, iteration)
-            bar.update(1)
-            bar.set_postfix(success=f"{metrics['rollout_success']:.2f}", updates=update)
-            if r.eval_every and iteration % r.eval_every == 0 and iteration < r.iterations:
-                scores = evaluator.evaluate(policy, f"{run.path.name} at iteration {iteration}")
-                run.add_point(evaluator.summary("rl", hparams, cfg.seed, iteration, scores))
-            if check_every and iteration % check_every == 0 and iteration < r.iterations:
-                stopped = _live_kl_check(run, cfg, evaluator, policy, iteration)
-            save_training_state(state_path, policy.model, optimizer,
-                                {"iteration": iteration, "update": update, "stopped": stopped})
+        if not stopped:
+            iteration, update, stopped = rl.train(
+                policy, optimizer, evaluator.rollout, r, seed=cfg.seed, backend=cfg.backend, base=base,
+                iteration=iteration, update=update, after_iteration=after_iteration, progress=cfg.progress)
         bar.close()
         if not _trained(run):
             save_policy(policy, run.path / POLICY_DIR)

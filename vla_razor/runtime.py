@@ -1,0 +1,21 @@
+"""Where one process computes and from which seeds: the `device` setting resolved, the global RNGs seeded."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+
+def resolve_device(device: str) -> str:
+    """"auto": CUDA when torch sees a GPU, else the CPU; any other name as given ("cuda" only if there is one)."""
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device: 'cuda' was asked for but torch sees no GPU; use 'auto' or 'cpu'")
+    return device
+
+
+def seed_everything(seed: int) -> None:
+    """Seeds torch's and numpy's global generators."""
+    torch.manual_seed(seed)
+    np.random.seed(seed)
