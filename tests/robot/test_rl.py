@@ -21,10 +21,10 @@ from envs.rollout import EpisodeResult, EpisodeSpec, Trajectory
 from vla_razor.cli.main import main as cli
 from vla_razor.policies.openvla import OpenVLAPolicy
 from vla_razor.robot.rl import episode_advantages, policy_gradient_step, rows_from_rollouts
-from vla_razor.runs import read_jsonl
+from vla_razor.runs import load_tensors, read_jsonl
 from vla_razor.training_state import read_training_state_meta
 
-from tests.robot.conftest import QUICK
+from tests.robot.conftest import QUICK, REPO
 
 
 def test_advantages_normalize_within_each_grid_point() -> None:
@@ -161,3 +161,29 @@ def test_rl_end_to_end_then_resume(tiny_base: Path, tmp_path: Path, capsys: pyte
                 if r["name"] in ("rollout_success", "env_steps", "rows_with_signal", "updates")]
 
     assert rows("killed") == rows("reference") and len(rows("reference")) == 8
+
+
+def test_rl_on_the_committed_base_updates_the_policy(tmp_path: Path) -> None:
+    """RL from the CLI on the committed base (112 px, the real simulator) where it can succeed: the grid's corner
+    nearest the robot, (x, y) = (-0.215, -0.22), is one of the base's sampled successes (about 15 steps), the
+    other three corners are failures cut at 24 steps. With 1-0 advantages every success's steps are rows, so the
+    iteration makes updates, and the saved policy is no longer the base."""
+    base = REPO / "assets" / "base_policy_embedded"
+    runs = tmp_path / "runs"
+    args = ["robot", "rl", "--base", str(base), "--runs_dir", str(runs), "--experiment", "e",
+            "--rl.grid", "[2, 2]", "--rl.episodes_per_point", "2", "--rl.max_steps", "24", "--rl.iterations", "1",
+            "--rl.advantage", "one_zero", "--rl.optim.batch_size", "16", "--rl.optim.lr", "1e-4"]
+    for key, value in {**QUICK, "camera_size": 112}.items():
+        if not key.startswith("pretrain."):
+            args += [f"--{key}", json.dumps(value) if not isinstance(value, (str, Path)) else str(value)]
+    assert cli(args) == 0
+    run = runs / "e" / "runs" / "rl_lr0.0001_bs16_k2_10_s0"
+    metrics = {r["name"]: r["value"] for r in read_jsonl(run / "metrics.jsonl") if r["split"] == "train"}
+    assert metrics["rollout_success"] > 0 and metrics["rows_with_signal"] > 0 and metrics["updates"] > 0
+    assert metrics["updates"] == -(-metrics["rows_with_signal"] // 16)  # ceil(rows / batch size)
+    trained = load_tensors(run / "policy" / "model-00001-of-00001.safetensors")
+    original = load_tensors(base / "model-00001-of-00001.safetensors")
+    assert trained.keys() == original.keys()
+    changed = [k for k in original if not torch.equal(trained[k], original[k])]
+    assert changed, "the REINFORCE updates left every weight of the base as it was"
+
