@@ -33,7 +33,7 @@ from policy_train_step import enable_checkpointing  # noqa: E402
 
 from vla_razor import core  # noqa: E402
 from vla_razor.distributed import Distributed, shard_model  # noqa: E402
-from vla_razor.robot.sft import clip_sharded_grad_norm  # noqa: E402
+from vla_razor.distributed import clip_sharded_grad_norm  # noqa: E402
 from vla_razor.runs import atomic_write_json  # noqa: E402
 
 

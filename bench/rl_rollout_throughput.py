@@ -65,7 +65,8 @@ def main() -> None:
     os.environ.setdefault("MS_SKIP_ASSET_DOWNLOAD_PROMPT", "1")
     torch.set_num_threads(args.threads)
     from envs.rollout import ParallelRollout
-    from vla_razor.robot.evaluate import PolicyActor, pick_can_specs
+    from vla_razor.robot.evaluate import pick_can_specs
+    from vla_razor.robot.rl import PolicyActor
 
     policy = load_policy(args.policy, args.device)
     actor = PolicyActor(policy, temperature=args.temperature, seed=0)

@@ -24,7 +24,8 @@ import torch
 from envs.grids import grid_points, placement_options
 from envs.rollout import EpisodeSpec, ParallelRollout
 from vla_razor.policies.openvla import OpenVLAPolicy
-from vla_razor.robot.evaluate import PROBES, PolicyActor, pick_can_specs, probe_specs
+from vla_razor.robot.evaluate import PROBES, pick_can_specs, probe_specs
+from vla_razor.robot.rl import PolicyActor
 from vla_razor.runs import atomic_write_json
 
 
