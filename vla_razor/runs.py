@@ -65,12 +65,8 @@ def atomic_write_folder(path: Path, write: Callable[[Path], None]) -> None:
 
 
 def save_policy(policy: Any, directory: Path) -> None:
-    """Writes the policy folder whole or not at all: into a sibling temporary folder, then renamed."""
-    tmp = directory.with_name(f".{directory.name}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    policy.save_pretrained(tmp)
-    shutil.rmtree(directory, ignore_errors=True)
-    tmp.rename(directory)
+    """Writes the policy folder whole or not at all (atomic_write_folder)."""
+    atomic_write_folder(directory, policy.save_pretrained)
 
 
 def cached_json_result(path: Path, settings: Any, compute: Callable[[], Any]) -> Any:
