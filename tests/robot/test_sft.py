@@ -51,7 +51,13 @@ def test_transitions_cover_every_step_and_fix_the_order(demo_dirs: dict[str, Pat
     assert sorted(order) == list(range(len(data)))
     np.testing.assert_array_equal(order, data.epoch_order(seed=0, epoch=0))
     assert not np.array_equal(order, data.epoch_order(seed=0, epoch=1))
+    assert data.keep_in_memory  # 32 px frames: a few MB
     images, instructions, actions = data.rows(order[:5])
+    frame_by_frame = DemoTransitions([demo_dirs["pick_can_top_down"], demo_dirs["open_drawer"]], memory_budget_bytes=0)
+    assert not frame_by_frame.keep_in_memory
+    for got, read_alone in zip(images, frame_by_frame.rows(order[:5])[0]):
+        np.testing.assert_array_equal(got, read_alone)
+    frame_by_frame.close()
     for image, instruction, action, row in zip(images, instructions, actions, order[:5]):
         d, e, t = data.index[row]
         episode = data.datasets[d].load(e)
@@ -72,8 +78,12 @@ def test_transitions_cover_every_step_and_fix_the_order(demo_dirs: dict[str, Pat
 def test_pretrain_then_sft_from_the_cli(demo_dirs: dict[str, Path], tmp_path: Path,
                                         capsys: pytest.CaptureFixture) -> None:
     base = tmp_path / "base"
-    assert cli(pretrain_args(demo_dirs, base, "--pretrain.optim.max_steps", "40")) == 0
+    assert cli(pretrain_args(demo_dirs, base, "--pretrain.optim.max_steps", "40", "--pretrain.snapshot_every", "15")) == 0
     assert "pretrain: 40 updates" in capsys.readouterr().out
+    # snapshots at 15 and 30 updates (the final policy is <out>/policy), loadable and different from each other
+    assert sorted(p.name for p in (base / "snapshots").iterdir()) == ["step_000015", "step_000030"]
+    early, late = weights(base / "snapshots/step_000015"), weights(base / "snapshots/step_000030")
+    assert any(not torch.equal(early[k], late[k]) for k in early)
     losses = [r["value"] for r in read_jsonl(base / "metrics.jsonl") if r["name"] == "loss"]
     assert len(losses) == 40
     # it learns the demonstrations' action tokens (chance is 7 x ln 256 / 7 = 5.55 nats a token)

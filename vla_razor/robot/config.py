@@ -63,6 +63,10 @@ class PretrainConfig:
         "behaviour-cloning optimisation",
     )
     out: Path = option(Path("runs/robot/base"), "run folder; the policy lands in <out>/policy")
+    snapshot_every: int = option(
+        0, "also keep the policy every N updates in <out>/snapshots/step_<N> (0: off), so that the base can be "
+           "chosen by evaluating them: a partial pick-can skill that transfers comes before it is memorized"
+    )
 
 
 @dataclass

@@ -67,14 +67,18 @@ def _start(run: RunFolder, cfg: RobotConfig, stage: str) -> bool:
 
 
 def _train(run: RunFolder, cfg: RobotConfig, stage: str, policy: Any, data: DemoTransitions, optim: Any,
-           on_update: Any = None, stop_check: Any = None, ctx: Distributed | None = None) -> TrainResult:
+           on_update: Any = None, stop_check: Any = None, ctx: Distributed | None = None,
+           every: int | None = None) -> TrainResult:
+    """Behaviour cloning with the stage's bookkeeping; `on_update` runs every `every` updates (default: the
+    mid-training evaluation's `eval.during_training_every`)."""
     main = ctx is None or ctx.is_main
     wandb = WandbMirror(cfg.wandb if main else "off", "vla-razor", f"{cfg.experiment}/{run.path.name}",
                         {"stage": stage, **to_dict(cfg)}, run.path)
     try:
         return behaviour_clone(policy, data, optim, run, seed=cfg.seed, checkpoint_every=cfg.checkpoint_every,
                                progress=cfg.progress, wandb=wandb, on_update=on_update,
-                               every=cfg.eval.during_training_every, stop_check=stop_check,
+                               every=cfg.eval.during_training_every if every is None else every,
+                               stop_check=stop_check,
                                check_every=cfg.eval.kl_every, dist=ctx, fsdp=cfg.fsdp)
     finally:
         wandb.finish()
@@ -102,7 +106,16 @@ def run_pretrain(cfg: RobotConfig) -> StageResult:
     set_norm_stats(policy, stats_data.action_statistics(cfg.dataset_name), cfg.dataset_name)
     if ctx.is_main:
         _start(run, cfg, "pretrain")
-    result = _train(run, cfg, "pretrain", policy, data, p.optim, ctx=ctx)
+    snapshot = None
+    if p.snapshot_every > 0:
+        if ctx.enabled:
+            raise ConfigError("pretrain.snapshot_every: not supported with several processes (torchrun)")
+
+        def snapshot(step: int) -> None:
+            save_policy(policy, run.path / "snapshots" / f"step_{step:06d}")
+
+    result = _train(run, cfg, "pretrain", policy, data, p.optim, on_update=snapshot, ctx=ctx,
+                    every=p.snapshot_every)
     return StageResult(run.path, result.policy_dir, result)
 
 

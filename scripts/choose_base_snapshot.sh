@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Evaluates the base run's snapshots (greedy; 100 uniform pick-can placements, 100 grid points, 50 episodes of
+# each drawer; bench/robot_sampling_success.py) into runs/robot_base/base/snapshot_eval/<step>.json, newest last.
+# Usage: bash scripts/choose_base_snapshot.sh [PYTHON] [STEP ...]  (default: every snapshot)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${1:-.venv/bin/python}
+shift || true
+W=${WORKERS:-14}
+run=runs/robot_base/base
+mkdir -p $run/snapshot_eval
+steps=("$@")
+if [ ${#steps[@]} -eq 0 ]; then steps=($(ls $run/snapshots | sed 's/step_//')); fi
+for s in "${steps[@]}"; do
+  "$PY" bench/robot_sampling_success.py --policy $run/snapshots/step_$s --temperatures 0 --episodes 1 \
+    --uniform 100 --probe-episodes 50 --workers "$W" --out $run/snapshot_eval/$s.json
+done
