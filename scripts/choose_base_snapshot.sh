@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 PY=${1:-.venv/bin/python}
 shift || true
 W=${WORKERS:-14}
-run=runs/robot_base/base
+run=${RUN:-runs/robot_base/base}
 mkdir -p $run/snapshot_eval
 steps=("$@")
 if [ ${#steps[@]} -eq 0 ]; then steps=($(ls $run/snapshots | sed 's/step_//')); fi

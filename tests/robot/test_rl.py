@@ -164,9 +164,9 @@ def test_rl_end_to_end_then_resume(tiny_base: Path, tmp_path: Path, capsys: pyte
 
 
 def test_rl_on_the_committed_base_updates_the_policy(tmp_path: Path) -> None:
-    """RL from the CLI on the committed base (112 px, the real simulator) where it can succeed: the grid's corner
-    nearest the robot, (x, y) = (-0.215, -0.22), is one of the base's sampled successes (about 15 steps), the
-    other three corners are failures cut at 24 steps. With 1-0 advantages every success's steps are rows, so the
+    """RL from the CLI on the committed base (112 px, the real simulator) at the 2 x 2 grid (the region's corners),
+    2 episodes each, cut at 24 steps: some of the base's sampled episodes succeed there (about 15 steps each; the
+    base's pick-can is partial over the whole region). With 1-0 advantages every success's steps are rows, so the
     iteration makes updates, and the saved policy is no longer the base."""
     base = REPO / "assets" / "base_policy_embedded"
     runs = tmp_path / "runs"
