@@ -187,3 +187,15 @@ def test_rl_on_the_committed_base_updates_the_policy(tmp_path: Path) -> None:
     changed = [k for k in original if not torch.equal(trained[k], original[k])]
     assert changed, "the REINFORCE updates left every weight of the base as it was"
 
+    # its learning curve, from the run folder: the iteration's rollout success, and the base and final evaluations
+    assert cli(["curve", str(run), "--out", str(tmp_path / "curve"), "--command-note", "pytest"]) == 0
+    curve = json.loads((tmp_path / "curve" / "learning_curve.json").read_text())
+    assert curve["command"] == "pytest" and curve["method"] == "rl"
+    assert [row["step"] for row in curve["train"]] == [1]
+    assert curve["train"][0]["rollout_success"] == metrics["rollout_success"]
+    summary = json.loads((run / "summary.json").read_text())
+    assert [e["model"] for e in curve["evaluations"]] == ["base", "final"]
+    assert curve["evaluations"][1]["new_task"] == summary["new_task"]
+    assert curve["evaluations"][0]["new_task"] == summary["base"]["new_task"]
+    assert (tmp_path / "curve" / "learning_curve.png").stat().st_size > 10_000
+

@@ -273,6 +273,17 @@ def cmd_report(args: argparse.Namespace) -> None:
     print(f"report: {result.html_path} ({result.runs} runs, {result.points} points)")
 
 
+def cmd_curve(args: argparse.Namespace) -> None:
+    from vla_razor.analysis.learning_curve import CurveError, write_curve
+
+    out = Path(args.out) if args.out else Path(args.run_dir)
+    try:
+        json_path, png_path = write_curve(Path(args.run_dir), out, command=args.command_note)
+    except CurveError as err:
+        raise UserError(str(err)) from None
+    print(f"learning curve: {json_path} and {png_path}")
+
+
 def cmd_sweep(args: argparse.Namespace) -> None:
     from vla_razor.sweep.config import SweepConfig
     from vla_razor.sweep.sweep import run_sweep
@@ -385,6 +396,13 @@ def build_parser() -> argparse.ArgumentParser:
     forecast.add_argument("--out", help="forecast file (default: RUNS_DIR/forecast.json)")
     forecast.add_argument("--folds", type=int, default=5, help="folds of runs held out in turn (default 5)")
     forecast.set_defaults(func=cmd_forecast)
+
+    curve = commands.add_parser("curve", help="one run's learning curve (success and forward KL per iteration): "
+                                              "learning_curve.json + .png")
+    curve.add_argument("run_dir", help="a run folder (metrics.jsonl, points.jsonl, summary.json)")
+    curve.add_argument("--out", help="folder for learning_curve.json/.png (default: the run folder)")
+    curve.add_argument("--command-note", default=None, help="the command that made the run, recorded in the JSON")
+    curve.set_defaults(func=cmd_curve)
 
     report = commands.add_parser("report", help="forgetting report from any run folders (toy, robot, llm)")
     report.add_argument("runs_dir", help="folder searched for run folders (summary.json)")

@@ -1,0 +1,120 @@
+"""A training run's learning curve, read from its folder: per iteration (RL) or update (SFT), the training
+success, the live forward KL to the base, and the evaluations made during training.
+
+    vla-razor curve runs/<experiment>/runs/<run> --out docs/results/robot/learning_curve
+
+writes ``learning_curve.json`` (the rows below, plus where they came from) and ``learning_curve.png`` (success
+over the top panel, forward KL below). Sources, all written by the trainers into the run folder:
+- ``metrics.jsonl`` split ``train``: ``rollout_success`` (RL: the iteration's sampled episodes), ``env_steps``;
+- ``metrics.jsonl`` split ``live``: ``forward_kl`` (``eval.kl_every``: KL(pi0 || pi) on the fixed frames);
+- ``points.jsonl`` (``rl.eval_every``): the evaluation's new-task success, probes and predictors;
+- ``summary.json``: the final evaluation, with the base's own scores (step 0 of the curve).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from vla_razor.runs import atomic_write_json, read_jsonl
+
+CURVE_JSON = "learning_curve.json"
+CURVE_PNG = "learning_curve.png"
+
+
+class CurveError(ValueError):
+    """The folder is not a run folder a curve can be read from."""
+
+
+def read_curve(run_dir: Path) -> dict[str, Any]:
+    """The curve of one run folder: {"run", "method", "train": [...], "evaluations": [...]}."""
+    run_dir = Path(run_dir)
+    metrics_path = run_dir / "metrics.jsonl"
+    if not metrics_path.is_file():
+        raise CurveError(f"{run_dir}: no metrics.jsonl (not a run folder, or the run has not logged yet)")
+    rows = read_jsonl(metrics_path)
+    by_step: dict[int, dict[str, float]] = {}
+    for r in rows:
+        if r.get("split") == "train" and r.get("name") in ("rollout_success", "env_steps", "updates", "loss"):
+            by_step.setdefault(int(r["step"]), {})[r["name"]] = float(r["value"])
+        elif r.get("split") == "live" and r.get("name") == "forward_kl":
+            by_step.setdefault(int(r["step"]), {})["live_forward_kl"] = float(r["value"])
+    train = [{"step": step, **values} for step, values in sorted(by_step.items())]
+    summary_path = run_dir / "summary.json"
+    summary = json.loads(summary_path.read_text()) if summary_path.is_file() else None
+    evaluations: list[dict[str, Any]] = []
+    if summary is not None and summary.get("base"):
+        base = summary["base"]
+        evaluations.append({"step": 0, "new_task": base.get("new_task"), "prior": base.get("prior", {}),
+                            "forward_kl": 0.0, "model": "base"})
+    points_path = run_dir / "points.jsonl"
+    points = read_jsonl(points_path) if points_path.is_file() else []
+    if summary is not None:
+        points.append(summary)
+    for p in points:
+        evaluations.append({"step": int(p["step"]), "new_task": p.get("new_task"), "prior": p.get("prior", {}),
+                            "forward_kl": p.get("predictors", {}).get("forward_kl"),
+                            "model": "final" if p is summary else "checkpoint"})
+    if not train and not evaluations:
+        raise CurveError(f"{run_dir}: metrics.jsonl has no training success, live KL or evaluations to plot")
+    method = summary.get("method") if summary else None
+    return {"run": run_dir.name, "method": method, "train": train, "evaluations": evaluations}
+
+
+def plot_curve(curve: dict[str, Any], path: Path) -> Path:
+    """Success (training rollouts, evaluations, probes) over steps, and forward KL below."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, (top, bottom) = plt.subplots(2, 1, figsize=(7, 6), sharex=True)
+    train = curve["train"]
+    evals = curve["evaluations"]
+    rollout = [(t["step"], t["rollout_success"]) for t in train if "rollout_success" in t]
+    if rollout:
+        top.plot(*zip(*rollout), "o-", color="tab:blue", label="training rollouts (sampled)")
+    scored = [(e["step"], e["new_task"]) for e in evals if e.get("new_task") is not None]
+    if scored:
+        top.plot(*zip(*scored), "s-", color="tab:green", label="evaluation: pick-can (greedy)")
+    probes = sorted({name for e in evals for name in e.get("prior", {})})
+    for probe, style in zip(probes, ("^--", "v--", "d--")):
+        values = [(e["step"], e["prior"][probe]) for e in evals if probe in e.get("prior", {})]
+        top.plot(*zip(*values), style, alpha=0.7, label=f"evaluation: {probe.replace('_', ' ')}")
+    top.set_ylabel("success")
+    top.set_ylim(-0.02, 1.02)
+    top.grid(alpha=0.3)
+    top.legend(fontsize=7, loc="best")
+    top.set_title(f"{curve['run']}: learning curve", fontsize=10)
+    live = [(t["step"], t["live_forward_kl"]) for t in train if "live_forward_kl" in t]
+    if live:
+        bottom.plot(*zip(*live), "o-", color="tab:red", label="live forward KL (fixed frames)")
+    kl_evals = [(e["step"], e["forward_kl"]) for e in evals
+                if e.get("forward_kl") is not None and math.isfinite(e["forward_kl"])]
+    if kl_evals:
+        bottom.plot(*zip(*kl_evals), "s", color="darkred", label="evaluation forward KL")
+    bottom.set_ylabel("KL(pi0 || pi), nats")
+    bottom.set_xlabel("iteration" if curve.get("method") == "rl" else "step")
+    bottom.grid(alpha=0.3)
+    if live or kl_evals:
+        bottom.legend(fontsize=7, loc="best")
+    figure.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+    return path
+
+
+def write_curve(run_dir: Path, out_dir: Path, command: str | None = None) -> tuple[Path, Path]:
+    """learning_curve.json + .png of `run_dir` into `out_dir`; `command` is recorded beside the data."""
+    curve = read_curve(run_dir)
+    if command:
+        curve["command"] = command
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    json_path = out_dir / CURVE_JSON
+    atomic_write_json(json_path, curve)
+    return json_path, plot_curve(curve, out_dir / CURVE_PNG)
