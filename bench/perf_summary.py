@@ -81,7 +81,7 @@ def main() -> None:
             "train_mfu_full": f"train_step.json {full_key}, batch {full['batch']}, peak {full['peak_memory_gib']:.1f} GiB",
             "kl_overhead": f"kl_cost.json 7b@cuda, worst of batches {[r['batch'] for r in kl['rows']]}",
             "rollout_vs_sim": f"rollout.json 7b@cuda, best of workers {[r['workers'] for r in rollout['rows']]} "
-                              f"({roll['workers']} workers)",
+                              f"({roll['workers']} workers, pipeline_groups {roll.get('pipeline_groups', 1)})",
         },
         "command": "python bench/perf_summary.py",
     }

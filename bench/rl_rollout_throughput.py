@@ -3,13 +3,17 @@ no-op policy (what the simulator alone can give).
 
     python bench/rl_rollout_throughput.py                                   # committed tiny base, CPU, 2 workers
     python bench/rl_rollout_throughput.py --policy 7b --device cuda --workers 8 16 --episodes 64  # the device
+    python bench/rl_rollout_throughput.py --workers 4 --pipeline-groups 1 2   # sim and policy overlapped or not
 
 Pick-can episodes at placements drawn over the grid region, camera on (`--camera-size`), CPU PhysX, workers in
 lockstep (envs.rollout.ParallelRollout): every control step the running episodes' observations go to the policy
 in one batched call. Sampled actions at `--temperature` (as RL rollouts), through vla_razor.robot's PolicyActor.
 `rollout_vs_sim` = env steps/s with the policy / env steps/s with the no-op policy (zero actions), same specs,
-same workers (issue #9's target: >= 0.8). `--policy`: tiny (a random tiny OpenVLA), 7b (random OpenVLA-7B, bf16),
-or a policy folder (default: the committed base). Results merge into --out under "<policy>@<device>".
+same workers (issue #9's target: >= 0.8). `--pipeline-groups`: one row per value for each worker count, named by
+its "setting", on the same workers: G >= 2 splits the workers into G groups that step while the policy computes
+another group's actions (ParallelRollout's pipeline_groups); the no-op baseline always runs with G = 1.
+`--policy`: tiny (a random tiny OpenVLA), 7b (random OpenVLA-7B, bf16), or a policy folder (default: the
+committed base). Results merge into --out under "<policy>@<device>".
 """
 
 from __future__ import annotations
@@ -54,6 +58,8 @@ def main() -> None:
     parser.add_argument("--policy", default="assets/base_policy_embedded", help="tiny, 7b, or a policy folder")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--workers", type=int, nargs="+", default=[2])
+    parser.add_argument("--pipeline-groups", type=int, nargs="+", default=[1],
+                        help="ParallelRollout pipeline_groups to measure (each at most the worker count)")
     parser.add_argument("--episodes", type=int, default=8)
     parser.add_argument("--max-steps", type=int, default=40)
     parser.add_argument("--camera-size", type=int, default=224)
@@ -80,17 +86,24 @@ def main() -> None:
                    else f"CPU ({platform.processor() or platform.machine()}, {args.threads} threads)")
     rows = []
     for workers in args.workers:
+        groups = [g for g in args.pipeline_groups if 1 <= g <= max(1, workers)]
+        if groups != args.pipeline_groups:
+            print(f"{workers} workers: skipping pipeline groups {sorted(set(args.pipeline_groups) - set(groups))} "
+                  f"(each group needs a worker)")
         with ParallelRollout(workers, camera_size=args.camera_size) as rollout:
             rollout.run(noop, specs[: max(1, workers)])  # start the workers and make their scenes
-            # the policy's first call at this batch size (CUDA graph capture, compilation) is not rollout time
-            rollout.run(actor, pick_can_specs(max(1, workers), seed=4242, max_steps=2))
             sim, sim_steps, sim_s = steps_per_s(rollout, noop, specs)
-            pol, pol_steps, pol_s = steps_per_s(rollout, actor, specs)
-        row = {"workers": workers, "episodes": len(specs), "sim_steps_per_s": sim, "policy_steps_per_s": pol,
-               "rollout_vs_sim": pol / sim, "sim_steps": sim_steps, "policy_steps": pol_steps,
-               "sim_seconds": sim_s, "policy_seconds": pol_s, "cpus": os.cpu_count()}
-        rows.append(row)
-        print(json.dumps(row))
+            for g in groups:
+                rollout.pipeline_groups = g
+                # the policy's first call at this batch size (CUDA graph capture, compilation) is not rollout time
+                rollout.run(actor, pick_can_specs(max(1, workers), seed=4242, max_steps=2))
+                pol, pol_steps, pol_s = steps_per_s(rollout, actor, specs)
+                row = {"setting": f"{workers} workers, pipeline_groups {g}", "workers": workers, "pipeline_groups": g,
+                       "episodes": len(specs), "sim_steps_per_s": sim, "policy_steps_per_s": pol,
+                       "rollout_vs_sim": pol / sim, "sim_steps": sim_steps, "policy_steps": pol_steps,
+                       "sim_seconds": sim_s, "policy_seconds": pol_s, "cpus": os.cpu_count()}
+                rows.append(row)
+                print(json.dumps(row))
     result = {"device": device_name, "policy": args.policy, "camera_size": args.camera_size,
               "temperature": args.temperature, "max_steps": args.max_steps, "torch": torch.__version__, "rows": rows}
     out = Path(args.out)

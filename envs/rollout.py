@@ -13,7 +13,13 @@ A *policy* is either
     current one with the action the policy gave it; the observations of all running episodes are then
     stacked into one `ObsBatch` (images [B, H, W, 3] uint8, proprio [B, 16] float32, instructions, ...)
     and the policy is called once. A worker whose episode ends takes the next spec from the queue, so
-    episodes of different lengths and tasks mix freely;
+    episodes of different lengths and tasks mix freely.
+    With `pipeline_groups=G` >= 2 the workers are split into G groups by slot (slot % G) and the loop is
+    pipelined, so that the policy and the simulators work at the same time: group A's workers step while the
+    policy computes group B's actions from B's latest observations; then A's replies are read, A's policy
+    call made while B steps, and so on. Each group's rows go to the policy as one batched call per round.
+    It pays most when a round's sim time and policy time are alike (a 7B policy on a GPU: at best twice the
+    steps per second with G=2); on a CPU only when the policy leaves cores to the workers;
   - the string "expert" or "expert:<style>", or an `ExpertPolicy(style, noise)`: each worker runs whole
     episodes with the scripted expert of envs/experts.py (privileged simulator state; the style applies to
     pick_can; a noisy expert draws its noise from the episode's seed), no policy call in the main process.
@@ -24,7 +30,8 @@ rebuilt scene (`fresh_scene=True`, the default: a plain reset would keep PhysX c
 worker's previous episode), so its outcome depends only on its spec (task, seed, options, max_steps) and
 on the actions it receives. So the same specs with a policy whose action for a row depends only on that row (and on `batch.steps` /
 `batch.specs`) give the same results whatever `num_workers` is, including the in-process path
-(`num_workers=0`), which runs the very same worker code in this process (use it for tests and debugging).
+(`num_workers=0`), which runs the very same worker code in this process (use it for tests and debugging),
+and whatever `pipeline_groups` is.
 
 Failures: an exception in a worker (env creation, reset, step, expert) or a worker process that dies is
 raised in the main process as `RolloutWorkerError`, naming the worker, the episode (index, task, seed,
@@ -399,6 +406,10 @@ class ParallelRollout:
     worker_threads: torch threads per worker (1: the workers' tensors are tiny; leave the cores to them).
     timeout_s:      the longest a reply may take (env creation included) before the worker counts as hung;
                     None waits as long as the worker process lives.
+    pipeline_groups: with a policy callable, split the workers into this many groups (slot % G) whose steps
+                    overlap the other groups' policy calls (see the module docstring); 1: every round steps all
+                    workers, then makes one policy call. At most the number of workers (num_workers=0 counts as
+                    one). An attribute: may be changed between runs.
     """
 
     def __init__(
@@ -416,6 +427,7 @@ class ParallelRollout:
         start_method: str = "spawn",
         worker_threads: int = 1,
         timeout_s: float | None = None,
+        pipeline_groups: int = 1,
     ):
         if num_workers < 0:
             raise ValueError(f"num_workers must be >= 0 (0 = in-process), got {num_workers}")
@@ -435,6 +447,8 @@ class ParallelRollout:
         self.start_method = start_method
         self.worker_threads = worker_threads
         self.timeout_s = timeout_s
+        self.pipeline_groups = pipeline_groups
+        self._pipeline_groups()  # refuse a bad value now, not at the first run
         self._workers: list[Any] | None = None
 
     # ---- lifecycle ------------------------------------------------------------------------------------
@@ -565,25 +579,33 @@ class ParallelRollout:
     def _run_lockstep(
         self, policy: PolicyFn, episodes: list[EpisodeSpec], record: bool, on_result: Callable | None
     ) -> list[EpisodeResult]:
-        """Each round: stepping workers step, idle workers start a reset, one policy call for every episode
-        that has an observation. A reset (a fresh scene: ~10-15 steps' time) does not hold up the round:
-        its episode joins the batch in the first round after its observation arrives. So which rows share a
-        policy call depends on timing; a policy whose action for a row depends only on that row (and its
-        `steps` / `episodes` / `specs`) still gives the same results whatever the timing."""
+        """The workers in lockstep, split into `pipeline_groups` groups by slot (slot % G). Each turn: the
+        current group's workers with an action step and its idle workers start a reset; then the next group's
+        step replies and finished resets are read and one policy call gives that group's actions, which the
+        next turn sends. With G = 1 the next group is the same one: step everything, wait, one policy call.
+        With G >= 2 the policy call for one group runs while the other groups' workers step.
+
+        A reset (a fresh scene: ~10-15 steps' time) does not hold up the round: its episode joins its group's
+        batch in the first turn after its observation arrives. So which rows share a policy call depends on
+        timing; a policy whose action for a row depends only on that row (and its `steps` / `episodes` /
+        `specs`) still gives the same results whatever the timing and the grouping."""
         workers = self._workers
         assert workers is not None
+        groups = self._pipeline_groups()
         results: list[EpisodeResult | None] = [None] * len(episodes)
         queue = list(range(len(episodes)))[::-1]
         # per worker slot: [episode index, steps taken, last obs, recorder] while an episode runs
         running: dict[int, list] = {}
         resetting: dict[int, float] = {}  # slot -> when its reset was sent (its reply not read yet)
+        stepping: list[int] = []  # slots whose step reply is not read yet, in the order they were sent
         actions: dict[int, np.ndarray] = {}
         slot = 0
+        group = 0
         try:
             while queue or running:
-                # 1. workers with an action step; idle workers start resetting to their next episode
-                stepping: list[int] = []
-                for slot, w in enumerate(workers):
+                # 1. this group: workers with an action step; idle workers start resetting to their next episode
+                for slot in groups[group]:
+                    w = workers[slot]
                     if slot in actions:
                         w.send(("step", actions.pop(slot)))
                         stepping.append(slot)
@@ -592,7 +614,11 @@ class ParallelRollout:
                         running[slot] = [index, 0, None, _Recorder() if record else None]
                         w.send(("reset", episodes[index], self.fresh_scene))
                         resetting[slot] = time.monotonic()
-                for slot in stepping:
+                # 2. the next group (the same one when G = 1): read its step replies
+                group = (group + 1) % len(groups)
+                members = set(groups[group])
+                for slot in [s for s in stepping if s in members]:
+                    stepping.remove(slot)
                     index, steps, obs, recorder = running[slot]
                     spec = episodes[index]
                     reply = workers[slot].recv(self.timeout_s)
@@ -608,20 +634,21 @@ class ParallelRollout:
                             on_result(index, results[index])
                     else:
                         running[slot][1:3] = [steps, obs]
-                # 2. resets that have finished (wait for one when nothing else could run; for all of them with
-                #    wait_for_resets)
+                # 3. its resets that have finished (wait for one when no episode anywhere could run; for all of
+                #    the group's with wait_for_resets)
                 while True:
                     block = self.wait_for_resets or not any(running[s][2] is not None for s in running)
-                    for slot in self._finished_resets(resetting, block=block):
+                    group_resets = {s: t for s, t in resetting.items() if s in members}
+                    for slot in self._finished_resets(group_resets, block=block):
                         index = running[slot][0]
                         reply = workers[slot].recv(self.timeout_s)
                         self._expect(workers[slot], reply, "obs", f"reset of {self._describe(index, episodes[index])}")
                         running[slot][2] = reply[1]
                         del resetting[slot]
-                    if not (self.wait_for_resets and resetting):
+                    if not (self.wait_for_resets and members & resetting.keys()):
                         break
-                # 3. one policy call for every episode with an observation
-                slots = sorted(s for s in running if s not in resetting)
+                # 4. one policy call for the group's episodes with an observation
+                slots = sorted(s for s in members if s in running and s not in resetting)
                 if not slots:
                     continue
                 batch = ObsBatch(
@@ -648,6 +675,15 @@ class ParallelRollout:
             self.close()
             raise
         return results  # type: ignore[return-value]
+
+    def _pipeline_groups(self) -> list[list[int]]:
+        """The worker slots of each pipeline group (slot % G); refuses a G the workers cannot fill."""
+        slots = max(1, self.num_workers)
+        g = self.pipeline_groups
+        if not isinstance(g, int) or not 1 <= g <= slots:
+            raise ValueError(f"pipeline_groups must be an int from 1 to the number of workers ({slots}, "
+                             f"num_workers={self.num_workers}), got {g!r}: each group needs a worker")
+        return [list(range(i, slots, g)) for i in range(g)]
 
     def _finished_resets(self, resetting: dict[int, float], block: bool) -> list[int]:
         """Slots among `resetting` whose reply (or death) is waiting; with `block`, waits for at least one.

@@ -105,6 +105,113 @@ def test_lockstep_same_results_for_any_worker_count(pools):
         parallel.wait_for_resets = True
 
 
+@pytest.fixture(scope="module")
+def four_workers():
+    with ParallelRollout(4, camera_size=SIZE, wait_for_resets=True) as rollout:
+        yield rollout
+
+
+def test_pipelined_lockstep_same_results_for_any_grouping(four_workers):
+    rollout = four_workers
+    specs = pick_specs([0, 99, 45, 9, 90, 30], [40, 6, 40, 11, 9, 12])
+    runs = {}
+    try:
+        for groups, wait in [(1, True), (2, True), (2, False), (4, False)]:
+            rollout.pipeline_groups, rollout.wait_for_resets = groups, wait
+            runs[groups, wait] = rollout.run(grasp_from_spec, specs, record=True)
+    finally:
+        rollout.pipeline_groups, rollout.wait_for_resets = 1, True
+    plain = runs[1, True]
+    assert [r.spec for r in plain] == specs
+    assert [r.steps for r in plain][1::2] == [6, 11, 12], "max_steps stops an episode"
+    assert all(plain[i].success and plain[i].steps < 40 for i in (0, 2)), "the grasp controller lifts the can"
+    for key, results in runs.items():
+        assert [r.spec for r in results] == specs, f"{key}: results are not in spec order"
+        assert_same(results, plain)
+
+
+def test_pipelined_policy_calls_never_mix_groups_and_overlap_the_other_groups_steps(four_workers):
+    """G=2 on 4 workers: each policy call holds one group's rows (slot % 2) and is made while the other group's
+    workers have a step in flight (sent, reply not yet read); the groups take turns."""
+    rollout = four_workers.start()
+    specs = pick_specs([0, 1, 2, 3], [8, 8, 8, 8])  # seed = episode index
+    slot_of: dict[int, int] = {}  # episode -> the worker slot it was reset on
+    in_flight: set[int] = set()  # slots with a step command whose reply is unread
+    for slot, w in enumerate(rollout._workers):
+        def send(command, slot=slot, send=w.send):
+            if command[0] == "step":
+                in_flight.add(slot)
+            if command[0] == "reset":
+                slot_of[command[1].seed] = slot
+            send(command)
+
+        def recv(timeout, slot=slot, recv=w.recv):
+            in_flight.discard(slot)
+            return recv(timeout)
+
+        w.send, w.recv = send, recv
+    calls = []
+
+    def policy(batch):
+        calls.append(([slot_of[e] for e in batch.episodes], sorted(in_flight)))
+        return grasp_from_spec(batch)
+
+    rollout.pipeline_groups = 2
+    try:
+        results = rollout.run(policy, specs)
+    finally:
+        rollout.pipeline_groups = 1
+        for w in rollout._workers or []:
+            del w.send, w.recv
+    assert [r.steps for r in results] == [8, 8, 8, 8]
+    assert sorted(slot_of.values()) == [0, 1, 2, 3], "one episode per worker"
+    groups = [{s % 2 for s in slots} for slots, _ in calls]
+    assert all(len(g) == 1 for g in groups), f"a policy call mixed the groups: {calls}"
+    assert all(len(slots) == 2 for slots, _ in calls), "with wait_for_resets each call holds its whole group"
+    assert [g.pop() for g in groups] == [0, 1] * 8, "the groups take turns, 8 steps each"
+    for slots, flying in calls[1:]:  # the first call comes before any step
+        assert flying and all(s % 2 != slots[0] % 2 for s in flying), \
+            f"the policy ran for slots {slots} while steps of {flying} were in flight; expected the other group's"
+
+
+def test_pipeline_groups_must_fit_the_workers():
+    for workers, groups in [(2, 3), (0, 2), (2, 0)]:
+        with pytest.raises(ValueError, match=rf"pipeline_groups .*\({max(workers, 1)}, num_workers={workers}\)"):
+            ParallelRollout(workers, pipeline_groups=groups)
+    assert ParallelRollout(2, pipeline_groups=2)._workers is None, "checked without starting workers"
+
+
+def test_pipelined_failures_are_reported_and_stop_the_workers():
+    specs = pick_specs([0, 1, 2, 3], [12, 12, 12, 12])
+    rollout = ParallelRollout(2, render=False, pipeline_groups=2).start()
+    try:
+        procs = [w.process for w in rollout._workers]
+        killed = []
+
+        def killer(batch):
+            if batch.steps.max() == 3 and not killed:
+                os.kill(procs[1].pid, signal.SIGKILL)
+                killed.append(True)
+            return grasp_from_spec(batch)
+
+        # slot 0 takes episode 0, slot 1 episode 1; the kill comes while worker 1 steps
+        with pytest.raises(RolloutWorkerError, match=r"worker 1 .* died while running episode 1 .*(signal 9|exited)"):
+            rollout.run(killer, specs)
+        assert not any(p.is_alive() for p in procs) and rollout._workers is None
+
+        def broken(batch):
+            if batch.steps.max() == 2:
+                raise RuntimeError("policy failed")
+            return grasp_from_spec(batch)
+
+        procs = [w.process for w in rollout.start()._workers]
+        with pytest.raises(RuntimeError, match="policy failed"):
+            rollout.run(broken, specs)
+        assert not any(p.is_alive() for p in procs) and rollout._workers is None, "a raising policy closes the workers"
+    finally:
+        rollout.close()
+
+
 def test_worker_side_expert_same_results_for_any_worker_count(pools):
     local, parallel = pools
     specs = pick_specs([0, 99, 55], [None, None, 10])

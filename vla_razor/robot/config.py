@@ -137,6 +137,9 @@ class RobotConfig:
     )
     camera_size: int = option(224, "side of the camera image (demonstrations, rollouts and evaluation alike)")
     workers: int = option(2, "simulator worker processes for rollouts and evaluation (0: in this process)")
+    pipeline_groups: int = option(
+        1, "split the workers into this many groups (1 to workers) that take turns, so that the policy computes one "
+           "group's actions while the others step: sim and policy overlap (1: all step, then one policy call)")
     device: Literal["auto", "cpu", "cuda"] = option("auto", "where the policy trains (auto: cuda if available)")
     threads: int = option(2, "torch CPU threads")
     seed: int = option(0, "data order and sampling seed")

@@ -192,7 +192,7 @@ class Evaluator:
 
     def __init__(self, cfg: Any, base: Any):
         from envs.rollout import ParallelRollout
-        from vla_razor.config import to_dict
+        from vla_razor.config import ConfigError, to_dict
 
         self.cfg, self.base = cfg, base
         e = cfg.eval
@@ -200,8 +200,11 @@ class Evaluator:
         self.settings = {"eval": to_dict(e), "camera_size": cfg.camera_size, "base": str(cfg.base),
                          "backend": cfg.backend, "base_fingerprint": base_fingerprint(cfg.base)}
         self._check_same_base(cfg.experiment_dir / BASE_EVAL)
+        if not 1 <= cfg.pipeline_groups <= max(1, cfg.workers):
+            raise ConfigError(f"pipeline_groups ({cfg.pipeline_groups}) must be from 1 to workers ({cfg.workers}; 0 "
+                              "workers, in this process, count as one): each group needs a worker")
         self.rollout = ParallelRollout(cfg.workers, backend=cfg.backend, camera_size=cfg.camera_size,
-                                       sim_backend=cfg.sim_backend)
+                                       sim_backend=cfg.sim_backend, pipeline_groups=cfg.pipeline_groups)
         self.dir = cfg.experiment_dir
         self._obs: KLObservations | None = None
         self.forecast = None
