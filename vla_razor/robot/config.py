@@ -118,6 +118,10 @@ class EvalConfig:
     kl_episodes: int = option(10, "base-policy pick-can rollouts on held-out placements that give the KL frames")
     kl_frames_per_episode: int = option(8, "frames taken evenly from each of those rollouts")
     max_steps: int | None = option(None, "cap on episode length (None: the task's own, 80 pick-can, 113 drawers)")
+    temperature: float = option(
+        0.0, "decoding of the evaluated policies: 0 greedy (OpenVLA's own); > 0 samples from each policy's "
+             "distribution with noise fixed per (seed, episode, step), the success on-policy RL maximizes"
+    )
     during_training_every: int = option(0, "also evaluate every this many updates (0: only at the end)")
     kl_every: int = option(
         0, "measure the forward KL to the base on the KL frames every this many updates (SFT) or iterations (RL) "

@@ -36,6 +36,10 @@ class EvalSpec:
     """Episode length cap (None: each task's own)."""
     backend: str = "embedded"
     """Whose pick-can region the placements are drawn from."""
+    temperature: float = 0.0
+    """Decoding of the evaluated policies: 0 greedy; > 0 samples each row from its own (seed, episode, step)
+    noise, so the same policy gives the same episodes (the success of the policy's own distribution, which is
+    what on-policy RL maximizes)."""
 
 
 def pick_can_specs(n: int, seed: int, max_steps: int | None = None, backend: str = "embedded") -> list[Any]:
@@ -59,14 +63,20 @@ def probe_specs(task: str, n: int, seed: int, max_steps: int | None = None) -> l
     return [EpisodeSpec(task, int(s), {}, max_steps) for s in rng.integers(0, 2**31 - 1, n)]
 
 
+def evaluation_actor(policy: Any, spec: EvalSpec) -> PolicyActor:
+    """How evaluated policies act: greedy, or sampled at `spec.temperature` from noise fixed by the seeds."""
+    return PolicyActor(policy, temperature=spec.temperature, seed=spec.seed)
+
+
 def success_rates(policy: Any, rollout: Any, spec: EvalSpec, tasks: tuple[str, ...] = ("pick_can", *PROBES),
                   progress: str | None = None) -> dict[str, float]:
-    """Greedy success rate per task, all tasks' episodes in one batched run (a progress bar under `progress`)."""
+    """Success rate per task at `spec.temperature` (0: greedy), all tasks' episodes in one batched run (a progress
+    bar under `progress`)."""
     episodes: list[Any] = []
     for task in tasks:
         episodes += (pick_can_specs(spec.pick_can_episodes, spec.seed, spec.max_steps, spec.backend) if task == "pick_can"
                      else probe_specs(task, spec.probe_episodes, spec.seed, spec.max_steps))
-    results = rollout.run(PolicyActor(policy, temperature=0.0), episodes, progress=progress)
+    results = rollout.run(evaluation_actor(policy, spec), episodes, progress=progress)
     return {task: float(np.mean([r.success for r in results if r.spec.task == task])) for task in tasks}
 
 
@@ -196,7 +206,9 @@ class Evaluator:
 
         self.cfg, self.base = cfg, base
         e = cfg.eval
-        self.spec = EvalSpec(e.pick_can_episodes, e.probe_episodes, e.seed, e.max_steps, cfg.backend)
+        if e.temperature < 0:
+            raise ConfigError(f"eval.temperature: must be >= 0 (0: greedy), got {e.temperature}")
+        self.spec = EvalSpec(e.pick_can_episodes, e.probe_episodes, e.seed, e.max_steps, cfg.backend, e.temperature)
         self.settings = {"eval": to_dict(e), "camera_size": cfg.camera_size, "base": str(cfg.base),
                          "backend": cfg.backend, "base_fingerprint": base_fingerprint(cfg.base)}
         self._check_same_base(cfg.experiment_dir / BASE_EVAL)
