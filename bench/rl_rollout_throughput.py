@@ -64,12 +64,12 @@ def main() -> None:
     parser.add_argument("--max-steps", type=int, default=40)
     parser.add_argument("--camera-size", type=int, default=224)
     parser.add_argument("--temperature", type=float, default=1.0)
-    parser.add_argument("--threads", type=int, default=1, help="torch threads of the policy process")
+    parser.add_argument("--threads", type=int, nargs="+", default=[1],
+                        help="torch threads of the policy process (each value measured in turn)")
     parser.add_argument("--out", default="docs/results/perf/rollout.json")
     args = parser.parse_args()
 
     os.environ.setdefault("MS_SKIP_ASSET_DOWNLOAD_PROMPT", "1")
-    torch.set_num_threads(args.threads)
     from envs.rollout import ParallelRollout
     from vla_razor.robot.evaluate import pick_can_specs
     from vla_razor.robot.rl import PolicyActor
@@ -83,7 +83,7 @@ def main() -> None:
 
     specs = pick_can_specs(args.episodes, seed=4242, max_steps=args.max_steps)
     device_name = (torch.cuda.get_device_name() if args.device == "cuda"
-                   else f"CPU ({platform.processor() or platform.machine()}, {args.threads} threads)")
+                   else f"CPU ({platform.processor() or platform.machine()})")
     rows = []
     for workers in args.workers:
         groups = [g for g in args.pipeline_groups if 1 <= g <= max(1, workers)]
@@ -93,12 +93,14 @@ def main() -> None:
         with ParallelRollout(workers, camera_size=args.camera_size) as rollout:
             rollout.run(noop, specs[: max(1, workers)])  # start the workers and make their scenes
             sim, sim_steps, sim_s = steps_per_s(rollout, noop, specs)
-            for g in groups:
+            for threads, g in [(t, g) for t in args.threads for g in groups]:
+                torch.set_num_threads(threads)
                 rollout.pipeline_groups = g
                 # the policy's first call at this batch size (CUDA graph capture, compilation) is not rollout time
                 rollout.run(actor, pick_can_specs(max(1, workers), seed=4242, max_steps=2))
                 pol, pol_steps, pol_s = steps_per_s(rollout, actor, specs)
-                row = {"setting": f"{workers} workers, pipeline_groups {g}", "workers": workers, "pipeline_groups": g,
+                row = {"setting": f"{workers} workers, pipeline_groups {g}, {threads} policy threads",
+                       "workers": workers, "pipeline_groups": g, "threads": threads,
                        "episodes": len(specs), "sim_steps_per_s": sim, "policy_steps_per_s": pol,
                        "rollout_vs_sim": pol / sim, "sim_steps": sim_steps, "policy_steps": pol_steps,
                        "sim_seconds": sim_s, "policy_seconds": pol_s, "cpus": os.cpu_count()}

@@ -29,6 +29,7 @@ from torch import nn
 
 from vla_razor.config import ConfigError
 from vla_razor.runs import load_tensors, save_policy, save_tensors_atomic
+from vla_razor.runtime import resolve_device
 from vla_razor.training_state import read_training_state_meta, trainable_parameters
 
 TIMEOUT = timedelta(minutes=60)
@@ -62,12 +63,9 @@ class Distributed:
     def from_env(cls, device: str = "auto") -> Distributed:
         """Reads RANK / WORLD_SIZE / LOCAL_RANK; `device` is "auto" (CUDA if present), "cuda" or "cpu"."""
         rank, world, local = env_rank(), env_world_size(), int(os.environ.get("LOCAL_RANK", "0"))
-        if device == "auto":
-            device = "cuda" if torch.cuda.is_available() else "cpu"
-        if device not in ("cuda", "cpu"):
+        if device not in ("auto", "cuda", "cpu"):
             raise ValueError(f"device: expected 'auto', 'cuda' or 'cpu', got {device!r}")
-        if device == "cuda" and not torch.cuda.is_available():
-            raise ValueError("device: 'cuda' was asked for but torch sees no GPU; use 'auto' or 'cpu'")
+        device = resolve_device(device)
         if world > 1 and device == "cuda":
             if local >= torch.cuda.device_count():
                 raise ValueError(f"LOCAL_RANK {local} but only {torch.cuda.device_count()} GPUs are visible: "

