@@ -199,3 +199,23 @@ def test_rl_on_the_committed_base_updates_the_policy(tmp_path: Path) -> None:
     assert curve["evaluations"][0]["new_task"] == summary["base"]["new_task"]
     assert (tmp_path / "curve" / "learning_curve.png").stat().st_size > 10_000
 
+
+
+def test_iteration_points_fixed_grid_or_fresh_uniform_placements() -> None:
+    """`placements: grid` rolls out at the same grid every iteration (the paper); `uniform` draws as many placements
+    over the region afresh each iteration, the same for the same (seed, iteration), so a resumed run repeats them."""
+    from envs.grids import default_region, grid_points
+    from vla_razor.robot.config import RLConfig
+    from vla_razor.robot.rl import iteration_points
+
+    grid = RLConfig(grid=[3, 4])
+    np.testing.assert_array_equal(iteration_points(grid, 0, 0), grid_points("pick_can", "embedded", (3, 4)))
+    np.testing.assert_array_equal(iteration_points(grid, 0, 5), iteration_points(grid, 1, 0))
+    uniform = dataclasses.replace(grid, placements="uniform")
+    first = iteration_points(uniform, 0, 0)
+    (x0, x1), (y0, y1) = default_region("pick_can", "embedded")
+    assert first.shape == (12, 2)
+    assert np.all((first[:, 0] >= x0) & (first[:, 0] <= x1) & (first[:, 1] >= y0) & (first[:, 1] <= y1))
+    np.testing.assert_array_equal(first, iteration_points(uniform, 0, 0))
+    assert not np.allclose(first, iteration_points(uniform, 0, 1))
+    assert not np.allclose(first, iteration_points(uniform, 1, 0))

@@ -86,6 +86,10 @@ class RLConfig:
     """On-policy REINFORCE with a reward-normalization baseline on pick-can (paper, Appendix B.2)."""
 
     grid: list[int] = option([10, 10], "grid points along x and y at which episodes are rolled out")
+    placements: Literal["grid", "uniform"] = option(
+        "grid", "where the can is put: 'grid' the fixed grid's points every iteration (paper); 'uniform' as many "
+                "placements drawn afresh over the region each iteration (from seed and iteration)"
+    )
     episodes_per_point: int = option(5, "episodes per grid point per iteration (paper: 5)")
     iterations: int = option(10, "rollout + update iterations")
     temperature: float = option(1.0, "sampling temperature of the action tokens during rollouts")

@@ -1,7 +1,8 @@
 """On-policy REINFORCE on pick-can with a reward-normalization baseline (paper, Appendix B.2).
 
 One iteration (`reinforce_iteration`, read top to bottom):
-  1. roll out `episodes_per_point` episodes (default 5) at every grid point with the current policy,
+  1. roll out `episodes_per_point` episodes (default 5) at every grid point (or, `placements: uniform`, at as
+     many placements drawn afresh over the region: `iteration_points`) with the current policy,
      sampling the 7 action tokens at `temperature` (1.0: the policy's own distribution) with `PolicyActor`, on
      the parallel simulator workers (envs/rollout.py);
   2. reward = 1 if the episode succeeded, else 0; the advantage of an episode is its reward normalized
@@ -96,11 +97,9 @@ def train(policy: Any, optimizer: torch.optim.Optimizer, rollout: Any, r: RLConf
 
     After each iteration, `after_iteration(iterations_done, updates_done, metrics)` does the caller's bookkeeping;
     True stops training there (e.g. a KL budget reached). Returns (iterations done, updates done, stopped)."""
-    from envs.grids import grid_points
-
-    points = grid_points("pick_can", backend, tuple(r.grid))
     started, made, stopped = time.perf_counter(), 0, False
     while iteration < r.iterations and not stopped:
+        points = iteration_points(r, seed, iteration, backend)
         metrics, update = reinforce_iteration(policy, optimizer, rollout, points, r, seed=seed, iteration=iteration,
                                               update=update, backend=backend, base=base, progress=progress)
         iteration += 1
@@ -221,9 +220,23 @@ def policy_gradient_step(policy: Any, optimizer: torch.optim.Optimizer, rows: Ro
     return metrics
 
 
+def iteration_points(r: RLConfig, seed: int, iteration: int, backend: str = "embedded") -> np.ndarray:
+    """[grid_x * grid_y, 2] can placements of one iteration: the fixed grid (`rl.placements: grid`, the paper's
+    protocol), or as many drawn uniformly over the region afresh each iteration from (seed, iteration)
+    (`uniform`: what is learned must transfer between placements, as the evaluation's uniform placements ask)."""
+    from envs.grids import default_region, grid_points
+
+    if r.placements == "grid":
+        return grid_points("pick_can", backend, tuple(r.grid))
+    (x0, x1), (y0, y1) = default_region("pick_can", backend)
+    rng = np.random.default_rng([seed, iteration, 3])
+    n = int(np.prod(r.grid))
+    return np.stack([rng.uniform(x0, x1, n), rng.uniform(y0, y1, n)], axis=1)
+
+
 def iteration_specs(points_xy: np.ndarray, episodes_per_point: int, seed: int, iteration: int,
                     max_steps: int | None, backend: str = "embedded") -> tuple[list[Any], np.ndarray]:
-    """The iteration's episodes (every grid point x episodes_per_point) and each one's grid point."""
+    """The iteration's episodes (every point x episodes_per_point) and each one's point (its baseline group)."""
     from data_collection.rt1_grid import attempt_seed
     from envs.grids import placement_options
     from envs.rollout import EpisodeSpec

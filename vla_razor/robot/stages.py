@@ -282,7 +282,8 @@ def _live_kl_check(run: RunFolder, cfg: RobotConfig, evaluator: Any, policy: Any
 
 def rl_run_name(cfg: RobotConfig) -> str:
     r = cfg.rl
-    variant = ("_10" if r.advantage == "one_zero" else "") + ("_ln" if r.length_normalize else "")
+    variant = (("_10" if r.advantage == "one_zero" else "") + ("_ln" if r.length_normalize else "")
+               + ("_uniform" if r.placements == "uniform" else ""))
     return r.run_name or f"rl_lr{r.optim.lr:g}_bs{r.optim.batch_size}_k{r.episodes_per_point}{variant}_s{cfg.seed}"
 
 
@@ -316,7 +317,7 @@ def run_rl(cfg: RobotConfig) -> StageResult:
         iteration, update, stopped = int(state["iteration"]), int(state["update"]), bool(state.get("stopped", False))
     hparams = {"lr": r.optim.lr, "batch_size": r.optim.batch_size, "episodes_per_point": r.episodes_per_point,
                "iterations": r.iterations, "kl_coef": r.kl_coef, "advantage": r.advantage,
-               "length_normalize": r.length_normalize}
+               "length_normalize": r.length_normalize, "placements": r.placements}
     if cfg.kl_budget is not None:
         hparams["kl_budget"] = cfg.kl_budget
     check_every = cfg.eval.kl_every or (1 if cfg.kl_budget is not None else 0)
