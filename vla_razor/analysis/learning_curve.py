@@ -60,7 +60,18 @@ def read_curve(run_dir: Path) -> dict[str, Any]:
     if not train and not evaluations:
         raise CurveError(f"{run_dir}: metrics.jsonl has no training success, live KL or evaluations to plot")
     method = summary.get("method") if summary else None
-    return {"run": run_dir.name, "method": method, "train": train, "evaluations": evaluations}
+    return {"run": run_dir.name, "method": method, "eval_temperature": _eval_temperature(run_dir),
+            "train": train, "evaluations": evaluations}
+
+
+def _eval_temperature(run_dir: Path) -> float:
+    """The evaluation's decoding temperature from the run's config.yaml (0, greedy, when it says nothing)."""
+    import yaml
+
+    path = run_dir / "config.yaml"
+    config = yaml.safe_load(path.read_text()) if path.is_file() else None
+    evaluation = config.get("eval") if isinstance(config, dict) else None
+    return float(evaluation.get("temperature", 0.0) or 0.0) if isinstance(evaluation, dict) else 0.0
 
 
 def plot_curve(curve: dict[str, Any], path: Path) -> Path:
@@ -78,7 +89,8 @@ def plot_curve(curve: dict[str, Any], path: Path) -> Path:
         top.plot(*zip(*rollout), "o-", color="tab:blue", label="training rollouts (sampled)")
     scored = [(e["step"], e["new_task"]) for e in evals if e.get("new_task") is not None]
     if scored:
-        top.plot(*zip(*scored), "s-", color="tab:green", label="evaluation: pick-can (greedy)")
+        decoding = "greedy" if not curve.get("eval_temperature") else f"sampled at T={curve['eval_temperature']:g}"
+        top.plot(*zip(*scored), "s-", color="tab:green", label=f"evaluation: pick-can ({decoding})")
     probes = sorted({name for e in evals for name in e.get("prior", {})})
     for probe, style in zip(probes, ("^--", "v--", "d--")):
         values = [(e["step"], e["prior"][probe]) for e in evals if probe in e.get("prior", {})]
