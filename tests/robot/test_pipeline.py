@@ -52,7 +52,7 @@ def test_pipeline_end_to_end(tiny_base: Path, tmp_path: Path, capsys: pytest.Cap
     assert cli([*args, "--sft.optim.lr", "1e-3"]) == 0
     assert "collecting" not in capsys.readouterr().out
     summary = json.loads((experiment / "summary.json").read_text())
-    assert [(r["method"], r["hparams"]["lr"]) for r in summary["runs"]] == [("sft", 3e-4), ("sft", 1e-3), ("rl", 1e-5)]
+    assert [(r["method"], r["hparams"]["lr"]) for r in summary["runs"]] == [("sft", 3e-4), ("sft", 1e-3), ("rl", 1e-4)]
     assert (report / "report.md").read_text().count("| sft |") >= 2
 
     # `robot report` rewrites the summary and the report from the run folders alone

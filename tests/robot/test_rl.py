@@ -118,7 +118,7 @@ def test_rl_end_to_end_then_resume(tiny_base: Path, tmp_path: Path, capsys: pyte
     runs = tmp_path / "runs"
     args = ["robot", "rl", "--base", str(tiny_base), "--runs_dir", str(runs), "--experiment", "e",
             "--rl.grid", "[2, 2]", "--rl.episodes_per_point", "2", "--rl.max_steps", "4",
-            "--rl.optim.batch_size", "4", "--rl.optim.lr", "1e-4"]
+            "--rl.optim.batch_size", "4", "--rl.optim.lr", "1e-4", "--rl.advantage", "normalized"]
     for key, value in QUICK.items():
         if not key.startswith("pretrain."):
             args += [f"--{key}", json.dumps(value) if not isinstance(value, (str, Path)) else str(value)]

@@ -36,7 +36,7 @@ def test_robot_grid_becomes_one_task_per_run_with_its_own_folder():
     prepare, tasks = sweep_tasks(robot_sweep({"sft": {"sft.optim.lr": [1e-5, 3e-5], "sft.optim.batch_size": [16, 32]},
                                               "rl": {"rl.optim.lr": [1e-6]}}))
     assert [t.name for t in tasks] == ["sft_lr1e-05_bs16_ep1_s0", "sft_lr1e-05_bs32_ep1_s0", "sft_lr3e-05_bs16_ep1_s0",
-                                       "sft_lr3e-05_bs32_ep1_s0", "rl_lr1e-06_bs16_k2_s0"]
+                                       "sft_lr3e-05_bs32_ep1_s0", "rl_lr1e-06_bs32_k4_10_s0"]
     assert tasks[1].payload["overrides"] == {"runs_dir": "/tmp/never-written", "sft.optim.lr": 1e-5,
                                              "sft.optim.batch_size": 32}
     assert tasks[1].run_dirs == ("/tmp/never-written/robot_quick/runs/sft_lr1e-05_bs32_ep1_s0",)
