@@ -48,6 +48,12 @@ def grid_points(task: str, backend: str, shape: tuple[int, int] | list[int], reg
     return np.stack(np.meshgrid(xs, ys, indexing="ij"), axis=-1).reshape(-1, 2)
 
 
+def uniform_points(task: str, backend: str, n: int, rng: np.random.Generator) -> np.ndarray:
+    """[n, 2] (x, y) points drawn uniformly over the task's region from `rng` (all x first, then all y)."""
+    (x0, x1), (y0, y1) = default_region(task, backend)
+    return np.stack([rng.uniform(x0, x1, n), rng.uniform(y0, y1, n)], axis=1)
+
+
 def placement_options(task: str, backend: str, xy: np.ndarray | list[float]) -> dict:
     """The `env.reset(options=...)` that puts the task's object at grid point `xy`."""
     xy = [float(v) for v in xy]

@@ -44,12 +44,11 @@ class EvalSpec:
 
 def pick_can_specs(n: int, seed: int, max_steps: int | None = None, backend: str = "embedded") -> list[Any]:
     """`n` pick-can episodes at placements drawn uniformly over the grid region, fixed by `seed`."""
-    from envs.grids import default_region, placement_options
+    from envs.grids import placement_options, uniform_points
     from envs.rollout import EpisodeSpec
 
-    (x0, x1), (y0, y1) = default_region("pick_can", backend)
     rng = np.random.default_rng([seed, 1])
-    xy = np.stack([rng.uniform(x0, x1, n), rng.uniform(y0, y1, n)], axis=1)
+    xy = uniform_points("pick_can", backend, n, rng)
     seeds = rng.integers(0, 2**31 - 1, n)
     return [EpisodeSpec("pick_can", int(s), placement_options("pick_can", backend, p), max_steps)
             for s, p in zip(seeds, xy)]

@@ -224,14 +224,11 @@ def iteration_points(r: RLConfig, seed: int, iteration: int, backend: str = "emb
     """[grid_x * grid_y, 2] can placements of one iteration: the fixed grid (`rl.placements: grid`, the paper's
     protocol), or as many drawn uniformly over the region afresh each iteration from (seed, iteration)
     (`uniform`: what is learned must transfer between placements, as the evaluation's uniform placements ask)."""
-    from envs.grids import default_region, grid_points
+    from envs.grids import grid_points, uniform_points
 
     if r.placements == "grid":
         return grid_points("pick_can", backend, tuple(r.grid))
-    (x0, x1), (y0, y1) = default_region("pick_can", backend)
-    rng = np.random.default_rng([seed, iteration, 3])
-    n = int(np.prod(r.grid))
-    return np.stack([rng.uniform(x0, x1, n), rng.uniform(y0, y1, n)], axis=1)
+    return uniform_points("pick_can", backend, int(np.prod(r.grid)), np.random.default_rng([seed, iteration, 3]))
 
 
 def iteration_specs(points_xy: np.ndarray, episodes_per_point: int, seed: int, iteration: int,
