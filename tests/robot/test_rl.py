@@ -167,20 +167,22 @@ def test_rl_on_the_committed_base_updates_the_policy(tmp_path: Path) -> None:
     """RL from the CLI on the committed base (112 px, the real simulator) at the 2 x 2 grid (the region's corners),
     2 episodes each, cut at 24 steps: some of the base's sampled episodes succeed there (about 15 steps each; the
     base's pick-can is partial over the whole region). With 1-0 advantages every success's steps are rows, so the
-    iteration makes updates, and the saved policy is no longer the base."""
+    iteration makes updates (`rl.optim.epochs` 2: two passes over its rows), and the saved policy is no longer the
+    base."""
     base = REPO / "assets" / "base_policy_embedded"
     runs = tmp_path / "runs"
     args = ["robot", "rl", "--base", str(base), "--runs_dir", str(runs), "--experiment", "e",
             "--rl.grid", "[2, 2]", "--rl.episodes_per_point", "2", "--rl.max_steps", "24", "--rl.iterations", "1",
-            "--rl.advantage", "one_zero", "--rl.optim.batch_size", "16", "--rl.optim.lr", "1e-4"]
+            "--rl.advantage", "one_zero", "--rl.optim.batch_size", "16", "--rl.optim.lr", "1e-4",
+            "--rl.optim.epochs", "2"]
     for key, value in {**QUICK, "camera_size": 112}.items():
         if not key.startswith("pretrain."):
             args += [f"--{key}", json.dumps(value) if not isinstance(value, (str, Path)) else str(value)]
     assert cli(args) == 0
-    run = runs / "e" / "runs" / "rl_lr0.0001_bs16_k2_10_s0"
+    run = runs / "e" / "runs" / "rl_lr0.0001_bs16_ep2_k2_10_s0"
     metrics = {r["name"]: r["value"] for r in read_jsonl(run / "metrics.jsonl") if r["split"] == "train"}
     assert metrics["rollout_success"] > 0 and metrics["rows_with_signal"] > 0 and metrics["updates"] > 0
-    assert metrics["updates"] == -(-metrics["rows_with_signal"] // 16)  # ceil(rows / batch size)
+    assert metrics["updates"] == 2 * -(-metrics["rows_with_signal"] // 16)  # 2 epochs x ceil(rows / batch size)
     trained = load_tensors(run / "policy" / "model-00001-of-00001.safetensors")
     original = load_tensors(base / "model-00001-of-00001.safetensors")
     assert trained.keys() == original.keys()
@@ -219,3 +221,15 @@ def test_iteration_points_fixed_grid_or_fresh_uniform_placements() -> None:
     np.testing.assert_array_equal(first, iteration_points(uniform, 0, 0))
     assert not np.allclose(first, iteration_points(uniform, 0, 1))
     assert not np.allclose(first, iteration_points(uniform, 1, 0))
+
+
+def test_settings_rl_cannot_honour_are_refused() -> None:
+    """Optimizer fields RL would otherwise ignore are refused before a run folder exists."""
+    from vla_razor.config import ConfigError
+    from vla_razor.robot.config import OptimConfig, RLConfig
+    from vla_razor.robot.rl import check_settings
+
+    check_settings(RLConfig(optim=OptimConfig(epochs=3)))
+    for optim, field in ((OptimConfig(epochs=0), "rl.optim.epochs"), (OptimConfig(max_steps=5), "rl.optim.max_steps")):
+        with pytest.raises(ConfigError, match=field):
+            check_settings(RLConfig(optim=optim))

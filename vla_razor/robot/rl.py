@@ -12,7 +12,9 @@ One iteration (`reinforce_iteration`, read top to bottom):
   3. every step of an episode is a (image, instruction, 7 sampled tokens) row carrying the episode's A (with
      `length_normalize`, scaled by mean length / episode length, so long failures do not outweigh short
      successes);
-  4. the rows with A != 0 are shuffled and cut into batches of `optim.batch_size`;
+  4. the rows with A != 0 are shuffled and cut into batches of `optim.batch_size`, `optim.epochs` times (each
+     pass in a fresh order: with 1-0 advantages, several passes are several epochs of SFT on the iteration's own
+     successes, more learning per simulated episode);
   5. each batch is one AdamW update of vla_razor.core.reinforce_loss, -mean(A * sum_d log pi(token_d | ...)),
      with grad-norm clipping; with `kl_coef` > 0, + kl_coef * exact KL(pi || pi0) over the bins (off by default,
      as in the paper);
@@ -80,6 +82,11 @@ def check_settings(r: RLConfig) -> None:
         raise ConfigError("rl.optim.schedule: on-policy RL supports 'constant' (with warmup) only, as the paper")
     if len(r.grid) != 2 or min(r.grid) < 1 or r.episodes_per_point < 1 or r.iterations < 1:
         raise ConfigError("rl.grid ([nx, ny]), rl.episodes_per_point and rl.iterations must be positive")
+    if r.optim.epochs < 1:
+        raise ConfigError(f"rl.optim.epochs: passes over each iteration's rows, at least 1 (got {r.optim.epochs})")
+    if r.optim.max_steps is not None:
+        raise ConfigError("rl.optim.max_steps: RL's length is rl.iterations (each makes the updates its rows give); "
+                          "leave rl.optim.max_steps unset")
 
 
 def make_optimizer(policy: Any, r: RLConfig) -> torch.optim.Optimizer:
@@ -128,14 +135,16 @@ def reinforce_iteration(policy: Any, optimizer: torch.optim.Optimizer, rollout: 
     advantages = episode_advantages(successes, groups, r.baseline, r.advantage)
     # 3. rows: every step of every episode with a non-zero advantage
     rows = rows_from_rollouts(results, actor.tokens, advantages, r.length_normalize)
-    # 4. batches, 5. one update each
+    # 4. batches (`optim.epochs` passes), 5. one update each
     policy.model.train()
     step_metrics: list[dict[str, float]] = []
-    for batch in split_batches(len(rows), o.batch_size, np.random.default_rng([seed, iteration])):
-        lr = o.lr * lr_multiplier(update, 0, o.warmup_steps, "constant")
-        step_metrics.append(policy_gradient_step(policy, optimizer, subset(rows, batch), lr, o.max_grad_norm,
-                                                 base, r.kl_coef))
-        update += 1
+    for epoch in range(o.epochs):
+        order = np.random.default_rng([seed, iteration] + ([epoch] if epoch else []))
+        for batch in split_batches(len(rows), o.batch_size, order):
+            lr = o.lr * lr_multiplier(update, 0, o.warmup_steps, "constant")
+            step_metrics.append(policy_gradient_step(policy, optimizer, subset(rows, batch), lr, o.max_grad_norm,
+                                                     base, r.kl_coef))
+            update += 1
     policy.model.eval()
     # 6. metrics
     env_steps = sum(res.steps for res in results)

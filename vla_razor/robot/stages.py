@@ -284,7 +284,8 @@ def rl_run_name(cfg: RobotConfig) -> str:
     r = cfg.rl
     variant = (("_10" if r.advantage == "one_zero" else "") + ("_ln" if r.length_normalize else "")
                + ("_uniform" if r.placements == "uniform" else ""))
-    return r.run_name or f"rl_lr{r.optim.lr:g}_bs{r.optim.batch_size}_k{r.episodes_per_point}{variant}_s{cfg.seed}"
+    epochs = f"_ep{r.optim.epochs}" if r.optim.epochs != 1 else ""
+    return r.run_name or f"rl_lr{r.optim.lr:g}_bs{r.optim.batch_size}{epochs}_k{r.episodes_per_point}{variant}_s{cfg.seed}"
 
 
 def run_rl(cfg: RobotConfig) -> StageResult:
@@ -315,7 +316,8 @@ def run_rl(cfg: RobotConfig) -> StageResult:
     if _start(run, cfg, "rl"):
         state = load_training_state(state_path, policy.model, optimizer)
         iteration, update, stopped = int(state["iteration"]), int(state["update"]), bool(state.get("stopped", False))
-    hparams = {"lr": r.optim.lr, "batch_size": r.optim.batch_size, "episodes_per_point": r.episodes_per_point,
+    hparams = {"lr": r.optim.lr, "batch_size": r.optim.batch_size, "epochs": r.optim.epochs,
+               "episodes_per_point": r.episodes_per_point,
                "iterations": r.iterations, "kl_coef": r.kl_coef, "advantage": r.advantage,
                "length_normalize": r.length_normalize, "placements": r.placements}
     if cfg.kl_budget is not None:
