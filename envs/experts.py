@@ -5,7 +5,11 @@ env and follows a short list of waypoints, one closed-loop move per control step
     action = [clip(p_target - p_tcp), axis_angle(q_target * q_tcp^-1), gripper]
 which is exactly what the env's controller expects (translation in metres, rotation as a base-frame
 axis-angle vector, gripper absolute: -1 closed, +1 open). A waypoint is done when the end effector is
-within `tol` of it, or after its step budget; gripper waypoints just hold for a few steps.
+within `tol` of it, when the arm stopped moving towards it (blocked: a move that cannot go on), or after its
+step budget; gripper waypoints just hold for a few steps. A demonstration is behaviour-cloned from single frames,
+so it must never repeat the same action on an unchanging image and then switch on a step count the image does
+not show: a blocked move waiting out its budget did exactly that (the angled expert pushed against the can for
+10 steps before closing, and SFT on it learned to push and never close).
 
 Pick-can has two styles that look different in the images, so that a policy trained on one and fine-tuned
 on the other has something to forget:
@@ -59,6 +63,8 @@ class Waypoint:
     tol: float = 0.008
     budget: int = 12
     hold: int = 0
+    stall: float = 0.002
+    """Metres: a move whose last step advanced the end effector less than this is done (blocked)."""
 
 
 @dataclass
@@ -73,9 +79,11 @@ class WaypointExpert:
     index: int = 0
     steps_in_waypoint: int = 0
     holding: int = 0
+    last_tcp: np.ndarray | None = None
 
     def reset(self) -> None:
         self.waypoints, self.index, self.steps_in_waypoint, self.holding = [], 0, 0, 0
+        self.last_tcp = None
 
     def act(self, env: Any) -> np.ndarray:
         base = _unwrap(env)
@@ -83,9 +91,12 @@ class WaypointExpert:
             self.waypoints = self.plan(base)
         tcp_p, tcp_r = _pose(base.agent.tcp)
         wp = self.waypoints[min(self.index, len(self.waypoints) - 1)]
+        moved = np.inf if self.last_tcp is None else float(np.linalg.norm(tcp_p - self.last_tcp))
+        self.last_tcp = tcp_p
         if self.index < len(self.waypoints) - 1:
             arrived = np.linalg.norm(wp.pos - tcp_p) < wp.tol and (wp.rot * tcp_r.inv()).magnitude() < 0.05
-            if arrived or self.steps_in_waypoint >= wp.budget:
+            blocked = self.steps_in_waypoint > 0 and moved < wp.stall and np.linalg.norm(wp.pos - tcp_p) >= wp.tol
+            if arrived or blocked or self.steps_in_waypoint >= wp.budget:
                 if self.holding < wp.hold:
                     self.holding += 1
                 else:
@@ -128,7 +139,9 @@ def _pick_can_angled(env: Any, pitch_deg: float = 25.0) -> list[Waypoint]:
     # world y, so they straddle the can symmetrically.
     rot = Rotation.from_euler("y", np.deg2rad(pitch_deg)) * DOWN
     approach = rot.apply([0.0, 0.0, 1.0])
-    grasp = np.array([x, y, 0.075])
+    # 0.075 m on the can's axis is where the palm would be; the fingers meet the can's rim ~1.8 cm before it along
+    # the approach, so the grasp waypoint stops 2.5 cm short of it, where the arm arrives instead of being blocked
+    grasp = np.array([x, y, 0.075]) - 0.025 * approach
     return [
         Waypoint(grasp - 0.10 * approach, rot, OPEN, tol=0.015, budget=15),
         Waypoint(grasp, rot, OPEN, max_step=0.05, tol=0.006),
