@@ -80,3 +80,17 @@ def test_pipeline_end_to_end(tiny_base: Path, tmp_path: Path, capsys: pytest.Cap
                   for a in (f"--{k}", json.dumps(v) if not isinstance(v, (str, Path)) else str(v))]]) == 2
     err = capsys.readouterr().err
     assert "is not the base the experiment" in err and "use another --experiment" in err
+
+
+def test_robot_collect_collects_its_collect_section(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """`robot collect` writes collect.out even when sft.datasets lists another, finished dataset: it used to see
+    that one finished, collect nothing and exit 0."""
+    first, second = tmp_path / "first", tmp_path / "second"
+    args = ["robot", "collect", "--collect.grid", "1x1", "--collect.successes_per_point", "1",
+            "--collect.camera_size", "32", "--camera_size", "32", "--collect.workers", "0", "--collect.progress", "false",
+            "--wandb", "off"]
+    assert cli([*args, "--collect.out", str(first)]) == 0
+    assert (first / "dataset_statistics.json").is_file()
+    assert cli([*args, "--collect.out", str(second), "--sft.datasets", json.dumps([str(first)])]) == 0
+    assert (second / "dataset_statistics.json").is_file(), "robot collect did not collect collect.out"
+    assert f"demonstrations: {second}" in capsys.readouterr().out

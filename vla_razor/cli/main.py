@@ -122,8 +122,9 @@ def cmd_robot_collect(args: argparse.Namespace) -> None:
     from vla_razor.robot.stages import collect_sft_demos
 
     cfg = _robot_config(args)
+    cfg.sft.datasets = [cfg.collect.out]  # this command collects the collect section, whatever sft.datasets lists
     collect_sft_demos(cfg)
-    print(f"SFT demonstrations: {', '.join(str(d) for d in cfg.sft.datasets)}")
+    print(f"demonstrations: {cfg.collect.out}")
 
 
 def cmd_robot_pretrain(args: argparse.Namespace) -> None:
