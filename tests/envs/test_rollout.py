@@ -214,11 +214,11 @@ def test_pipelined_failures_are_reported_and_stop_the_workers():
 
 def test_worker_side_expert_same_results_for_any_worker_count(pools):
     local, parallel = pools
-    specs = pick_specs([0, 99, 55], [None, None, 10])
+    specs = pick_specs([0, 99, 55], [None, None, 4])  # the angled expert needs 6-9 steps: the third is cut short
     ours = parallel.run("expert:angled", specs, record=True)
     assert_same(ours, local.run("expert:angled", specs, record=True))
     assert ours[0].success and ours[1].success and ours[0].steps <= 80
-    assert ours[2].steps == 10 and not ours[2].success
+    assert ours[2].steps == 4 and not ours[2].success
     assert ours[0].trajectory.actions[0, 6] == 1.0  # expert starts with the gripper open
 
 

@@ -75,6 +75,26 @@ def test_transitions_cover_every_step_and_fix_the_order(demo_dirs: dict[str, Pat
     data.close()
 
 
+def test_random_shifts_move_each_image_by_its_own_seeded_offset() -> None:
+    from vla_razor.robot.data import random_shifts
+
+    image = np.arange(10 * 12 * 3, dtype=np.int64).reshape(10, 12, 3)
+    rows = np.array([4, 9, 4])
+    out = random_shifts([image] * 3, rows, shift=2, seed=0, step=7)
+    assert all(o.shape == image.shape for o in out)
+    np.testing.assert_array_equal(out[0], out[2])  # same (seed, step, row): same shift, whichever batch it is in
+    np.testing.assert_array_equal(out[0], random_shifts([image], rows[:1], 2, 0, 7)[0])
+    assert not np.array_equal(out[0], random_shifts([image], rows[:1], 2, 0, 8)[0]) or not np.array_equal(
+        out[0], random_shifts([image], rows[:1], 2, 1, 7)[0])
+    def translated(dy: int, dx: int) -> np.ndarray:  # the image moved by (dy, dx), edges repeated
+        return image[np.clip(np.arange(10) + dy, 0, 9)][:, np.clip(np.arange(12) + dx, 0, 11)]
+
+    for o in out:
+        matches = [(dy, dx) for dy in range(-2, 3) for dx in range(-2, 3) if np.array_equal(o, translated(dy, dx))]
+        assert len(matches) == 1, "each output is the image translated by one offset within the shift"
+    assert random_shifts([image], rows[:1], 0, 0, 7)[0] is image
+
+
 def test_pretrain_then_sft_from_the_cli(demo_dirs: dict[str, Path], tmp_path: Path,
                                         capsys: pytest.CaptureFixture) -> None:
     base = tmp_path / "base"
@@ -100,12 +120,13 @@ def test_pretrain_then_sft_from_the_cli(demo_dirs: dict[str, Path], tmp_path: Pa
     runs = tmp_path / "runs"
     args = ["robot", "sft", *TINY, *SMALL_EVAL, "--runs_dir", str(runs), "--experiment", "e",
             "--base", str(base / "policy"), "--sft.datasets", json.dumps([str(demo_dirs["pick_can_angled"])]),
-            "--sft.optim.batch_size", "4", "--sft.optim.lr", "1e-3", "--eval.during_training_every", "5"]
+            "--sft.optim.batch_size", "4", "--sft.optim.lr", "1e-3", "--eval.during_training_every", "5",
+            "--sft.optim.image_shift", "3"]
     assert cli(args) == 0
     out = capsys.readouterr().out
     n_rows = len(DemoTransitions([demo_dirs["pick_can_angled"]]))
     assert f"sft: {-(-n_rows // 4)} updates" in out  # one epoch, as the paper's B.2
-    sft_dir = runs / "e" / "runs" / "sft_lr0.001_bs4_ep1_s0"
+    sft_dir = runs / "e" / "runs" / "sft_lr0.001_bs4_ep1_shift3_s0"
     config = (sft_dir / "config.yaml").read_text()
     assert "stage: sft" in config
     tuned = OpenVLAPolicy.from_pretrained(sft_dir / "policy")
@@ -116,6 +137,7 @@ def test_pretrain_then_sft_from_the_cli(demo_dirs: dict[str, Path], tmp_path: Pa
     # evaluated against the base on shared episodes and frames; summary.json in the run-folder contract
     summary = json.loads((sft_dir / "summary.json").read_text())
     assert summary["domain"] == "robot" and summary["method"] == "sft" and summary["hparams"]["lr"] == 1e-3
+    assert summary["hparams"]["image_shift"] == 3
     assert set(summary["prior"]) == {"open_drawer", "close_drawer"}
     assert all(v in (0.0, 0.5, 1.0) for v in [summary["new_task"], *summary["base"]["prior"].values()])
     base_prior = np.mean(list(summary["base"]["prior"].values()))

@@ -31,6 +31,9 @@ class OptimConfig:
     schedule: Schedule = option("constant", "'constant' (with warmup) or 'cosine' (with warmup)")
     max_grad_norm: float = option(1.0, "gradient clipping norm")
     weight_decay: float = option(0.0, "AdamW weight decay")
+    image_shift: int = option(
+        0, "behaviour cloning only: shift each training image by up to this many pixels (edge-padded random crop, "
+           "DrQ-style), so the policy locates things relative to what it sees rather than by absolute pixel; 0: off")
 
 
 @dataclass

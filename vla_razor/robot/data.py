@@ -107,3 +107,18 @@ class DemoTransitions:
             f.close()
         self._files.clear()
         self._in_memory.clear()
+
+
+def random_shifts(images: list[np.ndarray], rows: np.ndarray, shift: int, seed: int, step: int) -> list[np.ndarray]:
+    """Each image moved by up to `shift` pixels in x and y (edge-padded, cropped back to its size), the offsets
+    drawn from (seed, step, row): the same row of the same update is shifted the same way however the batch is
+    split among processes, and a resumed run repeats them. shift 0 returns the images as they are."""
+    if shift <= 0:
+        return images
+    out = []
+    for image, row in zip(images, rows):
+        dy, dx = np.random.default_rng([seed, step, int(row)]).integers(-shift, shift + 1, 2)
+        h, w = image.shape[:2]
+        padded = np.pad(image, ((shift, shift), (shift, shift), (0, 0)), mode="edge")
+        out.append(padded[shift + dy:shift + dy + h, shift + dx:shift + dx + w])
+    return out

@@ -84,6 +84,8 @@ def check_settings(r: RLConfig) -> None:
         raise ConfigError("rl.grid ([nx, ny]), rl.episodes_per_point and rl.iterations must be positive")
     if r.optim.epochs < 1:
         raise ConfigError(f"rl.optim.epochs: passes over each iteration's rows, at least 1 (got {r.optim.epochs})")
+    if r.optim.image_shift:
+        raise ConfigError("rl.optim.image_shift: image shifts are for behaviour cloning; RL trains on the images it saw")
     if r.optim.max_steps is not None:
         raise ConfigError("rl.optim.max_steps: RL's length is rl.iterations (each makes the updates its rows give); "
                           "leave rl.optim.max_steps unset")

@@ -32,7 +32,7 @@ from vla_razor.distributed import (
 )
 from vla_razor.optim import lr_multiplier
 from vla_razor.robot.config import FSDPConfig, OptimConfig
-from vla_razor.robot.data import DemoTransitions
+from vla_razor.robot.data import DemoTransitions, random_shifts
 from vla_razor.runs import RunFolder, WandbMirror, save_policy
 from vla_razor.training_state import load_training_state, save_training_state, trainable_parameters
 
@@ -91,6 +91,8 @@ def behaviour_clone(
     for name in ("batch_size", "epochs"):
         if getattr(optim, name) < 1:
             raise ValueError(f"optim.{name}: must be >= 1, got {getattr(optim, name)}")
+    if optim.image_shift < 0:
+        raise ValueError(f"optim.image_shift: pixels, >= 0, got {optim.image_shift}")
     ctx = dist if dist is not None else Distributed()
     if ctx.enabled:
         check_distributed(optim, ctx, on_update is not None or stop_check is not None)
@@ -122,6 +124,7 @@ def behaviour_clone(
             rows = data.epoch_order(seed, epoch)[k * optim.batch_size:(k + 1) * optim.batch_size]
             share, scale = rank_share(rows, ctx)
             images, instructions, actions = data.rows(share)
+            images = random_shifts(images, share, optim.image_shift, seed, step)
             batch = policy.encode(images, instructions)
             targets = policy.encode_actions(actions)
             logits = policy.action_logits(batch, targets)

@@ -121,7 +121,8 @@ def run_pretrain(cfg: RobotConfig) -> StageResult:
 
 def sft_run_name(cfg: RobotConfig) -> str:
     o = cfg.sft.optim
-    return cfg.sft.run_name or f"sft_lr{o.lr:g}_bs{o.batch_size}_ep{o.epochs}_s{cfg.seed}"
+    shift = f"_shift{o.image_shift}" if o.image_shift else ""
+    return cfg.sft.run_name or f"sft_lr{o.lr:g}_bs{o.batch_size}_ep{o.epochs}{shift}_s{cfg.seed}"
 
 
 def run_sft(cfg: RobotConfig) -> StageResult:
@@ -169,7 +170,8 @@ def run_sft(cfg: RobotConfig) -> StageResult:
 
 def _sft_hparams(cfg: RobotConfig) -> dict[str, Any]:
     o = cfg.sft.optim
-    hparams: dict[str, Any] = {"lr": o.lr, "batch_size": o.batch_size, "epochs": o.epochs, "schedule": o.schedule}
+    hparams: dict[str, Any] = {"lr": o.lr, "batch_size": o.batch_size, "epochs": o.epochs, "schedule": o.schedule,
+                               "image_shift": o.image_shift}
     if cfg.kl_budget is not None:
         if cfg.eval.kl_every < 1:
             raise ConfigError(f"kl_budget ({cfg.kl_budget:g}): SFT checks it every eval.kl_every updates; "
