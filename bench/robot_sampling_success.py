@@ -33,13 +33,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--policy", default="assets/base_policy_embedded")
     parser.add_argument("--temperatures", default="0,0.5,1")
-    parser.add_argument("--episodes", type=int, default=2, help="episodes per grid point and temperature")
+    parser.add_argument("--episodes", type=int, default=2, 
+                        help="episodes per grid point and temperature (0: none, uniform and probes only)")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--camera-size", type=int, default=112)
+    parser.add_argument("--threads", type=int, default=2,
+                        help="torch threads of this process (several evaluations at once must not oversubscribe)")
     parser.add_argument("--uniform", type=int, default=0, help="also N uniform placements (evaluation seed 1000)")
     parser.add_argument("--probe-episodes", type=int, default=0, help="also N episodes of each drawer probe")
     parser.add_argument("--out", default="docs/results/robot/sampling_success.json")
     args = parser.parse_args()
+    torch.set_num_threads(args.threads)
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     policy = OpenVLAPolicy.from_pretrained(args.policy, device=device)
@@ -55,21 +59,20 @@ def main() -> None:
                 specs += probe_specs(task, args.probe_episodes, 1000)
             started = time.perf_counter()
             results = rollout.run(PolicyActor(policy, temperature=temperature, seed=0), specs)
-            success = np.array([r.success for r in results[:n_grid]], float).reshape(10, 10, args.episodes)
-            rows[str(temperature)] = {
-                "overall": float(success.mean()),
-                "by_grid_row": [float(v) for v in success.mean(axis=(1, 2))],
-                "points_with_a_success": int((success.max(axis=2) > 0).sum()),
-                "seconds": time.perf_counter() - started,
-            }
-            r = rows[str(temperature)]
+            r = rows[str(temperature)] = {"seconds": time.perf_counter() - started}
+            if args.episodes:
+                success = np.array([r.success for r in results[:n_grid]], float).reshape(10, 10, args.episodes)
+                r |= {"overall": float(success.mean()),
+                      "by_grid_row": [float(v) for v in success.mean(axis=(1, 2))],
+                      "points_with_a_success": int((success.max(axis=2) > 0).sum())}
             extra = results[n_grid:]
             if args.uniform:
                 r["uniform"] = float(np.mean([e.success for e in extra[:args.uniform]]))
             for task in PROBES if args.probe_episodes else ():
                 r[task] = float(np.mean([e.success for e in extra if e.spec.task == task]))
-            print(f"T={temperature:<4} success {r['overall']:.3f}  points with a success {r['points_with_a_success']:>3}/100"
-                  f"  by row " + " ".join(f"{v:.2f}" for v in r["by_grid_row"]) + f"  ({r['seconds']:.0f} s)  "
+            grid = (f"success {r['overall']:.3f}  points with a success {r['points_with_a_success']:>3}/100  by row "
+                    + " ".join(f"{v:.2f}" for v in r["by_grid_row"]) if args.episodes else "")
+            print(f"T={temperature:<4} {grid}  ({r['seconds']:.0f} s)  "
                   + " ".join(f"{k} {r[k]:.2f}" for k in ("uniform", *PROBES) if k in r), flush=True)
     atomic_write_json(Path(args.out), {"policy": args.policy, "episodes_per_point": args.episodes,
                                        "uniform_placements": args.uniform, "probe_episodes": args.probe_episodes,

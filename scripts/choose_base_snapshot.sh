@@ -13,5 +13,5 @@ steps=("$@")
 if [ ${#steps[@]} -eq 0 ]; then steps=($(ls $run/snapshots | sed 's/step_//')); fi
 for s in "${steps[@]}"; do
   "$PY" bench/robot_sampling_success.py --policy $run/snapshots/step_$s --temperatures 0 --episodes 1 \
-    --uniform 100 --probe-episodes 50 --workers "$W" --out $run/snapshot_eval/$s.json
+    --uniform 100 --probe-episodes 50 --workers "$W" --threads 4 --out $run/snapshot_eval/$s.json
 done
