@@ -3,10 +3,12 @@
     python bench/policy_kl_cost.py                                        # tiny config on CPU
     python bench/policy_kl_cost.py --config 7b --device cuda --batches 32 64
 
-Timed on the same batch (random images and prompts, the base's greedy tokens as teacher-forced prefixes):
+Timed on the same batch (random images and prompts, actions sampled from the base as teacher-forced prefixes,
+as the forward KL's chain rule takes them):
   forward      one teacher-forced `action_logits` of the fine-tuned policy (no gradients);
-  kl_stored    `vla_razor.robot.evaluate.kl_to_base` with the base's logits stored in the frame set (how every
-               evaluation and live KL check runs: the base never changes, so its logits are computed once);
+  kl_stored    the forward KL of `vla_razor.robot.evaluate.kl_to_base` with the base's logits stored in the frame
+               set (how every live KL check runs: the base never changes, so its logits are computed once; a full
+               evaluation adds the reverse KL, which samples the evaluated policy);
   kl_both      the same KL recomputing the base's logits each time (two forwards).
 `kl_overhead` = kl_stored / forward (issue #9's target: <= 1.1). Results merge into --out.
 """
@@ -25,7 +27,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from policy_actions_per_s import bench_config, device_label, make_batch, time_calls  # noqa: E402
 
-from vla_razor.policies.openvla.kl import action_token_kl  # noqa: E402
+from vla_razor.policies.openvla.kl import chain_rule_kl_terms  # noqa: E402
 from vla_razor.runs import atomic_write_json  # noqa: E402
 
 
@@ -57,7 +59,7 @@ def main() -> None:
     for batch_size in args.batches:
         batch = make_batch(base, batch_size, args.prompt_tokens, args.device)
         with torch.no_grad():
-            tokens = base.sample(batch, temperature=0.0).tokens
+            tokens = base.sample(batch, temperature=1.0, generator=torch.Generator(args.device).manual_seed(0)).tokens
             stored = base.action_logits(batch, tokens).float()
 
         @torch.no_grad()
@@ -66,11 +68,11 @@ def main() -> None:
 
         @torch.no_grad()
         def kl_stored() -> None:
-            action_token_kl(stored, policy.action_logits(batch, tokens))
+            chain_rule_kl_terms(stored, policy.action_logits(batch, tokens)).mean()
 
         @torch.no_grad()
         def kl_both() -> None:
-            action_token_kl(base.action_logits(batch, tokens), policy.action_logits(batch, tokens))
+            chain_rule_kl_terms(base.action_logits(batch, tokens), policy.action_logits(batch, tokens)).mean()
 
         t_forward, t_stored, t_both = (time_calls(f, args.repeats, args.device) for f in (forward, kl_stored, kl_both))
         row = {"batch": batch_size, "forward_ms": 1000 * t_forward, "kl_stored_ms": 1000 * t_stored,

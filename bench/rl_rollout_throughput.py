@@ -12,7 +12,8 @@ in one batched call. Sampled actions at `--temperature` (as RL rollouts), throug
 same workers (issue #9's target: >= 0.8). `--pipeline-groups`: one row per value for each worker count, named by
 its "setting", on the same workers: G >= 2 splits the workers into G groups that step while the policy computes
 another group's actions (ParallelRollout's pipeline_groups); the no-op baseline always runs with G = 1.
-`--policy`: tiny (a random tiny OpenVLA), 7b (random OpenVLA-7B, bf16), or a policy folder (default: the
+`--policy`: tiny (a random tiny OpenVLA), 7b (random OpenVLA-7B, bf16), a policy config YAML (random weights of
+that shape: what a policy of another size would cost before one is trained), or a policy folder (default: the
 committed base). Results merge into --out under "<policy>@<device>".
 """
 
@@ -42,6 +43,10 @@ def load_policy(name: str, device: str):
         if name == "7b":
             cfg.tokenizer = "bytes"  # no Llama tokenizer offline: byte ids, the same compute per token
         return OpenVLAPolicy.from_config(cfg, device=device, seed=0)
+    if name.endswith((".yaml", ".yml")):
+        from vla_razor.config import load_config
+
+        return OpenVLAPolicy.from_config(load_config(OpenVLAConfig, name), device=device, seed=0)
     return OpenVLAPolicy.from_pretrained(name, device=device)
 
 
@@ -55,7 +60,8 @@ def steps_per_s(rollout, policy, specs) -> tuple[float, int, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--policy", default="assets/base_policy_embedded", help="tiny, 7b, or a policy folder")
+    parser.add_argument("--policy", default="assets/base_policy_embedded",
+                        help="tiny, 7b, a policy config YAML (random weights), or a policy folder")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--workers", type=int, nargs="+", default=[2])
     parser.add_argument("--pipeline-groups", type=int, nargs="+", default=[1],

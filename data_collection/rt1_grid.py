@@ -60,6 +60,10 @@ class CollectConfig:
                                       "(executed and recorded; 0: the clean expert)")
     backend: Literal["embedded", "simpler"] = option("embedded", "simulator: embedded ManiSkill3 or real SimplerEnv")
     grid: str = option("10x10", "grid points along x and y, e.g. 10x10")
+    placement_jitter: float = option(
+        0.0, "half-width (m) of a uniform offset of x and y added to each attempt's grid point, drawn from the "
+             "attempt's seed and kept inside the region: a deterministic scripted expert repeats itself at one "
+             "placement, so its 10 demonstrations of a point are 10 nearby placements instead (0: the point)")
     region: list[list[float]] | None = option(
         None, "[[x_min, x_max], [y_min, y_max]] of the grid (default: the task's, see envs/grids.py)"
     )
@@ -97,6 +101,8 @@ def identity(cfg: CollectConfig) -> dict[str, Any]:
         out["expert_style"] = cfg.expert_style
     if cfg.demonstrator == "scripted" and cfg.expert_noise:
         out["expert_noise"] = cfg.expert_noise
+    if cfg.placement_jitter:
+        out["placement_jitter"] = cfg.placement_jitter
     if cfg.demonstrator == "rt1":
         out["rt1"] = d["rt1"]
     return out
@@ -210,16 +216,19 @@ class Collector:
     """Runs the attempts a collection still needs and stores each one as it ends."""
 
     def __init__(self, cfg: CollectConfig):
-        from envs.grids import grid_points
+        from envs.grids import default_region, grid_points
 
         self.cfg = cfg
         region = tuple(tuple(r) for r in cfg.region) if cfg.region else None
+        if not cfg.placement_jitter >= 0:
+            raise ConfigError(f"placement_jitter: expected >= 0 metres, got {cfg.placement_jitter}")
         if region is not None and (len(region) != 2 or any(len(r) != 2 for r in region)):
             raise ConfigError(f"region: expected [[x_min, x_max], [y_min, y_max]], got {cfg.region!r}")
         try:
             self.grid_xy = grid_points(cfg.task, cfg.backend, cfg.grid_shape(), region)  # type: ignore[arg-type]
         except ValueError as err:
             raise ConfigError(str(err)) from None
+        self.region = np.array(region or default_region(cfg.task, cfg.backend), dtype=float)  # [[x0, x1], [y0, y1]]
         n = len(self.grid_xy)
         self.points = list(range(n)) if cfg.points is None else list(cfg.points)
         bad = [p for p in self.points if not 0 <= p < n]
@@ -254,11 +263,21 @@ class Collector:
             todo += [(p, first + k) for k in range(max(0, min(need, budget)))]
         return todo
 
+    def placement(self, point: int, attempt: int) -> np.ndarray:
+        """Where attempt `attempt` at grid point `point` puts the object: the point, offset by `placement_jitter`."""
+        xy = np.asarray(self.grid_xy[point], dtype=float)
+        if not self.cfg.placement_jitter:
+            return xy
+        rng = np.random.default_rng([self.cfg.seed, point, attempt, 23])
+        xy = xy + rng.uniform(-self.cfg.placement_jitter, self.cfg.placement_jitter, 2)
+        return np.clip(xy, self.region[:, 0], self.region[:, 1])
+
     def spec(self, point: int, attempt: int) -> Any:
         from envs.grids import placement_options
         from envs.rollout import EpisodeSpec
 
-        options = _merge(placement_options(self.cfg.task, self.cfg.backend, self.grid_xy[point]), self.cfg.reset_options)
+        options = _merge(placement_options(self.cfg.task, self.cfg.backend, self.placement(point, attempt)),
+                         self.cfg.reset_options)
         return EpisodeSpec(self.cfg.task, attempt_seed(self.cfg.seed, point, attempt), options, self.cfg.max_steps)
 
     # ---- storing -----------------------------------------------------------------------------------

@@ -26,7 +26,11 @@ def test_write_report_on_two_methods(planted_runs: Path, tmp_path: Path) -> None
 
     summary = json.loads(result.summary_path.read_text())
     assert list(summary["r2"]) == ["forward_kl", "tv", "weight_l1"]
-    assert set(summary["r2_std"]) == set(summary["r2"])
+    assert set(summary["r2_std"]) == set(summary["r2"]) == set(summary["r2_loro"])
+    assert summary["r2_n_runs"]["forward_kl"] == 6 and summary["r2_n"]["forward_kl"] == 24
+    assert summary["r2_loro"]["forward_kl"] == pytest.approx(1.0, abs=1e-9)
+    assert sum(summary["r2_boot"]["forward_kl"].values()) == 20
+    assert "| forward_kl | 1.000 +- 0.000 | 1.000 | 6 | 24 |" in result.markdown_path.read_text()
     assert summary["r2"]["forward_kl"] == pytest.approx(1.0, abs=1e-9)
     assert (summary["n_points"], summary["runs"], summary["unfinished_runs"]) == (24, 6, 1)
     assert summary["steps_per_s"] == 123.4
@@ -58,7 +62,8 @@ def test_write_report_on_two_methods(planted_runs: Path, tmp_path: Path) -> None
         assert row[1] == record["method"] and float(row[-1]) == pytest.approx(record["predictors"]["forward_kl"], abs=1e-4)
         assert float(row[-2]) == pytest.approx(planted_forgetting(record["predictors"]["forward_kl"]), abs=1e-3)
 
-    for text in ("# Planted law", "| forward_kl | 1.000 +- 0.000 | 24 | 0.96 |", "Run facts", "steps_per_s",
+    for text in ("# Planted law", "| forward_kl | 1.000 +- 0.000 | 1.000 | 6 | 24 | 20 / 0 | 0.96 |", "Run facts",
+                 "steps_per_s",
                  "1 unfinished runs (no summary.json) were ignored", "![", "(tradeoff.png)"):
         assert text in markdown, text
     for text in ("<h1>Planted law</h1>", "<td>forward_kl</td>", "steps_per_s", 'src="tradeoff.png"',

@@ -216,3 +216,25 @@ def test_bad_options_are_named(tmp_path: Path, capsys: pytest.CaptureFixture) ->
     (tmp_path / "d" / "something.txt").write_text("x")
     assert main(["--grid", "1x1", "--out", str(tmp_path / "d"), "--progress", "false"]) == 2
     assert "not a collection folder" in capsys.readouterr().err
+
+
+def test_placement_jitter_spreads_a_points_demonstrations(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """The scripted expert repeats itself at one placement; with placement_jitter each attempt at a grid point
+    starts from its own nearby placement (seeded, inside the region), and the dataset records it."""
+    out = tmp_path / "jittered"
+    args = ["--grid", "1x2", "--successes_per_point", "2", "--camera_size", "32", "--expert_style", "top_down",
+            "--progress", "false", "--workers", "0", "--out", str(out)]
+    assert main([*args, "--placement_jitter", "0.02"]) == 0
+    ds = DemoDataset(out)
+    placed = {(m.grid_point, m.attempt): m.reset_kwargs["options"]["obj_init_options"]["init_xy"] for m in ds.episodes}
+    assert len(set(map(tuple, placed.values()))) == len(placed) == 4  # every demonstration its own placement
+    for m in ds.episodes:
+        offset = np.subtract(placed[(m.grid_point, m.attempt)], m.grid_xy)
+        assert np.abs(offset).max() <= 0.02 + 1e-9 and np.abs(offset).max() > 0
+    first = ds.load(0).images
+    assert not np.array_equal(first, ds.load(1).images)  # the same point, different frames
+    # the jitter is part of what the data is: resuming with another value is refused, naming it
+    assert main([*args, "--placement_jitter", "0.01"]) == 2
+    assert "placement_jitter" in capsys.readouterr().err
+    assert main([*args, "--placement_jitter", "-1"]) == 2
+    assert "placement_jitter: expected >= 0" in capsys.readouterr().err

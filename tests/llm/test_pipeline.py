@@ -50,7 +50,8 @@ def test_pipeline_trains_each_method_and_writes_summary_and_report(tiny_llm, tmp
     run = experiment / "runs" / sft["run"]
     run_summary = json.loads((run / "summary.json").read_text())
     assert run_summary["domain"] == "llm" and run_summary["step"] == 4
-    assert set(run_summary["predictors"]) == {"forward_kl", "forward_kl_per_token", "reverse_kl", "tv"}
+    assert set(run_summary["predictors"]) == {"forward_kl", "forward_kl_per_token", "reverse_kl_on_base_responses",
+                                             "tv_per_token"}
     assert (run / "model" / "config.json").is_file() and not (run / "checkpoints" / "training_state.safetensors").exists()
     metrics = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [m["step"] for m in metrics if m["name"] == "loss"] == [0, 1, 2, 3]
@@ -65,6 +66,16 @@ def test_pipeline_trains_each_method_and_writes_summary_and_report(tiny_llm, tmp
     assert set(report["methods"]) == {"sft", "grpo", "one_zero", "simpo"}
     assert (experiment / "report" / "report.html").is_file() and (experiment / "report" / "tradeoff.png").is_file()
     assert "forward_kl" in out and "report:" in out
+    # the generic analysis on the experiment folder itself: its summary.json is the experiment's table, not a run
+    assert summary["kind"] == "experiment"
+    assert main(["report", str(experiment), "--out", str(tmp_path / "generic")]) == 0
+    assert "(4 runs," in capsys.readouterr().out
+    from vla_razor.analysis.runs import load_points
+
+    assert sorted(p.method for p in load_points(experiment)[0]) == sorted(r["method"] for r in summary["runs"])
+    # forecast reads the same runs; their 4 final points are too few to hold runs out (a clear refusal, not a crash)
+    assert main(["forecast", str(experiment), "--out", str(tmp_path / "forecast.json"), "--folds", "2"]) == 2
+    assert "points report forward_kl; a degree-2 fit needs at least 3" in capsys.readouterr().err
 
     assert main(["llm", "train", *flags, "--method", "sft"]) == 0
     assert "already finished" in capsys.readouterr().out

@@ -47,6 +47,30 @@ def test_sft_stops_at_its_kl_budget_and_logs_live_kl_with_the_forecast(tiny_base
     assert cli([*args, "--eval.kl_every", "2"]) == 0 and "already finished" in capsys.readouterr().out
 
 
+def test_sft_kl_budget_stops_at_the_first_check_that_reaches_it(tiny_base: Path, demo_dirs: dict[str, Path],
+                                                                 tmp_path: Path) -> None:
+    """A budget between the live KLs of an unbudgeted run stops the same run at the first check whose KL reaches
+    it, mid-way, not at the first check (which any budget of 0 would give)."""
+    common = ["robot", "sft", "--base", str(tiny_base), "--runs_dir", str(tmp_path / "runs"),
+              "--sft.datasets", json.dumps([str(demo_dirs["pick_can_angled"])]), "--sft.optim.batch_size", "2",
+              "--sft.optim.lr", "1e-3", "--eval.kl_every", "1", *quick_args()]
+    assert cli([*common, "--experiment", "free"]) == 0
+    run = tmp_path / "runs" / "free" / "runs" / "sft_lr0.001_bs2_ep1_s0"
+    live = [(r["step"], r["value"]) for r in read_jsonl(run / "metrics.jsonl")
+            if r["split"] == "live" and r["name"] == "forward_kl"]
+    assert len(live) >= 4, "needs several checks"
+    budget = max(kl for _, kl in live[:2]) + 1e-6  # above the first two checks' KLs
+    later = [step for step, kl in live[2:] if kl >= budget]
+    assert later, f"the KL never grew past its first checks: {live}"
+    assert cli([*common, "--experiment", "budgeted", "--kl_budget", str(budget)]) == 0
+    budgeted = tmp_path / "runs" / "budgeted" / "runs" / "sft_lr0.001_bs2_ep1_s0"
+    summary = json.loads((budgeted / "summary.json").read_text())
+    assert summary["stopped_at_kl_budget"] is True and summary["step"] == later[0] < live[-1][0]
+    checks = [r["step"] for r in read_jsonl(budgeted / "metrics.jsonl")
+              if r["split"] == "live" and r["name"] == "forward_kl"]
+    assert checks == [step for step, _ in live if step <= later[0]]
+
+
 def test_rl_stops_at_its_kl_budget_after_an_iteration(tiny_base: Path, tmp_path: Path) -> None:
     args = ["robot", "rl", "--base", str(tiny_base), "--runs_dir", str(tmp_path / "runs"), "--experiment", "e",
             "--rl.grid", "[2, 2]", "--rl.episodes_per_point", "1", "--rl.max_steps", "4", "--rl.iterations", "3",

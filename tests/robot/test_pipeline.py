@@ -55,6 +55,18 @@ def test_pipeline_end_to_end(tiny_base: Path, tmp_path: Path, capsys: pytest.Cap
     assert [(r["method"], r["hparams"]["lr"]) for r in summary["runs"]] == [("sft", 3e-4), ("sft", 1e-3), ("rl", 1e-4)]
     assert (report / "report.md").read_text().count("| sft |") >= 2
 
+    # the generic analysis on the experiment folder itself: its summary.json is the experiment's table, not a run
+    assert summary["kind"] == "experiment"
+    capsys.readouterr()
+    assert cli(["report", str(experiment), "--out", str(tmp_path / "generic")]) == 0
+    assert "(3 runs," in capsys.readouterr().out
+    from vla_razor.analysis.runs import load_points
+
+    assert sorted(p.method for p in load_points(experiment)[0]) == sorted(r["method"] for r in summary["runs"])
+    # forecast reads the same runs; their 3 final points are too few to hold runs out (a clear refusal, not a crash)
+    assert cli(["forecast", str(experiment), "--out", str(tmp_path / "forecast.json"), "--folds", "2"]) == 2
+    assert "points report forward_kl; a degree-2 fit needs at least 3" in capsys.readouterr().err
+
     # `robot report` rewrites the summary and the report from the run folders alone
     (experiment / "summary.json").unlink()
     (report / "report.md").unlink()

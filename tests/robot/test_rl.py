@@ -233,3 +233,32 @@ def test_settings_rl_cannot_honour_are_refused() -> None:
     for optim, field in ((OptimConfig(epochs=0), "rl.optim.epochs"), (OptimConfig(max_steps=5), "rl.optim.max_steps")):
         with pytest.raises(ConfigError, match=field):
             check_settings(RLConfig(optim=optim))
+    with pytest.raises(ConfigError, match="rl.temperature.*untempered"):
+        check_settings(RLConfig(temperature=0.7))
+
+
+def test_kl_penalty_is_the_reverse_kl_per_action_dimension(demo_dirs: dict[str, Path], tiny_base: Path) -> None:
+    """kl_coef weighs the reverse KL per dimension along the rows' own actions: the whole-action chain-rule terms
+    divided by the 7 dimensions (evaluations report the whole-action scale)."""
+    import copy
+
+    from vla_razor.policies.openvla.kl import chain_rule_kl_terms
+    from vla_razor.robot.rl import Rows
+
+    torch.manual_seed(0)
+    base = OpenVLAPolicy.from_pretrained(tiny_base)
+    policy = copy.deepcopy(base)
+    with torch.no_grad():
+        for p in policy.model.parameters():
+            p.add_(0.01 * torch.randn_like(p))
+    episode = DemoDataset(demo_dirs["pick_can_top_down"]).load(0)
+    images, instructions = list(episode.images), [episode.instruction] * len(episode.actions)
+    inputs = policy.encode(images, instructions)
+    with torch.no_grad():
+        tokens = policy.sample(inputs, temperature=1.0, generator=torch.Generator().manual_seed(0)).tokens.cpu()
+        whole = chain_rule_kl_terms(policy.action_logits(inputs, tokens), base.action_logits(inputs, tokens))
+    rows = Rows(images, instructions, tokens, torch.ones(len(images)))
+    optimizer = torch.optim.AdamW(policy.model.parameters(), lr=0.0)
+    metrics = policy_gradient_step(policy, optimizer, rows, lr=0.0, max_grad_norm=1.0, base=base, kl_coef=0.5)
+    assert metrics["reverse_kl_per_dim"] == pytest.approx(float(whole.mean()) / 7, rel=1e-4)
+    assert metrics["reverse_kl_per_dim"] > 0

@@ -142,7 +142,8 @@ def test_pretrain_then_sft_from_the_cli(demo_dirs: dict[str, Path], tmp_path: Pa
     assert all(v in (0.0, 0.5, 1.0) for v in [summary["new_task"], *summary["base"]["prior"].values()])
     base_prior = np.mean(list(summary["base"]["prior"].values()))
     assert summary["forgetting"] == pytest.approx(base_prior - np.mean(list(summary["prior"].values())))
-    assert summary["predictors"]["forward_kl"] > 0 and 0 < summary["predictors"]["tv"] <= 7
+    assert summary["predictors"]["forward_kl"] > 0 and 0 < summary["predictors"]["tv"] <= 1
+    assert summary["predictor_se"]["forward_kl"] > 0 and set(summary["predictor_se"]) == set(summary["predictors"])
     # mid-training evaluations every 5 updates: points the analysis counts beside the final model
     points = read_jsonl(sft_dir / "points.jsonl")
     n_updates = -(-n_rows // 4)
@@ -155,7 +156,8 @@ def test_pretrain_then_sft_from_the_cli(demo_dirs: dict[str, Path], tmp_path: Pa
     base_eval = json.loads((runs / "e" / "base_eval.json").read_text())["results"]
     assert base_eval["forward_kl"] == 0.0 and base_eval["tv"] == 0.0  # the base against itself
     frames = np.load(runs / "e" / "kl_observations.npz")
-    assert frames["images"].shape == (3, 32, 32, 3) and frames["tokens"].shape == (3, 7)
+    assert frames["images"].shape == (3, 32, 32, 3) and frames["tokens"].shape == (3, 4, 7)  # 4 base samples a frame
+    assert json.loads(str(frames["settings"]))["kl_samples_per_frame"] == 4
     assert "pick_can" in out and "forward KL" in out
     assert cli(args) == 0 and "already finished" in capsys.readouterr().out
 
@@ -173,6 +175,13 @@ def test_pretrain_then_sft_from_the_cli(demo_dirs: dict[str, Path], tmp_path: Pa
     of_base = json.loads(again.read_text())
     assert of_base["new_task"] == base_eval["pick_can"] and of_base["predictors"]["forward_kl"] == 0.0
     assert (runs / "e" / "base_eval.json").stat().st_mtime_ns == stamp
+    # the experiment's KL frames were made with 4 samples a frame: other settings are refused, not mixed in
+    capsys.readouterr()
+    assert cli(["robot", "eval", *TINY, *SMALL_EVAL, "--runs_dir", str(runs), "--experiment", "e",
+                "--base", str(base / "policy"), "--policy", str(sft_dir / "policy"), "--out", str(again),
+                "--eval.kl_samples_per_frame", "2"]) == 2
+    err = capsys.readouterr().err
+    assert "kl_observations.npz" in err and "kl_samples_per_frame 4 there, 2 here" in err
 
 
 def test_sft_refuses_demonstrations_outside_the_base_action_range(demo_dirs: dict[str, Path], tmp_path: Path,

@@ -1,8 +1,13 @@
 """Polynomial fits of forgetting against candidate predictors, and the R^2 table (paper's Table 1).
 
 Table 1 reports, for each candidate variable, the R^2 of a 2nd-degree polynomial fit of forgetting
-pooled over all methods' points (mid-training checkpoints included), with a +- spread. Here the spread
-is the standard deviation of R^2 over bootstrap resamples of the points.
+pooled over all methods' points (mid-training checkpoints included), with a +- spread. Here:
+- the spread is the standard deviation of R^2 over bootstrap resamples of **runs** (a run's points move
+  together, so resampling points would count one run's checkpoints as independent evidence); a resample with
+  at most degree + 1 distinct x values fits exactly (R^2 = 1 whatever the law) and is skipped and counted;
+- beside the in-sample R^2, the leave-one-run-out R^2: each run's points predicted by the fit on the other
+  runs, 1 - sum of squared held-out errors / sum of squares about the mean (can be negative);
+- every R^2 comes with how many runs and points it rests on.
 """
 
 from __future__ import annotations
@@ -78,40 +83,78 @@ def poly_fit(x: np.ndarray, y: np.ndarray, degree: int = 2) -> PolyFit:
     return PolyFit(coeffs=coeffs, r2=r2, n=n)
 
 
-def bootstrap_r2(x: np.ndarray, y: np.ndarray, degree: int = 2, n_boot: int = 200,
-                 seed: int = 0) -> tuple[float, float]:
-    """Mean and standard deviation of R^2 over bootstrap resamples (Table 1's +-).
+@dataclass
+class BootstrapR2:
+    """R^2 over bootstrap resamples of runs."""
 
-    Each resample draws n points with replacement, refits, and scores R^2 on that resample.
-    Resamples where R^2 is undefined (e.g. all draws with the same y) are skipped; (NaN, NaN) when
-    none is left. The std uses ddof=1.
-    """
+    mean: float
+    std: float  # ddof=1 over the resamples used; NaN when none was usable
+    used: int  # resamples that scored an R^2
+    degenerate: int  # resamples skipped: too few distinct x values for the fit to leave any residual
+
+
+def bootstrap_r2(x: np.ndarray, y: np.ndarray, runs: list[str] | np.ndarray, degree: int = 2, n_boot: int = 200,
+                 seed: int = 0) -> BootstrapR2:
+    """R^2 over resamples that draw as many runs as there are, with replacement, each with all its points.
+
+    A resample with <= degree + 1 distinct x values (an exact fit) or an undefined R^2 is skipped and counted
+    in `degenerate`."""
     x = np.asarray(x, dtype=float).ravel()
     y = np.asarray(y, dtype=float).ravel()
+    runs = np.asarray(runs)
+    names = np.unique(runs)
     if x.size == 0 or n_boot <= 0:
-        return math.nan, math.nan
+        return BootstrapR2(math.nan, math.nan, 0, 0)
+    members = [np.flatnonzero(runs == name) for name in names]
     rng = np.random.default_rng(seed)
     scores: list[float] = []
+    degenerate = 0
     for _ in range(n_boot):
-        sample = rng.integers(0, x.size, size=x.size)
-        r2 = poly_fit(x[sample], y[sample], degree).r2
+        sample = np.concatenate([members[i] for i in rng.integers(0, names.size, size=names.size)])
+        r2 = poly_fit(x[sample], y[sample], degree).r2 if np.unique(x[sample]).size > degree + 1 else math.nan
         if math.isfinite(r2):
             scores.append(r2)
+        else:
+            degenerate += 1
     if not scores:
-        return math.nan, math.nan
+        return BootstrapR2(math.nan, math.nan, 0, degenerate)
     values = np.array(scores)
-    std = float(values.std(ddof=1)) if values.size > 1 else 0.0
-    return float(values.mean()), std
+    std = float(values.std(ddof=1)) if values.size > 1 else math.nan
+    return BootstrapR2(float(values.mean()), std, len(scores), degenerate)
+
+
+def leave_one_run_out_r2(x: np.ndarray, y: np.ndarray, runs: list[str] | np.ndarray, degree: int = 2) -> float:
+    """1 - sum over runs of the squared errors of predicting the run's points from a fit on the other runs,
+    over the total sum of squares about the mean of y. NaN when some held-out fit would have too few distinct
+    x values (<= degree) or y has no spread."""
+    x = np.asarray(x, dtype=float).ravel()
+    y = np.asarray(y, dtype=float).ravel()
+    runs = np.asarray(runs)
+    names = np.unique(runs)
+    centred = y - y.mean() if y.size else y
+    ss_tot = float(centred @ centred)
+    if names.size < 2 or ss_tot == 0.0:
+        return math.nan
+    press = 0.0
+    for name in names:
+        held = runs == name
+        if np.unique(x[~held]).size <= degree:
+            return math.nan
+        fit = poly_fit(x[~held], y[~held], degree)
+        error = y[held] - fit(x[held])
+        press += float(error @ error)
+    return 1.0 - press / ss_tot
 
 
 def predictor_table(points: list[Point], predictors: list[str] | None = None, target: str = "forgetting",
                     degree: int = 2, n_boot: int = 200) -> dict[str, dict]:
     """R^2 of ``target`` vs each predictor, pooled over every given point (all methods, all steps).
 
-    Returns {predictor: {"r2", "r2_std", "r2_boot_mean", "n", "coeffs"}} in Table 1's order. "r2" is
-    the fit on all pooled points; "r2_std" / "r2_boot_mean" come from ``bootstrap_r2``; "n" counts the
-    points that report the predictor (the others are skipped for that predictor only); "coeffs" are
-    highest degree first. ``predictors=None`` means every predictor any point reports.
+    Returns {predictor: {"r2", "r2_loro", "r2_std", "r2_boot_mean", "boot_used", "boot_degenerate", "n",
+    "n_runs", "coeffs"}} in Table 1's order. "r2" is the fit on all pooled points, "r2_loro" its leave-one-run-out
+    counterpart; "r2_std" / "r2_boot_mean" come from ``bootstrap_r2`` over runs; "n" counts the points that report
+    the predictor (the others are skipped for that predictor only) and "n_runs" their runs; "coeffs" are highest
+    degree first. ``predictors=None`` means every predictor any point reports.
     """
     if target not in TARGETS:
         raise ValueError(f"target must be one of {TARGETS}, got {target!r}")
@@ -119,17 +162,22 @@ def predictor_table(points: list[Point], predictors: list[str] | None = None, ta
         predictors = order_predictors({name for point in points for name in point.predictors})
     table: dict[str, dict] = {}
     for name in predictors:
-        pairs = [(point.predictors[name], float(getattr(point, target))) for point in points
-                 if name in point.predictors and math.isfinite(float(getattr(point, target)))]
-        x = np.array([pair[0] for pair in pairs], dtype=float)
-        y = np.array([pair[1] for pair in pairs], dtype=float)
+        usable = [point for point in points
+                  if name in point.predictors and math.isfinite(float(getattr(point, target)))]
+        x = np.array([point.predictors[name] for point in usable], dtype=float)
+        y = np.array([float(getattr(point, target)) for point in usable], dtype=float)
+        runs = [point.run for point in usable]
         fit = poly_fit(x, y, degree)
-        boot_mean, boot_std = bootstrap_r2(x, y, degree=degree, n_boot=n_boot)
+        boot = bootstrap_r2(x, y, runs, degree=degree, n_boot=n_boot)
         table[name] = {
             "r2": fit.r2,
-            "r2_std": boot_std,
-            "r2_boot_mean": boot_mean,
+            "r2_loro": leave_one_run_out_r2(x, y, runs, degree),
+            "r2_std": boot.std,
+            "r2_boot_mean": boot.mean,
+            "boot_used": boot.used,
+            "boot_degenerate": boot.degenerate,
             "n": fit.n,
+            "n_runs": len(set(runs)),
             "coeffs": [float(value) for value in fit.coeffs],
         }
     return table

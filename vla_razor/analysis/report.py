@@ -107,6 +107,9 @@ def write_report(runs_dir: Path, out_dir: Path, title: str | None = None, predic
         "r2": {name: row["r2"] for name, row in table.items()},
         "r2_std": {name: row["r2_std"] for name, row in table.items()},
         "r2_n": {name: row["n"] for name, row in table.items()},
+        "r2_n_runs": {name: row["n_runs"] for name, row in table.items()},
+        "r2_loro": {name: row["r2_loro"] for name, row in table.items()},
+        "r2_boot": {name: {"used": row["boot_used"], "degenerate": row["boot_degenerate"]} for name, row in table.items()},
         "r2_coeffs": {name: row["coeffs"] for name, row in table.items()},
         "n_points": len(points),
         "runs": stats.finished_runs,
@@ -311,15 +314,19 @@ def _report_blocks(title: str, points: list[Point], stats: LoadStats, pooled: st
         ("h2", "Which variable predicts forgetting (paper's Table 1)"),
         ("p", "R^2 of a 2nd-degree polynomial fit of forgetting (mean over prior-task probes of base minus "
               "fine-tuned performance) on each variable, pooled over all methods; +- is the standard "
-              "deviation of R^2 over bootstrap resamples of the points. The paper's column is ParityMNIST."),
+              "deviation of R^2 over bootstrap resamples of runs (a run's points together; resamples with too "
+              "few distinct values to leave a residual are skipped and counted). Leave-one-run-out R^2 predicts "
+              "each run's points from the fit on the other runs. The paper's column is ParityMNIST."),
     ]
     rows = []
     for name, row in table.items():
         paper = PAPER_TABLE1_R2.get(name)
-        rows.append([name, f"{_fmt(row['r2'])} +- {_fmt(row['r2_std'])}", str(row["n"]),
+        rows.append([name, f"{_fmt(row['r2'])} +- {_fmt(row['r2_std'])}", _fmt(row["r2_loro"]), str(row["n_runs"]),
+                     str(row["n"]), f"{row['boot_used']} / {row['boot_degenerate']}",
                      f"{paper:.2f}" if paper is not None else "-"])
     if rows:
-        blocks.append(("table", ["predictor", "R^2 +- std", "n", "paper R^2"], rows))
+        blocks.append(("table", ["predictor", "R^2 +- std", "leave-one-run-out R^2", "runs", "points",
+                                 "resamples used / skipped", "paper R^2"], rows))
     else:
         blocks.append(("p", "No point reports any predictor."))
 

@@ -3,7 +3,9 @@
 The analysis reads only run folders, so it works the same for toy, robot and LLM runs. A run folder is
 finished when it holds ``summary.json`` (written last, atomically, by the trainer); its optional
 ``points.jsonl`` adds mid-training checkpoints as extra points. Everything else in a run folder
-(config, metrics, checkpoints) is ignored here.
+(config, metrics, checkpoints) is ignored here. An experiment folder's own ``summary.json`` (the table of its
+runs that `robot pipeline` / `llm pipeline` write, marked ``"kind": "experiment"``) is not a run: the runs are
+found inside it.
 """
 
 from __future__ import annotations
@@ -19,6 +21,19 @@ from typing import Any
 SUMMARY_FILE = "summary.json"
 REPORT_FILE = "report.json"
 POINTS_FILE = "points.jsonl"
+EXPERIMENT_KIND = "experiment"
+"""The ``kind`` of an experiment folder's summary.json (a run's summary has none)."""
+
+
+def is_experiment_summary(path: Path) -> bool:
+    """An experiment's table of runs, not a finished run: marked by ``kind``, or (written before the mark) a
+    ``runs`` list without a ``new_task``."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return False  # unreadable: left to the run loader, which says what is wrong with it
+    return isinstance(data, dict) and (data.get("kind") == EXPERIMENT_KIND
+                                       or (isinstance(data.get("runs"), list) and "new_task" not in data))
 
 
 @dataclass
@@ -108,7 +123,7 @@ def _find_run_dirs(runs_dir: Path) -> tuple[list[Path], list[Path]]:
         names = set(filenames)
         if REPORT_FILE in names:  # a report folder (its summary.json is the report's, not a run's)
             continue
-        if SUMMARY_FILE in names:
+        if SUMMARY_FILE in names and not is_experiment_summary(Path(dirpath) / SUMMARY_FILE):
             finished.append(Path(dirpath))
         elif names.intersection(("points.jsonl", "metrics.jsonl")):
             strong.append(Path(dirpath))

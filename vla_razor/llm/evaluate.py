@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from vla_razor.config import ConfigError, to_dict
-from vla_razor.llm.kl import KLResponses, kl_to_base
+from vla_razor.llm.kl import LLM_PREDICTORS, KLResponses, kl_to_base
 from vla_razor.llm.probes import check_probes, run_probes
 from vla_razor.llm.sampling import generate, prompt_ids
 from vla_razor.llm.tasks import Task
@@ -78,7 +78,7 @@ class LLMEvaluator:
         return self._responses
 
     def evaluate(self, model: Any, name: str = "model") -> dict[str, float]:
-        """{"new_task", <probe>..., "forward_kl", "forward_kl_per_token", "reverse_kl", "tv"} of `model`."""
+        """{"new_task", <probe>..., *LLM_PREDICTORS} of `model`."""
         e, s = self.cfg.eval, self.cfg.sampling
         new_task, _texts = accuracy(model, self.tokenizer, self.task, self.eval_examples, s.max_new_tokens,
                                     s.batch_size, self._bar(f"new task ({name})"))
@@ -102,6 +102,6 @@ class LLMEvaluator:
             "domain": "llm", "method": method, "hparams": hparams, "seed": seed, "step": step,
             "task": self.cfg.task.name, "new_task": results["new_task"], "prior": prior,
             "forgetting": float(np.mean([base_prior[p] - prior[p] for p in probes])),
-            "predictors": {k: results[k] for k in ("forward_kl", "forward_kl_per_token", "reverse_kl", "tv")},
+            "predictors": {k: results[k] for k in LLM_PREDICTORS},
             "base": {"new_task": base["new_task"], "prior": base_prior},
         }

@@ -20,6 +20,9 @@ from vla_razor.core import forward_kl, reverse_kl, total_variation
 from vla_razor.llm.sampling import TeacherForcing
 from vla_razor.runs import atomic_write_json
 
+LLM_PREDICTORS = ("forward_kl", "forward_kl_per_token", "reverse_kl_on_base_responses", "tv_per_token")
+"""What `kl_to_base` returns, the LLM runs' predictors."""
+
 
 @dataclass
 class KLResponses:
@@ -41,13 +44,16 @@ class KLResponses:
 @torch.no_grad()
 def kl_to_base(base: Any, model: Any, responses: KLResponses, pad_id: int, batch_size: int = 16,
                chunk_tokens: int = 512) -> dict[str, float]:
-    """Forward KL, reverse KL and total variation of `model` from `base` on the stored responses.
+    """Divergences of `model` from `base` on the stored base responses.
 
-    `forward_kl` is per response (the sum over its tokens, averaged over responses: the paper's
-    sequence-level KL); `forward_kl_per_token` averages over tokens instead.
+    `forward_kl` is per response (the sum over its tokens, averaged over responses): the paper's sequence-level
+    KL(pi0 || pi), exact by the chain rule since the responses are the base's own samples; `forward_kl_per_token`
+    averages over tokens instead. Along the same responses, `reverse_kl_on_base_responses` sums the per-token
+    KL(pi || pi0) per response and `tv_per_token` averages the per-token total variation: named for what they are,
+    since the sequence-level reverse KL would need the model's own samples and a sequence TV is neither.
     """
     device = next(model.parameters()).device
-    sums = {"forward_kl": 0.0, "reverse_kl": 0.0, "tv": 0.0}
+    sums = {"forward_kl": 0.0, "reverse_kl": 0.0, "tv": 0.0}  # summed over every response token
     tokens = 0
     for start in range(0, len(responses.prompts), batch_size):
         batch = TeacherForcing.pack(responses.prompts[start:start + batch_size],
@@ -64,4 +70,4 @@ def kl_to_base(base: Any, model: Any, responses: KLResponses, pad_id: int, batch
         tokens += int(batch.target_mask.sum())
     n = max(1, len(responses.prompts))
     return {"forward_kl": sums["forward_kl"] / n, "forward_kl_per_token": sums["forward_kl"] / max(1, tokens),
-            "reverse_kl": sums["reverse_kl"] / n, "tv": sums["tv"] / max(1, tokens)}
+            "reverse_kl_on_base_responses": sums["reverse_kl"] / n, "tv_per_token": sums["tv"] / max(1, tokens)}

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from vla_razor.analysis.runs import EXPERIMENT_KIND
 from vla_razor.config import ConfigError, load_config, to_dict
 from vla_razor.llm.config import LLMConfig
 from vla_razor.llm.evaluate import LLMEvaluator
@@ -61,7 +62,7 @@ def summarize_experiment(cfg: LLMConfig, extra: dict[str, str] | None = None) ->
     started = time.perf_counter()
     rows, base = experiment_rows(cfg.experiment_dir)
     summary_path = cfg.experiment_dir / "summary.json"
-    atomic_write_json(summary_path, {"task": cfg.task.name, "model": cfg.model, "runs": rows,
+    atomic_write_json(summary_path, {"kind": EXPERIMENT_KIND, "task": cfg.task.name, "model": cfg.model, "runs": rows,
                                      "base": {"new_task": base["new_task"], "probes": base["prior"]},
                                      "config": to_dict(cfg)})
     report = write_report(cfg.experiment_dir / "runs", cfg.experiment_dir / "report",

@@ -95,7 +95,8 @@ class RLConfig:
     )
     episodes_per_point: int = option(5, "episodes per grid point per iteration (paper: 5)")
     iterations: int = option(10, "rollout + update iterations")
-    temperature: float = option(1.0, "sampling temperature of the action tokens during rollouts")
+    temperature: float = option(1.0, "sampling temperature of the action tokens during rollouts (1.0 only: the "
+                                           "update is on-policy, with untempered log-probabilities)")
     baseline: Literal["group", "batch"] = option(
         "group", "normalize rewards within each grid point's episodes (group) or over the whole iteration (batch)"
     )
@@ -108,7 +109,9 @@ class RLConfig:
         "length (as GRPO divides by the response length); false: every step counts once (a failure's 80 steps "
         "then outweigh a success's ~35)"
     )
-    kl_coef: float = option(0.0, "coefficient of an exact KL(pi || pi0) penalty (paper: 0, none)")
+    kl_coef: float = option(
+        0.0, "coefficient of a reverse KL(pi || pi0) penalty per action dimension (exact over the bins, along the "
+             "rollout's own actions, mean over the 7; evaluations report whole-action KLs, 7x larger); paper: 0")
     max_steps: int | None = option(None, "cap on rollout episode length (None: the task's own 80)")
     optim: OptimConfig = option(OptimConfig(), "update settings (the paper: as SFT; schedule constant with warmup)")
     eval_every: int = option(0, "evaluate every this many iterations into points.jsonl (0: only at the end)")
@@ -124,6 +127,9 @@ class EvalConfig:
     seed: int = option(1000, "base of the evaluation seeds (apart from training seeds)")
     kl_episodes: int = option(10, "base-policy pick-can rollouts on held-out placements that give the KL frames")
     kl_frames_per_episode: int = option(8, "frames taken evenly from each of those rollouts")
+    kl_samples_per_frame: int = option(
+        4, "actions sampled from the base at each KL frame: the forward KL of a whole action is the mean over them "
+           "of the per-dimension KLs along each (the chain rule); more gives a smaller standard error")
     max_steps: int | None = option(None, "cap on episode length (None: the task's own, 80 pick-can, 113 drawers)")
     temperature: float = option(
         0.0, "decoding of the evaluated policies: 0 greedy (OpenVLA's own); > 0 samples from each policy's "

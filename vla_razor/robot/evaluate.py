@@ -2,10 +2,12 @@
 
 - pick_can: success over `pick_can_episodes` placements drawn uniformly in the grid region (paper B.2: 100);
 - retention: success on open_drawer and close_drawer from fixed seeds (the forgetting probes);
-- KL: E_x[KL(pi0(.|x) || pi(.|x))] over a fixed set of new-task observations x (frames of the base policy's
-  own pick-can rollouts on held-out placements, made once per experiment and stored as kl_observations.npz),
-  exact over the 256 bins of each of the 7 action tokens, teacher-forced on the base's greedy tokens and
-  summed over the dimensions; reverse KL and TV beside it (vla_razor/policies/openvla/kl.py).
+- KL: E_x[KL(pi0(.|x) || pi(.|x))] over whole 7-token actions, on a fixed set of new-task observations x (frames
+  of the base policy's own pick-can rollouts on held-out placements, made once per experiment and stored as
+  kl_observations.npz with K actions per frame sampled from the base): by the chain rule, the mean over those
+  actions of the per-dimension KLs (exact over the 256 bins) summed along each, with its standard error; total
+  variation and reverse KL (over actions sampled from the evaluated policy) beside it
+  (vla_razor/policies/openvla/kl.py).
 The seeds of every episode and the observation set depend only on the config, so base, SFT and RL models
 are measured on exactly the same episodes and frames.
 """
@@ -81,23 +83,29 @@ def success_rates(policy: Any, rollout: Any, spec: EvalSpec, tasks: tuple[str, .
 
 @dataclass
 class KLObservations:
-    """The fixed new-task observation set of an experiment."""
+    """The fixed new-task observation set of an experiment: frames, and action prefixes sampled from the base."""
 
     images: np.ndarray
     """uint8 [N, H, W, 3]."""
     instructions: list[str]
     tokens: np.ndarray
-    """int64 [N, 7]: the base policy's greedy action tokens on each image (the teacher-forced prefixes)."""
+    """int64 [N, K, 7]: K actions per frame sampled from the base at temperature 1 (the prefixes of the forward
+    KL's chain rule, vla_razor/policies/openvla/kl.py)."""
+    settings: dict[str, Any]
+    """What made the set (evaluation settings, camera, base fingerprint): an experiment refuses a set made
+    otherwise."""
     base_logits: np.ndarray | None = None
-    """float32 [N, 7, n_bins]: the base's teacher-forced logits on `tokens`. The base never changes within an
-    experiment, so they are computed once (`kl_to_base` fills them in when absent) and every KL then costs one
-    forward of the fine-tuned policy only."""
+    """float32 [N, K, 7, n_bins]: the base's teacher-forced logits on `tokens`. The base never changes within an
+    experiment, so they are computed once (`kl_to_base` fills them in when absent) and a forward KL then costs
+    one forward of the fine-tuned policy."""
 
     def save(self, path: Path) -> None:
         import io
+        import json
 
         buffer = io.BytesIO()
-        arrays = {"images": self.images, "instructions": np.asarray(self.instructions), "tokens": self.tokens}
+        arrays = {"images": self.images, "instructions": np.asarray(self.instructions), "tokens": self.tokens,
+                  "settings": np.asarray(json.dumps(self.settings, sort_keys=True))}
         if self.base_logits is not None:
             arrays["base_logits"] = self.base_logits
         np.savez_compressed(buffer, **arrays)
@@ -105,18 +113,26 @@ class KLObservations:
 
     @classmethod
     def load(cls, path: Path) -> KLObservations:
+        import json
+
         try:
             with np.load(path, allow_pickle=False) as f:
+                if "settings" not in f.files or f["tokens"].ndim != 3:
+                    raise ValueError("made by an older version (one greedy prefix per frame, no settings)")
                 base_logits = f["base_logits"] if "base_logits" in f.files else None
-                return cls(f["images"], [str(s) for s in f["instructions"]], f["tokens"], base_logits)
+                return cls(f["images"], [str(s) for s in f["instructions"]], f["tokens"],
+                           json.loads(str(f["settings"])), base_logits)
         except (OSError, KeyError, ValueError) as err:
             raise ValueError(f"{path}: not a KL observation set ({err}); delete it to make a new one") from None
 
 
-def make_kl_observations(base: Any, rollout: Any, n_episodes: int, per_episode: int, seed: int,
-                         max_steps: int | None = None, backend: str = "embedded",
+def make_kl_observations(base: Any, rollout: Any, n_episodes: int, per_episode: int, samples: int, seed: int,
+                         settings: dict[str, Any], max_steps: int | None = None, backend: str = "embedded",
                          progress: str | None = None) -> KLObservations:
-    """Frames of the base's greedy pick-can rollouts on held-out placements (`per_episode` evenly spaced each)."""
+    """Frames of the base's greedy pick-can rollouts on held-out placements (`per_episode` evenly spaced each),
+    with `samples` actions per frame drawn from the base at temperature 1 (noise fixed by `seed`)."""
+    if samples < 1:
+        raise ValueError(f"eval.kl_samples_per_frame: expected >= 1, got {samples}")
     results = rollout.run(PolicyActor(base, temperature=0.0), pick_can_specs(n_episodes, seed + 7, max_steps, backend),
                           record=True, progress=progress)
     images, instructions = [], []
@@ -125,47 +141,76 @@ def make_kl_observations(base: Any, rollout: Any, n_episodes: int, per_episode: 
         steps = np.unique(np.linspace(0, len(t.actions) - 1, per_episode).round().astype(int))
         images += [t.images[s] for s in steps]
         instructions += [t.instruction] * len(steps)
-    tokens = []
-    with torch.no_grad():
-        for i in range(0, len(images), 32):
-            inputs = base.encode(images[i:i + 32], instructions[i:i + 32])
-            tokens.append(base.sample(inputs, temperature=0.0).tokens.cpu())
-    obs = KLObservations(np.stack(images), instructions, torch.cat(tokens).numpy())
+    tokens = _sample_prefixes(base, images, instructions, samples, seed)
+    obs = KLObservations(np.stack(images), instructions, tokens.numpy(), settings)
     obs.base_logits = base_action_logits(base, obs)
     return obs
 
 
 @torch.no_grad()
-def base_action_logits(base: Any, obs: KLObservations, batch_size: int = 32) -> np.ndarray:
-    """The base's teacher-forced logits [N, 7, n_bins] on the observation set's tokens (float32)."""
+def _sample_prefixes(policy: Any, images: list[np.ndarray], instructions: list[str], samples: int, seed: int,
+                     batch_size: int = 32) -> torch.Tensor:
+    """[N, K, 7] action tokens drawn from `policy` at temperature 1, each (frame, k) from its own noise."""
+    actor = PolicyActor(policy, seed=seed)
+    frames = np.repeat(np.arange(len(images)), samples)
+    ks = np.tile(np.arange(samples), len(images))
     out = []
-    for i in range(0, len(obs.instructions), batch_size):
-        tokens = torch.as_tensor(obs.tokens[i:i + batch_size])
-        batch = base.encode(list(obs.images[i:i + batch_size]), obs.instructions[i:i + batch_size])
-        out.append(base.action_logits(batch, tokens).float().cpu())
-    return torch.cat(out).numpy()
+    for i in range(0, len(frames), batch_size):
+        rows = slice(i, i + batch_size)
+        batch = policy.encode([images[f] for f in frames[rows]], [instructions[f] for f in frames[rows]])
+        noise = actor.row_noise(frames[rows], ks[rows])
+        out.append(policy.sample(batch, temperature=1.0, uniform_noise=noise).tokens.cpu())
+    return torch.cat(out).view(len(images), samples, -1)
+
+
+def _teacher_forced(policy: Any, images: np.ndarray, instructions: list[str], tokens: torch.Tensor,
+                    batch_size: int) -> torch.Tensor:
+    """`policy`'s logits [N, K, 7, n_bins] teacher-forced on tokens [N, K, 7] (each frame repeated K times)."""
+    n, k, d = tokens.shape
+    flat_tokens = tokens.reshape(n * k, d)
+    frames = np.repeat(np.arange(n), k)
+    out = []
+    for i in range(0, n * k, batch_size):
+        rows = frames[i:i + batch_size]
+        batch = policy.encode([images[f] for f in rows], [instructions[f] for f in rows])
+        out.append(policy.action_logits(batch, flat_tokens[i:i + batch_size]).float().cpu())
+    logits = torch.cat(out)
+    return logits.view(n, k, d, logits.shape[-1])
+
+
+@torch.no_grad()
+def base_action_logits(base: Any, obs: KLObservations, batch_size: int = 32) -> np.ndarray:
+    """The base's teacher-forced logits [N, K, 7, n_bins] on the observation set's sampled actions (float32)."""
+    return _teacher_forced(base, obs.images, obs.instructions, torch.as_tensor(obs.tokens), batch_size).numpy()
 
 
 @torch.no_grad()
 def kl_to_base(base: Any, policy: Any, obs: KLObservations, batch_size: int = 32) -> dict[str, float]:
-    """Mean over the observation set of forward KL(pi0 || pi), reverse KL and TV, summed over the 7 tokens.
-
-    The base's logits come from `obs.base_logits`, computed here once if the set lacks them (`base` is used
-    only then): a KL costs one forward of `policy`."""
-    from vla_razor.policies.openvla.kl import action_token_kl
+    """Divergences of `policy` from the base over whole 7-token actions, averaged over the observation set, each
+    with its standard error over frames (`<name>_se`; vla_razor/policies/openvla/kl.py):
+    - forward_kl, KL(pi0 || pi): the chain rule over the stored actions sampled from the base;
+    - tv: total variation of the two action distributions, from the same actions;
+    - reverse_kl, KL(pi || pi0): the chain rule over K actions per frame sampled from `policy` (noise fixed by
+      the set's seed), so it needs `base`; left out when `base` is None.
+    The base's logits on its own actions come from `obs.base_logits`, computed here once if the set lacks them."""
+    from vla_razor.policies.openvla.kl import action_tv_terms, chain_rule_kl_terms, mean_and_se
 
     if obs.base_logits is None:
         obs.base_logits = base_action_logits(base, obs, batch_size)
-    totals: dict[str, float] = {}
-    n = len(obs.instructions)
-    for i in range(0, n, batch_size):
-        images, instructions = list(obs.images[i:i + batch_size]), obs.instructions[i:i + batch_size]
-        tokens = torch.as_tensor(obs.tokens[i:i + batch_size])
-        logits = policy.action_logits(policy.encode(images, instructions), tokens)
-        base_logits = torch.from_numpy(obs.base_logits[i:i + batch_size]).to(logits.device)
-        for name, value in action_token_kl(base_logits, logits).items():
-            totals[name] = totals.get(name, 0.0) + float(value) * len(instructions)
-    return {name: value / n for name, value in totals.items()}
+    tokens = torch.as_tensor(obs.tokens)
+    base_logits = torch.from_numpy(obs.base_logits)
+    logits = _teacher_forced(policy, obs.images, obs.instructions, tokens, batch_size)
+    bins = policy.tokenizer.bin_index(tokens)
+    out: dict[str, float] = {}
+    out["forward_kl"], out["forward_kl_se"] = mean_and_se(chain_rule_kl_terms(base_logits, logits))
+    out["tv"], out["tv_se"] = mean_and_se(action_tv_terms(base_logits, logits, bins))
+    if base is not None:
+        own = _sample_prefixes(policy, list(obs.images), obs.instructions, tokens.shape[1],
+                               int(obs.settings.get("seed", 0)) + 1, batch_size)
+        own_logits = _teacher_forced(policy, obs.images, obs.instructions, own, batch_size)
+        base_on_own = _teacher_forced(base, obs.images, obs.instructions, own, batch_size)
+        out["reverse_kl"], out["reverse_kl_se"] = mean_and_se(chain_rule_kl_terms(own_logits, base_on_own))
+    return out
 
 
 BASE_EVAL = "base_eval.json"
@@ -239,15 +284,36 @@ class Evaluator:
                 f"(weights fingerprint {self.settings['base_fingerprint']}, the experiment's {saved}, see {path}); "
                 "use another --experiment for this base, or delete that experiment folder to start it again")
 
+    def kl_settings(self) -> dict[str, Any]:
+        """What the experiment's KL frames depend on (stamped in kl_observations.npz)."""
+        e = self.cfg.eval
+        return {"kl_episodes": e.kl_episodes, "kl_frames_per_episode": e.kl_frames_per_episode,
+                "kl_samples_per_frame": e.kl_samples_per_frame, "seed": e.seed, "max_steps": e.max_steps,
+                "backend": self.cfg.backend, "camera_size": self.cfg.camera_size,
+                "base_fingerprint": self.settings["base_fingerprint"]}
+
     def kl_observations(self) -> KLObservations:
+        """The experiment's KL frames: loaded when made with this config's settings (a mismatch is refused, not
+        silently mixed into one experiment), else made from the base's rollouts and saved."""
+        from vla_razor.config import ConfigError
+
         if self._obs is None:
             path = self.dir / KL_OBSERVATIONS
+            wanted = self.kl_settings()
             if path.is_file():
-                self._obs = KLObservations.load(path)
+                obs = KLObservations.load(path)
+                differ = {k: (obs.settings.get(k), v) for k, v in wanted.items() if obs.settings.get(k) != v}
+                if differ:
+                    said = ", ".join(f"{k} {saved!r} there, {now!r} here" for k, (saved, now) in differ.items())
+                    raise ConfigError(f"{path}: the experiment's KL frames were made with other settings ({said}); "
+                                      "use another --experiment, or delete that file to make the frames again "
+                                      "(the experiment's earlier KLs were measured on the old ones)")
+                self._obs = obs
             else:
                 e = self.cfg.eval
                 self._obs = make_kl_observations(self.base, self.rollout, e.kl_episodes, e.kl_frames_per_episode,
-                                                 e.seed, e.max_steps, self.cfg.backend, self._bar("KL frames (base)"))
+                                                 e.kl_samples_per_frame, e.seed, wanted, e.max_steps,
+                                                 self.cfg.backend, self._bar("KL frames (base)"))
                 self._obs.save(path)
         return self._obs
 
@@ -261,8 +327,9 @@ class Evaluator:
                 **kl_to_base(self.base, policy, self.kl_observations())}
 
     def live_kl(self, policy: Any) -> dict[str, float]:
-        """Forward / reverse KL and TV to the base on the KL frames (no rollouts), with the forecast's retention."""
-        kl = kl_to_base(self.base, policy, self.kl_observations())
+        """Forward KL and TV to the base on the KL frames (no rollouts; one forward of `policy` over the stored
+        base actions, no sampling), with the forecast's retention. The reverse KL is left to evaluations."""
+        kl = kl_to_base(None, policy, self.kl_observations())
         if self.forecast is not None:
             kl["forecast/prior_mean"] = self.forecast.predict(kl["forward_kl"])
         return kl
@@ -280,6 +347,7 @@ class Evaluator:
             "domain": "robot", "method": method, "hparams": hparams, "seed": seed, "step": step,
             "new_task": results["pick_can"], "prior": {p: results[p] for p in PROBES}, "forgetting": forgetting,
             "predictors": {k: results[k] for k in ("forward_kl", "reverse_kl", "tv")},
+            "predictor_se": {k: results[f"{k}_se"] for k in ("forward_kl", "reverse_kl", "tv") if f"{k}_se" in results},
             "base": {"new_task": base["pick_can"], "prior": {p: base[p] for p in PROBES}},
         }
         if self.forecast is not None:

@@ -16,8 +16,10 @@ One iteration (`reinforce_iteration`, read top to bottom):
      pass in a fresh order: with 1-0 advantages, several passes are several epochs of SFT on the iteration's own
      successes, more learning per simulated episode);
   5. each batch is one AdamW update of vla_razor.core.reinforce_loss, -mean(A * sum_d log pi(token_d | ...)),
-     with grad-norm clipping; with `kl_coef` > 0, + kl_coef * exact KL(pi || pi0) over the bins (off by default,
-     as in the paper);
+     with grad-norm clipping; with `kl_coef` > 0, + kl_coef * the reverse KL(pi || pi0) **per action dimension**
+     (exact over the bins at each dimension, along the rollout's own sampled actions, averaged over the 7: the
+     whole action's reverse KL by the chain rule, / 7; logged as `reverse_kl_per_dim`; off by default, as in the
+     paper). Evaluations report whole-action KLs, 7x this scale;
   6. the iteration's metrics: rollout success, env steps and their rate, rows, updates, mean loss.
 `train` repeats it; its caller's `after_iteration` hook does the bookkeeping (logs, evaluations, the training
 state). Rollout seeds and sampling are functions of (seed, iteration), so a run resumed at an iteration makes
@@ -84,6 +86,10 @@ def check_settings(r: RLConfig) -> None:
         raise ConfigError("rl.grid ([nx, ny]), rl.episodes_per_point and rl.iterations must be positive")
     if r.optim.epochs < 1:
         raise ConfigError(f"rl.optim.epochs: passes over each iteration's rows, at least 1 (got {r.optim.epochs})")
+    if r.temperature != 1.0:
+        raise ConfigError(f"rl.temperature: on-policy REINFORCE samples the policy's own distribution, 1.0 (got "
+                          f"{r.temperature}); the update scores actions with untempered log-probabilities, so "
+                          "another temperature would be off-policy")
     if r.optim.image_shift:
         raise ConfigError("rl.optim.image_shift: image shifts are for behaviour cloning; RL trains on the images it saw")
     if r.optim.max_steps is not None:
@@ -152,7 +158,7 @@ def reinforce_iteration(policy: Any, optimizer: torch.optim.Optimizer, rollout: 
     env_steps = sum(res.steps for res in results)
     metrics = {"rollout_success": float(successes.mean()), "env_steps": env_steps,
                "env_steps_per_s": env_steps / max(rollout_s, 1e-9), "rows_with_signal": len(rows), "updates": update}
-    for name in ("loss", "pg_loss", "grad_norm", "kl_penalty"):
+    for name in ("loss", "pg_loss", "grad_norm", "reverse_kl_per_dim"):
         values = [m[name] for m in step_metrics if name in m]
         if values:
             metrics[name] = float(np.mean(values))
@@ -220,7 +226,7 @@ def policy_gradient_step(policy: Any, optimizer: torch.optim.Optimizer, rows: Ro
             base_logits = base.action_logits(base.encode(rows.images, rows.instructions), tokens)
         kl = core.kl_penalty(logits, base_logits, bins, None, kind="exact")
         loss = loss + kl_coef * kl
-        metrics["kl_penalty"] = float(kl.detach())
+        metrics["reverse_kl_per_dim"] = float(kl.detach())
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     metrics["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(params, max_grad_norm))

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from vla_razor.analysis.runs import EXPERIMENT_KIND
 from vla_razor.config import ConfigError, load_config, to_dict
 from vla_razor.distributed import Distributed, check_distributed, env_world_size
 from vla_razor.robot.config import RobotConfig
@@ -460,7 +461,7 @@ def summarize_experiment(cfg: RobotConfig, extra: dict[str, str] | None = None) 
     table = [{"method": "base", "run": str(cfg.base), "hparams": {}, "pick_can": base["new_task"], **base["prior"],
               "forgetting": 0.0, "forward_kl": 0.0, "reverse_kl": 0.0, "tv": 0.0}, *runs]
     summary_path = cfg.experiment_dir / "summary.json"
-    atomic_write_json(summary_path, {"runs": runs, "base": {"pick_can": base["new_task"], **base["prior"]},
+    atomic_write_json(summary_path, {"kind": EXPERIMENT_KIND, "runs": runs, "base": {"pick_can": base["new_task"], **base["prior"]},
                                      "config": to_dict(cfg)})
     report = write_report(cfg.experiment_dir / "runs", cfg.experiment_dir / "report",
                           title=f"RL's Razor, robot ({cfg.backend}): {cfg.experiment}", extra=extra or {})

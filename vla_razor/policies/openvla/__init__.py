@@ -2,7 +2,7 @@
 
 LeRobot-style folder: configuration_openvla (the dataclass), modeling_openvla (the nn.Module),
 processor_openvla (images and prompt), action_tokenizer, loading (from_pretrained / save_pretrained),
-generation (batched KV-cached action decoding), kl (action_token_kl), lora, policy (the trainers' interface).
+generation (batched KV-cached action decoding), kl (the KL and TV of whole actions, by the chain rule over sampled prefixes), lora, policy (the trainers' interface).
 Needs the ``robot`` extra (timm, transformers, peft) for the model; the action tokenizer needs only numpy.
 """
 
@@ -14,7 +14,7 @@ from vla_razor.policies.openvla.action_tokenizer import (
     action_stats,
 )
 from vla_razor.policies.openvla.configuration_openvla import LoraOptions, OpenVLAConfig
-from vla_razor.policies.openvla.kl import action_token_kl, policy_action_kl
+from vla_razor.policies.openvla.kl import action_tv_terms, chain_rule_kl_terms, mean_and_se
 
 __all__ = [
     "EMBEDDED",
@@ -25,8 +25,9 @@ __all__ = [
     "OpenVLAConfig",
     "OpenVLAPolicy",
     "action_stats",
-    "action_token_kl",
-    "policy_action_kl",
+    "action_tv_terms",
+    "chain_rule_kl_terms",
+    "mean_and_se",
 ]
 
 

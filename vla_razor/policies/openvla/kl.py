@@ -1,42 +1,51 @@
-"""Exact divergences between two policies' action-token distributions, through vla_razor.core.
+"""Divergences between two policies' distributions over a whole action (D tokens, each over the 256 bins).
 
-A VLA action is ``D`` tokens (7), each a softmax over the 256 bins. Teacher-forced on the same token
-prefixes (the logits of dimension d are conditioned on the given tokens of dimensions < d), the KL of the
-joint action distribution along that prefix is the sum of the per-dimension KLs; ``action_token_kl``
-returns that sum averaged over the batch (core's ``reduction="sequence"``) for forward KL(pi0 || pi), the
-paper's forgetting predictor, with reverse KL and total variation (also summed over dimensions) beside it.
+The joint distribution of a D-token action factorizes over its dimensions, p(a|x) = prod_d p(a_d | x, a_<d),
+so by the chain rule
+
+    KL(p || q)(x) = E_{a ~ p(.|x)} [ sum_d KL( p(.|x, a_<d) || q(.|x, a_<d) ) ],
+
+an expectation over prefixes **sampled from p**, with each inner KL exact over the bins. Summing the
+per-dimension KLs along one fixed prefix (e.g. p's greedy action) is not the action's KL: the conditionals of
+q off that prefix never enter. Here:
+- `chain_rule_kl_terms` gives each sampled row's inner sum; its mean over rows sampled from p estimates
+  KL(p || q) without bias. Forward KL(pi0 || pi), the paper's predictor, takes prefixes sampled from the base;
+  reverse KL(pi || pi0) takes them from the fine-tuned policy.
+- `action_tv_terms` gives (1 - q(a)/p(a))_+ per row sampled from p, whose mean is the total variation of the two
+  action distributions (in [0, 1]).
+- `mean_and_se` turns [frames, samples] terms into the estimate and its standard error over frames.
 """
 
 from __future__ import annotations
 
+import math
+
+import torch
 from torch import Tensor
 
 from vla_razor import core
 
 
-def action_token_kl(
-    base_logits: Tensor, logits: Tensor, mask: Tensor | None = None, vocab_ids: Tensor | None = None
-) -> dict[str, Tensor]:
-    """{"forward_kl", "reverse_kl", "tv"} from logits [B, D, n_bins] (or [B, D, V] with ``vocab_ids``).
-
-    ``base_logits`` are pi0's. Each value is the sum over the D dimensions, averaged over the batch.
-    """
-    kwargs = dict(mask=mask, vocab_ids=vocab_ids, reduction="sequence")
-    base_logits, logits = base_logits.float(), logits.float()
-    return {
-        "forward_kl": core.forward_kl(base_logits, logits, **kwargs),
-        "reverse_kl": core.reverse_kl(base_logits, logits, **kwargs),
-        "tv": core.total_variation(base_logits, logits, **kwargs),
-    }
+def chain_rule_kl_terms(p_logits: Tensor, q_logits: Tensor) -> Tensor:
+    """[...]: sum over the D dimensions of KL(p(.|x,a_<d) || q(.|x,a_<d)), from both policies' logits
+    [..., D, n_bins] teacher-forced on the same prefixes a. Averaged over prefixes sampled from p, it is the
+    KL(p || q) of the whole action; along any other prefix it is not (see the module docstring)."""
+    return core.forward_kl(p_logits.float(), q_logits.float(), reduction="none").sum(dim=-1)
 
 
-def policy_action_kl(base_policy, policy, batch: dict[str, Tensor], action_tokens: Tensor) -> dict[str, Tensor]:
-    """``action_token_kl`` of two OpenVLAPolicy objects, both teacher-forced on ``action_tokens`` [B, D].
+def action_tv_terms(p_logits: Tensor, q_logits: Tensor, bins: Tensor) -> Tensor:
+    """[...]: (1 - q(a)/p(a))_+ of each row's whole action a (bin indices [..., D]), from logits [..., D, n_bins]
+    teacher-forced on a. Averaged over actions sampled from p, it is TV(p, q) of the whole action."""
+    log_p = core.token_logprobs(p_logits.float(), bins).sum(dim=-1)
+    log_q = core.token_logprobs(q_logits.float(), bins).sum(dim=-1)
+    return (1.0 - torch.exp(log_q - log_p)).clamp(min=0.0)
 
-    The base policy runs without gradients; the fine-tuned one keeps them (usable as a KL penalty).
-    """
-    import torch
 
-    with torch.no_grad():
-        base_logits = base_policy.action_logits(batch, action_tokens)
-    return action_token_kl(base_logits, policy.action_logits(batch, action_tokens))
+def mean_and_se(terms: Tensor) -> tuple[float, float]:
+    """Estimate and standard error from per-sample terms [frames, samples]: each frame's samples are averaged,
+    then the frames (the expectation over x); the error is the frames' standard deviation / sqrt(frames), which
+    holds both the sampling of prefixes and the spread over frames (0 with one frame)."""
+    per_frame = terms.double().mean(dim=1)
+    n = per_frame.numel()
+    se = float(per_frame.std(unbiased=True)) / math.sqrt(n) if n > 1 else 0.0
+    return float(per_frame.mean()), se
