@@ -14,7 +14,7 @@ import yaml
 
 from vla_razor.config import ConfigError, load_config
 from vla_razor.sweep.config import SweepConfig
-from vla_razor.sweep.sweep import grid_points, sweep_tasks
+from vla_razor.sweep.sweep import _experiment, grid_points, sweep_tasks
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -208,3 +208,18 @@ def test_llm_tasks_run_their_stage_from_plain_data(tiny_llm: Path, tmp_path: Pat
                                             "overrides": overrides, "grid": {"grpo": {"grpo.generations": [1, 2]}}})
     with pytest.raises(ConfigError, match="would share the run folder"):
         sweep_tasks(clash)
+
+
+def test_committed_robot_sweeps_expand_into_their_runs():
+    """The committed sweep configs load and expand (no Ray): #20's razor experiment is 20 runs, each in its own
+    folder, at the evaluation the issue names."""
+    embedded = load_config(SweepConfig, ROOT / "configs/sweep_robot_embedded.yaml")
+    _, tasks = sweep_tasks(embedded)
+    assert len(tasks) == 20 and len({t.name for t in tasks}) == 20
+    assert sum(t.name.startswith("sft_") for t in tasks) == 10 and any("_ep3_" in t.name for t in tasks)
+    exp = _experiment(embedded)
+    assert (exp.eval.pick_can_episodes, exp.eval.probe_episodes) == (100, 100)
+    assert exp.eval.kl_episodes * exp.eval.kl_frames_per_episode >= 200
+    assert exp.rl.grid == [10, 10] and exp.rl.episodes_per_point == 5
+    _, paper = sweep_tasks(load_config(SweepConfig, ROOT / "configs/sweep_robot_paper.yaml"))
+    assert len(paper) == 3 * 7 + 7
