@@ -46,7 +46,7 @@ EPISODE_FILE = re.compile(r"^p(\d{4,})_a(\d{4,})\.h5$")
 class RT1Config:
     saved_model: Path | None = option(None, "RT-1 SavedModel directory (tf_agents PolicySaver export)")
     embedder: Path | None = option(None, "Universal Sentence Encoder SavedModel directory (local)")
-    action_scale: float = option(1.0, "scale of RT-1's world_vector and rotation_delta (SimplerEnv: 1.0)")
+    action_scale: float = option(1.0, "scale of RT-1's world_vector and rotation_delta (SimplerEnv: 1.0)", gt=0)
 
 
 @dataclass
@@ -57,25 +57,25 @@ class CollectConfig:
         "angled", "pick-can style of the scripted expert (the SFT data's default; the base policy learns top_down)"
     )
     expert_noise: float = option(0.0, "std of Gaussian noise on the scripted expert's translation, m per step "
-                                      "(executed and recorded; 0: the clean expert)")
+                                      "(executed and recorded; 0: the clean expert)", ge=0)
     backend: Literal["embedded", "simpler"] = option("embedded", "simulator: embedded ManiSkill3 or real SimplerEnv")
     grid: str = option("10x10", "grid points along x and y, e.g. 10x10")
     placement_jitter: float = option(
         0.0, "half-width (m) of a uniform offset of x and y added to each attempt's grid point, drawn from the "
              "attempt's seed and kept inside the region: a deterministic scripted expert repeats itself at one "
-             "placement, so its 10 demonstrations of a point are 10 nearby placements instead (0: the point)")
+             "placement, so its 10 demonstrations of a point are 10 nearby placements instead (0: the point)", ge=0)
     region: list[list[float]] | None = option(
         None, "[[x_min, x_max], [y_min, y_max]] of the grid (default: the task's, see envs/grids.py)"
     )
-    points: list[int] | None = option(None, "collect only these grid point indices (default: all)")
-    successes_per_point: int = option(10, "successful episodes wanted per grid point (paper: 10)")
-    max_attempts_per_point: int = option(30, "give up on a grid point after this many attempts")
+    points: list[int] | None = option(None, "collect only these grid point indices (default: all)", ge=0)
+    successes_per_point: int = option(10, "successful episodes wanted per grid point (paper: 10)", ge=1)
+    max_attempts_per_point: int = option(30, "give up on a grid point after this many attempts", ge=1)
     keep_failures: bool = option(False, "also store failed episodes (marked success=false)")
     out: Path = option(Path("data/demos/pick_can_angled"), "dataset folder (created, or resumed)")
-    workers: int = option(2, "simulator worker processes (0: in this process)")
-    camera_size: int = option(224, "side of the square camera image stored with each step")
-    max_steps: int | None = option(None, "step limit per episode (default: the task's own, 80 for pick_can)")
-    seed: int = option(0, "base of the per-(grid point, attempt) episode seeds")
+    workers: int = option(2, "simulator worker processes (0: in this process)", ge=0)
+    camera_size: int = option(224, "side of the square camera image stored with each step", ge=32, le=1024)
+    max_steps: int | None = option(None, "step limit per episode (default: the task's own, 80 for pick_can)", ge=1)
+    seed: int = option(0, "base of the per-(grid point, attempt) episode seeds", ge=0)
     dataset_name: str = option("vla_razor_embedded", "key of dataset_statistics.json (the policy's unnorm key)")
     reset_options: dict[str, Any] = option({}, "extra env.reset options merged into every episode's")
     env_kwargs: dict[str, Any] = option({}, "extra keyword arguments of envs.make")

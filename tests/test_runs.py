@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -89,3 +90,41 @@ def test_cached_json_result_recomputes_only_for_other_settings(tmp_path):
     assert cached_json_result(path, {"n": 1}, compute) == {"score": 1}
     assert cached_json_result(path, {"n": 2}, compute) == {"score": 2}
     assert len(calls) == 2
+
+
+def test_one_writer_per_run_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A second process started on a run that a live process is writing is refused, naming that process; once the
+    writer is gone (killed: the OS frees its lock) the run is taken over, with a message; a finished run is free."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from vla_razor.runs import RunLockedError
+
+    run_dir = tmp_path / "runs" / "sft_x"
+    writer = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time\nfrom vla_razor.runs import RunFolder\n"
+         f"RunFolder({str(run_dir)!r}).start({{'a': 1}})\nprint('started', flush=True)\ntime.sleep(120)"],
+        stdout=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parents[1],
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+    try:
+        assert writer.stdout is not None and writer.stdout.readline().strip() == "started"
+        with pytest.raises(RunLockedError, match=f"another process is writing this run \\(pid {writer.pid} on "):
+            RunFolder(run_dir).start({"a": 2})
+        with pytest.raises(RunLockedError):
+            RunFolder(run_dir).drop_metrics_after(0)  # a resume's first write is refused as well
+        assert "a: 1" in (run_dir / "config.yaml").read_text(), "the refused writer changed nothing"
+    finally:
+        writer.send_signal(signal.SIGKILL)
+        writer.wait()
+    run = RunFolder(run_dir)
+    run.start({"a": 2})
+    assert f"taking over from pid {writer.pid}" in capsys.readouterr().out
+    run.start({"a": 3})  # this process holds it already: reentrant
+    run.finish({"done": True})
+    assert (run_dir / ".lock").read_text() == "", "a finished run leaves no holder behind"
+    started = time.monotonic()
+    RunFolder(run_dir).start({"a": 4})  # free again, at once
+    assert time.monotonic() - started < 5 and capsys.readouterr().out == ""

@@ -11,6 +11,8 @@ from __future__ import annotations
 import argparse
 import copy
 import dataclasses
+import math
+import re
 import types
 import typing
 from pathlib import Path
@@ -25,12 +27,50 @@ class ConfigError(ValueError):
     """A config file or override that does not match its dataclass."""
 
 
-def option(default: Any = dataclasses.MISSING, help: str = "", **kwargs: Any) -> Any:
-    """A dataclass field with a help line (shown by ``--help`` and in the README's config tables)."""
+def option(default: Any = dataclasses.MISSING, help: str = "", *, gt: float | None = None, ge: float | None = None,
+           le: float | None = None, lt: float | None = None, plain_name: bool = False, **kwargs: Any) -> Any:
+    """A dataclass field with a help line (shown by ``--help`` and in the README's config tables) and, for numbers
+    (or lists of them), the range a value must lie in, checked when the config is read (every float must also be
+    finite). ``plain_name``: the value names a folder (experiment, run), so it must be a plain name."""
+    bounds = {k: v for k, v in (("gt", gt), ("ge", ge), ("le", le), ("lt", lt)) if v is not None}
+    metadata = {"help": help, "bounds": bounds, "plain_name": plain_name}
     if isinstance(default, (list, dict)) or dataclasses.is_dataclass(default):
         value = default
-        return dataclasses.field(default_factory=lambda: copy.deepcopy(value), metadata={"help": help}, **kwargs)
-    return dataclasses.field(default=default, metadata={"help": help}, **kwargs)
+        return dataclasses.field(default_factory=lambda: copy.deepcopy(value), metadata=metadata, **kwargs)
+    return dataclasses.field(default=default, metadata=metadata, **kwargs)
+
+
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+=-]*")
+
+
+def check_plain_name(value: Any, where: str) -> None:
+    """Refuses a folder name that is not a plain name: no separators, no ``..``, not absolute, not empty, so that a
+    run or experiment folder can only land inside its parent (``..`` would write outside the runs folder)."""
+    if value is None:
+        return
+    if not isinstance(value, str) or not _PLAIN_NAME.fullmatch(value) or ".." in value or len(value) > 120:
+        raise ConfigError(f"{where}: expected a plain name (letters, digits and . _ + = -, starting with a letter or "
+                          f"digit, no '..', at most 120 characters), got {value!r}")
+
+
+_BOUND_TEXT = {"gt": ">", "ge": ">=", "le": "<=", "lt": "<"}
+
+
+def check_range(value: Any, bounds: dict[str, float], where: str) -> None:
+    """Refuses a non-finite float, or a number (or any number in a list) outside ``bounds``."""
+    if isinstance(value, (list, tuple)):
+        for i, item in enumerate(value):
+            check_range(item, bounds, f"{where}[{i}]")
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"{where}: expected a finite number, got {value!r}")
+    ok = {"gt": value > bounds.get("gt", -math.inf), "ge": value >= bounds.get("ge", -math.inf),
+          "le": value <= bounds.get("le", math.inf), "lt": value < bounds.get("lt", math.inf)}
+    if not all(ok.values()):
+        allowed = " and ".join(f"{_BOUND_TEXT[k]} {bounds[k]:g}" for k in ("gt", "ge", "le", "lt") if k in bounds)
+        raise ConfigError(f"{where}: expected a number {allowed}, got {value!r}")
 
 
 def _type_name(tp: Any) -> str:
@@ -123,6 +163,9 @@ def _build(cls: type[T], values: dict[str, Any], where: str) -> T:
             value = _merged(to_dict(default()), value)  # a section given in part keeps its field's own defaults
         sep = "" if where.endswith(":") or not where else "."
         kwargs[name] = _coerce(value, hints[name], f"{where}{sep}{name}")
+        check_range(kwargs[name], fields[name].metadata.get("bounds", {}), f"{where}{sep}{name}")
+        if fields[name].metadata.get("plain_name"):
+            check_plain_name(kwargs[name], f"{where}{sep}{name}")
     try:
         return cls(**kwargs)
     except TypeError as err:  # a required field without default
@@ -160,14 +203,36 @@ def to_dict(cfg: Any) -> dict[str, Any]:
     return convert(cfg)
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a mapping that gives one key twice (PyYAML silently keeps the last)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} is given twice", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
 def load_yaml(path: str | Path) -> dict[str, Any]:
+    """A config file's data; a missing, unreadable, binary or invalid file is a ConfigError naming it."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file {path} does not exist")
     try:
-        data = yaml.safe_load(path.read_text())
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(f"{path}: not a readable UTF-8 text file ({type(err).__name__})") from None
+    try:
+        data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader subclass)
+    except yaml.MarkedYAMLError as err:
+        where = f" at line {err.problem_mark.line + 1}" if err.problem_mark is not None else ""
+        raise ConfigError(f"{path}: not valid YAML{where}: {err.problem or err.context}") from None
     except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML ({err})") from None
+        raise ConfigError(f"{path}: not valid YAML ({' '.join(str(err).split())})") from None
     return data or {}
 
 
@@ -185,7 +250,14 @@ def load_config(cls: type[T], path: str | Path | None = None, overrides: dict[st
             if not isinstance(node, dict):
                 raise ConfigError(f"command line: --{dotted} sets inside {part}, which is not a mapping")
         node[leaf] = value
-    return from_dict(cls, values, source)
+    try:
+        return from_dict(cls, values, source)
+    except ConfigError as err:  # a bad value given as a flag is named as the flag, not as the file's key
+        for dotted in overrides or {}:
+            prefix = f"{source}:{dotted}"
+            if str(err).startswith(prefix) and str(err)[len(prefix):len(prefix) + 1] in (":", "["):
+                raise ConfigError(f"command line: --{dotted}{str(err)[len(prefix):]}") from None
+        raise
 
 
 # ----------------------------------------------------------------------------------------- command line

@@ -1,4 +1,4 @@
-"""Learning-rate schedules shared by every trainer, and AdamW over stacked models.
+"""Learning-rate schedules shared by every trainer, the finite-update guard, and AdamW over stacked models.
 
 Schedules follow the paper's Table 2 / B.2 names: "constant" (constant with linear warmup) and "cosine"
 (cosine decay to 0 after linear warmup), as in Hugging Face's ``get_*_schedule_with_warmup``.
@@ -12,6 +12,24 @@ from typing import Literal
 import torch
 
 Schedule = Literal["constant", "cosine"]
+
+
+class NonFiniteError(ArithmeticError):
+    """A loss or gradient that is NaN or infinite: training stops before the optimizer step would write it into
+    the weights (the run's last checkpoint stays as it was)."""
+
+
+def check_finite(where: str, step: int, loss: float | torch.Tensor,
+                 grad_norm: float | torch.Tensor | None = None) -> None:
+    """Stops a trainer at the first non-finite loss or gradient norm, naming the trainer and the update."""
+    loss_value = float(loss)
+    norm_value = None if grad_norm is None else float(grad_norm)
+    if math.isfinite(loss_value) and (norm_value is None or math.isfinite(norm_value)):
+        return
+    what = f"loss {loss_value}" if not math.isfinite(loss_value) else f"gradient norm {norm_value}"
+    raise NonFiniteError(
+        f"{where}: {what} at update {step + 1}; stopped before the optimizer step, the weights are those of the "
+        "previous update (check the learning rate, max_grad_norm, the data's actions and the base's weights)")
 
 
 def lr_multiplier(step: int, total_steps: int, warmup_steps: int, schedule: Schedule) -> float:

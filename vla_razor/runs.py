@@ -9,11 +9,14 @@ runs without one. Every file that a reader may load is written to a temporary na
 
 from __future__ import annotations
 
+import fcntl
 import json
 import math
 import os
 import shutil
+import socket
 import tempfile
+import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -69,11 +72,31 @@ def save_policy(policy: Any, directory: Path) -> None:
     atomic_write_folder(directory, policy.save_pretrained)
 
 
+class CorruptFileError(ValueError):
+    """A file of a run or experiment folder that cannot be read as what it should be; the message names the file
+    and what to do (usually: delete it, the command that made it makes it again)."""
+
+
+def read_json_file(path: Path, hint: str = "delete it and rerun the command that made it") -> Any:
+    """A JSON file's value, or a CorruptFileError naming the file, the line and `hint`."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise CorruptFileError(f"{path}:{err.lineno}: malformed JSON ({err.msg}); {hint}") from None
+    except UnicodeDecodeError:
+        raise CorruptFileError(f"{path}: not a UTF-8 text file; {hint}") from None
+
+
 def cached_json_result(path: Path, settings: Any, compute: Callable[[], Any]) -> Any:
-    """The `results` saved in `path` when they were made with equal `settings`, else `compute()` saved there."""
+    """The `results` saved in `path` when they were made with equal `settings`, else `compute()` saved there
+    (a damaged file is refused, naming it, rather than silently remade)."""
     path = Path(path)
     if path.is_file():
-        saved = json.loads(path.read_text())
+        saved = read_json_file(path)
+        if not isinstance(saved, dict) or not isinstance(saved.get("settings"), dict) or "results" not in saved:
+            raise CorruptFileError(f"{path}: expected an object with 'settings' and 'results'; delete it and rerun "
+                                   "the command to make it again")
         if saved.get("settings") == settings:
             return saved["results"]
     results = compute()
@@ -151,11 +174,58 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
     return rows
 
 
+class RunLockedError(RuntimeError):
+    """Another live process is writing the run folder (two writers would interleave their logs and states)."""
+
+
+LOCK = ".lock"
+_HELD_LOCKS: dict[str, int] = {}  # resolved run folder -> the open, flock-ed lock file of this process
+
+
+def release_run_locks() -> None:
+    """Gives back every run this process holds (a command that ended, finished or not, writes no more)."""
+    for key in list(_HELD_LOCKS):
+        RunFolder(Path(key)).unlock()
+
+
 class RunFolder:
-    """One run's folder. Append-only logs while it runs, an atomic summary when it ends."""
+    """One run's folder. Append-only logs while it runs, an atomic summary when it ends. One writer at a time:
+    the first write takes an exclusive lock (`.lock`, holding pid, host and start time) that lasts until the run
+    finishes or its process ends, so a second process started on the same run is refused, naming the first."""
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
+
+    def lock(self) -> None:
+        """Takes the run for this process (again, if it holds it already). The OS frees the lock when a process
+        dies, so a run whose writer was killed is taken over, with a message naming the writer that left it."""
+        key = str(self.path.resolve())
+        if key in _HELD_LOCKS:
+            return
+        self.path.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 512, 0).decode(errors="replace").strip() or "a process that wrote no details"
+            os.close(fd)
+            raise RunLockedError(f"{self.path}: another process is writing this run ({holder}); wait for it to end, "
+                                 "stop it, or give this run another name") from None
+        left = os.pread(fd, 512, 0).decode(errors="replace").strip()
+        if left:
+            print(f"{self.path}: taking over from {left}, which ended without finishing the run")
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}, since {stamp}".encode(), 0)
+        _HELD_LOCKS[key] = fd
+
+    def unlock(self) -> None:
+        """Gives the run back (its lock file emptied: nobody left it in the middle of a write)."""
+        fd = _HELD_LOCKS.pop(str(self.path.resolve()), None)
+        if fd is not None:
+            os.ftruncate(fd, 0)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
 
     @property
     def summary_path(self) -> Path:
@@ -174,6 +244,7 @@ class RunFolder:
         """Creates the folder and writes the resolved config; ``fresh`` drops logs of an unfinished try."""
         import yaml
 
+        self.lock()
         if fresh and self.path.exists():
             for name in ("metrics.jsonl", "points.jsonl", SUMMARY):
                 (self.path / name).unlink(missing_ok=True)
@@ -187,6 +258,7 @@ class RunFolder:
 
     def drop_metrics_after(self, step: int) -> None:
         """Forgets logged rows past ``step``: a resumed run redoes those steps and logs them again."""
+        self.lock()
         for name in ("metrics.jsonl", "points.jsonl"):
             path = self.path / name
             if path.exists():
@@ -204,6 +276,7 @@ class RunFolder:
 
     def finish(self, summary: Mapping[str, Any]) -> None:
         atomic_write_json(self.summary_path, dict(summary))
+        self.unlock()
 
     def metrics(self) -> list[dict[str, Any]]:
         path = self.path / "metrics.jsonl"

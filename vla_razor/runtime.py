@@ -5,13 +5,15 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from vla_razor.config import ConfigError
+
 
 def resolve_device(device: str) -> str:
     """"auto": CUDA when torch sees a GPU, else the CPU; any other name as given ("cuda" only if there is one)."""
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if device == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device: 'cuda' was asked for but torch sees no GPU; use 'auto' or 'cpu'")
+        raise ConfigError("device: 'cuda' was asked for but torch sees no GPU; use 'auto' or 'cpu'")
     return device
 
 

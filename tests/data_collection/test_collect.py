@@ -237,4 +237,4 @@ def test_placement_jitter_spreads_a_points_demonstrations(tmp_path: Path, capsys
     assert main([*args, "--placement_jitter", "0.01"]) == 2
     assert "placement_jitter" in capsys.readouterr().err
     assert main([*args, "--placement_jitter", "-1"]) == 2
-    assert "placement_jitter: expected >= 0" in capsys.readouterr().err
+    assert "--placement_jitter: expected a number >= 0" in capsys.readouterr().err

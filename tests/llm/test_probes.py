@@ -42,8 +42,52 @@ def test_humaneval_runs_each_program_in_a_subprocess_with_a_timeout(tmp_path, mo
     assert utils.humaneval_results(doc, [doc["canonical_solution"]]) == {"pass@1": 1.0}
     assert utils.humaneval_results(doc, ["    return None\n"]) == {"pass@1": 0.0}
     assert utils.humaneval_passed("while True:\n    pass\n", timeout=1.0) is False
-    assert utils.humaneval_passed("import sys\nsys.exit(0)\n", timeout=5.0) is True
+    # a pass is the harness reaching the end of the tests, not an exit code of 0
+    tests = doc["test"] + f"\n\ncheck({doc['entry_point']})\n"
+    assert utils.humaneval_passed(doc["prompt"] + "    import sys\n    sys.exit(0)\n" + tests, 5.0) is False
+    assert utils.humaneval_passed("import sys\nsys.exit(0)\n" + doc["prompt"] + doc["canonical_solution"] + tests,
+                                  5.0) is False
+    assert utils.humaneval_passed("import os\nos._exit(0)\n", timeout=5.0) is False
     assert sys.executable
+
+
+def test_humaneval_sandbox_contains_what_it_runs(tmp_path):
+    """Model-written code cannot outlive its run (forked children are killed with it), allocate past the memory
+    limit, write outside its throwaway folder (as an unprivileged user when the harness is root) or see the
+    environment; a bad timeout is refused."""
+    import importlib.util
+    import os
+    import time
+
+    write_probe_tasks(tmp_path / "tasks", ["humaneval"])
+    spec = importlib.util.spec_from_file_location("razor_utils_sandbox", tmp_path / "tasks" / "razor_utils.py")
+    utils = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(utils)
+
+    ok, out = utils.run_sandboxed("import os, time\npid = os.fork()\nif pid == 0:\n    time.sleep(60)\n"
+                                  "    os._exit(0)\nprint('child', pid)\n", 5.0)
+    assert ok
+    child = int(out.split()[1])
+    time.sleep(0.5)
+    state = open(f"/proc/{child}/status").read() if os.path.exists(f"/proc/{child}/status") else "gone"
+    assert state == "gone" or "State:\tZ" in state, "a forked child outlived the sandboxed run"
+
+    started = time.monotonic()
+    assert utils.humaneval_passed("x = bytearray(8 << 30)\nprint(len(x))\n", 10.0) is False
+    assert time.monotonic() - started < 10, "the memory limit stops it, not the timeout"
+
+    target = tmp_path / "written_by_the_model.txt"
+    os.chmod(tmp_path, 0o755)
+    ok, out = utils.run_sandboxed(f"import os\nprint(os.getcwd(), sorted(os.environ))\n"
+                                  f"open({str(target)!r}, 'w').write('x')\n", 5.0)
+    if os.getuid() == 0:  # dropped to nobody: the test's folder is not writable for it
+        assert not ok and not target.exists()
+    ok, out = utils.run_sandboxed("import os\nprint(os.getcwd())\nprint(sorted(os.environ))\n", 5.0)
+    cwd, env = out.splitlines()[:2]
+    assert ok and "vla_razor_sandbox_" in cwd and not os.path.exists(cwd), "a throwaway folder, removed"
+    assert env == "['LC_CTYPE', 'PYTHONHASHSEED']" or env == "['PYTHONHASHSEED']", env
+    with pytest.raises(ValueError, match="humaneval timeout"):
+        utils.humaneval_passed("pass\n", -1)
 
 
 def test_ifeval_checks_replies_with_a_locally_trained_punkt(tmp_path, monkeypatch):

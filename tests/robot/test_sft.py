@@ -244,3 +244,19 @@ def test_kill_9_then_resume_matches_an_uninterrupted_run(demo_dirs: dict[str, Pa
     expected = [(r["step"], r["name"], r["value"]) for r in read_jsonl(reference / "metrics.jsonl")
                 if r["name"] in ("loss", "grad_norm")]
     assert metrics == expected  # every step once, with the same values
+
+
+def test_a_diverging_update_stops_training_naming_the_update(demo_dirs: dict[str, Path], tmp_path: Path,
+                                                             capsys: pytest.CaptureFixture) -> None:
+    """A learning rate no float32 model survives: the first update moves every weight by ~1e30, the next loss is
+    not finite, and behaviour cloning stops there (exit code 2, one line naming the update) instead of training on
+    and saving NaN weights."""
+    base = tmp_path / "base"
+    args = pretrain_args(demo_dirs, base, "--pretrain.optim.lr", "1e30", "--pretrain.optim.warmup_steps", "0")
+    capsys.readouterr()
+    assert cli(args) == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(err) == 1 and "behaviour cloning (base)" in err[0] and "at update 2" in err[0], err
+    losses = [r["value"] for r in read_jsonl(base / "metrics.jsonl") if r["name"] == "loss"]
+    assert len(losses) == 1 and np.isfinite(losses[0]), "only the finite first update is logged"
+    assert not (base / "policy").exists(), "no policy is saved from a diverged run"

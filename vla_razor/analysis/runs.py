@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from vla_razor.runs import CorruptFileError
+
 SUMMARY_FILE = "summary.json"
 REPORT_FILE = "report.json"
 POINTS_FILE = "points.jsonl"
@@ -195,9 +197,9 @@ def _read_json_object(path: Path) -> dict[str, Any]:
     try:
         value = json.loads(text)
     except json.JSONDecodeError as error:
-        raise ValueError(f"{path}:{error.lineno}: malformed JSON: {error.msg}") from error
+        raise CorruptFileError(f"{path}:{error.lineno}: malformed JSON: {error.msg}") from error
     if not isinstance(value, dict):
-        raise ValueError(f"{path}:1: expected a JSON object, got {type(value).__name__}")
+        raise CorruptFileError(f"{path}:1: expected a JSON object, got {type(value).__name__}")
     return value
 
 
@@ -212,9 +214,9 @@ def _read_jsonl_objects(path: Path) -> list[tuple[dict[str, Any], str]]:
             try:
                 value = json.loads(line)
             except json.JSONDecodeError as error:
-                raise ValueError(f"{where}: malformed JSON: {error.msg}") from error
+                raise CorruptFileError(f"{where}: malformed JSON: {error.msg}") from error
             if not isinstance(value, dict):
-                raise ValueError(f"{where}: expected a JSON object, got {type(value).__name__}")
+                raise CorruptFileError(f"{where}: expected a JSON object, got {type(value).__name__}")
             records.append((value, where))
     return records
 

@@ -25,7 +25,9 @@ Every ``--dotted.name`` flag sets the config field of that name (``vla-razor toy
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import typing
 from pathlib import Path
 from typing import Any
 
@@ -320,10 +322,21 @@ def cmd_forecast(args: argparse.Namespace) -> None:
     print(f"forecast: {out}  (give it to a run as `forecast: {out}` to log its predicted retention)")
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, whose refusals are one line (its usage of ~100 config flags would bury the error)."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        if message.endswith("expected one argument"):
+            message += " (a value that starts with '-' is given as --flag=VALUE)"
+        self.exit(BAD_INPUT_EXIT, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from vla_razor.toy.config import ToyConfig
 
-    parser = argparse.ArgumentParser(prog="vla-razor", description="Fine-tune without forgetting: RL's Razor as a tool.")
+    parser = _Parser(prog="vla-razor", description="Fine-tune without forgetting: RL's Razor as a tool.")
+    parser.add_argument("--debug", action="store_true",
+                        help="show the full traceback of an error (also: environment VLA_RAZOR_DEBUG=1)")
     commands = parser.add_subparsers(dest="command", required=True)
 
     toy = commands.add_parser("toy", help="the paper's ParityMNIST experiment (Appendix B.3)")
@@ -413,17 +426,45 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Errors of input the user can fix: one line, exit code 2 (argparse's own for bad flags).
+BAD_INPUT_EXIT = 2
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    from vla_razor.analysis.learning_curve import CurveError
+    from vla_razor.optim import NonFiniteError
+    from vla_razor.policies.openvla.loading import CheckpointError
+    from vla_razor.runs import CorruptFileError, RunLockedError
+
+    return (ConfigError, UserError, FileNotFoundError, DatasetError, CheckpointError, CurveError,
+            NonFiniteError, CorruptFileError, RunLockedError)
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Runs one command. Bad input is one line on stderr and exit code 2; any other error is one line naming its
+    type and exit code 1, with the traceback under --debug: never a page of stack from deep inside."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    debug = args.debug or os.environ.get("VLA_RAZOR_DEBUG", "") not in ("", "0")
     try:
         args.func(args)
-    except (ConfigError, UserError, FileNotFoundError, DatasetError) as err:
-        print(f"vla-razor: error: {err}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         print("vla-razor: interrupted; finished runs are kept, rerun the same command to resume", file=sys.stderr)
         return 130
+    except Exception as err:  # noqa: BLE001 (the one place every error is turned into a line)
+        if debug:
+            raise
+        line = " ".join(str(err).split()) or type(err).__name__
+        if isinstance(err, _user_errors()):
+            print(f"vla-razor: error: {line}", file=sys.stderr)
+            return BAD_INPUT_EXIT
+        print(f"vla-razor: internal error: {type(err).__name__}: {line} (rerun with --debug for the traceback)",
+              file=sys.stderr)
+        return 1
+    finally:
+        from vla_razor.runs import release_run_locks
+
+        release_run_locks()  # the command is over: its runs are free for the next one, finished or not
     return 0
 
 

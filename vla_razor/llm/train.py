@@ -34,7 +34,7 @@ from vla_razor.llm.evaluate import LLMEvaluator
 from vla_razor.llm.models import load_causal_lm, load_tokenizer, pick_device, resolve_model
 from vla_razor.llm.sampling import TeacherForcing, generate, prompt_ids, target_ids
 from vla_razor.llm.tasks import Example, Task, make_task
-from vla_razor.optim import lr_multiplier
+from vla_razor.optim import check_finite, lr_multiplier
 from vla_razor.runs import RunFolder, WandbMirror, atomic_write_folder, atomic_write_json
 from vla_razor.training_state import load_training_state, read_training_state_meta, save_training_state
 
@@ -87,13 +87,17 @@ def hparams(cfg: LLMConfig, method: str) -> dict[str, Any]:
 
 # ----------------------------------------------------------------------------------------- one update
 def take_update(model: Any, optimizer: torch.optim.Optimizer, micro_losses: Iterator[torch.Tensor],
-                max_grad_norm: float) -> tuple[float, float]:
-    """Backward through each micro batch's (already weighted) loss, clip, step; returns (loss, grad norm)."""
+                max_grad_norm: float, step: int = 0) -> tuple[float, float]:
+    """Backward through each micro batch's (already weighted) loss, clip, step; returns (loss, grad norm). A
+    non-finite loss or gradient stops training before the step (NonFiniteError)."""
     total = 0.0
     for loss in micro_losses:
         loss.backward()
         total += float(loss.detach())
     norm = torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
+    if not (math.isfinite(total) and math.isfinite(float(norm))):
+        optimizer.zero_grad(set_to_none=True)
+        check_finite("LLM training", step, total, norm)
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
     return total, float(norm)
@@ -157,7 +161,7 @@ class SFT(Method):
         set_lr()
         loss, norm = take_update(self.model, optimizer,
                                  sft_micro_losses(self.model, seqs, self.o.micro_batch_size, self.pad_id, self.device),
-                                 self.o.max_grad_norm)
+                                 self.o.max_grad_norm, index)
         return [{"loss": loss, "grad_norm": norm, "tokens": sum(len(c) for c in seqs.completions)}]
 
 
@@ -244,7 +248,7 @@ class GRPO(Method):
                 continue
             loss, norm = take_update(self.model, optimizer,
                                      self.micro_losses(seqs, kept_adv, old, n_total, tokens_total),
-                                     g.optim.max_grad_norm)
+                                     g.optim.max_grad_norm, index)
             out.append({**metrics, "loss": loss, "grad_norm": norm})
         return out
 
@@ -278,7 +282,7 @@ class SimPO(Method):
         random.Random(f"{self.cfg.seed}:simpo:{epoch}").shuffle(order)
         chosen = [self.pairs[i] for i in order[b * self.o.batch_size:(b + 1) * self.o.batch_size]]
         set_lr()
-        loss, norm = take_update(self.model, optimizer, self.micro_losses(chosen), self.o.max_grad_norm)
+        loss, norm = take_update(self.model, optimizer, self.micro_losses(chosen), self.o.max_grad_norm, index)
         return [{"loss": loss, "grad_norm": norm}]
 
 

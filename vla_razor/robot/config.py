@@ -23,17 +23,18 @@ from vla_razor.optim import Schedule
 class OptimConfig:
     """The paper's B.2 training settings (AdamW, weight decay 0, grad-norm 1, warmup 10, constant schedule)."""
 
-    lr: float = option(3e-5, "peak learning rate")
-    batch_size: int = option(16, "transitions (image, instruction, action) per update")
-    epochs: int = option(1, "passes over the training transitions")
-    max_steps: int | None = option(None, "stop after this many updates (None: the epochs' worth)")
-    warmup_steps: int = option(10, "linear warmup updates")
+    lr: float = option(3e-5, "peak learning rate", ge=0)
+    batch_size: int = option(16, "transitions (image, instruction, action) per update", ge=1)
+    epochs: int = option(1, "passes over the training transitions", ge=1)
+    max_steps: int | None = option(None, "stop after this many updates (None: the epochs' worth)", ge=1)
+    warmup_steps: int = option(10, "linear warmup updates", ge=0)
     schedule: Schedule = option("constant", "'constant' (with warmup) or 'cosine' (with warmup)")
-    max_grad_norm: float = option(1.0, "gradient clipping norm")
-    weight_decay: float = option(0.0, "AdamW weight decay")
+    max_grad_norm: float = option(1.0, "gradient clipping norm", gt=0)
+    weight_decay: float = option(0.0, "AdamW weight decay", ge=0)
     image_shift: int = option(
         0, "behaviour cloning only: shift each training image by up to this many pixels (edge-padded random crop, "
-           "DrQ-style), so the policy locates things relative to what it sees rather than by absolute pixel; 0: off")
+           "DrQ-style), so the policy locates things relative to what it sees rather than by absolute pixel; 0: off",
+        ge=0)
 
 
 @dataclass
@@ -68,7 +69,7 @@ class PretrainConfig:
     out: Path = option(Path("runs/robot/base"), "run folder; the policy lands in <out>/policy")
     snapshot_every: int = option(
         0, "also keep the policy every N updates in <out>/snapshots/step_<N> (0: off), so that the base can be "
-           "chosen by evaluating them: a partial pick-can skill that transfers comes before it is memorized"
+           "chosen by evaluating them: a partial pick-can skill that transfers comes before it is memorized", ge=0
     )
 
 
@@ -78,7 +79,8 @@ class SFTConfig:
 
     datasets: list[Path] = option([], "demonstration folders to imitate (default style: the one the base did not learn)")
     optim: OptimConfig = option(OptimConfig(), "SFT optimisation")
-    run_name: str | None = option(None, "run folder name under <experiment_dir>/runs (default: from lr and batch)")
+    run_name: str | None = option(None, "run folder name under <experiment_dir>/runs (default: from lr and batch)",
+                                  plain_name=True)
     allow_clipped_actions: bool = option(
         False, "train even when many demonstrated actions lie outside the base's action range (they are clipped)"
     )
@@ -88,15 +90,15 @@ class SFTConfig:
 class RLConfig:
     """On-policy REINFORCE with a reward-normalization baseline on pick-can (paper, Appendix B.2)."""
 
-    grid: list[int] = option([10, 10], "grid points along x and y at which episodes are rolled out")
+    grid: list[int] = option([10, 10], "grid points along x and y at which episodes are rolled out", ge=1)
     placements: Literal["grid", "uniform"] = option(
         "grid", "where the can is put: 'grid' the fixed grid's points every iteration (paper); 'uniform' as many "
                 "placements drawn afresh over the region each iteration (from seed and iteration)"
     )
-    episodes_per_point: int = option(5, "episodes per grid point per iteration (paper: 5)")
-    iterations: int = option(10, "rollout + update iterations")
+    episodes_per_point: int = option(5, "episodes per grid point per iteration (paper: 5)", ge=1)
+    iterations: int = option(10, "rollout + update iterations", ge=1)
     temperature: float = option(1.0, "sampling temperature of the action tokens during rollouts (1.0 only: the "
-                                           "update is on-policy, with untempered log-probabilities)")
+                                           "update is on-policy, with untempered log-probabilities)", gt=0)
     baseline: Literal["group", "batch"] = option(
         "group", "normalize rewards within each grid point's episodes (group) or over the whole iteration (batch)"
     )
@@ -111,40 +113,41 @@ class RLConfig:
     )
     kl_coef: float = option(
         0.0, "coefficient of a reverse KL(pi || pi0) penalty per action dimension (exact over the bins, along the "
-             "rollout's own actions, mean over the 7; evaluations report whole-action KLs, 7x larger); paper: 0")
-    max_steps: int | None = option(None, "cap on rollout episode length (None: the task's own 80)")
+             "rollout's own actions, mean over the 7; evaluations report whole-action KLs, 7x larger); paper: 0", ge=0)
+    max_steps: int | None = option(None, "cap on rollout episode length (None: the task's own 80)", ge=1)
     optim: OptimConfig = option(OptimConfig(), "update settings (the paper: as SFT; schedule constant with warmup)")
-    eval_every: int = option(0, "evaluate every this many iterations into points.jsonl (0: only at the end)")
-    run_name: str | None = option(None, "run folder name under <experiment_dir>/runs (default: from lr and k)")
+    eval_every: int = option(0, "evaluate every this many iterations into points.jsonl (0: only at the end)", ge=0)
+    run_name: str | None = option(None, "run folder name under <experiment_dir>/runs (default: from lr and k)",
+                                  plain_name=True)
 
 
 @dataclass
 class EvalConfig:
     """What every model of an experiment is measured on (the same episodes and frames for all of them)."""
 
-    pick_can_episodes: int = option(100, "pick-can placements drawn uniformly in the grid region (paper: 100)")
-    probe_episodes: int = option(25, "episodes of each drawer probe (open, close) from fixed seeds")
-    seed: int = option(1000, "base of the evaluation seeds (apart from training seeds)")
-    kl_episodes: int = option(10, "base-policy pick-can rollouts on held-out placements that give the KL frames")
-    kl_frames_per_episode: int = option(8, "frames taken evenly from each of those rollouts")
+    pick_can_episodes: int = option(100, "pick-can placements drawn uniformly in the grid region (paper: 100)", ge=1)
+    probe_episodes: int = option(25, "episodes of each drawer probe (open, close) from fixed seeds", ge=1)
+    seed: int = option(1000, "base of the evaluation seeds (apart from training seeds)", ge=0)
+    kl_episodes: int = option(10, "base-policy pick-can rollouts on held-out placements that give the KL frames", ge=1)
+    kl_frames_per_episode: int = option(8, "frames taken evenly from each of those rollouts", ge=1)
     kl_samples_per_frame: int = option(
         4, "actions sampled from the base at each KL frame: the forward KL of a whole action is the mean over them "
-           "of the per-dimension KLs along each (the chain rule); more gives a smaller standard error")
-    max_steps: int | None = option(None, "cap on episode length (None: the task's own, 80 pick-can, 113 drawers)")
+           "of the per-dimension KLs along each (the chain rule); more gives a smaller standard error", ge=1)
+    max_steps: int | None = option(None, "cap on episode length (None: the task's own, 80 pick-can, 113 drawers)", ge=1)
     temperature: float = option(
         0.0, "decoding of the evaluated policies: 0 greedy (OpenVLA's own); > 0 samples from each policy's "
-             "distribution with noise fixed per (seed, episode, step), the success on-policy RL maximizes"
+             "distribution with noise fixed per (seed, episode, step), the success on-policy RL maximizes", ge=0
     )
-    during_training_every: int = option(0, "also evaluate every this many updates (0: only at the end)")
+    during_training_every: int = option(0, "also evaluate every this many updates (0: only at the end)", ge=0)
     kl_every: int = option(
         0, "measure the forward KL to the base on the KL frames every this many updates (SFT) or iterations (RL) "
            "while training: cheap, no rollouts; logged as split 'live' (0: never; kl_budget then checks RL after "
-           "every iteration, and needs it for SFT)")
+           "every iteration, and needs it for SFT)", ge=0)
 
 
 @dataclass
 class RobotConfig:
-    experiment: str = option("robot", "experiment name: runs go to <runs_dir>/<experiment>")
+    experiment: str = option("robot", "experiment name: runs go to <runs_dir>/<experiment>", plain_name=True)
     runs_dir: Path = option(Path("runs"), "where experiments are written")
     base: Path = option(Path("assets/base_policy_embedded"), "the base policy folder (openvla-7b layout)")
     dataset_name: str = option("vla_razor_embedded", "norm_stats key of the actions (the policy's unnorm key)")
@@ -152,15 +155,16 @@ class RobotConfig:
     sim_backend: Literal["physx_cpu", "physx_cuda"] = option(
         "physx_cpu", "physics of the embedded world (physx_cuda needs ManiSkill to fetch GPU PhysX once)"
     )
-    camera_size: int = option(224, "side of the camera image (demonstrations, rollouts and evaluation alike)")
-    workers: int = option(2, "simulator worker processes for rollouts and evaluation (0: in this process)")
+    camera_size: int = option(224, "side of the camera image (demonstrations, rollouts and evaluation alike)",
+                              ge=32, le=1024)
+    workers: int = option(2, "simulator worker processes for rollouts and evaluation (0: in this process)", ge=0)
     pipeline_groups: int = option(
         1, "split the workers into this many groups (1 to workers) that take turns, so that the policy computes one "
-           "group's actions while the others step: sim and policy overlap (1: all step, then one policy call)")
+           "group's actions while the others step: sim and policy overlap (1: all step, then one policy call)", ge=1)
     device: Literal["auto", "cpu", "cuda"] = option("auto", "where the policy trains (auto: cuda if available)")
-    threads: int = option(2, "torch CPU threads")
-    seed: int = option(0, "data order and sampling seed")
-    checkpoint_every: int = option(50, "updates between resumable checkpoints")
+    threads: int = option(2, "torch CPU threads", ge=1)
+    seed: int = option(0, "data order and sampling seed", ge=0)
+    checkpoint_every: int = option(50, "updates between resumable checkpoints", ge=1)
     progress: bool = option(True, "show progress bars")
     wandb: Literal["auto", "offline", "online", "off"] = option("auto", "Weights & Biases mirror of the metrics")
     forecast: Path | None = option(
@@ -168,7 +172,7 @@ class RobotConfig:
               "retention it predicts from the forward KL (forecast/prior_mean)")
     kl_budget: float | None = option(
         None, "stop SFT / RL at the first live KL check (eval.kl_every) whose forward KL to the base reaches this "
-              "budget; the model there is the run's final model (none: train to the end)")
+              "budget; the model there is the run's final model (none: train to the end)", ge=0)
     collect: CollectConfig = option(
         CollectConfig(progress=False), "the SFT demonstrations `robot pipeline` collects when sft.datasets lack them"
     )

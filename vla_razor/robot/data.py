@@ -37,9 +37,23 @@ class DemoTransitions:
             [ds.load(e, images=False).actions for ds in self.datasets for e in range(len(ds))]
         ).astype(np.float32)
         """[N, 7] actions of every row (small: kept in memory)."""
+        if self.actions.ndim != 2 or self.actions.shape[1] != 7:
+            raise DatasetError(f"{', '.join(str(r) for r in roots)}: actions of shape {list(self.actions.shape)}, "
+                               "expected [steps, 7] (xyz, roll pitch yaw, gripper)")
+        bad = ~np.isfinite(self.actions).all(axis=1)
+        if bad.any():
+            d, e, t = (int(v) for v in self.index[int(np.argmax(bad))])
+            raise DatasetError(f"{self.datasets[d].root}: episode {e}, step {t} has a NaN or infinite action "
+                               f"({int(bad.sum())} such steps in all); recollect the dataset or drop those episodes")
         self._files: OrderedDict[tuple[int, int], Any] = OrderedDict()
         self._max_open = max_open_files
         self._in_memory: dict[tuple[int, int], np.ndarray] = {}
+        for d, ds in enumerate(self.datasets):
+            if len(ds):
+                _, frames = self._frames(d, 0)
+                if frames.ndim != 4 or frames.shape[-1] != 3 or min(frames.shape[1:3]) < 16:
+                    raise DatasetError(f"{ds.root}: frames of shape {list(frames.shape[1:])}, expected "
+                                       "[height, width, 3] of at least 16 x 16 pixels")
         _, first = self._frames(*(int(v) for v in self.index[0, :2]))
         self.keep_in_memory = len(self) * int(np.prod(first.shape[1:])) * first.dtype.itemsize <= memory_budget_bytes
         """Whether episodes' frames are read whole and kept (all frames fit the budget)."""

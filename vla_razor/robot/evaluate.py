@@ -14,6 +14,7 @@ are measured on exactly the same episodes and frames.
 
 from __future__ import annotations
 
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,7 @@ import numpy as np
 import torch
 
 from vla_razor.robot.rl import PolicyActor
-from vla_razor.runs import atomic_write_bytes
+from vla_razor.runs import CorruptFileError, atomic_write_bytes, read_json_file
 
 PROBES = ("open_drawer", "close_drawer")
 KL_OBSERVATIONS = "kl_observations.npz"
@@ -122,8 +123,9 @@ class KLObservations:
                 base_logits = f["base_logits"] if "base_logits" in f.files else None
                 return cls(f["images"], [str(s) for s in f["instructions"]], f["tokens"],
                            json.loads(str(f["settings"])), base_logits)
-        except (OSError, KeyError, ValueError) as err:
-            raise ValueError(f"{path}: not a KL observation set ({err}); delete it to make a new one") from None
+        except (OSError, KeyError, ValueError, zipfile.BadZipFile, EOFError) as err:
+            raise CorruptFileError(f"{path}: not a KL observation set ({type(err).__name__}: {err}); delete it to "
+                                   "make a new one") from None
 
 
 def make_kl_observations(base: Any, rollout: Any, n_episodes: int, per_episode: int, samples: int, seed: int,
@@ -271,13 +273,12 @@ class Evaluator:
 
     def _check_same_base(self, path: Any) -> None:
         """An experiment's runs, KL frames and base results all refer to one base: refuse another one there."""
-        import json
-
         from vla_razor.config import ConfigError
 
         if not path.is_file():
             return
-        saved = json.loads(path.read_text()).get("settings", {}).get("base_fingerprint")
+        saved = read_json_file(path)
+        saved = saved.get("settings", {}).get("base_fingerprint") if isinstance(saved, dict) else None
         if saved is not None and saved != self.settings["base_fingerprint"]:
             raise ConfigError(
                 f"base: {self.cfg.base} is not the base the experiment {self.cfg.experiment_dir} was measured against "

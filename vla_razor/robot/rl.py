@@ -38,7 +38,7 @@ import torch
 
 from vla_razor import core
 from vla_razor.config import ConfigError
-from vla_razor.optim import lr_multiplier
+from vla_razor.optim import check_finite, lr_multiplier
 from vla_razor.robot.config import RLConfig
 from vla_razor.training_state import trainable_parameters
 
@@ -151,7 +151,7 @@ def reinforce_iteration(policy: Any, optimizer: torch.optim.Optimizer, rollout: 
         for batch in split_batches(len(rows), o.batch_size, order):
             lr = o.lr * lr_multiplier(update, 0, o.warmup_steps, "constant")
             step_metrics.append(policy_gradient_step(policy, optimizer, subset(rows, batch), lr, o.max_grad_norm,
-                                                     base, r.kl_coef))
+                                                     base, r.kl_coef, update))
             update += 1
     policy.model.eval()
     # 6. metrics
@@ -212,7 +212,7 @@ def rows_from_rollouts(results: list[Any], tokens: dict[tuple[int, int], torch.T
 
 
 def policy_gradient_step(policy: Any, optimizer: torch.optim.Optimizer, rows: Rows, lr: float, max_grad_norm: float,
-                         base: Any = None, kl_coef: float = 0.0) -> dict[str, float]:
+                         base: Any = None, kl_coef: float = 0.0, update: int = 0) -> dict[str, float]:
     """One REINFORCE update on `rows` (all of them: the caller batches)."""
     params = [p for group in optimizer.param_groups for p in group["params"]]
     inputs = policy.encode(rows.images, rows.instructions)
@@ -230,6 +230,7 @@ def policy_gradient_step(policy: Any, optimizer: torch.optim.Optimizer, rows: Ro
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     metrics["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(params, max_grad_norm))
+    check_finite("REINFORCE", update, loss.detach(), metrics["grad_norm"])
     for group in optimizer.param_groups:
         group["lr"] = lr
     optimizer.step()

@@ -30,7 +30,7 @@ from vla_razor.distributed import (
     Distributed, check_distributed, clip_sharded_grad_norm, load_sharded_training_state, prepare_sharded, rank_share,
     save_sharded_policy, save_sharded_training_state,
 )
-from vla_razor.optim import lr_multiplier
+from vla_razor.optim import check_finite, lr_multiplier
 from vla_razor.robot.config import FSDPConfig, OptimConfig
 from vla_razor.robot.data import DemoTransitions, random_shifts
 from vla_razor.runs import RunFolder, WandbMirror, save_policy
@@ -136,6 +136,7 @@ def behaviour_clone(
             else:
                 loss.backward()
                 grad_norm = torch.nn.utils.clip_grad_norm_(params, optim.max_grad_norm)
+            check_finite(f"behaviour cloning ({run.path.name})", step, loss.detach(), grad_norm)
             lr = optim.lr * lr_multiplier(step, total, optim.warmup_steps, optim.schedule)
             for group in optimizer.param_groups:
                 group["lr"] = lr

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from data_collection.dataset import DatasetError
 from vla_razor.analysis.runs import EXPERIMENT_KIND
 from vla_razor.config import ConfigError, load_config, to_dict
 from vla_razor.distributed import Distributed, check_distributed, env_world_size
@@ -120,6 +121,22 @@ def run_pretrain(cfg: RobotConfig) -> StageResult:
     return StageResult(run.path, result.policy_dir, result)
 
 
+def sft_transitions(cfg: RobotConfig) -> DemoTransitions:
+    """The SFT demonstrations, refused when a folder is listed twice (pretraining lists one again to weight it;
+    SFT on the paper's protocol does not) or holds episodes of another task than pick-can."""
+    seen: set[Path] = set()
+    for folder in cfg.sft.datasets:
+        if Path(folder).resolve() in seen:
+            raise DatasetError(f"sft.datasets: {folder} is listed twice")
+        seen.add(Path(folder).resolve())
+    data = DemoTransitions(list(cfg.sft.datasets))
+    others = [t for t in data.tasks if t != "pick_can"]
+    if others:
+        raise DatasetError(f"sft.datasets: episodes of {', '.join(others)} in {', '.join(map(str, cfg.sft.datasets))}; "
+                           "SFT fine-tunes on pick-can demonstrations only")
+    return data
+
+
 def sft_run_name(cfg: RobotConfig) -> str:
     o = cfg.sft.optim
     shift = f"_shift{o.image_shift}" if o.image_shift else ""
@@ -150,7 +167,7 @@ def run_sft(cfg: RobotConfig) -> StageResult:
         source = run.path / POLICY_DIR if trained else cfg.base
         policy = OpenVLAPolicy.from_pretrained(source, device=resolve_device(cfg.device), dataset=cfg.dataset_name)
         if not trained:
-            data = DemoTransitions(list(cfg.sft.datasets))
+            data = sft_transitions(cfg)
             check_action_range(policy, data, cfg)
             _start(run, cfg, "sft")
 
@@ -213,7 +230,7 @@ def _run_sft_sharded(cfg: RobotConfig, run: RunFolder, ctx: Distributed) -> Stag
         torch.set_num_threads(cfg.threads)
         seed_everything(cfg.seed)
         policy = OpenVLAPolicy.from_pretrained(cfg.base, device=ctx.device, dataset=cfg.dataset_name)
-        data = DemoTransitions(list(cfg.sft.datasets))
+        data = sft_transitions(cfg)
         check_action_range(policy, data, cfg)
         if ctx.is_main:
             _start(run, cfg, "sft")

@@ -25,8 +25,9 @@ from vla_razor.config import option
 class RunResources:
     """What Ray reserves for each task, so that no more tasks run at once than the machines hold."""
 
-    cpus: float = option(1.0, "CPU cores per task (a robot run: its simulator workers + 1; torch uses this many threads)")
-    gpus: float = option(0.0, "GPUs per task (0.5: two tasks share one GPU)")
+    cpus: float = option(1.0, "CPU cores per task (a robot run: its simulator workers + 1; torch uses this many threads)",
+                         ge=0)
+    gpus: float = option(0.0, "GPUs per task (0.5: two tasks share one GPU)", ge=0)
 
 
 @dataclass
@@ -44,7 +45,7 @@ class SweepConfig:
     address: str | None = option(
         None, "Ray cluster to join ('auto', 'host:6379', 'ray://host:10001'); none starts a local Ray instance. "
               "The cluster's nodes must see this project and the runs folder at the same paths (a shared filesystem)")
-    num_cpus: int | None = option(None, "CPUs of the local Ray instance (none: all of this machine's)")
-    num_gpus: int | None = option(None, "GPUs of the local Ray instance (none: those Ray finds)")
+    num_cpus: int | None = option(None, "CPUs of the local Ray instance (none: all of this machine's)", ge=1)
+    num_gpus: int | None = option(None, "GPUs of the local Ray instance (none: those Ray finds)", ge=0)
     resources: RunResources = option(RunResources(), "what each task reserves")
     report: bool = option(True, "write the experiment's report over every finished run at the end")

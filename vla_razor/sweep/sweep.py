@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from vla_razor.config import ConfigError, load_config
-from vla_razor.runs import RunFolder, atomic_write_json
+from vla_razor.runs import RunFolder, atomic_write_json, release_run_locks
 from vla_razor.sweep.config import SweepConfig
 
 STATUS = "sweep_status.json"
@@ -161,12 +161,15 @@ def execute_task(payload: dict[str, Any]) -> dict[str, Any]:
     """Runs one task in a Ray worker (or in this process): the shared step, or the runs of one task."""
     os.chdir(payload["cwd"])  # the config's relative paths (runs/, assets/, data/) are the driver's
     started = time.perf_counter()
-    if payload["domain"] == "toy":
-        _execute_toy(payload)
-    elif payload["domain"] == "llm":
-        _execute_llm(payload)
-    else:
-        _execute_robot(payload)
+    try:
+        if payload["domain"] == "toy":
+            _execute_toy(payload)
+        elif payload["domain"] == "llm":
+            _execute_llm(payload)
+        else:
+            _execute_robot(payload)
+    finally:
+        release_run_locks()  # a Ray worker outlives its task: a retry elsewhere may take the task's runs
     return {"seconds": time.perf_counter() - started, "pid": os.getpid()}
 
 

@@ -65,18 +65,111 @@ def arc_docs(dataset: Any) -> Any:
     return dataset.map(one)
 
 
-def humaneval_passed(program: str, timeout: float) -> bool:
-    """Runs a candidate program with its tests in a fresh Python process; it passes when it exits 0 in time."""
-    with tempfile.TemporaryDirectory() as folder:
-        path = os.path.join(folder, "candidate.py")
-        with open(path, "w") as f:
-            f.write(program)
-        try:
-            done = subprocess.run([sys.executable, path], cwd=folder, capture_output=True, timeout=timeout,
-                                  env={"PATH": os.environ.get("PATH", ""), "PYTHONHASHSEED": "0"})
-        except subprocess.TimeoutExpired:
+# The sandbox of model-written programs (HumanEval). The program runs in a fresh, isolated Python (-I) in its own
+# process group (killed whole when it ends or times out, forked children included), in a throwaway folder, with
+# limits on memory, CPU time, file size and processes, as an unprivileged user when this process is root, with an
+# empty environment. It passes only when the harness reaches the end of the tests and prints a one-time token:
+# an exit code of 0 is not enough (`sys.exit(0)` before the tests would pass).
+SANDBOX_MEMORY_BYTES = 2 << 30
+SANDBOX_FILE_BYTES = 16 << 20
+SANDBOX_PROCESSES = 64
+SANDBOX_UID = 65534  # nobody
+_HARNESS = (
+    "import os, sys\n"
+    "token = sys.stdin.readline().strip()\n"
+    "sys.stdin.close()\n"
+    "source = open('candidate.py', encoding='utf-8').read()\n"
+    "exec(compile(source, 'candidate.py', 'exec'), {'__name__': '__main__'})\n"
+    "sys.stdout.flush()\n"
+    "os.write(1, ('\\n' + token + '\\n').encode())\n"
+)
+
+
+def _sandbox_limits(timeout: float, drop_privileges: bool) -> None:
+    """Runs in the child before Python starts: resource limits, then the unprivileged user."""
+    import math
+    import resource
+
+    cpu = int(math.ceil(timeout)) + 1
+    resource.setrlimit(resource.RLIMIT_AS, (SANDBOX_MEMORY_BYTES, SANDBOX_MEMORY_BYTES))
+    resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu))
+    resource.setrlimit(resource.RLIMIT_FSIZE, (SANDBOX_FILE_BYTES, SANDBOX_FILE_BYTES))
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    if drop_privileges:
+        os.setgroups([])
+        os.setgid(SANDBOX_UID)
+        os.setuid(SANDBOX_UID)
+    resource.setrlimit(resource.RLIMIT_NPROC, (SANDBOX_PROCESSES, SANDBOX_PROCESSES))
+
+
+def _runnable_by_others(path: str) -> bool:
+    """Whether a user other than the owner can run `path` (every folder above it searchable, the file executable)."""
+    import stat
+
+    real = os.path.realpath(path)
+    parts = real.split(os.sep)
+    for i in range(2, len(parts)):
+        if not os.stat(os.sep.join(parts[:i]) or os.sep).st_mode & stat.S_IXOTH:
             return False
-    return done.returncode == 0
+    return bool(os.stat(real).st_mode & stat.S_IXOTH)
+
+
+def _sandbox_python(drop_privileges: bool) -> str:
+    """This interpreter, or (when the unprivileged user cannot reach it, e.g. a venv under /root) the system's
+    python3: the programs need the standard library only."""
+    import shutil
+
+    if not drop_privileges or _runnable_by_others(sys.executable):
+        return sys.executable
+    system = shutil.which("python3", path="/usr/local/bin:/usr/bin:/bin")
+    if system is None or not _runnable_by_others(system):
+        raise RuntimeError("HumanEval sandbox: no Python that an unprivileged user can run (this one is "
+                           f"{sys.executable}); install python3 system-wide or run as a normal user")
+    return system
+
+
+def run_sandboxed(program: str, timeout: float) -> tuple[bool, str]:
+    """(whether the program ran to its end, its stdout) for a model-written program; see the note above."""
+    import secrets
+    import signal
+
+    if not (isinstance(timeout, (int, float)) and timeout > 0 and timeout < float("inf")):
+        raise ValueError(f"humaneval timeout: expected a finite number of seconds > 0, got {timeout!r}")
+    token = secrets.token_hex(16)
+    drop = hasattr(os, "getuid") and os.getuid() == 0
+    with tempfile.TemporaryDirectory(prefix="vla_razor_sandbox_") as folder:
+        with open(os.path.join(folder, "candidate.py"), "w", encoding="utf-8") as f:
+            f.write(program)
+        if drop:  # the unprivileged user works in its own folder and nowhere else
+            os.chown(folder, SANDBOX_UID, SANDBOX_UID)
+        # stdout goes to a file, not a pipe: a forked child holding a pipe open would keep a reader waiting
+        with tempfile.TemporaryFile() as stdout:
+            proc = subprocess.Popen([_sandbox_python(drop), "-I", "-c", _HARNESS], cwd=folder,
+                                    stdin=subprocess.PIPE, stdout=stdout, stderr=subprocess.DEVNULL,
+                                    env={"PYTHONHASHSEED": "0"}, start_new_session=True,
+                                    preexec_fn=lambda: _sandbox_limits(timeout, drop))
+            try:
+                assert proc.stdin is not None
+                proc.stdin.write((token + "\n").encode())
+                proc.stdin.close()
+                proc.wait(timeout=timeout)
+            except (subprocess.TimeoutExpired, BrokenPipeError):
+                pass
+            finally:
+                try:
+                    os.killpg(proc.pid, signal.SIGKILL)  # the whole group: children it forked die with it
+                except ProcessLookupError:
+                    pass
+                proc.wait()
+            stdout.seek(0)
+            out = stdout.read()
+    text = out.decode(errors="replace")
+    return text.rstrip().endswith(token) and proc.returncode == 0, text
+
+
+def humaneval_passed(program: str, timeout: float) -> bool:
+    """Whether a candidate program with its tests runs to the end in the sandbox, within `timeout` seconds."""
+    return run_sandboxed(program, timeout)[0]
 
 
 HUMANEVAL_TIMEOUT = float(os.environ.get("VLA_RAZOR_HUMANEVAL_TIMEOUT", "5"))

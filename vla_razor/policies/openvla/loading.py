@@ -90,7 +90,7 @@ def weight_map(directory: Path) -> dict[str, str]:
 def load_state_dict(
     directory: Path, expected: dict[str, torch.Tensor], dtype: torch.dtype | None, device: str | torch.device = "cpu"
 ) -> dict[str, torch.Tensor]:
-    """Reads every tensor of the folder, checking keys, shapes and (when ``dtype`` is given) dtypes."""
+    """Reads every tensor of the folder, checking keys, shapes, finiteness and (when ``dtype`` is given) dtypes."""
     directory = Path(directory)
     mapping = weight_map(directory)
     source = directory / (INDEX if (directory / INDEX).is_file() else SINGLE)
@@ -137,7 +137,11 @@ def load_state_dict(
                         f"{path}: tensor {key} is {piece.get_dtype()}, config.json says "
                         f"{DTYPE_NAMES.get(dtype, dtype)} (torch_dtype); fix the config or pass dtype= to convert"
                     )
-                state[key] = f.get_tensor(key)
+                tensor = f.get_tensor(key)
+                if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+                    raise CheckpointError(f"{path}: tensor {key} holds NaN or infinite values (a diverged or damaged "
+                                          "checkpoint); load another one")
+                state[key] = tensor
     return state
 
 

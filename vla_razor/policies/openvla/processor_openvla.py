@@ -53,7 +53,8 @@ class PretrainedTokenizer:
 
         transformers = import_transformers()
         try:
-            self.tokenizer = transformers.AutoTokenizer.from_pretrained(str(directory), local_files_only=True)
+            self.tokenizer = transformers.AutoTokenizer.from_pretrained(str(directory), local_files_only=True,
+                                                                        trust_remote_code=False)
         except Exception as err:  # noqa: BLE001 - transformers raises many kinds for a missing tokenizer
             raise FileNotFoundError(
                 f"{directory}: no tokenizer could be loaded ({err}); the openvla-7b folder ships tokenizer.model"
