@@ -114,18 +114,21 @@ def _runnable_by_others(path: str) -> bool:
     return bool(os.stat(real).st_mode & stat.S_IXOTH)
 
 
-def _sandbox_python(drop_privileges: bool) -> str:
-    """This interpreter, or (when the unprivileged user cannot reach it, e.g. a venv under /root) the system's
-    python3: the programs need the standard library only."""
+def sandbox_python() -> tuple[str, bool]:
+    """(interpreter, whether the program runs as the unprivileged user). As root: this interpreter if `nobody` can
+    run it, else the system's python3 (the programs need the standard library only; a venv under /root is out of
+    nobody's reach); with neither, root's interpreter with every other limit, and a warning. Not root: this one."""
     import shutil
+    import warnings
 
-    if not drop_privileges or _runnable_by_others(sys.executable):
-        return sys.executable
-    system = shutil.which("python3", path="/usr/local/bin:/usr/bin:/bin")
-    if system is None or not _runnable_by_others(system):
-        raise RuntimeError("HumanEval sandbox: no Python that an unprivileged user can run (this one is "
-                           f"{sys.executable}); install python3 system-wide or run as a normal user")
-    return system
+    if not (hasattr(os, "getuid") and os.getuid() == 0):
+        return sys.executable, False
+    for candidate in (sys.executable, shutil.which("python3", path="/usr/local/bin:/usr/bin:/bin")):
+        if candidate is not None and _runnable_by_others(candidate):
+            return candidate, True
+    warnings.warn("HumanEval sandbox: no Python that user nobody can run; model-written programs run as root "
+                  "(with the sandbox's other limits). Install python3 system-wide to drop privileges.", stacklevel=2)
+    return sys.executable, False
 
 
 def run_sandboxed(program: str, timeout: float) -> tuple[bool, str]:
@@ -136,7 +139,7 @@ def run_sandboxed(program: str, timeout: float) -> tuple[bool, str]:
     if not (isinstance(timeout, (int, float)) and timeout > 0 and timeout < float("inf")):
         raise ValueError(f"humaneval timeout: expected a finite number of seconds > 0, got {timeout!r}")
     token = secrets.token_hex(16)
-    drop = hasattr(os, "getuid") and os.getuid() == 0
+    python, drop = sandbox_python()
     with tempfile.TemporaryDirectory(prefix="vla_razor_sandbox_") as folder:
         with open(os.path.join(folder, "candidate.py"), "w", encoding="utf-8") as f:
             f.write(program)
@@ -144,7 +147,7 @@ def run_sandboxed(program: str, timeout: float) -> tuple[bool, str]:
             os.chown(folder, SANDBOX_UID, SANDBOX_UID)
         # stdout goes to a file, not a pipe: a forked child holding a pipe open would keep a reader waiting
         with tempfile.TemporaryFile() as stdout:
-            proc = subprocess.Popen([_sandbox_python(drop), "-I", "-c", _HARNESS], cwd=folder,
+            proc = subprocess.Popen([python, "-I", "-c", _HARNESS], cwd=folder,
                                     stdin=subprocess.PIPE, stdout=stdout, stderr=subprocess.DEVNULL,
                                     env={"PYTHONHASHSEED": "0"}, start_new_session=True,
                                     preexec_fn=lambda: _sandbox_limits(timeout, drop))
