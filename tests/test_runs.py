@@ -128,3 +128,20 @@ def test_one_writer_per_run_folder(tmp_path: Path, capsys: pytest.CaptureFixture
     started = time.monotonic()
     RunFolder(run_dir).start({"a": 4})  # free again, at once
     assert time.monotonic() - started < 5 and capsys.readouterr().out == ""
+
+
+def test_a_run_is_all_of_its_settings(tmp_path: Path) -> None:
+    """A run folder made with one config refuses another, naming what differs, unless only ignored keys differ."""
+    from vla_razor.config import ConfigError
+
+    run = RunFolder(tmp_path / "r")
+    config = {"stage": "sft", "progress": True, "sft": {"optim": {"lr": 1e-3, "schedule": "constant"}}, "rl": {"k": 5}}
+    run.check_settings(config)  # no folder yet: anything goes
+    run.start(config)
+    run.check_settings(config)
+    run.check_settings({**config, "progress": False, "rl": {"k": 2}}, ignore=("progress", "rl."))
+    with pytest.raises(ConfigError, match=r"was made with other settings \(sft\.optim\.schedule: 'constant' -> 'cosine'\)"):
+        run.check_settings({**config, "sft": {"optim": {"lr": 1e-3, "schedule": "cosine"}}}, ignore=("progress",))
+    run.finish({"done": True})
+    with pytest.raises(ConfigError, match=r"sft\.optim\.lr: 0\.001 -> 0\.0003"):  # finished runs too
+        run.check_settings({**config, "sft": {"optim": {"lr": 3e-4, "schedule": "constant"}}})

@@ -24,6 +24,8 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
+from vla_razor.config import ConfigError
+
 SUMMARY = "summary.json"
 
 
@@ -182,6 +184,17 @@ LOCK = ".lock"
 _HELD_LOCKS: dict[str, int] = {}  # resolved run folder -> the open, flock-ed lock file of this process
 
 
+def _flat(values: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{'a': {'b': 1}} -> {'a.b': 1}."""
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        if isinstance(value, Mapping) and value:
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
 def release_run_locks() -> None:
     """Gives back every run this process holds (a command that ended, finished or not, writes no more)."""
     for key in list(_HELD_LOCKS):
@@ -239,6 +252,33 @@ class RunFolder:
         except (json.JSONDecodeError, OSError):
             return False
         return True
+
+    def check_settings(self, config: Mapping[str, Any], ignore: tuple[str, ...] = ()) -> None:
+        """Refuses to resume, or to call finished, a run that its folder says was made with other settings: a
+        run's identity is all of its resolved config, less the keys (dotted names, or prefixes ending in '.') in
+        `ignore` that do not change what it computes (progress bars, worker counts, other stages' sections)."""
+        import yaml
+
+        path = self.path / "config.yaml"
+        if not path.is_file():
+            return
+        try:
+            saved = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except (yaml.YAMLError, UnicodeDecodeError):
+            raise CorruptFileError(f"{path}: not readable YAML; delete the run folder {self.path} to start the run "
+                                   "again") from None
+        wanted = yaml.safe_load(yaml.safe_dump(_finite(dict(config)), sort_keys=False))
+        old, new = _flat(saved if isinstance(saved, dict) else {}), _flat(wanted)
+
+        def identity(key: str) -> bool:
+            return not any(key == i or (i.endswith(".") and key.startswith(i)) for i in ignore)
+
+        changed = [k for k in sorted(set(old) | set(new)) if identity(k) and old.get(k) != new.get(k)]
+        if changed:
+            shown = "; ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in changed[:4])
+            more = f" and {len(changed) - 4} more" if len(changed) > 4 else ""
+            raise ConfigError(f"{self.path} was made with other settings ({shown}{more}); give these settings "
+                              "another run name, or delete that folder to start the run again")
 
     def start(self, config: Mapping[str, Any], fresh: bool = True) -> None:
         """Creates the folder and writes the resolved config; ``fresh`` drops logs of an unfinished try."""

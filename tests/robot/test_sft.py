@@ -160,6 +160,12 @@ def test_pretrain_then_sft_from_the_cli(demo_dirs: dict[str, Path], tmp_path: Pa
     assert json.loads(str(frames["settings"]))["kl_samples_per_frame"] == 4
     assert "pick_can" in out and "forward KL" in out
     assert cli(args) == 0 and "already finished" in capsys.readouterr().out
+    # the run name holds lr, batch, epochs, shifts and seed only: a rerun that differs elsewhere is refused, not
+    # called finished; one that differs only in how it runs (workers, progress) is the same run
+    assert cli([*args, "--sft.optim.schedule", "cosine"]) == 2
+    err = capsys.readouterr().err
+    assert "sft_lr0.001_bs4_ep1_shift3_s0 was made with other settings (sft.optim.schedule: 'constant' -> 'cosine')" in err
+    assert cli([*args, "--threads", "2", "--progress", "true"]) == 0 and "already finished" in capsys.readouterr().out
 
     # `robot eval` of the same folder gives the same numbers (same episodes, same frames)
     again = tmp_path / "again.json"

@@ -335,12 +335,19 @@ def load_experiment(cfg: LLMConfig) -> tuple[Any, Any, Task, torch.device, Path]
     return tokenizer, base, make_task(cfg.task), device, path
 
 
+# What does not change what an LLM run computes (RunFolder.check_settings): how fast and how visibly it runs.
+NOT_IN_RUN_IDENTITY = ("progress", "wandb", "threads", "checkpoint_every", "runs_dir", "gradient_checkpointing", "device",
+                       "cache_dir", "save_model", "methods")
+
+
 def train_method(cfg: LLMConfig, method: str, shared: tuple[Any, Any, Task, torch.device, Path] | None = None
                  ) -> RunResult:
     """Trains one run of `method` (resuming an interrupted one), evaluates it, writes its summary."""
     if method not in METHODS:
         raise ConfigError(f"method: unknown method {method!r}; valid: {', '.join(METHODS)}")
     run = RunFolder(cfg.experiment_dir / "runs" / run_name(cfg, method))
+    run.check_settings({"method": method, **to_dict(cfg)}, NOT_IN_RUN_IDENTITY + tuple(
+        f"{other}." for other in ("sft", "grpo", "simpo") if other != {"one_zero": "grpo"}.get(method, method)))
     if run.is_finished():
         import json
 

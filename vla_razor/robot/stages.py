@@ -57,6 +57,24 @@ def _trained(run: RunFolder) -> bool:
     return (run.path / POLICY_DIR / "model.safetensors.index.json").is_file()
 
 
+# What does not change what a run computes, so a rerun may differ in it (a run's identity is the rest of its resolved
+# config, RunFolder.check_settings): how fast and how visibly it runs, and the sections of the other stages.
+_HOW_IT_RUNS = ("progress", "wandb", "workers", "pipeline_groups", "threads", "device", "checkpoint_every", "forecast",
+                "runs_dir", "fsdp.reshard_after_forward")
+# A run stopped early (optim.max_steps) may be continued further: the cap is not part of what it is.
+NOT_IN_RUN_IDENTITY = {
+    "pretrain": (*_HOW_IT_RUNS, "experiment", "base", "kl_budget", "camera_size", "backend", "sim_backend",
+                 "pretrain.optim.max_steps", "pretrain.snapshot_every", "collect.", "sft.", "rl.", "eval."),
+    "sft": (*_HOW_IT_RUNS, "sft.optim.max_steps", "collect.", "pretrain.", "rl."),
+    "rl": (*_HOW_IT_RUNS, "collect.", "pretrain.", "sft.", "fsdp."),
+}
+
+
+def _run_config(cfg: RobotConfig, stage: str) -> dict[str, Any]:
+    """What a stage's run folder records as its config.yaml."""
+    return {"stage": stage, **to_dict(cfg)}
+
+
 def _start(run: RunFolder, cfg: RobotConfig, stage: str) -> bool:
     """Creates or reopens the run folder; True if it resumes an interrupted try."""
     state = run.path / "checkpoints" / f"{TRAIN_STATE}.safetensors"
@@ -64,7 +82,7 @@ def _start(run: RunFolder, cfg: RobotConfig, stage: str) -> bool:
     if resuming:
         meta = read_training_state_meta(state)
         run.drop_metrics_after(int(meta["step"] if "step" in meta else meta["iteration"]))
-    run.start({"stage": stage, **to_dict(cfg)}, fresh=not resuming)
+    run.start(_run_config(cfg, stage), fresh=not resuming)
     return resuming
 
 
@@ -93,6 +111,7 @@ def run_pretrain(cfg: RobotConfig) -> StageResult:
 
     p = cfg.pretrain
     run = RunFolder(p.out)
+    run.check_settings(_run_config(cfg, "pretrain"), NOT_IN_RUN_IDENTITY["pretrain"])
     if _trained(run):
         return StageResult(run.path, run.path / POLICY_DIR, None)
     ctx = Distributed.from_env(cfg.device)  # torchrun's processes, or just this one
@@ -150,6 +169,7 @@ def run_sft(cfg: RobotConfig) -> StageResult:
     from vla_razor.robot.evaluate import Evaluator
 
     run = RunFolder(cfg.experiment_dir / "runs" / sft_run_name(cfg))
+    run.check_settings(_run_config(cfg, "sft"), NOT_IN_RUN_IDENTITY["sft"])
     if run.is_finished():
         return StageResult(run.path, run.path / POLICY_DIR, None)
     ctx = Distributed.from_env(cfg.device)
@@ -324,6 +344,7 @@ def run_rl(cfg: RobotConfig) -> StageResult:
     r = cfg.rl
     rl.check_settings(r)
     run = RunFolder(cfg.experiment_dir / "runs" / rl_run_name(cfg))
+    run.check_settings(_run_config(cfg, "rl"), NOT_IN_RUN_IDENTITY["rl"])
     if run.is_finished():
         return StageResult(run.path, run.path / POLICY_DIR, None)
     base = load_base(cfg)
