@@ -140,6 +140,7 @@ def test_a_run_is_all_of_its_settings(tmp_path: Path) -> None:
     run.start(config)
     run.check_settings(config)
     run.check_settings({**config, "progress": False, "rl": {"k": 2}}, ignore=("progress", "rl."))
+    run.check_settings({**config, "added_by_an_upgrade": 1})  # a field the folder's version did not have
     with pytest.raises(ConfigError, match=r"was made with other settings \(sft\.optim\.schedule: 'constant' -> 'cosine'\)"):
         run.check_settings({**config, "sft": {"optim": {"lr": 1e-3, "schedule": "cosine"}}}, ignore=("progress",))
     run.finish({"done": True})

@@ -273,7 +273,8 @@ class RunFolder:
         def identity(key: str) -> bool:
             return not any(key == i or (i.endswith(".") and key.startswith(i)) for i in ignore)
 
-        changed = [k for k in sorted(set(old) | set(new)) if identity(k) and old.get(k) != new.get(k)]
+        # keys on one side only are config fields added or removed by an upgrade of vla-razor, not a user's change
+        changed = [k for k in sorted(set(old) & set(new)) if identity(k) and old[k] != new[k]]
         if changed:
             shown = "; ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in changed[:4])
             more = f" and {len(changed) - 4} more" if len(changed) > 4 else ""
