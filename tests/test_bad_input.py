@@ -237,21 +237,22 @@ def test_corrupt_run_files_are_bad_input_naming_the_file(empty_cwd: Path, capsys
     assert code == 2 and len(lines) == 1 and "runs/x/summary.json:1: malformed JSON" in lines[0], lines
 
 
-def test_an_internal_error_is_one_line_and_debug_shows_the_traceback(empty_cwd: Path, monkeypatch: pytest.MonkeyPatch,
-                                                                     capsys: pytest.CaptureFixture[str]) -> None:
-    """An error that is not bad input is one line naming its type, exit code 1; --debug re-raises it. (The
-    command is replaced by one that fails: what is tested is the CLI's one error funnel, not the command.)"""
-    import vla_razor.cli.main as cli_module
+def test_malformed_run_results_and_empty_folders_are_bad_input(empty_cwd: Path,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    """A summary.json of the wrong shape, or a folder with no finished run, is one line and exit code 2; --debug
+    re-raises the same error for its traceback."""
+    from vla_razor.runs import CorruptFileError
 
-    def broken(args: object) -> None:
-        raise RuntimeError("deep inside\nsecond line")
-
-    monkeypatch.setattr(cli_module, "cmd_report", broken)
+    runs = empty_cwd / "runs" / "x"
+    runs.mkdir(parents=True)
+    (runs / "summary.json").write_text('{"domain": "robot", "method": "sft", "new_task": "high"}')
     code, lines = _run(["report", "runs"], capsys)
-    assert code == 1 and lines == ["vla-razor: internal error: RuntimeError: deep inside second line "
-                                   "(rerun with --debug for the traceback)"], lines
-    with pytest.raises(RuntimeError, match="deep inside"):
+    assert code == 2 and lines == ["vla-razor: error: runs/x/summary.json: 'new_task' must be a number, got 'high'"]
+    with pytest.raises(CorruptFileError, match="'new_task' must be a number"):
         cli(["--debug", "report", "runs"])
+    (runs / "summary.json").unlink()
+    code, lines = _run(["report", "runs"], capsys)
+    assert code == 2 and len(lines) == 1 and "no finished runs (summary.json) under runs" in lines[0], lines
 
 
 def test_config_ranges_reach_python_callers() -> None:

@@ -61,6 +61,10 @@ class FrontierComparison:
     sentence: str
 
 
+class NoRunsError(ValueError):
+    """A folder handed to the report holds no finished run (the user pointed at the wrong folder, or too early)."""
+
+
 def write_report(runs_dir: Path, out_dir: Path, title: str | None = None, predictors: list[str] | None = None,
                  n_boot: int = 200, extra: dict | None = None) -> ReportResult:
     """Analyse every finished run under ``runs_dir`` and write the report files into ``out_dir``.
@@ -74,7 +78,7 @@ def write_report(runs_dir: Path, out_dir: Path, title: str | None = None, predic
     out_dir = Path(out_dir)
     points, stats = load_points(runs_dir, include_mid_training=True)
     if not points:
-        raise ValueError(f"no finished runs (summary.json) under {runs_dir}; "
+        raise NoRunsError(f"no finished runs (summary.json) under {runs_dir}; "
                          f"{stats.unfinished_runs} unfinished runs ignored")
     out_dir.mkdir(parents=True, exist_ok=True)
     extra = dict(extra or {})

@@ -184,7 +184,7 @@ def _load_run(run_dir: Path, runs_dir: Path, include_mid_training: bool) -> list
     points = [final_point]
     for record, where in mid_records:
         if "step" not in record:
-            raise ValueError(f"{where}: mid-training point has no 'step'")
+            raise CorruptFileError(f"{where}: mid-training point has no 'step'")
         point = _make_point(record, summary, run_name, final=False, where=where, default_step=0)
         if point.step == final_point.step:
             continue  # the final checkpoint repeated in points.jsonl
@@ -229,11 +229,11 @@ def _make_point(record: Mapping[str, Any], fallback: Mapping[str, Any], run: str
         return record[key] if key in record else fallback.get(key)
 
     if "new_task" not in record:
-        raise ValueError(f"{where}: missing 'new_task'")
+        raise CorruptFileError(f"{where}: missing 'new_task'")
     new_task = _require_float(record["new_task"], "new_task", where)
     prior = _float_dict(record.get("prior"), "prior", where)
     if not prior:
-        raise ValueError(f"{where}: 'prior' must be a non-empty object of probe -> performance")
+        raise CorruptFileError(f"{where}: 'prior' must be a non-empty object of probe -> performance")
     prior_mean = sum(prior.values()) / len(prior)
 
     base = get("base")
@@ -241,7 +241,7 @@ def _make_point(record: Mapping[str, Any], fallback: Mapping[str, Any], run: str
     base_prior: dict[str, float] = {}
     if base is not None:
         if not isinstance(base, Mapping):
-            raise ValueError(f"{where}: 'base' must be an object")
+            raise CorruptFileError(f"{where}: 'base' must be an object")
         if base.get("new_task") is not None:
             base_new_task = _require_float(base["new_task"], "base.new_task", where)
         base_prior = _float_dict(base.get("prior"), "base.prior", where)
@@ -253,7 +253,7 @@ def _make_point(record: Mapping[str, Any], fallback: Mapping[str, Any], run: str
     else:
         shared = [probe for probe in prior if probe in base_prior]
         if not shared:
-            raise ValueError(f"{where}: no 'forgetting' and no base prior values to compute it from")
+            raise CorruptFileError(f"{where}: no 'forgetting' and no base prior values to compute it from")
         forgetting = sum(base_prior[probe] - prior[probe] for probe in shared) / len(shared)
 
     step = record["step"] if "step" in record else default_step
@@ -279,14 +279,14 @@ def _make_point(record: Mapping[str, Any], fallback: Mapping[str, Any], run: str
 
 def _require_float(value: Any, name: str, where: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueError(f"{where}: '{name}' must be a number, got {value!r}")
+        raise CorruptFileError(f"{where}: '{name}' must be a number, got {value!r}")
     return float(value)
 
 
 def _require_int(record: Mapping[str, Any], name: str, where: str) -> int:
     value = record.get(name)
     if isinstance(value, bool) or not isinstance(value, (int, float)) or float(value) != int(value):
-        raise ValueError(f"{where}: '{name}' must be an integer, got {value!r}")
+        raise CorruptFileError(f"{where}: '{name}' must be an integer, got {value!r}")
     return int(value)
 
 
@@ -294,7 +294,7 @@ def _float_dict(value: Any, name: str, where: str) -> dict[str, float]:
     if value is None:
         return {}
     if not isinstance(value, Mapping):
-        raise ValueError(f"{where}: '{name}' must be an object of name -> number")
+        raise CorruptFileError(f"{where}: '{name}' must be an object of name -> number")
     return {str(key): _require_float(item, f"{name}.{key}", where) for key, item in value.items()}
 
 
@@ -303,7 +303,7 @@ def _predictor_dict(value: Any, where: str) -> dict[str, float]:
     if value is None:
         return {}
     if not isinstance(value, Mapping):
-        raise ValueError(f"{where}: 'predictors' must be an object of name -> number")
+        raise CorruptFileError(f"{where}: 'predictors' must be an object of name -> number")
     predictors: dict[str, float] = {}
     for key, item in value.items():
         if item is None:

@@ -432,12 +432,13 @@ BAD_INPUT_EXIT = 2
 
 def _user_errors() -> tuple[type[BaseException], ...]:
     from vla_razor.analysis.learning_curve import CurveError
+    from vla_razor.analysis.report import NoRunsError
     from vla_razor.optim import NonFiniteError
     from vla_razor.policies.openvla.loading import CheckpointError
     from vla_razor.runs import CorruptFileError, RunLockedError
 
     return (ConfigError, UserError, FileNotFoundError, DatasetError, CheckpointError, CurveError,
-            NonFiniteError, CorruptFileError, RunLockedError)
+            NonFiniteError, CorruptFileError, RunLockedError, NoRunsError)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -69,8 +69,12 @@ def run_name(cfg: LLMConfig, method: str) -> str:
     return g.run_name or f"{method}_lr{g.optim.lr:g}_mu{g.mu}_g{g.group_size}"
 
 
+METHOD_SECTION = {"sft": "sft", "grpo": "grpo", "one_zero": "grpo", "simpo": "simpo"}
+"""The config section each method's settings are in (1-0 Reinforce is GRPO's section with another advantage)."""
+
+
 def method_optim(cfg: LLMConfig, method: str) -> OptimConfig:
-    return {"sft": cfg.sft.optim, "simpo": cfg.simpo.optim}.get(method, cfg.grpo.optim)
+    return getattr(cfg, METHOD_SECTION[method]).optim
 
 
 def hparams(cfg: LLMConfig, method: str) -> dict[str, Any]:
@@ -95,9 +99,7 @@ def take_update(model: Any, optimizer: torch.optim.Optimizer, micro_losses: Iter
         loss.backward()
         total += float(loss.detach())
     norm = torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
-    if not (math.isfinite(total) and math.isfinite(float(norm))):
-        optimizer.zero_grad(set_to_none=True)
-        check_finite("LLM training", step, total, norm)
+    check_finite("LLM training", step, total, norm)
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
     return total, float(norm)
@@ -346,8 +348,8 @@ def train_method(cfg: LLMConfig, method: str, shared: tuple[Any, Any, Task, torc
     if method not in METHODS:
         raise ConfigError(f"method: unknown method {method!r}; valid: {', '.join(METHODS)}")
     run = RunFolder(cfg.experiment_dir / "runs" / run_name(cfg, method))
-    run.check_settings({"method": method, **to_dict(cfg)}, NOT_IN_RUN_IDENTITY + tuple(
-        f"{other}." for other in ("sft", "grpo", "simpo") if other != {"one_zero": "grpo"}.get(method, method)))
+    other_sections = tuple(f"{section}." for section in ("sft", "grpo", "simpo") if section != METHOD_SECTION[method])
+    run.check_settings({"method": method, **to_dict(cfg)}, NOT_IN_RUN_IDENTITY + other_sections)
     if run.is_finished():
         import json
 
