@@ -157,8 +157,11 @@ class Collection:
 
 
 def open_collection(cfg: CollectConfig, grid_xy: np.ndarray) -> Collection:
-    """The folder's collection (new, or resumed after reconciling it with the episode files on disk)."""
+    """The folder's collection (new, or resumed after reconciling it with the episode files on disk). The
+    folder is locked for this process first (`.lock`, as a run folder): a second collection into it is refused
+    instead of deleting the first one's temporaries and interleaving episodes."""
     from data_collection.dataset import EPISODES_DIR, DatasetError, read_episode_meta
+    from vla_razor.runs import RunFolder
 
     root = cfg.out
     path = root / COLLECTION_JSON
@@ -168,10 +171,11 @@ def open_collection(cfg: CollectConfig, grid_xy: np.ndarray) -> Collection:
         if root.exists() and any(p for p in root.iterdir() if not p.name.startswith(".")):
             raise DatasetError(f"{root}: exists, is not empty and has no {COLLECTION_JSON}; "
                                "not a collection folder (choose another --out)")
-        root.mkdir(parents=True, exist_ok=True)
+        RunFolder(root).lock()
         collection = Collection(root, config, grid)
         collection.save()
         return collection
+    RunFolder(root).lock()
     try:
         saved = json.loads(path.read_text())
         if saved.get("format") != COLLECTION_FORMAT:
@@ -338,6 +342,7 @@ class Collector:
         from tqdm import tqdm
 
         from envs.rollout import ParallelRollout
+        from vla_razor.runs import RunFolder
 
         cfg, c = self.cfg, self.collection
         policy = self.policy() if self.next_round() else None
@@ -370,7 +375,9 @@ class Collector:
         if c.attempts and any(a.file for a in c.attempts):
             self.write_index()
             self.write_statistics()
-        return self.summary(time.perf_counter() - started)
+        summary = self.summary(time.perf_counter() - started)
+        RunFolder(cfg.out).unlock()
+        return summary
 
     def write_statistics(self) -> None:
         from data_collection.dataset import DemoDataset
@@ -458,13 +465,14 @@ def main(argv: list[str] | None = None) -> int:
     add_config_arguments(parser, CollectConfig)
     args = parser.parse_args(argv)
     from data_collection.dataset import DatasetError
+    from vla_razor.runs import RunLockedError
 
     try:
         path = args.config or (DEFAULT_CONFIG if Path(DEFAULT_CONFIG).is_file() else None)
         cfg = load_config(CollectConfig, path, overrides_from_args(args))
         collector = Collector(cfg)
         summary = collector.run()
-    except (ConfigError, DatasetError, FileNotFoundError, ImportError) as err:
+    except (ConfigError, DatasetError, FileNotFoundError, ImportError, RunLockedError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -146,3 +146,50 @@ def test_a_run_is_all_of_its_settings(tmp_path: Path) -> None:
     run.finish({"done": True})
     with pytest.raises(ConfigError, match=r"sft\.optim\.lr: 0\.001 -> 0\.0003"):  # finished runs too
         run.check_settings({**config, "sft": {"optim": {"lr": 3e-4, "schedule": "constant"}}})
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o002])
+def test_saved_files_follow_the_umask(tmp_path: Path, umask: int) -> None:
+    """Weights, states, JSON and saved folders get the modes open()/mkdir() would give, not the 0600/0700 of
+    temporary files: a shared group can read a run."""
+    import os
+    import stat
+
+    from vla_razor.runs import atomic_write_folder
+
+    old = os.umask(umask)
+    try:
+        save_tensors_atomic(tmp_path / "w.safetensors", {"w": torch.zeros(2)})
+        atomic_write_json(tmp_path / "a.json", {"a": 1})
+        atomic_write_folder(tmp_path / "policy", lambda d: save_tensors_atomic(d / "m.safetensors", {"w": torch.ones(1)}))
+    finally:
+        os.umask(old)
+    mode = lambda p: stat.S_IMODE(p.stat().st_mode)  # noqa: E731
+    assert mode(tmp_path / "w.safetensors") == mode(tmp_path / "a.json") == 0o666 & ~umask
+    assert mode(tmp_path / "policy" / "m.safetensors") == 0o666 & ~umask
+    assert mode(tmp_path / "policy") == 0o777 & ~umask
+
+
+def test_resume_checks_the_state_before_touching_the_logs(tmp_path: Path) -> None:
+    """A training state of another model is refused by name before a resume drops any logged row."""
+    from torch import nn
+
+    from vla_razor.robot.config import RobotConfig
+    from vla_razor.robot.stages import _start
+    from vla_razor.robot.sft import TRAIN_STATE
+    from vla_razor.training_state import save_training_state
+
+    run = RunFolder(tmp_path / "runs" / "sft_x")
+    model = nn.Sequential(nn.Linear(3, 4), nn.Linear(4, 2))
+    run.start({"a": 1})
+    for step in range(1, 11):
+        run.log(step, "train", {"loss": 1.0 / step})
+    save_training_state(run.path / "checkpoints" / f"{TRAIN_STATE}.safetensors", model,
+                        torch.optim.AdamW(model.parameters()), {"step": 4})
+    logged = (run.path / "metrics.jsonl").read_text()
+    other = nn.Sequential(nn.Linear(3, 5), nn.Linear(5, 2))
+    with pytest.raises(ValueError, match=r"parameter 0.weight has shape \(4, 3\), the model \(5, 3\)"):
+        _start(run, RobotConfig(), "sft", other)
+    assert (run.path / "metrics.jsonl").read_text() == logged, "the refused resume trimmed the logs"
+    assert _start(run, RobotConfig(), "sft", model)  # the right model resumes, and redoes the steps after 4
+    assert [r["step"] for r in run.metrics()] == [1, 2, 3, 4]

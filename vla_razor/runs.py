@@ -29,11 +29,12 @@ from vla_razor.config import ConfigError
 SUMMARY = "summary.json"
 
 
-def default_file_mode() -> int:
-    """0o666 less the umask: what open() would give (mkstemp's temporaries are 0o600)."""
+def default_file_mode(directory: bool = False) -> int:
+    """0o666 (a folder: 0o777) less the umask: what open() / mkdir() would give (mkstemp's and mkdtemp's
+    temporaries are 0o600 / 0o700, which a shared group could not read)."""
     umask = os.umask(0)
     os.umask(umask)
-    return 0o666 & ~umask
+    return (0o777 if directory else 0o666) & ~umask
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -60,6 +61,7 @@ def atomic_write_folder(path: Path, write: Callable[[Path], None]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}."))
     try:
+        os.chmod(tmp, default_file_mode(directory=True))
         write(tmp)
         if path.exists():
             shutil.rmtree(path)
@@ -147,6 +149,7 @@ def save_tensors_atomic(path: Path, tensors: Mapping[str, torch.Tensor], metadat
     os.close(fd)
     try:
         save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, tmp, metadata=metadata)
+        os.chmod(tmp, default_file_mode())  # after: save_file makes the file anew
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -160,7 +163,7 @@ def load_tensors(path: Path) -> dict[str, torch.Tensor]:
     try:
         return load_file(str(path))
     except Exception as err:  # safetensors raises its own error types for truncated or foreign files
-        raise ValueError(f"{path}: not a readable safetensors file ({err})") from None
+        raise CorruptFileError(f"{path}: not a readable safetensors file ({err})") from None
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:

@@ -17,9 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import safe_open
 from torch import nn
 
-from vla_razor.runs import load_tensors, save_tensors_atomic
+from vla_razor.runs import CorruptFileError, save_tensors_atomic
 
 
 def trainable_parameters(model: nn.Module) -> dict[str, nn.Parameter]:
@@ -39,35 +40,48 @@ def save_training_state(path: Path, model: nn.Module, optimizer: torch.optim.Opt
 
 
 def load_training_state(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
-    """Restores what `save_training_state` wrote into `model` and `optimizer`; returns the saved `state`."""
-    tensors = load_tensors(path)
-    state = read_training_state_meta(path)
+    """Restores what `save_training_state` wrote into `model` and `optimizer`; returns the saved `state`. Reads
+    one tensor at a time into place, so a resume needs the model and optimizer plus one tensor of memory, not
+    a second copy of the whole state."""
+    state = check_training_state(path, model)
     params = trainable_parameters(model)
-    missing = [k for k in params if f"model.{k}" not in tensors]
-    if missing:
-        raise ValueError(f"{path}: training state lacks parameters {missing[:5]} (a different model or config?)")
-    with torch.no_grad():
-        for name, p in params.items():
-            saved = tensors[f"model.{name}"]
-            if saved.shape != p.shape:
-                raise ValueError(f"{path}: parameter {name} has shape {tuple(saved.shape)}, model has {tuple(p.shape)}")
-            p.copy_(saved)
     group = optimizer.param_groups[0]["params"]
     optimizer.state.clear()
-    for key, value in tensors.items():
-        if key.startswith("optim."):
-            _, i, name = key.split(".", 2)
-            optimizer.state[group[int(i)]][name] = value.to(group[int(i)].device)
-    torch.set_rng_state(tensors["rng.torch"])
+    try:
+        with safe_open(str(path), framework="pt") as f, torch.no_grad():
+            for key in f.keys():
+                if key.startswith("model.") and key[len("model."):] in params:
+                    params[key[len("model."):]].copy_(f.get_tensor(key))
+                elif key.startswith("optim."):
+                    _, i, name = key.split(".", 2)
+                    optimizer.state[group[int(i)]][name] = f.get_tensor(key).to(group[int(i)].device)
+            torch.set_rng_state(f.get_tensor("rng.torch"))
+    except (IndexError, ValueError, RuntimeError) as err:  # an optimizer of another size, a damaged tensor
+        raise CorruptFileError(f"{path}: cannot restore the training state ({err}); delete the run folder to "
+                               "start it again") from None
     return state
+
+
+def check_training_state(path: Path, model: nn.Module) -> dict[str, Any]:
+    """The state's metadata, after checking that its weights fit `model` (names and shapes, read from the file's
+    header without loading a tensor): a resume refuses a state of another model before it touches any file."""
+    meta = read_training_state_meta(path)
+    with safe_open(str(path), framework="pt") as f:
+        shapes = {k[len("model."):]: tuple(f.get_slice(k).get_shape()) for k in f.keys() if k.startswith("model.")}
+    for name, p in trainable_parameters(model).items():
+        if name not in shapes:
+            raise CorruptFileError(f"{path}: training state lacks parameter {name} (a different model or config?); "
+                             "delete the run folder to start it again")
+        if shapes[name] != tuple(p.shape):
+            raise CorruptFileError(f"{path}: parameter {name} has shape {shapes[name]}, the model {tuple(p.shape)} (a "
+                             "different model or config?); delete the run folder to start it again")
+    return meta
 
 
 def read_training_state_meta(path: Path) -> dict[str, Any]:
     """The `state` metadata of a training-state file, without loading its tensors."""
-    from safetensors import safe_open
-
     try:
         with safe_open(str(path), framework="pt") as f:
             return json.loads((f.metadata() or {}).get("state", "{}"))
     except Exception as err:  # safetensors' own error types for truncated or foreign files
-        raise ValueError(f"{path}: not a readable training state ({err})") from None
+        raise CorruptFileError(f"{path}: not a readable training state ({err})") from None

@@ -124,7 +124,8 @@ def test_episode_written_but_not_recorded_is_adopted(dataset_dir: Path, tmp_path
     assert len(DemoDataset(copy)) == 8
 
 
-def test_kill_9_then_resume_loses_and_duplicates_nothing(dataset_dir: Path, tmp_path: Path) -> None:
+def test_kill_9_then_resume_loses_and_duplicates_nothing(dataset_dir: Path, tmp_path: Path,
+                                                         capsys: pytest.CaptureFixture) -> None:
     out = tmp_path / "ds"
     cmd = [sys.executable, str(SCRIPT), *BASE_ARGS, "--workers", "1", "--out", str(out)]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
@@ -141,12 +142,17 @@ def test_kill_9_then_resume_loses_and_duplicates_nothing(dataset_dir: Path, tmp_
             break
         time.sleep(0.05)
     assert proc.poll() is None, f"collection ended before it could be killed: {proc.stderr.read().decode()[-2000:]}"
+    # a second collection into the folder while the first is writing it is refused, naming the writer
+    assert collect(out) == 2
+    assert f"another process is writing this run (pid {proc.pid} on " in capsys.readouterr().err
     os.killpg(proc.pid, signal.SIGKILL)  # the collector and its simulator worker
     proc.wait()
     assert 3 <= recorded < 8
 
     done = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
+    assert f"taking over from pid {proc.pid}" in done.stdout, "the killed writer's lock is taken over, saying so"
+    assert (out / ".lock").read_text() == "", "a finished collection leaves no holder behind"
     resumed, reference = DemoDataset(out), DemoDataset(dataset_dir)
     keys = [(m.grid_point, m.attempt) for m in resumed.episodes]
     assert len(keys) == len(set(keys)) == 8

@@ -145,6 +145,25 @@ def test_sweep_writes_run_folders_and_resumes(tmp_path):
     assert lost.is_finished()
     assert folders[0].summary_path.stat().st_mtime_ns == before
 
+    # A rerun with other fine-tuning settings is refused by name (not called finished, not resumed into a mix);
+    # another sweep grid or thread count is the same runs.
+    from vla_razor.config import ConfigError
+
+    with pytest.raises(ConfigError, match=r"made with other settings \(finetune.batch_size: 64 -> 16\)"):
+        run_sweep(tiny_config(tmp_path, **{"data.pretrain_per_task": 200, "finetune.batch_size": 16}), progress=False)
+    same = run_sweep(tiny_config(tmp_path, **{"data.pretrain_per_task": 200, "threads": 1, "report": False}),
+                     progress=False)
+    assert same.runs_trained == 0 and same.runs_skipped == 4
+
+
+def test_a_diverging_run_stops_the_stack_naming_it(tiny_data, base, tmp_path):
+    from vla_razor.optim import NonFiniteError
+
+    cfg = tiny_config(tmp_path).finetune
+    runs = [RunSpec("sft_oracle", 1e-4, "constant", 1, 0), RunSpec("sft_oracle", 1e30, "constant", 1, 0)]
+    with pytest.raises(NonFiniteError, match=r"at update \d+ of sft_oracle-lr1.00e\+30-constant-ep1-s0;"):
+        finetune_group(runs, base, _subset(tiny_data, 512), cfg, progress=False)
+
 
 def test_cli_sweep_and_report_end_to_end(tmp_path, capsys):
     cfg = tmp_path / "toy.yaml"

@@ -36,7 +36,7 @@ from vla_razor.llm.sampling import TeacherForcing, generate, prompt_ids, target_
 from vla_razor.llm.tasks import Example, Task, make_task
 from vla_razor.optim import check_finite, lr_multiplier
 from vla_razor.runs import RunFolder, WandbMirror, atomic_write_folder, atomic_write_json
-from vla_razor.training_state import load_training_state, read_training_state_meta, save_training_state
+from vla_razor.training_state import check_training_state, load_training_state, save_training_state
 
 METHODS = ("sft", "grpo", "one_zero", "simpo")
 TRAIN_STATE = "training_state"
@@ -250,7 +250,7 @@ class GRPO(Method):
                 continue
             loss, norm = take_update(self.model, optimizer,
                                      self.micro_losses(seqs, kept_adv, old, n_total, tokens_total),
-                                     g.optim.max_grad_norm, index)
+                                     g.optim.max_grad_norm, index * g.mu + len(out))  # the update, not the round
             out.append({**metrics, "loss": loss, "grad_norm": norm})
         return out
 
@@ -380,7 +380,7 @@ def train_method(cfg: LLMConfig, method: str, shared: tuple[Any, Any, Task, torc
     resumed_from = None
     start_round = 0
     if state_path.is_file():
-        meta = read_training_state_meta(state_path)
+        meta = check_training_state(state_path, model)
         run.drop_metrics_after(int(meta["step"]) - 1)  # updates from the saved step on are redone and logged again
     run.start({"method": method, **to_dict(cfg)}, fresh=not state_path.is_file())
     if state_path.is_file():

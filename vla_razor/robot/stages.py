@@ -29,7 +29,8 @@ from vla_razor.robot.data import DemoTransitions
 from vla_razor.robot.sft import POLICY_DIR, TRAIN_STATE, TrainResult, behaviour_clone, set_norm_stats
 from vla_razor.runs import RunFolder, WandbMirror, save_policy
 from vla_razor.runtime import resolve_device, seed_everything
-from vla_razor.training_state import load_training_state, read_training_state_meta, save_training_state
+from vla_razor.training_state import (check_training_state, load_training_state, read_training_state_meta,
+                                      save_training_state)
 
 
 @dataclass
@@ -75,12 +76,13 @@ def _run_config(cfg: RobotConfig, stage: str) -> dict[str, Any]:
     return {"stage": stage, **to_dict(cfg)}
 
 
-def _start(run: RunFolder, cfg: RobotConfig, stage: str) -> bool:
-    """Creates or reopens the run folder; True if it resumes an interrupted try."""
+def _start(run: RunFolder, cfg: RobotConfig, stage: str, model: Any) -> bool:
+    """Creates or reopens the run folder; True if it resumes an interrupted try (whose state must fit `model`:
+    checked before the logs past the state are dropped)."""
     state = run.path / "checkpoints" / f"{TRAIN_STATE}.safetensors"
     resuming = state.is_file()
     if resuming:
-        meta = read_training_state_meta(state)
+        meta = check_training_state(state, model)
         run.drop_metrics_after(int(meta["step"] if "step" in meta else meta["iteration"]))
     run.start(_run_config(cfg, stage), fresh=not resuming)
     return resuming
@@ -126,7 +128,7 @@ def run_pretrain(cfg: RobotConfig) -> StageResult:
     stats_data = DemoTransitions(list(p.norm_stats_datasets)) if p.norm_stats_datasets else data
     set_norm_stats(policy, stats_data.action_statistics(cfg.dataset_name), cfg.dataset_name)
     if ctx.is_main:
-        _start(run, cfg, "pretrain")
+        _start(run, cfg, "pretrain", policy.model)
     snapshot = None
     if p.snapshot_every > 0:
         if ctx.enabled:
@@ -189,7 +191,7 @@ def run_sft(cfg: RobotConfig) -> StageResult:
         if not trained:
             data = sft_transitions(cfg)
             check_action_range(policy, data, cfg)
-            _start(run, cfg, "sft")
+            _start(run, cfg, "sft", policy.model)
 
             def evaluate_point(step: int) -> None:
                 scores = evaluator.evaluate(policy, f"{run.path.name} at update {step}")
@@ -253,7 +255,7 @@ def _run_sft_sharded(cfg: RobotConfig, run: RunFolder, ctx: Distributed) -> Stag
         data = sft_transitions(cfg)
         check_action_range(policy, data, cfg)
         if ctx.is_main:
-            _start(run, cfg, "sft")
+            _start(run, cfg, "sft", policy.model)
         train = _train(run, cfg, "sft", policy, data, cfg.sft.optim, ctx=ctx)
         del policy
     if not ctx.is_main:
@@ -354,7 +356,7 @@ def run_rl(cfg: RobotConfig) -> StageResult:
     optimizer = rl.make_optimizer(policy, r)
     state_path = run.path / "checkpoints" / f"{TRAIN_STATE}.safetensors"
     iteration, update, stopped = 0, 0, False
-    if _start(run, cfg, "rl"):
+    if _start(run, cfg, "rl", policy.model):
         state = load_training_state(state_path, policy.model, optimizer)
         iteration, update, stopped = int(state["iteration"]), int(state["update"]), bool(state.get("stopped", False))
     hparams = {"lr": r.optim.lr, "batch_size": r.optim.batch_size, "epochs": r.optim.epochs,

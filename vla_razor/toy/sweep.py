@@ -20,7 +20,7 @@ from tqdm import tqdm
 from vla_razor.runs import RunFolder, atomic_write_json, read_jsonl
 from vla_razor.toy.config import ToyConfig
 from vla_razor.toy.data import load_toy_data
-from vla_razor.toy.train import RunSpec, load_base_for_experiment, run_group
+from vla_razor.toy.train import NOT_IN_RUN_IDENTITY, RunSpec, load_base_for_experiment, run_config, run_group
 
 
 def sweep_groups(cfg: ToyConfig) -> list[list[RunSpec]]:
@@ -53,6 +53,9 @@ def set_threads(threads: int) -> None:
 def run_sweep(cfg: ToyConfig, progress: bool = True) -> SweepResult:
     set_threads(cfg.threads)
     groups = sweep_groups(cfg)
+    for group in groups:  # a run folder made with other settings is refused, not resumed nor called finished
+        for r in group:
+            RunFolder(cfg.experiment_dir / "runs" / r.name).check_settings(run_config(cfg, r), NOT_IN_RUN_IDENTITY)
     todo = [g for g in groups if not all(RunFolder(cfg.experiment_dir / "runs" / r.name).is_finished() for r in g)]
     total = sum(len(g) for g in groups)
     trained = sum(len(g) for g in todo)

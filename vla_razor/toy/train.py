@@ -20,7 +20,7 @@ from tqdm import tqdm
 from vla_razor import core
 from vla_razor.analysis.forecast import RetentionForecast
 from vla_razor.config import to_dict
-from vla_razor.optim import StackedAdamW, lr_multiplier
+from vla_razor.optim import NonFiniteError, StackedAdamW, lr_multiplier
 from vla_razor.runs import RunFolder, WandbMirror, atomic_write_json, load_tensors, save_tensors_atomic
 from vla_razor.toy.config import FinetuneConfig, PretrainConfig, ToyConfig
 from vla_razor.toy.data import NUM_CLASSES, ToyData, parity_correct, random_parity_labels
@@ -317,6 +317,12 @@ def finetune_group(
                 uniforms = torch.rand(batch, cfg.group_size, generator=generator)
                 loss, train_values = rl_step_loss(logits, correct[idx], uniforms, ref_logits, cfg.grpo_kl_coef)
                 train_metric = "train_reward"
+            diverged = [r.name for r, ok in zip(runs, torch.isfinite(logits.detach()).flatten(1).all(1)) if not ok]
+            if diverged or not torch.isfinite(loss.detach()):
+                raise NonFiniteError(
+                    f"toy {method}: non-finite outputs or loss at update {step + 1} of "
+                    f"{', '.join(diverged) or 'the stack'}; stopped before the optimizer step (check the learning "
+                    "rates and max_grad_norm)")
             loss.backward()
             multipliers = torch.tensor([lr_multiplier(step, total_steps, cfg.warmup_steps, r.schedule) for r in runs])
             optimizer.step(peak_lrs * multipliers * training)  # lr 0: AdamW leaves a stopped model as it is
@@ -345,6 +351,17 @@ def finetune_group(
     return {k: v.detach() for k, v in params.items()}, history
 
 
+# What does not change what a toy run computes: the sweep's grid (a run belongs to every grid that holds its
+# learning rate), where and how results are written, threads
+NOT_IN_RUN_IDENTITY = ("sweep.", "save_weights", "report", "wandb", "threads", "forecast", "experiment", "runs_dir")
+
+
+def run_config(cfg: ToyConfig, run: RunSpec) -> dict:
+    """What a toy run's folder records as its config.yaml (and is compared with on a rerun)."""
+    return {**to_dict(cfg), "run": {"method": run.method, "lr": run.lr, "schedule": run.schedule,
+                                    "epochs": run.epochs, "seed": run.seed}}
+
+
 def run_group(
     cfg: ToyConfig, runs: list[RunSpec], base: BaseReference, data: ToyData, progress: bool = True
 ) -> float:
@@ -352,8 +369,7 @@ def run_group(
     forecast = RetentionForecast.load(cfg.forecast) if cfg.forecast else None
     folders = [RunFolder(cfg.experiment_dir / "runs" / r.name) for r in runs]
     for run, folder in zip(runs, folders):
-        folder.start({**to_dict(cfg), "run": {"method": run.method, "lr": run.lr, "schedule": run.schedule,
-                                              "epochs": run.epochs, "seed": run.seed}})
+        folder.start(run_config(cfg, run))
     started = time.perf_counter()
     params, history = finetune_group(runs, base, data, cfg.finetune, progress)
     seconds = time.perf_counter() - started
