@@ -138,6 +138,10 @@ def test_a_run_is_all_of_its_settings(tmp_path: Path) -> None:
     config = {"stage": "sft", "progress": True, "sft": {"optim": {"lr": 1e-3, "schedule": "constant"}}, "rl": {"k": 5}}
     run.check_settings(config)  # no folder yet: anything goes
     run.start(config)
+    run.log(1, "train", {"loss": float("nan")})
+    # a first try that failed before saving anything (a diverging learning rate, say) is rerun with other settings
+    run.check_settings({**config, "sft": {"optim": {"lr": 1e-4, "schedule": "constant"}}})
+    run.save_checkpoint("training_state", {"w": torch.zeros(1)})
     run.check_settings(config)
     run.check_settings({**config, "progress": False, "rl": {"k": 2}}, ignore=("progress", "rl."))
     run.check_settings({**config, "added_by_an_upgrade": 1})  # a field the folder's version did not have

@@ -256,6 +256,15 @@ class RunFolder:
             return False
         return True
 
+    def holds_work(self) -> bool:
+        """Whether a rerun would keep anything of this folder: a summary, a checkpoint, a saved model or snapshots
+        (its subfolders other than wandb's)."""
+        if not self.path.is_dir():
+            return False
+        return self.summary_path.is_file() or any(
+            p.is_dir() and p.name != "wandb" and not p.name.startswith(".") and any(p.iterdir())
+            for p in self.path.iterdir())
+
     def check_settings(self, config: Mapping[str, Any], ignore: tuple[str, ...] = ()) -> None:
         """Refuses to resume, or to call finished, a run that its folder says was made with other settings: a
         run's identity is all of its resolved config, less the keys (dotted names, or prefixes ending in '.') in
@@ -263,8 +272,8 @@ class RunFolder:
         import yaml
 
         path = self.path / "config.yaml"
-        if not path.is_file():
-            return
+        if not path.is_file() or not self.holds_work():
+            return  # a try that failed before saving anything: its logs go when the run starts afresh
         try:
             saved = yaml.safe_load(path.read_text(encoding="utf-8"))
         except (yaml.YAMLError, UnicodeDecodeError):
