@@ -150,6 +150,13 @@ def test_a_run_is_all_of_its_settings(tmp_path: Path) -> None:
     run.finish({"done": True})
     with pytest.raises(ConfigError, match=r"sft\.optim\.lr: 0\.001 -> 0\.0003"):  # finished runs too
         run.check_settings({**config, "sft": {"optim": {"lr": 3e-4, "schedule": "constant"}}})
+    # a folder that is not a run (a dataset, say) is never written into
+    dataset = tmp_path / "data" / "demos"
+    (dataset / "episodes").mkdir(parents=True)
+    (dataset / "trajectory.json").write_text("{}")
+    with pytest.raises(ConfigError, match=r"demos: exists and is not a run folder \(it has no config.yaml\)"):
+        RunFolder(dataset).start(config)
+    assert sorted(p.name for p in dataset.iterdir()) == ["episodes", "trajectory.json"]
 
 
 @pytest.mark.parametrize("umask", [0o022, 0o002])

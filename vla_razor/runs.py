@@ -294,9 +294,14 @@ class RunFolder:
                               "another run name, or delete that folder to start the run again")
 
     def start(self, config: Mapping[str, Any], fresh: bool = True) -> None:
-        """Creates the folder and writes the resolved config; ``fresh`` drops logs of an unfinished try."""
+        """Creates the folder and writes the resolved config; ``fresh`` drops logs of an unfinished try. A folder
+        that exists with content but no config.yaml is not a run and is never written into."""
         import yaml
 
+        if (self.path.is_dir() and not (self.path / "config.yaml").is_file()
+                and any(not p.name.startswith(".") for p in self.path.iterdir())):
+            raise ConfigError(f"{self.path}: exists and is not a run folder (it has no config.yaml); choose another "
+                              "run name or output folder")
         self.lock()
         if fresh and self.path.exists():
             for name in ("metrics.jsonl", "points.jsonl", SUMMARY):
