@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from torch import nn
 
 from vla_razor.runs import CorruptFileError, save_tensors_atomic
@@ -56,7 +56,7 @@ def load_training_state(path: Path, model: nn.Module, optimizer: torch.optim.Opt
                     _, i, name = key.split(".", 2)
                     optimizer.state[group[int(i)]][name] = f.get_tensor(key).to(group[int(i)].device)
             torch.set_rng_state(f.get_tensor("rng.torch"))
-    except (IndexError, ValueError, RuntimeError) as err:  # an optimizer of another size, a damaged tensor
+    except (IndexError, SafetensorError) as err:  # an optimizer of another size, a damaged tensor (not: out of memory)
         raise CorruptFileError(f"{path}: cannot restore the training state ({err}); delete the run folder to "
                                "start it again") from None
     return state
