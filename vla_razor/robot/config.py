@@ -108,8 +108,10 @@ class RLConfig:
     )
     length_normalize: bool = option(
         False, "weight each step by mean_length / its episode's length, so every episode counts the same whatever its "
-        "length (as GRPO divides by the response length); false: every step counts once (a failure's 80 steps "
-        "then outweigh a success's ~35)"
+        "length (as GRPO divides by the response length); false: every step counts once, the textbook sum over "
+        "steps (a failure's steps then outweigh a success's; with the normalized advantage a group's rows sum to "
+        "less than zero, and that common push-down of the sampled tokens collapsed the tiny base in one iteration "
+        "at lr 3e-5: docs/results/robot/learning_curve/README.md, session 7)"
     )
     kl_coef: float = option(
         0.0, "coefficient of a reverse KL(pi || pi0) penalty per action dimension (exact over the bins, along the "
