@@ -14,12 +14,15 @@ its "setting", on the same workers: G >= 2 splits the workers into G groups that
 another group's actions (ParallelRollout's pipeline_groups); the no-op baseline always runs with G = 1.
 `--policy`: tiny (a random tiny OpenVLA), 7b (random OpenVLA-7B, bf16), a policy config YAML (random weights of
 that shape: what a policy of another size would cost before one is trained), or a policy folder (default: the
-committed base). Results merge into --out under "<policy>@<device>".
+committed base). `--dtype`: the policy's weights cast to each dtype in turn (bfloat16 runs on CPUs with AMX or
+avx512_bf16 through oneDNN's bf16 kernels), what sampling in lower precision would give. Results merge into --out
+under "<policy>@<device>".
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 import platform
@@ -72,6 +75,8 @@ def main() -> None:
     parser.add_argument("--temperature", type=float, default=1.0)
     parser.add_argument("--threads", type=int, nargs="+", default=[1],
                         help="torch threads of the policy process (each value measured in turn)")
+    parser.add_argument("--dtype", nargs="+", default=["float32"], choices=["float32", "bfloat16"],
+                        help="the policy's weights cast to each of these in turn (a copy per dtype)")
     parser.add_argument("--out", default="docs/results/perf/rollout.json")
     args = parser.parse_args()
 
@@ -81,8 +86,13 @@ def main() -> None:
     from vla_razor.robot.rl import PolicyActor
 
     policy = load_policy(args.policy, args.device)
-    actor = PolicyActor(policy, temperature=args.temperature, seed=0)
     action_dim = policy.action_dim
+    actors = {}
+    for name in args.dtype:
+        dtype = getattr(torch, name)
+        cast = policy if next(policy.model.parameters()).dtype == dtype else type(policy)(copy.deepcopy(policy.model).to(dtype),
+                                                                      policy.processor, policy.dataset)
+        actors[name] = PolicyActor(cast, temperature=args.temperature, seed=0)
 
     def noop(batch) -> np.ndarray:
         return np.zeros((len(batch), action_dim), dtype=np.float32)
@@ -99,14 +109,14 @@ def main() -> None:
         with ParallelRollout(workers, camera_size=args.camera_size) as rollout:
             rollout.run(noop, specs[: max(1, workers)])  # start the workers and make their scenes
             sim, sim_steps, sim_s = steps_per_s(rollout, noop, specs)
-            for threads, g in [(t, g) for t in args.threads for g in groups]:
+            for (dtype, actor), threads, g in [(a, t, g) for a in actors.items() for t in args.threads for g in groups]:
                 torch.set_num_threads(threads)
                 rollout.pipeline_groups = g
                 # the policy's first call at this batch size (CUDA graph capture, compilation) is not rollout time
                 rollout.run(actor, pick_can_specs(max(1, workers), seed=4242, max_steps=2))
                 pol, pol_steps, pol_s = steps_per_s(rollout, actor, specs)
-                row = {"setting": f"{workers} workers, pipeline_groups {g}, {threads} policy threads",
-                       "workers": workers, "pipeline_groups": g, "threads": threads,
+                row = {"setting": f"{workers} workers, pipeline_groups {g}, {threads} policy threads, {dtype}",
+                       "workers": workers, "pipeline_groups": g, "threads": threads, "dtype": dtype,
                        "episodes": len(specs), "sim_steps_per_s": sim, "policy_steps_per_s": pol,
                        "rollout_vs_sim": pol / sim, "sim_steps": sim_steps, "policy_steps": pol_steps,
                        "sim_seconds": sim_s, "policy_seconds": pol_s, "cpus": os.cpu_count()}
