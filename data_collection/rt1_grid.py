@@ -243,6 +243,9 @@ class Collector:
                 raise ConfigError(f"{name}: must be >= 1, got {getattr(cfg, name)}")
         if cfg.demonstrator == "rt1" and (cfg.rt1.saved_model is None or cfg.rt1.embedder is None):
             raise ConfigError("rt1.saved_model and rt1.embedder: both are needed with --demonstrator rt1")
+        if cfg.demonstrator == "scripted" and cfg.backend == "simpler":
+            raise ConfigError("demonstrator: the scripted experts read the embedded world's state (ManiSkill3); "
+                              "on --backend simpler use --demonstrator rt1")
         self.collection = open_collection(cfg, self.grid_xy)
         self.env_info = {"env_id": _env_id(cfg), "env_kwargs": {"camera_size": cfg.camera_size, **cfg.env_kwargs},
                          "max_episode_steps": cfg.max_steps, "backend": cfg.backend}

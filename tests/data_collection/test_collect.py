@@ -218,6 +218,8 @@ def test_bad_options_are_named(tmp_path: Path, capsys: pytest.CaptureFixture) ->
     assert "points: [7]" in capsys.readouterr().err
     assert main(["--demonstrator", "rt1", "--out", str(tmp_path / "c"), "--progress", "false"]) == 2
     assert "rt1.saved_model" in capsys.readouterr().err
+    assert main(["--backend", "simpler", "--out", str(tmp_path / "e"), "--progress", "false"]) == 2
+    assert "demonstrator: the scripted experts" in capsys.readouterr().err and not (tmp_path / "e").exists()
     (tmp_path / "d").mkdir()
     (tmp_path / "d" / "something.txt").write_text("x")
     assert main(["--grid", "1x1", "--out", str(tmp_path / "d"), "--progress", "false"]) == 2

@@ -124,3 +124,57 @@ def test_hf_config_round_trip():
     released = OpenVLAConfig.openvla_7b().to_hf_dict()
     del released["vla_razor"]  # the released config.json has no such block: 7B defaults fill in
     assert OpenVLAConfig.from_hf_dict(released) == OpenVLAConfig.openvla_7b()
+
+
+def test_released_minimal_text_config_loads_as_llama2_7b():
+    """openvla-7b's config.json keeps only the text_config fields that differ from LlamaConfig's defaults; the rest
+    (hidden size, layers, heads, ...) are Llama-2-7B's by default, as OpenVLA's own code rebuilds them."""
+    released = OpenVLAConfig.openvla_7b().to_hf_dict()
+    del released["vla_razor"]
+    released["text_config"] = {"model_type": "llama", "pad_token_id": 32000, "torch_dtype": "bfloat16",
+                               "vocab_size": 32064}
+    cfg = OpenVLAConfig.from_hf_dict(released)
+    assert cfg == OpenVLAConfig.openvla_7b()
+    assert cfg.hidden_size == 4096 and cfg.text_config["num_hidden_layers"] == 32
+    released["text_config"] = {**released["text_config"], "model_type": "mistral"}
+    with pytest.raises(ValueError, match="text_config.model_type"):
+        OpenVLAConfig.from_hf_dict(released)
+
+
+def make_word_tokenizer(directory: Path) -> Path:
+    """A real transformers tokenizer folder (word-level, BOS added, as Llama's adds <s>), made here offline."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    words = "In : What action should the robot take to pick coke can open close drawer ? Out".split()
+    vocab = {"<unk>": 0, "<s>": 1, "</s>": 2, **{w: 3 + i for i, w in enumerate(dict.fromkeys(words))}}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Punctuation()])
+    tok.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", 1)])
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", unk_token="<unk>")
+    fast.save_pretrained(str(directory))
+    return directory
+
+
+def test_saved_policy_with_a_pretrained_tokenizer_loads_on_its_own(tmp_path):
+    """A policy whose tokenizer comes from files (as openvla-7b's Llama tokenizer) writes those files into every
+    folder it saves: the saved folder alone loads and tokenizes the prompt as the original did."""
+    from vla_razor.policies.openvla.policy import OpenVLAPolicy
+    from vla_razor.policies.openvla.processor_openvla import OpenVLAProcessor
+
+    source = make_word_tokenizer(tmp_path / "tokenizer")
+    cfg = tiny_config()
+    cfg.tokenizer = "pretrained"
+    torch.manual_seed(0)
+    policy = OpenVLAPolicy(build_model(cfg), OpenVLAProcessor.from_config(cfg, source))
+    prompt = policy.processor.prompt_ids("pick coke can")
+    assert prompt[0] == 1 and 0 not in prompt  # BOS, and every word known
+
+    policy.save_pretrained(tmp_path / "saved")
+    assert (tmp_path / "saved" / "tokenizer_config.json").is_file()
+    loaded = OpenVLAPolicy.from_pretrained(tmp_path / "saved")
+    assert loaded.processor.prompt_ids("pick coke can") == prompt
+    images = [torch.zeros(cfg.image_sizes[0], cfg.image_sizes[0], 3, dtype=torch.uint8)]
+    a, b = policy.encode(images, ["pick coke can"]), loaded.encode(images, ["pick coke can"])
+    with torch.no_grad():
+        torch.testing.assert_close(policy.sample(a, temperature=0).logits, loaded.sample(b, temperature=0).logits)

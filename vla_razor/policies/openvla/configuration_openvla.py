@@ -57,6 +57,26 @@ LLAMA2_7B_TEXT_CONFIG: dict[str, Any] = {
 }
 
 
+def with_llama_defaults(text_config: dict[str, Any]) -> dict[str, Any]:
+    """``text_config`` with every architecture key it lacks set to transformers' LlamaConfig default.
+
+    OpenVLA saves only the fields that differ from those defaults (the released openvla-7b has ``{model_type,
+    pad_token_id, torch_dtype, vocab_size}``: Llama's defaults *are* Llama-2-7B) and rebuilds the rest with
+    ``LlamaConfig(**text_config)``; so do we. Keys present are kept as they are."""
+    missing = [k for k in LLAMA2_7B_TEXT_CONFIG if k not in text_config]
+    if not missing:
+        return text_config
+    from vla_razor.hf_imports import import_transformers
+
+    model_type = text_config.get("model_type", "llama")
+    if model_type != "llama":
+        raise ValueError(f"text_config.model_type: OpenVLA's language model is a Llama, got {model_type!r}")
+    given = {k: v for k, v in text_config.items() if k != "model_type"}
+    defaults = import_transformers().LlamaConfig(**given).to_dict()
+    defaults.update(defaults.get("rope_parameters") or {})  # transformers >= 5 keeps rope_theta in there
+    return {**text_config, **{k: defaults.get(k, LLAMA2_7B_TEXT_CONFIG[k]) for k in missing}}
+
+
 @dataclass
 class LoraOptions:
     enabled: bool = option(False, "wrap the model's linear layers with LoRA adapters (peft); only adapters train")
@@ -261,7 +281,7 @@ class OpenVLAConfig:
         if kwargs["dtype"] not in ("float32", "bfloat16", "float16"):
             raise ValueError(f"{source}: unsupported torch_dtype {dtype!r}")
         text = {k: v for k, v in kwargs["text_config"].items() if k in LLAMA_KEYS or k == "model_type"}
-        kwargs["text_config"] = text
+        kwargs["text_config"] = with_llama_defaults(text)
         if "norm_stats" in kwargs and kwargs["norm_stats"] and "default_dataset" not in kwargs:
             stats = kwargs["norm_stats"]
             kwargs["default_dataset"] = FRACTAL if FRACTAL in stats else (next(iter(stats)) if len(stats) == 1 else None)

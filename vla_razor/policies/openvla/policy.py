@@ -26,7 +26,7 @@ from vla_razor import core
 from vla_razor.policies.openvla.action_tokenizer import ActionStats, ActionTokenizer, action_stats
 from vla_razor.policies.openvla.configuration_openvla import OpenVLAConfig
 from vla_razor.policies.openvla.generation import Engine, generate_action_tokens
-from vla_razor.policies.openvla.loading import from_pretrained, save_pretrained
+from vla_razor.policies.openvla.loading import from_pretrained, load_config, save_pretrained
 from vla_razor.policies.openvla.modeling_openvla import OpenVLAModel, build_model
 from vla_razor.policies.openvla.processor_openvla import OpenVLAProcessor
 
@@ -64,11 +64,17 @@ class OpenVLAPolicy:
 
     @classmethod
     def from_pretrained(cls, directory: Path | str, device: str = "cpu", dtype: str | None = None, **kw: Any) -> OpenVLAPolicy:
+        # the tokenizer first: a folder without one fails in a second, not after loading 15 GB of weights
+        processor = OpenVLAProcessor.from_config(load_config(Path(directory)), directory)
         model = from_pretrained(directory, device=device, dtype=dtype)
-        return cls(model, OpenVLAProcessor.from_config(model.config, directory), **kw)
+        processor.config = model.config
+        return cls(model, processor, **kw)
 
     def save_pretrained(self, directory: Path | str, max_shard_bytes: int = 5_000_000_000) -> list[Path]:
-        return save_pretrained(self.model, directory, max_shard_bytes)
+        """config.json, the weights and the tokenizer's files: a folder `from_pretrained` loads on its own."""
+        shards = save_pretrained(self.model, directory, max_shard_bytes)
+        self.processor.save(directory)
+        return shards
 
     @property
     def device(self) -> torch.device:

@@ -44,6 +44,9 @@ class ByteTokenizer:
     def decode(self, ids: Sequence[int]) -> str:
         return bytes(i - self.offset for i in ids if self.offset <= i < self.offset + 256).decode("utf-8", "replace")
 
+    def save(self, directory: Path | str) -> None:
+        """Nothing to write: the byte tokenizer has no files."""
+
 
 class PretrainedTokenizer:
     """A transformers tokenizer from a local folder (the checkpoint's Llama tokenizer), BOS added."""
@@ -52,6 +55,13 @@ class PretrainedTokenizer:
         from vla_razor.hf_imports import import_transformers
 
         transformers = import_transformers()
+        folder = Path(directory)
+        if (folder / "tokenizer.model").is_file() and not (folder / "tokenizer.json").is_file():
+            import importlib.util
+
+            if importlib.util.find_spec("sentencepiece") is None:
+                raise FileNotFoundError(f"{folder}: its tokenizer is tokenizer.model (SentencePiece), which needs the "
+                                        "sentencepiece package: pip install sentencepiece")
         try:
             self.tokenizer = transformers.AutoTokenizer.from_pretrained(str(directory), local_files_only=True,
                                                                         trust_remote_code=False)
@@ -63,6 +73,10 @@ class PretrainedTokenizer:
 
     def encode(self, text: str) -> list[int]:
         return list(self.tokenizer(text, add_special_tokens=True)["input_ids"])
+
+    def save(self, directory: Path | str) -> None:
+        """The tokenizer's files into `directory`, so that a saved policy folder loads on its own."""
+        self.tokenizer.save_pretrained(str(directory))
 
     def decode(self, ids: Sequence[int]) -> str:
         return self.tokenizer.decode(list(ids))
@@ -130,6 +144,10 @@ class OpenVLAProcessor:
         if directory is None:
             raise ValueError("tokenizer: pretrained needs the model folder that holds the tokenizer files")
         return cls(config, PretrainedTokenizer(directory))
+
+    def save(self, directory: Path | str) -> None:
+        """What the processor needs besides config.json (the tokenizer's files) into a policy folder."""
+        self.tokenizer.save(directory)
 
     def prompt_ids(self, instruction: str) -> list[int]:
         return self.tokenizer.encode(build_prompt(instruction)) + list(self.config.action_prefix_token_ids)
