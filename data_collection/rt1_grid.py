@@ -108,6 +108,26 @@ def identity(cfg: CollectConfig) -> dict[str, Any]:
     return out
 
 
+GRIPPER_STORED = {
+    "embedded": "absolute, the panda's scale: +1 open .. -1 closed (as executed)",
+    "simpler": "absolute, OpenVLA's: 1 open, 0 closed (converted from the Google robot's relative commands, as "
+               "OpenVLA converted RT-1's data: envs/gripper.py)",
+}
+"""The gripper convention of a dataset's stored actions (trajectory.json's env_info["gripper"])."""
+
+
+def stored_actions(executed: np.ndarray, backend: str) -> np.ndarray:
+    """The actions a dataset keeps for an episode: as executed, except that on SimplerEnv the Google robot's
+    relative gripper commands become OpenVLA's absolute openings, the convention a base policy is trained in."""
+    if backend != "simpler":
+        return executed
+    from envs.gripper import relative_to_absolute
+
+    out = np.array(executed, dtype=np.float32, copy=True)
+    out[:, 6] = relative_to_absolute(out[:, 6])
+    return out
+
+
 def attempt_seed(seed: int, point: int, attempt: int) -> int:
     """The env seed of attempt `attempt` at grid point `point`: fixed, and unrelated across (point, attempt)."""
     return int(np.random.SeedSequence([seed, point, attempt]).generate_state(1)[0] & 0x7FFFFFFF)
@@ -248,7 +268,8 @@ class Collector:
                               "on --backend simpler use --demonstrator rt1")
         self.collection = open_collection(cfg, self.grid_xy)
         self.env_info = {"env_id": _env_id(cfg), "env_kwargs": {"camera_size": cfg.camera_size, **cfg.env_kwargs},
-                         "max_episode_steps": cfg.max_steps, "backend": cfg.backend}
+                         "max_episode_steps": cfg.max_steps, "backend": cfg.backend,
+                         "gripper": GRIPPER_STORED[cfg.backend]}
         self.source_type = "scripted" if cfg.demonstrator == "scripted" else "rt1"
         self.source_desc = (f"envs/experts.py {cfg.task} expert" + (f", style {cfg.expert_style}" if cfg.task == "pick_can" else "")
                             + (f", noise {cfg.expert_noise} m" if cfg.expert_noise else "")
@@ -300,7 +321,8 @@ class Collector:
                 grid_xy=[float(v) for v in self.grid_xy[point]], attempt=attempt, steps=result.steps,
                 success=bool(result.success), file=file, reset_kwargs={"seed": spec.seed, "options": spec.options},
             )
-            write_episode(self.cfg.out, Episode(traj.images, traj.proprio, traj.actions, traj.rewards, meta))
+            write_episode(self.cfg.out, Episode(traj.images, traj.proprio, stored_actions(traj.actions, self.cfg.backend),
+                                                traj.rewards, meta))
         self.collection.attempts.append(Attempt(point, attempt, spec.seed, bool(result.success), result.steps, file))
         self.collection.save()
         if file:

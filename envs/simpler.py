@@ -8,10 +8,12 @@ SimplerEnv is not on PyPI and its scene assets are fetched from GitHub; install 
 `simpler_env` is imported only when a "simpler" env is made.
 
 Differences from the embedded backend, as SimplerEnv defines them:
-- the Google robot's gripper action is RELATIVE in RT-1's convention; this adapter passes the 7th action
-  component through unchanged (the policy's own convention), and says so in `gripper_convention`;
-- proprio is the end-effector pose in the robot-base frame (x, y, z, qw, qx, qy, qz) then the robot's joint
-  positions, so its length differs from the embedded panda's 16;
+- the Google robot's gripper controller is RELATIVE (RT-1's convention: +1 close, -1 open); `gripper` says what
+  the acting policy emits: "relative" (RT-1) passes the 7th component through, "absolute" (OpenVLA-7B: 1 open,
+  0 closed) is converted step by step as OpenVLA's SimplerEnv users do (envs/gripper.py, held 15 steps);
+- proprio is the end-effector (tcp) pose in the robot-base frame (x, y, z, qw, qx, qy, qz), computed from the
+  env's tcp and robot poses (the drawer tasks put nothing in obs["extra"]; the others' tcp_pose is in the world
+  frame), then the robot's joint positions, so its length differs from the embedded panda's 16;
 - success for pick-can comes from the current step (`success_from_episode_stats=False`), not from episode
   statistics, so that RL sees a per-step signal.
 """
@@ -21,6 +23,8 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+
+from envs.gripper import GripperConvention, StickyRelativeGripper
 
 SIMPLER_TASKS: dict[str, str] = {
     "pick_can": "google_robot_pick_coke_can",
@@ -50,6 +54,29 @@ def resize_image(image: np.ndarray, size: int | None) -> np.ndarray:
     return np.asarray(Image.fromarray(image).resize((size, size), Image.BICUBIC))
 
 
+def _quat_multiply(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Hamilton product of wxyz quaternions."""
+    aw, ax, ay, az = a
+    bw, bx, by, bz = b
+    return np.array([aw * bw - ax * bx - ay * by - az * bz, aw * bx + ax * bw + ay * bz - az * by,
+                     aw * by - ax * bz + ay * bw + az * bx, aw * bz + ax * by - ay * bx + az * bw])
+
+
+def _rotate(q: np.ndarray, v: np.ndarray) -> np.ndarray:
+    return _quat_multiply(_quat_multiply(q, np.concatenate([[0.0], v])), q * [1, -1, -1, -1])[1:]
+
+
+def pose_in_frame(frame: np.ndarray, pose: np.ndarray) -> np.ndarray:
+    """[7] world pose (xyz, wxyz) expressed in the frame whose world pose is `frame` (frame^-1 * pose)."""
+    frame, pose = np.asarray(frame, np.float64).reshape(7), np.asarray(pose, np.float64).reshape(7)
+    inverse = frame[3:] * [1, -1, -1, -1] / np.dot(frame[3:], frame[3:])
+    return np.concatenate([_rotate(inverse, pose[:3] - frame[:3]), _quat_multiply(inverse, pose[3:])])
+
+
+def _pose_vector(pose: Any) -> np.ndarray:
+    return np.concatenate([np.asarray(pose.p, np.float64).reshape(3), np.asarray(pose.q, np.float64).reshape(4)])
+
+
 def make_proprio(tcp_pose: np.ndarray, qpos: np.ndarray) -> np.ndarray:
     """[tcp pose (7: xyz, wxyz) in the robot-base frame, joint positions] as float32."""
     return np.concatenate([np.asarray(tcp_pose, np.float32).reshape(7), np.asarray(qpos, np.float32).reshape(-1)])
@@ -72,12 +99,13 @@ def success_from_info(info: dict) -> bool:
 class SimplerEnvAdapter:
     """Wraps a SimplerEnv (ManiSkill2-real2sim) env in the vla-razor contract."""
 
-    gripper_convention = "relative (RT-1 / SimplerEnv Google robot): passed through unchanged"
-
-    def __init__(self, env: Any, task: str, camera_size: int | None = 224):
+    def __init__(self, env: Any, task: str, camera_size: int | None = 224, gripper: GripperConvention = "relative"):
         from simpler_env.utils.env.observation_utils import get_image_from_maniskill2_obs_dict
 
-        self.env, self.task, self.camera_size = env, task, camera_size
+        if gripper not in ("absolute", "relative"):
+            raise ValueError(f"gripper: the acting policy's convention, 'absolute' or 'relative' (got {gripper!r})")
+        self.env, self.task, self.camera_size, self.gripper = env, task, camera_size, gripper
+        self.sticky = StickyRelativeGripper()
         self._get_image = get_image_from_maniskill2_obs_dict
         self.action_space = env.action_space
         self.instruction = ""
@@ -90,11 +118,24 @@ class SimplerEnvAdapter:
         image = self._get_image(self.env.unwrapped, obs)
         return {
             "image": resize_image(image, self.camera_size),
-            "proprio": make_proprio(obs["extra"]["tcp_pose"], obs["agent"]["qpos"]),
+            "proprio": make_proprio(self.tcp_pose(), obs["agent"]["qpos"]),
             "instruction": self.instruction,
         }
 
+    def tcp_pose(self) -> np.ndarray:
+        """The end effector's pose in the robot-base frame."""
+        base = self.env.unwrapped
+        return pose_in_frame(_pose_vector(base.agent.robot.pose), _pose_vector(base.tcp.pose))
+
+    def env_action(self, action: Any) -> np.ndarray:
+        """The policy's 7-D action -> the Google robot's (the gripper made relative when the policy's is absolute)."""
+        out = np.asarray(action, np.float64).reshape(7).copy()
+        if self.gripper == "absolute":
+            out[6] = self.sticky(out[6])
+        return out
+
     def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[dict, dict]:
+        self.sticky.reset()
         obs, info = self.env.reset(seed=seed, options=options or {})
         base = self.env.unwrapped
         self.instruction = base.get_language_instruction()
@@ -106,7 +147,7 @@ class SimplerEnvAdapter:
         return self._convert(obs), info
 
     def step(self, action: Any) -> tuple[dict, float, bool, bool, dict]:
-        obs, reward, terminated, truncated, info = self.env.step(np.asarray(action, np.float64).reshape(7))
+        obs, reward, terminated, truncated, info = self.env.step(self.env_action(action))
         info = dict(info)
         info["success"] = success_from_info(info)
         return self._convert(obs), float(reward), bool(terminated), bool(truncated), info
@@ -115,8 +156,10 @@ class SimplerEnvAdapter:
         self.env.close()
 
 
-def make_simpler(task: str, camera_size: int | None = 224, **kwargs: Any) -> SimplerEnvAdapter:
-    """The SimplerEnv version of `task` behind the vla-razor contract; kwargs go to the SimplerEnv env."""
+def make_simpler(task: str, camera_size: int | None = 224, gripper: GripperConvention = "relative",
+                 **kwargs: Any) -> SimplerEnvAdapter:
+    """The SimplerEnv version of `task` behind the vla-razor contract, for a policy whose gripper output follows
+    `gripper` (see the module docstring); kwargs go to the SimplerEnv env."""
     try:
         import gymnasium as gym
         import simpler_env
@@ -127,4 +170,4 @@ def make_simpler(task: str, camera_size: int | None = 224, **kwargs: Any) -> Sim
     if task == "pick_can":
         env_kwargs.setdefault("success_from_episode_stats", False)
     env = gym.make(env_id, obs_mode="rgbd", **env_kwargs)
-    return SimplerEnvAdapter(env, task, camera_size=camera_size)
+    return SimplerEnvAdapter(env, task, camera_size=camera_size, gripper=gripper)

@@ -63,7 +63,7 @@ class PolicyActor:
         shape = (self.policy.action_dim, int(self.policy.vocab_ids.numel()))
         rows = []
         for episode, step in zip(episodes, steps):
-            key = int(np.random.SeedSequence([self.seed, int(episode), int(step)]).generate_state(1, np.uint64)[0] >> 1)
+            key = int(np.random.SeedSequence([self.seed, int(episode), int(step)]).generate_state(1, np.uint64)[0]) >> 1
             rows.append(torch.rand(shape, generator=torch.Generator().manual_seed(key)))
         return torch.stack(rows)
 
