@@ -4,11 +4,6 @@ from the CLI; pretrain -> SFT; kill -9 and resume gives the same weights and met
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +15,8 @@ from vla_razor.policies.openvla import OpenVLAPolicy
 from vla_razor.robot.data import DemoTransitions
 from vla_razor.robot.stages import ACTION_NAMES, clipped_fractions, load_robot_config, run_pretrain
 from vla_razor.runs import read_jsonl
-from vla_razor.training_state import read_training_state_meta
+
+from tests.robot.conftest import kill_after_checkpoint
 
 REPO = Path(__file__).resolve().parents[2]
 TINY = ["--pretrain.policy_config", str(REPO / "configs/policy_tiny.yaml"), "--progress", "false", "--wandb", "off",
@@ -221,17 +217,8 @@ def test_kill_9_then_resume_matches_an_uninterrupted_run(demo_dirs: dict[str, Pa
     assert cli(pretrain_args(demo_dirs, reference, "--checkpoint_every", "3")) == 0
 
     out = tmp_path / "killed"
-    cmd = [sys.executable, "-m", "vla_razor.cli.main", *pretrain_args(demo_dirs, out, "--checkpoint_every", "3")]
-    proc = subprocess.Popen(cmd, cwd=REPO, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    state = out / "checkpoints" / "train_state.safetensors"
-    deadline = time.time() + 300
-    while time.time() < deadline and proc.poll() is None:
-        if state.is_file() and read_training_state_meta(state)["step"] >= 6:
-            break
-        time.sleep(0.05)
-    assert proc.poll() is None, f"training ended before it could be killed: {proc.stderr.read().decode()[-2000:]}"
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
+    kill_after_checkpoint(pretrain_args(demo_dirs, out, "--checkpoint_every", "3"),
+                          out / "checkpoints" / "train_state.safetensors", step=6)
     assert not (out / "policy").exists()
 
     cfg = load_robot_config(None, {"pretrain.out": out, "checkpoint_every": 3, "progress": False, "wandb": "off",

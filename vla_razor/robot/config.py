@@ -17,6 +17,7 @@ from typing import Literal
 from data_collection.rt1_grid import CollectConfig
 from vla_razor.config import option
 from vla_razor.optim import Schedule
+from vla_razor.policies.openvla.configuration_openvla import LoraOptions
 
 
 @dataclass
@@ -181,6 +182,10 @@ class RobotConfig:
     pretrain: PretrainConfig = option(PretrainConfig(), "base policy by behaviour cloning")
     sft: SFTConfig = option(SFTConfig(), "supervised fine-tuning")
     rl: RLConfig = option(RLConfig(), "on-policy REINFORCE")
+    lora: LoraOptions = option(
+        LoraOptions(), "LoRA adapters for `robot sft` and `robot rl` (OpenVLA's fine-tuning recipe: rank 32 on every "
+                       "linear layer of the Llama and ViTs but the output layer): only the adapters train and are "
+                       "checkpointed; they are merged into the weights when the policy is saved")
     eval: EvalConfig = option(EvalConfig(), "evaluation: pick-can success, drawer retention, KL to the base")
     fsdp: FSDPConfig = option(FSDPConfig(), "sharding when pretrain / sft run under torchrun with several processes")
 

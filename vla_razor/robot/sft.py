@@ -180,6 +180,7 @@ def behaviour_clone(
         if ctx.enabled:
             save_sharded_policy(policy, policy_dir, ctx)
         else:
+            policy.merge_adapters()
             save_policy(policy, policy_dir)
     return TrainResult(policy_dir, step, resumed_from, loss_value, time.perf_counter() - started)
 

@@ -65,7 +65,7 @@ _HOW_IT_RUNS = ("progress", "wandb", "workers", "pipeline_groups", "threads", "d
 # A run stopped early (optim.max_steps) may be continued further: the cap is not part of what it is.
 NOT_IN_RUN_IDENTITY = {
     "pretrain": (*_HOW_IT_RUNS, "experiment", "base", "kl_budget", "camera_size", "backend", "sim_backend",
-                 "pretrain.optim.max_steps", "pretrain.snapshot_every", "collect.", "sft.", "rl.", "eval."),
+                 "pretrain.optim.max_steps", "pretrain.snapshot_every", "collect.", "sft.", "rl.", "eval.", "lora."),
     "sft": (*_HOW_IT_RUNS, "sft.optim.max_steps", "collect.", "pretrain.", "rl."),
     "rl": (*_HOW_IT_RUNS, "collect.", "pretrain.", "sft.", "fsdp."),
 }
@@ -161,7 +161,11 @@ def sft_transitions(cfg: RobotConfig) -> DemoTransitions:
 def sft_run_name(cfg: RobotConfig) -> str:
     o = cfg.sft.optim
     shift = f"_shift{o.image_shift}" if o.image_shift else ""
-    return cfg.sft.run_name or f"sft_lr{o.lr:g}_bs{o.batch_size}_ep{o.epochs}{shift}_s{cfg.seed}"
+    return cfg.sft.run_name or f"sft_lr{o.lr:g}_bs{o.batch_size}_ep{o.epochs}{shift}{_lora_suffix(cfg)}_s{cfg.seed}"
+
+
+def _lora_suffix(cfg: RobotConfig) -> str:
+    return f"_lora{cfg.lora.r}" if cfg.lora.enabled else ""
 
 
 def run_sft(cfg: RobotConfig) -> StageResult:
@@ -187,7 +191,7 @@ def run_sft(cfg: RobotConfig) -> StageResult:
         train = None
         trained = _trained(run)  # killed after training, during the final evaluation: evaluate the saved policy
         source = run.path / POLICY_DIR if trained else cfg.base
-        policy = OpenVLAPolicy.from_pretrained(source, device=resolve_device(cfg.device), dataset=cfg.dataset_name)
+        policy = trainable_policy(cfg, source, adapters=not trained)
         if not trained:
             data = sft_transitions(cfg)
             check_action_range(policy, data, cfg)
@@ -212,6 +216,8 @@ def _sft_hparams(cfg: RobotConfig) -> dict[str, Any]:
     o = cfg.sft.optim
     hparams: dict[str, Any] = {"lr": o.lr, "batch_size": o.batch_size, "epochs": o.epochs, "schedule": o.schedule,
                                "image_shift": o.image_shift}
+    if cfg.lora.enabled:
+        hparams["lora_r"] = cfg.lora.r
     if cfg.kl_budget is not None:
         if cfg.eval.kl_every < 1:
             raise ConfigError(f"kl_budget ({cfg.kl_budget:g}): SFT checks it every eval.kl_every updates; "
@@ -244,6 +250,8 @@ def _run_sft_sharded(cfg: RobotConfig, run: RunFolder, ctx: Distributed) -> Stag
         raise ConfigError("eval.during_training_every, eval.kl_every and kl_budget evaluate the policy while it "
                           f"trains, which needs it whole in one process; this run has {ctx.world_size} (torchrun): "
                           "set them to 0 / null, or run SFT in one process")
+    if cfg.lora.enabled:
+        raise ConfigError(f"lora.enabled: LoRA runs in one process for now; this run has {ctx.world_size} (torchrun)")
     hparams = _sft_hparams(cfg)
     check_distributed(cfg.sft.optim, ctx)
     train = None
@@ -327,7 +335,8 @@ def rl_run_name(cfg: RobotConfig) -> str:
     variant = (("_10" if r.advantage == "one_zero" else "") + ("_ln" if r.length_normalize else "")
                + ("_uniform" if r.placements == "uniform" else ""))
     epochs = f"_ep{r.optim.epochs}" if r.optim.epochs != 1 else ""
-    return r.run_name or f"rl_lr{r.optim.lr:g}_bs{r.optim.batch_size}{epochs}_k{r.episodes_per_point}{variant}_s{cfg.seed}"
+    return r.run_name or (f"rl_lr{r.optim.lr:g}_bs{r.optim.batch_size}{epochs}_k{r.episodes_per_point}{variant}"
+                          f"{_lora_suffix(cfg)}_s{cfg.seed}")
 
 
 def run_rl(cfg: RobotConfig) -> StageResult:
@@ -352,7 +361,7 @@ def run_rl(cfg: RobotConfig) -> StageResult:
     base = load_base(cfg)
     torch.set_num_threads(cfg.threads)
     seed_everything(cfg.seed)
-    policy = OpenVLAPolicy.from_pretrained(cfg.base, device=resolve_device(cfg.device), dataset=cfg.dataset_name)
+    policy = trainable_policy(cfg, cfg.base)
     optimizer = rl.make_optimizer(policy, r)
     state_path = run.path / "checkpoints" / f"{TRAIN_STATE}.safetensors"
     iteration, update, stopped = 0, 0, False
@@ -363,6 +372,8 @@ def run_rl(cfg: RobotConfig) -> StageResult:
                "episodes_per_point": r.episodes_per_point,
                "iterations": r.iterations, "kl_coef": r.kl_coef, "advantage": r.advantage,
                "length_normalize": r.length_normalize, "placements": r.placements}
+    if cfg.lora.enabled:
+        hparams["lora_r"] = cfg.lora.r
     if cfg.kl_budget is not None:
         hparams["kl_budget"] = cfg.kl_budget
     check_every = cfg.eval.kl_every or (1 if cfg.kl_budget is not None else 0)
@@ -394,6 +405,7 @@ def run_rl(cfg: RobotConfig) -> StageResult:
                 iteration=iteration, update=update, after_iteration=after_iteration, progress=cfg.progress)
         bar.close()
         if not _trained(run):
+            policy.merge_adapters()
             save_policy(policy, run.path / POLICY_DIR)
         summary = evaluator.summary("rl", hparams, cfg.seed, iteration, evaluator.evaluate(policy, run.path.name))
         if stopped:
@@ -405,6 +417,19 @@ def run_rl(cfg: RobotConfig) -> StageResult:
         wandb.finish()
         evaluator.close()
     return StageResult(run.path, run.path / POLICY_DIR, None, summary, iteration, update)
+
+
+def trainable_policy(cfg: RobotConfig, source: Path, adapters: bool = True) -> Any:
+    """The policy SFT or RL trains: `source` loaded, with LoRA adapters when `lora.enabled` (and `adapters`), so
+    that only they train."""
+    from vla_razor.policies.openvla import OpenVLAPolicy
+
+    policy = OpenVLAPolicy.from_pretrained(source, device=resolve_device(cfg.device), dataset=cfg.dataset_name)
+    if cfg.lora.enabled and adapters:
+        from vla_razor.policies.openvla.lora import apply_lora
+
+        policy.model = apply_lora(policy.model, cfg.lora)
+    return policy
 
 
 def load_base(cfg: RobotConfig) -> Any:

@@ -80,9 +80,9 @@ def with_llama_defaults(text_config: dict[str, Any]) -> dict[str, Any]:
 @dataclass
 class LoraOptions:
     enabled: bool = option(False, "wrap the model's linear layers with LoRA adapters (peft); only adapters train")
-    r: int = option(32, "LoRA rank (OpenVLA's fine-tuning recipe: 32)")
-    alpha: int = option(16, "LoRA scaling numerator (scale = alpha / r)")
-    dropout: float = option(0.0, "dropout on the LoRA branch")
+    r: int = option(32, "LoRA rank (OpenVLA's fine-tuning recipe: 32)", ge=1)
+    alpha: int = option(16, "LoRA scaling numerator (scale = alpha / r)", ge=1)
+    dropout: float = option(0.0, "dropout on the LoRA branch", ge=0, lt=1)
     target_modules: str = option(
         "all-linear", "'all-linear' (every nn.Linear, as OpenVLA), 'language' (Llama linears only), or a regex"
     )

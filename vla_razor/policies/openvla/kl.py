@@ -29,8 +29,10 @@ from vla_razor import core
 def chain_rule_kl_terms(p_logits: Tensor, q_logits: Tensor) -> Tensor:
     """[...]: sum over the D dimensions of KL(p(.|x,a_<d) || q(.|x,a_<d)), from both policies' logits
     [..., D, n_bins] teacher-forced on the same prefixes a. Averaged over prefixes sampled from p, it is the
-    KL(p || q) of the whole action; along any other prefix it is not (see the module docstring)."""
-    return core.forward_kl(p_logits.float(), q_logits.float(), reduction="none").sum(dim=-1)
+    KL(p || q) of the whole action; along any other prefix it is not (see the module docstring). Each
+    per-dimension KL is clamped at 0: exact over the bins it cannot be negative, but float32 rounding makes the KL
+    of a policy to itself come out as -1e-8 or so (and a KL budget of 0 would then never be reached)."""
+    return core.forward_kl(p_logits.float(), q_logits.float(), reduction="none").clamp(min=0.0).sum(dim=-1)
 
 
 def action_tv_terms(p_logits: Tensor, q_logits: Tensor, bins: Tensor) -> Tensor:

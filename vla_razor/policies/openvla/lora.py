@@ -44,6 +44,10 @@ def apply_lora(model: nn.Module, options: LoraOptions, adapter: str = "default")
     return model
 
 
+def has_lora(model: nn.Module) -> bool:
+    return any("lora_" in name for name, _ in model.named_parameters())
+
+
 def merge_lora(model: nn.Module) -> nn.Module:
     """Folds every LoRA adapter into its base layer and removes the adapter modules."""
     from peft.tuners.lora import LoraLayer

@@ -70,6 +70,13 @@ class OpenVLAPolicy:
         processor.config = model.config
         return cls(model, processor, **kw)
 
+    def merge_adapters(self) -> None:
+        """Folds LoRA adapters, if any, into the weights (in place): the model saves in the plain openvla layout."""
+        from vla_razor.policies.openvla.lora import has_lora, merge_lora
+
+        if has_lora(self.model):
+            self.model = merge_lora(self.model)
+
     def save_pretrained(self, directory: Path | str, max_shard_bytes: int = 5_000_000_000) -> list[Path]:
         """config.json, the weights and the tokenizer's files: a folder `from_pretrained` loads on its own."""
         shards = save_pretrained(self.model, directory, max_shard_bytes)
