@@ -10,7 +10,7 @@ export MS_SKIP_ASSET_DOWNLOAD_PROMPT := 1
 
 RT1_VENV := .venv-rt1
 
-.PHONY: setup setup-rt1 quickstart quickstart-toy test test-main test-rt1 bench bench-envs collect-full clean
+.PHONY: setup setup-rt1 setup-openvla test-openvla quickstart quickstart-toy test test-main test-rt1 bench bench-envs collect-full clean
 
 # The venv, the project (torch pinned to the CPU wheel), the Debian packages it reads data from, and a
 # Vulkan driver SAPIEN can render with (Mesa >= 24.3 from bookworm-backports where no GPU driver is present).
@@ -40,6 +40,24 @@ $(RT1_VENV)/.installed: pyproject.toml $(VENV)/.installed
 	touch $@
 
 setup-rt1: $(RT1_VENV)/.installed
+
+# OpenVLA's own pins (transformers 4.40.1, timm 0.9.10, tokenizers 0.19.1) for the parity test against OpenVLA's
+# Hugging Face code (tests/policies/test_openvla_parity.py). That code is not on PyPI: point OPENVLA_HF_CODE at a
+# folder holding configuration_prismatic.py, modeling_prismatic.py and processing_prismatic.py (the released
+# openvla-7b folder, or prismatic/extern/hf of an OpenVLA clone): make test-openvla OPENVLA_HF_CODE=DIR
+OPENVLA_VENV := .venv-openvla
+$(OPENVLA_VENV)/.installed:
+	test -x $(OPENVLA_VENV)/bin/python || python3 -m venv $(OPENVLA_VENV)
+	$(OPENVLA_VENV)/bin/python -m pip install -q torch==2.13.0
+	$(OPENVLA_VENV)/bin/python -m pip install -q torch==2.13.0 torchvision==0.28.0 transformers==4.40.1 timm==0.9.10 \
+	  tokenizers==0.19.1 safetensors pillow 'numpy<2'
+	touch $@
+
+setup-openvla: $(OPENVLA_VENV)/.installed
+
+test-openvla: setup setup-openvla
+	@test -n "$(OPENVLA_HF_CODE)" || { echo "set OPENVLA_HF_CODE to the folder with OpenVLA's *_prismatic.py files"; exit 2; }
+	OPENVLA_HF_CODE=$(abspath $(OPENVLA_HF_CODE)) $(PY) -m pytest -q tests/policies/test_openvla_parity.py -rs
 
 # The main job on the embedded default (configs/robot_quick.yaml), from the committed base policy: collect a few
 # SFT demonstrations, fine-tune by SFT and by on-policy RL, evaluate base / SFT / RL (pick-can success, drawer
