@@ -53,3 +53,45 @@ def test_our_policy_acts_as_openvla_code(reference: Path) -> None:
         theirs = torch.from_numpy(np.load(reference / f"logits_{i}.npy"))[:, policy.vocab_ids]
         torch.testing.assert_close(sample.logits[0], theirs, atol=2e-4, rtol=1e-4)
         np.testing.assert_allclose(sample.actions[0], np.asarray(record["actions"]), atol=1e-6)
+
+
+def test_export_loads_in_openvla_code_with_the_fine_tunes_statistics(reference: Path, tmp_path: Path) -> None:
+    """A fine-tune of that model (LoRA adapters moved off zero, merged; its own action statistics under a new
+    key), exported by `vla-razor robot export`, loads in OpenVLA's code through AutoModelForVision2Seq /
+    AutoProcessor with remote code, and OpenVLA's predict_action with the new key gives our actions."""
+    from vla_razor.cli.main import main as cli
+    from vla_razor.policies.openvla import OpenVLAPolicy
+    from vla_razor.policies.openvla.configuration_openvla import LoraOptions
+    from vla_razor.policies.openvla.lora import apply_lora
+
+    torch.manual_seed(0)
+    policy = OpenVLAPolicy.from_pretrained(reference / "model")
+    policy.model = apply_lora(policy.model, LoraOptions(enabled=True, r=4, alpha=8, target_modules="language"))
+    with torch.no_grad():
+        for name, param in policy.model.named_parameters():
+            if "lora_B" in name:
+                param.normal_(0.0, 0.05)
+    policy.merge_adapters()
+    stats = {"q01": [-0.05, -0.06, -0.07, -0.2, -0.2, -0.3, 0.0], "q99": [0.05, 0.06, 0.07, 0.2, 0.2, 0.3, 1.0],
+             "mask": [True] * 6 + [False]}
+    policy.config.norm_stats = {**policy.config.norm_stats, "vla_razor_embedded": {"action": stats}}
+    policy.save_pretrained(tmp_path / "finetuned")
+
+    assert cli(["robot", "export", str(tmp_path / "finetuned"), str(tmp_path / "export"), "--code-from", CODE]) == 0
+    instructions = [r["instruction"] for r in json.loads((reference / "reference.json").read_text())[::2]]
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    done = subprocess.run([str(VENV_PYTHON), str(Path(__file__).parent / "openvla_parity" / "run_export.py"),
+                           str(tmp_path / "export"), str(reference / "images.npy"), "vla_razor_embedded",
+                           str(tmp_path / "theirs.json"), *instructions],
+                          env=env, capture_output=True, text=True, timeout=1200)
+    assert done.returncode == 0, done.stderr[-3000:]
+    theirs = np.asarray(json.loads((tmp_path / "theirs.json").read_text()))
+
+    ours = OpenVLAPolicy.from_pretrained(tmp_path / "export", dataset="vla_razor_embedded")
+    images = np.load(reference / "images.npy")
+    with torch.no_grad():
+        sample = ours.sample(ours.encode([Image.fromarray(i) for i in images], instructions), temperature=0.0)
+    np.testing.assert_allclose(sample.actions, theirs, atol=1e-6)
+    before = OpenVLAPolicy.from_pretrained(reference / "model", dataset="fractal20220817_data")
+    assert not np.allclose(sample.normalized, before.sample(before.encode([Image.fromarray(images[0])],
+                                                                          instructions[:1]), 0.0).normalized[0])

@@ -193,6 +193,13 @@ def cmd_robot_eval(args: argparse.Namespace) -> None:
         print(f"written: {args.out}")
 
 
+def cmd_robot_export(args: argparse.Namespace) -> None:
+    from vla_razor.policies.openvla.export import export_openvla
+
+    out = export_openvla(Path(args.run), Path(args.out), Path(args.code_from))
+    print(f"exported: {out}  (AutoModelForVision2Seq / AutoProcessor.from_pretrained(..., trust_remote_code=True))")
+
+
 def _llm_config(args: argparse.Namespace):
     from vla_razor.llm.pipeline import load_llm_config
 
@@ -373,6 +380,14 @@ def build_parser() -> argparse.ArgumentParser:
             sub.add_argument("--out", help="also write the results to this JSON file")
         add_config_arguments(sub, RobotConfig)
         sub.set_defaults(func=fn)
+    export = robot_commands.add_parser(
+        "export", help="a policy (or a run's policy/) as a folder OpenVLA's own code loads, LoRA merged")
+    export.add_argument("run", help="a policy folder, or a run folder holding policy/")
+    export.add_argument("out", help="the folder to write (must not exist, or be empty)")
+    export.add_argument("--code-from", required=True,
+                        help="folder with OpenVLA's configuration/modeling/processing_prismatic.py (the openvla-7b "
+                             "folder, or prismatic/extern/hf of an OpenVLA clone): copied into the export")
+    export.set_defaults(func=cmd_robot_export)
 
     from vla_razor.llm.config import LLMConfig
     from vla_razor.llm.train import METHODS as LLM_METHODS
@@ -434,11 +449,12 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from vla_razor.analysis.learning_curve import CurveError
     from vla_razor.analysis.report import NoRunsError
     from vla_razor.optim import NonFiniteError
+    from vla_razor.policies.openvla.export import ExportError
     from vla_razor.policies.openvla.loading import CheckpointError
     from vla_razor.runs import CorruptFileError, RunLockedError
 
     return (ConfigError, UserError, FileNotFoundError, DatasetError, CheckpointError, CurveError,
-            NonFiniteError, CorruptFileError, RunLockedError, NoRunsError)
+            NonFiniteError, CorruptFileError, RunLockedError, NoRunsError, ExportError)
 
 
 def main(argv: list[str] | None = None) -> int:

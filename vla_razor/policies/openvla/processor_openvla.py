@@ -48,6 +48,11 @@ class ByteTokenizer:
         """Nothing to write: the byte tokenizer has no files."""
 
 
+TOKENIZER_FILES = ("tokenizer.model", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
+                   "added_tokens.json")
+"""What a Hugging Face tokenizer folder may hold (the released openvla-7b ships all five)."""
+
+
 class PretrainedTokenizer:
     """A transformers tokenizer from a local folder (the checkpoint's Llama tokenizer), BOS added."""
 
@@ -55,7 +60,7 @@ class PretrainedTokenizer:
         from vla_razor.hf_imports import import_transformers
 
         transformers = import_transformers()
-        folder = Path(directory)
+        folder = self.directory = Path(directory)
         if (folder / "tokenizer.model").is_file() and not (folder / "tokenizer.json").is_file():
             import importlib.util
 
@@ -75,8 +80,14 @@ class PretrainedTokenizer:
         return list(self.tokenizer(text, add_special_tokens=True)["input_ids"])
 
     def save(self, directory: Path | str) -> None:
-        """The tokenizer's files into `directory`, so that a saved policy folder loads on its own."""
-        self.tokenizer.save_pretrained(str(directory))
+        """The tokenizer's files, copied as they are from the folder it was loaded from, into `directory`: a saved
+        policy folder loads on its own, and OpenVLA's code (transformers 4.40) reads them as it read the originals
+        (a re-save by another transformers version renames the tokenizer class)."""
+        import shutil
+
+        for name in TOKENIZER_FILES:
+            if (self.directory / name).is_file() and self.directory.resolve() != Path(directory).resolve():
+                shutil.copyfile(self.directory / name, Path(directory) / name)
 
     def decode(self, ids: Sequence[int]) -> str:
         return self.tokenizer.decode(list(ids))
