@@ -135,6 +135,10 @@ def test_released_minimal_text_config_loads_as_llama2_7b():
                                "vocab_size": 32064}
     cfg = OpenVLAConfig.from_hf_dict(released)
     assert cfg == OpenVLAConfig.openvla_7b()
+    assert cfg.gripper == "absolute"  # OpenVLA-7B's convention (1 open, 0 closed) when the folder does not say
+    relative = OpenVLAConfig.openvla_7b()
+    relative.gripper = "relative"
+    assert OpenVLAConfig.from_hf_dict(relative.to_hf_dict()).gripper == "relative"
     assert cfg.hidden_size == 4096 and cfg.text_config["num_hidden_layers"] == 32
     released["text_config"] = {**released["text_config"], "model_type": "mistral"}
     with pytest.raises(ValueError, match="text_config.model_type"):

@@ -261,10 +261,11 @@ class Evaluator:
         if not 1 <= cfg.pipeline_groups <= max(1, cfg.workers):
             raise ConfigError(f"pipeline_groups ({cfg.pipeline_groups}) must be from 1 to workers ({cfg.workers}; 0 "
                               "workers, in this process, count as one): each group needs a worker")
-        # on SimplerEnv the policies act in OpenVLA's absolute gripper convention, converted for the Google robot
+        # on SimplerEnv the adapter converts what the policies emit (the base's convention, which its fine-tunes
+        # keep) for the Google robot's relative gripper
         self.rollout = ParallelRollout(cfg.workers, backend=cfg.backend, camera_size=cfg.camera_size,
                                        sim_backend=cfg.sim_backend, pipeline_groups=cfg.pipeline_groups,
-                                       env_kwargs={"gripper": "absolute"} if cfg.backend == "simpler" else None)
+                                       env_kwargs={"gripper": base.config.gripper} if cfg.backend == "simpler" else None)
         self.dir = cfg.experiment_dir
         self._obs: KLObservations | None = None
         self.forecast = None

@@ -171,7 +171,6 @@ def _lora_suffix(cfg: RobotConfig) -> str:
 def run_sft(cfg: RobotConfig) -> StageResult:
     """SFT of the base on `sft.datasets` with the base's own action statistics (its tokenizer is kept), then
     the evaluation; summary.json, written last, marks the run finished."""
-    from vla_razor.policies.openvla import OpenVLAPolicy
     from vla_razor.robot.evaluate import Evaluator
 
     run = RunFolder(cfg.experiment_dir / "runs" / sft_run_name(cfg))
@@ -347,7 +346,6 @@ def run_rl(cfg: RobotConfig) -> StageResult:
     iterations, checks the live KL against kl_budget and saves the training state."""
     from tqdm import tqdm
 
-    from vla_razor.policies.openvla import OpenVLAPolicy
     from vla_razor.robot import rl
     from vla_razor.robot.evaluate import Evaluator
 

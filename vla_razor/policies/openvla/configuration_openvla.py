@@ -122,6 +122,10 @@ class OpenVLAConfig:
     )
     dtype: Literal["float32", "bfloat16", "float16"] = option("bfloat16", "parameter dtype (checkpoint dtype)")
     attn_implementation: Literal["sdpa", "eager"] = option("sdpa", "Llama attention kernel")
+    gripper: Literal["absolute", "relative"] = option(
+        "absolute", "what the action's last dimension means: absolute, a target opening (OpenVLA-7B: 1 open, 0 "
+                    "closed; the embedded panda: +1 open .. -1 closed), or relative, a change (RT-1: +1 close); "
+                    "the SimplerEnv adapter converts an absolute policy's for the Google robot (envs/gripper.py)")
     lora: LoraOptions = option(LoraOptions(), "LoRA fine-tuning")
 
     # ------------------------------------------------------------------ derived facts
@@ -253,7 +257,7 @@ class OpenVLAConfig:
     )
     OWN_FIELDS = (
         "timm_kwargs", "image_means", "image_stds", "default_dataset", "tokenizer", "action_prefix_token_ids",
-        "attn_implementation",
+        "attn_implementation", "gripper",
     )
 
     def to_hf_dict(self) -> dict[str, Any]:
