@@ -10,7 +10,7 @@ export MS_SKIP_ASSET_DOWNLOAD_PROMPT := 1
 
 RT1_VENV := .venv-rt1
 
-.PHONY: setup setup-rt1 setup-openvla test-openvla quickstart quickstart-toy test test-main test-rt1 bench bench-envs collect-full clean
+.PHONY: setup setup-rt1 setup-openvla test-openvla setup-simpler quickstart quickstart-toy test test-main test-rt1 bench bench-envs collect-full clean
 
 # The venv, the project (torch pinned to the CPU wheel), the Debian packages it reads data from, and a
 # Vulkan driver SAPIEN can render with (Mesa >= 24.3 from bookworm-backports where no GPU driver is present).
@@ -54,6 +54,12 @@ $(OPENVLA_VENV)/.installed:
 	touch $@
 
 setup-openvla: $(OPENVLA_VENV)/.installed
+
+# Real SimplerEnv in its own venv (SAPIEN 2.2.2, numpy < 2), from a clone: make setup-simpler SIMPLER_DIR=DIR
+# (on a CPU it also builds the Vulkan layer lavapipe needs and prints how to enable it; docs/results/simpler/).
+setup-simpler:
+	@test -n "$(SIMPLER_DIR)" || { echo "set SIMPLER_DIR to a SimplerEnv clone (git clone --recurse-submodules)"; exit 2; }
+	bash scripts/setup_simpler.sh $(SIMPLER_DIR) .venv-simpler
 
 test-openvla: setup setup-openvla
 	@test -n "$(OPENVLA_HF_CODE)" || { echo "set OPENVLA_HF_CODE to the folder with OpenVLA's *_prismatic.py files"; exit 2; }

@@ -2,10 +2,11 @@
 envs/wrapper.py: uint8 image, proprio vector, instruction string, info["success"], 7-D action
 [xyz delta (m), axis-angle delta (rad), gripper].
 
-SimplerEnv is not on PyPI and its scene assets are fetched from GitHub; install it by hand:
+SimplerEnv is not on PyPI and pins SAPIEN 2.2.2 / numpy < 2, so it lives in its own venv:
     git clone https://github.com/simpler-env/SimplerEnv --recurse-submodules
-    pip install -e SimplerEnv/ManiSkill2_real2sim && pip install -e SimplerEnv
-`simpler_env` is imported only when a "simpler" env is made.
+    make setup-simpler SIMPLER_DIR=SimplerEnv        # .venv-simpler; on a CPU also a Vulkan layer for lavapipe
+`simpler_env` is imported only when a "simpler" env is made. On lavapipe pass prepackaged_config=False (the
+prepackaged drawer configs use the ray-tracing shader): docs/results/simpler/README.md.
 
 Differences from the embedded backend, as SimplerEnv defines them:
 - the Google robot's gripper controller is RELATIVE (RT-1's convention: +1 close, -1 open); `gripper` says what
@@ -34,10 +35,9 @@ SIMPLER_TASKS: dict[str, str] = {
 """Our task name -> SimplerEnv prepackaged task name."""
 
 INSTALL_HINT = (
-    "the 'simpler' backend needs SimplerEnv, which is not on PyPI: git clone "
-    "https://github.com/simpler-env/SimplerEnv --recurse-submodules, then pip install -e "
-    "SimplerEnv/ManiSkill2_real2sim and pip install -e SimplerEnv (its assets download from GitHub). "
-    'Use backend="embedded" to run offline.'
+    "the 'simpler' backend needs SimplerEnv, which is not on PyPI and pins SAPIEN 2.2.2 and numpy < 2: git clone "
+    "https://github.com/simpler-env/SimplerEnv --recurse-submodules, then make setup-simpler SIMPLER_DIR=SimplerEnv "
+    'and run in .venv-simpler. Use backend="embedded" to run offline.'
 )
 
 

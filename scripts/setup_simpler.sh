@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# SimplerEnv beside the project (issue #21 item 4): its own venv, since ManiSkill2_real2sim pins SAPIEN 2.2.2 and
+# gymnasium < 1 (which would replace SAPIEN 3 and break the embedded world) and SAPIEN 2 needs numpy < 2.
+# Usage: bash scripts/setup_simpler.sh SIMPLER_DIR [VENV]   (SIMPLER_DIR: a SimplerEnv clone with its
+# ManiSkill2_real2sim submodule; VENV defaults to .venv-simpler). Without a GPU driver, it also builds the Vulkan
+# layer scripts/simpler/vk_extension_shim.c (lavapipe lacks device extensions SAPIEN 2 asks for) and prints the
+# two variables that enable it. The embedded project code (envs/simpler.py) is put on the venv's path.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SIMPLER=${1:?usage: bash scripts/setup_simpler.sh SIMPLER_DIR [VENV]}
+VENV=${2:-.venv-simpler}
+SIMPLER=$(cd "$SIMPLER" && pwd)
+[ -f "$SIMPLER/setup.py" ] && [ -f "$SIMPLER/ManiSkill2_real2sim/setup.py" ] || {
+  echo "$SIMPLER: not a SimplerEnv clone with ManiSkill2_real2sim (git clone --recurse-submodules)"; exit 2; }
+test -x "$VENV/bin/python" || python3 -m venv "$VENV"
+"$VENV/bin/python" -m pip install -q 'numpy<2' 'setuptools<81' scipy 'gymnasium>=0.28.1,<1.0' sapien==2.2.2 h5py \
+  pyyaml tqdm GitPython tabulate transforms3d 'opencv-python<4.11' imageio trimesh rtree ruckig pillow
+"$VENV/bin/python" -m pip install -q --no-deps -e "$SIMPLER/ManiSkill2_real2sim" -e "$SIMPLER"
+site=$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+echo "$PWD" > "$site/vla_razor_project.pth"   # envs.simpler importable there
+if command -v nvidia-smi > /dev/null 2>&1 && nvidia-smi > /dev/null 2>&1; then
+  echo "GPU driver found: SAPIEN 2 renders on it, no layer needed"
+else
+  out="$(cd "$VENV" && pwd)/vk_layer"
+  mkdir -p "$out"
+  command -v gcc > /dev/null && [ -f /usr/include/vulkan/vk_layer.h ] || {
+    echo "building the Vulkan layer needs gcc and the Vulkan headers: apt-get install gcc libvulkan-dev"; exit 2; }
+  gcc -shared -fPIC -O2 -o "$out/libVkLayer_vla_razor_extension_shim.so" scripts/simpler/vk_extension_shim.c
+  cp scripts/simpler/VkLayer_vla_razor_extension_shim.json "$out/"
+  echo "CPU rendering (lavapipe): export VK_LAYER_PATH=$out VK_INSTANCE_LAYERS=VK_LAYER_VLA_RAZOR_extension_shim"
+  echo "and pass prepackaged_config=False (the prepackaged drawer configs use the ray-tracing shader)"
+fi
+"$VENV/bin/python" -c "import simpler_env, sapien.core; print('SimplerEnv importable in $VENV')"
