@@ -56,3 +56,13 @@ def test_pose_in_the_robot_base_frame() -> None:
     pose = np.concatenate([[1.0, 1.0, 0.5], quarter])
     np.testing.assert_allclose(pose_in_frame(frame, pose), [1, 0, 0, 1, 0, 0, 0], atol=1e-12)
     np.testing.assert_allclose(pose_in_frame(frame, frame), [0, 0, 0, 1, 0, 0, 0], atol=1e-12)
+
+
+def test_simpler_envs_get_the_configs_options_and_the_bases_gripper() -> None:
+    from vla_razor.policies.openvla import OpenVLAConfig
+    from vla_razor.robot.evaluate import simpler_env_kwargs
+    from vla_razor.robot.stages import load_robot_config
+
+    cfg = load_robot_config(None, {"backend": "simpler", "simpler_env_kwargs": {"prepackaged_config": False}})
+    gripper = OpenVLAConfig.openvla_7b().gripper  # OpenVLA-7B's: absolute
+    assert simpler_env_kwargs(cfg, gripper) == {"prepackaged_config": False, "gripper": "absolute"}

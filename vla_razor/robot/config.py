@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from data_collection.rt1_grid import CollectConfig
 from vla_razor.config import option
@@ -155,6 +155,9 @@ class RobotConfig:
     base: Path = option(Path("assets/base_policy_embedded"), "the base policy folder (openvla-7b layout)")
     dataset_name: str = option("vla_razor_embedded", "norm_stats key of the actions (the policy's unnorm key)")
     backend: Literal["embedded", "simpler"] = option("embedded", "simulator: the embedded ManiSkill3 world or SimplerEnv")
+    simpler_env_kwargs: dict[str, Any] = option(
+        {}, "backend simpler: passed to SimplerEnv's env (e.g. {prepackaged_config: false} on a CPU, whose lavapipe "
+            "cannot run the prepackaged drawers' ray-tracing shader; scene_name, shader_dir, ...)")
     sim_backend: Literal["physx_cpu", "physx_cuda"] = option(
         "physx_cpu", "physics of the embedded world (physx_cuda needs ManiSkill to fetch GPU PhysX once)"
     )

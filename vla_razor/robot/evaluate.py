@@ -239,6 +239,12 @@ def base_fingerprint(policy_dir: Any) -> str:
     return digest.hexdigest()[:16]
 
 
+def simpler_env_kwargs(cfg: Any, gripper: str) -> dict[str, Any]:
+    """What SimplerEnv's envs get: the config's `simpler_env_kwargs`, and the gripper convention of the base (its
+    fine-tunes keep it) for the adapter to convert."""
+    return {**cfg.simpler_env_kwargs, "gripper": gripper}
+
+
 class Evaluator:
     """Measures models of one experiment against its base, on shared episodes and a shared KL frame set.
 
@@ -263,9 +269,10 @@ class Evaluator:
                               "workers, in this process, count as one): each group needs a worker")
         # on SimplerEnv the adapter converts what the policies emit (the base's convention, which its fine-tunes
         # keep) for the Google robot's relative gripper
+        env_kwargs = simpler_env_kwargs(cfg, base.config.gripper) if cfg.backend == "simpler" else None
         self.rollout = ParallelRollout(cfg.workers, backend=cfg.backend, camera_size=cfg.camera_size,
                                        sim_backend=cfg.sim_backend, pipeline_groups=cfg.pipeline_groups,
-                                       env_kwargs={"gripper": base.config.gripper} if cfg.backend == "simpler" else None)
+                                       env_kwargs=env_kwargs)
         self.dir = cfg.experiment_dir
         self._obs: KLObservations | None = None
         self.forecast = None

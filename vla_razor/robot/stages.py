@@ -65,7 +65,7 @@ _HOW_IT_RUNS = ("progress", "wandb", "workers", "pipeline_groups", "threads", "d
 # A run stopped early (optim.max_steps) may be continued further: the cap is not part of what it is.
 NOT_IN_RUN_IDENTITY = {
     "pretrain": (*_HOW_IT_RUNS, "experiment", "base", "kl_budget", "camera_size", "backend", "sim_backend",
-                 "pretrain.optim.max_steps", "pretrain.snapshot_every", "collect.", "sft.", "rl.", "eval.", "lora."),
+                 "simpler_env_kwargs", "pretrain.optim.max_steps", "pretrain.snapshot_every", "collect.", "sft.", "rl.", "eval.", "lora."),
     "sft": (*_HOW_IT_RUNS, "sft.optim.max_steps", "collect.", "pretrain.", "rl."),
     "rl": (*_HOW_IT_RUNS, "collect.", "pretrain.", "sft.", "fsdp."),
 }
