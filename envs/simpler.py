@@ -157,15 +157,22 @@ class SimplerEnvAdapter:
 
 
 def make_simpler(task: str, camera_size: int | None = 224, gripper: GripperConvention = "relative",
-                 **kwargs: Any) -> SimplerEnvAdapter:
+                 simpler_tasks: dict[str, str] | None = None, **kwargs: Any) -> SimplerEnvAdapter:
     """The SimplerEnv version of `task` behind the vla-razor contract, for a policy whose gripper output follows
-    `gripper` (see the module docstring); kwargs go to the SimplerEnv env."""
+    `gripper` (see the module docstring). `simpler_tasks` picks SimplerEnv's variant of a task (e.g. {"pick_can":
+    "google_robot_pick_horizontal_coke_can", "open_drawer": "google_robot_open_middle_drawer"}; default
+    SIMPLER_TASKS); kwargs go to the SimplerEnv env."""
     try:
         import gymnasium as gym
         import simpler_env
     except ImportError as err:
         raise ImportError(INSTALL_HINT) from err
-    env_id, preset = simpler_env.ENVIRONMENT_MAP[SIMPLER_TASKS[task]]
+    name = {**SIMPLER_TASKS, **(simpler_tasks or {})}[task]
+    if name not in simpler_env.ENVIRONMENT_MAP:
+        known = sorted(n for n in simpler_env.ENVIRONMENT_MAP if n.startswith("google_robot"))
+        raise ValueError(f"simpler_env_kwargs.simpler_tasks.{task}: {name!r} is not a SimplerEnv task; its "
+                         f"Google-robot tasks: {', '.join(known)}")
+    env_id, preset = simpler_env.ENVIRONMENT_MAP[name]
     env_kwargs = {**preset, "prepackaged_config": True, **kwargs}
     if task == "pick_can":
         env_kwargs.setdefault("success_from_episode_stats", False)

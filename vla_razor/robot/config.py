@@ -157,7 +157,9 @@ class RobotConfig:
     backend: Literal["embedded", "simpler"] = option("embedded", "simulator: the embedded ManiSkill3 world or SimplerEnv")
     simpler_env_kwargs: dict[str, Any] = option(
         {}, "backend simpler: passed to SimplerEnv's env (e.g. {prepackaged_config: false} on a CPU, whose lavapipe "
-            "cannot run the prepackaged drawers' ray-tracing shader; scene_name, shader_dir, ...)")
+            "cannot run the prepackaged drawers' ray-tracing shader; scene_name, shader_dir, ...; simpler_tasks: {pick_can: "
+            "google_robot_pick_horizontal_coke_can, open_drawer: google_robot_open_middle_drawer} picks SimplerEnv's "
+            "variants of our tasks)")
     sim_backend: Literal["physx_cpu", "physx_cuda"] = option(
         "physx_cpu", "physics of the embedded world (physx_cuda needs ManiSkill to fetch GPU PhysX once)"
     )
