@@ -146,17 +146,11 @@ def test_released_minimal_text_config_loads_as_llama2_7b():
 
 
 def make_word_tokenizer(directory: Path) -> Path:
-    """A real transformers tokenizer folder (word-level, BOS added, as Llama's adds <s>), made here offline."""
-    from tokenizers import Tokenizer, models, pre_tokenizers, processors
-    from transformers import PreTrainedTokenizerFast
+    """A real transformers tokenizer folder (word-level, BOS added, as Llama's adds <s>), made here offline: the
+    one the OpenVLA parity reference uses."""
+    from tests.policies.openvla_parity.make_reference import word_tokenizer
 
-    words = "In : What action should the robot take to pick coke can open close drawer ? Out".split()
-    vocab = {"<unk>": 0, "<s>": 1, "</s>": 2, **{w: 3 + i for i, w in enumerate(dict.fromkeys(words))}}
-    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Punctuation()])
-    tok.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", 1)])
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", unk_token="<unk>")
-    fast.save_pretrained(str(directory))
+    word_tokenizer().save_pretrained(str(directory))
     return directory
 
 

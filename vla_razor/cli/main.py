@@ -197,7 +197,8 @@ def cmd_robot_export(args: argparse.Namespace) -> None:
     from vla_razor.policies.openvla.export import export_openvla
 
     out = export_openvla(Path(args.run), Path(args.out), Path(args.code_from))
-    print(f"exported: {out}  (AutoModelForVision2Seq / AutoProcessor.from_pretrained(..., trust_remote_code=True))")
+    print(f"exported: {out}  (OpenVLA's own code loads it, as the released folder: AutoModelForVision2Seq / "
+          "AutoProcessor run its *_prismatic.py files)")
 
 
 def _llm_config(args: argparse.Namespace):

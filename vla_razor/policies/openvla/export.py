@@ -1,5 +1,6 @@
-"""A policy folder -> a folder OpenVLA's own code loads (`AutoModelForVision2Seq` / `AutoProcessor` with
-`trust_remote_code=True`, then `predict_action(..., unnorm_key=...)`), as the released openvla-7b folder is.
+"""A policy folder -> a folder OpenVLA's own code loads as it loads the released openvla-7b folder
+(`AutoModelForVision2Seq` / `AutoProcessor`, which run the folder's *_prismatic.py: the user's step, in OpenVLA's
+environment; this project itself never runs checkpoint code), then `predict_action(..., unnorm_key=...)`.
 
 Our policy folders already use the openvla-7b layout (config.json fields, safetensors key names, tokenizer files);
 an export adds what OpenVLA's remote code needs around them: config.json's `auto_map`, a preprocessor_config.json
