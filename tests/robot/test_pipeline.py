@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from vla_razor.cli.main import main as cli
@@ -106,3 +107,36 @@ def test_robot_collect_collects_its_collect_section(tmp_path: Path, capsys: pyte
     assert cli([*args, "--collect.out", str(second), "--sft.datasets", json.dumps([str(first)])]) == 0
     assert (second / "dataset_statistics.json").is_file(), "robot collect did not collect collect.out"
     assert f"demonstrations: {second}" in capsys.readouterr().out
+
+
+def test_eval_at_the_rl_grid_points_with_held_out_placements(tiny_base: Path, tmp_path: Path,
+                                                            capsys: pytest.CaptureFixture) -> None:
+    """eval.pick_can_placements grid: pick-can at rl.grid's points in turn (the new-task score), and
+    eval.heldout_episodes uniform placements beside it as pick_can_heldout; held-out without grid is refused."""
+    from envs.grids import grid_points
+    from vla_razor.robot.evaluate import pick_can_specs
+
+    points = grid_points("pick_can", "embedded", (2, 2))
+    specs = pick_can_specs(6, seed=3, points=points)
+    placed = [s.options["obj_init_options"]["init_xy"] for s in specs]
+    np.testing.assert_allclose(placed, np.resize(points, (6, 2)))
+    assert len({s.seed for s in specs}) == 6
+    uniform = [s.options["obj_init_options"]["init_xy"] for s in pick_can_specs(6, seed=3)]
+    assert not np.allclose(placed, uniform)
+
+    quick = [a for k, v in QUICK.items() if not k.startswith("pretrain.")
+             for a in (f"--{k}", json.dumps(v) if not isinstance(v, (str, Path)) else str(v))]
+    args = ["robot", "eval", "--runs_dir", str(tmp_path / "runs"), "--experiment", "grid", "--base", str(tiny_base),
+            *quick, "--rl.grid", "[2, 2]", "--eval.pick_can_placements", "grid", "--eval.heldout_episodes", "2",
+            "--out", str(tmp_path / "eval.json")]
+    assert cli(args) == 0
+    assert "held out" in capsys.readouterr().out
+    summary = json.loads((tmp_path / "eval.json").read_text())
+    assert 0 <= summary["new_task_heldout"] <= 1 and "new_task_heldout" in summary["base"]
+    base_eval = json.loads((tmp_path / "runs" / "grid" / "base_eval.json").read_text())
+    assert base_eval["settings"]["pick_can_grid"] == [2, 2] and "pick_can_heldout" in base_eval["results"]
+
+    uniform = [*args[:args.index("--eval.pick_can_placements")], "--eval.heldout_episodes", "2",
+               "--experiment", "uniform"]
+    assert cli(uniform) == 2  # held-out placements beside uniform ones mean nothing
+    assert "eval.heldout_episodes" in capsys.readouterr().err

@@ -115,7 +115,9 @@ def _print_stage(name: str, result) -> None:
     print(f"  policy: {result.policy_dir}")
     if result.summary is not None:
         s = result.summary
-        print(f"  pick_can {s['new_task']:.2f} (base {s['base']['new_task']:.2f}), "
+        heldout = (f"held out {s['new_task_heldout']:.2f} (base {s['base']['new_task_heldout']:.2f}), "
+                   if "new_task_heldout" in s else "")
+        print(f"  pick_can {s['new_task']:.2f} (base {s['base']['new_task']:.2f}), {heldout}"
               + ", ".join(f"{p} {v:.2f} (base {s['base']['prior'][p]:.2f})" for p, v in s["prior"].items())
               + f", forward KL {s['predictors']['forward_kl']:.4f}")
 
@@ -164,11 +166,13 @@ def cmd_robot_report(args: argparse.Namespace) -> None:
 
 def _print_pipeline(result: Any) -> None:
     columns = ("pick_can", "open_drawer", "close_drawer", "forward_kl", "reverse_kl", "tv")
+    if all("pick_can_heldout" in row for row in result.table):  # pick_can at the RL grid's points, held out beside
+        columns = ("pick_can", "pick_can_heldout", *columns[1:])
     print()
-    print(f"  {'model':<32}" + "".join(f"{c:>14}" for c in columns))
+    print(f"  {'model':<32}" + "".join(f"{c:>{max(14, len(c) + 2)}}" for c in columns))
     for row in result.table:
         name = row["method"] if row["method"] == "base" else f"{row['method']}: {row['run']}"
-        print(f"  {name[:32]:<32}" + "".join(f"{row[c]:>14.3f}" for c in columns))
+        print(f"  {name[:32]:<32}" + "".join(f"{row[c]:>{max(14, len(c) + 2)}.3f}" for c in columns))
     print(f"\nreport: {result.report_dir / 'report.html'} (report.md, PNG plots, report.json)")
     print(f"summary: {result.summary_path}   ({result.seconds:.0f} s)")
 
@@ -184,6 +188,8 @@ def cmd_robot_eval(args: argparse.Namespace) -> None:
     print(f"{policy_dir}  (base: {cfg.base})")
     print(f"  {'':<14}{'policy':>8}{'base':>8}")
     print(f"  {'pick_can':<14}{summary['new_task']:>8.2f}{base['new_task']:>8.2f}")
+    if "new_task_heldout" in summary:
+        print(f"  {'held out':<14}{summary['new_task_heldout']:>8.2f}{base['new_task_heldout']:>8.2f}")
     for probe, value in summary["prior"].items():
         print(f"  {probe:<14}{value:>8.2f}{base['prior'][probe]:>8.2f}")
     for name, value in summary["predictors"].items():

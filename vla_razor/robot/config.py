@@ -129,6 +129,12 @@ class EvalConfig:
     """What every model of an experiment is measured on (the same episodes and frames for all of them)."""
 
     pick_can_episodes: int = option(100, "pick-can placements drawn uniformly in the grid region (paper: 100)", ge=1)
+    pick_can_placements: Literal["uniform", "grid"] = option(
+        "uniform", "where pick-can is evaluated: 'uniform' placements drawn over the region (paper B.2); 'grid' the "
+                   "points of rl.grid in turn (the placements RL practises), with heldout_episodes uniform ones beside")
+    heldout_episodes: int = option(
+        0, "with pick_can_placements 'grid': also this many uniform placements, reported as pick_can_heldout (not "
+           "the new-task score)", ge=0)
     probe_episodes: int = option(25, "episodes of each drawer probe (open, close) from fixed seeds", ge=1)
     seed: int = option(1000, "base of the evaluation seeds (apart from training seeds)", ge=0)
     kl_episodes: int = option(10, "base-policy pick-can rollouts on held-out placements that give the KL frames", ge=1)

@@ -1,6 +1,8 @@
 """Evaluation of a robot policy: new-task success, drawer retention, and forward KL to the base on the new task.
 
-- pick_can: success over `pick_can_episodes` placements drawn uniformly in the grid region (paper B.2: 100);
+- pick_can: success over `pick_can_episodes` placements drawn uniformly in the grid region (paper B.2: 100), or
+  (`eval.pick_can_placements: grid`) at the RL grid's points, the placements RL practises, with
+  `heldout_episodes` uniform placements beside them as pick_can_heldout;
 - retention: success on open_drawer and close_drawer from fixed seeds (the forgetting probes);
 - KL: E_x[KL(pi0(.|x) || pi(.|x))] over whole 7-token actions, on a fixed set of new-task observations x (frames
   of the base policy's own pick-can rollouts on held-out placements, made once per experiment and stored as
@@ -43,15 +45,21 @@ class EvalSpec:
     """Decoding of the evaluated policies: 0 greedy; > 0 samples each row from its own (seed, episode, step)
     noise, so the same policy gives the same episodes (the success of the policy's own distribution, which is
     what on-policy RL maximizes)."""
+    pick_can_points: np.ndarray | None = None
+    """[P, 2] placements pick-can is evaluated at, cycled over the episodes (None: drawn uniformly)."""
+    heldout_episodes: int = 0
+    """With `pick_can_points`, also this many uniform placements, reported as pick_can_heldout."""
 
 
-def pick_can_specs(n: int, seed: int, max_steps: int | None = None, backend: str = "embedded") -> list[Any]:
-    """`n` pick-can episodes at placements drawn uniformly over the grid region, fixed by `seed`."""
+def pick_can_specs(n: int, seed: int, max_steps: int | None = None, backend: str = "embedded",
+                   points: np.ndarray | None = None) -> list[Any]:
+    """`n` pick-can episodes at placements drawn uniformly over the grid region, fixed by `seed`; or at `points`
+    ([P, 2]) in turn, each episode with its own seed."""
     from envs.grids import placement_options, uniform_points
     from envs.rollout import EpisodeSpec
 
     rng = np.random.default_rng([seed, 1])
-    xy = uniform_points("pick_can", backend, n, rng)
+    xy = uniform_points("pick_can", backend, n, rng) if points is None else np.resize(np.asarray(points), (n, 2))
     seeds = rng.integers(0, 2**31 - 1, n)
     return [EpisodeSpec("pick_can", int(s), placement_options("pick_can", backend, p), max_steps)
             for s, p in zip(seeds, xy)]
@@ -73,13 +81,24 @@ def evaluation_actor(policy: Any, spec: EvalSpec) -> PolicyActor:
 def success_rates(policy: Any, rollout: Any, spec: EvalSpec, tasks: tuple[str, ...] = ("pick_can", *PROBES),
                   progress: str | None = None) -> dict[str, float]:
     """Success rate per task at `spec.temperature` (0: greedy), all tasks' episodes in one batched run (a progress
-    bar under `progress`)."""
-    episodes: list[Any] = []
+    bar under `progress`); with `spec.pick_can_points` and `heldout_episodes`, pick_can_heldout beside pick_can."""
+    groups: dict[str, list[Any]] = {}
     for task in tasks:
-        episodes += (pick_can_specs(spec.pick_can_episodes, spec.seed, spec.max_steps, spec.backend) if task == "pick_can"
-                     else probe_specs(task, spec.probe_episodes, spec.seed, spec.max_steps))
+        if task == "pick_can":
+            groups[task] = pick_can_specs(spec.pick_can_episodes, spec.seed, spec.max_steps, spec.backend,
+                                          spec.pick_can_points)
+            if spec.pick_can_points is not None and spec.heldout_episodes > 0:
+                groups["pick_can_heldout"] = pick_can_specs(spec.heldout_episodes, spec.seed + 1, spec.max_steps,
+                                                            spec.backend)
+        else:
+            groups[task] = probe_specs(task, spec.probe_episodes, spec.seed, spec.max_steps)
+    episodes = [e for specs in groups.values() for e in specs]
     results = rollout.run(evaluation_actor(policy, spec), episodes, progress=progress)
-    return {task: float(np.mean([r.success for r in results if r.spec.task == task])) for task in tasks}
+    rates, start = {}, 0
+    for name, specs in groups.items():
+        rates[name] = float(np.mean([r.success for r in results[start:start + len(specs)]]))
+        start += len(specs)
+    return rates
 
 
 @dataclass
@@ -260,9 +279,20 @@ class Evaluator:
         e = cfg.eval
         if e.temperature < 0:
             raise ConfigError(f"eval.temperature: must be >= 0 (0: greedy), got {e.temperature}")
-        self.spec = EvalSpec(e.pick_can_episodes, e.probe_episodes, e.seed, e.max_steps, cfg.backend, e.temperature)
+        points = None
+        if e.pick_can_placements == "grid":
+            from envs.grids import grid_points
+
+            points = grid_points("pick_can", cfg.backend, tuple(cfg.rl.grid))
+        elif e.heldout_episodes:
+            raise ConfigError("eval.heldout_episodes: held-out placements are for eval.pick_can_placements 'grid' "
+                              "(with 'uniform' every evaluated placement is already held out); set it to 0")
+        self.spec = EvalSpec(e.pick_can_episodes, e.probe_episodes, e.seed, e.max_steps, cfg.backend, e.temperature,
+                             points, e.heldout_episodes)
         self.settings = {"eval": to_dict(e), "camera_size": cfg.camera_size, "base": str(cfg.base),
                          "backend": cfg.backend, "base_fingerprint": base_fingerprint(cfg.base)}
+        if points is not None:
+            self.settings["pick_can_grid"] = list(cfg.rl.grid)
         self._check_same_base(cfg.experiment_dir / BASE_EVAL)
         if not 1 <= cfg.pipeline_groups <= max(1, cfg.workers):
             raise ConfigError(f"pipeline_groups ({cfg.pipeline_groups}) must be from 1 to workers ({cfg.workers}; 0 "
@@ -361,6 +391,9 @@ class Evaluator:
             "predictor_se": {k: results[f"{k}_se"] for k in ("forward_kl", "reverse_kl", "tv") if f"{k}_se" in results},
             "base": {"new_task": base["pick_can"], "prior": {p: base[p] for p in PROBES}},
         }
+        if "pick_can_heldout" in results:  # pick-can at the RL grid's points is new_task; held-out placements beside
+            summary["new_task_heldout"] = results["pick_can_heldout"]
+            summary["base"]["new_task_heldout"] = base["pick_can_heldout"]
         if self.forecast is not None:
             summary["forecast"] = {"prior_mean": self.forecast.predict(results["forward_kl"]),
                                    "file": str(self.cfg.forecast)}

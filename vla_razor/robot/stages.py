@@ -317,6 +317,8 @@ def check_action_range(policy: Any, data: DemoTransitions, cfg: RobotConfig) -> 
 def _flat(summary: dict[str, Any]) -> dict[str, float]:
     flat = {"pick_can": summary["new_task"], **summary["prior"], "forgetting": summary["forgetting"],
             **summary["predictors"]}
+    if "new_task_heldout" in summary:
+        flat["pick_can_heldout"] = summary["new_task_heldout"]
     if "forecast" in summary:
         flat["forecast/prior_mean"] = summary["forecast"]["prior_mean"]
     return flat
@@ -505,12 +507,17 @@ def experiment_runs(experiment_dir: Path) -> tuple[list[dict[str, Any]], dict[st
             continue
         base = base or s["base"]
         rows.append({"method": s["method"], "run": path.parent.name, "hparams": s["hparams"], "pick_can": s["new_task"],
-                     **s["prior"], "forgetting": s["forgetting"], **s["predictors"]})
+                     **_heldout(s), **s["prior"], "forgetting": s["forgetting"], **s["predictors"]})
     if base is None:
         raise FileNotFoundError(f"{experiment_dir / 'runs'}: no finished SFT or RL run (summary.json)")
     order = {"sft": 0, "rl": 1}
     rows.sort(key=lambda r: (order[r["method"]], r["hparams"].get("lr", 0.0), r["run"]))
     return rows, base
+
+
+def _heldout(summary: dict[str, Any]) -> dict[str, float]:
+    """pick_can_heldout of a run or base evaluated at the RL grid's points (eval.heldout_episodes), else nothing."""
+    return {"pick_can_heldout": summary["new_task_heldout"]} if "new_task_heldout" in summary else {}
 
 
 def summarize_experiment(cfg: RobotConfig, extra: dict[str, str] | None = None) -> PipelineResult:
@@ -521,10 +528,11 @@ def summarize_experiment(cfg: RobotConfig, extra: dict[str, str] | None = None) 
 
     started = time.perf_counter()
     runs, base = experiment_runs(cfg.experiment_dir)
-    table = [{"method": "base", "run": str(cfg.base), "hparams": {}, "pick_can": base["new_task"], **base["prior"],
-              "forgetting": 0.0, "forward_kl": 0.0, "reverse_kl": 0.0, "tv": 0.0}, *runs]
+    table = [{"method": "base", "run": str(cfg.base), "hparams": {}, "pick_can": base["new_task"], **_heldout(base),
+              **base["prior"], "forgetting": 0.0, "forward_kl": 0.0, "reverse_kl": 0.0, "tv": 0.0}, *runs]
     summary_path = cfg.experiment_dir / "summary.json"
-    atomic_write_json(summary_path, {"kind": EXPERIMENT_KIND, "runs": runs, "base": {"pick_can": base["new_task"], **base["prior"]},
+    atomic_write_json(summary_path, {"kind": EXPERIMENT_KIND, "runs": runs,
+                                     "base": {"pick_can": base["new_task"], **_heldout(base), **base["prior"]},
                                      "config": to_dict(cfg)})
     report = write_report(cfg.experiment_dir / "runs", cfg.experiment_dir / "report",
                           title=f"RL's Razor, robot ({cfg.backend}): {cfg.experiment}", extra=extra or {})
