@@ -262,3 +262,50 @@ def test_kl_penalty_is_the_reverse_kl_per_action_dimension(demo_dirs: dict[str, 
     metrics = policy_gradient_step(policy, optimizer, rows, lr=0.0, max_grad_norm=1.0, base=base, kl_coef=0.5)
     assert metrics["reverse_kl_per_dim"] == pytest.approx(float(whole.mean()) / 7, rel=1e-4)
     assert metrics["reverse_kl_per_dim"] > 0
+
+
+def test_clip_ratio_is_reinforce_at_the_rollout_policy_and_bounds_how_far_rows_push(demo_dirs: dict[str, Path],
+                                                                                  tiny_base: Path) -> None:
+    """rl.clip_ratio: at the rollout policy (ratio 1) the clipped surrogate's gradient is REINFORCE's; rows with
+    negative advantages pushed again and again stop pushing once their tokens' ratios leave [1 - c, 1 + c], where
+    plain REINFORCE keeps pushing their log-probs down."""
+    import copy
+
+    from vla_razor.robot.rl import Rows, rollout_logprobs
+
+    torch.manual_seed(0)
+    base = OpenVLAPolicy.from_pretrained(tiny_base)
+    episode = DemoDataset(demo_dirs["pick_can_top_down"]).load(0)
+    images, instructions = list(episode.images), [episode.instruction] * len(episode.actions)
+    inputs = base.encode(images, instructions)
+    with torch.no_grad():
+        tokens = base.sample(inputs, temperature=1.0, generator=torch.Generator().manual_seed(0)).tokens.cpu()
+    advantages = torch.tensor([1.0 if i % 2 else -1.0 for i in range(len(images))])
+
+    def grads(clip: float | None) -> list[torch.Tensor]:
+        policy = copy.deepcopy(base)
+        rows = Rows(images, instructions, tokens, advantages)
+        if clip is not None:
+            rows.old_logprobs = rollout_logprobs(policy, rows, batch_size=3)
+        optimizer = torch.optim.AdamW(policy.model.parameters(), lr=0.0)
+        policy_gradient_step(policy, optimizer, rows, lr=0.0, max_grad_norm=1e9, clip_ratio=clip)
+        return [p.grad.clone() for p in policy.model.parameters() if p.grad is not None]
+
+    for plain, clipped in zip(grads(None), grads(0.2)):
+        torch.testing.assert_close(clipped, plain, rtol=1e-4, atol=1e-7)
+
+    def pushed_down(clip: float | None) -> tuple[float, dict[str, float]]:
+        policy = copy.deepcopy(base)
+        rows = Rows(images, instructions, tokens, -torch.ones(len(images)))
+        rows.old_logprobs = rollout_logprobs(policy, rows, batch_size=8)
+        optimizer = torch.optim.AdamW(policy.model.parameters(), lr=1e-3, weight_decay=0.0)
+        for _ in range(25):
+            metrics = policy_gradient_step(policy, optimizer, rows, lr=1e-3, max_grad_norm=1.0, clip_ratio=clip)
+        with torch.no_grad():
+            now = policy.token_logprobs(policy.encode(images, instructions), tokens.to(policy.device))
+        return float((rows.old_logprobs - now.cpu()).mean()), metrics
+
+    plain_drop, _ = pushed_down(None)
+    clipped_drop, metrics = pushed_down(0.2)
+    assert metrics["clipped_fraction"] > 0.5
+    assert 0 < clipped_drop < plain_drop / 3, (clipped_drop, plain_drop)

@@ -114,6 +114,12 @@ class RLConfig:
         "less than zero, and that common push-down of the sampled tokens collapsed the tiny base in one iteration "
         "at lr 3e-5: docs/results/robot/learning_curve/README.md, session 7)"
     )
+    clip_ratio: float | None = option(
+        None, "PPO / GRPO-style clipping against the rollout policy: once an action token's probability ratio to "
+              "the one that sampled it leaves [1 - c, 1 + c] in the direction its advantage pushes, its row stops "
+              "pushing it for the rest of the iteration (None: plain REINFORCE, the paper). Negative advantages "
+              "alone move the tiny base along one direction at every update (docs/results/robot/learning_curve/"
+              "README.md, session 8); this bounds how far one iteration's rows can take it", gt=0)
     kl_coef: float = option(
         0.0, "coefficient of a reverse KL(pi || pi0) penalty per action dimension (exact over the bins, along the "
              "rollout's own actions, mean over the 7; evaluations report whole-action KLs, 7x larger); paper: 0", ge=0)

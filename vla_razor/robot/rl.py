@@ -16,7 +16,9 @@ One iteration (`reinforce_iteration`, read top to bottom):
      pass in a fresh order: with 1-0 advantages, several passes are several epochs of SFT on the iteration's own
      successes, more learning per simulated episode);
   5. each batch is one AdamW update of vla_razor.core.reinforce_loss, -mean(A * sum_d log pi(token_d | ...)),
-     with grad-norm clipping; with `kl_coef` > 0, + kl_coef * the reverse KL(pi || pi0) **per action dimension**
+     with grad-norm clipping (with `clip_ratio`, the clipped surrogate of vla_razor.core.grpo_loss instead, the
+     ratios taken to the log-probs the rollout policy gave the sampled tokens, computed before the first update;
+     at ratio 1 its gradient is REINFORCE's); with `kl_coef` > 0, + kl_coef * the reverse KL(pi || pi0) **per action dimension**
      (exact over the bins at each dimension, along the rollout's own sampled actions, averaged over the 7: the
      whole action's reverse KL by the chain rule, / 7; logged as `reverse_kl_per_dim`; off by default, as in the
      paper). Evaluations report whole-action KLs, 7x this scale;
@@ -143,6 +145,8 @@ def reinforce_iteration(policy: Any, optimizer: torch.optim.Optimizer, rollout: 
     advantages = episode_advantages(successes, groups, r.baseline, r.advantage)
     # 3. rows: every step of every episode with a non-zero advantage
     rows = rows_from_rollouts(results, actor.tokens, advantages, r.length_normalize)
+    if r.clip_ratio is not None:
+        rows.old_logprobs = rollout_logprobs(policy, rows, o.batch_size)
     # 4. batches (`optim.epochs` passes), 5. one update each
     policy.model.train()
     step_metrics: list[dict[str, float]] = []
@@ -151,14 +155,14 @@ def reinforce_iteration(policy: Any, optimizer: torch.optim.Optimizer, rollout: 
         for batch in split_batches(len(rows), o.batch_size, order):
             lr = o.lr * lr_multiplier(update, 0, o.warmup_steps, "constant")
             step_metrics.append(policy_gradient_step(policy, optimizer, subset(rows, batch), lr, o.max_grad_norm,
-                                                     base, r.kl_coef, update))
+                                                     base, r.kl_coef, update, r.clip_ratio))
             update += 1
     policy.model.eval()
     # 6. metrics
     env_steps = sum(res.steps for res in results)
     metrics = {"rollout_success": float(successes.mean()), "env_steps": env_steps,
                "env_steps_per_s": env_steps / max(rollout_s, 1e-9), "rows_with_signal": len(rows), "updates": update}
-    for name in ("loss", "pg_loss", "grad_norm", "reverse_kl_per_dim"):
+    for name in ("loss", "pg_loss", "grad_norm", "reverse_kl_per_dim", "clipped_fraction"):
         values = [m[name] for m in step_metrics if name in m]
         if values:
             metrics[name] = float(np.mean(values))
@@ -175,6 +179,8 @@ class Rows:
     """[N, 7] sampled action token ids."""
     advantages: torch.Tensor
     """[N] the episode's advantage."""
+    old_logprobs: torch.Tensor | None = None
+    """[N, 7] log-probs the rollout policy gave the sampled tokens (for `clip_ratio`), else None."""
 
     def __len__(self) -> int:
         return len(self.instructions)
@@ -211,16 +217,41 @@ def rows_from_rollouts(results: list[Any], tokens: dict[tuple[int, int], torch.T
                 torch.tensor(advs, dtype=torch.float32))
 
 
+def rollout_logprobs(policy: Any, rows: Rows, batch_size: int) -> torch.Tensor:
+    """[N, 7] log-probs of the rows' sampled tokens under `policy` as it is now (the rollout policy, before the
+    iteration's first update), in batches, without gradients."""
+    out = []
+    with torch.no_grad():
+        for start in range(0, len(rows), batch_size):
+            part = subset(rows, np.arange(start, min(start + batch_size, len(rows))))
+            logits = policy.action_logits(policy.encode(part.images, part.instructions), part.tokens.to(policy.device))
+            bins = policy.tokenizer.bin_index(part.tokens).to(logits.device)
+            out.append(core.token_logprobs(logits, bins).float().cpu())
+    return torch.cat(out) if out else torch.zeros((0, 7))
+
+
 def policy_gradient_step(policy: Any, optimizer: torch.optim.Optimizer, rows: Rows, lr: float, max_grad_norm: float,
-                         base: Any = None, kl_coef: float = 0.0, update: int = 0) -> dict[str, float]:
-    """One REINFORCE update on `rows` (all of them: the caller batches)."""
+                         base: Any = None, kl_coef: float = 0.0, update: int = 0,
+                         clip_ratio: float | None = None) -> dict[str, float]:
+    """One REINFORCE update on `rows` (all of them: the caller batches); with `clip_ratio`, the clipped surrogate
+    against `rows.old_logprobs`, summed over the 7 tokens and averaged over rows as REINFORCE's loss is."""
     params = [p for group in optimizer.param_groups for p in group["params"]]
     inputs = policy.encode(rows.images, rows.instructions)
     tokens = rows.tokens.to(policy.device)
     logits = policy.action_logits(inputs, tokens)
     bins = policy.tokenizer.bin_index(rows.tokens).to(logits.device)
-    loss = core.reinforce_loss(logits, bins, None, rows.advantages.to(logits.device))
-    metrics = {"pg_loss": float(loss.detach())}
+    advantages = rows.advantages.to(logits.device)
+    metrics: dict[str, float] = {}
+    if clip_ratio is None:
+        loss = core.reinforce_loss(logits, bins, None, advantages)
+    else:
+        old = rows.old_logprobs.to(logits.device)
+        loss = core.grpo_loss(logits, bins, None, advantages, old, clip_eps=clip_ratio, loss_type="dr_grpo",
+                              max_tokens=1)
+        with torch.no_grad():
+            ratio = (core.token_logprobs(logits, bins) - old).exp()
+            metrics["clipped_fraction"] = float(((ratio - 1).abs() > clip_ratio).float().mean())
+    metrics["pg_loss"] = float(loss.detach())
     if kl_coef > 0:
         with torch.no_grad():
             base_logits = base.action_logits(base.encode(rows.images, rows.instructions), tokens)
@@ -272,4 +303,4 @@ def split_batches(n: int, batch_size: int, rng: np.random.Generator) -> list[np.
 
 def subset(rows: Rows, index: np.ndarray) -> Rows:
     return Rows([rows.images[i] for i in index], [rows.instructions[i] for i in index], rows.tokens[index],
-                rows.advantages[index])
+                rows.advantages[index], None if rows.old_logprobs is None else rows.old_logprobs[index])

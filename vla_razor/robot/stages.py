@@ -334,6 +334,7 @@ def _live_kl_check(run: RunFolder, cfg: RobotConfig, evaluator: Any, policy: Any
 def rl_run_name(cfg: RobotConfig) -> str:
     r = cfg.rl
     variant = (("_10" if r.advantage == "one_zero" else "") + ("_ln" if r.length_normalize else "")
+               + (f"_clip{r.clip_ratio:g}" if r.clip_ratio is not None else "")
                + ("_uniform" if r.placements == "uniform" else ""))
     epochs = f"_ep{r.optim.epochs}" if r.optim.epochs != 1 else ""
     return r.run_name or (f"rl_lr{r.optim.lr:g}_bs{r.optim.batch_size}{epochs}_k{r.episodes_per_point}{variant}"
@@ -372,6 +373,8 @@ def run_rl(cfg: RobotConfig) -> StageResult:
                "episodes_per_point": r.episodes_per_point,
                "iterations": r.iterations, "kl_coef": r.kl_coef, "advantage": r.advantage,
                "length_normalize": r.length_normalize, "placements": r.placements}
+    if r.clip_ratio is not None:
+        hparams["clip_ratio"] = r.clip_ratio
     if cfg.lora.enabled:
         hparams["lora_r"] = cfg.lora.r
     if cfg.kl_budget is not None:
