@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from torch import nn
 
 from vla_razor.config import ConfigError, option
+from vla_razor.hf_imports import import_transformers
 
 
 @dataclass
@@ -51,6 +52,7 @@ def lora_targets(model: nn.Module, target: str) -> list[str]:
 
 def apply_lora(model: nn.Module, options: LoraOptions, adapter: str = "default") -> nn.Module:
     """`model` with adapters on `options.target_modules` (in place), only they trainable."""
+    import_transformers()  # peft imports transformers: through the helper that repairs a broken torchvision
     try:
         import peft
     except ImportError as err:

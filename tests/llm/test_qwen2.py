@@ -10,7 +10,8 @@ import pytest
 import torch
 from safetensors import safe_open
 
-from tests.llm.conftest import REPO, llm_flags
+from tests.conftest import REPO
+from tests.llm.conftest import llm_flags
 from vla_razor.cli.main import main
 from vla_razor.llm.models import QWEN2_SYSTEM, load_causal_lm, load_tokenizer
 from vla_razor.llm.sampling import prompt_ids, target_ids
