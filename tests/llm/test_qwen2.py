@@ -14,7 +14,7 @@ from tests.conftest import REPO
 from tests.llm.conftest import llm_flags
 from vla_razor.cli.main import main
 from vla_razor.llm.models import QWEN2_SYSTEM, load_causal_lm, load_tokenizer
-from vla_razor.llm.sampling import prompt_ids, target_ids
+from vla_razor.llm.sampling import generate, prompt_ids, target_ids
 
 
 def test_qwen2_prompts_and_targets_follow_its_chat_template(tiny_qwen2):
@@ -25,6 +25,19 @@ def test_qwen2_prompts_and_targets_follow_its_chat_template(tiny_qwen2):
         "<|im_start|>assistant\n")
     assert target_ids(tokenizer, "7")[-1] == tokenizer.convert_tokens_to_ids("<|im_end|>")  # a reply ends a turn
     assert tokenizer.pad_token == "<|endoftext|>" and tokenizer.bos_token is None
+
+
+def test_qwen2_samples_past_its_tokenizer_decode(tiny_qwen2):
+    """Qwen2.5's embedding has rows no token names (151,936 for 151,665 tokens); a random model samples them, and
+    their completions still decode (to the text of the named tokens) for the rewards."""
+    tokenizer, model = load_tokenizer(tiny_qwen2), load_causal_lm(tiny_qwen2, torch.device("cpu"))
+    assert model.config.vocab_size > len(tokenizer)
+    torch.manual_seed(0)
+    completions = generate(model, tokenizer, [prompt_ids(tokenizer, "Compute 3 + 4.")] * 8, max_new_tokens=12)
+    assert any(i >= len(tokenizer) for c in completions for i in c)
+    named = [[i for i in c if i < len(tokenizer)] for c in completions]  # the unnamed rows decode to nothing
+    assert tokenizer.batch_decode(completions, skip_special_tokens=True) == tokenizer.batch_decode(
+        named, skip_special_tokens=True)
 
 
 def test_qwen2_trains_saves_and_evaluates(tiny_qwen2, tmp_path, capsys):

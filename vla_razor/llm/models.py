@@ -194,7 +194,9 @@ def make_tiny_llm(out: Path, family: Literal["llama", "qwen2"] = "llama", tie_em
     """A tiny random causal LM of `family` with its tokenizer, saved as a Hugging Face folder."""
     transformers = import_transformers()
     tokenizer = byte_level_tokenizer() if family == "llama" else qwen2_tokenizer()
-    sizes = dict(vocab_size=len(tokenizer), hidden_size=hidden, intermediate_size=2 * hidden,
+    # Qwen2.5 pads its embedding past the tokenizer (151,936 rows for 151,665 tokens): rows no token names
+    vocab = len(tokenizer) if family == "llama" else -(-len(tokenizer) // 64) * 64
+    sizes = dict(vocab_size=vocab, hidden_size=hidden, intermediate_size=2 * hidden,
                  num_hidden_layers=layers, num_attention_heads=heads, num_key_value_heads=max(1, heads // 2),
                  max_position_embeddings=2048, tie_word_embeddings=tie_embeddings,
                  eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
