@@ -192,6 +192,8 @@ def qwen2_tokenizer() -> Any:
 def make_tiny_llm(out: Path, family: Literal["llama", "qwen2"] = "llama", tie_embeddings: bool = True,
                   hidden: int = 64, layers: int = 2, heads: int = 4, seed: int = 0) -> Path:
     """A tiny random causal LM of `family` with its tokenizer, saved as a Hugging Face folder."""
+    if family not in ("llama", "qwen2"):
+        raise ConfigError(f"family: expected 'llama' or 'qwen2', got {family!r}")
     transformers = import_transformers()
     tokenizer = byte_level_tokenizer() if family == "llama" else qwen2_tokenizer()
     # Qwen2.5 pads its embedding past the tokenizer (151,936 rows for 151,665 tokens): rows no token names
@@ -204,7 +206,7 @@ def make_tiny_llm(out: Path, family: Literal["llama", "qwen2"] = "llama", tie_em
     if family == "llama":
         model = transformers.LlamaForCausalLM(transformers.LlamaConfig(**sizes, bos_token_id=None))
         stop: int | list[int] = tokenizer.eos_token_id
-    elif family == "qwen2":
+    else:
         endoftext = tokenizer.convert_tokens_to_ids("<|endoftext|>")
         model = transformers.Qwen2ForCausalLM(transformers.Qwen2Config(**sizes, bos_token_id=endoftext))
         with torch.no_grad():  # Qwen2 initializes its q / k / v biases at zero; random ones make tests see them
@@ -212,8 +214,6 @@ def make_tiny_llm(out: Path, family: Literal["llama", "qwen2"] = "llama", tie_em
                 for proj in (layer.self_attn.q_proj, layer.self_attn.k_proj, layer.self_attn.v_proj):
                     proj.bias.normal_(0.0, 0.02)
         stop = [tokenizer.eos_token_id, endoftext]  # as Qwen2.5-Instruct's generation_config.json
-    else:
-        raise ConfigError(f"family: expected 'llama' or 'qwen2', got {family!r}")
     model.generation_config.eos_token_id = stop
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.save_pretrained(out)
