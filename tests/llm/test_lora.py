@@ -48,7 +48,7 @@ def test_lora_on_qwen2_under_the_paper_config(tiny_qwen2, tmp_path, capsys):
     probes are the adapted model's, and the merged folder evaluates to the same values."""
     flags = ["--config", str(REPO / "configs" / "llm_paper.yaml"), "--device", "cpu", "--dtype", "float32",
              "--task.name", "arithmetic", *llm_flags(tiny_qwen2, tmp_path, "qwen2_lora"), *LORA,
-             "--lora.target_modules", "q_proj|v_proj"]
+             "--lora.target_modules", "q_proj|v_proj", "--lora.dropout", "0.3"]
     for method in ("sft", "one_zero"):
         assert main(["llm", "train", *flags, "--method", method]) == 0
     runs = tmp_path / "qwen2_lora" / "runs"
