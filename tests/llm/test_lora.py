@@ -43,7 +43,7 @@ def test_a_killed_lora_run_resumes_to_the_same_merged_model(tiny_llm, tmp_path, 
     assert summary["hparams"]["lora_r"] == 4
 
 
-def test_lora_on_qwen2_under_the_paper_config(tiny_qwen2, tmp_path, capsys):
+def test_lora_on_qwen2_under_the_paper_config(tiny_qwen2, tmp_path):
     """Checkpointed activations (the paper config's gradient_checkpointing) still reach the adapters; KL and
     probes are the adapted model's, and the merged folder evaluates to the same values."""
     flags = ["--config", str(REPO / "configs" / "llm_paper.yaml"), "--device", "cpu", "--dtype", "float32",

@@ -40,7 +40,7 @@ def test_qwen2_samples_past_its_tokenizer_decode(tiny_qwen2):
         named, skip_special_tokens=True)
 
 
-def test_qwen2_trains_saves_and_evaluates(tiny_qwen2, tmp_path, capsys):
+def test_qwen2_trains_saves_and_evaluates(tiny_qwen2, tmp_path):
     flags = ["--config", str(REPO / "configs" / "llm_paper.yaml"), "--device", "cpu", "--task.name", "arithmetic",
              *llm_flags(tiny_qwen2, tmp_path, "qwen2", sft_epochs=2)]
     for method in ("sft", "grpo"):
