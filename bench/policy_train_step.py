@@ -69,8 +69,8 @@ def main() -> None:
     torch.manual_seed(0)
     model = build_model(cfg, device=args.device)
     if args.mode == "lora":
-        from vla_razor.policies.openvla.configuration_openvla import LoraOptions
-        from vla_razor.policies.openvla.lora import apply_lora
+        from vla_razor.lora import LoraOptions
+        from vla_razor.lora import apply_lora
 
         model = apply_lora(model, LoraOptions(enabled=True, r=args.lora_rank, alpha=16, dropout=0.0,
                                               target_modules="all-linear"))

@@ -1,6 +1,6 @@
 """Session fixtures shared by several test folders: real demonstration datasets (the scripted experts on the
 embedded world, 32 px camera) and a tiny base policy behaviour-cloned on them (robot and sweep tests), and a tiny
-random causal LM (LLM and sweep tests)."""
+random causal LM (LLM and sweep tests); `kill_after_checkpoint`, the crash of the resume tests (robot and LLM)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+REPO = Path(__file__).resolve().parents[1]
 COMMON = ["--camera_size", "32", "--workers", "0", "--progress", "false", "--max_attempts_per_point", "3"]
 
 
@@ -57,3 +58,26 @@ def tiny_llm(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from vla_razor.llm.models import make_tiny_llm
 
     return make_tiny_llm(tmp_path_factory.mktemp("tiny_llm") / "model")
+
+
+def kill_after_checkpoint(args: list[str], state: Path, step: int) -> None:
+    """Runs `vla-razor ARGS` in its own process group and kills it (SIGKILL) once its training state at `state`
+    has reached update `step`, as a crash would: the test then resumes it."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from vla_razor.training_state import read_training_state_meta
+
+    proc = subprocess.Popen([sys.executable, "-m", "vla_razor.cli.main", *args], cwd=REPO, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        if state.is_file() and read_training_state_meta(state)["step"] >= step:
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, f"training ended before it could be killed: {proc.stderr.read().decode()[-2000:]}"
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()

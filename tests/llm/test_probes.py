@@ -153,8 +153,13 @@ def test_probe_checks():
 
 def test_probe_scores_of_a_tiny_model(tiny_loaded, tmp_path):
     tokenizer, model = tiny_loaded
-    scores = run_probes(model, tokenizer, ["winogrande", "humaneval"], tmp_path / "tasks", limit=3, batch_size=3,
-                        humaneval_max_tokens=8)
+    model.train()  # as evaluated mid-training: lm-eval switches it to eval mode, run_probes switches it back
+    try:
+        scores = run_probes(model, tokenizer, ["winogrande", "humaneval"], tmp_path / "tasks", limit=3, batch_size=3,
+                            humaneval_max_tokens=8)
+        assert model.training
+    finally:
+        model.eval()
     assert set(scores) == {"winogrande", "humaneval"}
     assert scores["winogrande"] in (0.0, 1 / 3, 2 / 3, 1.0) and scores["humaneval"] == 0.0
     assert tokenizer.padding_side == "left"  # lm-eval's changes to the tokenizer are undone

@@ -171,8 +171,8 @@ def test_static_decoder_is_reused_and_follows_the_weights(policy, contexts):
 
 def test_static_cache_engine_with_lora_adapters(contexts):
     """LoRA-wrapped projections (non-zero adapters) go through the static decoder like plain ones."""
-    from vla_razor.policies.openvla.configuration_openvla import LoraOptions
-    from vla_razor.policies.openvla.lora import apply_lora
+    from vla_razor.lora import LoraOptions
+    from vla_razor.lora import apply_lora
     from vla_razor.policies.openvla.policy import OpenVLAPolicy
 
     policy = OpenVLAPolicy.from_config(tiny_config(), seed=0)

@@ -8,7 +8,7 @@ pytest.importorskip("peft")
 
 
 def test_lora_on_tiny_model(contexts):
-    from vla_razor.policies.openvla.lora import apply_lora, merge_lora
+    from vla_razor.lora import apply_lora, merge_lora
     from vla_razor.policies.openvla.policy import OpenVLAPolicy
 
     policy = OpenVLAPolicy.from_config(tiny_config(), seed=1)

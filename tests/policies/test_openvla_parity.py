@@ -61,8 +61,8 @@ def test_export_loads_in_openvla_code_with_the_fine_tunes_statistics(reference: 
     AutoProcessor with remote code, and OpenVLA's predict_action with the new key gives our actions."""
     from vla_razor.cli.main import main as cli
     from vla_razor.policies.openvla import OpenVLAPolicy
-    from vla_razor.policies.openvla.configuration_openvla import LoraOptions
-    from vla_razor.policies.openvla.lora import apply_lora
+    from vla_razor.lora import LoraOptions
+    from vla_razor.lora import apply_lora
 
     torch.manual_seed(0)
     policy = OpenVLAPolicy.from_pretrained(reference / "model")

@@ -21,26 +21,3 @@ QUICK = {"progress": False, "wandb": "off", "threads": 1, "camera_size": 32, "wo
          "eval.pick_can_episodes": 2, "eval.probe_episodes": 1, "eval.kl_episodes": 1,
          "eval.kl_frames_per_episode": 3, "eval.max_steps": 6}
 """Config overrides that keep a robot stage to seconds: 32 px camera, in-process simulator, tiny evaluation."""
-
-
-def kill_after_checkpoint(args: list[str], state: Path, step: int) -> None:
-    """Runs `vla-razor ARGS` in its own process group and kills it (SIGKILL) once its training state at `state`
-    has reached update `step`, as a crash would: the test then resumes it."""
-    import os
-    import signal
-    import subprocess
-    import sys
-    import time
-
-    from vla_razor.training_state import read_training_state_meta
-
-    proc = subprocess.Popen([sys.executable, "-m", "vla_razor.cli.main", *args], cwd=REPO, start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.time() + 300
-    while time.time() < deadline and proc.poll() is None:
-        if state.is_file() and read_training_state_meta(state)["step"] >= step:
-            break
-        time.sleep(0.05)
-    assert proc.poll() is None, f"training ended before it could be killed: {proc.stderr.read().decode()[-2000:]}"
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()

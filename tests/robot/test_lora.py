@@ -14,7 +14,7 @@ from vla_razor.cli.main import main as cli
 from vla_razor.policies.openvla import OpenVLAPolicy
 from vla_razor.runs import read_jsonl
 
-from tests.robot.conftest import kill_after_checkpoint
+from tests.conftest import kill_after_checkpoint
 
 REPO = Path(__file__).resolve().parents[2]
 TINY = ["--progress", "false", "--wandb", "off", "--threads", "1", "--camera_size", "32", "--workers", "0",

@@ -16,7 +16,7 @@ from vla_razor.robot.data import DemoTransitions
 from vla_razor.robot.stages import ACTION_NAMES, clipped_fractions, load_robot_config, run_pretrain
 from vla_razor.runs import read_jsonl
 
-from tests.robot.conftest import kill_after_checkpoint
+from tests.conftest import kill_after_checkpoint
 
 REPO = Path(__file__).resolve().parents[2]
 TINY = ["--pretrain.policy_config", str(REPO / "configs/policy_tiny.yaml"), "--progress", "false", "--wandb", "off",

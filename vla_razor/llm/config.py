@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Literal
 
 from vla_razor.config import option
+from vla_razor.lora import LoraOptions
 from vla_razor.optim import Schedule
 
 PROBES = ("hellaswag", "winogrande", "mmlu", "sciq", "arc_easy", "piqa", "humaneval", "ifeval", "truthfulqa_mc2")
@@ -139,6 +140,10 @@ class LLMConfig:
     grpo: GRPOConfig = option(GRPOConfig(), "GRPO and 1-0 Reinforce")
     simpo: SimPOConfig = option(SimPOConfig(), "SimPO")
     eval: EvalConfig = option(EvalConfig(), "new-task accuracy, forgetting probes, forward KL")
+    lora: LoraOptions = option(
+        LoraOptions(), "LoRA adapters for every method (e.g. rank 16 on 'q_proj|k_proj|v_proj|o_proj'): only they train "
+                       "and are checkpointed; evaluation, KL and probes see the adapted model; the saved model/ has "
+                       "them merged into the weights. Run names get a _lora<r> suffix")
 
     @property
     def experiment_dir(self) -> Path:

@@ -80,13 +80,18 @@ class LLMEvaluator:
     def evaluate(self, model: Any, name: str = "model") -> dict[str, float]:
         """{"new_task", <probe>..., *LLM_PREDICTORS} of `model`."""
         e, s = self.cfg.eval, self.cfg.sampling
-        new_task, _texts = accuracy(model, self.tokenizer, self.task, self.eval_examples, s.max_new_tokens,
-                                    s.batch_size, self._bar(f"new task ({name})"))
-        probes = run_probes(model, self.tokenizer, e.probes, self.dir / "lm_eval_tasks", e.probe_limit,
-                            e.probe_batch_size, e.truthfulqa_path, e.humaneval_timeout, e.humaneval_max_tokens,
-                            e.ifeval_max_tokens, Path(self.cfg.cache_dir) / "nltk_data")
-        kl = kl_to_base(self.base, model, self.kl_responses(), self.tokenizer.pad_token_id,
-                        batch_size=max(1, s.batch_size // 4), chunk_tokens=e.kl_chunk_tokens)
+        was_training = model.training
+        model.eval()  # no dropout (LoRA's): a model is measured as it is used, and training resumes in train mode
+        try:
+            new_task, _texts = accuracy(model, self.tokenizer, self.task, self.eval_examples, s.max_new_tokens,
+                                        s.batch_size, self._bar(f"new task ({name})"))
+            probes = run_probes(model, self.tokenizer, e.probes, self.dir / "lm_eval_tasks", e.probe_limit,
+                                e.probe_batch_size, e.truthfulqa_path, e.humaneval_timeout, e.humaneval_max_tokens,
+                                e.ifeval_max_tokens, Path(self.cfg.cache_dir) / "nltk_data")
+            kl = kl_to_base(self.base, model, self.kl_responses(), self.tokenizer.pad_token_id,
+                            batch_size=max(1, s.batch_size // 4), chunk_tokens=e.kl_chunk_tokens)
+        finally:
+            model.train(was_training)
         return {"new_task": new_task, **{f"probe/{k}": v for k, v in probes.items()}, **kl}
 
     def base_results(self) -> dict[str, float]:

@@ -6,7 +6,9 @@ A model is named by `LLMConfig.model`, one of:
     into a plain safetensors folder under the cache directory and loaded from there afterwards;
   - a folder in the Hugging Face layout (config.json, weights, tokenizer), e.g. Qwen2.5-3B-Instruct;
   - a .gguf file, converted to a cached folder the same way.
-`make_tiny_llm` writes a tiny random Llama with a byte-level tokenizer: the tests' model, a real checkpoint.
+`make_tiny_llm` writes a tiny random model of either family the configs name: a Llama (SmolLM2's architecture)
+with a byte-level tokenizer, or a Qwen2 (Qwen2.5's: biases on q / k / v, Qwen2's own tokenizer class and chat
+template, tied or untied embeddings). They are the tests' models, real checkpoints.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import hashlib
 import importlib.util
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 
@@ -30,6 +32,17 @@ CHATML_TEMPLATE = (
     "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>\n' }}"
     "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
 )
+
+
+QWEN2_SYSTEM = "You are Qwen, created by Alibaba Cloud. You are a helpful assistant."
+QWEN2_CHAT_TEMPLATE = (
+    "{%- if messages[0]['role'] == 'system' %}{{- '<|im_start|>system\n' + messages[0]['content'] + '<|im_end|>\n' }}"
+    "{%- else %}{{- '<|im_start|>system\n" + QWEN2_SYSTEM + "<|im_end|>\n' }}{%- endif %}"
+    "{%- for message in messages %}{%- if message['role'] != 'system' %}"
+    "{{- '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>\n' }}{%- endif %}{%- endfor %}"
+    "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\n' }}{%- endif %}"
+)
+"""Qwen2.5-Instruct's template without its tool-calling branches: a default system turn, then ChatML."""
 
 
 def embedded_gguf() -> Path:
@@ -158,18 +171,50 @@ def byte_level_tokenizer() -> Any:
     return tokenizer
 
 
-def make_tiny_llm(out: Path, hidden: int = 64, layers: int = 2, heads: int = 4, seed: int = 0) -> Path:
-    """A tiny random Llama with the byte-level tokenizer, saved as a Hugging Face folder."""
+def qwen2_tokenizer() -> Any:
+    """transformers' Qwen2Tokenizer (Qwen2's NFC normalizer, split regex and byte-level BPE) over the 256 bytes, a
+    few merges and Qwen's three special tokens, in Qwen2.5-Instruct's roles: <|im_end|> ends a reply (eos),
+    <|endoftext|> pads, no BOS."""
+    from tokenizers import pre_tokenizers
+
     transformers = import_transformers()
-    tokenizer = byte_level_tokenizer()
-    config = transformers.LlamaConfig(
-        vocab_size=len(tokenizer), hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=layers,
-        num_attention_heads=heads, num_key_value_heads=max(1, heads // 2), max_position_embeddings=2048,
-        tie_word_embeddings=True, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
-        bos_token_id=None)
+    vocab = {ch: i for i, ch in enumerate(sorted(pre_tokenizers.ByteLevel.alphabet()))}
+    merges = [("Ġ", "t"), ("t", "h"), ("Ġt", "h"), ("i", "n"), ("e", "r"), ("Ġ", "=")]
+    for left, right in merges:
+        vocab[left + right] = len(vocab)
+    for special in ("<|endoftext|>", "<|im_start|>", "<|im_end|>"):
+        vocab[special] = len(vocab)
+    return transformers.Qwen2Tokenizer(vocab=vocab, merges=merges, unk_token=None, bos_token=None,
+                                       eos_token="<|im_end|>", pad_token="<|endoftext|>",
+                                       extra_special_tokens=["<|im_start|>"], chat_template=QWEN2_CHAT_TEMPLATE)
+
+
+def make_tiny_llm(out: Path, family: Literal["llama", "qwen2"] = "llama", tie_embeddings: bool = True,
+                  hidden: int = 64, layers: int = 2, heads: int = 4, seed: int = 0) -> Path:
+    """A tiny random causal LM of `family` with its tokenizer, saved as a Hugging Face folder."""
+    if family not in ("llama", "qwen2"):
+        raise ConfigError(f"family: expected 'llama' or 'qwen2', got {family!r}")
+    transformers = import_transformers()
+    tokenizer = byte_level_tokenizer() if family == "llama" else qwen2_tokenizer()
+    # Qwen2.5 pads its embedding past the tokenizer (151,936 rows for 151,665 tokens): rows no token names
+    vocab = len(tokenizer) if family == "llama" else -(-len(tokenizer) // 64) * 64
+    sizes = dict(vocab_size=vocab, hidden_size=hidden, intermediate_size=2 * hidden,
+                 num_hidden_layers=layers, num_attention_heads=heads, num_key_value_heads=max(1, heads // 2),
+                 max_position_embeddings=2048, tie_word_embeddings=tie_embeddings,
+                 eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
     torch.manual_seed(seed)
-    model = transformers.LlamaForCausalLM(config)
-    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    if family == "llama":
+        model = transformers.LlamaForCausalLM(transformers.LlamaConfig(**sizes, bos_token_id=None))
+        stop: int | list[int] = tokenizer.eos_token_id
+    else:
+        endoftext = tokenizer.convert_tokens_to_ids("<|endoftext|>")
+        model = transformers.Qwen2ForCausalLM(transformers.Qwen2Config(**sizes, bos_token_id=endoftext))
+        with torch.no_grad():  # Qwen2 initializes its q / k / v biases at zero; random ones make tests see them
+            for layer in model.model.layers:
+                for proj in (layer.self_attn.q_proj, layer.self_attn.k_proj, layer.self_attn.v_proj):
+                    proj.bias.normal_(0.0, 0.02)
+        stop = [tokenizer.eos_token_id, endoftext]  # as Qwen2.5-Instruct's generation_config.json
+    model.generation_config.eos_token_id = stop
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)

@@ -233,8 +233,8 @@ def run_probes(model: Any, tokenizer: Any, probes: list[str], folder: Path, limi
     os.environ["VLA_RAZOR_HUMANEVAL_TIMEOUT"] = str(humaneval_timeout)
     os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
     padding_side = tokenizer.padding_side
+    was_training = model.training  # before HFLM, which puts the model in eval mode itself
     lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size, max_length=2048)
-    was_training = model.training
     model.eval()
     try:
         results = lm_eval.simple_evaluate(

@@ -11,7 +11,9 @@ batches whose losses are weighted so that the sum is the loss of the whole batch
   simpo     core.simpo_loss between the solution and an incorrect sample of the base (or another model)
 
 A run is resumable: its data order is a function of (seed, round), and `checkpoints/training_state`
-(weights, AdamW moments, RNG, step) is written atomically every `checkpoint_every` updates.
+(weights, AdamW moments, RNG, step) is written atomically every `checkpoint_every` updates. With `lora.enabled`
+only LoRA adapters (vla_razor.lora) train and are checkpointed; evaluation sees the adapted model, and the saved
+model/ has them merged into the weights (the base's own layout).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from vla_razor.llm.evaluate import LLMEvaluator
 from vla_razor.llm.models import load_causal_lm, load_tokenizer, pick_device, resolve_model
 from vla_razor.llm.sampling import TeacherForcing, generate, prompt_ids, target_ids
 from vla_razor.llm.tasks import Example, Task, make_task
+from vla_razor.lora import apply_lora, merge_lora
 from vla_razor.optim import check_finite, lr_multiplier
 from vla_razor.runs import RunFolder, WandbMirror, atomic_write_folder, atomic_write_json
 from vla_razor.training_state import check_training_state, load_training_state, save_training_state
@@ -61,12 +64,13 @@ class RunResult:
 
 
 def run_name(cfg: LLMConfig, method: str) -> str:
+    lora = f"_lora{cfg.lora.r}" if cfg.lora.enabled else ""
     if method == "sft":
-        return cfg.sft.run_name or f"sft_lr{cfg.sft.optim.lr:g}_bs{cfg.sft.optim.batch_size}"
+        return cfg.sft.run_name or f"sft_lr{cfg.sft.optim.lr:g}_bs{cfg.sft.optim.batch_size}{lora}"
     if method == "simpo":
-        return cfg.simpo.run_name or f"simpo_lr{cfg.simpo.optim.lr:g}_bs{cfg.simpo.optim.batch_size}"
+        return cfg.simpo.run_name or f"simpo_lr{cfg.simpo.optim.lr:g}_bs{cfg.simpo.optim.batch_size}{lora}"
     g = cfg.grpo
-    return g.run_name or f"{method}_lr{g.optim.lr:g}_mu{g.mu}_g{g.group_size}"
+    return g.run_name or f"{method}_lr{g.optim.lr:g}_mu{g.mu}_g{g.group_size}{lora}"
 
 
 METHOD_SECTION = {"sft": "sft", "grpo": "grpo", "one_zero": "grpo", "simpo": "simpo"}
@@ -86,6 +90,8 @@ def hparams(cfg: LLMConfig, method: str) -> dict[str, Any]:
         g = cfg.grpo
         out.update(group_size=g.group_size, prompts_per_generation=g.prompts_per_generation, mu=g.mu,
                    loss_type=g.loss_type, generations=g.generations, kl_coef=g.kl_coef)
+    if cfg.lora.enabled:
+        out["lora_r"] = cfg.lora.r
     return out
 
 
@@ -356,13 +362,10 @@ def train_method(cfg: LLMConfig, method: str, shared: tuple[Any, Any, Task, torc
         return RunResult(run.path, json.loads(run.summary_path.read_text()), 0, None, 0.0)
     tokenizer, base, task, device, base_path = shared or load_experiment(cfg)
     evaluator = LLMEvaluator(cfg, base, tokenizer, task, str(cfg.model))
-    model = load_causal_lm(base_path, device, cfg.dtype)
-    if cfg.gradient_checkpointing:
-        model.gradient_checkpointing_enable()
-    model.train()
+    model = trainable_model(cfg, base_path, device)
     o = method_optim(cfg, method)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=o.lr, weight_decay=o.weight_decay,
-                                  fused=device.type == "cuda")
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=o.lr,
+                                  weight_decay=o.weight_decay, fused=device.type == "cuda")
     args = (cfg, task, tokenizer, model, base, device)
     if method == "sft":
         trainer: Method = SFT(*args)
@@ -376,6 +379,7 @@ def train_method(cfg: LLMConfig, method: str, shared: tuple[Any, Any, Task, torc
         total_rounds = min(total_rounds, math.ceil(o.max_steps / per_round))
     total_steps = total_rounds * per_round
 
+    torch.manual_seed(cfg.seed)  # what draws from torch's RNG in training (LoRA dropout) is a function of the seed
     state_path = run.path / "checkpoints" / f"{TRAIN_STATE}.safetensors"
     resumed_from = None
     start_round = 0
@@ -428,10 +432,25 @@ def train_method(cfg: LLMConfig, method: str, shared: tuple[Any, Any, Task, torc
     wandb.log({f"eval/{k}": v for k, v in _flat(summary).items()}, step)
     wandb.finish()
     if cfg.save_model:
-        save_model_atomic(model, tokenizer, run.path / MODEL_DIR)
+        save_model_atomic(merge_lora(model) if cfg.lora.enabled else model, tokenizer, run.path / MODEL_DIR)
     run.finish(summary)
     state_path.unlink(missing_ok=True)
     return RunResult(run.path, summary, step - (resumed_from or 0), resumed_from, time.time() - started)
+
+
+def trainable_model(cfg: LLMConfig, base_path: Path, device: torch.device) -> Any:
+    """The model a run trains, in train mode: the base's weights, with LoRA adapters when `lora.enabled` (their
+    random init a function of the seed, so a run is reproducible; a resume overwrites them anyway)."""
+    model = load_causal_lm(base_path, device, cfg.dtype)
+    if cfg.lora.enabled:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(cfg.seed)
+            model = apply_lora(model, cfg.lora)
+    if cfg.gradient_checkpointing:
+        model.gradient_checkpointing_enable()
+        if cfg.lora.enabled:  # frozen embeddings: reentrant checkpointing (transformers < 5) needs inputs with grads
+            model.enable_input_require_grads()
+    return model.train()
 
 
 def _flat(summary: dict[str, Any]) -> dict[str, float]:

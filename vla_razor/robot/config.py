@@ -17,7 +17,7 @@ from typing import Any, Literal
 from data_collection.rt1_grid import CollectConfig
 from vla_razor.config import option
 from vla_razor.optim import Schedule
-from vla_razor.policies.openvla.configuration_openvla import LoraOptions
+from vla_razor.lora import LoraOptions
 
 
 @dataclass

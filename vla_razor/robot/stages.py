@@ -429,7 +429,7 @@ def trainable_policy(cfg: RobotConfig, source: Path, adapters: bool = True) -> A
 
     policy = OpenVLAPolicy.from_pretrained(source, device=resolve_device(cfg.device), dataset=cfg.dataset_name)
     if cfg.lora.enabled and adapters:
-        from vla_razor.policies.openvla.lora import apply_lora
+        from vla_razor.lora import apply_lora
 
         policy.model = apply_lora(policy.model, cfg.lora)
     return policy

@@ -18,6 +18,7 @@ from dataclasses import dataclass, fields
 from typing import Any, Literal
 
 from vla_razor.config import option
+from vla_razor.lora import LoraOptions
 from vla_razor.policies.openvla.action_tokenizer import (
     EMBEDDED,
     EMBEDDED_ACTION_STATS,
@@ -75,17 +76,6 @@ def with_llama_defaults(text_config: dict[str, Any]) -> dict[str, Any]:
     defaults = import_transformers().LlamaConfig(**given).to_dict()
     defaults.update(defaults.get("rope_parameters") or {})  # transformers >= 5 keeps rope_theta in there
     return {**text_config, **{k: defaults.get(k, LLAMA2_7B_TEXT_CONFIG[k]) for k in missing}}
-
-
-@dataclass
-class LoraOptions:
-    enabled: bool = option(False, "wrap the model's linear layers with LoRA adapters (peft); only adapters train")
-    r: int = option(32, "LoRA rank (OpenVLA's fine-tuning recipe: 32)", ge=1)
-    alpha: int = option(16, "LoRA scaling numerator (scale = alpha / r)", ge=1)
-    dropout: float = option(0.0, "dropout on the LoRA branch", ge=0, lt=1)
-    target_modules: str = option(
-        "all-linear", "'all-linear' (every nn.Linear, as OpenVLA), 'language' (Llama linears only), or a regex"
-    )
 
 
 @dataclass

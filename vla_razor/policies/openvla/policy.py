@@ -72,7 +72,7 @@ class OpenVLAPolicy:
 
     def merge_adapters(self) -> None:
         """Folds LoRA adapters, if any, into the weights (in place): the model saves in the plain openvla layout."""
-        from vla_razor.policies.openvla.lora import has_lora, merge_lora
+        from vla_razor.lora import has_lora, merge_lora
 
         if has_lora(self.model):
             self.model = merge_lora(self.model)
