@@ -9,8 +9,9 @@ export MS_ASSET_DIR := $(CURDIR)/.cache/maniskill
 export MS_SKIP_ASSET_DOWNLOAD_PROMPT := 1
 
 RT1_VENV := .venv-rt1
+LEROBOT_VENV := .venv-lerobot
 
-.PHONY: setup setup-rt1 setup-openvla test-openvla setup-simpler quickstart quickstart-toy test test-main test-rt1 bench bench-envs collect-full clean
+.PHONY: setup setup-rt1 setup-lerobot test-lerobot setup-openvla test-openvla setup-simpler quickstart quickstart-toy test test-main test-rt1 bench bench-envs collect-full clean
 
 # The venv, the project (torch pinned to the CPU wheel), the Debian packages it reads data from, and a
 # Vulkan driver SAPIEN can render with (Mesa >= 24.3 from bookworm-backports where no GPU driver is present).
@@ -40,6 +41,19 @@ $(RT1_VENV)/.installed: pyproject.toml $(VENV)/.installed
 	touch $@
 
 setup-rt1: $(RT1_VENV)/.installed
+
+# LeRobotDataset in its own venv: lerobot 0.4.4 (the last release for Python 3.11; format v3.0) pins torch < 2.11,
+# datasets < 5 and huggingface-hub < 0.36, which the main venv's stack does not meet. Installed with its own pins
+# (PyPI's CUDA torch build, which runs on the CPU), plus the project without its dependencies and what our
+# format's code needs; data_collection/convert.py runs data_collection/lerobot_format.py here.
+$(LEROBOT_VENV)/.installed: pyproject.toml
+	test -x $(LEROBOT_VENV)/bin/python || python3 -m venv $(LEROBOT_VENV)
+	$(LEROBOT_VENV)/bin/python -m pip install -q 'lerobot==0.4.4'
+	$(LEROBOT_VENV)/bin/python -m pip install -q --no-deps -e .
+	$(LEROBOT_VENV)/bin/python -m pip install -q 'h5py>=3.9' 'pyyaml>=6' 'safetensors>=0.4'
+	touch $@
+
+setup-lerobot: $(LEROBOT_VENV)/.installed
 
 # OpenVLA's own pins (transformers 4.40.1, timm 0.9.10, tokenizers 0.19.1) for the parity test against OpenVLA's
 # Hugging Face code (tests/policies/test_openvla_parity.py). That code is not on PyPI: point OPENVLA_HF_CODE at a

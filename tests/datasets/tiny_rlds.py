@@ -1,0 +1,86 @@
+"""Writes tiny RLDS datasets with tensorflow_datasets' own builder (the real TFDS writer): run in a venv that has
+tensorflow-datasets (`make setup-rlds-writer`), e.g.
+    python -m tests.datasets.tiny_rlds OUT_DIR
+It prints a JSON of what it wrote (the raw per-step arrays), which the tests compare against our reader.
+Shapes and keys follow Open X-Embodiment's fractal20220817_data (RT-1) and bridge_orig (Bridge V2)."""
+
+from __future__ import annotations
+
+import json
+import sys
+import types
+from pathlib import Path
+
+import numpy as np
+
+
+def episodes(name: str, n: int = 2, t: int = 5, size: int = 16) -> list[dict]:
+    rng = np.random.default_rng(0 if name.startswith("fractal") else 1)
+    out = []
+    for e in range(n):
+        images = rng.integers(0, 256, (t, size, size, 3), dtype=np.uint8)
+        if name.startswith("fractal"):
+            grip = np.array([0.0, 1.0, 0.0, 0.0, -1.0][:t] + [0.0] * max(0, t - 5), np.float32)[:, None]
+            steps = [{"observation": {"image": images[k], "natural_language_instruction": f"pick coke can {e}"},
+                      "action": {"world_vector": rng.normal(0, 0.02, 3).astype(np.float32),
+                                 "rotation_delta": rng.normal(0, 0.05, 3).astype(np.float32),
+                                 "gripper_closedness_action": grip[k]},
+                      "reward": float(k == t - 1), "is_first": k == 0, "is_last": k == t - 1,
+                      "is_terminal": k == t - 1} for k in range(t)]
+        else:
+            state = np.cumsum(rng.normal(0, 0.01, (t, 7)), axis=0).astype(np.float32)
+            opening = np.array([1.0, 1.0, 0.5, 0.0, 0.0][:t] + [0.0] * max(0, t - 5), np.float32)
+            action = np.concatenate([rng.normal(0, 0.01, (t, 6)), opening[:, None]], axis=1).astype(np.float32)
+            steps = [{"observation": {"image_0": images[k], "state": state[k]}, "action": action[k],
+                      "language_instruction": f"put the spoon in the pot {e}", "reward": 0.0,
+                      "is_first": k == 0, "is_last": k == t - 1, "is_terminal": k == t - 1} for k in range(t)]
+        out.append({"steps": steps})
+    return out
+
+
+def write(out_dir: Path) -> dict:
+    import tensorflow_datasets as tfds
+
+    def builder(name: str, step_features: dict) -> type:
+        def _info(self):
+            return tfds.core.DatasetInfo(builder=self, features=tfds.features.FeaturesDict({
+                "steps": tfds.features.Dataset(step_features)}))
+
+        def _split_generators(self, dl_manager):
+            return {"train": self._generate_examples()}
+
+        def _generate_examples(self):
+            for i, ep in enumerate(episodes(name)):
+                yield i, ep
+
+        cls_name = "".join(p.capitalize() for p in name.split("_"))
+        body = {"VERSION": tfds.core.Version("0.1.0"), "_info": _info, "_split_generators": _split_generators,
+                "_generate_examples": _generate_examples, "__module__": __name__}
+        # TFDS's catalogue registers these names already; ours are local builders of the same name.
+        return types.new_class(cls_name, (tfds.core.GeneratorBasedBuilder,), {"skip_registration": True},
+                               lambda ns: ns.update(body))
+
+    flags = {"reward": tfds.features.Scalar(np.float32), "is_first": np.bool_, "is_last": np.bool_,
+             "is_terminal": np.bool_}
+    fractal = builder("fractal20220817_data", {
+        "observation": {"image": tfds.features.Image(shape=(16, 16, 3), encoding_format="png"),
+                        "natural_language_instruction": tfds.features.Text()},
+        "action": {"world_vector": tfds.features.Tensor(shape=(3,), dtype=np.float32),
+                   "rotation_delta": tfds.features.Tensor(shape=(3,), dtype=np.float32),
+                   "gripper_closedness_action": tfds.features.Tensor(shape=(1,), dtype=np.float32)},
+        **flags})
+    bridge = builder("bridge_orig", {
+        "observation": {"image_0": tfds.features.Image(shape=(16, 16, 3), encoding_format="png"),
+                        "state": tfds.features.Tensor(shape=(7,), dtype=np.float32)},
+        "action": tfds.features.Tensor(shape=(7,), dtype=np.float32),
+        "language_instruction": tfds.features.Text(), **flags})
+    written = {}
+    for cls in (fractal, bridge):
+        b = cls(data_dir=str(out_dir))
+        b.download_and_prepare()
+        written[b.name] = str(Path(b.data_dir))
+    return written
+
+
+if __name__ == "__main__":
+    print(json.dumps(write(Path(sys.argv[1]))))
