@@ -43,7 +43,9 @@ class ConvertConfig:
     repo_id: str = option("", "LeRobotDataset repo_id written into meta/info.json (default: local/<dst name>)")
     fps: int = option(3, "frames per second of a written LeRobotDataset (our steps are 3 Hz control)", ge=1)
     image_key: str = option("", "camera feature of a LeRobotDataset or RLDS source (default: its first image)")
-    dataset_name: str = option("", "key of dataset_statistics.json when writing ours (default: src's folder name)")
+    dataset_name: str = option(
+        "", "key of dataset_statistics.json when writing ours, OpenVLA's unnorm_key (default: the RLDS builder's "
+            "name, a LeRobotDataset's carried statistics key, else src's folder name)")
     rlds_transform: str = option(
         "", "OpenVLA's standardization of an RLDS source (default: by its name; see data_collection/rlds.py)")
 
@@ -98,7 +100,7 @@ def convert(cfg: ConvertConfig) -> int:
     fmt = detect_format(src) if cfg.src_format == "auto" else cfg.src_format
     if fmt == cfg.to:
         raise DatasetError(f"{src}: already in format {fmt!r}; nothing to convert (copy the folder instead)")
-    name = cfg.dataset_name or src.name
+    name = cfg.dataset_name
     if fmt == "rlds":
         from data_collection.rlds import rlds_to_ours
 
@@ -137,5 +139,5 @@ def as_ours(path: Path, fmt: Format = "auto", image_key: str = "", rlds_transfor
     cached = cache_dir_for(path)
     if not (cached / TRAJECTORY_JSON).is_file() or not (cached / "dataset_statistics.json").is_file():
         convert(ConvertConfig(src=Path(path), dst=cached, src_format=fmt, to="ours", image_key=image_key,
-                              dataset_name=Path(path).resolve().name, rlds_transform=rlds_transform))
+                              rlds_transform=rlds_transform))
     return cached

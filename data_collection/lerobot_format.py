@@ -60,6 +60,20 @@ def _publish(tmp: Path, inner: Path, dst: Path) -> None:
     shutil.rmtree(tmp, ignore_errors=True)
 
 
+def _source_desc(root: Path) -> str:
+    return str(json.loads((root / "trajectory.json").read_text()).get("source_desc", ""))
+
+
+def _statistics_name(src: Path) -> str:
+    """The key of the source's own dataset_statistics.json if it carries one (kept through a round trip)."""
+    path = src / "meta" / "dataset_statistics.json"
+    if path.is_file():
+        keys = list(json.loads(path.read_text()))
+        if len(keys) == 1:
+            return keys[0]
+    return src.name
+
+
 def write_lerobot(src: Path, dst: Path, repo_id: str, fps: int = DEFAULT_FPS) -> int:
     """Writes our dataset `src` as a LeRobotDataset at `dst` (atomically); returns the number of frames."""
     from lerobot.datasets.lerobot_dataset import LeRobotDataset
@@ -102,7 +116,7 @@ def write_lerobot(src: Path, dst: Path, repo_id: str, fps: int = DEFAULT_FPS) ->
         out.finalize()
         sidecar = {
             "format": "vla-razor-lerobot/1", "env_info": ds.env_info, "source_type": ds.source_type,
-            "source_desc": f"converted from {src}",
+            "source_desc": _source_desc(src),
             "episodes": [{"task": m.task, "seed": m.seed, "grid_point": m.grid_point, "grid_xy": m.grid_xy,
                           "attempt": m.attempt, "success": m.success, "reset_kwargs": m.reset_kwargs}
                          for m in ds.episodes],
@@ -155,7 +169,7 @@ def _image_key(ds: Any, src: Path, image_key: str) -> str:
 
 def read_lerobot(src: Path, dst: Path, image_key: str = "", dataset_name: str = "") -> int:
     """Writes the LeRobotDataset `src` as our dataset at `dst` (atomically), with its statistics under
-    `dataset_name` (default: the folder's name); returns the number of frames."""
+    `dataset_name` (default: the key of a carried dataset_statistics.json, else the folder's name); returns the number of frames."""
     ds = _open(src)
     features = ds.meta.features
     info = src / "meta" / "info.json"
@@ -171,6 +185,7 @@ def read_lerobot(src: Path, dst: Path, image_key: str = "", dataset_name: str = 
     if side_eps and len(side_eps) != ds.meta.total_episodes:
         raise DatasetError(f"{sidecar_path}: {len(side_eps)} episodes, but {info} has {ds.meta.total_episodes}")
     hf = ds.hf_dataset.with_format(None)
+    tasks = {int(i): str(task) for task, i in ds.meta.tasks["task_index"].items()}
     tmp, inner = _atomic_dir(dst)
     try:
         inner.mkdir()
@@ -195,7 +210,7 @@ def read_lerobot(src: Path, dst: Path, image_key: str = "", dataset_name: str = 
             grid_point = int(s.get("grid_point", e))
             attempt = int(s.get("attempt", 0))
             meta = EpisodeMeta(
-                task=str(s.get("task", ds.meta.repo_id.split("/")[-1])), instruction=str(part["task"][0]),
+                task=str(s.get("task", ds.meta.repo_id.split("/")[-1])), instruction=tasks[int(part["task_index"][0])],
                 seed=int(s.get("seed", e)), grid_point=grid_point, grid_xy=[float(v) for v in s.get("grid_xy", [])],
                 attempt=attempt, steps=t, success=bool(s.get("success", success)),
                 file=episode_filename(grid_point, attempt), reset_kwargs=s.get("reset_kwargs", {}),
@@ -204,8 +219,8 @@ def read_lerobot(src: Path, dst: Path, image_key: str = "", dataset_name: str = 
             metas.append(meta)
             frames += t
         write_index(inner, metas, sidecar.get("env_info", {"lerobot_repo_id": ds.meta.repo_id, "fps": ds.meta.fps}),
-                    sidecar.get("source_type", "lerobot"), f"converted from LeRobotDataset {src}")
-        DemoDataset(inner).write_statistics(dataset_name or src.name)
+                    sidecar.get("source_type", "lerobot"), sidecar.get("source_desc", f"converted from LeRobotDataset {src}"))
+        DemoDataset(inner).write_statistics(dataset_name or _statistics_name(src))
         _publish(tmp, inner, dst)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -1,8 +1,10 @@
-"""Writes tiny RLDS datasets with tensorflow_datasets' own builder (the real TFDS writer): run in a venv that has
-tensorflow-datasets (`make setup-rlds-writer`), e.g.
-    python -m tests.datasets.tiny_rlds OUT_DIR
-It prints a JSON of what it wrote (the raw per-step arrays), which the tests compare against our reader.
-Shapes and keys follow Open X-Embodiment's fractal20220817_data (RT-1) and bridge_orig (Bridge V2)."""
+"""Writes tiny RLDS datasets with tensorflow_datasets' own builder (the real TFDS writer); runs in the RT-1 venv,
+which has TensorFlow and tensorflow-datasets (`make setup-rt1`):
+    .venv-rt1/bin/python -m tests.datasets.tiny_rlds OUT_DIR
+It prints {builder name: builder folder}. `episodes(name)` is numpy only and deterministic, so the tests rebuild
+the raw arrays in the main venv and compare them with what the TF-free reader makes of the shards. Keys and
+shapes follow Open X-Embodiment's fractal20220817_data (RT-1) and bridge_orig (Bridge V2); tiny_six_dof has a
+6-D action (refused by the reader)."""
 
 from __future__ import annotations
 
@@ -19,7 +21,11 @@ def episodes(name: str, n: int = 2, t: int = 5, size: int = 16) -> list[dict]:
     out = []
     for e in range(n):
         images = rng.integers(0, 256, (t, size, size, 3), dtype=np.uint8)
-        if name.startswith("fractal"):
+        if name == "tiny_six_dof":
+            steps = [{"observation": {"image": images[k]}, "action": rng.normal(0, 1, 6).astype(np.float32),
+                      "language_instruction": "wave", "reward": 0.0, "is_first": k == 0, "is_last": k == t - 1,
+                      "is_terminal": k == t - 1} for k in range(t)]
+        elif name.startswith("fractal"):
             grip = np.array([0.0, 1.0, 0.0, 0.0, -1.0][:t] + [0.0] * max(0, t - 5), np.float32)[:, None]
             steps = [{"observation": {"image": images[k], "natural_language_instruction": f"pick coke can {e}"},
                       "action": {"world_vector": rng.normal(0, 0.02, 3).astype(np.float32),
@@ -74,8 +80,12 @@ def write(out_dir: Path) -> dict:
                         "state": tfds.features.Tensor(shape=(7,), dtype=np.float32)},
         "action": tfds.features.Tensor(shape=(7,), dtype=np.float32),
         "language_instruction": tfds.features.Text(), **flags})
+    six = builder("tiny_six_dof", {
+        "observation": {"image": tfds.features.Image(shape=(16, 16, 3), encoding_format="png")},
+        "action": tfds.features.Tensor(shape=(6,), dtype=np.float32),
+        "language_instruction": tfds.features.Text(), **flags})
     written = {}
-    for cls in (fractal, bridge):
+    for cls in (fractal, bridge, six):
         b = cls(data_dir=str(out_dir))
         b.download_and_prepare()
         written[b.name] = str(Path(b.data_dir))
