@@ -7,7 +7,7 @@ in its own venv (`make setup-lerobot` builds .venv-lerobot); data_collection/con
 
 A LeRobotDataset written from ours has, per frame (images inside the parquet, use_videos=False: no ffmpeg):
     observation.images.rgb  image   [H, W, 3]    the frame the action was taken on
-    observation.state       float32 [P]          proprio
+    observation.state       float32 [P]          proprio (left out when P = 0, e.g. from RLDS without state)
     action                  float32 [7]          env convention (xyz, roll pitch yaw, gripper +1 open .. -1 closed)
     next.reward             float32 [1]
     next.success, next.done bool    [1]          true on the last frame of a successful / any episode
@@ -85,13 +85,14 @@ def write_lerobot(src: Path, dst: Path, repo_id: str, fps: int = DEFAULT_FPS) ->
     h, w = first.images.shape[1:3]
     features = {
         IMAGE_KEY: {"dtype": "image", "shape": (h, w, 3), "names": ["height", "width", "channel"]},
-        STATE_KEY: {"dtype": "float32", "shape": (first.proprio.shape[1],), "names": None},
         "action": {"dtype": "float32", "shape": (ACTION_DIM,), "names": ["x", "y", "z", "roll", "pitch", "yaw",
                                                                          "gripper"]},
         "next.reward": {"dtype": "float32", "shape": (1,), "names": None},
         "next.success": {"dtype": "bool", "shape": (1,), "names": None},
         "next.done": {"dtype": "bool", "shape": (1,), "names": None},
     }
+    if first.proprio.shape[1]:  # none for an RLDS source without state: lerobot refuses an empty feature
+        features[STATE_KEY] = {"dtype": "float32", "shape": (first.proprio.shape[1],), "names": None}
     tmp, inner = _atomic_dir(dst)
     try:
         out = LeRobotDataset.create(repo_id=repo_id, fps=fps, features=features, root=inner,
@@ -104,13 +105,15 @@ def write_lerobot(src: Path, dst: Path, repo_id: str, fps: int = DEFAULT_FPS) ->
                 raise DatasetError(f"{src / ep.meta.file}: an episode without steps cannot be a LeRobot episode")
             for k in range(t):
                 last = k == t - 1
-                out.add_frame({
-                    IMAGE_KEY: ep.images[k], STATE_KEY: ep.proprio[k].astype(np.float32),
-                    "action": ep.actions[k].astype(np.float32),
+                frame = {
+                    IMAGE_KEY: ep.images[k], "action": ep.actions[k].astype(np.float32),
                     "next.reward": np.array([ep.rewards[k]], np.float32),
                     "next.success": np.array([last and ep.meta.success]), "next.done": np.array([last]),
                     "task": ep.meta.instruction,
-                })
+                }
+                if STATE_KEY in features:
+                    frame[STATE_KEY] = ep.proprio[k].astype(np.float32)
+                out.add_frame(frame)
             out.save_episode()
             frames += t
         out.finalize()

@@ -64,3 +64,23 @@ def run_in(python: Path, code: str, *args: str) -> dict:
                           timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="session")
+def tfds_python() -> Path:
+    """A python with tensorflow-datasets, to write RLDS builders: .venv-rt1's, or VLA_RAZOR_TFDS_PYTHON."""
+    override = os.environ.get("VLA_RAZOR_TFDS_PYTHON", "")
+    if override:
+        return Path(override)
+    python = venv_python(".venv-rt1", "tensorflow_datasets")
+    if python is None:
+        pytest.skip("needs .venv-rt1 with tensorflow-datasets to write RLDS builders (make setup-rt1)")
+    return python
+
+
+@pytest.fixture(scope="session")
+def rlds_builders(tfds_python: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """{name: builder folder} of tests/datasets/tiny_rlds.py, written once by tensorflow_datasets."""
+    out = tmp_path_factory.mktemp("rlds")
+    written = run_in(tfds_python, "from tests.datasets.tiny_rlds import main; main()", str(out))
+    return {name: Path(folder) for name, folder in written.items()}

@@ -173,4 +173,4 @@ def test_cli_convert_and_its_errors(converted: tuple[DemoDataset, Path, Path], t
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "not a dataset folder of a known format" in err
     assert cli(["data", "convert", str(src.root), str(tmp_path / "y"), "--to", "rlds"]) == 2
-    assert "to" in capsys.readouterr().err
+    assert "--to: expected one of" in capsys.readouterr().err

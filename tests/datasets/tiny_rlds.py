@@ -92,5 +92,9 @@ def write(out_dir: Path) -> dict:
     return written
 
 
-if __name__ == "__main__":
+def main() -> None:
     print(json.dumps(write(Path(sys.argv[1]))))
+
+
+if __name__ == "__main__":
+    main()
