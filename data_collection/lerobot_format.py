@@ -12,9 +12,9 @@ A LeRobotDataset written from ours has, per frame (images inside the parquet, us
     next.reward             float32 [1]
     next.success, next.done bool    [1]          true on the last frame of a successful / any episode
     task                                         the episode's instruction (LeRobot's language field)
-and meta/vla_razor.json, which LeRobot ignores: the dataset's env_info, source_type, source_desc and each
-episode's task name, seed, reset_kwargs, grid point, grid xy, attempt and success, so a round trip keeps every
-field. A foreign LeRobotDataset (no meta/vla_razor.json) is read with its first image feature (or `image_key`),
+and meta/vla_razor.json, which LeRobot ignores: the dataset's env_info, source_type, source_desc, the collection's
+summary.json and collection.json (grid, attempts) and each episode's task name, seed, reset_kwargs, grid point,
+grid xy, attempt and success, so a round trip keeps every field. A foreign LeRobotDataset (no meta/vla_razor.json) is read with its first image feature (or `image_key`),
 `observation.state` if present, its task strings as instructions and success from `next.success` if present.
 """
 
@@ -38,6 +38,8 @@ from data_collection.dataset import (
 SIDECAR = "meta/vla_razor.json"
 IMAGE_KEY = "observation.images.rgb"
 STATE_KEY = "observation.state"
+CARRIED = ("summary.json", "collection.json")
+"""A collection's own files (grid, attempts, success rate), kept in the sidecar and restored by a round trip."""
 DEFAULT_FPS = 3
 """Control rate of the Google robot in SimplerEnv (our demonstrations' steps)."""
 
@@ -120,6 +122,7 @@ def write_lerobot(src: Path, dst: Path, repo_id: str, fps: int = DEFAULT_FPS) ->
         sidecar = {
             "format": "vla-razor-lerobot/1", "env_info": ds.env_info, "source_type": ds.source_type,
             "source_desc": _source_desc(src),
+            "files": {name: json.loads((src / name).read_text()) for name in CARRIED if (src / name).is_file()},
             "episodes": [{"task": m.task, "seed": m.seed, "grid_point": m.grid_point, "grid_xy": m.grid_xy,
                           "attempt": m.attempt, "success": m.success, "reset_kwargs": m.reset_kwargs}
                          for m in ds.episodes],
@@ -224,6 +227,9 @@ def read_lerobot(src: Path, dst: Path, image_key: str = "", dataset_name: str = 
         write_index(inner, metas, sidecar.get("env_info", {"lerobot_repo_id": ds.meta.repo_id, "fps": ds.meta.fps}),
                     sidecar.get("source_type", "lerobot"), sidecar.get("source_desc", f"converted from LeRobotDataset {src}"))
         DemoDataset(inner).write_statistics(dataset_name or _statistics_name(src))
+        for name, value in sidecar.get("files", {}).items():
+            if name in CARRIED:
+                (inner / name).write_text(json.dumps(value, indent=1))
         _publish(tmp, inner, dst)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -174,3 +174,19 @@ def test_cli_convert_and_its_errors(converted: tuple[DemoDataset, Path, Path], t
     assert len(err.splitlines()) == 1 and "not a dataset folder of a known format" in err
     assert cli(["data", "convert", str(src.root), str(tmp_path / "y"), "--to", "rlds"]) == 2
     assert "--to: expected one of" in capsys.readouterr().err
+
+
+def test_collection_writes_a_lerobot_dataset(lerobot_python: Path, tmp_path: Path) -> None:
+    pytest.importorskip("mani_skill")
+    from data_collection.rt1_grid import main as collect
+
+    out = tmp_path / "demos"
+    assert collect(["--grid", "1x2", "--successes_per_point", "1", "--camera_size", "32", "--expert_style",
+                    "top_down", "--progress", "false", "--workers", "0", "--out", str(out),
+                    "--format", "lerobot"]) == 0
+    back = DemoDataset(as_ours(out.with_name("demos_lerobot")))
+    ours = DemoDataset(out)
+    assert back.episodes == ours.episodes and [m.grid_xy for m in back.episodes] == [m.grid_xy for m in ours.episodes]
+    for name in ("summary.json", "collection.json"):  # the grid, attempts and success rate come back too
+        assert json.loads((back.root / name).read_text()) == json.loads((out / name).read_text())
+    np.testing.assert_array_equal(back.load(1).images, ours.load(1).images)
