@@ -16,11 +16,20 @@ from pathlib import Path
 import numpy as np
 
 
-def episodes(name: str, n: int = 2, t: int = 5, size: int = 16) -> list[dict]:
+def camera_frames(rng: np.random.Generator, t: int, size: int) -> np.ndarray:
+    """[t, size, size, 3] uint8 frames that compress like a camera's: a drifting gradient plus a little noise."""
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / size
+    base = np.stack([xx, yy, (xx + yy) / 2], -1) * 200
+    drift = np.arange(t, dtype=np.float32)[:, None, None, None] * 2
+    return np.clip(base[None] + drift + rng.normal(0, 4, (t, size, size, 3)), 0, 255).astype(np.uint8)
+
+
+def episodes(name: str, n: int = 2, t: int = 5, size: int = 16, camera: bool = False) -> list[dict]:
+    """The raw steps of `name`'s builder; camera=True draws camera-like frames (the bench) instead of noise."""
     rng = np.random.default_rng(0 if name.startswith("fractal") else 1)
     out = []
     for e in range(n):
-        images = rng.integers(0, 256, (t, size, size, 3), dtype=np.uint8)
+        images = camera_frames(rng, t, size) if camera else rng.integers(0, 256, (t, size, size, 3), dtype=np.uint8)
         if name == "tiny_six_dof":
             steps = [{"observation": {"image": images[k]}, "action": rng.normal(0, 1, 6).astype(np.float32),
                       "language_instruction": "wave", "reward": 0.0, "is_first": k == 0, "is_last": k == t - 1,
@@ -44,7 +53,8 @@ def episodes(name: str, n: int = 2, t: int = 5, size: int = 16) -> list[dict]:
     return out
 
 
-def write(out_dir: Path) -> dict:
+def write(out_dir: Path, n: int = 2, t: int = 5, size: int = 16, only_fractal: bool = False) -> dict:
+    """Writes the builders under out_dir (n episodes of t steps, size-px images; the bench asks for more)."""
     import tensorflow_datasets as tfds
 
     def builder(name: str, step_features: dict) -> type:
@@ -56,7 +66,7 @@ def write(out_dir: Path) -> dict:
             return {"train": self._generate_examples()}
 
         def _generate_examples(self):
-            for i, ep in enumerate(episodes(name)):
+            for i, ep in enumerate(episodes(name, n, t, size, camera=size != 16)):
                 yield i, ep
 
         cls_name = "".join(p.capitalize() for p in name.split("_"))
@@ -69,23 +79,23 @@ def write(out_dir: Path) -> dict:
     flags = {"reward": tfds.features.Scalar(np.float32), "is_first": np.bool_, "is_last": np.bool_,
              "is_terminal": np.bool_}
     fractal = builder("fractal20220817_data", {
-        "observation": {"image": tfds.features.Image(shape=(16, 16, 3), encoding_format="png"),
+        "observation": {"image": tfds.features.Image(shape=(size, size, 3), encoding_format="png"),
                         "natural_language_instruction": tfds.features.Text()},
         "action": {"world_vector": tfds.features.Tensor(shape=(3,), dtype=np.float32),
                    "rotation_delta": tfds.features.Tensor(shape=(3,), dtype=np.float32),
                    "gripper_closedness_action": tfds.features.Tensor(shape=(1,), dtype=np.float32)},
         **flags})
     bridge = builder("bridge_orig", {
-        "observation": {"image_0": tfds.features.Image(shape=(16, 16, 3), encoding_format="png"),
+        "observation": {"image_0": tfds.features.Image(shape=(size, size, 3), encoding_format="png"),
                         "state": tfds.features.Tensor(shape=(7,), dtype=np.float32)},
         "action": tfds.features.Tensor(shape=(7,), dtype=np.float32),
         "language_instruction": tfds.features.Text(), **flags})
     six = builder("tiny_six_dof", {
-        "observation": {"image": tfds.features.Image(shape=(16, 16, 3), encoding_format="png")},
+        "observation": {"image": tfds.features.Image(shape=(size, size, 3), encoding_format="png")},
         "action": tfds.features.Tensor(shape=(6,), dtype=np.float32),
         "language_instruction": tfds.features.Text(), **flags})
     written = {}
-    for cls in (fractal, bridge, six):
+    for cls in (fractal,) if only_fractal else (fractal, bridge, six):
         b = cls(data_dir=str(out_dir))
         b.download_and_prepare()
         written[b.name] = str(Path(b.data_dir))
@@ -93,7 +103,12 @@ def write(out_dir: Path) -> dict:
 
 
 def main() -> None:
-    print(json.dumps(write(Path(sys.argv[1]))))
+    """OUT_DIR [N T SIZE]: with N T SIZE, only fractal20220817_data of that size (bench/dataset_throughput.py)."""
+    if len(sys.argv) > 2:
+        n, t, size = (int(v) for v in sys.argv[2:5])
+        print(json.dumps(write(Path(sys.argv[1]), n, t, size, only_fractal=True)))
+    else:
+        print(json.dumps(write(Path(sys.argv[1]))))
 
 
 if __name__ == "__main__":
