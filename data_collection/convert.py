@@ -9,7 +9,7 @@ runs data_collection/lerobot_format.py in .venv-lerobot (or the interpreter VLA_
 unless lerobot imports here. Every conversion writes its output atomically (a temporary folder, then a rename).
 
 `as_ours(path)` is what SFT calls: our folders as they are, other formats converted once into a cache folder
-(`.cache/datasets/` beside the source's parent, keyed on the source's path and modification time).
+(`.cache/datasets/` beside the source, or VLA_RAZOR_DATASET_CACHE), keyed on the source's path and files.
 """
 
 from __future__ import annotations
@@ -122,11 +122,12 @@ def convert(cfg: ConvertConfig) -> int:
 
 
 def cache_dir_for(src: Path) -> Path:
-    """Where `as_ours` keeps the conversion of `src`: named after it, keyed on its path and modification time."""
+    """Where `as_ours` keeps the conversion of `src`: named after it, keyed on its path and on the names, sizes and
+    modification times of its files (a rewritten shard or parquet file gives a new conversion)."""
     src = Path(src).resolve()
-    marker = src / ("meta/info.json" if (src / "meta" / "info.json").is_file() else "dataset_info.json")
-    stamp = f"{src}:{marker.stat().st_mtime_ns if marker.exists() else 0}"
-    key = hashlib.sha256(stamp.encode()).hexdigest()[:12]
+    files = sorted((str(p.relative_to(src)), p.stat().st_size, p.stat().st_mtime_ns)
+                   for p in src.rglob("*") if p.is_file())
+    key = hashlib.sha256(json.dumps([str(src), files]).encode()).hexdigest()[:12]
     root = Path(os.environ.get("VLA_RAZOR_DATASET_CACHE", src.parent / ".cache" / "datasets"))
     return root / f"{src.name}-{key}"
 

@@ -37,6 +37,7 @@ from data_collection.dataset import (
     ACTION_DIM, DatasetError, DemoDataset, Episode, EpisodeMeta, episode_filename, write_episode, write_index,
 )
 
+DEFAULT_TEMPLATE = "{DATASET}-{SPLIT}.{FILEFORMAT}-{SHARD_X_OF_Y}"
 OPENVLA_GRIPPER = "absolute, OpenVLA's: 1 open, 0 closed (RLDS source, OpenVLA's per-dataset transform)"
 
 
@@ -223,13 +224,13 @@ class Steps:
     rewards: np.ndarray
 
 
-def _decode_images(path: Path, key: str, encoded: list[bytes]) -> np.ndarray:
+def _decode_images(where: str, key: str, encoded: list[bytes]) -> np.ndarray:
     from PIL import Image
 
     try:
         return np.stack([np.asarray(Image.open(io.BytesIO(b)).convert("RGB"), np.uint8) for b in encoded])
     except Exception as err:  # noqa: BLE001 (PIL raises several types on bad bytes)
-        raise DatasetError(f"{path}: feature {key!r} holds bytes that are not an image ({err})") from None
+        raise DatasetError(f"{where}: feature {key!r} holds bytes that are not an image ({err})") from None
 
 
 class RLDSBuilder:
@@ -281,10 +282,12 @@ class RLDSBuilder:
     def _shards(self) -> list[Path]:
         shards: list[Path] = []
         for split in self.info.get("splits", []):
-            lengths = split.get("shardLengths", [])
-            n = len(lengths)
-            for i in range(n):
-                shards.append(self.root / f"{self.name}-{split['name']}.tfrecord-{i:05d}-of-{n:05d}")
+            n = len(split.get("shardLengths", []))
+            template = split.get("filepathTemplate", DEFAULT_TEMPLATE)
+            if template == DEFAULT_TEMPLATE:
+                shards += [self.root / f"{self.name}-{split['name']}.tfrecord-{i:05d}-of-{n:05d}" for i in range(n)]
+            else:  # another naming: the split's files in name order
+                shards += sorted(self.root.glob(f"*{split['name']}*.tfrecord*"))
         if not shards:
             shards = sorted(self.root.glob("*.tfrecord*"))
         if not shards:
@@ -308,7 +311,7 @@ class RLDSBuilder:
 
     def steps(self, ex: dict[str, Any], where: str) -> Steps:
         """One parsed episode -> (images, 7-D actions, instruction, ...) by OpenVLA's transform of this dataset."""
-        images = _decode_images(Path(where), self.image_key, self._need(ex, self.image_key, where))
+        images = _decode_images(where, self.image_key, self._need(ex, self.image_key, where))
         t = len(images)
 
         def per_step(key: str, dim: int) -> np.ndarray:
