@@ -18,7 +18,7 @@ from vla_razor.policies.openvla import OpenVLAPolicy
 from tests.robot.test_sft import SMALL_EVAL, TINY
 
 
-def test_sft_reads_a_lerobot_dataset(demo_dirs: dict[str, Path], tiny_base: Path, lerobot_python: Path,
+def test_sft_reads_a_lerobot_dataset(lerobot_python: Path, demo_dirs: dict[str, Path], tiny_base: Path,
                                      tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                      capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setenv("VLA_RAZOR_DATASET_CACHE", str(tmp_path / "cache"))
