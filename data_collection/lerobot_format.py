@@ -21,6 +21,7 @@ grid xy, attempt and success, so a round trip keeps every field. A foreign LeRob
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -96,9 +97,12 @@ def write_lerobot(src: Path, dst: Path, repo_id: str, fps: int = DEFAULT_FPS) ->
     if first.proprio.shape[1]:  # none for an RLDS source without state: lerobot refuses an empty feature
         features[STATE_KEY] = {"dtype": "float32", "shape": (first.proprio.shape[1],), "names": None}
     tmp, inner = _atomic_dir(dst)
+    out = None
     try:
-        out = LeRobotDataset.create(repo_id=repo_id, fps=fps, features=features, root=inner,
-                                    robot_type=str(ds.env_info.get("robot", "panda")), use_videos=False)
+        # the embedded world's robot is the panda; an RLDS or LeRobot source names its own or stays unknown
+        robot = ds.env_info.get("robot") or ("panda" if ds.source_type in ("scripted", "rt1") else None)
+        out = LeRobotDataset.create(repo_id=repo_id, fps=fps, features=features, root=inner, robot_type=robot,
+                                    use_videos=False)
         frames = 0
         for i in range(len(ds)):
             ep = first if i == 0 else ds.load(i)
@@ -115,7 +119,11 @@ def write_lerobot(src: Path, dst: Path, repo_id: str, fps: int = DEFAULT_FPS) ->
                 }
                 if STATE_KEY in features:
                     frame[STATE_KEY] = ep.proprio[k].astype(np.float32)
-                out.add_frame(frame)
+                try:
+                    out.add_frame(frame)
+                except ValueError as err:  # lerobot's check of a frame against the features (the first episode's)
+                    raise DatasetError(f"{src / ep.meta.file}: step {k} does not match the first episode's "
+                                       f"features ({' '.join(str(err).split())})") from None
             out.save_episode()
             frames += t
         out.finalize()
@@ -133,6 +141,10 @@ def write_lerobot(src: Path, dst: Path, repo_id: str, fps: int = DEFAULT_FPS) ->
             shutil.copyfile(stats, inner / "meta" / "dataset_statistics.json")
         _publish(tmp, inner, dst)
     except BaseException:
+        if out is not None:  # lerobot flushes buffered metadata when closed: close it before removing the folder
+            with contextlib.suppress(Exception):
+                out.finalize()
+            del out
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return frames

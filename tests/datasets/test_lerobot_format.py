@@ -190,3 +190,16 @@ def test_collection_writes_a_lerobot_dataset(lerobot_python: Path, tmp_path: Pat
     for name in ("summary.json", "collection.json"):  # the grid, attempts and success rate come back too
         assert json.loads((back.root / name).read_text()) == json.loads((out / name).read_text())
     np.testing.assert_array_equal(back.load(1).images, ours.load(1).images)
+
+
+def test_an_episode_unlike_the_first_names_its_file(lerobot_python: Path, tmp_path: Path) -> None:
+    from data_collection.dataset import Episode, write_episode
+
+    ds = make_ours(tmp_path / "mixed", episodes=2)
+    meta, ep = ds.episodes[1], ds.load(1)
+    write_episode(ds.root, Episode(images=np.zeros((meta.steps, 30, 30, 3), np.uint8), proprio=ep.proprio,
+                                   actions=ep.actions, rewards=ep.rewards, meta=meta))
+    with pytest.raises(DatasetError, match=rf"{meta.file}: step 0 does not match the first episode's features "
+                                           r"\(The feature 'observation\.images\.rgb' of shape '\(30, 30, 3\)'"):
+        convert(ConvertConfig(src=ds.root, dst=tmp_path / "lr", to="lerobot"))
+    assert not (tmp_path / "lr").exists() and not list(tmp_path.glob(".lr.*"))  # nothing half-written is left
