@@ -11,7 +11,7 @@ export MS_SKIP_ASSET_DOWNLOAD_PROMPT := 1
 RT1_VENV := .venv-rt1
 LEROBOT_VENV := .venv-lerobot
 
-.PHONY: setup setup-rt1 setup-lerobot test-datasets setup-openvla test-openvla setup-simpler quickstart quickstart-toy test test-main test-rt1 bench bench-envs collect-full clean
+.PHONY: setup setup-rt1 setup-lerobot test-datasets setup-openvla test-openvla setup-simpler quickstart quickstart-toy test test-main test-rt1 bench bench-datasets bench-envs collect-full clean
 
 # The venv, the project (torch pinned to the CPU wheel), the Debian packages it reads data from, and a
 # Vulkan driver SAPIEN can render with (Mesa >= 24.3 from bookworm-backports where no GPU driver is present).
@@ -104,6 +104,10 @@ test-datasets: setup setup-rt1 setup-lerobot
 
 bench: setup
 	$(PY) bench/toy_runs_per_minute.py
+
+# Conversion and SFT-loader frames/s for ours, LeRobotDataset and RLDS (docs/results/perf/dataset_throughput.json).
+bench-datasets: setup setup-rt1 setup-lerobot
+	$(PY) bench/dataset_throughput.py
 
 bench-envs: setup
 	$(PY) bench/envs_scripted.py --out docs/results/envs

@@ -31,7 +31,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from data_collection.convert import ConvertConfig, convert  # noqa: E402
-from data_collection.dataset import DemoDataset, Episode, EpisodeMeta, episode_filename, write_episode, write_index  # noqa: E402
+from data_collection.dataset import (  # noqa: E402
+    DemoDataset, Episode, EpisodeMeta, episode_filename, write_episode, write_index,
+)
 from tests.datasets.tiny_rlds import camera_frames  # noqa: E402
 from vla_razor.robot.data import DemoTransitions  # noqa: E402
 
@@ -95,7 +97,8 @@ def main() -> None:
             [args.tfds_python, "-m", "tests.datasets.tiny_rlds", str(work / "tfds"), str(args.episodes),
              str(args.steps), str(args.size)], cwd=REPO, env=env, capture_output=True, text=True, check=True))
         rlds = Path(json.loads(done.stdout.strip().splitlines()[-1])["fractal20220817_data"])
-        results["write rlds (tensorflow_datasets, png)"] = {"seconds": round(t, 2), "frames_per_s": round(frames / t, 1)}
+        results["write rlds (tensorflow_datasets, png)"] = {"seconds": round(t, 2),
+                                                            "frames_per_s": round(frames / t, 1)}
         t, n = timed(lambda: convert(ConvertConfig(src=rlds, dst=work / "rlds_ours", to="ours")))
         results["rlds -> ours"] = {"seconds": round(t, 2), "frames_per_s": round(frames / t, 1)}
         print(f"rlds -> ours: {frames / t:.0f} frames/s", flush=True)

@@ -14,7 +14,8 @@ A LeRobotDataset written from ours has, per frame (images inside the parquet, us
     task                                         the episode's instruction (LeRobot's language field)
 and meta/vla_razor.json, which LeRobot ignores: the dataset's env_info, source_type, source_desc, the collection's
 summary.json and collection.json (grid, attempts) and each episode's task name, seed, reset_kwargs, grid point,
-grid xy, attempt and success, so a round trip keeps every field. A foreign LeRobotDataset (no meta/vla_razor.json) is read with its first image feature (or `image_key`),
+grid xy, attempt and success, so a round trip keeps every field. A foreign LeRobotDataset (no
+meta/vla_razor.json) is read with its first image feature (or `image_key`),
 `observation.state` if present, its task strings as instructions and success from `next.success` if present.
 """
 
@@ -187,7 +188,8 @@ def _image_key(ds: Any, src: Path, image_key: str) -> str:
 
 def read_lerobot(src: Path, dst: Path, image_key: str = "", dataset_name: str = "") -> int:
     """Writes the LeRobotDataset `src` as our dataset at `dst` (atomically), with its statistics under
-    `dataset_name` (default: the key of a carried dataset_statistics.json, else the folder's name); returns the number of frames."""
+    `dataset_name` (default: the key of a carried dataset_statistics.json, else the folder's name); returns the
+    number of frames."""
     ds = _open(src)
     features = ds.meta.features
     info = src / "meta" / "info.json"
@@ -237,7 +239,8 @@ def read_lerobot(src: Path, dst: Path, image_key: str = "", dataset_name: str = 
             metas.append(meta)
             frames += t
         write_index(inner, metas, sidecar.get("env_info", {"lerobot_repo_id": ds.meta.repo_id, "fps": ds.meta.fps}),
-                    sidecar.get("source_type", "lerobot"), sidecar.get("source_desc", f"converted from LeRobotDataset {src}"))
+                    sidecar.get("source_type", "lerobot"),
+                    sidecar.get("source_desc", f"converted from LeRobotDataset {src}"))
         DemoDataset(inner).write_statistics(dataset_name or _statistics_name(src))
         for name, value in sidecar.get("files", {}).items():
             if name in CARRIED:
