@@ -9,7 +9,8 @@ runs data_collection/lerobot_format.py in .venv-lerobot (or the interpreter VLA_
 unless lerobot imports here. Every conversion writes its output atomically (a temporary folder, then a rename).
 
 `as_ours(path)` is what SFT calls: our folders as they are, other formats converted once into a cache folder
-(`.cache/datasets/` beside the source, or VLA_RAZOR_DATASET_CACHE), keyed on the source's path and files.
+(the project's `.cache/datasets/`, or VLA_RAZOR_DATASET_CACHE: never beside the user's data, which may be
+read-only), keyed on the source's path and files.
 """
 
 from __future__ import annotations
@@ -128,8 +129,8 @@ def cache_dir_for(src: Path) -> Path:
     files = sorted((str(p.relative_to(src)), p.stat().st_size, p.stat().st_mtime_ns)
                    for p in src.rglob("*") if p.is_file())
     key = hashlib.sha256(json.dumps([str(src), files]).encode()).hexdigest()[:12]
-    root = Path(os.environ.get("VLA_RAZOR_DATASET_CACHE", src.parent / ".cache" / "datasets"))
-    return root / f"{src.name}-{key}"
+    root = Path(os.environ.get("VLA_RAZOR_DATASET_CACHE", REPO / ".cache" / "datasets"))
+    return root / f"{src.parent.name}-{src.name}-{key}"  # a TFDS builder folder is named by its version
 
 
 def as_ours(path: Path, fmt: Format = "auto", image_key: str = "", rlds_transform: str = "") -> Path:

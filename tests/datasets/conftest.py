@@ -84,3 +84,10 @@ def rlds_builders(tfds_python: Path, tmp_path_factory: pytest.TempPathFactory) -
     out = tmp_path_factory.mktemp("rlds")
     written = run_in(tfds_python, "from tests.datasets.tiny_rlds import main; main()", str(out))
     return {name: Path(folder) for name, folder in written.items()}
+
+
+@pytest.fixture(autouse=True)
+def dataset_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Conversions `as_ours` caches go to the test's own folder, never the project's .cache/datasets."""
+    monkeypatch.setenv("VLA_RAZOR_DATASET_CACHE", str(tmp_path / "cache"))
+    return tmp_path / "cache"

@@ -42,6 +42,6 @@ def test_cache_key_follows_the_source_files(tmp_path: Path) -> None:
     (src / "dataset_info.json").write_text("{}")
     (src / "x-train.tfrecord-00000-of-00001").write_bytes(b"1234")
     first = cache_dir_for(src)
-    assert first == cache_dir_for(src) and first.name.startswith("builder-")
+    assert first == cache_dir_for(src) and first.name.startswith(f"{tmp_path.name}-builder-")
     (src / "x-train.tfrecord-00000-of-00001").write_bytes(b"12345")  # a rewritten shard
     assert cache_dir_for(src) != first
