@@ -9,8 +9,9 @@ export MS_ASSET_DIR := $(CURDIR)/.cache/maniskill
 export MS_SKIP_ASSET_DOWNLOAD_PROMPT := 1
 
 RT1_VENV := .venv-rt1
+LEROBOT_VENV := .venv-lerobot
 
-.PHONY: setup setup-rt1 setup-openvla test-openvla setup-simpler quickstart quickstart-toy test test-main test-rt1 bench bench-envs collect-full clean
+.PHONY: setup setup-rt1 setup-lerobot test-datasets setup-openvla test-openvla setup-simpler quickstart quickstart-toy test test-main test-rt1 bench bench-datasets bench-envs collect-full clean
 
 # The venv, the project (torch pinned to the CPU wheel), the Debian packages it reads data from, and a
 # Vulkan driver SAPIEN can render with (Mesa >= 24.3 from bookworm-backports where no GPU driver is present).
@@ -40,6 +41,18 @@ $(RT1_VENV)/.installed: pyproject.toml $(VENV)/.installed
 	touch $@
 
 setup-rt1: $(RT1_VENV)/.installed
+
+# LeRobotDataset in its own venv: lerobot 0.4.4 (the last release for Python 3.11; format v3.0) pins torch < 2.11,
+# datasets < 5 and huggingface-hub < 0.36, which the main venv's stack does not meet. Installed with its own pins
+# (PyPI's CUDA torch build, which runs on the CPU; the CPU torch 2.13 fails with PyPI's torchvision), plus what our
+# format's code needs; data_collection/convert.py runs data_collection/lerobot_format.py here (repo on PYTHONPATH).
+$(LEROBOT_VENV)/.installed: pyproject.toml
+	test -x $(LEROBOT_VENV)/bin/python || python3 -m venv $(LEROBOT_VENV)
+	$(LEROBOT_VENV)/bin/python -m pip install -q 'lerobot==0.4.4'
+	$(LEROBOT_VENV)/bin/python -m pip install -q 'h5py>=3.9' 'pyyaml>=6' 'safetensors>=0.4'
+	touch $@
+
+setup-lerobot: $(LEROBOT_VENV)/.installed
 
 # OpenVLA's own pins (transformers 4.40.1, timm 0.9.10, tokenizers 0.19.1) for the parity test against OpenVLA's
 # Hugging Face code (tests/policies/test_openvla_parity.py). That code is not on PyPI: point OPENVLA_HF_CODE at a
@@ -76,17 +89,25 @@ quickstart: setup
 quickstart-toy: setup
 	$(VENV)/bin/vla-razor toy sweep --config configs/toy_quick.yaml
 
-# The whole suite: everything in the main venv, then the RT-1 SavedModel test in the RT-1 venv.
-test: test-main test-rt1
+# The whole suite: everything in the main venv, then the RT-1 SavedModel test in the RT-1 venv, then the dataset
+# formats (main venv; lerobot runs in .venv-lerobot, the tiny RLDS builders are written in .venv-rt1).
+test: test-main test-rt1 test-datasets
 
 test-main: setup
-	$(PY) -m pytest -q --durations=15
+	$(PY) -m pytest -q --durations=15 --ignore=tests/datasets
 
 test-rt1: setup-rt1
 	$(RT1_VENV)/bin/python -m pytest -q tests/data_collection/test_rt1.py
 
+test-datasets: setup setup-rt1 setup-lerobot
+	$(PY) -m pytest -q --durations=5 tests/datasets
+
 bench: setup
 	$(PY) bench/toy_runs_per_minute.py
+
+# Conversion and SFT-loader frames/s for ours, LeRobotDataset and RLDS (docs/results/perf/dataset_throughput.json).
+bench-datasets: setup setup-rt1 setup-lerobot
+	$(PY) bench/dataset_throughput.py
 
 bench-envs: setup
 	$(PY) bench/envs_scripted.py --out docs/results/envs

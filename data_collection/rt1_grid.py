@@ -11,7 +11,8 @@ marked as failures), and points that never succeed are reported. Demonstrators:
     scripted: the privileged-state expert of envs/experts.py (pick-can style `expert_style`), in the workers;
     rt1:      an RT-1 SavedModel through data_collection/rt1.py (needs the `rt1` extra), batched over workers.
 The dataset format is data_collection/dataset.py's (ManiSkill's trajectory .h5 + .json, one file per
-episode, dataset_statistics.json with the action q01/q99 for the action tokenizer).
+episode, dataset_statistics.json with the action q01/q99 for the action tokenizer); `--format lerobot` also
+writes it as a LeRobotDataset (`--lerobot_out`), converted after the collection (data_collection/convert.py).
 
 Resuming: every finished attempt is recorded at once (the episode file, atomically, then collection.json,
 atomically), so after Ctrl-C or kill -9 the same command continues where it stopped, with no episode lost or
@@ -72,6 +73,10 @@ class CollectConfig:
     max_attempts_per_point: int = option(30, "give up on a grid point after this many attempts", ge=1)
     keep_failures: bool = option(False, "also store failed episodes (marked success=false)")
     out: Path = option(Path("data/demos/pick_can_angled"), "dataset folder (created, or resumed)")
+    format: Literal["ours", "lerobot"] = option(
+        "ours", "lerobot: also write the finished dataset as a LeRobotDataset v3.0 (converted from `out` after the "
+                "collection, in .venv-lerobot: make setup-lerobot)")
+    lerobot_out: Path | None = option(None, "folder of the LeRobotDataset (default: <out>_lerobot)")
     workers: int = option(2, "simulator worker processes (0: in this process)", ge=0)
     camera_size: int = option(224, "side of the square camera image stored with each step", ge=32, le=1024)
     max_steps: int | None = option(None, "step limit per episode (default: the task's own, 80 for pick_can)", ge=1)
@@ -459,6 +464,16 @@ def _instruction(cfg: CollectConfig) -> str:
     return envs.INSTRUCTIONS[cfg.task]
 
 
+def write_lerobot_copy(cfg: CollectConfig) -> Path:
+    """The finished collection as a LeRobotDataset: our folder stays the resumable original, the copy is rewritten
+    whole (atomically) after each run."""
+    from data_collection.convert import ConvertConfig, convert
+
+    dst = cfg.lerobot_out or cfg.out.with_name(f"{cfg.out.name}_lerobot")
+    convert(ConvertConfig(src=cfg.out, dst=dst, to="lerobot", repo_id=f"local/{cfg.out.name}"))
+    return dst
+
+
 def print_summary(summary: dict[str, Any], out: Path) -> None:
     rows = [
         ("grid points", f"{summary['points']} ({summary['points_complete']} complete)"),
@@ -497,6 +512,8 @@ def main(argv: list[str] | None = None) -> int:
         cfg = load_config(CollectConfig, path, overrides_from_args(args))
         collector = Collector(cfg)
         summary = collector.run()
+        if cfg.format == "lerobot":
+            lerobot_out = write_lerobot_copy(cfg)
     except (ConfigError, DatasetError, FileNotFoundError, ImportError, RunLockedError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -504,6 +521,8 @@ def main(argv: list[str] | None = None) -> int:
         print("\ninterrupted: every finished episode is saved; rerun the same command to continue", file=sys.stderr)
         return 130
     print_summary(summary, cfg.out)
+    if cfg.format == "lerobot":
+        print(f"LeRobotDataset: {lerobot_out} (meta/info.json, data/*.parquet; meta/vla_razor.json: our fields)")
     return 0
 
 

@@ -17,6 +17,7 @@
     vla-razor llm report   [--config ...]
     vla-razor sweep CONFIG [--address auto] [--resources.cpus 4 ...]  # an experiment's grid as Ray tasks
     vla-razor report RUNS_DIR [--out DIR]
+    vla-razor data convert SRC DST [--to lerobot|ours] [--image_key K ...]   # ours <-> LeRobotDataset, RLDS -> both
     vla-razor forecast RUNS_DIR [--out FILE] [--folds 5]          # retention from forward KL, held-out error
 
 Every ``--dotted.name`` flag sets the config field of that name (``vla-razor toy sweep --help`` lists them).
@@ -317,6 +318,16 @@ def cmd_sweep(args: argparse.Namespace) -> None:
         raise UserError(f"{len(result.failed)} task(s) failed (above); run the same command again to retry them")
 
 
+def cmd_data_convert(args: argparse.Namespace) -> None:
+    from data_collection.convert import ConvertConfig, convert, detect_format
+
+    overrides = {**overrides_from_args(args), "src": args.src, "dst": args.dst}
+    cfg = load_config(ConvertConfig, Path(args.config) if args.config else None, overrides)
+    fmt = detect_format(cfg.src) if cfg.src_format == "auto" else cfg.src_format
+    frames = convert(cfg)
+    print(f"{cfg.src} ({fmt}) -> {cfg.dst} ({cfg.to}): {frames} frames")
+
+
 def cmd_forecast(args: argparse.Namespace) -> None:
     from vla_razor.analysis.forecast import write_forecast
 
@@ -425,6 +436,18 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--quiet", action="store_true", help="no progress bar")
     add_config_arguments(sweep, SweepConfig)
     sweep.set_defaults(func=cmd_sweep)
+
+    from data_collection.convert import ConvertConfig
+
+    data = commands.add_parser("data", help="demonstration datasets in the field's formats (LeRobotDataset, RLDS)")
+    data_commands = data.add_subparsers(dest="data_command", required=True)
+    convert = data_commands.add_parser(
+        "convert", help="convert a dataset: ours <-> LeRobotDataset v3.0, RLDS (TFDS builder folder) -> either")
+    convert.add_argument("src", help="dataset folder to read (format detected from its files)")
+    convert.add_argument("dst", help="folder to write (replaced whole, atomically)")
+    convert.add_argument("--config", help="YAML config of the conversion (ConvertConfig fields)")
+    add_config_arguments(convert, ConvertConfig)
+    convert.set_defaults(func=cmd_data_convert)
 
     forecast = commands.add_parser("forecast", help="fit retention = f(forward KL) on finished runs, with its "
                                                     "error on held-out runs (forecast.json)")
