@@ -491,7 +491,7 @@ def print_summary(summary: dict[str, Any], out: Path) -> None:
         for e in summary["never_succeeded"]:
             print(f"    point {e['point']} at (x, y) = {tuple(e['xy'])}: 0 of {e['attempts']} attempts")
     if summary["short"]:
-        print(f"  points short of their target: " + ", ".join(f"{e['point']} ({e['successes']}/{e['attempts']})"
+        print("  points short of their target: " + ", ".join(f"{e['point']} ({e['successes']}/{e['attempts']})"
                                                              for e in summary["short"]))
     print(f"dataset: {out} (trajectory.json/.h5, dataset_statistics.json, summary.json)")
 

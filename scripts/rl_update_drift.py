@@ -9,7 +9,6 @@ from envs.rollout import ParallelRollout
 from vla_razor.policies.openvla.policy import OpenVLAPolicy
 from vla_razor.robot import rl
 from vla_razor.robot.config import RLConfig
-from vla_razor import core
 
 def main():
     global base_inputs, base_logits, kl_rows
@@ -83,7 +82,7 @@ def main():
         p.model.train()
         curve = [kl_now(p)]
         for b in rl.split_batches(len(rows), 64, np.random.default_rng(0)):
-            m = rl.policy_gradient_step(p, opt, rl.subset(rows, b), lr, 1.0, clip_ratio=clip)
+            rl.policy_gradient_step(p, opt, rl.subset(rows, b), lr, 1.0, clip_ratio=clip)
             curve.append(kl_now(p))
         out[v] = curve
         print(v, "rows", len(rows), "sumA", round(float(rows.advantages.sum()), 1),

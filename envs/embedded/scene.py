@@ -18,7 +18,6 @@ meshes (a few hundred triangles per link) instead of its detailed visual meshes,
 
 from __future__ import annotations
 
-import gc
 import os
 import re
 import tempfile

@@ -14,7 +14,6 @@ from vla_razor.toy.train import (
     evaluate_checkpoints,
     finetune_group,
     load_or_pretrain_base,
-    parity_accuracy,
 )
 
 

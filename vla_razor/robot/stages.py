@@ -129,16 +129,14 @@ def run_pretrain(cfg: RobotConfig) -> StageResult:
     set_norm_stats(policy, stats_data.action_statistics(cfg.dataset_name), cfg.dataset_name)
     if ctx.is_main:
         _start(run, cfg, "pretrain", policy.model)
-    snapshot = None
-    if p.snapshot_every > 0:
-        if ctx.enabled:
-            raise ConfigError("pretrain.snapshot_every: not supported with several processes (torchrun)")
+    if p.snapshot_every > 0 and ctx.enabled:
+        raise ConfigError("pretrain.snapshot_every: not supported with several processes (torchrun)")
 
-        def snapshot(step: int) -> None:
-            save_policy(policy, run.path / "snapshots" / f"step_{step:06d}")
+    def snapshot(step: int) -> None:
+        save_policy(policy, run.path / "snapshots" / f"step_{step:06d}")
 
-    result = _train(run, cfg, "pretrain", policy, data, p.optim, on_update=snapshot, ctx=ctx,
-                    every=p.snapshot_every)
+    result = _train(run, cfg, "pretrain", policy, data, p.optim, ctx=ctx, every=p.snapshot_every,
+                    on_update=snapshot if p.snapshot_every > 0 else None)
     return StageResult(run.path, result.policy_dir, result)
 
 
