@@ -182,7 +182,7 @@ def _compare_frontiers(methods: dict[str, MethodSummary]) -> FrontierComparison:
     where = f"At new-task performance {level_text} (inside every method's near-frontier range)"
     if len(methods) == 2:
         upper, lower = ranked
-        above = sum(u > l for u, l in zip(values[upper], values[lower]))
+        above = sum(hi > lo for hi, lo in zip(values[upper], values[lower]))
         sentence = (f"{where}, the fitted frontier of {upper} lies above that of {lower} at {above} of "
                     f"{len(levels)} levels (mean prior-task performance {means[upper]:.3f} vs "
                     f"{means[lower]:.3f}, gap {means[upper] - means[lower]:+.3f}).")
