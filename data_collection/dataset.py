@@ -56,6 +56,16 @@ class DatasetError(ValueError):
     """A dataset file that is missing, truncated, or not one of ours; the message names the file."""
 
 
+def read_dataset_json(path: Path, missing: str) -> Any:
+    """A dataset's JSON file, or a DatasetError naming it: `missing` says what its absence means."""
+    if not path.is_file():
+        raise DatasetError(f"{path}: no such file; {missing}")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise DatasetError(f"{path}: not valid JSON ({err}); truncated?") from None
+
+
 @dataclass
 class EpisodeMeta:
     """One episode's index entry (everything but the arrays)."""
@@ -268,13 +278,8 @@ class DemoDataset:
     def __init__(self, root: str | Path):
         self.root = Path(root)
         index_path = self.root / TRAJECTORY_JSON
-        if not index_path.is_file():
-            raise DatasetError(f"{index_path}: no such file; {self.root} is not a demonstration dataset "
-                               "(make one with `python data_collection/rt1_grid.py --out DIR`)")
-        try:
-            index = json.loads(index_path.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as err:
-            raise DatasetError(f"{index_path}: not valid JSON ({err}); truncated?") from None
+        index = read_dataset_json(index_path, f"{self.root} is not a demonstration dataset (make one with "
+                                              "`python data_collection/rt1_grid.py --out DIR`)")
         if not isinstance(index, dict) or index.get("format") != FORMAT:
             raise DatasetError(f"{index_path}: not a vla-razor demonstration index (expected format {FORMAT!r}, "
                                f"got {index.get('format') if isinstance(index, dict) else type(index).__name__!r})")
@@ -336,14 +341,8 @@ class DemoDataset:
 
     def statistics(self) -> dict[str, Any]:
         """dataset_statistics.json ({name: {"action": ..., "proprio": ..., ...}})."""
-        path = self.root / STATISTICS_JSON
-        if not path.is_file():
-            raise DatasetError(f"{path}: no such file (collection not finished? rerun the collection command, "
-                               "which finishes by writing it)")
-        try:
-            return json.loads(path.read_text())
-        except json.JSONDecodeError as err:
-            raise DatasetError(f"{path}: not valid JSON ({err})") from None
+        return read_dataset_json(self.root / STATISTICS_JSON, "collection not finished? rerun the collection "
+                                                              "command, which finishes by writing it")
 
     def write_statistics(self, name: str) -> dict[str, Any]:
         """Computes the statistics over every episode and writes dataset_statistics.json."""

@@ -34,7 +34,8 @@ from typing import Any
 import numpy as np
 
 from data_collection.dataset import (
-    ACTION_DIM, DatasetError, DemoDataset, Episode, EpisodeMeta, episode_filename, write_episode, write_index,
+    ACTION_DIM, DatasetError, DemoDataset, Episode, EpisodeMeta, episode_filename, read_dataset_json, write_episode,
+    write_index,
 )
 
 SIDECAR = "meta/vla_razor.json"
@@ -155,12 +156,7 @@ def _open(src: Path) -> Any:
     from lerobot.datasets.lerobot_dataset import LeRobotDataset
 
     info = src / "meta" / "info.json"
-    if not info.is_file():
-        raise DatasetError(f"{info}: no such file; {src} is not a LeRobotDataset")
-    try:
-        info_json = json.loads(info.read_text())
-    except json.JSONDecodeError as err:
-        raise DatasetError(f"{info}: not valid JSON ({err})") from None
+    info_json = read_dataset_json(info, f"{src} is not a LeRobotDataset")
     if not str(info_json.get("codebase_version", "")).startswith("v3"):
         raise DatasetError(f"{info}: codebase_version {info_json.get('codebase_version')!r}, expected v3.x "
                            "(convert older datasets with lerobot's convert_dataset_v21_to_v30)")

@@ -25,7 +25,6 @@ The gripper stays un-normalized (mask false), as in OpenVLA.
 from __future__ import annotations
 
 import io
-import json
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +33,8 @@ from typing import Any, Callable, Iterator
 import numpy as np
 
 from data_collection.dataset import (
-    ACTION_DIM, DatasetError, DemoDataset, Episode, EpisodeMeta, episode_filename, write_episode, write_index,
+    ACTION_DIM, DatasetError, DemoDataset, Episode, EpisodeMeta, episode_filename, read_dataset_json, write_episode,
+    write_index,
 )
 
 DEFAULT_TEMPLATE = "{DATASET}-{SPLIT}.{FILEFORMAT}-{SHARD_X_OF_Y}"
@@ -238,15 +238,9 @@ class RLDSBuilder:
 
     def __init__(self, root: str | Path, transform: str = "", image_key: str = ""):
         self.root = Path(root)
-        info_path, features_path = self.root / "dataset_info.json", self.root / "features.json"
-        for p in (info_path, features_path):
-            if not p.is_file():
-                raise DatasetError(f"{p}: no such file; {self.root} is not a TFDS builder folder")
-        try:
-            self.info = json.loads(info_path.read_text())
-            self.features = json.loads(features_path.read_text())
-        except json.JSONDecodeError as err:
-            raise DatasetError(f"{info_path} or {features_path}: not valid JSON ({err})") from None
+        missing = f"{self.root} is not a TFDS builder folder"
+        self.info = read_dataset_json(self.root / "dataset_info.json", missing)
+        self.features = read_dataset_json(self.root / "features.json", missing)
         self.name: str = self.info.get("name") or self.root.parent.name
         self.transform = transform or self.name
         self.step_keys = self._step_feature_keys()
