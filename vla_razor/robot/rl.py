@@ -224,9 +224,8 @@ def rollout_logprobs(policy: Any, rows: Rows, batch_size: int) -> torch.Tensor:
     with torch.no_grad():
         for start in range(0, len(rows), batch_size):
             part = subset(rows, np.arange(start, min(start + batch_size, len(rows))))
-            logits = policy.action_logits(policy.encode(part.images, part.instructions), part.tokens.to(policy.device))
-            bins = policy.tokenizer.bin_index(part.tokens).to(logits.device)
-            out.append(core.token_logprobs(logits, bins).float().cpu())
+            inputs = policy.encode(part.images, part.instructions)
+            out.append(policy.token_logprobs(inputs, part.tokens.to(policy.device)).float().cpu())
     return torch.cat(out) if out else torch.zeros((0, 7))
 
 
