@@ -115,7 +115,8 @@ def main() -> None:
             print(f"{name + ' (open+1st epoch)':<40} {r['first_epoch_frames_per_s']:>10.0f} "
                   f"{r['open_s'] + r['first_epoch_s']:>9.1f}")
             print(f"{name + ' (later epochs)':<40} {r['later_epoch_frames_per_s']:>10.0f}")
-    out = {"frames": frames, "episodes": args.episodes, "steps": args.steps, "image_px": args.size,
+    out = {"command": "python " + " ".join(sys.argv), "frames": frames, "episodes": args.episodes, "steps": args.steps,
+           "image_px": args.size,
            "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
            "note": "2 CPU cores shared with other work; lerobot runs in .venv-lerobot (lerobot 0.4.4), RLDS is read "
                    "by data_collection/rlds.py without TensorFlow; the SFT loader converts a foreign format once "
