@@ -29,6 +29,8 @@ from vla_razor.runs import CorruptFileError, atomic_write_bytes, read_json_file
 
 PROBES = ("open_drawer", "close_drawer")
 KL_OBSERVATIONS = "kl_observations.npz"
+SAMPLING_NOISE = "per episode: (eval.seed, task, placement, env seed, step)"
+"""How sampled evaluations key their noise (stamped in base_eval.json's settings)."""
 
 
 @dataclass
@@ -42,8 +44,9 @@ class EvalSpec:
     backend: str = "embedded"
     """Whose pick-can region the placements are drawn from."""
     temperature: float = 0.0
-    """Decoding of the evaluated policies: 0 greedy; > 0 samples each row from its own (seed, episode, step)
-    noise, so the same policy gives the same episodes (the success of the policy's own distribution, which is
+    """Decoding of the evaluated policies: 0 greedy; > 0 samples each row from its own (seed, episode identity,
+    step) noise (vla_razor.robot.rl.episode_key: task, placement, env seed), so the same policy gives the same
+    episodes, whatever else is evaluated beside them (the success of the policy's own distribution, which is
     what on-policy RL maximizes)."""
     pick_can_points: np.ndarray | None = None
     """[P, 2] placements pick-can is evaluated at, cycled over the episodes (None: drawn uniformly)."""
@@ -293,6 +296,8 @@ class Evaluator:
                          "backend": cfg.backend, "base_fingerprint": base_fingerprint(cfg.base)}
         if points is not None:
             self.settings["pick_can_grid"] = list(cfg.rl.grid)
+        if e.temperature > 0:  # sampled episodes: base results made while noise followed list positions are redone
+            self.settings["sampling_noise"] = SAMPLING_NOISE
         self._check_same_base(cfg.experiment_dir / BASE_EVAL)
         if not 1 <= cfg.pipeline_groups <= max(1, cfg.workers):
             raise ConfigError(f"pipeline_groups ({cfg.pipeline_groups}) must be from 1 to workers ({cfg.workers}; 0 "
