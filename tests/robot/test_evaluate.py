@@ -127,3 +127,36 @@ def test_drawer_episodes_sample_the_same_with_other_episodes_evaluated_before_th
     for first, second in zip(alone, behind):
         assert first.spec == second.spec and first.steps == second.steps == 3
         np.testing.assert_array_equal(first.trajectory.actions, second.trajectory.actions)
+
+
+def test_kl_frames_made_in_another_world_are_refused(policies, tmp_path):
+    """The KL frames are stamped with everything that shaped the base's rollouts; a set made with another physics
+    or norm_stats key (or by a version that did not record them) is refused, naming the field, and one made with
+    these settings is used."""
+    from vla_razor.config import ConfigError
+    from vla_razor.robot.evaluate import KL_OBSERVATIONS, Evaluator
+    from vla_razor.robot.stages import load_robot_config
+
+    base, _ = policies
+    cfg = load_robot_config(None, {"runs_dir": tmp_path, "experiment": "e", "base": tmp_path / "base", "workers": 0,
+                                   "camera_size": 32})
+    cfg.experiment_dir.mkdir(parents=True)
+    evaluator = Evaluator(cfg, base)
+    wanted = evaluator.kl_settings()
+    assert wanted["sim_backend"] == "physx_cpu" and wanted["dataset_name"] == "vla_razor_embedded"
+    obs = _observations(base)
+    path = cfg.experiment_dir / KL_OBSERVATIONS
+    for changed, said in (({"sim_backend": "physx_cuda"}, "sim_backend 'physx_cuda' there, 'physx_cpu' here"),
+                          ({"dataset_name": "fractal20220817_data"}, "dataset_name 'fractal20220817_data' there"),
+                          ({"dataset_name": None}, "dataset_name 'not recorded' there")):
+        settings = {**wanted, **changed}
+        obs.settings = {k: v for k, v in settings.items() if v is not None}
+        obs.save(path)
+        evaluator._obs = None
+        with pytest.raises(ConfigError, match=f"{KL_OBSERVATIONS}.*{said}"):
+            evaluator.kl_observations()
+    obs.settings = wanted
+    obs.save(path)
+    evaluator._obs = None
+    assert evaluator.kl_observations().settings == wanted
+    evaluator.close()

@@ -293,7 +293,8 @@ class Evaluator:
         self.spec = EvalSpec(e.pick_can_episodes, e.probe_episodes, e.seed, e.max_steps, cfg.backend, e.temperature,
                              points, e.heldout_episodes)
         self.settings = {"eval": to_dict(e), "camera_size": cfg.camera_size, "base": str(cfg.base),
-                         "backend": cfg.backend, "base_fingerprint": base_fingerprint(cfg.base)}
+                         "backend": cfg.backend, "base_fingerprint": base_fingerprint(cfg.base),
+                         **self._world(cfg)}
         if points is not None:
             self.settings["pick_can_grid"] = list(cfg.rl.grid)
         if e.temperature > 0:  # sampled episodes: base results made while noise followed list positions are redone
@@ -330,13 +331,22 @@ class Evaluator:
                 f"(weights fingerprint {self.settings['base_fingerprint']}, the experiment's {saved}, see {path}); "
                 "use another --experiment for this base, or delete that experiment folder to start it again")
 
+    @staticmethod
+    def _world(cfg: Any) -> dict[str, Any]:
+        """What else shapes the base's rollouts: how its tokens become actions (the norm_stats key), the physics,
+        and SimplerEnv's env options."""
+        world: dict[str, Any] = {"dataset_name": cfg.dataset_name, "sim_backend": cfg.sim_backend}
+        if cfg.backend == "simpler":
+            world["simpler_env_kwargs"] = dict(cfg.simpler_env_kwargs)
+        return world
+
     def kl_settings(self) -> dict[str, Any]:
         """What the experiment's KL frames depend on (stamped in kl_observations.npz)."""
         e = self.cfg.eval
         return {"kl_episodes": e.kl_episodes, "kl_frames_per_episode": e.kl_frames_per_episode,
                 "kl_samples_per_frame": e.kl_samples_per_frame, "seed": e.seed, "max_steps": e.max_steps,
                 "backend": self.cfg.backend, "camera_size": self.cfg.camera_size,
-                "base_fingerprint": self.settings["base_fingerprint"]}
+                "base_fingerprint": self.settings["base_fingerprint"], **self._world(self.cfg)}
 
     def kl_observations(self) -> KLObservations:
         """The experiment's KL frames: loaded when made with this config's settings (a mismatch is refused, not
@@ -348,7 +358,8 @@ class Evaluator:
             wanted = self.kl_settings()
             if path.is_file():
                 obs = KLObservations.load(path)
-                differ = {k: (obs.settings.get(k), v) for k, v in wanted.items() if obs.settings.get(k) != v}
+                differ = {k: (obs.settings.get(k, "not recorded"), v) for k, v in wanted.items()
+                          if obs.settings.get(k) != v}
                 if differ:
                     said = ", ".join(f"{k} {saved!r} there, {now!r} here" for k, (saved, now) in differ.items())
                     raise ConfigError(f"{path}: the experiment's KL frames were made with other settings ({said}); "
