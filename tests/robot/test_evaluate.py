@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from vla_razor.policies.openvla import OpenVLAConfig
-from vla_razor.policies.openvla.kl import chain_rule_kl_terms
+from vla_razor.policies.openvla.kl import chain_rule_kl_terms, mean_and_se
 from vla_razor.policies.openvla.policy import OpenVLAPolicy
 from vla_razor.robot.evaluate import KLObservations, _sample_prefixes, kl_to_base, pick_can_specs
 from vla_razor.robot.rl import episode_key
@@ -56,8 +56,15 @@ def test_kl_is_the_chain_rule_over_actions_sampled_from_the_base(policies, tmp_p
     assert got["forward_kl"] == pytest.approx(float(per_frame.mean()), rel=1e-4)
     assert got["forward_kl_se"] == pytest.approx(float(per_frame.std()) / 5 ** 0.5, rel=1e-3)
     assert got["forward_kl"] > 0 and got["reverse_kl"] > 0 and 0 < got["tv"] <= 1
+    obs.episodes = np.array([0, 0, 1, 1, 2])  # frames 0-1 and 2-3 from one rollout each: the error is clustered
+    clustered = kl_to_base(None, other, obs)
+    assert clustered["forward_kl"] == pytest.approx(got["forward_kl"])
+    assert clustered["forward_kl_se"] == pytest.approx(mean_and_se(terms.view(5, 3), torch.tensor(obs.episodes))[1],
+                                                       rel=1e-3)
     obs.save(tmp_path / "obs.npz")
-    again = kl_to_base(None, other, KLObservations.load(tmp_path / "obs.npz"))  # the base is needed for reverse only
+    loaded = KLObservations.load(tmp_path / "obs.npz")
+    assert loaded.episodes.tolist() == [0, 0, 1, 1, 2]
+    again = kl_to_base(None, other, loaded)  # the base is needed for reverse only
     assert again["forward_kl"] == pytest.approx(got["forward_kl"]) and "reverse_kl" not in again
     itself = kl_to_base(base, base, obs)
     for name in ("forward_kl", "reverse_kl", "tv"):

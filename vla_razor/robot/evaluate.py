@@ -121,6 +121,9 @@ class KLObservations:
     """float32 [N, K, 7, n_bins]: the base's teacher-forced logits on `tokens`. The base never changes within an
     experiment, so they are computed once (`kl_to_base` fills them in when absent) and a forward KL then costs
     one forward of the fine-tuned policy."""
+    episodes: np.ndarray | None = None
+    """int64 [N]: the rollout each frame was taken from (frames of one rollout are not independent draws, so the
+    standard errors are clustered by it); None: each frame its own."""
 
     def save(self, path: Path) -> None:
         import io
@@ -131,6 +134,8 @@ class KLObservations:
                   "settings": np.asarray(json.dumps(self.settings, sort_keys=True))}
         if self.base_logits is not None:
             arrays["base_logits"] = self.base_logits
+        if self.episodes is not None:
+            arrays["episodes"] = np.asarray(self.episodes, dtype=np.int64)
         np.savez_compressed(buffer, **arrays)
         atomic_write_bytes(path, buffer.getvalue())
 
@@ -143,8 +148,9 @@ class KLObservations:
                 if "settings" not in f.files or f["tokens"].ndim != 3:
                     raise ValueError("made by an older version (one greedy prefix per frame, no settings)")
                 base_logits = f["base_logits"] if "base_logits" in f.files else None
+                episodes = f["episodes"] if "episodes" in f.files else None
                 return cls(f["images"], [str(s) for s in f["instructions"]], f["tokens"],
-                           json.loads(str(f["settings"])), base_logits)
+                           json.loads(str(f["settings"])), base_logits, episodes)
         except (OSError, KeyError, ValueError, zipfile.BadZipFile, EOFError) as err:
             raise CorruptFileError(f"{path}: not a KL observation set ({type(err).__name__}: {err}); delete it to "
                                    "make a new one") from None
@@ -159,14 +165,15 @@ def make_kl_observations(base: Any, rollout: Any, n_episodes: int, per_episode: 
         raise ValueError(f"eval.kl_samples_per_frame: expected >= 1, got {samples}")
     results = rollout.run(PolicyActor(base, temperature=0.0), pick_can_specs(n_episodes, seed + 7, max_steps, backend),
                           record=True, progress=progress)
-    images, instructions = [], []
-    for r in results:
+    images, instructions, episodes = [], [], []
+    for e, r in enumerate(results):
         t = r.trajectory
         steps = np.unique(np.linspace(0, len(t.actions) - 1, per_episode).round().astype(int))
         images += [t.images[s] for s in steps]
         instructions += [t.instruction] * len(steps)
+        episodes += [e] * len(steps)
     tokens = _sample_prefixes(base, images, instructions, samples, seed)
-    obs = KLObservations(np.stack(images), instructions, tokens.numpy(), settings)
+    obs = KLObservations(np.stack(images), instructions, tokens.numpy(), settings, episodes=np.asarray(episodes))
     obs.base_logits = base_action_logits(base, obs)
     return obs
 
@@ -211,7 +218,7 @@ def base_action_logits(base: Any, obs: KLObservations, batch_size: int = 32) -> 
 @torch.no_grad()
 def kl_to_base(base: Any, policy: Any, obs: KLObservations, batch_size: int = 32) -> dict[str, float]:
     """Divergences of `policy` from the base over whole 7-token actions, averaged over the observation set, each
-    with its standard error over frames (`<name>_se`; vla_razor/policies/openvla/kl.py):
+    with its standard error over frames, clustered by rollout (`<name>_se`; vla_razor/policies/openvla/kl.py):
     - forward_kl, KL(pi0 || pi): the chain rule over the stored actions sampled from the base;
     - tv: total variation of the two action distributions, from the same actions;
     - reverse_kl, KL(pi || pi0): the chain rule over K actions per frame sampled from `policy` (noise fixed by
@@ -225,15 +232,17 @@ def kl_to_base(base: Any, policy: Any, obs: KLObservations, batch_size: int = 32
     base_logits = torch.from_numpy(obs.base_logits)
     logits = _teacher_forced(policy, obs.images, obs.instructions, tokens, batch_size)
     bins = policy.tokenizer.bin_index(tokens)
+    clusters = None if obs.episodes is None else torch.as_tensor(obs.episodes)
     out: dict[str, float] = {}
-    out["forward_kl"], out["forward_kl_se"] = mean_and_se(chain_rule_kl_terms(base_logits, logits))
-    out["tv"], out["tv_se"] = mean_and_se(action_tv_terms(base_logits, logits, bins))
+    out["forward_kl"], out["forward_kl_se"] = mean_and_se(chain_rule_kl_terms(base_logits, logits), clusters)
+    out["tv"], out["tv_se"] = mean_and_se(action_tv_terms(base_logits, logits, bins), clusters)
     if base is not None:
         own = _sample_prefixes(policy, list(obs.images), obs.instructions, tokens.shape[1],
                                int(obs.settings.get("seed", 0)) + 1, batch_size)
         own_logits = _teacher_forced(policy, obs.images, obs.instructions, own, batch_size)
         base_on_own = _teacher_forced(base, obs.images, obs.instructions, own, batch_size)
-        out["reverse_kl"], out["reverse_kl_se"] = mean_and_se(chain_rule_kl_terms(own_logits, base_on_own))
+        out["reverse_kl"], out["reverse_kl_se"] = mean_and_se(chain_rule_kl_terms(own_logits, base_on_own),
+                                                              clusters)
     return out
 
 
