@@ -2,7 +2,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from vla_razor.analysis.plots import (METHOD_COLORS, method_color, plot_forgetting_vs, plot_new_task_vs,
+import numpy as np
+
+from vla_razor.analysis.plots import (METHOD_COLORS, fit_label, method_color, plot_forgetting_vs, plot_new_task_vs,
                                      plot_tradeoff)
 from vla_razor.analysis.runs import load_points
 
@@ -35,3 +37,16 @@ def test_runs_stopped_at_a_kl_budget_are_marked_on_the_tradeoff(planted_runs: Pa
     final.hparams = {**final.hparams, "kl_budget": 0.1}
     marked = plot_tradeoff(points, tmp_path / "marked.png").read_bytes()
     assert plain != marked, "the budgeted run's ring (and its legend entry) changes the figure"
+
+
+def test_the_fit_label_gives_runs_points_and_the_leave_one_run_out_r2() -> None:
+    """The forgetting plot's R^2 never stands alone: in-sample and held-out runs' R^2, with runs and points."""
+    x = np.linspace(0.0, 2.0, 12)
+    y = 0.3 * x**2 + np.random.default_rng(1).normal(0, 0.3, x.size)
+    runs = list(np.repeat(["a", "b", "c", "d"], 3))
+    from vla_razor.analysis.fits import leave_one_run_out_r2, poly_fit
+
+    label = fit_label(x, y, runs)
+    assert f"R$^2$ = {poly_fit(x, y).r2:.3f}" in label and "4 runs, 12 points" in label
+    assert f"leave-one-run-out {leave_one_run_out_r2(x, y, runs):.3f}" in label
+    assert "leave-one-run-out n/a; 1 runs, 12 points" in fit_label(x, y, ["one"] * 12)

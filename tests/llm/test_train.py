@@ -66,6 +66,32 @@ def test_grpo_micro_batches_give_the_full_batch_loss(tiny_loaded, loss_type):
     assert torch.allclose(_grads(model, parts), _grads(model, [expected]), atol=1e-6)
 
 
+def test_grpo_at_a_temperature_scores_samples_with_tempered_log_probs(tiny_loaded):
+    """Rollouts drawn at sampling.temperature T come from softmax(logits / T): the loss, its gradient and the old
+    log-probs of the clipping ratio are those of that distribution (at T = 1 nothing changes)."""
+    tokenizer, model = tiny_loaded
+    model = copy.deepcopy(model).train()
+    cfg = _grpo(model, tokenizer, mu=2).cfg
+    cfg.sampling.temperature = 0.5
+    cfg.grpo.optim.micro_batch_size = 4  # one micro batch: the full batch's layout
+    trainer = GRPO(cfg, ArithmeticTask(1, 2, 4, 4, 0), tokenizer, model, model, torch.device("cpu"))
+    adv = torch.tensor([1.0, -0.5, 0.25, -1.0])
+    full = _full_batch(tokenizer.pad_token_id)
+    with torch.no_grad():
+        tempered_old = token_logprobs(full.logits(model) / 0.5, full.targets, mask=full.target_mask)
+    [old] = trainer.old_logprobs(SEQS)
+    assert torch.allclose(old[full.target_mask], tempered_old[full.target_mask], atol=1e-5)
+    shifted = old + 0.3 * full.target_mask  # the policy moved since the rollout: ratios != 1, clipping in play
+    parts = list(trainer.micro_losses(SEQS, adv, [shifted], n_total=4, tokens_total=11))
+    expected = grpo_loss(full.logits(model) / 0.5, full.targets, full.target_mask, adv, shifted, loss_type="dr_grpo",
+                         max_tokens=8)
+    untempered = grpo_loss(full.logits(model), full.targets, full.target_mask, adv, shifted, loss_type="dr_grpo",
+                           max_tokens=8)
+    assert float(sum(parts)) == pytest.approx(float(expected), abs=1e-6)
+    assert abs(float(expected) - float(untempered)) > 1e-3, "the test needs the temperature to matter"
+    assert torch.allclose(_grads(model, parts), _grads(model, [expected]), atol=1e-6)
+
+
 def test_a_grpo_update_moves_probability_towards_rewarded_samples(tiny_loaded):
     tokenizer, model = tiny_loaded
     model = copy.deepcopy(model).train()

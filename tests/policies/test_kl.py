@@ -95,3 +95,25 @@ def test_identical_policies_and_hand_computed_single_dimension():
     tv = action_tv_terms(p.expand(2, 1, 2), q.expand(2, 1, 2), torch.tensor([[0], [1]]))
     assert float(0.25 * tv[0] + 0.75 * tv[1]) == pytest.approx(0.25, abs=1e-6)
     assert mean_and_se(torch.ones(1, 3)) == (1.0, 0.0)
+
+
+def test_standard_error_clustered_by_rollout_does_not_count_a_rollout_s_frames_as_independent():
+    """Frames of one rollout that carry the same value are one observation, not k: clustered by rollout, the error
+    is the spread of the C rollouts' means / sqrt(C) (hand-computed), not the frames' std / sqrt(C k); each frame
+    its own cluster gives the frames' std / sqrt(N)."""
+    rollout_means = torch.tensor([0.2, 1.0, 0.5, 0.9], dtype=torch.float64)
+    k = 5
+    terms = rollout_means.repeat_interleave(k).unsqueeze(1).expand(-1, 3)  # [20 frames, 3 samples]
+    clusters = torch.arange(4).repeat_interleave(k)
+    mean, se = mean_and_se(terms, clusters)
+    assert mean == pytest.approx(float(rollout_means.mean()))
+    assert se == pytest.approx(float(rollout_means.std()) / 2.0, rel=1e-9)
+    _, naive = mean_and_se(terms)
+    assert naive == pytest.approx(float(terms[:, 0].std()) / math.sqrt(20), rel=1e-9) and naive < 0.6 * se
+    # frames of one rollout spread around its mean: the cluster-robust formula by hand
+    rng = torch.Generator().manual_seed(0)
+    noisy = terms + 0.1 * torch.randn(terms.shape, generator=rng, dtype=torch.float64)
+    per_frame = noisy.mean(1)
+    sums = torch.stack([(per_frame[clusters == c] - per_frame.mean()).sum() for c in range(4)])
+    assert mean_and_se(noisy, clusters)[1] == pytest.approx(math.sqrt(4 / 3 * float((sums**2).sum())) / 20)
+    assert mean_and_se(noisy, torch.zeros(20))[1] == 0.0  # one rollout: no spread over x to estimate

@@ -4,15 +4,17 @@ logits are computed once and stored)."""
 from __future__ import annotations
 
 import copy
+import dataclasses
 
 import numpy as np
 import pytest
 import torch
 
 from vla_razor.policies.openvla import OpenVLAConfig
-from vla_razor.policies.openvla.kl import chain_rule_kl_terms
+from vla_razor.policies.openvla.kl import chain_rule_kl_terms, mean_and_se
 from vla_razor.policies.openvla.policy import OpenVLAPolicy
-from vla_razor.robot.evaluate import KLObservations, _sample_prefixes, kl_to_base
+from vla_razor.robot.evaluate import KLObservations, _sample_prefixes, kl_to_base, pick_can_specs
+from vla_razor.robot.rl import episode_key
 
 
 @pytest.fixture(scope="module")
@@ -54,8 +56,15 @@ def test_kl_is_the_chain_rule_over_actions_sampled_from_the_base(policies, tmp_p
     assert got["forward_kl"] == pytest.approx(float(per_frame.mean()), rel=1e-4)
     assert got["forward_kl_se"] == pytest.approx(float(per_frame.std()) / 5 ** 0.5, rel=1e-3)
     assert got["forward_kl"] > 0 and got["reverse_kl"] > 0 and 0 < got["tv"] <= 1
+    obs.episodes = np.array([0, 0, 1, 1, 2])  # frames 0-1 and 2-3 from one rollout each: the error is clustered
+    clustered = kl_to_base(None, other, obs)
+    assert clustered["forward_kl"] == pytest.approx(got["forward_kl"])
+    assert clustered["forward_kl_se"] == pytest.approx(mean_and_se(terms.view(5, 3), torch.tensor(obs.episodes))[1],
+                                                       rel=1e-3)
     obs.save(tmp_path / "obs.npz")
-    again = kl_to_base(None, other, KLObservations.load(tmp_path / "obs.npz"))  # the base is needed for reverse only
+    loaded = KLObservations.load(tmp_path / "obs.npz")
+    assert loaded.episodes.tolist() == [0, 0, 1, 1, 2]
+    again = kl_to_base(None, other, loaded)  # the base is needed for reverse only
     assert again["forward_kl"] == pytest.approx(got["forward_kl"]) and "reverse_kl" not in again
     itself = kl_to_base(base, base, obs)
     for name in ("forward_kl", "reverse_kl", "tv"):
@@ -71,23 +80,27 @@ def test_kl_frames_of_an_older_format_are_refused(tmp_path):
 
 
 def test_evaluation_samples_reproducibly_at_a_temperature(policies):
-    """eval.temperature > 0: each row's action is drawn from its own (seed, episode, step) noise, so an evaluation
-    is repeatable and a row's action does not depend on its batch; temperature 0 is the greedy action."""
+    """eval.temperature > 0: each row's action is drawn from its own (seed, episode identity, step) noise, so an
+    evaluation is repeatable and a row's action depends neither on its batch nor on the episode's position in the
+    evaluated list; temperature 0 is the greedy action."""
     from envs.rollout import ObsBatch
-    from vla_razor.robot.evaluate import EvalSpec, evaluation_actor
+    from vla_razor.robot.evaluate import EvalSpec, evaluation_actor, probe_specs
 
     base, _ = policies
     size = base.config.image_sizes[0]
     images = np.random.default_rng(1).integers(0, 256, (4, size, size, 3), dtype=np.uint8)
+    specs = probe_specs("open_drawer", 4, seed=3)
 
-    def batch(rows: list[int]) -> ObsBatch:
+    def batch(rows: list[int], offset: int = 0) -> ObsBatch:
         return ObsBatch(images=images[rows], proprio=np.zeros((len(rows), 16), np.float32),
                         instructions=["pick coke can"] * len(rows), steps=np.array(rows) % 2,
-                        episodes=np.array(rows), specs=[None] * len(rows))
+                        episodes=np.array(rows) + offset, specs=[specs[r] for r in rows])
 
     sampled = evaluation_actor(base, EvalSpec(temperature=1.0))(batch([0, 1, 2, 3]))
     np.testing.assert_array_equal(sampled, evaluation_actor(base, EvalSpec(temperature=1.0))(batch([0, 1, 2, 3])))
     np.testing.assert_array_equal(sampled[2:], evaluation_actor(base, EvalSpec(temperature=1.0))(batch([2, 3])))
+    # the same episodes behind 10 others in the evaluated list (e.g. held-out pick-can placements added first)
+    np.testing.assert_array_equal(sampled, evaluation_actor(base, EvalSpec(temperature=1.0))(batch([0, 1, 2, 3], 10)))
     greedy = evaluation_actor(base, EvalSpec())(batch([0, 1, 2, 3]))
     with torch.no_grad():
         expected = base.sample(base.encode(list(images), ["pick coke can"] * 4), temperature=0.0).actions
@@ -95,3 +108,62 @@ def test_evaluation_samples_reproducibly_at_a_temperature(policies):
     assert not np.allclose(sampled, greedy)  # a random tiny model's bins are far from one-hot
     other_seed = evaluation_actor(base, EvalSpec(temperature=1.0, seed=7))(batch([0, 1, 2, 3]))
     assert not np.allclose(sampled, other_seed)
+    # another episode (another env seed, or the same seed at another placement) draws other noise
+    moved = [dataclasses.replace(s, seed=s.seed + 1) for s in specs]
+    elsewhere = ObsBatch(images=images, proprio=np.zeros((4, 16), np.float32), instructions=["pick coke can"] * 4,
+                         steps=np.arange(4) % 2, episodes=np.arange(4), specs=moved)
+    assert not np.allclose(sampled, evaluation_actor(base, EvalSpec(temperature=1.0))(elsewhere))
+    a, b = pick_can_specs(1, seed=0)[0], pick_can_specs(1, seed=1)[0]
+    assert episode_key(a) != episode_key(dataclasses.replace(a, options=b.options))
+    assert episode_key(a) == episode_key(dataclasses.replace(a, max_steps=3))  # a shorter cap: the same episode
+
+
+def test_drawer_episodes_sample_the_same_with_other_episodes_evaluated_before_them(policies):
+    """Adding held-out pick-can episodes to an evaluation (they come first in its list) leaves every sampled drawer
+    episode as it was, action for action: its noise follows the episode, not its index in the list."""
+    from envs.rollout import ParallelRollout
+    from vla_razor.robot.evaluate import EvalSpec, evaluation_actor, probe_specs
+
+    base, _ = policies
+    drawers = probe_specs("open_drawer", 2, seed=1000, max_steps=3)
+    heldout = pick_can_specs(2, seed=1001, max_steps=2)
+    actor = evaluation_actor(base, EvalSpec(temperature=1.0))
+    with ParallelRollout(0, camera_size=base.config.image_sizes[0]) as rollout:
+        alone = rollout.run(actor, drawers, record=True)
+        behind = rollout.run(actor, [*heldout, *drawers], record=True)[len(heldout):]
+    for first, second in zip(alone, behind):
+        assert first.spec == second.spec and first.steps == second.steps == 3
+        np.testing.assert_array_equal(first.trajectory.actions, second.trajectory.actions)
+
+
+def test_kl_frames_made_in_another_world_are_refused(policies, tmp_path):
+    """The KL frames are stamped with everything that shaped the base's rollouts; a set made with another physics
+    or norm_stats key (or by a version that did not record them) is refused, naming the field, and one made with
+    these settings is used."""
+    from vla_razor.config import ConfigError
+    from vla_razor.robot.evaluate import KL_OBSERVATIONS, Evaluator
+    from vla_razor.robot.stages import load_robot_config
+
+    base, _ = policies
+    cfg = load_robot_config(None, {"runs_dir": tmp_path, "experiment": "e", "base": tmp_path / "base", "workers": 0,
+                                   "camera_size": 32})
+    cfg.experiment_dir.mkdir(parents=True)
+    evaluator = Evaluator(cfg, base)
+    wanted = evaluator.kl_settings()
+    assert wanted["sim_backend"] == "physx_cpu" and wanted["dataset_name"] == "vla_razor_embedded"
+    obs = _observations(base)
+    path = cfg.experiment_dir / KL_OBSERVATIONS
+    for changed, said in (({"sim_backend": "physx_cuda"}, "sim_backend 'physx_cuda' there, 'physx_cpu' here"),
+                          ({"dataset_name": "fractal20220817_data"}, "dataset_name 'fractal20220817_data' there"),
+                          ({"dataset_name": None}, "dataset_name 'not recorded' there")):
+        settings = {**wanted, **changed}
+        obs.settings = {k: v for k, v in settings.items() if v is not None}
+        obs.save(path)
+        evaluator._obs = None
+        with pytest.raises(ConfigError, match=f"{KL_OBSERVATIONS}.*{said}"):
+            evaluator.kl_observations()
+    obs.settings = wanted
+    obs.save(path)
+    evaluator._obs = None
+    assert evaluator.kl_observations().settings == wanted
+    evaluator.close()

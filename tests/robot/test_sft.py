@@ -21,7 +21,7 @@ from tests.conftest import kill_after_checkpoint
 REPO = Path(__file__).resolve().parents[2]
 TINY = ["--pretrain.policy_config", str(REPO / "configs/policy_tiny.yaml"), "--progress", "false", "--wandb", "off",
         "--threads", "1", "--camera_size", "32", "--workers", "0"]
-SMALL_EVAL = ["--eval.pick_can_episodes", "2", "--eval.probe_episodes", "1", "--eval.kl_episodes", "1",
+SMALL_EVAL = ["--eval.pick_can_episodes", "2", "--eval.probe_episodes", "1", "--eval.kl_episodes", "2",
               "--eval.kl_frames_per_episode", "3", "--eval.max_steps", "6"]
 
 
@@ -152,7 +152,8 @@ def test_pretrain_then_sft_from_the_cli(demo_dirs: dict[str, Path], tmp_path: Pa
     base_eval = json.loads((runs / "e" / "base_eval.json").read_text())["results"]
     assert base_eval["forward_kl"] == 0.0 and base_eval["tv"] == 0.0  # the base against itself
     frames = np.load(runs / "e" / "kl_observations.npz")
-    assert frames["images"].shape == (3, 32, 32, 3) and frames["tokens"].shape == (3, 4, 7)  # 4 base samples a frame
+    assert frames["images"].shape == (6, 32, 32, 3) and frames["tokens"].shape == (6, 4, 7)  # 4 base samples a frame
+    assert frames["episodes"].tolist() == [0, 0, 0, 1, 1, 1]  # 3 frames of each of 2 rollouts: the SE's clusters
     assert json.loads(str(frames["settings"]))["kl_samples_per_frame"] == 4
     assert "pick_can" in out and "forward KL" in out
     assert cli(args) == 0 and "already finished" in capsys.readouterr().out

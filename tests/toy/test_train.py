@@ -179,6 +179,8 @@ def test_cli_sweep_and_report_end_to_end(tmp_path, capsys):
     report_dir = tmp_path / "runs" / "cli" / "report"
     summary = json.loads((report_dir / "summary.json").read_text())
     assert summary["runs"] == 4 and set(summary["r2"]) >= {"forward_kl", "weight_l1", "activation_l2"}
+    assert summary["r2_n_runs"]["forward_kl"] == 4 and summary["r2_n"]["forward_kl"] > 4  # mid-training points too
+    assert set(summary["r2_loro"]) == set(summary["r2"])
     assert (report_dir / "report.html").is_file() and (report_dir / "tradeoff.png").stat().st_size > 1000
 
     # The forecast from this sweep, then a new run given it logs, at every checkpoint, the retention it predicts

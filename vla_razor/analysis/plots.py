@@ -17,7 +17,7 @@ import matplotlib.pyplot as plt  # noqa: E402  (backend must be chosen first)
 import numpy as np  # noqa: E402
 from matplotlib.axes import Axes  # noqa: E402
 
-from vla_razor.analysis.fits import poly_fit  # noqa: E402
+from vla_razor.analysis.fits import leave_one_run_out_r2, poly_fit  # noqa: E402
 from vla_razor.analysis.pareto import fit_exponential, near_frontier  # noqa: E402
 from vla_razor.analysis.runs import Point, by_method  # noqa: E402
 
@@ -85,6 +85,17 @@ def plot_tradeoff(points: list[Point], path: Path, tol: float = 0.02) -> Path:
     return Path(path)
 
 
+def fit_label(x: np.ndarray, y: np.ndarray, runs: list[str], degree: int = 2) -> str:
+    """In-sample and leave-one-run-out R^2 of the pooled fit with the runs and points they rest on (an R^2 over a
+    handful of runs says little, so it is never shown without them)."""
+    def fmt(value: float) -> str:
+        return f"{value:.3f}" if math.isfinite(value) else "n/a"
+
+    fit = poly_fit(x, y, degree)
+    loro = leave_one_run_out_r2(x, y, runs, degree)
+    return (f"R$^2$ = {fmt(fit.r2)}, leave-one-run-out {fmt(loro)}; {len(set(runs))} runs, {fit.n} points")
+
+
 def plot_forgetting_vs(points: list[Point], predictor: str, path: Path) -> Path:
     """Figure 3-middle: forgetting (y) vs ``predictor`` (x), one 2nd-degree fit pooled over methods.
 
@@ -101,10 +112,10 @@ def plot_forgetting_vs(points: list[Point], predictor: str, path: Path) -> Path:
         y = np.array([p.forgetting for p in usable])
         fit = poly_fit(x, y, degree=2)
         grid = np.linspace(x.min(), x.max(), 200)
+        label = fit_label(x, y, [p.run for p in usable])
+        axes.plot(grid, fit(grid), color="black", linewidth=1.8, label=f"quadratic fit, all methods ({label})")
         r2_text = f"{fit.r2:.3f}" if math.isfinite(fit.r2) else "n/a"
-        axes.plot(grid, fit(grid), color="black", linewidth=1.8,
-                  label=f"quadratic fit, all methods (R$^2$ = {r2_text}, n = {fit.n})")
-        title += f" (pooled R$^2$ = {r2_text})"
+        title += f" (pooled R$^2$ = {r2_text}, {len(set(p.run for p in usable))} runs)"
     axes.set_xlabel(predictor)
     axes.set_ylabel("forgetting (base prior - prior, mean over probes)")
     axes.set_title(title, fontsize=10)

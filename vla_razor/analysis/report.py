@@ -293,7 +293,7 @@ def _forecast_blocks(forecast: dict[str, Any] | None) -> list[Block]:
     c2, c1, c0 = forecast["coeffs"]
     return [("h2", "Forecast: retention from forward KL"),
             ("p", f"retention = {c0:.4g} {c1:+.4g} KL {c2:+.4g} KL^2, fitted on every point of {forecast['runs']} runs "
-                  f"(R^2 {_fmt(forecast['r2'])}, forward KL {forecast['kl_range'][0]:.3g} to "
+                  f"(R^2 {_fmt(forecast['r2'])} over {forecast['points']} points, forward KL {forecast['kl_range'][0]:.3g} to "
                   f"{forecast['kl_range'][1]:.3g}). Forecasting runs it was not fitted on ({forecast['folds']} folds of "
                   f"runs, each predicted by the fit on the others, at each of their points): mean absolute error "
                   f"{_fmt(forecast['holdout_mae'])} ({_fmt(forecast['holdout_mae_final'])} on final models), against "

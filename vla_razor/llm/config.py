@@ -41,7 +41,8 @@ class SamplingConfig:
     """How completions are generated (rollouts, evaluation, KL responses, SimPO negatives)."""
 
     max_new_tokens: int = option(128, "completion length cap (the Dr. GRPO loss divides by it)", ge=1)
-    temperature: float = option(1.0, "sampling temperature of on-policy rollouts (evaluation is greedy)", gt=0)
+    temperature: float = option(1.0, "sampling temperature of on-policy rollouts (evaluation is greedy); GRPO / 1-0 "
+                                     "Reinforce score the samples with log-probs at the same temperature", gt=0)
     batch_size: int = option(64, "sequences per generate call", ge=1)
 
 

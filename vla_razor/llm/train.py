@@ -6,7 +6,8 @@ batches whose losses are weighted so that the sum is the loss of the whole batch
 
   sft       core.sft_loss on the task's solutions (token mean over the batch)
   grpo      core.grpo_loss with group-normalized advantages; `mu` updates per generation, clipped against
-            the generation's log-probs when mu > 1; Dr. GRPO aggregation by default (paper, Table 2)
+            the generation's log-probs when mu > 1; Dr. GRPO aggregation by default (paper, Table 2); samples
+            are scored under the distribution they were drawn from (logits / sampling.temperature)
   one_zero  the same loop with A = 1 for a correct sample and 0 otherwise (1-0 Reinforce, section 5.1)
   simpo     core.simpo_loss between the solution and an incorrect sample of the base (or another model)
 
@@ -181,6 +182,12 @@ class GRPO(Method):
         self.g, self.one_zero = self.cfg.grpo, one_zero
         if self.g.mu < 1 or self.g.group_size < 1 or self.g.prompts_per_generation < 1:
             raise ConfigError("grpo: mu, group_size and prompts_per_generation must be >= 1")
+        self.temperature = self.cfg.sampling.temperature
+
+    def sampled_logits(self, batch: TeacherForcing) -> torch.Tensor:
+        """The model's logits divided by sampling.temperature: the distribution the rollouts were drawn from, which
+        the policy gradient and its clipping ratios score (untempered log-probs would make T != 1 off-policy)."""
+        return batch.logits(self.model) / self.temperature
 
     def updates_per_round(self) -> int:
         return self.g.mu
@@ -200,13 +207,13 @@ class GRPO(Method):
             batch = TeacherForcing.pack([seqs.prompts[i] for i in rows], [seqs.completions[i] for i in rows],
                                         self.pad_id, self.device)
             logits = batch.logits(self.model)
-            loss = grpo_loss(logits, batch.targets, batch.target_mask, adv[list(rows)].to(self.device),
+            loss = grpo_loss(logits / self.temperature, batch.targets, batch.target_mask, adv[list(rows)].to(self.device),
                              None if old is None else old[k], g.clip_eps, g.loss_type,
                              max_tokens=self.cfg.sampling.max_new_tokens)
             share = (int(batch.target_mask.sum()) / max(1, tokens_total) if g.loss_type == "bnpo"
                      else len(rows) / n_total)
             loss = loss * share
-            if g.kl_coef > 0:
+            if g.kl_coef > 0:  # between the two models' own (untempered) distributions, as evaluations measure
                 with torch.no_grad():
                     ref = batch.logits(self.base)
                 loss = loss + g.kl_coef * share * kl_penalty(logits, ref, batch.targets, batch.target_mask)
@@ -220,7 +227,7 @@ class GRPO(Method):
         for rows in _chunks(len(seqs.prompts), self.g.optim.micro_batch_size):
             batch = TeacherForcing.pack([seqs.prompts[i] for i in rows], [seqs.completions[i] for i in rows],
                                         self.pad_id, self.device)
-            out.append(token_logprobs(batch.logits(self.model), batch.targets, mask=batch.target_mask))
+            out.append(token_logprobs(self.sampled_logits(batch), batch.targets, mask=batch.target_mask))
         return out
 
     def run_round(self, index, optimizer, set_lr):

@@ -151,7 +151,8 @@ class EvalConfig:
     max_steps: int | None = option(None, "cap on episode length (None: the task's own, 80 pick-can, 113 drawers)", ge=1)
     temperature: float = option(
         0.0, "decoding of the evaluated policies: 0 greedy (OpenVLA's own); > 0 samples from each policy's "
-             "distribution with noise fixed per (seed, episode, step), the success on-policy RL maximizes", ge=0
+             "distribution with noise fixed per (seed, episode seed and placement, step), so an episode's result does not "
+             "depend on the other episodes evaluated; the success on-policy RL maximizes", ge=0
     )
     during_training_every: int = option(0, "also evaluate every this many updates (0: only at the end)", ge=0)
     kl_every: int = option(

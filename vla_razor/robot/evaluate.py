@@ -29,6 +29,8 @@ from vla_razor.runs import CorruptFileError, atomic_write_bytes, read_json_file
 
 PROBES = ("open_drawer", "close_drawer")
 KL_OBSERVATIONS = "kl_observations.npz"
+SAMPLING_NOISE = "per episode: (eval.seed, task, placement, env seed, step)"
+"""How sampled evaluations key their noise (stamped in base_eval.json's settings)."""
 
 
 @dataclass
@@ -42,8 +44,9 @@ class EvalSpec:
     backend: str = "embedded"
     """Whose pick-can region the placements are drawn from."""
     temperature: float = 0.0
-    """Decoding of the evaluated policies: 0 greedy; > 0 samples each row from its own (seed, episode, step)
-    noise, so the same policy gives the same episodes (the success of the policy's own distribution, which is
+    """Decoding of the evaluated policies: 0 greedy; > 0 samples each row from its own (seed, episode identity,
+    step) noise (vla_razor.robot.rl.episode_key: task, placement, env seed), so the same policy gives the same
+    episodes, whatever else is evaluated beside them (the success of the policy's own distribution, which is
     what on-policy RL maximizes)."""
     pick_can_points: np.ndarray | None = None
     """[P, 2] placements pick-can is evaluated at, cycled over the episodes (None: drawn uniformly)."""
@@ -118,6 +121,9 @@ class KLObservations:
     """float32 [N, K, 7, n_bins]: the base's teacher-forced logits on `tokens`. The base never changes within an
     experiment, so they are computed once (`kl_to_base` fills them in when absent) and a forward KL then costs
     one forward of the fine-tuned policy."""
+    episodes: np.ndarray | None = None
+    """int64 [N]: the rollout each frame was taken from (frames of one rollout are not independent draws, so the
+    standard errors are clustered by it); None: each frame its own."""
 
     def save(self, path: Path) -> None:
         import io
@@ -128,6 +134,8 @@ class KLObservations:
                   "settings": np.asarray(json.dumps(self.settings, sort_keys=True))}
         if self.base_logits is not None:
             arrays["base_logits"] = self.base_logits
+        if self.episodes is not None:
+            arrays["episodes"] = np.asarray(self.episodes, dtype=np.int64)
         np.savez_compressed(buffer, **arrays)
         atomic_write_bytes(path, buffer.getvalue())
 
@@ -140,8 +148,9 @@ class KLObservations:
                 if "settings" not in f.files or f["tokens"].ndim != 3:
                     raise ValueError("made by an older version (one greedy prefix per frame, no settings)")
                 base_logits = f["base_logits"] if "base_logits" in f.files else None
+                episodes = f["episodes"] if "episodes" in f.files else None
                 return cls(f["images"], [str(s) for s in f["instructions"]], f["tokens"],
-                           json.loads(str(f["settings"])), base_logits)
+                           json.loads(str(f["settings"])), base_logits, episodes)
         except (OSError, KeyError, ValueError, zipfile.BadZipFile, EOFError) as err:
             raise CorruptFileError(f"{path}: not a KL observation set ({type(err).__name__}: {err}); delete it to "
                                    "make a new one") from None
@@ -156,14 +165,15 @@ def make_kl_observations(base: Any, rollout: Any, n_episodes: int, per_episode: 
         raise ValueError(f"eval.kl_samples_per_frame: expected >= 1, got {samples}")
     results = rollout.run(PolicyActor(base, temperature=0.0), pick_can_specs(n_episodes, seed + 7, max_steps, backend),
                           record=True, progress=progress)
-    images, instructions = [], []
-    for r in results:
+    images, instructions, episodes = [], [], []
+    for e, r in enumerate(results):
         t = r.trajectory
         steps = np.unique(np.linspace(0, len(t.actions) - 1, per_episode).round().astype(int))
         images += [t.images[s] for s in steps]
         instructions += [t.instruction] * len(steps)
+        episodes += [e] * len(steps)
     tokens = _sample_prefixes(base, images, instructions, samples, seed)
-    obs = KLObservations(np.stack(images), instructions, tokens.numpy(), settings)
+    obs = KLObservations(np.stack(images), instructions, tokens.numpy(), settings, episodes=np.asarray(episodes))
     obs.base_logits = base_action_logits(base, obs)
     return obs
 
@@ -208,7 +218,7 @@ def base_action_logits(base: Any, obs: KLObservations, batch_size: int = 32) -> 
 @torch.no_grad()
 def kl_to_base(base: Any, policy: Any, obs: KLObservations, batch_size: int = 32) -> dict[str, float]:
     """Divergences of `policy` from the base over whole 7-token actions, averaged over the observation set, each
-    with its standard error over frames (`<name>_se`; vla_razor/policies/openvla/kl.py):
+    with its standard error over frames, clustered by rollout (`<name>_se`; vla_razor/policies/openvla/kl.py):
     - forward_kl, KL(pi0 || pi): the chain rule over the stored actions sampled from the base;
     - tv: total variation of the two action distributions, from the same actions;
     - reverse_kl, KL(pi || pi0): the chain rule over K actions per frame sampled from `policy` (noise fixed by
@@ -222,15 +232,17 @@ def kl_to_base(base: Any, policy: Any, obs: KLObservations, batch_size: int = 32
     base_logits = torch.from_numpy(obs.base_logits)
     logits = _teacher_forced(policy, obs.images, obs.instructions, tokens, batch_size)
     bins = policy.tokenizer.bin_index(tokens)
+    clusters = None if obs.episodes is None else torch.as_tensor(obs.episodes)
     out: dict[str, float] = {}
-    out["forward_kl"], out["forward_kl_se"] = mean_and_se(chain_rule_kl_terms(base_logits, logits))
-    out["tv"], out["tv_se"] = mean_and_se(action_tv_terms(base_logits, logits, bins))
+    out["forward_kl"], out["forward_kl_se"] = mean_and_se(chain_rule_kl_terms(base_logits, logits), clusters)
+    out["tv"], out["tv_se"] = mean_and_se(action_tv_terms(base_logits, logits, bins), clusters)
     if base is not None:
         own = _sample_prefixes(policy, list(obs.images), obs.instructions, tokens.shape[1],
                                int(obs.settings.get("seed", 0)) + 1, batch_size)
         own_logits = _teacher_forced(policy, obs.images, obs.instructions, own, batch_size)
         base_on_own = _teacher_forced(base, obs.images, obs.instructions, own, batch_size)
-        out["reverse_kl"], out["reverse_kl_se"] = mean_and_se(chain_rule_kl_terms(own_logits, base_on_own))
+        out["reverse_kl"], out["reverse_kl_se"] = mean_and_se(chain_rule_kl_terms(own_logits, base_on_own),
+                                                              clusters)
     return out
 
 
@@ -290,9 +302,12 @@ class Evaluator:
         self.spec = EvalSpec(e.pick_can_episodes, e.probe_episodes, e.seed, e.max_steps, cfg.backend, e.temperature,
                              points, e.heldout_episodes)
         self.settings = {"eval": to_dict(e), "camera_size": cfg.camera_size, "base": str(cfg.base),
-                         "backend": cfg.backend, "base_fingerprint": base_fingerprint(cfg.base)}
+                         "backend": cfg.backend, "base_fingerprint": base_fingerprint(cfg.base),
+                         **self._world(cfg)}
         if points is not None:
             self.settings["pick_can_grid"] = list(cfg.rl.grid)
+        if e.temperature > 0:  # sampled episodes: base results made while noise followed list positions are redone
+            self.settings["sampling_noise"] = SAMPLING_NOISE
         self._check_same_base(cfg.experiment_dir / BASE_EVAL)
         if not 1 <= cfg.pipeline_groups <= max(1, cfg.workers):
             raise ConfigError(f"pipeline_groups ({cfg.pipeline_groups}) must be from 1 to workers ({cfg.workers}; 0 "
@@ -325,13 +340,22 @@ class Evaluator:
                 f"(weights fingerprint {self.settings['base_fingerprint']}, the experiment's {saved}, see {path}); "
                 "use another --experiment for this base, or delete that experiment folder to start it again")
 
+    @staticmethod
+    def _world(cfg: Any) -> dict[str, Any]:
+        """What else shapes the base's rollouts: how its tokens become actions (the norm_stats key), the physics,
+        and SimplerEnv's env options."""
+        world: dict[str, Any] = {"dataset_name": cfg.dataset_name, "sim_backend": cfg.sim_backend}
+        if cfg.backend == "simpler":
+            world["simpler_env_kwargs"] = dict(cfg.simpler_env_kwargs)
+        return world
+
     def kl_settings(self) -> dict[str, Any]:
         """What the experiment's KL frames depend on (stamped in kl_observations.npz)."""
         e = self.cfg.eval
         return {"kl_episodes": e.kl_episodes, "kl_frames_per_episode": e.kl_frames_per_episode,
                 "kl_samples_per_frame": e.kl_samples_per_frame, "seed": e.seed, "max_steps": e.max_steps,
                 "backend": self.cfg.backend, "camera_size": self.cfg.camera_size,
-                "base_fingerprint": self.settings["base_fingerprint"]}
+                "base_fingerprint": self.settings["base_fingerprint"], **self._world(self.cfg)}
 
     def kl_observations(self) -> KLObservations:
         """The experiment's KL frames: loaded when made with this config's settings (a mismatch is refused, not
@@ -343,7 +367,8 @@ class Evaluator:
             wanted = self.kl_settings()
             if path.is_file():
                 obs = KLObservations.load(path)
-                differ = {k: (obs.settings.get(k), v) for k, v in wanted.items() if obs.settings.get(k) != v}
+                differ = {k: (obs.settings.get(k, "not recorded"), v) for k, v in wanted.items()
+                          if obs.settings.get(k) != v}
                 if differ:
                     said = ", ".join(f"{k} {saved!r} there, {now!r} here" for k, (saved, now) in differ.items())
                     raise ConfigError(f"{path}: the experiment's KL frames were made with other settings ({said}); "

@@ -30,8 +30,10 @@ the same later iterations as one never interrupted.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,12 +47,23 @@ from vla_razor.robot.config import RLConfig
 from vla_razor.training_state import trainable_parameters
 
 
+def episode_key(spec: Any) -> list[int]:
+    """An episode's identity as seed words: its task and reset options (hashed) and its env seed. Not max_steps (a
+    shorter cap cuts the same episode short) and not its position in a list of episodes, so its sampling noise, and
+    so its outcome, does not depend on what else is run beside it."""
+    text = json.dumps([spec.task, spec.options], sort_keys=True, default=repr)
+    digest = hashlib.sha256(text.encode()).digest()
+    return [int.from_bytes(digest[:8], "little"), int(spec.seed)]
+
+
 class PolicyActor:
     """The callable ParallelRollout feeds: one batched forward per control step for all running episodes.
 
-    temperature 0 is greedy. Sampling draws each row's noise from (seed, episode, step), so an episode's
-    actions do not depend on which episodes share its batch (ParallelRollout's batches depend on timing).
-    With `record`, the sampled action tokens are kept per (episode, step), for the RL update.
+    temperature 0 is greedy. Sampling draws each row's noise from (seed, the episode's identity, step)
+    (`episode_key`: task, options, env seed), so an episode's actions depend neither on which episodes share its
+    batch (ParallelRollout's batches depend on timing) nor on where it stands in the list of episodes run (an
+    evaluation that adds other episodes leaves its drawer episodes as they were).
+    With `record`, the sampled action tokens are kept per (episode index, step), for the RL update.
     """
 
     def __init__(self, policy: Any, temperature: float = 0.0, seed: int = 0, record: bool = False):
@@ -60,19 +73,23 @@ class PolicyActor:
         self.record = record
         self.tokens: dict[tuple[int, int], torch.Tensor] = {}
 
-    def row_noise(self, episodes: np.ndarray, steps: np.ndarray) -> torch.Tensor:
-        """Uniform noise [B, D, n_bins], each row from its own (seed, episode, step) stream."""
+    def row_noise(self, keys: Sequence[int | Sequence[int]], steps: Sequence[int]) -> torch.Tensor:
+        """Uniform noise [B, D, n_bins], each row from its own (seed, key, step) stream; a key is an int or a list
+        of ints (an `episode_key`)."""
         shape = (self.policy.action_dim, int(self.policy.vocab_ids.numel()))
         rows = []
-        for episode, step in zip(episodes, steps):
-            key = int(np.random.SeedSequence([self.seed, int(episode), int(step)]).generate_state(1, np.uint64)[0]) >> 1
-            rows.append(torch.rand(shape, generator=torch.Generator().manual_seed(key)))
+        for key, step in zip(keys, steps):
+            words = [int(k) for k in np.atleast_1d(np.asarray(key, dtype=object))]
+            entropy = np.random.SeedSequence([self.seed, *words, int(step)])
+            rows.append(torch.rand(shape, generator=torch.Generator().manual_seed(
+                int(entropy.generate_state(1, np.uint64)[0]) >> 1)))
         return torch.stack(rows)
 
     @torch.no_grad()
     def __call__(self, batch: Any) -> np.ndarray:
         inputs = self.policy.encode(list(batch.images), list(batch.instructions))
-        noise = self.row_noise(batch.episodes, batch.steps) if self.temperature > 0 else None
+        noise = (self.row_noise([episode_key(s) for s in batch.specs], batch.steps)
+                 if self.temperature > 0 else None)
         sample = self.policy.sample(inputs, temperature=self.temperature, uniform_noise=noise)
         if self.record:
             for row, (episode, step) in enumerate(zip(batch.episodes, batch.steps)):

@@ -107,8 +107,10 @@ def write_toy_report(cfg: ToyConfig, out_dir: Path | None = None) -> Path:
         title=f"ParityMNIST forgetting report ({cfg.experiment})",
         extra={"runs_per_min": throughput["runs_per_min"], "train_seconds": throughput["train_seconds"]},
     )
+    report = json.loads(result.summary_path.read_text())
     summary = {
         "r2": {k: v for k, v in result.r2.items()},
+        **{key: report[key] for key in ("r2_loro", "r2_std", "r2_n", "r2_n_runs")},  # never an R^2 without its n
         "runs": result.runs,
         "points": result.points,
         "runs_per_min": throughput["runs_per_min"],

@@ -13,7 +13,8 @@ q off that prefix never enter. Here:
   reverse KL(pi || pi0) takes them from the fine-tuned policy.
 - `action_tv_terms` gives (1 - q(a)/p(a))_+ per row sampled from p, whose mean is the total variation of the two
   action distributions (in [0, 1]).
-- `mean_and_se` turns [frames, samples] terms into the estimate and its standard error over frames.
+- `mean_and_se` turns [frames, samples] terms into the estimate and its standard error over frames
+  (clustered by the rollout each frame comes from, when given).
 """
 
 from __future__ import annotations
@@ -43,11 +44,20 @@ def action_tv_terms(p_logits: Tensor, q_logits: Tensor, bins: Tensor) -> Tensor:
     return (1.0 - torch.exp(log_q - log_p)).clamp(min=0.0)
 
 
-def mean_and_se(terms: Tensor) -> tuple[float, float]:
+def mean_and_se(terms: Tensor, clusters: Tensor | None = None) -> tuple[float, float]:
     """Estimate and standard error from per-sample terms [frames, samples]: each frame's samples are averaged,
-    then the frames (the expectation over x); the error is the frames' standard deviation / sqrt(frames), which
-    holds both the sampling of prefixes and the spread over frames (0 with one frame)."""
+    then the frames (the expectation over x). The error holds both the sampling of prefixes and the spread over
+    frames. Frames of one rollout are not independent draws of x: with `clusters` [frames] (e.g. the episode each
+    frame comes from) it is the cluster-robust error of the mean, sqrt(C / (C - 1) * sum_c (sum_{i in c}
+    (m_i - m))^2) / N, which is std / sqrt(N) when every frame is its own cluster (0 with one cluster)."""
     per_frame = terms.double().mean(dim=1)
     n = per_frame.numel()
-    se = float(per_frame.std(unbiased=True)) / math.sqrt(n) if n > 1 else 0.0
-    return float(per_frame.mean()), se
+    mean = float(per_frame.mean())
+    if clusters is None:
+        clusters = torch.arange(n)
+    ids = torch.unique(torch.as_tensor(clusters), return_inverse=True)[1]
+    c = int(ids.max()) + 1 if n else 0
+    if c < 2:
+        return mean, 0.0
+    sums = torch.zeros(c, dtype=torch.float64).index_add_(0, ids, per_frame - mean)
+    return mean, math.sqrt(c / (c - 1) * float((sums**2).sum())) / n
