@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from data_collection.rt1_grid import CollectConfig
+from data_collection.collect import CollectConfig
 from vla_razor.config import option
 from vla_razor.optim import Schedule
 from vla_razor.lora import LoraOptions

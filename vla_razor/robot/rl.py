@@ -282,7 +282,7 @@ def iteration_points(r: RLConfig, seed: int, iteration: int, backend: str = "emb
 def iteration_specs(points_xy: np.ndarray, episodes_per_point: int, seed: int, iteration: int,
                     max_steps: int | None, backend: str = "embedded") -> tuple[list[Any], np.ndarray]:
     """The iteration's episodes (every point x episodes_per_point) and each one's point (its baseline group)."""
-    from data_collection.rt1_grid import attempt_seed
+    from data_collection.collect import attempt_seed
     from envs.grids import placement_options
     from envs.rollout import EpisodeSpec
 

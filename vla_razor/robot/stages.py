@@ -479,7 +479,7 @@ class PipelineResult:
 def collect_sft_demos(cfg: RobotConfig) -> None:
     """Collects `collect` (resumable; a finished collection is left as it is) when sft.datasets need it;
     empty sft.datasets means the collection itself (set here, for the stages that follow)."""
-    from data_collection.rt1_grid import Collector, print_summary
+    from data_collection.collect import Collector, print_summary
 
     one_process_only("collecting demonstrations")
     if not cfg.sft.datasets:
