@@ -22,7 +22,7 @@ import torch
 
 from vla_razor.cli.main import main as cli
 from vla_razor.distributed import Distributed, check_distributed, rank_share
-from vla_razor.robot.config import OptimConfig
+from vla_razor.optim import OptimConfig
 from vla_razor.runs import load_tensors, read_jsonl
 from vla_razor.training_state import read_training_state_meta
 

@@ -226,7 +226,8 @@ def test_iteration_points_fixed_grid_or_fresh_uniform_placements() -> None:
 def test_settings_rl_cannot_honour_are_refused() -> None:
     """Optimizer fields RL would otherwise ignore are refused before a run folder exists."""
     from vla_razor.config import ConfigError
-    from vla_razor.robot.config import OptimConfig, RLConfig
+    from vla_razor.optim import OptimConfig
+    from vla_razor.robot.config import RLConfig
     from vla_razor.robot.rl import check_settings
 
     check_settings(RLConfig(optim=OptimConfig(epochs=3)))

@@ -31,7 +31,8 @@ from tqdm import tqdm
 
 from vla_razor.config import ConfigError, to_dict
 from vla_razor.core import grpo_loss, kl_penalty, normalized_advantages, sft_loss, simpo_loss
-from vla_razor.llm.config import LLMConfig, OptimConfig
+from vla_razor.llm.config import LLMConfig
+from vla_razor.optim import OptimConfig
 from vla_razor.llm.evaluate import LLMEvaluator
 from vla_razor.llm.models import load_causal_lm, load_tokenizer, pick_device, resolve_model
 from vla_razor.llm.sampling import TeacherForcing, generate, prompt_ids, target_ids

@@ -30,8 +30,8 @@ from vla_razor.distributed import (
     Distributed, check_distributed, clip_sharded_grad_norm, load_sharded_training_state, prepare_sharded, rank_share,
     save_sharded_policy, save_sharded_training_state,
 )
-from vla_razor.optim import check_finite, lr_multiplier
-from vla_razor.robot.config import FSDPConfig, OptimConfig
+from vla_razor.optim import OptimConfig, check_finite, lr_multiplier
+from vla_razor.robot.config import FSDPConfig
 from vla_razor.robot.data import DemoTransitions, random_shifts
 from vla_razor.runs import RunFolder, WandbMirror, save_policy
 from vla_razor.training_state import load_training_state, save_training_state, trainable_parameters
