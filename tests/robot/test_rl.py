@@ -144,7 +144,7 @@ def test_rl_end_to_end_then_resume(tiny_base: Path, tmp_path: Path, capsys: pyte
     killed = [*args, "--rl.iterations", "2", "--rl.run_name", "killed"]
     proc = subprocess.Popen([sys.executable, "-m", "vla_razor.cli.main", *killed], cwd=Path(__file__).parents[2],
                             start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    state = runs / "e" / "runs" / "killed" / "checkpoints" / "train_state.safetensors"
+    state = runs / "e" / "runs" / "killed" / "checkpoints" / "training_state.safetensors"
     deadline = time.time() + 300
     while time.time() < deadline and proc.poll() is None and not state.is_file():
         time.sleep(0.05)

@@ -40,10 +40,10 @@ from vla_razor.llm.tasks import Example, Task, make_task
 from vla_razor.lora import apply_lora, merge_lora
 from vla_razor.optim import check_finite, lr_multiplier
 from vla_razor.runs import RunFolder, WandbMirror, atomic_write_folder, atomic_write_json
-from vla_razor.training_state import check_training_state, load_training_state, save_training_state
+from vla_razor.training_state import (check_training_state, load_training_state, save_training_state,
+                                      training_state_path)
 
 METHODS = ("sft", "grpo", "one_zero", "simpo")
-TRAIN_STATE = "training_state"
 MODEL_DIR = "model"
 
 
@@ -381,7 +381,7 @@ def train_method(cfg: LLMConfig, method: str, shared: tuple[Any, Any, Task, torc
     total_steps = total_rounds * per_round
 
     torch.manual_seed(cfg.seed)  # what draws from torch's RNG in training (LoRA dropout) is a function of the seed
-    state_path = run.path / "checkpoints" / f"{TRAIN_STATE}.safetensors"
+    state_path = training_state_path(run.path)
     resumed_from = None
     start_round = 0
     if state_path.is_file():
