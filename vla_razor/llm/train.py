@@ -30,7 +30,7 @@ import torch
 from tqdm import tqdm
 
 from vla_razor.config import ConfigError, to_dict
-from vla_razor.core import grpo_loss, kl_penalty, normalized_advantages, sft_loss, simpo_loss
+from vla_razor.core import grpo_loss, kl_penalty, normalized_advantages, one_zero_advantages, sft_loss, simpo_loss
 from vla_razor.llm.config import LLMConfig
 from vla_razor.optim import OptimConfig
 from vla_razor.llm.evaluate import LLMEvaluator
@@ -191,7 +191,7 @@ class GRPO(Method):
 
     def advantages(self, rewards: torch.Tensor, groups: torch.Tensor) -> torch.Tensor:
         if self.one_zero:
-            return (rewards > 0).float()
+            return one_zero_advantages(rewards)
         return normalized_advantages(rewards, groups, scale_by_std=self.g.scale_rewards)
 
     def micro_losses(self, seqs: Sequences, adv: torch.Tensor, old: list[torch.Tensor] | None,

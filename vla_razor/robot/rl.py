@@ -190,9 +190,9 @@ def episode_advantages(successes: np.ndarray, groups: np.ndarray, baseline: str,
                        advantage: str = "normalized") -> np.ndarray:
     """Advantages of binary episode outcomes: normalized rewards (see the module docstring), or with
     `advantage="one_zero"` 1 for a success and 0 otherwise (1-0 Reinforce: no baseline, no negative gradients)."""
-    if advantage == "one_zero":
-        return (np.asarray(successes) > 0).astype(np.float32)
     rewards = torch.as_tensor(np.asarray(successes, np.float32))
+    if advantage == "one_zero":
+        return core.one_zero_advantages(rewards).numpy()
     group_ids = torch.as_tensor(np.asarray(groups)) if baseline == "group" else None
     return core.normalized_advantages(rewards, group_ids).numpy()
 
