@@ -28,6 +28,7 @@ INSTRUCTIONS: dict[str, str] = {
     "open_drawer": "open top drawer",
     "close_drawer": "close top drawer",
 }
+"""Task name -> its language instruction: the one copy (the embedded tasks' classes and the datasets read it)."""
 
 BACKENDS = ("embedded", "simpler")
 

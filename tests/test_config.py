@@ -4,7 +4,7 @@ from typing import Literal
 
 import pytest
 
-from vla_razor.config import ConfigError, load_config, option, to_dict
+from vla_razor.config import ConfigError, from_dict, load_config, option, to_dict
 
 
 @dataclass
@@ -109,3 +109,28 @@ def test_a_section_given_in_part_keeps_the_fields_own_defaults(tmp_path):
     cfg = load_config(WithTunedSection, write(tmp_path, "inner:\n  steps: 3\n"))
     assert cfg.inner.steps == 3 and cfg.inner.lr == 0.5
     assert load_config(WithTunedSection, None, {"inner.lr": 0.25}).inner.steps == 7
+
+
+def _config_class(name: str) -> type:
+    """The dataclass a shipped YAML file is read into, from its name's prefix."""
+    from data_collection.collect import CollectConfig
+    from data_collection.convert import ConvertConfig
+    from vla_razor.llm.config import LLMConfig
+    from vla_razor.policies.openvla import OpenVLAConfig
+    from vla_razor.robot.config import RobotConfig
+    from vla_razor.sweep.config import SweepConfig
+    from vla_razor.toy.config import ToyConfig
+
+    prefixes = {"robot_": RobotConfig, "llm_": LLMConfig, "toy_": ToyConfig, "sweep_": SweepConfig,
+                "collect_": CollectConfig, "convert_": ConvertConfig, "policy_": OpenVLAConfig}
+    found = [cls for prefix, cls in prefixes.items() if name.startswith(prefix)]
+    assert found, f"configs/{name}: no config class for this name; add its prefix here"
+    return found[0]
+
+
+@pytest.mark.parametrize("path", sorted((Path(__file__).parents[1] / "configs").glob("*.yaml")), ids=lambda p: p.name)
+def test_every_shipped_config_loads(path: Path) -> None:
+    """Each file in configs/ reads into its dataclass, and what it resolves to reads back the same (the run
+    folders' config.yaml)."""
+    cfg = load_config(_config_class(path.name), path)
+    assert from_dict(type(cfg), to_dict(cfg)) == cfg

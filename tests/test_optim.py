@@ -40,3 +40,33 @@ def test_stacked_adamw_matches_torch_adamw_per_model(max_grad_norm):
     for m in range(2):
         for k in init:
             torch.testing.assert_close(stacked[k][m], singles[m][k], rtol=1e-5, atol=1e-6)
+
+
+def test_one_optim_config_keeps_each_domains_defaults():
+    """Robot and LLM share OptimConfig; each section keeps the defaults it had when each domain had its own class."""
+    from vla_razor.llm.config import LLMConfig
+    from vla_razor.robot.config import RobotConfig
+
+    robot, llm = RobotConfig(), LLMConfig()
+    for section in (robot.sft.optim, robot.rl.optim):
+        assert (section.lr, section.batch_size, section.warmup_steps, section.micro_batch_size) == (3e-5, 16, 10, None)
+    p = robot.pretrain.optim
+    assert (p.lr, p.batch_size, p.epochs, p.warmup_steps, p.schedule) == (1e-3, 32, 20, 50, "cosine")
+    for section in (llm.sft.optim, llm.simpo.optim):
+        assert (section.lr, section.batch_size, section.warmup_steps, section.micro_batch_size) == (3e-5, 32, 50, 8)
+    assert (llm.grpo.optim.lr, llm.grpo.optim.micro_batch_size, llm.grpo.optim.image_shift) == (2e-5, 8, 0)
+
+
+@pytest.mark.parametrize("cls, override, field", [
+    ("robot", {"sft.optim.micro_batch_size": 4}, "sft.optim.micro_batch_size"),
+    ("robot", {"rl.optim.micro_batch_size": 4}, "rl.optim.micro_batch_size"),
+    ("llm", {"grpo.optim.image_shift": 2}, "grpo.optim.image_shift"),
+    ("llm", {"simpo.optim.micro_batch_size": None}, "simpo.optim.micro_batch_size"),
+])
+def test_a_field_the_domain_does_not_use_is_refused_by_name(cls, override, field):
+    from vla_razor.config import ConfigError, load_config
+    from vla_razor.llm.config import LLMConfig
+    from vla_razor.robot.config import RobotConfig
+
+    with pytest.raises(ConfigError, match=field.replace(".", r"\.")):
+        load_config(RobotConfig if cls == "robot" else LLMConfig, None, override)

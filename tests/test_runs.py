@@ -187,15 +187,14 @@ def test_resume_checks_the_state_before_touching_the_logs(tmp_path: Path) -> Non
 
     from vla_razor.robot.config import RobotConfig
     from vla_razor.robot.stages import _start
-    from vla_razor.robot.sft import TRAIN_STATE
-    from vla_razor.training_state import save_training_state
+    from vla_razor.training_state import save_training_state, training_state_path
 
     run = RunFolder(tmp_path / "runs" / "sft_x")
     model = nn.Sequential(nn.Linear(3, 4), nn.Linear(4, 2))
     run.start({"a": 1})
     for step in range(1, 11):
         run.log(step, "train", {"loss": 1.0 / step})
-    save_training_state(run.path / "checkpoints" / f"{TRAIN_STATE}.safetensors", model,
+    save_training_state(training_state_path(run.path), model,
                         torch.optim.AdamW(model.parameters()), {"step": 4})
     logged = (run.path / "metrics.jsonl").read_text()
     other = nn.Sequential(nn.Linear(3, 5), nn.Linear(5, 2))

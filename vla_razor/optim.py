@@ -1,4 +1,5 @@
-"""Learning-rate schedules shared by every trainer, the finite-update guard, and AdamW over stacked models.
+"""The optimizer settings of every trainer (`OptimConfig`), learning-rate schedules, the finite-update guard,
+and AdamW over stacked models.
 
 Schedules follow the paper's Table 2 / B.2 names: "constant" (constant with linear warmup) and "cosine"
 (cosine decay to 0 after linear warmup), as in Hugging Face's ``get_*_schedule_with_warmup``.
@@ -7,11 +8,46 @@ Schedules follow the paper's Table 2 / B.2 names: "constant" (constant with line
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, fields
 from typing import Literal
 
 import torch
 
+from vla_razor.config import ConfigError, option
+
 Schedule = Literal["constant", "cosine"]
+
+
+@dataclass
+class OptimConfig:
+    """AdamW as the paper's B.2 / Table 2 (weight decay 0, grad-norm 1, linear warmup): one class for the robot's
+    and the LLM's trainers, each domain giving its own defaults where it uses it (robot: batch 16, warmup 10; LLM:
+    micro-batches of 8). A field one domain's trainers do not use is refused there (`refuse_unused`)."""
+
+    lr: float = option(3e-5, "peak learning rate", ge=0)
+    batch_size: int = option(32, "rows per update (robot: (image, instruction, action) transitions; LLM: examples "
+                                 "of SFT / SimPO)", ge=1)
+    micro_batch_size: int | None = option(
+        None, "LLM only: sequences per forward / backward (gradient accumulation bounds memory)", ge=1)
+    epochs: int = option(1, "passes over the training rows", ge=1)
+    max_steps: int | None = option(None, "stop after this many updates (None: the epochs' / iterations' worth)", ge=1)
+    warmup_steps: int = option(50, "linear warmup updates", ge=0)
+    schedule: Schedule = option("constant", "'constant' (with warmup) or 'cosine' (with warmup)")
+    max_grad_norm: float = option(1.0, "gradient clipping norm", gt=0)
+    weight_decay: float = option(0.0, "AdamW weight decay", ge=0)
+    image_shift: int = option(
+        0, "robot behaviour cloning only: shift each training image by up to this many pixels (edge-padded random "
+           "crop, DrQ-style), so the policy locates things relative to what it sees rather than by absolute pixel; "
+           "0: off", ge=0)
+
+
+def refuse_unused(optim: OptimConfig, where: str, unused: dict[str, str]) -> None:
+    """Refuses a field (name -> why) that the trainers behind `where` (e.g. "sft.optim") would ignore, so that no
+    setting silently does nothing. A field is unused while it holds OptimConfig's own default."""
+    defaults = {f.name: f.default for f in fields(OptimConfig)}
+    for name, why in unused.items():
+        if getattr(optim, name) != defaults[name]:
+            raise ConfigError(f"{where}.{name}: {why}; leave it unset (got {getattr(optim, name)!r})")
 
 
 class NonFiniteError(ArithmeticError):

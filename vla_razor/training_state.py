@@ -23,6 +23,21 @@ from torch import nn
 from vla_razor.runs import CorruptFileError, save_tensors_atomic
 
 
+TRAINING_STATE = "training_state.safetensors"
+"""The file's name in a run's checkpoints/ folder, the same for every trainer."""
+_OLD_ROBOT_NAME = "train_state.safetensors"
+
+
+def training_state_path(run_dir: Path) -> Path:
+    """`<run_dir>/checkpoints/training_state.safetensors`. A robot run interrupted while its trainers still wrote
+    `train_state.safetensors` has that file renamed here, so that the same command resumes it."""
+    path = Path(run_dir) / "checkpoints" / TRAINING_STATE
+    old = path.with_name(_OLD_ROBOT_NAME)
+    if old.is_file() and not path.exists():
+        old.replace(path)
+    return path
+
+
 def trainable_parameters(model: nn.Module) -> dict[str, nn.Parameter]:
     return {name: p for name, p in model.named_parameters() if p.requires_grad}
 

@@ -15,6 +15,7 @@ import torch
 from mani_skill.utils.registration import register_env
 from mani_skill.utils.structs.pose import Pose
 
+from envs import INSTRUCTIONS
 from envs.embedded.scene import ROBOT_BASE_XY, RazorTabletopEnv
 
 DRAWER_TRAVEL = 0.2
@@ -159,7 +160,7 @@ class OpenDrawerEnv(DrawerEnv):
     **Success:** the top drawer is open at least 0.15 m (of 0.2 m travel). 113 control steps at most.
     """
 
-    instruction = "open top drawer"
+    instruction = INSTRUCTIONS["open_drawer"]
     init_qpos_range = (0.0, 0.02)
 
     def evaluate(self) -> dict[str, torch.Tensor]:
@@ -178,7 +179,7 @@ class CloseDrawerEnv(DrawerEnv):
     **Success:** the top drawer is open at most 0.05 m. 113 control steps at most.
     """
 
-    instruction = "close top drawer"
+    instruction = INSTRUCTIONS["close_drawer"]
     init_qpos_range = (0.16, DRAWER_TRAVEL)
 
     def evaluate(self) -> dict[str, torch.Tensor]:

@@ -9,6 +9,8 @@ import torch
 from mani_skill.utils.registration import register_env
 from mani_skill.utils.structs.pose import Pose
 
+from envs import INSTRUCTIONS
+from envs.grids import grid_points
 from envs.embedded.scene import ROBOT_BASE_XY, RazorTabletopEnv
 
 CAN_RADIUS = 0.033
@@ -21,10 +23,9 @@ GRID_Y = (-0.22, 0.22)
 
 
 def can_grid(shape: tuple[int, int] = GRID_SHAPE) -> np.ndarray:
-    """The can placements, [nx * ny, 2] world (x, y) in metres, x-major; region corners included."""
-    xs = np.linspace(*GRID_X, shape[0])
-    ys = np.linspace(*GRID_Y, shape[1])
-    return np.stack(np.meshgrid(xs, ys, indexing="ij"), axis=-1).reshape(-1, 2)
+    """The can placements, [nx * ny, 2] world (x, y) in metres, x-major; region corners included (envs/grids.py's
+    pick-can grid on this world, the one definition)."""
+    return grid_points("pick_can", "embedded", shape, (GRID_X, GRID_Y))
 
 
 @register_env("RazorPickCan-v1", max_episode_steps=80)
@@ -44,7 +45,7 @@ class PickCanEnv(RazorTabletopEnv):
     fingers grasp it. The episode ends on success or after 80 control steps (26.7 s at 3 Hz).
     """
 
-    instruction = "pick coke can"
+    instruction = INSTRUCTIONS["pick_can"]
     lift_threshold = 0.02
     # Facing the robot from beyond the grid, as close as keeps the whole grid (cans included) in the frame:
     # at 224 px the grid's corners land at u in [27, 197], v in [78, 160], the can is ~21 px wide (~16 px from

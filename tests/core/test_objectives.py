@@ -7,6 +7,7 @@ from vla_razor.core.objectives import (
     grpo_loss,
     kl_penalty,
     normalized_advantages,
+    one_zero_advantages,
     one_zero_reinforce_loss,
     reinforce_loss,
     sft_loss,
@@ -124,6 +125,14 @@ def test_one_zero_reinforce_keeps_only_rewarded_samples() -> None:
     tokens = torch.tensor([[1], [0], [0]])
     loss = one_zero_reinforce_loss(logits, tokens, torch.ones(3, 1), torch.tensor([2.0, 0.0, -1.0]))
     assert loss.item() == pytest.approx(-LOG_75 / 3, rel=1e-6)
+
+
+def test_one_zero_advantages_are_one_for_a_reward_and_zero_otherwise() -> None:
+    """The one definition the robot's RL and the LLM's 1-0 Reinforce both use: no baseline, nothing negative."""
+    rewards = torch.tensor([2.0, 0.0, -1.0, 1.0], requires_grad=True)
+    advantages = one_zero_advantages(rewards)
+    assert advantages.tolist() == [1.0, 0.0, 0.0, 1.0]
+    assert advantages.dtype == torch.float32 and not advantages.requires_grad
 
 
 # ---------------------------------------------------------------- GRPO

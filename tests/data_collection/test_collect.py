@@ -1,4 +1,4 @@
-"""data_collection/rt1_grid.py + dataset.py: a real 2x2-grid scripted collection on the embedded world, the
+"""data_collection/collect.py through its command rt1_grid.py, + dataset.py: a real 2x2-grid scripted collection on the embedded world, the
 on-disk format (ManiSkill .h5/.json, statistics), kill -9 and resume, and the errors for bad folders and files.
 
 Small camera (32 px) and few episodes keep it to seconds per collection on 2 CPU cores.
@@ -24,10 +24,20 @@ h5py = pytest.importorskip("h5py")
 from data_collection.dataset import (  # noqa: E402
     TRAJECTORY_H5, DatasetError, DemoDataset, array_statistics,
 )
-from data_collection.rt1_grid import COLLECTION_JSON, attempt_seed, main  # noqa: E402
+from data_collection.collect import COLLECTION_JSON, attempt_seed  # noqa: E402
+from data_collection.rt1_grid import main  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "data_collection" / "rt1_grid.py"
+
+
+def test_the_library_does_not_import_its_command():
+    """vla_razor.robot uses the collector as a library: importing it must not run (or need) the script."""
+    code = "import sys, data_collection.collect, vla_razor.robot.config; print('data_collection.rt1_grid' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO)
+    assert out.stdout.strip() == "False"
+
+
 BASE_ARGS = ["--grid", "2x2", "--successes_per_point", "2", "--camera_size", "32", "--expert_style", "top_down",
              "--progress", "false"]
 

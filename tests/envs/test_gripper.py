@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from data_collection.rt1_grid import stored_actions
+from data_collection.collect import stored_actions
 from envs.gripper import StickyRelativeGripper, relative_to_absolute
 from envs.simpler import pose_in_frame
 

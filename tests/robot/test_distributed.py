@@ -22,7 +22,7 @@ import torch
 
 from vla_razor.cli.main import main as cli
 from vla_razor.distributed import Distributed, check_distributed, rank_share
-from vla_razor.robot.config import OptimConfig
+from vla_razor.optim import OptimConfig
 from vla_razor.runs import load_tensors, read_jsonl
 from vla_razor.training_state import read_training_state_meta
 
@@ -41,7 +41,7 @@ def pretrain(demo_dirs: dict[str, Path], out: Path, *extra: str) -> list[str]:
 
 def interrupted(run: Path) -> None:
     """What a run killed after its checkpoint at update 2 leaves: the training state, no policy folder."""
-    assert read_training_state_meta(run / "checkpoints" / "train_state.safetensors")["step"] == 2
+    assert read_training_state_meta(run / "checkpoints" / "training_state.safetensors")["step"] == 2
     shutil.rmtree(run / "policy")
 
 
@@ -110,16 +110,16 @@ def test_two_processes_train_as_one(runs: dict[str, object]) -> None:
     assert [s for s, n, _ in metrics(root / "two") if n == "loss"] == [1, 2, 3]
     assert_same_run(root / "two", root / "reference")
     # rank 0 wrote the training state in the one-process layout: same names, shapes, dtypes and meta
-    two = load_tensors(root / "two" / "checkpoints" / "train_state.safetensors")
-    one = load_tensors(root / "reference" / "checkpoints" / "train_state.safetensors")
+    two = load_tensors(root / "two" / "checkpoints" / "training_state.safetensors")
+    one = load_tensors(root / "reference" / "checkpoints" / "training_state.safetensors")
     assert two.keys() == one.keys()
     assert any(k.startswith("optim.") for k in one) and "rng.torch" in one
     for key in one:
         assert (two[key].shape, two[key].dtype) == (one[key].shape, one[key].dtype), key
         if key != "rng.torch":
             torch.testing.assert_close(two[key], one[key], rtol=1e-5, atol=1e-5, msg=key)
-    meta = read_training_state_meta(root / "two" / "checkpoints" / "train_state.safetensors")
-    assert meta == read_training_state_meta(root / "reference" / "checkpoints" / "train_state.safetensors")
+    meta = read_training_state_meta(root / "two" / "checkpoints" / "training_state.safetensors")
+    assert meta == read_training_state_meta(root / "reference" / "checkpoints" / "training_state.safetensors")
 
 
 def test_a_run_resumes_with_another_process_count(runs: dict[str, object]) -> None:

@@ -37,7 +37,7 @@ def test_lora_sft_trains_adapters_only_resumes_and_saves_merged(demo_dirs: dict[
                                                                 tmp_path: Path) -> None:
     assert cli(sft_args(demo_dirs, tiny_base, tmp_path / "reference")) == 0
     run = tmp_path / "reference" / "lora" / "runs" / "sft_lr0.001_bs8_ep1_lora4_s0"
-    with safe_open(run / "checkpoints" / "train_state.safetensors", "pt") as f:
+    with safe_open(run / "checkpoints" / "training_state.safetensors", "pt") as f:
         trained = [k for k in f.keys() if k.startswith("model.")]
     assert trained and all("lora_" in k for k in trained)  # the checkpoint holds the adapters, not the 4.4M weights
 
@@ -49,7 +49,7 @@ def test_lora_sft_trains_adapters_only_resumes_and_saves_merged(demo_dirs: dict[
 
     # killed after its first checkpoint, then the same command again: the weights of the uninterrupted run
     args = sft_args(demo_dirs, tiny_base, tmp_path / "killed")
-    state = tmp_path / "killed" / "lora" / "runs" / run.name / "checkpoints" / "train_state.safetensors"
+    state = tmp_path / "killed" / "lora" / "runs" / run.name / "checkpoints" / "training_state.safetensors"
     kill_after_checkpoint(args, state, step=2)
     assert cli(args) == 0
     resumed = weights(state.parents[1] / "policy")

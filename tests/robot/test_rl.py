@@ -144,7 +144,7 @@ def test_rl_end_to_end_then_resume(tiny_base: Path, tmp_path: Path, capsys: pyte
     killed = [*args, "--rl.iterations", "2", "--rl.run_name", "killed"]
     proc = subprocess.Popen([sys.executable, "-m", "vla_razor.cli.main", *killed], cwd=Path(__file__).parents[2],
                             start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    state = runs / "e" / "runs" / "killed" / "checkpoints" / "train_state.safetensors"
+    state = runs / "e" / "runs" / "killed" / "checkpoints" / "training_state.safetensors"
     deadline = time.time() + 300
     while time.time() < deadline and proc.poll() is None and not state.is_file():
         time.sleep(0.05)
@@ -226,7 +226,8 @@ def test_iteration_points_fixed_grid_or_fresh_uniform_placements() -> None:
 def test_settings_rl_cannot_honour_are_refused() -> None:
     """Optimizer fields RL would otherwise ignore are refused before a run folder exists."""
     from vla_razor.config import ConfigError
-    from vla_razor.robot.config import OptimConfig, RLConfig
+    from vla_razor.optim import OptimConfig
+    from vla_razor.robot.config import RLConfig
     from vla_razor.robot.rl import check_settings
 
     check_settings(RLConfig(optim=OptimConfig(epochs=3)))

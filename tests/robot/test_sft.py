@@ -219,7 +219,7 @@ def test_kill_9_then_resume_matches_an_uninterrupted_run(demo_dirs: dict[str, Pa
 
     out = tmp_path / "killed"
     kill_after_checkpoint(pretrain_args(demo_dirs, out, "--checkpoint_every", "3"),
-                          out / "checkpoints" / "train_state.safetensors", step=6)
+                          out / "checkpoints" / "training_state.safetensors", step=6)
     assert not (out / "policy").exists()
 
     cfg = load_robot_config(None, {"pretrain.out": out, "checkpoint_every": 3, "progress": False, "wandb": "off",

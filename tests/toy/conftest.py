@@ -9,7 +9,8 @@ from vla_razor.toy.config import ToyConfig
 from vla_razor.toy.data import load_toy_data
 
 
-def tiny_config(tmp_path: Path, **overrides) -> ToyConfig:
+def tiny_values(tmp_path: Path, **overrides) -> dict:
+    """The dotted fields of a tiny toy experiment under tmp_path, with `overrides`."""
     values = {
         "experiment": "tiny",
         "runs_dir": str(tmp_path / "runs"),
@@ -34,7 +35,11 @@ def tiny_config(tmp_path: Path, **overrides) -> ToyConfig:
         "threads": 2,
     }
     values.update(overrides)
-    return load_config(ToyConfig, None, values)
+    return values
+
+
+def tiny_config(tmp_path: Path, **overrides) -> ToyConfig:
+    return load_config(ToyConfig, None, tiny_values(tmp_path, **overrides))
 
 
 @pytest.fixture(scope="session")

@@ -3,11 +3,13 @@ import json
 import pytest
 import torch
 
-from tests.toy.conftest import tiny_config
+from tests.toy.conftest import tiny_config, tiny_values
 from vla_razor.cli.main import main
 from vla_razor.runs import RunFolder, load_tensors
 from vla_razor.toy.model import MLP, stack_state, stacked_forward
-from vla_razor.toy.sweep import run_sweep, sweep_groups
+from vla_razor.sweep.config import SweepConfig
+from vla_razor.sweep.sweep import SweepResult, run_sweep
+from vla_razor.toy.sweep import sweep_groups
 from vla_razor.toy.train import (
     BaseReference,
     RunSpec,
@@ -119,9 +121,16 @@ def test_each_method_learns_parity_and_moves_away_from_base(tmp_path, tiny_data,
     assert sft[-1][0]["predictors"]["forward_kl"] > 3 * rl[-1][0]["predictors"]["forward_kl"]
 
 
+def toy_sweep(tmp_path, **overrides) -> SweepResult:
+    """The tiny experiment's sweep through the one sweep path, in this process (as `vla-razor toy sweep`)."""
+    values = tiny_values(tmp_path, **overrides)
+    return run_sweep(SweepConfig(domain="toy", experiment_config=None, overrides=values, in_process=True,
+                                 report=values["report"]), progress=False)
+
+
 def test_sweep_writes_run_folders_and_resumes(tmp_path):
     cfg = tiny_config(tmp_path, **{"data.pretrain_per_task": 200})
-    result = run_sweep(cfg, progress=False)
+    result = toy_sweep(tmp_path, **{"data.pretrain_per_task": 200})
     assert result.runs_trained == 4 and result.runs_skipped == 0
     names = [r.name for g in sweep_groups(cfg) for r in g]
     folders = [RunFolder(cfg.experiment_dir / "runs" / n) for n in names]
@@ -139,7 +148,7 @@ def test_sweep_writes_run_folders_and_resumes(tmp_path):
     lost = folders[-1]
     lost.summary_path.unlink()
     before = folders[0].summary_path.stat().st_mtime_ns
-    again = run_sweep(cfg, progress=False)
+    again = toy_sweep(tmp_path, **{"data.pretrain_per_task": 200})
     assert again.runs_trained == 2 and again.runs_skipped == 2
     assert lost.is_finished()
     assert folders[0].summary_path.stat().st_mtime_ns == before
@@ -149,9 +158,8 @@ def test_sweep_writes_run_folders_and_resumes(tmp_path):
     from vla_razor.config import ConfigError
 
     with pytest.raises(ConfigError, match=r"made with other settings \(finetune.batch_size: 64 -> 16\)"):
-        run_sweep(tiny_config(tmp_path, **{"data.pretrain_per_task": 200, "finetune.batch_size": 16}), progress=False)
-    same = run_sweep(tiny_config(tmp_path, **{"data.pretrain_per_task": 200, "threads": 1, "report": False}),
-                     progress=False)
+        toy_sweep(tmp_path, **{"data.pretrain_per_task": 200, "finetune.batch_size": 16})
+    same = toy_sweep(tmp_path, **{"data.pretrain_per_task": 200, "threads": 1, "report": False})
     assert same.runs_trained == 0 and same.runs_skipped == 4
 
 

@@ -44,13 +44,17 @@ class UserError(Exception):
     """A problem the user can fix; printed without a traceback."""
 
 
-def _toy_config(args: argparse.Namespace):
-    from vla_razor.toy.config import ToyConfig
-
+def _toy_config_path(args: argparse.Namespace) -> Path | None:
     path = Path(args.config) if args.config else None
     if path is None and Path(DEFAULT_TOY_CONFIG).is_file():
         path = Path(DEFAULT_TOY_CONFIG)
-    return load_config(ToyConfig, path, overrides_from_args(args))
+    return path
+
+
+def _toy_config(args: argparse.Namespace):
+    from vla_razor.toy.config import ToyConfig
+
+    return load_config(ToyConfig, _toy_config_path(args), overrides_from_args(args))
 
 
 def cmd_toy_pretrain(args: argparse.Namespace) -> None:
@@ -70,10 +74,13 @@ def cmd_toy_pretrain(args: argparse.Namespace) -> None:
 
 
 def cmd_toy_sweep(args: argparse.Namespace) -> None:
-    from vla_razor.toy.sweep import run_sweep
+    """The toy experiment's sweep through the one sweep path, in this process (no Ray)."""
+    from vla_razor.sweep.config import SweepConfig
+    from vla_razor.sweep.sweep import run_sweep
 
     cfg = _toy_config(args)
-    result = run_sweep(cfg)
+    result = run_sweep(SweepConfig(domain="toy", experiment_config=_toy_config_path(args),
+                                   overrides=overrides_from_args(args), in_process=True, report=cfg.report))
     rate = f", {result.runs_per_min:.1f} runs/min" if result.runs_per_min else ""
     print(f"sweep {cfg.experiment}: {result.runs_trained} runs trained, {result.runs_skipped} already finished "
           f"({result.seconds:.0f} s{rate})")

@@ -62,6 +62,13 @@ def normalized_advantages(
     return centered / (stds[group_index] + eps)
 
 
+def one_zero_advantages(rewards: Tensor) -> Tensor:
+    """1-0 Reinforce's advantages (paper section 5.1): 1 for a rewarded sample, 0 otherwise; no baseline, so no
+    negative gradients. Float32 (float64 rewards stay float64), no gradient."""
+    rewards = rewards.detach()
+    return (rewards > 0).to(torch.float64 if rewards.dtype == torch.float64 else torch.float32)
+
+
 def _batch_size(tokens: Tensor) -> int:
     """Number of sequences: the product of all dims but the last (T)."""
     return max(1, tokens[..., 0].numel()) if tokens.dim() > 0 else 1
@@ -103,8 +110,7 @@ def one_zero_reinforce_loss(
 
     Equivalent to SFT on the model's own successful samples.
     """
-    advantages = (rewards.detach() > 0).to(logits.dtype)
-    return reinforce_loss(logits, tokens, mask, advantages, vocab_ids)
+    return reinforce_loss(logits, tokens, mask, one_zero_advantages(rewards).to(logits.dtype), vocab_ids)
 
 
 def grpo_loss(

@@ -12,11 +12,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from vla_razor.config import option
+from vla_razor.config import ConfigError, option
 from vla_razor.lora import LoraOptions
-from vla_razor.optim import Schedule
+from vla_razor.optim import OptimConfig, refuse_unused
 
 PROBES = ("hellaswag", "winogrande", "mmlu", "sciq", "arc_easy", "piqa", "humaneval", "ifeval", "truthfulqa_mc2")
 
@@ -46,27 +46,27 @@ class SamplingConfig:
     batch_size: int = option(64, "sequences per generate call", ge=1)
 
 
-@dataclass
-class OptimConfig:
-    """AdamW as the paper's Table 2: weight decay 0, grad-norm 1, warmup 50, constant or cosine."""
+def llm_optim(**changes: Any) -> OptimConfig:
+    """The LLM trainers' optimizer defaults (Table 2: batch 32, warmup 50; micro-batches of 8), with `changes`."""
+    return OptimConfig(**{"micro_batch_size": 8, **changes})
 
-    lr: float = option(3e-5, "peak learning rate", ge=0)
-    batch_size: int = option(32, "examples per update (SFT / SimPO)", ge=1)
-    micro_batch_size: int = option(8, "sequences per forward / backward (gradient accumulation bounds memory)", ge=1)
-    epochs: int = option(1, "passes over the training examples (SFT / SimPO)", ge=1)
-    max_steps: int | None = option(None, "stop after this many updates (None: the epochs' / iterations' worth)", ge=1)
-    warmup_steps: int = option(50, "linear warmup updates", ge=0)
-    schedule: Schedule = option("constant", "'constant' (with warmup) or 'cosine' (with warmup)")
-    max_grad_norm: float = option(1.0, "gradient clipping norm", gt=0)
-    weight_decay: float = option(0.0, "AdamW weight decay", ge=0)
+
+def _check_optim(optim: OptimConfig, where: str) -> None:
+    refuse_unused(optim, where, {"image_shift": "image shifts are for the robot's behaviour cloning"})
+    if optim.micro_batch_size is None:
+        raise ConfigError(f"{where}.micro_batch_size: the LLM trainers accumulate gradients over micro-batches; "
+                          "give their size (default 8)")
 
 
 @dataclass
 class SFTConfig:
     """Supervised fine-tuning on the task's solutions (the shipped worked solutions or your annotations)."""
 
-    optim: OptimConfig = option(OptimConfig(), "SFT optimisation")
+    optim: OptimConfig = option(llm_optim(), "SFT optimisation")
     run_name: str | None = option(None, "run folder name (default: sft_lr<lr>_bs<batch>)", plain_name=True)
+
+    def __post_init__(self) -> None:
+        _check_optim(self.optim, "sft.optim")
 
 
 @dataclass
@@ -82,8 +82,11 @@ class GRPOConfig:
     clip_eps: float = option(0.2, "PPO-style clip range of the ratio (matters when mu > 1)", gt=0)
     scale_rewards: bool = option(True, "divide by the group's reward std (false: Dr. GRPO's unscaled advantages)")
     kl_coef: float = option(0.0, "coefficient of an exact KL(pi || pi0) penalty on the samples (paper: 0)", ge=0)
-    optim: OptimConfig = option(OptimConfig(lr=2e-5), "update settings (batch_size unused: a generation is a batch)")
+    optim: OptimConfig = option(llm_optim(lr=2e-5), "update settings (batch_size unused: a generation is a batch)")
     run_name: str | None = option(None, "run folder name (default: <method>_lr<lr>_mu<mu>)", plain_name=True)
+
+    def __post_init__(self) -> None:
+        _check_optim(self.optim, "grpo.optim")
 
 
 @dataclass
@@ -95,8 +98,11 @@ class SimPOConfig:
     beta: float = option(1.0, "scale of the log-probability difference (paper: 1)", gt=0)
     margin: float = option(1.0, "target margin (paper: 1)", ge=0)
     length_normalize: bool = option(False, "mean token log-prob instead of the sum (original SimPO)")
-    optim: OptimConfig = option(OptimConfig(), "SimPO optimisation")
+    optim: OptimConfig = option(llm_optim(), "SimPO optimisation")
     run_name: str | None = option(None, "run folder name (default: simpo_lr<lr>_bs<batch>)", plain_name=True)
+
+    def __post_init__(self) -> None:
+        _check_optim(self.optim, "simpo.optim")
 
 
 @dataclass

@@ -31,8 +31,9 @@ import torch
 from tqdm import tqdm
 
 from vla_razor.config import ConfigError, to_dict
-from vla_razor.core import grpo_loss, kl_penalty, normalized_advantages, sft_loss, simpo_loss
-from vla_razor.llm.config import LLMConfig, OptimConfig
+from vla_razor.core import grpo_loss, kl_penalty, normalized_advantages, one_zero_advantages, sft_loss, simpo_loss
+from vla_razor.llm.config import LLMConfig
+from vla_razor.optim import OptimConfig
 from vla_razor.llm.evaluate import LLMEvaluator
 from vla_razor.llm.models import load_causal_lm, load_tokenizer, pick_device, resolve_model
 from vla_razor.llm.sampling import TeacherForcing, generate, prompt_ids, target_ids
@@ -40,10 +41,10 @@ from vla_razor.llm.tasks import Example, Task, make_task
 from vla_razor.lora import apply_lora, merge_lora
 from vla_razor.optim import check_finite, lr_multiplier
 from vla_razor.runs import RunFolder, WandbMirror, atomic_write_folder, atomic_write_json
-from vla_razor.training_state import check_training_state, load_training_state, save_training_state
+from vla_razor.training_state import (check_training_state, load_training_state, save_training_state,
+                                      training_state_path)
 
 METHODS = ("sft", "grpo", "one_zero", "simpo")
-TRAIN_STATE = "training_state"
 MODEL_DIR = "model"
 
 
@@ -197,7 +198,7 @@ class GRPO(Method):
 
     def advantages(self, rewards: torch.Tensor, groups: torch.Tensor) -> torch.Tensor:
         if self.one_zero:
-            return (rewards > 0).float()
+            return one_zero_advantages(rewards)
         return normalized_advantages(rewards, groups, scale_by_std=self.g.scale_rewards)
 
     def micro_losses(self, seqs: Sequences, adv: torch.Tensor, old: list[torch.Tensor] | None,
@@ -387,7 +388,7 @@ def train_method(cfg: LLMConfig, method: str, shared: tuple[Any, Any, Task, torc
     total_steps = total_rounds * per_round
 
     torch.manual_seed(cfg.seed)  # what draws from torch's RNG in training (LoRA dropout) is a function of the seed
-    state_path = run.path / "checkpoints" / f"{TRAIN_STATE}.safetensors"
+    state_path = training_state_path(run.path)
     resumed_from = None
     start_round = 0
     if state_path.is_file():

@@ -14,28 +14,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from data_collection.rt1_grid import CollectConfig
+from data_collection.collect import CollectConfig
 from vla_razor.config import option
-from vla_razor.optim import Schedule
+from vla_razor.optim import OptimConfig, refuse_unused
 from vla_razor.lora import LoraOptions
 
 
-@dataclass
-class OptimConfig:
-    """The paper's B.2 training settings (AdamW, weight decay 0, grad-norm 1, warmup 10, constant schedule)."""
+def robot_optim(**changes: Any) -> OptimConfig:
+    """The robot trainers' optimizer defaults, the paper's B.2 (batch 16 transitions, warmup 10), with `changes`."""
+    return OptimConfig(**{"batch_size": 16, "warmup_steps": 10, **changes})
 
-    lr: float = option(3e-5, "peak learning rate", ge=0)
-    batch_size: int = option(16, "transitions (image, instruction, action) per update", ge=1)
-    epochs: int = option(1, "passes over the training transitions", ge=1)
-    max_steps: int | None = option(None, "stop after this many updates (None: the epochs' worth)", ge=1)
-    warmup_steps: int = option(10, "linear warmup updates", ge=0)
-    schedule: Schedule = option("constant", "'constant' (with warmup) or 'cosine' (with warmup)")
-    max_grad_norm: float = option(1.0, "gradient clipping norm", gt=0)
-    weight_decay: float = option(0.0, "AdamW weight decay", ge=0)
-    image_shift: int = option(
-        0, "behaviour cloning only: shift each training image by up to this many pixels (edge-padded random crop, "
-           "DrQ-style), so the policy locates things relative to what it sees rather than by absolute pixel; 0: off",
-        ge=0)
+
+def _refuse_micro_batches(optim: OptimConfig, where: str) -> None:
+    refuse_unused(optim, where, {"micro_batch_size": "the robot trainers take each batch in one forward / backward "
+                                                     "(several processes share it under torchrun)"})
 
 
 @dataclass
@@ -64,7 +56,7 @@ class PretrainConfig:
             "what the base may be fine-tuned on, so its 256 bins cover those actions too"
     )
     optim: OptimConfig = option(
-        OptimConfig(lr=1e-3, batch_size=32, epochs=20, warmup_steps=50, schedule="cosine"),
+        robot_optim(lr=1e-3, batch_size=32, epochs=20, warmup_steps=50, schedule="cosine"),
         "behaviour-cloning optimisation",
     )
     out: Path = option(Path("runs/robot/base"), "run folder; the policy lands in <out>/policy")
@@ -73,18 +65,24 @@ class PretrainConfig:
            "chosen by evaluating them: a partial pick-can skill that transfers comes before it is memorized", ge=0
     )
 
+    def __post_init__(self) -> None:
+        _refuse_micro_batches(self.optim, "pretrain.optim")
+
 
 @dataclass
 class SFTConfig:
     """Supervised fine-tuning of the base on pick-can demonstrations (paper, Appendix B.2)."""
 
     datasets: list[Path] = option([], "demonstration folders to imitate (default style: the one the base did not learn)")
-    optim: OptimConfig = option(OptimConfig(), "SFT optimisation")
+    optim: OptimConfig = option(robot_optim(), "SFT optimisation")
     run_name: str | None = option(None, "run folder name under <experiment_dir>/runs (default: from lr and batch)",
                                   plain_name=True)
     allow_clipped_actions: bool = option(
         False, "train even when many demonstrated actions lie outside the base's action range (they are clipped)"
     )
+
+    def __post_init__(self) -> None:
+        _refuse_micro_batches(self.optim, "sft.optim")
 
 
 @dataclass
@@ -124,10 +122,13 @@ class RLConfig:
         0.0, "coefficient of a reverse KL(pi || pi0) penalty per action dimension (exact over the bins, along the "
              "rollout's own actions, mean over the 7; evaluations report whole-action KLs, 7x larger); paper: 0", ge=0)
     max_steps: int | None = option(None, "cap on rollout episode length (None: the task's own 80)", ge=1)
-    optim: OptimConfig = option(OptimConfig(), "update settings (the paper: as SFT; schedule constant with warmup)")
+    optim: OptimConfig = option(robot_optim(), "update settings (the paper: as SFT; schedule constant with warmup)")
     eval_every: int = option(0, "evaluate every this many iterations into points.jsonl (0: only at the end)", ge=0)
     run_name: str | None = option(None, "run folder name under <experiment_dir>/runs (default: from lr and k)",
                                   plain_name=True)
+
+    def __post_init__(self) -> None:
+        _refuse_micro_batches(self.optim, "rl.optim")
 
 
 @dataclass

@@ -207,9 +207,9 @@ def episode_advantages(successes: np.ndarray, groups: np.ndarray, baseline: str,
                        advantage: str = "normalized") -> np.ndarray:
     """Advantages of binary episode outcomes: normalized rewards (see the module docstring), or with
     `advantage="one_zero"` 1 for a success and 0 otherwise (1-0 Reinforce: no baseline, no negative gradients)."""
-    if advantage == "one_zero":
-        return (np.asarray(successes) > 0).astype(np.float32)
     rewards = torch.as_tensor(np.asarray(successes, np.float32))
+    if advantage == "one_zero":
+        return core.one_zero_advantages(rewards).numpy()
     group_ids = torch.as_tensor(np.asarray(groups)) if baseline == "group" else None
     return core.normalized_advantages(rewards, group_ids).numpy()
 
@@ -299,7 +299,7 @@ def iteration_points(r: RLConfig, seed: int, iteration: int, backend: str = "emb
 def iteration_specs(points_xy: np.ndarray, episodes_per_point: int, seed: int, iteration: int,
                     max_steps: int | None, backend: str = "embedded") -> tuple[list[Any], np.ndarray]:
     """The iteration's episodes (every point x episodes_per_point) and each one's point (its baseline group)."""
-    from data_collection.rt1_grid import attempt_seed
+    from data_collection.collect import attempt_seed
     from envs.grids import placement_options
     from envs.rollout import EpisodeSpec
 

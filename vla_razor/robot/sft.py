@@ -3,7 +3,7 @@
 Both are the same loop: teacher-forced cross-entropy of the 7 action tokens of each demonstrated action
 (vla_razor.core.sft_loss over the 256 bins), AdamW, gradient-norm clipping, a warmup schedule, one or more
 epochs over the transitions in a (seed, epoch)-fixed order. Every `checkpoint_every` updates the whole
-training state goes to `<run>/checkpoints/train_state.safetensors` (atomically), so a rerun after Ctrl-C or
+training state goes to `<run>/checkpoints/training_state.safetensors` (atomically), so a rerun after Ctrl-C or
 kill -9 continues from there and makes the same later updates as an uninterrupted run. At the end the
 policy is saved in the openvla-7b layout to `<run>/policy/` (config.json with norm_stats, safetensors).
 
@@ -30,13 +30,13 @@ from vla_razor.distributed import (
     Distributed, check_distributed, clip_sharded_grad_norm, load_sharded_training_state, prepare_sharded, rank_share,
     save_sharded_policy, save_sharded_training_state,
 )
-from vla_razor.optim import check_finite, lr_multiplier
-from vla_razor.robot.config import FSDPConfig, OptimConfig
+from vla_razor.optim import OptimConfig, check_finite, lr_multiplier
+from vla_razor.robot.config import FSDPConfig
 from vla_razor.robot.data import DemoTransitions, random_shifts
 from vla_razor.runs import RunFolder, WandbMirror, save_policy
-from vla_razor.training_state import load_training_state, save_training_state, trainable_parameters
+from vla_razor.training_state import (load_training_state, save_training_state, trainable_parameters,
+                                      training_state_path)
 
-TRAIN_STATE = "train_state"
 POLICY_DIR = "policy"
 
 
@@ -103,7 +103,7 @@ def behaviour_clone(
     optimizer = torch.optim.AdamW(params, lr=optim.lr, weight_decay=optim.weight_decay)
     total = total_updates(len(data), optim)
     per_epoch = math.ceil(len(data) / optim.batch_size)
-    state_path = run.path / "checkpoints" / f"{TRAIN_STATE}.safetensors"
+    state_path = training_state_path(run.path)
     step, stopped = 0, False
     if ctx.enabled:
         state = load_sharded_training_state(state_path, model, optimizer, ctx)

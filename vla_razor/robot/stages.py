@@ -26,11 +26,11 @@ from vla_razor.config import ConfigError, load_config, to_dict
 from vla_razor.distributed import Distributed, check_distributed, env_world_size
 from vla_razor.robot.config import RobotConfig
 from vla_razor.robot.data import DemoTransitions
-from vla_razor.robot.sft import POLICY_DIR, TRAIN_STATE, TrainResult, behaviour_clone, set_norm_stats
+from vla_razor.robot.sft import POLICY_DIR, TrainResult, behaviour_clone, set_norm_stats
 from vla_razor.runs import RunFolder, WandbMirror, save_policy
 from vla_razor.runtime import resolve_device, seed_everything
 from vla_razor.training_state import (check_training_state, load_training_state, read_training_state_meta,
-                                      save_training_state)
+                                      save_training_state, training_state_path)
 
 
 @dataclass
@@ -79,7 +79,7 @@ def _run_config(cfg: RobotConfig, stage: str) -> dict[str, Any]:
 def _start(run: RunFolder, cfg: RobotConfig, stage: str, model: Any) -> bool:
     """Creates or reopens the run folder; True if it resumes an interrupted try (whose state must fit `model`:
     checked before the logs past the state are dropped)."""
-    state = run.path / "checkpoints" / f"{TRAIN_STATE}.safetensors"
+    state = training_state_path(run.path)
     resuming = state.is_file()
     if resuming:
         meta = check_training_state(state, model)
@@ -226,7 +226,7 @@ def _sft_hparams(cfg: RobotConfig) -> dict[str, Any]:
 def _final_sft_evaluation(run: RunFolder, cfg: RobotConfig, evaluator: Any, policy: Any,
                           hparams: dict[str, Any]) -> dict[str, Any]:
     """Evaluates the trained policy into summary.json, which marks the run finished."""
-    meta = read_training_state_meta(run.path / "checkpoints" / f"{TRAIN_STATE}.safetensors")
+    meta = read_training_state_meta(training_state_path(run.path))
     step = int(meta["step"])
     summary = evaluator.summary("sft", hparams, cfg.seed, step, evaluator.evaluate(policy, run.path.name))
     if meta.get("stopped"):
@@ -362,7 +362,7 @@ def run_rl(cfg: RobotConfig) -> StageResult:
     seed_everything(cfg.seed)
     policy = trainable_policy(cfg, cfg.base)
     optimizer = rl.make_optimizer(policy, r)
-    state_path = run.path / "checkpoints" / f"{TRAIN_STATE}.safetensors"
+    state_path = training_state_path(run.path)
     iteration, update, stopped = 0, 0, False
     if _start(run, cfg, "rl", policy.model):
         state = load_training_state(state_path, policy.model, optimizer)
@@ -479,7 +479,7 @@ class PipelineResult:
 def collect_sft_demos(cfg: RobotConfig) -> None:
     """Collects `collect` (resumable; a finished collection is left as it is) when sft.datasets need it;
     empty sft.datasets means the collection itself (set here, for the stages that follow)."""
-    from data_collection.rt1_grid import Collector, print_summary
+    from data_collection.collect import Collector, print_summary
 
     one_process_only("collecting demonstrations")
     if not cfg.sft.datasets:

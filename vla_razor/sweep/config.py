@@ -2,6 +2,7 @@
 
     vla-razor sweep configs/sweep_toy.yaml                           # a local Ray instance on this machine
     vla-razor sweep configs/sweep_robot_embedded.yaml --address auto # an existing Ray cluster
+    vla-razor toy sweep --config configs/toy_quick.yaml              # the same sweep, in this process (in_process)
 
 A sweep starts from one experiment config (`experiment_config`, the same file `vla-razor toy sweep` or
 `vla-razor robot ...` reads). Its grid:
@@ -36,12 +37,16 @@ class SweepConfig:
 
     domain: Literal["toy", "robot", "llm"] = option(
         "toy", "whose runs: toy (ParityMNIST), robot (pick-can SFT / RL) or llm (SFT / GRPO / 1-0 / SimPO on a causal LM)")
-    experiment_config: Path = option(Path("configs/toy_quick.yaml"), "the experiment config every run starts from")
+    experiment_config: Path | None = option(
+        Path("configs/toy_quick.yaml"), "the experiment config every run starts from (none: the domain's defaults)")
     overrides: dict[str, Any] = option(
         {}, "dotted fields of the experiment config set for every run, e.g. {runs_dir: /shared/runs, workers: 6}")
     grid: dict[str, dict[str, list[Any]]] = option(
         {}, "robot / llm: method (robot: sft, rl; llm: sft, grpo, one_zero, simpo) -> dotted field -> values; a method's runs are the product of its fields' values "
             "(toy: the experiment config's sweep section is the grid)")
+    in_process: bool = option(
+        False, "run the tasks one after another in this process, without Ray (`vla-razor toy sweep` does); the first "
+               "failure stops the sweep")
     address: str | None = option(
         None, "Ray cluster to join ('auto', 'host:6379', 'ray://host:10001'); none starts a local Ray instance. "
               "The cluster's nodes must see this project and the runs folder at the same paths (a shared filesystem)")

@@ -5,7 +5,8 @@
 2. The shared step runs first, as a task of its own: toy, the base model; robot, the SFT demonstrations and
    the base's evaluation with the KL frames, which every run is measured against; llm, the base's evaluation and
    its stored KL responses.
-3. The other tasks run with `resources` each, as many at once as the cluster holds. A task that raises (or whose
+3. The other tasks run with `resources` each, as many at once as the cluster holds (or, `in_process`, one after
+   another in this process, without Ray: `vla-razor toy sweep`). A task that raises (or whose
    worker dies) is reported, by name and cause, and the others go on; it is not finished, so the next sweep
    runs it again (robot and llm runs resume from their last checkpoint). Ctrl-C cancels the running tasks: a run
    counts as finished only once its summary.json, written last and atomically, exists, so nothing half-written
@@ -57,6 +58,14 @@ class SweepResult:
     """Task name -> the cause of its failure."""
     seconds: float = 0.0
     report_dir: Path | None = None
+    runs_trained: int = 0
+    """Run folders the finished tasks wrote (a toy task trains a stack of runs)."""
+    runs_skipped: int = 0
+    """Run folders already finished before the sweep."""
+
+    @property
+    def runs_per_min(self) -> float | None:
+        return self.runs_trained / (self.seconds / 60) if self.seconds > 0 and self.runs_trained else None
 
 
 # ---------------------------------------------------------------------------------------------- the grid
@@ -76,7 +85,8 @@ def _experiment(cfg: SweepConfig, overrides: dict[str, Any] | None = None) -> An
 
 
 def _payload(cfg: SweepConfig, kind: str, overrides: dict[str, Any], **extra: Any) -> dict[str, Any]:
-    return {"domain": cfg.domain, "kind": kind, "cwd": os.getcwd(), "experiment_config": str(cfg.experiment_config),
+    path = None if cfg.experiment_config is None else str(cfg.experiment_config)
+    return {"domain": cfg.domain, "kind": kind, "cwd": os.getcwd(), "experiment_config": path,
             "overrides": {**cfg.overrides, **overrides}, **extra}
 
 
@@ -91,15 +101,18 @@ def _toy_tasks(cfg: SweepConfig) -> tuple[SweepTask, list[SweepTask]]:
     from dataclasses import asdict
 
     from vla_razor.toy.sweep import sweep_groups
+    from vla_razor.toy.train import NOT_IN_RUN_IDENTITY, run_config
 
     if cfg.grid:
         raise ConfigError(f"grid: a toy sweep's grid is the `sweep` section of {cfg.experiment_config}; leave grid empty")
-    threads = {"threads": max(1, round(cfg.resources.cpus))}
+    threads = {} if cfg.in_process else {"threads": max(1, round(cfg.resources.cpus))}
     exp = _experiment(cfg, threads)
     base_dir = str(exp.experiment_dir / "base")
     prepare = SweepTask("base model", (), _payload(cfg, "prepare", threads))
     tasks = []
     for group in sweep_groups(exp):
+        for r in group:  # a run folder made with other settings is refused, not resumed nor called finished
+            RunFolder(exp.experiment_dir / "runs" / r.name).check_settings(run_config(exp, r), NOT_IN_RUN_IDENTITY)
         name = group[0].name if len(group) == 1 else f"{group[0].name} (+{len(group) - 1} stacked)"
         tasks.append(SweepTask(name, tuple(str(exp.experiment_dir / "runs" / r.name) for r in group),
                                _payload(cfg, "run", threads, runs=[asdict(r) for r in group], base_dir=base_dir)))
@@ -173,6 +186,11 @@ def execute_task(payload: dict[str, Any]) -> dict[str, Any]:
     return {"seconds": time.perf_counter() - started, "pid": os.getpid()}
 
 
+_TOY_INPUTS: dict[str, Any] = {}
+"""The data and base reference of the toy experiment whose tasks this process last ran: a process that runs
+several of its tasks (in_process, or a Ray worker given more than one) loads them once, as one stack does."""
+
+
 def _execute_toy(payload: dict[str, Any]) -> None:
     from vla_razor.toy.config import ToyConfig
     from vla_razor.toy.data import load_toy_data
@@ -182,15 +200,19 @@ def _execute_toy(payload: dict[str, Any]) -> None:
     cfg = load_config(ToyConfig, payload["experiment_config"], payload["overrides"])
     set_threads(cfg.threads)
     d = cfg.data
-    data = load_toy_data(d.pretrain_per_task, d.parity_test, d.fashion_test, d.fashion_dir, d.seed)
     if payload["kind"] == "prepare":
+        data = load_toy_data(d.pretrain_per_task, d.parity_test, d.fashion_test, d.fashion_dir, d.seed)
         load_or_pretrain_base(cfg, data, progress=False)
         return
     if not (Path(payload["base_dir"]) / "base.json").is_file():
         raise FileNotFoundError(f"{payload['base_dir']}: the sweep's base model is missing (its shared step failed?)")
     runs = [RunSpec(**r) for r in payload["runs"]]
-    base = load_base_for_experiment(cfg, data, progress=False)
-    seconds = run_group(cfg, runs, base, data, progress=False)
+    base_made = (Path(payload["base_dir"]) / "base.json").stat().st_mtime_ns
+    key = json.dumps([payload["experiment_config"], payload["overrides"], base_made], sort_keys=True, default=str)
+    if _TOY_INPUTS.get("key") != key:
+        data = load_toy_data(d.pretrain_per_task, d.parity_test, d.fashion_test, d.fashion_dir, d.seed)
+        _TOY_INPUTS.update(key=key, data=data, base=load_base_for_experiment(cfg, data, progress=False))
+    seconds = run_group(cfg, runs, _TOY_INPUTS["base"], _TOY_INPUTS["data"], progress=False)
     with open(cfg.experiment_dir / "timing.jsonl", "a") as f:  # the toy report's runs per minute
         f.write(json.dumps({"method": runs[0].method, "epochs": runs[0].epochs, "seed": runs[0].seed,
                             "runs": len(runs), "seconds": seconds}) + "\n")
@@ -239,18 +261,50 @@ def _write_status(path: Path, result: SweepResult, pending: list[str], interrupt
 
 
 def run_sweep(cfg: SweepConfig, progress: bool = True) -> SweepResult:
-    """Runs every unfinished task of the sweep on Ray (see the module docstring) and writes the report."""
-    import ray
-    from tqdm import tqdm
-
+    """Runs every unfinished task of the sweep on Ray, or in this process (`in_process`), see the module
+    docstring, and writes the report."""
     prepare, tasks = sweep_tasks(cfg)
     experiment_dir = _experiment(cfg).experiment_dir
     result = SweepResult(experiment_dir)
     todo = [task for task in tasks if not task.is_finished()]
     result.skipped = [task.name for task in tasks if task not in todo]
     started = time.perf_counter()
-    status_path = experiment_dir / STATUS
     experiment_dir.mkdir(parents=True, exist_ok=True)
+    if cfg.in_process:
+        _run_in_process(prepare, todo, result, progress)
+    else:
+        _run_on_ray(cfg, prepare, todo, len(tasks), result, progress)
+    result.seconds = time.perf_counter() - started
+    runs = {task.name: len(task.run_dirs) for task in tasks}
+    result.runs_trained = sum(runs[name] for name in result.finished)
+    result.runs_skipped = sum(runs[name] for name in result.skipped)
+    _write_status(experiment_dir / STATUS, result, [], interrupted=False)
+    if cfg.report and (result.finished or result.skipped):
+        result.report_dir = write_sweep_report(cfg)
+    return result
+
+
+def _run_in_process(prepare: SweepTask, todo: list[SweepTask], result: SweepResult, progress: bool) -> None:
+    """The tasks one after another, here; an error stops the sweep (nothing half-written counts as finished)."""
+    from tqdm import tqdm
+
+    if not todo:
+        return
+    execute_task(prepare.payload)
+    for task in tqdm(todo, desc=f"sweep {result.experiment_dir.name}", unit="task", disable=not progress):
+        execute_task(task.payload)
+        result.finished.append(task.name)
+
+
+def _run_on_ray(cfg: SweepConfig, prepare: SweepTask, todo: list[SweepTask], total: int, result: SweepResult,
+                progress: bool) -> None:
+    """The shared step, then the other tasks as Ray tasks, as many at once as the cluster holds; a failed task is
+    recorded and the others go on; Ctrl-C cancels them and records what was unfinished."""
+    import ray
+    from tqdm import tqdm
+
+    experiment_dir = result.experiment_dir
+    started = time.perf_counter()
     pending: dict[Any, SweepTask] = {}
     if todo:
         init: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
@@ -270,7 +324,7 @@ def run_sweep(cfg: SweepConfig, progress: bool = True) -> SweepResult:
                 result.failed[prepare.name] = _describe_failure(err)
                 todo = []
             pending = {remote.remote(task.payload): task for task in todo}
-            bar = tqdm(total=len(tasks), initial=len(result.skipped), desc=f"sweep {experiment_dir.name}",
+            bar = tqdm(total=total, initial=len(result.skipped), desc=f"sweep {experiment_dir.name}",
                        unit="task", disable=not progress)
             while pending:
                 done, _ = ray.wait(list(pending), num_returns=1)
@@ -288,15 +342,10 @@ def run_sweep(cfg: SweepConfig, progress: bool = True) -> SweepResult:
             for ref in pending:
                 ray.cancel(ref, force=True)
             result.seconds = time.perf_counter() - started
-            _write_status(status_path, result, [t.name for t in pending.values()], interrupted=True)
+            _write_status(experiment_dir / STATUS, result, [t.name for t in pending.values()], interrupted=True)
             raise
         finally:
             ray.shutdown()
-    result.seconds = time.perf_counter() - started
-    _write_status(status_path, result, [], interrupted=False)
-    if cfg.report and (result.finished or result.skipped):
-        result.report_dir = write_sweep_report(cfg)
-    return result
 
 
 def write_sweep_report(cfg: SweepConfig) -> Path:

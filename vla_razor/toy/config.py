@@ -52,7 +52,7 @@ class FinetuneConfig:
 
 
 @dataclass
-class SweepConfig:
+class ToyGridConfig:
     methods: list[Method] = option(list(METHODS), "fine-tuning methods to run")
     lr_min: float = option(3e-6, "smallest learning rate of the log-spaced grid", gt=0)
     lr_max: float = option(1e-3, "largest learning rate of the log-spaced grid", gt=0)
@@ -79,7 +79,7 @@ class ToyConfig:
     data: ToyDataConfig = option(ToyDataConfig(), "datasets")
     pretrain: PretrainConfig = option(PretrainConfig(), "base model")
     finetune: FinetuneConfig = option(FinetuneConfig(), "fine-tuning, shared by all methods")
-    sweep: SweepConfig = option(SweepConfig(), "hyperparameter grid")
+    sweep: ToyGridConfig = option(ToyGridConfig(), "hyperparameter grid (the runs `vla-razor toy sweep` trains)")
     save_weights: bool = option(True, "write each run's final weights (safetensors, ~2 MB a run)")
     report: bool = option(True, "write the report after the sweep")
     wandb: Literal["auto", "offline", "online", "off"] = option("auto", "mirror metrics to wandb (auto: offline unless logged in)")
