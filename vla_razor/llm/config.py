@@ -43,6 +43,11 @@ class SamplingConfig:
     max_new_tokens: int = option(128, "completion length cap (the Dr. GRPO loss divides by it)", ge=1)
     temperature: float = option(1.0, "sampling temperature of on-policy rollouts (evaluation is greedy)", gt=0)
     batch_size: int = option(64, "sequences per generate call", ge=1)
+    engine: Literal["static", "transformers"] = option(
+        "static", "'static': our decoder over a static K/V cache, CUDA graphs on a GPU (Llama and Qwen2 models); "
+                  "'transformers': its generate (any architecture). Both draw the same tokens from the same seed")
+    stop_token_ids: list[int] = option([], "token ids that also end a completion, besides the tokenizer's eos and the "
+                                           "model's generation_config eos ids")
 
 
 @dataclass
