@@ -44,6 +44,11 @@ class SamplingConfig:
     temperature: float = option(1.0, "sampling temperature of on-policy rollouts (evaluation is greedy); GRPO / 1-0 "
                                      "Reinforce score the samples with log-probs at the same temperature", gt=0)
     batch_size: int = option(64, "sequences per generate call", ge=1)
+    engine: Literal["static", "transformers"] = option(
+        "static", "'static': our decoder over a static K/V cache, CUDA graphs on a GPU (Llama and Qwen2 models); "
+                  "'transformers': its generate (any architecture). Both draw the same tokens from the same seed")
+    stop_token_ids: list[int] = option([], "token ids that also end a completion, besides the tokenizer's eos and the "
+                                           "model's generation_config eos ids")
 
 
 def llm_optim(**changes: Any) -> OptimConfig:

@@ -7,6 +7,7 @@ a run measured against other settings is refused rather than silently compared.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ import numpy as np
 import torch
 
 from vla_razor.config import ConfigError, to_dict
+from vla_razor.llm.engine import Engine
 from vla_razor.llm.kl import LLM_PREDICTORS, KLResponses, kl_to_base
 from vla_razor.llm.probes import check_probes, run_probes
 from vla_razor.llm.sampling import generate, prompt_ids
@@ -26,11 +28,12 @@ KL_SAMPLING_SEED = 20250904
 
 
 def accuracy(model: Any, tokenizer: Any, task: Task, examples: list[Any], max_new_tokens: int, batch_size: int,
-             progress: str | None = None) -> tuple[float, list[str]]:
+             progress: str | None = None, engine: Engine = "static",
+             extra_stop_ids: Sequence[int] = ()) -> tuple[float, list[str]]:
     """Mean reward of the greedy completions (the paper's accuracy: the final answer, reasoning ignored)."""
     prompts = [prompt_ids(tokenizer, ex.prompt) for ex in examples]
     completions = generate(model, tokenizer, prompts, max_new_tokens, greedy=True, batch_size=batch_size,
-                           progress=progress)
+                           progress=progress, engine=engine, extra_stop_ids=extra_stop_ids)
     texts = tokenizer.batch_decode(completions, skip_special_tokens=True)
     rewards = [task.reward(ex, text) for ex, text in zip(examples, texts)]
     return float(np.mean(rewards)) if rewards else 0.0, texts
@@ -72,7 +75,8 @@ class LLMEvaluator:
             torch.manual_seed(KL_SAMPLING_SEED)
             completions = generate(self.base, self.tokenizer, prompts, self.cfg.sampling.max_new_tokens,
                                    temperature=1.0, batch_size=self.cfg.sampling.batch_size,
-                                   progress=self._bar("KL responses (base)"))
+                                   progress=self._bar("KL responses (base)"), engine=self.cfg.sampling.engine,
+                                   extra_stop_ids=self.cfg.sampling.stop_token_ids)
         self._responses = KLResponses(prompts, completions, settings)
         self._responses.save(path)
         return self._responses
@@ -84,7 +88,7 @@ class LLMEvaluator:
         model.eval()  # no dropout (LoRA's): a model is measured as it is used, and training resumes in train mode
         try:
             new_task, _texts = accuracy(model, self.tokenizer, self.task, self.eval_examples, s.max_new_tokens,
-                                        s.batch_size, self._bar(f"new task ({name})"))
+                                        s.batch_size, self._bar(f"new task ({name})"), s.engine, s.stop_token_ids)
             probes = run_probes(model, self.tokenizer, e.probes, self.dir / "lm_eval_tasks", e.probe_limit,
                                 e.probe_batch_size, e.truthfulqa_path, e.humaneval_timeout, e.humaneval_max_tokens,
                                 e.ifeval_max_tokens, Path(self.cfg.cache_dir) / "nltk_data")

@@ -1,19 +1,26 @@
 """Prompts in, completions out: chat formatting, batched generation, and teacher-forcing batches.
 
-A completion's token ids end with the end-of-sequence token when the model stopped (so SFT and RL both
-train the stop), and are cut at `max_new_tokens` otherwise. Generation is batched (left padding) through
-transformers' `generate`. (vLLM is not wired in: it cannot be installed or tested on the machines this project is
-built on; a `generate` with the same contract is the place to add it.)
+A completion's token ids end with its stop token when the model stopped (so SFT and RL both train the stop),
+and are cut at `max_new_tokens` otherwise. The stop tokens are the tokenizer's end-of-sequence token, the model's
+own (generation_config.eos_token_id: Qwen2.5-Instruct ends on <|im_end|> or <|endoftext|>) and any configured
+`sampling.stop_token_ids`. Generation is batched (left padding) through one of two engines of the same contract:
+ours (vla_razor/llm/engine.py: a static K/V cache, CUDA graphs on a GPU) or transformers' `generate`.
+(vLLM is not wired in: it cannot be installed or tested on the machines this project is built on; an engine
+with the same contract is the place to add it.)
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import Tensor
 from tqdm import tqdm
+
+from vla_razor.config import ConfigError
+from vla_razor.llm.engine import ENGINES, Engine, static_generate
 
 
 def prompt_ids(tokenizer: Any, text: str) -> list[int]:
@@ -31,22 +38,35 @@ def target_ids(tokenizer: Any, text: str) -> list[int]:
     return tokenizer(text, add_special_tokens=False).input_ids + [tokenizer.eos_token_id]
 
 
-def _trim(ids: list[int], eos_id: int, pad_id: int | None) -> list[int]:
-    """Cut after the first end-of-sequence token; drop trailing padding of a cut-off completion."""
-    if eos_id in ids:
-        return ids[: ids.index(eos_id) + 1]
-    while ids and pad_id is not None and ids[-1] == pad_id and pad_id != eos_id:
+def stop_token_ids(model: Any, tokenizer: Any, extra: Sequence[int] = ()) -> list[int]:
+    """The ids that end a completion: the tokenizer's eos, the model's generation_config eos id(s), and `extra`."""
+    ids = {tokenizer.eos_token_id, *extra}
+    configured = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    ids.update(configured if isinstance(configured, (list, tuple)) else [configured])
+    return sorted(int(i) for i in ids if i is not None)
+
+
+def _trim(ids: list[int], stop_ids: Sequence[int], pad_id: int | None) -> list[int]:
+    """Cut after the first stop token; drop trailing padding of a cut-off completion."""
+    for k, token in enumerate(ids):
+        if token in stop_ids:
+            return ids[: k + 1]
+    while ids and pad_id is not None and ids[-1] == pad_id and pad_id not in stop_ids:
         ids = ids[:-1]
     return ids
 
 
 @torch.no_grad()
 def generate(model: Any, tokenizer: Any, prompts: list[list[int]], max_new_tokens: int, temperature: float = 1.0,
-             greedy: bool = False, batch_size: int = 64, progress: str | None = None) -> list[list[int]]:
+             greedy: bool = False, batch_size: int = 64, progress: str | None = None, engine: Engine = "static",
+             extra_stop_ids: Sequence[int] = ()) -> list[list[int]]:
     """One completion per prompt (repeat a prompt to get a group), sampled from the full distribution
-    (no top-k / top-p: on-policy samples), or greedy."""
+    (no top-k / top-p: on-policy samples), or greedy; `engine` as `sampling.engine`."""
+    if engine not in ENGINES:
+        raise ConfigError(f"sampling.engine: expected one of {', '.join(ENGINES)}, got {engine!r}")
     device = next(model.parameters()).device
     pad_id = tokenizer.pad_token_id
+    stops = stop_token_ids(model, tokenizer, extra_stop_ids)
     completions: list[list[int]] = [[] for _ in prompts]
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))  # similar lengths share a batch
     was_training = model.training
@@ -60,12 +80,17 @@ def generate(model: Any, tokenizer: Any, prompts: list[list[int]], max_new_token
         for row, i in enumerate(chunk):
             ids[row, width - len(prompts[i]):] = torch.tensor(prompts[i])
             mask[row, width - len(prompts[i]):] = 1
-        kwargs: dict[str, Any] = {"do_sample": False} if greedy else {
-            "do_sample": True, "temperature": temperature, "top_k": 0, "top_p": 1.0}
-        out = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), max_new_tokens=max_new_tokens,
-                             pad_token_id=pad_id, eos_token_id=tokenizer.eos_token_id, **kwargs)
+        ids, mask = ids.to(device), mask.to(device)
+        if engine == "static":
+            made = static_generate(model, ids, mask, max_new_tokens, stops, pad_id, temperature, greedy).completions()
+        else:
+            kwargs: dict[str, Any] = {"do_sample": False} if greedy else {
+                "do_sample": True, "temperature": temperature, "top_k": 0, "top_p": 1.0}
+            out = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens,
+                                 pad_token_id=pad_id, eos_token_id=stops, **kwargs)
+            made = [_trim(row, stops, pad_id) for row in out[:, width:].tolist()]
         for row, i in enumerate(chunk):
-            completions[i] = _trim(out[row, width:].tolist(), tokenizer.eos_token_id, pad_id)
+            completions[i] = made[row]
         if bar is not None:
             bar.update(len(chunk))
     if bar is not None:

@@ -240,7 +240,7 @@ class GRPO(Method):
         torch.manual_seed(self.cfg.seed * 1_000_003 + index)  # the round's samples, the same after a resume
         flat_prompts = [p for p in prompts for _ in range(g.group_size)]
         completions = generate(self.model, self.tokenizer, flat_prompts, s.max_new_tokens, s.temperature,
-                               batch_size=s.batch_size)
+                               batch_size=s.batch_size, engine=s.engine, extra_stop_ids=s.stop_token_ids)
         gen_seconds = time.time() - started
         texts = self.tokenizer.batch_decode(completions, skip_special_tokens=True)
         groups = torch.arange(len(chosen)).repeat_interleave(g.group_size)
@@ -322,7 +322,8 @@ def simpo_pairs(cfg: LLMConfig, task: Task, tokenizer: Any, base: Any, device: t
         with torch.random.fork_rng():
             torch.manual_seed(cfg.seed)
             completions = generate(sampler, tokenizer, prompts, s.max_new_tokens, s.temperature, batch_size=s.batch_size,
-                                   progress="SimPO negatives" if cfg.progress else None)
+                                   progress="SimPO negatives" if cfg.progress else None, engine=s.engine,
+                                   extra_stop_ids=s.stop_token_ids)
         texts = tokenizer.batch_decode(completions, skip_special_tokens=True)
         negatives = {}
         for k, ex in enumerate(examples):

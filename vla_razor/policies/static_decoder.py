@@ -1,0 +1,215 @@
+"""A Llama-family decoder (Llama, Qwen2: the same layer up to q / k / v biases) run over K/V buffers allocated once.
+
+Shared by OpenVLA's action generation (7 action tokens after the image) and the LLM domain's rollouts
+(variable-length completions): each subclass makes the prefill's input embeddings and chooses the output rows.
+The layers' own projections (LoRA-wrapped ones too) and rotary embedding do the work; attention, the cache,
+the norms and the gated MLP activation are written here (`LlamaOps`) so they can be fused, and so every decode
+step is a call of fixed shapes that a CUDA graph can replay. The weights are read live at every step, so the
+decoder follows in-place updates (training between rollouts); ``matches`` tells the caller when parameters were
+replaced (``.to()``, merged adapters) and the buffers and graphs must be made again. All graphs of a decoder
+share one memory pool: they run one after another, and what one returns is copied out before the next.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+LENGTH_BUCKET = 16
+"""Static K/V buffers are this many positions longer at a time, so prompts of nearby lengths share a graph."""
+
+
+class StaticLlamaDecoder:
+    """``lm`` (a *ForCausalLM of the Llama family) over ``max_len`` cached positions for ``batch`` rows.
+
+    ``owner`` is the module whose parameters the decoder depends on (the LM itself, or the VLA around it).
+    Subclasses implement ``_head`` (hidden state [B, H] -> float32 logits over the rows they need) and a
+    ``start`` that calls ``_prefill_embeds``; ``advance`` then appends one token per row.
+    """
+
+    def __init__(self, lm: nn.Module, owner: nn.Module, batch: int, max_len: int, graph: bool) -> None:
+        cfg = lm.config
+        self.owner, self.lm = owner, lm
+        self.layers = list(lm.model.layers)
+        self.heads = cfg.num_attention_heads
+        self.kv_heads = cfg.num_key_value_heads
+        self.head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
+        self.batch, self.max_len, self.graph = batch, max_len, graph
+        self.ops = LlamaOps.compiled() if graph else LlamaOps()
+        self.gated_silu = all(isinstance(layer.mlp.act_fn, nn.SiLU) or type(layer.mlp.act_fn).__name__ == "SiLUActivation"
+                              for layer in self.layers)
+        self.signature = parameter_signature(owner)
+        weight = lm.get_input_embeddings().weight
+        shape = (len(self.layers), batch, self.kv_heads, max_len, self.head_dim)
+        self.keys = torch.zeros(shape, dtype=weight.dtype, device=weight.device)
+        self.values = torch.zeros(shape, dtype=weight.dtype, device=weight.device)
+        self.valid = torch.zeros(batch, max_len, dtype=torch.bool, device=weight.device)
+        # inputs and output of one decode step (fixed addresses: a CUDA graph reads and writes these)
+        self.token = torch.zeros(batch, dtype=torch.long, device=weight.device)
+        self.position = torch.zeros(batch, 1, dtype=torch.long, device=weight.device)
+        self.write = torch.zeros(1, dtype=torch.long, device=weight.device)
+        self.step_logits: Tensor | None = None
+        self.decode_graph: torch.cuda.CUDAGraph | None = None
+        self.decode_logits: Tensor | None = None
+        self.pool: tuple[int, int] | None = None
+
+    def matches(self, owner: nn.Module) -> bool:
+        return owner is self.owner and parameter_signature(owner) == self.signature
+
+    # ------------------------------------------------------------------ prefill
+    def _prefill_embeds(self, embeds: Tensor, mask: Tensor, positions: Tensor, padded: bool) -> Tensor:
+        """Runs ``embeds`` [B, T, H] (left-padded by ``mask``) into positions 0 .. T-1; the last position's logits."""
+        length = mask.shape[1]
+        self.valid.zero_()
+        self.valid[:, :length] = mask.bool()
+        attn_mask = None
+        if padded:  # causal, padding keys hidden; each query also sees itself, so padding rows stay finite
+            causal = torch.ones(length, length, dtype=torch.bool, device=mask.device).tril()
+            attn_mask = (causal & mask.bool()[:, None, :]) | torch.eye(length, dtype=torch.bool, device=mask.device)
+            attn_mask = attn_mask[:, None]
+        h = self._layers(embeds, positions, None, attn_mask, causal=not padded, prefill=True)
+        self.position.copy_(positions[:, -1:])
+        self.write.fill_(length - 1)
+        return self._head(h[:, -1])
+
+    # ------------------------------------------------------------------ decode
+    def logits(self) -> Tensor:
+        assert self.step_logits is not None
+        return self.step_logits
+
+    def advance(self, token: Tensor) -> None:
+        """Appends ``token`` [B] to every row and computes the next logits."""
+        self.token.copy_(token)
+        self.position.add_(1)
+        self.write.add_(1)
+        if not self.graph:
+            self.step_logits = self._decode_step()
+        elif self.decode_graph is None:
+            self.decode_graph, self.decode_logits = self._capture(self._decode_step)
+            self.step_logits = self.decode_logits
+        else:
+            self.decode_graph.replay()
+            self.step_logits = self.decode_logits
+
+    def _decode_step(self) -> Tensor:
+        self.valid.index_fill_(1, self.write, True)
+        h = self.lm.get_input_embeddings()(self.token[:, None])
+        h = self._layers(h, self.position, self.write, self.valid[:, None, None, :], causal=False, prefill=False)
+        return self._head(h[:, -1])
+
+    def _capture(self, fn: Callable[[], Tensor]) -> tuple[torch.cuda.CUDAGraph, Tensor]:
+        """Captures ``fn`` as a CUDA graph and replays it once. The warm-up runs (compilation, cuBLAS
+        workspaces) make the same writes to the buffers that the replay makes again, so they change nothing."""
+        stream = torch.cuda.Stream()
+        stream.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(stream):
+            for _ in range(2):
+                fn()
+        torch.cuda.current_stream().wait_stream(stream)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph, pool=self.pool):
+            out = fn()
+        self.pool = graph.pool()
+        graph.replay()
+        return graph, out
+
+    # ------------------------------------------------------------------ shared
+    def _layers(self, h: Tensor, positions: Tensor, write: Tensor | None, attn_mask: Tensor | None, causal: bool,
+                prefill: bool) -> Tensor:
+        """The decoder layers and the final norm over ``h`` [B, T, H]; the K/V of its T positions go to positions
+        0 .. T-1 (prefill) or to ``write`` (decode)."""
+        ops = self.ops
+        cos, sin = self.lm.model.rotary_emb(h, positions)
+        batch, length = h.shape[:2]
+        gqa = self.kv_heads != self.heads
+        first = self.layers[0].input_layernorm
+        x = ops.rms_norm(h, first.weight, first.variance_epsilon)
+        for i, layer in enumerate(self.layers):
+            attn = layer.self_attn
+            q = attn.q_proj(x).view(batch, length, self.heads, self.head_dim).transpose(1, 2)
+            k = attn.k_proj(x).view(batch, length, self.kv_heads, self.head_dim).transpose(1, 2)
+            v = attn.v_proj(x).view(batch, length, self.kv_heads, self.head_dim).transpose(1, 2)
+            q, k = ops.rotary(q, k, cos, sin)
+            if prefill:  # positions 0 .. T-1: a plain copy
+                self.keys[i][:, :, :length].copy_(k)
+                self.values[i][:, :, :length].copy_(v)
+            else:
+                self.keys[i].index_copy_(2, write, k)
+                self.values[i].index_copy_(2, write, v)
+            if prefill:  # attend over the fresh keys only: causal flash attention when nothing is padded
+                out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, is_causal=causal,
+                                                     scale=attn.scaling, enable_gqa=gqa)
+            else:
+                out = F.scaled_dot_product_attention(q, self.keys[i], self.values[i], attn_mask=attn_mask,
+                                                     scale=attn.scaling, enable_gqa=gqa)
+            post = layer.post_attention_layernorm
+            h, x = ops.add_rms_norm(h, attn.o_proj(out.transpose(1, 2).reshape(batch, length, -1)), post.weight,
+                                    post.variance_epsilon)
+            mlp = layer.mlp
+            if self.gated_silu:
+                gated = ops.silu_mul(mlp.gate_proj(x), mlp.up_proj(x))
+            else:
+                gated = mlp.act_fn(mlp.gate_proj(x)) * mlp.up_proj(x)
+            norm = self.layers[i + 1].input_layernorm if i + 1 < len(self.layers) else self.lm.model.norm
+            h, x = ops.add_rms_norm(h, mlp.down_proj(gated), norm.weight, norm.variance_epsilon)
+        return x
+
+    def _head(self, h: Tensor) -> Tensor:
+        raise NotImplementedError
+
+
+def _rms_norm(x: Tensor, weight: Tensor, eps: float) -> Tensor:
+    """transformers' LlamaRMSNorm: normalized in float32, scaled in the input's dtype."""
+    x32 = x.float()
+    x32 = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + eps)
+    return weight * x32.to(x.dtype)
+
+
+def _add_rms_norm(h: Tensor, delta: Tensor, weight: Tensor, eps: float) -> tuple[Tensor, Tensor]:
+    """The residual add and the next RMSNorm, in one pass when compiled."""
+    h = h + delta
+    return h, _rms_norm(h, weight, eps)
+
+
+def _rotate_half(x: Tensor) -> Tensor:
+    half = x.shape[-1] // 2
+    return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
+
+
+def _rotary(q: Tensor, k: Tensor, cos: Tensor, sin: Tensor) -> tuple[Tensor, Tensor]:
+    """transformers' apply_rotary_pos_emb (cos, sin [B, T, D]; q, k [B, heads, T, D])."""
+    cos, sin = cos.unsqueeze(1), sin.unsqueeze(1)
+    return q * cos + _rotate_half(q) * sin, k * cos + _rotate_half(k) * sin
+
+
+def _silu_mul(gate: Tensor, up: Tensor) -> Tensor:
+    return F.silu(gate) * up
+
+
+class LlamaOps:
+    """The elementwise parts of a Llama layer; ``compiled()`` fuses each into one kernel (torch.compile)."""
+
+    rms_norm = staticmethod(_rms_norm)
+    add_rms_norm = staticmethod(_add_rms_norm)
+    rotary = staticmethod(_rotary)
+    silu_mul = staticmethod(_silu_mul)
+
+    @classmethod
+    def compiled(cls) -> LlamaOps:
+        global _COMPILED
+        if _COMPILED is None:
+            ops = cls()
+            for name in ("rms_norm", "add_rms_norm", "rotary", "silu_mul"):
+                setattr(ops, name, torch.compile(getattr(cls, name), dynamic=True, fullgraph=True))
+            _COMPILED = ops
+        return _COMPILED
+
+
+_COMPILED: LlamaOps | None = None
+
+
+def parameter_signature(module: nn.Module) -> tuple[int, ...]:
+    return tuple(p.data_ptr() for p in module.parameters())
