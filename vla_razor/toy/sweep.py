@@ -10,6 +10,7 @@ unfinished run is retrained (it is deterministic, so finished runs in it would c
 from __future__ import annotations
 
 import itertools
+import json
 import os
 from pathlib import Path
 
