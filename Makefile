@@ -95,6 +95,7 @@ test: test-main test-rt1 test-datasets
 
 test-main: setup
 	$(VENV)/bin/ruff check vla_razor envs data_collection bench tests scripts
+	$(VENV)/bin/ruff format --check vla_razor envs data_collection bench tests scripts
 	$(PY) -m pytest -q --durations=15 --ignore=tests/datasets
 
 test-rt1: setup-rt1

@@ -32,7 +32,12 @@ sys.path.insert(0, str(REPO))
 
 from data_collection.convert import ConvertConfig, convert  # noqa: E402
 from data_collection.dataset import (  # noqa: E402
-    DemoDataset, Episode, EpisodeMeta, episode_filename, write_episode, write_index,
+    DemoDataset,
+    Episode,
+    EpisodeMeta,
+    episode_filename,
+    write_episode,
+    write_index,
 )
 from tests.datasets.tiny_rlds import camera_frames  # noqa: E402
 from vla_razor.robot.data import DemoTransitions  # noqa: E402
@@ -42,12 +47,27 @@ def write_ours(root: Path, episodes: int, steps: int, size: int) -> None:
     rng = np.random.default_rng(0)
     metas = []
     for e in range(episodes):
-        meta = EpisodeMeta(task="pick_can", instruction="pick coke can", seed=e, grid_point=e, grid_xy=[-0.2, 0.1],
-                           attempt=0, steps=steps, success=True, file=episode_filename(e, 0))
-        write_episode(root, Episode(images=camera_frames(rng, steps, size),
-                                    proprio=rng.normal(size=(steps, 16)).astype(np.float32),
-                                    actions=rng.uniform(-1, 1, (steps, 7)).astype(np.float32),
-                                    rewards=np.zeros(steps, np.float32), meta=meta))
+        meta = EpisodeMeta(
+            task="pick_can",
+            instruction="pick coke can",
+            seed=e,
+            grid_point=e,
+            grid_xy=[-0.2, 0.1],
+            attempt=0,
+            steps=steps,
+            success=True,
+            file=episode_filename(e, 0),
+        )
+        write_episode(
+            root,
+            Episode(
+                images=camera_frames(rng, steps, size),
+                proprio=rng.normal(size=(steps, 16)).astype(np.float32),
+                actions=rng.uniform(-1, 1, (steps, 7)).astype(np.float32),
+                rewards=np.zeros(steps, np.float32),
+                meta=meta,
+            ),
+        )
         metas.append(meta)
     write_index(root, metas, {"env_id": "bench"}, "scripted", "bench")
     DemoDataset(root).write_statistics("bench")
@@ -63,13 +83,17 @@ def loader(src: Path, cache: Path, batch: int = 32) -> dict[str, float]:
     os.environ["VLA_RAZOR_DATASET_CACHE"] = str(cache)
     open_s, data = timed(lambda: DemoTransitions([src]))
     order = data.epoch_order(seed=0, epoch=0)
-    epoch_s, _ = timed(lambda: [data.rows(order[i:i + batch]) for i in range(0, len(order), batch)])
-    second_s, _ = timed(lambda: [data.rows(order[i:i + batch]) for i in range(0, len(order), batch)])
+    epoch_s, _ = timed(lambda: [data.rows(order[i : i + batch]) for i in range(0, len(order), batch)])
+    second_s, _ = timed(lambda: [data.rows(order[i : i + batch]) for i in range(0, len(order), batch)])
     n = len(data)
     data.close()
-    return {"frames": n, "open_s": round(open_s, 2), "first_epoch_s": round(epoch_s, 2),
-            "first_epoch_frames_per_s": round(n / (open_s + epoch_s), 1),
-            "later_epoch_frames_per_s": round(n / second_s, 1)}
+    return {
+        "frames": n,
+        "open_s": round(open_s, 2),
+        "first_epoch_s": round(epoch_s, 2),
+        "first_epoch_frames_per_s": round(n / (open_s + epoch_s), 1),
+        "later_epoch_frames_per_s": round(n / second_s, 1),
+    }
 
 
 def main() -> None:
@@ -86,19 +110,38 @@ def main() -> None:
     try:
         t, _ = timed(lambda: write_ours(work / "ours", args.episodes, args.steps, args.size))
         results["write ours (h5, gzip)"] = {"seconds": round(t, 2), "frames_per_s": round(frames / t, 1)}
-        for name, src, dst, to in (("ours -> lerobot", "ours", "lerobot", "lerobot"),
-                                   ("lerobot -> ours", "lerobot", "ours_back", "ours")):
+        for name, src, dst, to in (
+            ("ours -> lerobot", "ours", "lerobot", "lerobot"),
+            ("lerobot -> ours", "lerobot", "ours_back", "ours"),
+        ):
             t, n = timed(lambda: convert(ConvertConfig(src=work / src, dst=work / dst, to=to)))
             assert n == frames, (name, n)
             results[name] = {"seconds": round(t, 2), "frames_per_s": round(frames / t, 1)}
             print(f"{name}: {frames / t:.0f} frames/s", flush=True)
         env = {**os.environ, "PYTHONPATH": str(REPO)}
-        t, done = timed(lambda: subprocess.run(
-            [args.tfds_python, "-m", "tests.datasets.tiny_rlds", str(work / "tfds"), str(args.episodes),
-             str(args.steps), str(args.size)], cwd=REPO, env=env, capture_output=True, text=True, check=True))
+        t, done = timed(
+            lambda: subprocess.run(
+                [
+                    args.tfds_python,
+                    "-m",
+                    "tests.datasets.tiny_rlds",
+                    str(work / "tfds"),
+                    str(args.episodes),
+                    str(args.steps),
+                    str(args.size),
+                ],
+                cwd=REPO,
+                env=env,
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+        )
         rlds = Path(json.loads(done.stdout.strip().splitlines()[-1])["fractal20220817_data"])
-        results["write rlds (tensorflow_datasets, png)"] = {"seconds": round(t, 2),
-                                                            "frames_per_s": round(frames / t, 1)}
+        results["write rlds (tensorflow_datasets, png)"] = {
+            "seconds": round(t, 2),
+            "frames_per_s": round(frames / t, 1),
+        }
         t, n = timed(lambda: convert(ConvertConfig(src=rlds, dst=work / "rlds_ours", to="ours")))
         results["rlds -> ours"] = {"seconds": round(t, 2), "frames_per_s": round(frames / t, 1)}
         print(f"rlds -> ours: {frames / t:.0f} frames/s", flush=True)
@@ -112,16 +155,23 @@ def main() -> None:
         if "frames_per_s" in r:
             print(f"{name:<40} {r['frames_per_s']:>10.0f} {r['seconds']:>9.1f}")
         else:
-            print(f"{name + ' (open+1st epoch)':<40} {r['first_epoch_frames_per_s']:>10.0f} "
-                  f"{r['open_s'] + r['first_epoch_s']:>9.1f}")
+            print(
+                f"{name + ' (open+1st epoch)':<40} {r['first_epoch_frames_per_s']:>10.0f} "
+                f"{r['open_s'] + r['first_epoch_s']:>9.1f}"
+            )
             print(f"{name + ' (later epochs)':<40} {r['later_epoch_frames_per_s']:>10.0f}")
-    out = {"command": "python " + " ".join(sys.argv), "frames": frames, "episodes": args.episodes, "steps": args.steps,
-           "image_px": args.size,
-           "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
-           "note": "2 CPU cores shared with other work; lerobot runs in .venv-lerobot (lerobot 0.4.4), RLDS is read "
-                   "by data_collection/rlds.py without TensorFlow; the SFT loader converts a foreign format once "
-                   "(open_s) and then reads our format",
-           "results": results}
+    out = {
+        "command": "python " + " ".join(sys.argv),
+        "frames": frames,
+        "episodes": args.episodes,
+        "steps": args.steps,
+        "image_px": args.size,
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
+        "note": "2 CPU cores shared with other work; lerobot runs in .venv-lerobot (lerobot 0.4.4), RLDS is read "
+        "by data_collection/rlds.py without TensorFlow; the SFT loader converts a foreign format once "
+        "(open_s) and then reads our format",
+        "results": results,
+    }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(out, indent=2) + "\n")
     print(f"\n{args.out}")

@@ -53,7 +53,9 @@ def drawer_specs(task: str, n: int) -> list[EpisodeSpec]:
     ys = np.linspace(*CABINET_OFFSET_RANGE[1], n)
     qs = np.linspace(*qrange, 3)
     return [
-        EpisodeSpec(task, seed=i, options={"obj_init_options": {"cabinet_xy": [float(x), float(y)], "drawer_qpos": float(q)}})
+        EpisodeSpec(
+            task, seed=i, options={"obj_init_options": {"cabinet_xy": [float(x), float(y)], "drawer_qpos": float(q)}}
+        )
         for i, (x, y, q) in enumerate(itertools.product(xs, ys, qs))
     ]
 
@@ -72,10 +74,17 @@ def success_rates(grid: int, drawer_grid: int, procs: int) -> tuple[dict, dict, 
             results = rollout.run(policy, specs)
             ok = [r.success for r in results]
             rates[key], counts[key] = float(np.mean(ok)), len(ok)
-            failures += [{"key": key, "seed": r.spec.seed, **r.spec.options["obj_init_options"]} for r in results if not r.success]
+            failures += [
+                {"key": key, "seed": r.spec.seed, **r.spec.options["obj_init_options"]}
+                for r in results
+                if not r.success
+            ]
             steps = [r.steps for r in results]
-            print(f"{key}: {np.mean(ok):.3f} over {len(ok)} (mean {np.mean(steps):.1f} steps, "
-                  f"{time.perf_counter() - start:.0f} s)", flush=True)
+            print(
+                f"{key}: {np.mean(ok):.3f} over {len(ok)} (mean {np.mean(steps):.1f} steps, "
+                f"{time.perf_counter() - start:.0f} s)",
+                flush=True,
+            )
     return rates, counts, failures
 
 
@@ -105,7 +114,10 @@ def throughput(camera_size: int, episodes: int, procs: int) -> tuple[dict, dict]
             for fresh in (True, False):
                 rollout.fresh_scene = fresh
                 tag = "fresh_scene" if fresh else "plain_reset"
-                for name, policy, specs in (("central_policy", sway, sway_specs), ("expert_in_workers", "expert:top_down", expert_specs)):
+                for name, policy, specs in (
+                    ("central_policy", sway, sway_specs),
+                    ("expert_in_workers", "expert:top_down", expert_specs),
+                ):
                     rate = timed_run(rollout, policy, specs)
                     figures.setdefault(f"{name}_{tag}", {"n": procs})["1_proc" if n == 0 else "n_proc"] = rate
                     print(f"{max(n, 1)} proc(s), {name}, {tag}: {rate:.1f} steps/s", flush=True)
@@ -113,9 +125,9 @@ def throughput(camera_size: int, episodes: int, procs: int) -> tuple[dict, dict]
     details = {
         "camera_size": camera_size,
         "headline": "central_policy_fresh_scene: lockstep, one batched policy call per step, "
-                    f"{len(sway_specs)} pick-can episodes of 40 steps, scene rebuilt at each reset (the default)",
+        f"{len(sway_specs)} pick-can episodes of 40 steps, scene rebuilt at each reset (the default)",
         "expert_in_workers": f"top-down pick-can expert inside the workers, {len(expert_specs)} episodes "
-                             "(~8 steps each, so resets weigh heavily)",
+        "(~8 steps each, so resets weigh heavily)",
         "plain_reset": "fresh_scene=False: no scene rebuild at reset (faster, not bitwise N-independent)",
         **figures,
     }

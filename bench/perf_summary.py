@@ -81,14 +81,16 @@ def main() -> None:
             "train_mfu_full": f"train_step.json {full_key}, batch {full['batch']}, peak {full['peak_memory_gib']:.1f} GiB",
             "kl_overhead": f"kl_cost.json 7b@cuda, worst of batches {[r['batch'] for r in kl['rows']]}",
             "rollout_vs_sim": f"rollout.json 7b@cuda, best of workers {[r['workers'] for r in rollout['rows']]} "
-                              f"({roll['workers']} workers, pipeline_groups {roll.get('pipeline_groups', 1)})",
+            f"({roll['workers']} workers, pipeline_groups {roll.get('pipeline_groups', 1)})",
         },
         "command": "python bench/perf_summary.py",
     }
     out = folder / "summary.json"
     out.write_text(json.dumps(summary, indent=2) + "\n")
     for name in TARGETS:
-        print(f"{name:>20} {values[name]:>9.3f}  target {summary['targets'][name]:<8} {'met' if met[name] else 'NOT met'}")
+        print(
+            f"{name:>20} {values[name]:>9.3f}  target {summary['targets'][name]:<8} {'met' if met[name] else 'NOT met'}"
+        )
 
 
 if __name__ == "__main__":

@@ -45,7 +45,9 @@ def prefill_flops(model, seq_len: int) -> dict[str, float]:
         vision += vit_flops(vit.embed_dim, len(vit.blocks) - 1, mlp, tokens, kernel, patches)
     out["vision"] = vision
     patches = model.num_patches
-    out["projector"] = 2.0 * patches * sum(m.weight.numel() for m in model.projector.modules() if isinstance(m, torch.nn.Linear))
+    out["projector"] = (
+        2.0 * patches * sum(m.weight.numel() for m in model.projector.modules() if isinstance(m, torch.nn.Linear))
+    )
     cfg = model.language_model.config
     h, inter, layers = cfg.hidden_size, cfg.intermediate_size, cfg.num_hidden_layers
     kv = h * cfg.num_key_value_heads // cfg.num_attention_heads
@@ -103,14 +105,20 @@ def make_batch(policy, batch: int, prompt_tokens: int, device: str) -> dict[str,
     cfg = policy.config
     g = torch.Generator().manual_seed(0)
     if cfg.tokenizer == "bytes":
-        images = [torch.randint(0, 256, (cfg.image_sizes[0], cfg.image_sizes[0], 3), dtype=torch.uint8) for _ in range(batch)]
+        images = [
+            torch.randint(0, 256, (cfg.image_sizes[0], cfg.image_sizes[0], 3), dtype=torch.uint8) for _ in range(batch)
+        ]
         return policy.encode(images, ["pick coke can"] * batch)
     ids = torch.randint(3, cfg.vocab_end - cfg.n_action_bins, (batch, prompt_tokens), generator=g)
     ids[:, 0] = 1
     ids[:, -1] = cfg.action_prefix_token_ids[-1] if cfg.action_prefix_token_ids else ids[:, -1]
     size = cfg.image_sizes[0]
     pixels = torch.randn(batch, 3 * cfg.num_backbones, size, size, generator=g)
-    return {"input_ids": ids.to(device), "attention_mask": torch.ones_like(ids).to(device), "pixel_values": pixels.to(device)}
+    return {
+        "input_ids": ids.to(device),
+        "attention_mask": torch.ones_like(ids).to(device),
+        "pixel_values": pixels.to(device),
+    }
 
 
 def time_calls(fn, repeats: int, device: str) -> float:
@@ -142,13 +150,25 @@ def main() -> None:
     parser.add_argument("--config", default="tiny", help="tiny, 7b, or a YAML path (configs/policy_*.yaml)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 16])
-    parser.add_argument("--engines", nargs="+", default=["auto"], choices=("auto", "eager", "static", "graph"),
-                        help="generation engines to time (vla_razor/policies/openvla/generation.py)")
-    parser.add_argument("--eager-batches", type=int, nargs="*", default=None,
-                        help="batch sizes at which the eager engine runs (default: all of --batches)")
+    parser.add_argument(
+        "--engines",
+        nargs="+",
+        default=["auto"],
+        choices=("auto", "eager", "static", "graph"),
+        help="generation engines to time (vla_razor/policies/openvla/generation.py)",
+    )
+    parser.add_argument(
+        "--eager-batches",
+        type=int,
+        nargs="*",
+        default=None,
+        help="batch sizes at which the eager engine runs (default: all of --batches)",
+    )
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--prompt-tokens", type=int, default=20, help="prompt length when no tokenizer is at hand (7B)")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads (1: oversubscription on a loaded 2-core box costs 20x)")
+    parser.add_argument(
+        "--threads", type=int, default=1, help="torch threads (1: oversubscription on a loaded 2-core box costs 20x)"
+    )
     parser.add_argument("--profile-batch", type=int, default=0, help="print the top kernels of one call at this batch")
     parser.add_argument("--out", default="docs/results/policy/bench.json")
     args = parser.parse_args()
@@ -195,9 +215,19 @@ def main() -> None:
             with torch.no_grad():  # this engine's logits against a teacher-forced transformers forward on its tokens
                 forced = policy.action_logits(batch, sample.tokens)
             elapsed = time_calls(lambda: policy.sample(batch, temperature=0, engine=engine), args.repeats, args.device)
-            prefill_s = time_calls(lambda: generate_action_tokens(
-                model, batch["input_ids"], batch["attention_mask"], batch["pixel_values"], policy.vocab_ids,
-                action_dim=1, engine=engine), args.repeats, args.device)
+            prefill_s = time_calls(
+                lambda: generate_action_tokens(
+                    model,
+                    batch["input_ids"],
+                    batch["attention_mask"],
+                    batch["pixel_values"],
+                    policy.vocab_ids,
+                    action_dim=1,
+                    engine=engine,
+                ),
+                args.repeats,
+                args.device,
+            )
             actions_per_s = batch_size / elapsed
             row = {
                 "engine": engine,
@@ -226,7 +256,9 @@ def main() -> None:
             rows.append(row)
             print(json.dumps(row), flush=True)
         if batch_size == args.profile_batch:
-            print(profile_table(lambda: policy.sample(batch, temperature=0, engine=engines[-1]), args.device), flush=True)
+            print(
+                profile_table(lambda: policy.sample(batch, temperature=0, engine=engines[-1]), args.device), flush=True
+            )
     result = {
         "device": device_name,
         "config": args.config,
@@ -241,15 +273,19 @@ def main() -> None:
     existing = json.loads(out.read_text()) if out.is_file() else {}
     existing[f"{args.config}@{args.device}"] = result
     atomic_write_json(out, existing)
-    print(f"{'engine':>7} {'batch':>5} {'actions/s':>10} {'ms/batch':>9} {'vision':>7} {'prefill':>8} {'ceiling':>8} "
-          f"{'agree':>6} {'tf diff':>8} {'first s':>8}")
+    print(
+        f"{'engine':>7} {'batch':>5} {'actions/s':>10} {'ms/batch':>9} {'vision':>7} {'prefill':>8} {'ceiling':>8} "
+        f"{'agree':>6} {'tf diff':>8} {'first s':>8}"
+    )
     for r in rows:
         if "error" in r:
             print(f"{r['engine']:>7} {r['batch']:>5} failed: {r['error'][:100]}")
             continue
-        print(f"{r['engine']:>7} {r['batch']:>5} {r['actions_per_s']:>10.1f} {r['ms_per_batch']:>9.1f} "
-              f"{r['vision_ms_per_batch']:>7.1f} {r['prefill_ms_per_batch']:>8.1f} {r['fraction_of_flop_ceiling']:>8.3f} "
-              f"{r['token_agreement']:>6.2f} {r['teacher_forced_max_diff']:>8.4f} {r['first_call_s']:>8.1f}")
+        print(
+            f"{r['engine']:>7} {r['batch']:>5} {r['actions_per_s']:>10.1f} {r['ms_per_batch']:>9.1f} "
+            f"{r['vision_ms_per_batch']:>7.1f} {r['prefill_ms_per_batch']:>8.1f} {r['fraction_of_flop_ceiling']:>8.3f} "
+            f"{r['token_agreement']:>6.2f} {r['teacher_forced_max_diff']:>8.4f} {r['first_call_s']:>8.1f}"
+        )
 
 
 if __name__ == "__main__":

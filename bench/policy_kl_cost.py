@@ -75,13 +75,24 @@ def main() -> None:
             chain_rule_kl_terms(base.action_logits(batch, tokens), policy.action_logits(batch, tokens)).mean()
 
         t_forward, t_stored, t_both = (time_calls(f, args.repeats, args.device) for f in (forward, kl_stored, kl_both))
-        row = {"batch": batch_size, "forward_ms": 1000 * t_forward, "kl_stored_ms": 1000 * t_stored,
-               "kl_both_ms": 1000 * t_both, "kl_overhead": t_stored / t_forward,
-               "kl_overhead_recomputing_base": t_both / t_forward,
-               "stored_base_logits_kib_per_frame": float(np.prod(stored.shape[1:])) * 4 / 1024}
+        row = {
+            "batch": batch_size,
+            "forward_ms": 1000 * t_forward,
+            "kl_stored_ms": 1000 * t_stored,
+            "kl_both_ms": 1000 * t_both,
+            "kl_overhead": t_stored / t_forward,
+            "kl_overhead_recomputing_base": t_both / t_forward,
+            "stored_base_logits_kib_per_frame": float(np.prod(stored.shape[1:])) * 4 / 1024,
+        }
         rows.append(row)
         print(json.dumps(row))
-    result = {"device": device_name, "config": args.config, "dtype": cfg.dtype, "torch": torch.__version__, "rows": rows}
+    result = {
+        "device": device_name,
+        "config": args.config,
+        "dtype": cfg.dtype,
+        "torch": torch.__version__,
+        "rows": rows,
+    }
     out = Path(args.out)
     existing = json.loads(out.read_text()) if out.is_file() else {}
     existing[f"{args.config}@{args.device}"] = result

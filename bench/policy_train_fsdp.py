@@ -54,11 +54,19 @@ def main() -> None:
     parser.add_argument("--device", choices=("auto", "cuda", "cpu"), default="auto")
     parser.add_argument("--batches", type=int, nargs="+", default=[4], help="per-GPU batch sizes, smallest first")
     parser.add_argument("--steps", type=int, default=3, help="timed steps per batch size (after 2 untimed)")
-    parser.add_argument("--master-dtype", choices=("float32", "bfloat16"), default=None,
-                        help="dtype of the weights and AdamW moments (default: the compute dtype, bfloat16 on CUDA, "
-                             "float32 on the CPU); float32 with bfloat16 compute is FSDP mixed precision")
-    parser.add_argument("--checkpointing", choices=("on", "llm", "off"), default="on",
-                        help="activation recomputation: everywhere, the Llama layers only, or none")
+    parser.add_argument(
+        "--master-dtype",
+        choices=("float32", "bfloat16"),
+        default=None,
+        help="dtype of the weights and AdamW moments (default: the compute dtype, bfloat16 on CUDA, "
+        "float32 on the CPU); float32 with bfloat16 compute is FSDP mixed precision",
+    )
+    parser.add_argument(
+        "--checkpointing",
+        choices=("on", "llm", "off"),
+        default="on",
+        help="activation recomputation: everywhere, the Llama layers only, or none",
+    )
     parser.add_argument("--reshard-after-forward", choices=("on", "off"), default="on")
     parser.add_argument("--prompt-tokens", type=int, default=20, help="prompt length (the 7B has no tokenizer here)")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads per process")
@@ -81,11 +89,15 @@ def main() -> None:
     cfg.dtype = master
     mixed = master != compute
     if mixed and (master, compute) != ("float32", "bfloat16"):
-        parser.error(f"--master-dtype {master}: mixed precision keeps float32 masters for bfloat16 compute; the "
-                     f"compute dtype here is {compute} (float32 on the CPU)")
+        parser.error(
+            f"--master-dtype {master}: mixed precision keeps float32 masters for bfloat16 compute; the "
+            f"compute dtype here is {compute} (float32 on the CPU)"
+        )
     if mixed and not ctx.enabled:
-        parser.error(f"--master-dtype {master} with {compute} compute is FSDP mixed precision: run under torchrun "
-                     "with --nproc-per-node 2 or more (one process trains in one dtype: policy_train_step.py)")
+        parser.error(
+            f"--master-dtype {master} with {compute} compute is FSDP mixed precision: run under torchrun "
+            "with --nproc-per-node 2 or more (one process trains in one dtype: policy_train_step.py)"
+        )
     started = time.perf_counter()
     torch.manual_seed(0)  # the same full weights on every rank before each keeps its shard
     model = build_model(cfg, device=ctx.device)
@@ -96,9 +108,13 @@ def main() -> None:
     forward = prefill_flops(model, probe["input_ids"].shape[1] + policy.action_dim)["total"]
     parameters = sum(p.numel() for p in model.parameters())
     if ctx.enabled:
-        shard_model(model, ctx.mesh, param_dtype=DTYPES[compute] if mixed else None,
-                    reduce_dtype=torch.float32 if mixed else None,
-                    reshard_after_forward=args.reshard_after_forward == "on")
+        shard_model(
+            model,
+            ctx.mesh,
+            param_dtype=DTYPES[compute] if mixed else None,
+            reduce_dtype=torch.float32 if mixed else None,
+            reshard_after_forward=args.reshard_after_forward == "on",
+        )
     if kind == "cuda":
         torch.cuda.empty_cache()
     params = [p for p in model.parameters() if p.requires_grad]
@@ -152,10 +168,14 @@ def main() -> None:
         samples_per_s = batch_size * args.steps / elapsed
         gpu_rate = all_reduce(rate, ctx, "sum") / ctx.world_size
         row = {
-            "batch_per_gpu": batch_size, "global_batch": batch_size * ctx.world_size,
-            "sequence_tokens": seq + model.num_patches, "samples_per_s_per_gpu": samples_per_s,
-            "samples_per_s": samples_per_s * ctx.world_size, "ms_per_step": 1000 * elapsed / args.steps,
-            "forward_gflops_per_sample": forward / 1e9, "mfu_per_gpu": 3.0 * forward * samples_per_s / gpu_rate,
+            "batch_per_gpu": batch_size,
+            "global_batch": batch_size * ctx.world_size,
+            "sequence_tokens": seq + model.num_patches,
+            "samples_per_s_per_gpu": samples_per_s,
+            "samples_per_s": samples_per_s * ctx.world_size,
+            "ms_per_step": 1000 * elapsed / args.steps,
+            "forward_gflops_per_sample": forward / 1e9,
+            "mfu_per_gpu": 3.0 * forward * samples_per_s / gpu_rate,
             "loss": loss,
         }
         if kind == "cuda":
@@ -164,20 +184,29 @@ def main() -> None:
         if ctx.is_main:
             print(json.dumps(row), flush=True)
     result = {
-        "device": device_label(kind, args.threads), "world_size": ctx.world_size, "config": args.config,
-        "compute_dtype": compute, "master_dtype": master, "checkpointing": args.checkpointing,
-        "reshard_after_forward": args.reshard_after_forward, "parameters": parameters,
+        "device": device_label(kind, args.threads),
+        "world_size": ctx.world_size,
+        "config": args.config,
+        "compute_dtype": compute,
+        "master_dtype": master,
+        "checkpointing": args.checkpointing,
+        "reshard_after_forward": args.reshard_after_forward,
+        "parameters": parameters,
         "sharding": "FSDP2 (vla_razor.distributed.shard_model)" if ctx.enabled else "none (one process)",
         "optimizer": "AdamW (fused on CUDA), moments in the master dtype",
         "nccl_nvls_enable": os.environ.get("NCCL_NVLS_ENABLE") if kind == "cuda" else None,
         "matmul_tflops_measured_per_gpu": all_reduce(rate, ctx, "sum") / ctx.world_size / 1e12,
-        "build_seconds": build_s, "torch": torch.__version__, "rows": rows,
+        "build_seconds": build_s,
+        "torch": torch.__version__,
+        "rows": rows,
     }
     if ctx.is_main:
         out = Path(args.out)
         existing = json.loads(out.read_text()) if out.is_file() else {}
-        key = (f"{args.config}/world-{ctx.world_size}/master-{master}/checkpointing-{args.checkpointing}"
-               f"/reshard-{args.reshard_after_forward}@{kind}")
+        key = (
+            f"{args.config}/world-{ctx.world_size}/master-{master}/checkpointing-{args.checkpointing}"
+            f"/reshard-{args.reshard_after_forward}@{kind}"
+        )
         existing[key] = result
         atomic_write_json(out, existing)
         print(json.dumps({k: v for k, v in result.items() if k != "rows"}), flush=True)

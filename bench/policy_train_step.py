@@ -52,8 +52,12 @@ def main() -> None:
     parser.add_argument("--lora-rank", type=int, default=32)
     parser.add_argument("--batches", type=int, nargs="+", default=[4])
     parser.add_argument("--steps", type=int, default=4, help="timed steps per batch size (after 2 untimed)")
-    parser.add_argument("--checkpointing", choices=("on", "llm", "off"), default="on",
-                        help="activation recomputation: everywhere, the Llama layers only, or none")
+    parser.add_argument(
+        "--checkpointing",
+        choices=("on", "llm", "off"),
+        default="on",
+        help="activation recomputation: everywhere, the Llama layers only, or none",
+    )
     parser.add_argument("--prompt-tokens", type=int, default=20, help="prompt length (the 7B has no tokenizer here)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", default="docs/results/perf/train_step.json")
@@ -72,8 +76,9 @@ def main() -> None:
         from vla_razor.lora import LoraOptions
         from vla_razor.lora import apply_lora
 
-        model = apply_lora(model, LoraOptions(enabled=True, r=args.lora_rank, alpha=16, dropout=0.0,
-                                              target_modules="all-linear"))
+        model = apply_lora(
+            model, LoraOptions(enabled=True, r=args.lora_rank, alpha=16, dropout=0.0, target_modules="all-linear")
+        )
         model.to(args.device)
     enable_checkpointing(model, args.checkpointing)
     model.train()
@@ -122,21 +127,32 @@ def main() -> None:
         samples_per_s = batch_size * args.steps / elapsed
         factor = 3.0 if args.mode == "full" else 2.0
         row = {
-            "batch": batch_size, "sequence_tokens": seq + model.num_patches, "samples_per_s": samples_per_s,
-            "ms_per_step": 1000 * elapsed / args.steps, "forward_gflops_per_sample": forward / 1e9,
-            "mfu": factor * forward * samples_per_s / rate, "loss": loss,
+            "batch": batch_size,
+            "sequence_tokens": seq + model.num_patches,
+            "samples_per_s": samples_per_s,
+            "ms_per_step": 1000 * elapsed / args.steps,
+            "forward_gflops_per_sample": forward / 1e9,
+            "mfu": factor * forward * samples_per_s / rate,
+            "loss": loss,
         }
         if args.device == "cuda":
             row["peak_memory_gib"] = torch.cuda.max_memory_allocated() / 2**30
         rows.append(row)
         print(json.dumps(row))
     result = {
-        "device": device_name, "config": args.config, "mode": args.mode, "dtype": cfg.dtype,
-        "checkpointing": args.checkpointing, "lora_rank": args.lora_rank if args.mode == "lora" else None,
+        "device": device_name,
+        "config": args.config,
+        "mode": args.mode,
+        "dtype": cfg.dtype,
+        "checkpointing": args.checkpointing,
+        "lora_rank": args.lora_rank if args.mode == "lora" else None,
         "parameters": sum(p.numel() for p in model.parameters()),
-        "trainable_parameters": sum(p.numel() for p in params), "optimizer": "AdamW (fused on CUDA), states in the "
-        "parameters' dtype", "matmul_tflops_measured": rate / 1e12, "build_seconds": build_s,
-        "torch": torch.__version__, "rows": rows,
+        "trainable_parameters": sum(p.numel() for p in params),
+        "optimizer": "AdamW (fused on CUDA), states in the parameters' dtype",
+        "matmul_tflops_measured": rate / 1e12,
+        "build_seconds": build_s,
+        "torch": torch.__version__,
+        "rows": rows,
     }
     out = Path(args.out)
     existing = json.loads(out.read_text()) if out.is_file() else {}

@@ -63,20 +63,38 @@ def steps_per_s(rollout, policy, specs) -> tuple[float, int, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--policy", default="assets/base_policy_embedded",
-                        help="tiny, 7b, a policy config YAML (random weights), or a policy folder")
+    parser.add_argument(
+        "--policy",
+        default="assets/base_policy_embedded",
+        help="tiny, 7b, a policy config YAML (random weights), or a policy folder",
+    )
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--workers", type=int, nargs="+", default=[2])
-    parser.add_argument("--pipeline-groups", type=int, nargs="+", default=[1],
-                        help="ParallelRollout pipeline_groups to measure (each at most the worker count)")
+    parser.add_argument(
+        "--pipeline-groups",
+        type=int,
+        nargs="+",
+        default=[1],
+        help="ParallelRollout pipeline_groups to measure (each at most the worker count)",
+    )
     parser.add_argument("--episodes", type=int, default=8)
     parser.add_argument("--max-steps", type=int, default=40)
     parser.add_argument("--camera-size", type=int, default=224)
     parser.add_argument("--temperature", type=float, default=1.0)
-    parser.add_argument("--threads", type=int, nargs="+", default=[1],
-                        help="torch threads of the policy process (each value measured in turn)")
-    parser.add_argument("--dtype", nargs="+", default=["float32"], choices=["float32", "bfloat16"],
-                        help="the policy's weights cast to each of these in turn (a copy per dtype)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        nargs="+",
+        default=[1],
+        help="torch threads of the policy process (each value measured in turn)",
+    )
+    parser.add_argument(
+        "--dtype",
+        nargs="+",
+        default=["float32"],
+        choices=["float32", "bfloat16"],
+        help="the policy's weights cast to each of these in turn (a copy per dtype)",
+    )
     parser.add_argument("--out", default="docs/results/perf/rollout.json")
     args = parser.parse_args()
 
@@ -90,22 +108,28 @@ def main() -> None:
     actors = {}
     for name in args.dtype:
         dtype = getattr(torch, name)
-        cast = policy if next(policy.model.parameters()).dtype == dtype else type(policy)(copy.deepcopy(policy.model).to(dtype),
-                                                                      policy.processor, policy.dataset)
+        cast = (
+            policy
+            if next(policy.model.parameters()).dtype == dtype
+            else type(policy)(copy.deepcopy(policy.model).to(dtype), policy.processor, policy.dataset)
+        )
         actors[name] = PolicyActor(cast, temperature=args.temperature, seed=0)
 
     def noop(batch) -> np.ndarray:
         return np.zeros((len(batch), action_dim), dtype=np.float32)
 
     specs = pick_can_specs(args.episodes, seed=4242, max_steps=args.max_steps)
-    device_name = (torch.cuda.get_device_name() if args.device == "cuda"
-                   else f"CPU ({platform.processor() or platform.machine()})")
+    device_name = (
+        torch.cuda.get_device_name() if args.device == "cuda" else f"CPU ({platform.processor() or platform.machine()})"
+    )
     rows = []
     for workers in args.workers:
         groups = [g for g in args.pipeline_groups if 1 <= g <= max(1, workers)]
         if groups != args.pipeline_groups:
-            print(f"{workers} workers: skipping pipeline groups {sorted(set(args.pipeline_groups) - set(groups))} "
-                  f"(each group needs a worker)")
+            print(
+                f"{workers} workers: skipping pipeline groups {sorted(set(args.pipeline_groups) - set(groups))} "
+                f"(each group needs a worker)"
+            )
         with ParallelRollout(workers, camera_size=args.camera_size) as rollout:
             rollout.run(noop, specs[: max(1, workers)])  # start the workers and make their scenes
             sim, sim_steps, sim_s = steps_per_s(rollout, noop, specs)
@@ -115,15 +139,33 @@ def main() -> None:
                 # the policy's first call at this batch size (CUDA graph capture, compilation) is not rollout time
                 rollout.run(actor, pick_can_specs(max(1, workers), seed=4242, max_steps=2))
                 pol, pol_steps, pol_s = steps_per_s(rollout, actor, specs)
-                row = {"setting": f"{workers} workers, pipeline_groups {g}, {threads} policy threads, {dtype}",
-                       "workers": workers, "pipeline_groups": g, "threads": threads, "dtype": dtype,
-                       "episodes": len(specs), "sim_steps_per_s": sim, "policy_steps_per_s": pol,
-                       "rollout_vs_sim": pol / sim, "sim_steps": sim_steps, "policy_steps": pol_steps,
-                       "sim_seconds": sim_s, "policy_seconds": pol_s, "cpus": os.cpu_count()}
+                row = {
+                    "setting": f"{workers} workers, pipeline_groups {g}, {threads} policy threads, {dtype}",
+                    "workers": workers,
+                    "pipeline_groups": g,
+                    "threads": threads,
+                    "dtype": dtype,
+                    "episodes": len(specs),
+                    "sim_steps_per_s": sim,
+                    "policy_steps_per_s": pol,
+                    "rollout_vs_sim": pol / sim,
+                    "sim_steps": sim_steps,
+                    "policy_steps": pol_steps,
+                    "sim_seconds": sim_s,
+                    "policy_seconds": pol_s,
+                    "cpus": os.cpu_count(),
+                }
                 rows.append(row)
                 print(json.dumps(row))
-    result = {"device": device_name, "policy": args.policy, "camera_size": args.camera_size,
-              "temperature": args.temperature, "max_steps": args.max_steps, "torch": torch.__version__, "rows": rows}
+    result = {
+        "device": device_name,
+        "policy": args.policy,
+        "camera_size": args.camera_size,
+        "temperature": args.temperature,
+        "max_steps": args.max_steps,
+        "torch": torch.__version__,
+        "rows": rows,
+    }
     out = Path(args.out)
     existing = json.loads(out.read_text()) if out.is_file() else {}
     existing[f"{Path(args.policy).name}@{args.device}"] = result

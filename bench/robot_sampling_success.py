@@ -33,12 +33,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--policy", default="assets/base_policy_embedded")
     parser.add_argument("--temperatures", default="0,0.5,1")
-    parser.add_argument("--episodes", type=int, default=2, 
-                        help="episodes per grid point and temperature (0: none, uniform and probes only)")
+    parser.add_argument(
+        "--episodes",
+        type=int,
+        default=2,
+        help="episodes per grid point and temperature (0: none, uniform and probes only)",
+    )
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--camera-size", type=int, default=112)
-    parser.add_argument("--threads", type=int, default=2,
-                        help="torch threads of this process (several evaluations at once must not oversubscribe)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=2,
+        help="torch threads of this process (several evaluations at once must not oversubscribe)",
+    )
     parser.add_argument("--uniform", type=int, default=0, help="also N uniform placements (evaluation seed 1000)")
     parser.add_argument("--probe-episodes", type=int, default=0, help="also N episodes of each drawer probe")
     parser.add_argument("--out", default="docs/results/robot/sampling_success.json")
@@ -51,8 +59,11 @@ def main() -> None:
     rows = {}
     with ParallelRollout(args.workers, camera_size=args.camera_size) as rollout:
         for temperature in [float(t) for t in args.temperatures.split(",")]:
-            specs = [EpisodeSpec("pick_can", 10_000 * j + p, placement_options("pick_can", "embedded", xy))
-                     for p, xy in enumerate(points) for j in range(args.episodes)]
+            specs = [
+                EpisodeSpec("pick_can", 10_000 * j + p, placement_options("pick_can", "embedded", xy))
+                for p, xy in enumerate(points)
+                for j in range(args.episodes)
+            ]
             n_grid = len(specs)
             specs += pick_can_specs(args.uniform, 1000)
             for task in PROBES if args.probe_episodes else ():
@@ -62,23 +73,40 @@ def main() -> None:
             r = rows[str(temperature)] = {"seconds": time.perf_counter() - started}
             if args.episodes:
                 success = np.array([r.success for r in results[:n_grid]], float).reshape(10, 10, args.episodes)
-                r |= {"overall": float(success.mean()),
-                      "by_grid_row": [float(v) for v in success.mean(axis=(1, 2))],
-                      "points_with_a_success": int((success.max(axis=2) > 0).sum())}
+                r |= {
+                    "overall": float(success.mean()),
+                    "by_grid_row": [float(v) for v in success.mean(axis=(1, 2))],
+                    "points_with_a_success": int((success.max(axis=2) > 0).sum()),
+                }
             extra = results[n_grid:]
             if args.uniform:
-                r["uniform"] = float(np.mean([e.success for e in extra[:args.uniform]]))
+                r["uniform"] = float(np.mean([e.success for e in extra[: args.uniform]]))
             for task in PROBES if args.probe_episodes else ():
                 r[task] = float(np.mean([e.success for e in extra if e.spec.task == task]))
-            grid = (f"success {r['overall']:.3f}  points with a success {r['points_with_a_success']:>3}/100  by row "
-                    + " ".join(f"{v:.2f}" for v in r["by_grid_row"]) if args.episodes else "")
-            print(f"T={temperature:<4} {grid}  ({r['seconds']:.0f} s)  "
-                  + " ".join(f"{k} {r[k]:.2f}" for k in ("uniform", *PROBES) if k in r), flush=True)
-    atomic_write_json(Path(args.out), {"policy": args.policy, "episodes_per_point": args.episodes,
-                                       "uniform_placements": args.uniform, "probe_episodes": args.probe_episodes,
-                                       "camera_size": args.camera_size, "device": device,
-                                       "gpu": torch.cuda.get_device_name() if device == "cuda" else platform.processor(),
-                                       "temperatures": rows})
+            grid = (
+                f"success {r['overall']:.3f}  points with a success {r['points_with_a_success']:>3}/100  by row "
+                + " ".join(f"{v:.2f}" for v in r["by_grid_row"])
+                if args.episodes
+                else ""
+            )
+            print(
+                f"T={temperature:<4} {grid}  ({r['seconds']:.0f} s)  "
+                + " ".join(f"{k} {r[k]:.2f}" for k in ("uniform", *PROBES) if k in r),
+                flush=True,
+            )
+    atomic_write_json(
+        Path(args.out),
+        {
+            "policy": args.policy,
+            "episodes_per_point": args.episodes,
+            "uniform_placements": args.uniform,
+            "probe_episodes": args.probe_episodes,
+            "camera_size": args.camera_size,
+            "device": device,
+            "gpu": torch.cuda.get_device_name() if device == "cuda" else platform.processor(),
+            "temperatures": rows,
+        },
+    )
 
 
 if __name__ == "__main__":

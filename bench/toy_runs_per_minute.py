@@ -57,23 +57,43 @@ def main() -> None:
                 for i in range(0, len(runs), m):
                     finetune_group(runs[i : i + m], base, data, cfg.finetune, progress=False)
                 seconds = time.perf_counter() - started
-                rows.append({"method": method, "threads": threads, "models_per_stack": m,
-                             "seconds": seconds, "runs_per_min": len(runs) / seconds * 60})
+                rows.append(
+                    {
+                        "method": method,
+                        "threads": threads,
+                        "models_per_stack": m,
+                        "seconds": seconds,
+                        "runs_per_min": len(runs) / seconds * 60,
+                    }
+                )
                 print(f"{method:<6} threads={threads} M={m:<3} {rows[-1]['runs_per_min']:7.1f} runs/min", flush=True)
     for r in rows:
-        ref = next(x for x in rows if x["method"] == r["method"] and x["threads"] == r["threads"]
-                   and x["models_per_stack"] == min(args.stack_sizes))
+        ref = next(
+            x
+            for x in rows
+            if x["method"] == r["method"]
+            and x["threads"] == r["threads"]
+            and x["models_per_stack"] == min(args.stack_sizes)
+        )
         r["vs_smallest_stack"] = r["runs_per_min"] / ref["runs_per_min"]
 
     print(f"\n{'method':<6} {'threads':>7} {'M':>4} {'runs/min':>9} {'vs M=' + str(min(args.stack_sizes)):>8}")
     for r in rows:
-        print(f"{r['method']:<6} {r['threads']:>7} {r['models_per_stack']:>4} {r['runs_per_min']:>9.1f} "
-              f"{r['vs_smallest_stack']:>7.2f}x")
-    best = max(rows, key=lambda r: sum(x["runs_per_min"] for x in rows
-                                       if x["threads"] == r["threads"] and x["models_per_stack"] == r["models_per_stack"]))
+        print(
+            f"{r['method']:<6} {r['threads']:>7} {r['models_per_stack']:>4} {r['runs_per_min']:>9.1f} "
+            f"{r['vs_smallest_stack']:>7.2f}x"
+        )
+    best = max(
+        rows,
+        key=lambda r: sum(
+            x["runs_per_min"]
+            for x in rows
+            if x["threads"] == r["threads"] and x["models_per_stack"] == r["models_per_stack"]
+        ),
+    )
     result = {
         "what": "ParityMNIST fine-tuning runs per minute (1 epoch, checkpoints and all predictors included), "
-                "by stack size and torch threads",
+        "by stack size and torch threads",
         "config": args.config,
         "runs_per_cell": args.runs,
         "cpus": os.cpu_count(),

@@ -54,14 +54,21 @@ class CollectConfig:
     expert_style: Literal["top_down", "angled"] = option(
         "angled", "pick-can style of the scripted expert (the SFT data's default; the base policy learns top_down)"
     )
-    expert_noise: float = option(0.0, "std of Gaussian noise on the scripted expert's translation, m per step "
-                                      "(executed and recorded; 0: the clean expert)", ge=0)
+    expert_noise: float = option(
+        0.0,
+        "std of Gaussian noise on the scripted expert's translation, m per step "
+        "(executed and recorded; 0: the clean expert)",
+        ge=0,
+    )
     backend: Literal["embedded", "simpler"] = option("embedded", "simulator: embedded ManiSkill3 or real SimplerEnv")
     grid: str = option("10x10", "grid points along x and y, e.g. 10x10")
     placement_jitter: float = option(
-        0.0, "half-width (m) of a uniform offset of x and y added to each attempt's grid point, drawn from the "
-             "attempt's seed and kept inside the region: a deterministic scripted expert repeats itself at one "
-             "placement, so its 10 demonstrations of a point are 10 nearby placements instead (0: the point)", ge=0)
+        0.0,
+        "half-width (m) of a uniform offset of x and y added to each attempt's grid point, drawn from the "
+        "attempt's seed and kept inside the region: a deterministic scripted expert repeats itself at one "
+        "placement, so its 10 demonstrations of a point are 10 nearby placements instead (0: the point)",
+        ge=0,
+    )
     region: list[list[float]] | None = option(
         None, "[[x_min, x_max], [y_min, y_max]] of the grid (default: the task's, see envs/grids.py)"
     )
@@ -71,8 +78,10 @@ class CollectConfig:
     keep_failures: bool = option(False, "also store failed episodes (marked success=false)")
     out: Path = option(Path("data/demos/pick_can_angled"), "dataset folder (created, or resumed)")
     format: Literal["ours", "lerobot"] = option(
-        "ours", "lerobot: also write the finished dataset as a LeRobotDataset v3.0 (converted from `out` after the "
-                "collection, in .venv-lerobot: make setup-lerobot)")
+        "ours",
+        "lerobot: also write the finished dataset as a LeRobotDataset v3.0 (converted from `out` after the "
+        "collection, in .venv-lerobot: make setup-lerobot)",
+    )
     lerobot_out: Path | None = option(None, "folder of the LeRobotDataset (default: <out>_lerobot)")
     workers: int = option(2, "simulator worker processes (0: in this process)", ge=0)
     camera_size: int = option(224, "side of the square camera image stored with each step", ge=32, le=1024)
@@ -92,8 +101,18 @@ class CollectConfig:
 
 
 # Fields that decide what the data is: an existing folder must have been collected with the same values.
-IDENTITY_FIELDS = ("task", "demonstrator", "backend", "grid", "region", "camera_size", "max_steps", "seed",
-                   "reset_options", "env_kwargs")
+IDENTITY_FIELDS = (
+    "task",
+    "demonstrator",
+    "backend",
+    "grid",
+    "region",
+    "camera_size",
+    "max_steps",
+    "seed",
+    "reset_options",
+    "env_kwargs",
+)
 
 
 def identity(cfg: CollectConfig) -> dict[str, Any]:
@@ -113,7 +132,7 @@ def identity(cfg: CollectConfig) -> dict[str, Any]:
 GRIPPER_STORED = {
     "embedded": "absolute, the panda's scale: +1 open .. -1 closed (as executed)",
     "simpler": "absolute, OpenVLA's: 1 open, 0 closed (converted from the Google robot's relative commands, as "
-               "OpenVLA converted RT-1's data: envs/gripper.py)",
+    "OpenVLA converted RT-1's data: envs/gripper.py)",
 }
 """The gripper convention of a dataset's stored actions (trajectory.json's env_info["gripper"])."""
 
@@ -163,10 +182,16 @@ class Collection:
     def save(self) -> None:
         from vla_razor.runs import atomic_write_json
 
-        atomic_write_json(self.path, {
-            "format": COLLECTION_FORMAT, "config": self.config, "grid_xy": self.grid_xy, "seconds": self.seconds,
-            "attempts": [asdict(a) for a in self.attempts],
-        })
+        atomic_write_json(
+            self.path,
+            {
+                "format": COLLECTION_FORMAT,
+                "config": self.config,
+                "grid_xy": self.grid_xy,
+                "seconds": self.seconds,
+                "attempts": [asdict(a) for a in self.attempts],
+            },
+        )
 
     def tried(self, point: int) -> int:
         return sum(a.point == point for a in self.attempts)
@@ -191,8 +216,10 @@ def open_collection(cfg: CollectConfig, grid_xy: np.ndarray) -> Collection:
     grid = [[float(v) for v in xy] for xy in grid_xy]
     if not path.exists():
         if root.exists() and any(p for p in root.iterdir() if not p.name.startswith(".")):
-            raise DatasetError(f"{root}: exists, is not empty and has no {COLLECTION_JSON}; "
-                               "not a collection folder (choose another --out)")
+            raise DatasetError(
+                f"{root}: exists, is not empty and has no {COLLECTION_JSON}; "
+                "not a collection folder (choose another --out)"
+            )
         RunFolder(root).lock()
         collection = Collection(root, config, grid)
         collection.save()
@@ -266,16 +293,26 @@ class Collector:
         if cfg.demonstrator == "rt1" and (cfg.rt1.saved_model is None or cfg.rt1.embedder is None):
             raise ConfigError("rt1.saved_model and rt1.embedder: both are needed with --demonstrator rt1")
         if cfg.demonstrator == "scripted" and cfg.backend == "simpler":
-            raise ConfigError("demonstrator: the scripted experts read the embedded world's state (ManiSkill3); "
-                              "on --backend simpler use --demonstrator rt1")
+            raise ConfigError(
+                "demonstrator: the scripted experts read the embedded world's state (ManiSkill3); "
+                "on --backend simpler use --demonstrator rt1"
+            )
         self.collection = open_collection(cfg, self.grid_xy)
-        self.env_info = {"env_id": _env_id(cfg), "env_kwargs": {"camera_size": cfg.camera_size, **cfg.env_kwargs},
-                         "max_episode_steps": cfg.max_steps, "backend": cfg.backend,
-                         "gripper": GRIPPER_STORED[cfg.backend]}
+        self.env_info = {
+            "env_id": _env_id(cfg),
+            "env_kwargs": {"camera_size": cfg.camera_size, **cfg.env_kwargs},
+            "max_episode_steps": cfg.max_steps,
+            "backend": cfg.backend,
+            "gripper": GRIPPER_STORED[cfg.backend],
+        }
         self.source_type = "scripted" if cfg.demonstrator == "scripted" else "rt1"
-        self.source_desc = (f"envs/experts.py {cfg.task} expert" + (f", style {cfg.expert_style}" if cfg.task == "pick_can" else "")
-                            + (f", noise {cfg.expert_noise} m" if cfg.expert_noise else "")
-                            if cfg.demonstrator == "scripted" else f"RT-1 SavedModel {cfg.rt1.saved_model}")
+        self.source_desc = (
+            f"envs/experts.py {cfg.task} expert"
+            + (f", style {cfg.expert_style}" if cfg.task == "pick_can" else "")
+            + (f", noise {cfg.expert_noise} m" if cfg.expert_noise else "")
+            if cfg.demonstrator == "scripted"
+            else f"RT-1 SavedModel {cfg.rt1.saved_model}"
+        )
 
     # ---- planning ----------------------------------------------------------------------------------
     def point_done(self, point: int) -> bool:
@@ -306,8 +343,9 @@ class Collector:
         from envs.grids import placement_options
         from envs.rollout import EpisodeSpec
 
-        options = _merge(placement_options(self.cfg.task, self.cfg.backend, self.placement(point, attempt)),
-                         self.cfg.reset_options)
+        options = _merge(
+            placement_options(self.cfg.task, self.cfg.backend, self.placement(point, attempt)), self.cfg.reset_options
+        )
         return EpisodeSpec(self.cfg.task, attempt_seed(self.cfg.seed, point, attempt), options, self.cfg.max_steps)
 
     # ---- storing -----------------------------------------------------------------------------------
@@ -319,12 +357,21 @@ class Collector:
         if result.success or self.cfg.keep_failures:
             file = episode_filename(point, attempt)
             meta = EpisodeMeta(
-                task=spec.task, instruction=traj.instruction, seed=spec.seed, grid_point=point,
-                grid_xy=[float(v) for v in self.grid_xy[point]], attempt=attempt, steps=result.steps,
-                success=bool(result.success), file=file, reset_kwargs={"seed": spec.seed, "options": spec.options},
+                task=spec.task,
+                instruction=traj.instruction,
+                seed=spec.seed,
+                grid_point=point,
+                grid_xy=[float(v) for v in self.grid_xy[point]],
+                attempt=attempt,
+                steps=result.steps,
+                success=bool(result.success),
+                file=file,
+                reset_kwargs={"seed": spec.seed, "options": spec.options},
             )
-            write_episode(self.cfg.out, Episode(traj.images, traj.proprio, stored_actions(traj.actions, self.cfg.backend),
-                                                traj.rewards, meta))
+            write_episode(
+                self.cfg.out,
+                Episode(traj.images, traj.proprio, stored_actions(traj.actions, self.cfg.backend), traj.rewards, meta),
+            )
         self.collection.attempts.append(Attempt(point, attempt, spec.seed, bool(result.success), result.steps, file))
         self.collection.save()
         if file:
@@ -344,11 +391,20 @@ class Collector:
             if a.file is None:
                 continue
             spec = self.spec(a.point, a.attempt)
-            metas.append(EpisodeMeta(
-                task=self.cfg.task, instruction=_instruction(self.cfg), seed=a.seed, grid_point=a.point,
-                grid_xy=[float(v) for v in self.grid_xy[a.point]], attempt=a.attempt, steps=a.steps,
-                success=a.success, file=a.file, reset_kwargs={"seed": spec.seed, "options": spec.options},
-            ))
+            metas.append(
+                EpisodeMeta(
+                    task=self.cfg.task,
+                    instruction=_instruction(self.cfg),
+                    seed=a.seed,
+                    grid_point=a.point,
+                    grid_xy=[float(v) for v in self.grid_xy[a.point]],
+                    attempt=a.attempt,
+                    steps=a.steps,
+                    success=a.success,
+                    file=a.file,
+                    reset_kwargs={"seed": spec.seed, "options": spec.options},
+                )
+            )
         return metas
 
     # ---- running -----------------------------------------------------------------------------------
@@ -362,8 +418,12 @@ class Collector:
         from data_collection.rt1 import RT1Demonstrator
 
         r = self.cfg.rt1
-        return RT1Demonstrator(r.saved_model, r.embedder, gripper="relative" if self.cfg.backend == "simpler" else "absolute",
-                               action_scale=r.action_scale)
+        return RT1Demonstrator(
+            r.saved_model,
+            r.embedder,
+            gripper="relative" if self.cfg.backend == "simpler" else "absolute",
+            action_scale=r.action_scale,
+        )
 
     def run(self) -> dict[str, Any]:
         from tqdm import tqdm
@@ -373,11 +433,18 @@ class Collector:
 
         cfg, c = self.cfg, self.collection
         policy = self.policy() if self.next_round() else None
-        bar = tqdm(total=len(self.points), unit="point", desc=f"collect {cfg.task}", disable=not cfg.progress,
-                   dynamic_ncols=True)
+        bar = tqdm(
+            total=len(self.points),
+            unit="point",
+            desc=f"collect {cfg.task}",
+            disable=not cfg.progress,
+            dynamic_ncols=True,
+        )
         bar.update(sum(self.point_done(p) for p in self.points))
         started = time.perf_counter()
-        rollout = ParallelRollout(cfg.workers, backend=cfg.backend, camera_size=cfg.camera_size, env_kwargs=cfg.env_kwargs)
+        rollout = ParallelRollout(
+            cfg.workers, backend=cfg.backend, camera_size=cfg.camera_size, env_kwargs=cfg.env_kwargs
+        )
         try:
             while todo := self.next_round():
                 specs = [self.spec(p, a) for p, a in todo]
@@ -391,8 +458,11 @@ class Collector:
                     if self.point_done(point) and not was_done:
                         bar.update(1)
                     tried = len(c.attempts)
-                    bar.set_postfix(point=point, episodes=sum(a.success for a in c.attempts),
-                                    success=f"{sum(a.success for a in c.attempts) / max(tried, 1):.1%}")
+                    bar.set_postfix(
+                        point=point,
+                        episodes=sum(a.success for a in c.attempts),
+                        success=f"{sum(a.success for a in c.attempts) / max(tried, 1):.1%}",
+                    )
 
                 self._tick = time.perf_counter()
                 rollout.run(policy, specs, record=True, on_result=on_result)
@@ -430,10 +500,14 @@ class Collector:
             **summary,
             "points": len(self.points),
             "points_complete": sum(s >= cfg.successes_per_point for _, s, _ in per_point),
-            "never_succeeded": [{"point": p, "xy": [round(float(v), 4) for v in self.grid_xy[p]], "attempts": t}
-                                for p, s, t in per_point if s == 0 and t > 0],
-            "short": [{"point": p, "successes": s, "attempts": t} for p, s, t in per_point
-                      if 0 < s < cfg.successes_per_point],
+            "never_succeeded": [
+                {"point": p, "xy": [round(float(v), 4) for v in self.grid_xy[p]], "attempts": t}
+                for p, s, t in per_point
+                if s == 0 and t > 0
+            ],
+            "short": [
+                {"point": p, "successes": s, "attempts": t} for p, s, t in per_point if 0 < s < cfg.successes_per_point
+            ],
             "seconds_this_run": seconds_this_run,
         }
 
@@ -488,6 +562,8 @@ def print_summary(summary: dict[str, Any], out: Path) -> None:
         for e in summary["never_succeeded"]:
             print(f"    point {e['point']} at (x, y) = {tuple(e['xy'])}: 0 of {e['attempts']} attempts")
     if summary["short"]:
-        print("  points short of their target: " + ", ".join(f"{e['point']} ({e['successes']}/{e['attempts']})"
-                                                             for e in summary["short"]))
+        print(
+            "  points short of their target: "
+            + ", ".join(f"{e['point']} ({e['successes']}/{e['attempts']})" for e in summary["short"])
+        )
     print(f"dataset: {out} (trajectory.json/.h5, dataset_statistics.json, summary.json)")

@@ -45,10 +45,13 @@ class ConvertConfig:
     fps: int = option(3, "frames per second of a written LeRobotDataset (our steps are 3 Hz control)", ge=1)
     image_key: str = option("", "camera feature of a LeRobotDataset or RLDS source (default: its first image)")
     dataset_name: str = option(
-        "", "key of dataset_statistics.json when writing ours, OpenVLA's unnorm_key (default: the RLDS builder's "
-            "name, a LeRobotDataset's carried statistics key, else src's folder name)")
+        "",
+        "key of dataset_statistics.json when writing ours, OpenVLA's unnorm_key (default: the RLDS builder's "
+        "name, a LeRobotDataset's carried statistics key, else src's folder name)",
+    )
     rlds_transform: str = option(
-        "", "OpenVLA's standardization of an RLDS source (default: by its name; see data_collection/rlds.py)")
+        "", "OpenVLA's standardization of an RLDS source (default: by its name; see data_collection/rlds.py)"
+    )
 
 
 def detect_format(path: Path) -> Literal["ours", "lerobot", "rlds"]:
@@ -62,8 +65,10 @@ def detect_format(path: Path) -> Literal["ours", "lerobot", "rlds"]:
         return "lerobot"
     if (path / "dataset_info.json").is_file() and (path / "features.json").is_file():
         return "rlds"
-    raise DatasetError(f"{path}: not a dataset folder of a known format (looked for {TRAJECTORY_JSON} (ours), "
-                       "meta/info.json (LeRobotDataset) and dataset_info.json + features.json (RLDS/TFDS))")
+    raise DatasetError(
+        f"{path}: not a dataset folder of a known format (looked for {TRAJECTORY_JSON} (ours), "
+        "meta/info.json (LeRobotDataset) and dataset_info.json + features.json (RLDS/TFDS))"
+    )
 
 
 def lerobot_python() -> str:
@@ -75,16 +80,26 @@ def lerobot_python() -> str:
         return sys.executable
     python = LEROBOT_VENV / "bin" / "python"
     if not python.is_file():
-        raise DatasetError(f"LeRobotDataset conversion needs the lerobot venv ({python} is missing): run "
-                           "`make setup-lerobot` (or point VLA_RAZOR_LEROBOT_PYTHON at a python with lerobot 0.4)")
+        raise DatasetError(
+            f"LeRobotDataset conversion needs the lerobot venv ({python} is missing): run "
+            "`make setup-lerobot` (or point VLA_RAZOR_LEROBOT_PYTHON at a python with lerobot 0.4)"
+        )
     return str(python)
 
 
 def _run_lerobot(args: list[str]) -> int:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": os.pathsep.join(
-        [str(REPO), *filter(None, [os.environ.get("PYTHONPATH", "")])])}
-    done = subprocess.run([lerobot_python(), "-m", "data_collection.lerobot_format", *args], cwd=REPO, env=env,
-                          capture_output=True, text=True)
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "PYTHONPATH": os.pathsep.join([str(REPO), *filter(None, [os.environ.get("PYTHONPATH", "")])]),
+    }
+    done = subprocess.run(
+        [lerobot_python(), "-m", "data_collection.lerobot_format", *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     if done.returncode == 2:
         raise DatasetError(done.stderr.strip().splitlines()[-1] if done.stderr.strip() else "lerobot conversion failed")
     if done.returncode != 0:
@@ -110,15 +125,25 @@ def convert(cfg: ConvertConfig) -> int:
         staged = dst.parent / f".{dst.name}.ours"
         rlds_to_ours(src, staged, cfg.rlds_transform, cfg.image_key, name)
         try:
-            return _run_lerobot(["to-lerobot", str(staged), str(dst), "--repo-id", cfg.repo_id or f"local/{dst.name}",
-                                 "--fps", str(cfg.fps)])
+            return _run_lerobot(
+                [
+                    "to-lerobot",
+                    str(staged),
+                    str(dst),
+                    "--repo-id",
+                    cfg.repo_id or f"local/{dst.name}",
+                    "--fps",
+                    str(cfg.fps),
+                ]
+            )
         finally:
             import shutil
 
             shutil.rmtree(staged, ignore_errors=True)
     if fmt == "ours":
-        return _run_lerobot(["to-lerobot", str(src), str(dst), "--repo-id", cfg.repo_id or f"local/{dst.name}",
-                             "--fps", str(cfg.fps)])
+        return _run_lerobot(
+            ["to-lerobot", str(src), str(dst), "--repo-id", cfg.repo_id or f"local/{dst.name}", "--fps", str(cfg.fps)]
+        )
     return _run_lerobot(["from-lerobot", str(src), str(dst), "--image-key", cfg.image_key, "--dataset-name", name])
 
 
@@ -126,8 +151,9 @@ def cache_dir_for(src: Path) -> Path:
     """Where `as_ours` keeps the conversion of `src`: named after it, keyed on its path and on the names, sizes and
     modification times of its files (a rewritten shard or parquet file gives a new conversion)."""
     src = Path(src).resolve()
-    files = sorted((str(p.relative_to(src)), p.stat().st_size, p.stat().st_mtime_ns)
-                   for p in src.rglob("*") if p.is_file())
+    files = sorted(
+        (str(p.relative_to(src)), p.stat().st_size, p.stat().st_mtime_ns) for p in src.rglob("*") if p.is_file()
+    )
     key = hashlib.sha256(json.dumps([str(src), files]).encode()).hexdigest()[:12]
     root = Path(os.environ.get("VLA_RAZOR_DATASET_CACHE", REPO / ".cache" / "datasets"))
     return root / f"{src.parent.name}-{src.name}-{key}"  # a TFDS builder folder is named by its version
@@ -140,6 +166,14 @@ def as_ours(path: Path, fmt: Format = "auto", image_key: str = "", rlds_transfor
         return Path(path)
     cached = cache_dir_for(path)
     if not (cached / TRAJECTORY_JSON).is_file() or not (cached / "dataset_statistics.json").is_file():
-        convert(ConvertConfig(src=Path(path), dst=cached, src_format=fmt, to="ours", image_key=image_key,
-                              rlds_transform=rlds_transform))
+        convert(
+            ConvertConfig(
+                src=Path(path),
+                dst=cached,
+                src_format=fmt,
+                to="ours",
+                image_key=image_key,
+                rlds_transform=rlds_transform,
+            )
+        )
     return cached

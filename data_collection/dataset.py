@@ -151,7 +151,10 @@ def write_episode(root: Path, episode: Episode) -> Path:
             obs = g.create_group("obs")
             h, w = episode.images.shape[1:3]
             obs.create_dataset(
-                "rgb", data=episode.images.astype(np.uint8), compression="gzip", compression_opts=4,
+                "rgb",
+                data=episode.images.astype(np.uint8),
+                compression="gzip",
+                compression_opts=4,
                 chunks=(1, h, w, 3) if t and h and w else None,
             )
             obs.create_dataset("proprio", data=episode.proprio.astype(np.float32))
@@ -194,26 +197,40 @@ def read_episode_meta(root: Path, file: str) -> EpisodeMeta:
     except (OSError, KeyError) as err:
         raise DatasetError(f"{path}: cannot read it as an episode file (truncated or foreign?): {err}") from None
     return EpisodeMeta(
-        task=str(a["task"]), instruction=str(a["instruction"]), seed=int(a["seed"]),
-        grid_point=int(a["grid_point"]), grid_xy=[float(v) for v in json.loads(a["grid_xy"])],
-        attempt=int(a["attempt"]), steps=steps, success=bool(a["success"]), file=file,
+        task=str(a["task"]),
+        instruction=str(a["instruction"]),
+        seed=int(a["seed"]),
+        grid_point=int(a["grid_point"]),
+        grid_xy=[float(v) for v in json.loads(a["grid_xy"])],
+        attempt=int(a["attempt"]),
+        steps=steps,
+        success=bool(a["success"]),
+        file=file,
         reset_kwargs=json.loads(a["reset_kwargs"]),
     )
 
 
-def write_index(root: Path, episodes: list[EpisodeMeta], env_info: dict[str, Any], source_type: str,
-                source_desc: str) -> None:
+def write_index(
+    root: Path, episodes: list[EpisodeMeta], env_info: dict[str, Any], source_type: str, source_desc: str
+) -> None:
     """trajectory.json and trajectory.h5 for `episodes`, each written atomically."""
     import h5py
 
     ordered = sorted(episodes, key=lambda m: (m.task, m.grid_point, m.attempt))
     entries = []
     for episode_id, m in enumerate(ordered):
-        entries.append({
-            "episode_id": episode_id, "episode_seed": m.seed, "reset_kwargs": m.reset_kwargs,
-            "control_mode": CONTROL_MODE, "elapsed_steps": m.steps, "success": m.success, "fail": False,
-            **{k: v for k, v in asdict(m).items() if k not in ("seed", "steps", "success", "reset_kwargs")},
-        })
+        entries.append(
+            {
+                "episode_id": episode_id,
+                "episode_seed": m.seed,
+                "reset_kwargs": m.reset_kwargs,
+                "control_mode": CONTROL_MODE,
+                "elapsed_steps": m.steps,
+                "success": m.success,
+                "fail": False,
+                **{k: v for k, v in asdict(m).items() if k not in ("seed", "steps", "success", "reset_kwargs")},
+            }
+        )
     h5_path = root / TRAJECTORY_H5
     tmp = _tmp_path(h5_path)
     try:
@@ -225,10 +242,16 @@ def write_index(root: Path, episodes: list[EpisodeMeta], env_info: dict[str, Any
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    _atomic_json(root / TRAJECTORY_JSON, {
-        "format": FORMAT, "env_info": env_info, "source_type": source_type, "source_desc": source_desc,
-        "episodes": entries,
-    })
+    _atomic_json(
+        root / TRAJECTORY_JSON,
+        {
+            "format": FORMAT,
+            "env_info": env_info,
+            "source_type": source_type,
+            "source_desc": source_desc,
+            "episodes": entries,
+        },
+    )
 
 
 # ------------------------------------------------------------------------------------------- statistics
@@ -238,8 +261,12 @@ def array_statistics(values: np.ndarray, mask: list[bool] | None = None) -> dict
     if values.ndim != 2 or len(values) == 0:
         raise ValueError(f"statistics need a non-empty [N, D] array, got shape {values.shape}")
     out = {
-        "mean": values.mean(0), "std": values.std(0), "min": values.min(0), "max": values.max(0),
-        "q01": np.quantile(values, 0.01, axis=0), "q99": np.quantile(values, 0.99, axis=0),
+        "mean": values.mean(0),
+        "std": values.std(0),
+        "min": values.min(0),
+        "max": values.max(0),
+        "q01": np.quantile(values, 0.01, axis=0),
+        "q99": np.quantile(values, 0.99, axis=0),
     }
     result: dict[str, list] = {k: [float(x) for x in v] for k, v in out.items()}
     result["mask"] = list(mask) if mask is not None else [True] * values.shape[1]
@@ -263,12 +290,14 @@ def widen_degenerate(stats: dict[str, list]) -> dict[str, list]:
 def compute_statistics(episodes: list[Episode], name: str) -> dict[str, Any]:
     actions = np.concatenate([e.actions for e in episodes])
     proprio = np.concatenate([e.proprio for e in episodes])
-    return {name: {
-        "action": widen_degenerate(array_statistics(actions, action_mask())),
-        "proprio": array_statistics(proprio),
-        "num_transitions": int(len(actions)),
-        "num_trajectories": len(episodes),
-    }}
+    return {
+        name: {
+            "action": widen_degenerate(array_statistics(actions, action_mask())),
+            "proprio": array_statistics(proprio),
+            "num_transitions": int(len(actions)),
+            "num_trajectories": len(episodes),
+        }
+    }
 
 
 # ----------------------------------------------------------------------------------------------- reader
@@ -278,22 +307,35 @@ class DemoDataset:
     def __init__(self, root: str | Path):
         self.root = Path(root)
         index_path = self.root / TRAJECTORY_JSON
-        index = read_dataset_json(index_path, f"{self.root} is not a demonstration dataset (make one with "
-                                              "`python data_collection/rt1_grid.py --out DIR`)")
+        index = read_dataset_json(
+            index_path,
+            f"{self.root} is not a demonstration dataset (make one with "
+            "`python data_collection/rt1_grid.py --out DIR`)",
+        )
         if not isinstance(index, dict) or index.get("format") != FORMAT:
-            raise DatasetError(f"{index_path}: not a vla-razor demonstration index (expected format {FORMAT!r}, "
-                               f"got {index.get('format') if isinstance(index, dict) else type(index).__name__!r})")
+            raise DatasetError(
+                f"{index_path}: not a vla-razor demonstration index (expected format {FORMAT!r}, "
+                f"got {index.get('format') if isinstance(index, dict) else type(index).__name__!r})"
+            )
         self.env_info: dict[str, Any] = index.get("env_info", {})
         self.source_type: str = index.get("source_type", "")
         self.episodes: list[EpisodeMeta] = []
         for i, e in enumerate(index.get("episodes", [])):
             try:
-                self.episodes.append(EpisodeMeta(
-                    task=e["task"], instruction=e["instruction"], seed=int(e["episode_seed"]),
-                    grid_point=int(e["grid_point"]), grid_xy=list(e["grid_xy"]), attempt=int(e["attempt"]),
-                    steps=int(e["elapsed_steps"]), success=bool(e["success"]), file=e["file"],
-                    reset_kwargs=e.get("reset_kwargs", {}),
-                ))
+                self.episodes.append(
+                    EpisodeMeta(
+                        task=e["task"],
+                        instruction=e["instruction"],
+                        seed=int(e["episode_seed"]),
+                        grid_point=int(e["grid_point"]),
+                        grid_xy=list(e["grid_xy"]),
+                        attempt=int(e["attempt"]),
+                        steps=int(e["elapsed_steps"]),
+                        success=bool(e["success"]),
+                        file=e["file"],
+                        reset_kwargs=e.get("reset_kwargs", {}),
+                    )
+                )
             except (KeyError, TypeError, ValueError) as err:
                 raise DatasetError(f"{index_path}: episodes[{i}] is malformed ({err!r})") from None
         for m in self.episodes:
@@ -324,8 +366,10 @@ class DemoDataset:
                     raise DatasetError(f"{path}: not a vla-razor episode file")
                 episode = Episode(
                     images=g["obs/rgb"][()] if images else np.zeros((meta.steps, 0, 0, 3), np.uint8),
-                    proprio=g["obs/proprio"][()], actions=g["actions"][()],
-                    rewards=g["rewards"][()], meta=meta,
+                    proprio=g["obs/proprio"][()],
+                    actions=g["actions"][()],
+                    rewards=g["rewards"][()],
+                    meta=meta,
                 )
         except DatasetError:
             raise
@@ -341,8 +385,10 @@ class DemoDataset:
 
     def statistics(self) -> dict[str, Any]:
         """dataset_statistics.json ({name: {"action": ..., "proprio": ..., ...}})."""
-        return read_dataset_json(self.root / STATISTICS_JSON, "collection not finished? rerun the collection "
-                                                              "command, which finishes by writing it")
+        return read_dataset_json(
+            self.root / STATISTICS_JSON,
+            "collection not finished? rerun the collection command, which finishes by writing it",
+        )
 
     def write_statistics(self, name: str) -> dict[str, Any]:
         """Computes the statistics over every episode and writes dataset_statistics.json."""

@@ -34,7 +34,14 @@ from typing import Any
 import numpy as np
 
 from data_collection.dataset import (
-    ACTION_DIM, DatasetError, DemoDataset, Episode, EpisodeMeta, episode_filename, read_dataset_json, write_episode,
+    ACTION_DIM,
+    DatasetError,
+    DemoDataset,
+    Episode,
+    EpisodeMeta,
+    episode_filename,
+    read_dataset_json,
+    write_episode,
     write_index,
 )
 
@@ -90,8 +97,11 @@ def write_lerobot(src: Path, dst: Path, repo_id: str, fps: int = DEFAULT_FPS) ->
     h, w = first.images.shape[1:3]
     features = {
         IMAGE_KEY: {"dtype": "image", "shape": (h, w, 3), "names": ["height", "width", "channel"]},
-        "action": {"dtype": "float32", "shape": (ACTION_DIM,), "names": ["x", "y", "z", "roll", "pitch", "yaw",
-                                                                         "gripper"]},
+        "action": {
+            "dtype": "float32",
+            "shape": (ACTION_DIM,),
+            "names": ["x", "y", "z", "roll", "pitch", "yaw", "gripper"],
+        },
         "next.reward": {"dtype": "float32", "shape": (1,), "names": None},
         "next.success": {"dtype": "bool", "shape": (1,), "names": None},
         "next.done": {"dtype": "bool", "shape": (1,), "names": None},
@@ -103,8 +113,9 @@ def write_lerobot(src: Path, dst: Path, repo_id: str, fps: int = DEFAULT_FPS) ->
     try:
         # the embedded world's robot is the panda; an RLDS or LeRobot source names its own or stays unknown
         robot = ds.env_info.get("robot") or ("panda" if ds.source_type in ("scripted", "rt1") else None)
-        out = LeRobotDataset.create(repo_id=repo_id, fps=fps, features=features, root=inner, robot_type=robot,
-                                    use_videos=False)
+        out = LeRobotDataset.create(
+            repo_id=repo_id, fps=fps, features=features, root=inner, robot_type=robot, use_videos=False
+        )
         frames = 0
         for i in range(len(ds)):
             ep = first if i == 0 else ds.load(i)
@@ -114,9 +125,11 @@ def write_lerobot(src: Path, dst: Path, repo_id: str, fps: int = DEFAULT_FPS) ->
             for k in range(t):
                 last = k == t - 1
                 frame = {
-                    IMAGE_KEY: ep.images[k], "action": ep.actions[k].astype(np.float32),
+                    IMAGE_KEY: ep.images[k],
+                    "action": ep.actions[k].astype(np.float32),
                     "next.reward": np.array([ep.rewards[k]], np.float32),
-                    "next.success": np.array([last and ep.meta.success]), "next.done": np.array([last]),
+                    "next.success": np.array([last and ep.meta.success]),
+                    "next.done": np.array([last]),
                     "task": ep.meta.instruction,
                 }
                 if STATE_KEY in features:
@@ -124,18 +137,31 @@ def write_lerobot(src: Path, dst: Path, repo_id: str, fps: int = DEFAULT_FPS) ->
                 try:
                     out.add_frame(frame)
                 except ValueError as err:  # lerobot's check of a frame against the features (the first episode's)
-                    raise DatasetError(f"{src / ep.meta.file}: step {k} does not match the first episode's "
-                                       f"features ({' '.join(str(err).split())})") from None
+                    raise DatasetError(
+                        f"{src / ep.meta.file}: step {k} does not match the first episode's "
+                        f"features ({' '.join(str(err).split())})"
+                    ) from None
             out.save_episode()
             frames += t
         out.finalize()
         sidecar = {
-            "format": "vla-razor-lerobot/1", "env_info": ds.env_info, "source_type": ds.source_type,
+            "format": "vla-razor-lerobot/1",
+            "env_info": ds.env_info,
+            "source_type": ds.source_type,
             "source_desc": _source_desc(src),
             "files": {name: json.loads((src / name).read_text()) for name in CARRIED if (src / name).is_file()},
-            "episodes": [{"task": m.task, "seed": m.seed, "grid_point": m.grid_point, "grid_xy": m.grid_xy,
-                          "attempt": m.attempt, "success": m.success, "reset_kwargs": m.reset_kwargs}
-                         for m in ds.episodes],
+            "episodes": [
+                {
+                    "task": m.task,
+                    "seed": m.seed,
+                    "grid_point": m.grid_point,
+                    "grid_xy": m.grid_xy,
+                    "attempt": m.attempt,
+                    "success": m.success,
+                    "reset_kwargs": m.reset_kwargs,
+                }
+                for m in ds.episodes
+            ],
         }
         (inner / SIDECAR).write_text(json.dumps(sidecar, indent=1))
         stats = src / "dataset_statistics.json"
@@ -158,14 +184,18 @@ def _open(src: Path) -> Any:
     info = src / "meta" / "info.json"
     info_json = read_dataset_json(info, f"{src} is not a LeRobotDataset")
     if not str(info_json.get("codebase_version", "")).startswith("v3"):
-        raise DatasetError(f"{info}: codebase_version {info_json.get('codebase_version')!r}, expected v3.x "
-                           "(convert older datasets with lerobot's convert_dataset_v21_to_v30)")
+        raise DatasetError(
+            f"{info}: codebase_version {info_json.get('codebase_version')!r}, expected v3.x "
+            "(convert older datasets with lerobot's convert_dataset_v21_to_v30)"
+        )
     repo_id = f"local/{src.name}"
     try:
         return LeRobotDataset(repo_id, root=src)
     except Exception as err:  # noqa: BLE001 (lerobot/pyarrow raise many types on a damaged folder)
-        raise DatasetError(f"{src}: lerobot cannot open it as a LeRobotDataset ({type(err).__name__}: "
-                           f"{' '.join(str(err).split())[:300]})") from None
+        raise DatasetError(
+            f"{src}: lerobot cannot open it as a LeRobotDataset ({type(err).__name__}: "
+            f"{' '.join(str(err).split())[:300]})"
+        ) from None
 
 
 def _image_key(ds: Any, src: Path, image_key: str) -> str:
@@ -177,8 +207,10 @@ def _image_key(ds: Any, src: Path, image_key: str) -> str:
     if IMAGE_KEY in images:
         return IMAGE_KEY
     if not images:
-        raise DatasetError(f"{src / 'meta/info.json'}: features has no image or video feature; "
-                           "a policy needs one camera image per frame")
+        raise DatasetError(
+            f"{src / 'meta/info.json'}: features has no image or video feature; "
+            "a policy needs one camera image per frame"
+        )
     return images[0]
 
 
@@ -192,8 +224,10 @@ def read_lerobot(src: Path, dst: Path, image_key: str = "", dataset_name: str = 
     if "action" not in features:
         raise DatasetError(f"{info}: features has no 'action' (features: {sorted(features)})")
     if tuple(features["action"]["shape"]) != (ACTION_DIM,):
-        raise DatasetError(f"{info}: features.action has shape {list(features['action']['shape'])}, expected "
-                           f"[{ACTION_DIM}] (xyz, roll pitch yaw, gripper)")
+        raise DatasetError(
+            f"{info}: features.action has shape {list(features['action']['shape'])}, expected "
+            f"[{ACTION_DIM}] (xyz, roll pitch yaw, gripper)"
+        )
     key = _image_key(ds, src, image_key)
     sidecar_path = src / SIDECAR
     sidecar = json.loads(sidecar_path.read_text()) if sidecar_path.is_file() else {}
@@ -212,31 +246,45 @@ def read_lerobot(src: Path, dst: Path, image_key: str = "", dataset_name: str = 
             try:
                 part = hf.select(range(lo, hi))[:]
             except Exception as err:  # noqa: BLE001
-                raise DatasetError(f"{src}: episode {e} (frames {lo}..{hi}) cannot be read "
-                                   f"({type(err).__name__}: {' '.join(str(err).split())[:300]})") from None
+                raise DatasetError(
+                    f"{src}: episode {e} (frames {lo}..{hi}) cannot be read "
+                    f"({type(err).__name__}: {' '.join(str(err).split())[:300]})"
+                ) from None
             images = np.stack([np.asarray(im.convert("RGB"), np.uint8) for im in part[key]])
             actions = np.asarray(part["action"], np.float32)
             t = len(actions)
-            proprio = (np.asarray(part[STATE_KEY], np.float32) if STATE_KEY in part
-                       else np.zeros((t, 0), np.float32))
-            rewards = (np.asarray(part["next.reward"], np.float32).reshape(t) if "next.reward" in part
-                       else np.zeros(t, np.float32))
+            proprio = np.asarray(part[STATE_KEY], np.float32) if STATE_KEY in part else np.zeros((t, 0), np.float32)
+            rewards = (
+                np.asarray(part["next.reward"], np.float32).reshape(t)
+                if "next.reward" in part
+                else np.zeros(t, np.float32)
+            )
             success = bool(np.asarray(part["next.success"]).reshape(t)[-1]) if "next.success" in part else False
             s = side_eps[e] if side_eps else {}
             grid_point = int(s.get("grid_point", e))
             attempt = int(s.get("attempt", 0))
             meta = EpisodeMeta(
-                task=str(s.get("task", ds.meta.repo_id.split("/")[-1])), instruction=tasks[int(part["task_index"][0])],
-                seed=int(s.get("seed", e)), grid_point=grid_point, grid_xy=[float(v) for v in s.get("grid_xy", [])],
-                attempt=attempt, steps=t, success=bool(s.get("success", success)),
-                file=episode_filename(grid_point, attempt), reset_kwargs=s.get("reset_kwargs", {}),
+                task=str(s.get("task", ds.meta.repo_id.split("/")[-1])),
+                instruction=tasks[int(part["task_index"][0])],
+                seed=int(s.get("seed", e)),
+                grid_point=grid_point,
+                grid_xy=[float(v) for v in s.get("grid_xy", [])],
+                attempt=attempt,
+                steps=t,
+                success=bool(s.get("success", success)),
+                file=episode_filename(grid_point, attempt),
+                reset_kwargs=s.get("reset_kwargs", {}),
             )
             write_episode(inner, Episode(images=images, proprio=proprio, actions=actions, rewards=rewards, meta=meta))
             metas.append(meta)
             frames += t
-        write_index(inner, metas, sidecar.get("env_info", {"lerobot_repo_id": ds.meta.repo_id, "fps": ds.meta.fps}),
-                    sidecar.get("source_type", "lerobot"),
-                    sidecar.get("source_desc", f"converted from LeRobotDataset {src}"))
+        write_index(
+            inner,
+            metas,
+            sidecar.get("env_info", {"lerobot_repo_id": ds.meta.repo_id, "fps": ds.meta.fps}),
+            sidecar.get("source_type", "lerobot"),
+            sidecar.get("source_desc", f"converted from LeRobotDataset {src}"),
+        )
         DemoDataset(inner).write_statistics(dataset_name or _statistics_name(src))
         for name, value in sidecar.get("files", {}).items():
             if name in CARRIED:

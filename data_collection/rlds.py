@@ -33,7 +33,14 @@ from typing import Any, Callable, Iterator
 import numpy as np
 
 from data_collection.dataset import (
-    ACTION_DIM, DatasetError, DemoDataset, Episode, EpisodeMeta, episode_filename, read_dataset_json, write_episode,
+    ACTION_DIM,
+    DatasetError,
+    DemoDataset,
+    Episode,
+    EpisodeMeta,
+    episode_filename,
+    read_dataset_json,
+    write_episode,
     write_index,
 )
 
@@ -98,8 +105,10 @@ def read_records(path: Path) -> Iterator[bytes]:
                 raise DatasetError(f"{path}: record at byte {offset} has a bad length checksum (corrupt shard)")
             body = f.read(length + 4)
             if len(body) < length + 4:
-                raise DatasetError(f"{path}: record at byte {offset} is truncated ({len(body)} of {length + 4} "
-                                   "bytes; corrupt or partial shard)")
+                raise DatasetError(
+                    f"{path}: record at byte {offset} is truncated ({len(body)} of {length + 4} "
+                    "bytes; corrupt or partial shard)"
+                )
             record, (crc,) = body[:length], struct.unpack("<I", body[length:])
             if data_crc is not None and masked_crc(data_crc(record)) != crc:
                 raise DatasetError(f"{path}: record at byte {offset} has a bad data checksum (corrupt shard)")
@@ -133,11 +142,11 @@ def _fields(buf: bytes) -> Iterator[tuple[int, int, Any]]:
             n, i = _varint(buf, i)
             if i + n > len(buf):
                 raise ValueError("length-delimited field runs past the end")
-            value, i = buf[i:i + n], i + n
+            value, i = buf[i : i + n], i + n
         elif wire == 5:
-            value, i = buf[i:i + 4], i + 4
+            value, i = buf[i : i + 4], i + 4
         elif wire == 1:
-            value, i = buf[i:i + 8], i + 8
+            value, i = buf[i : i + 8], i + 8
         else:
             raise ValueError(f"unsupported wire type {wire}")
         yield number, wire, value
@@ -265,12 +274,19 @@ class RLDSBuilder:
 
     def _pick_image(self, image_key: str) -> str:
         images = [k for k, v in self.step_keys.items() if v == "Image"]
-        wanted = f"steps/observation/{image_key}" if image_key else {
-            "fractal20220817_data": "steps/observation/image", "bridge_orig": "steps/observation/image_0",
-        }.get(self.transform, images[0] if images else "")
+        wanted = (
+            f"steps/observation/{image_key}"
+            if image_key
+            else {
+                "fractal20220817_data": "steps/observation/image",
+                "bridge_orig": "steps/observation/image_0",
+            }.get(self.transform, images[0] if images else "")
+        )
         if wanted not in images:
-            raise DatasetError(f"{self.root / 'features.json'}: no image feature {wanted or '(any)'!r} "
-                               f"(image features: {images or 'none'})")
+            raise DatasetError(
+                f"{self.root / 'features.json'}: no image feature {wanted or '(any)'!r} "
+                f"(image features: {images or 'none'})"
+            )
         return wanted
 
     def _shards(self) -> list[Path]:
@@ -293,8 +309,9 @@ class RLDSBuilder:
 
     def _need(self, ex: dict[str, Any], key: str, where: str) -> Any:
         if key not in ex:
-            raise DatasetError(f"{where}: episode has no feature {key!r} (transform {self.transform!r}; "
-                               f"features: {sorted(ex)})")
+            raise DatasetError(
+                f"{where}: episode has no feature {key!r} (transform {self.transform!r}; features: {sorted(ex)})"
+            )
         return ex[key]
 
     def _text(self, ex: dict[str, Any], where: str, *keys: str) -> str:
@@ -311,16 +328,26 @@ class RLDSBuilder:
         def per_step(key: str, dim: int) -> np.ndarray:
             v = np.asarray(self._need(ex, key, where), np.float32)
             if v.size != t * dim:
-                raise DatasetError(f"{where}: feature {key!r} has {v.size} values for {t} steps, expected {dim} "
-                                   f"per step ({t * dim})")
+                raise DatasetError(
+                    f"{where}: feature {key!r} has {v.size} values for {t} steps, expected {dim} per step ({t * dim})"
+                )
             return v.reshape(t, dim)
 
-        rewards = (np.asarray(ex["steps/reward"], np.float32).reshape(t) if "steps/reward" in ex
-                   and np.asarray(ex["steps/reward"]).size == t else np.zeros(t, np.float32))
+        rewards = (
+            np.asarray(ex["steps/reward"], np.float32).reshape(t)
+            if "steps/reward" in ex and np.asarray(ex["steps/reward"]).size == t
+            else np.zeros(t, np.float32)
+        )
         if self.transform == "fractal20220817_data":
             gripper = rel2abs_gripper(per_step("steps/action/gripper_closedness_action", 1)[:, 0])
-            actions = np.concatenate([per_step("steps/action/world_vector", 3),
-                                      per_step("steps/action/rotation_delta", 3), gripper[:, None]], axis=1)
+            actions = np.concatenate(
+                [
+                    per_step("steps/action/world_vector", 3),
+                    per_step("steps/action/rotation_delta", 3),
+                    gripper[:, None],
+                ],
+                axis=1,
+            )
             instruction = self._text(ex, where, "steps/observation/natural_language_instruction")
             proprio = np.zeros((t, 0), np.float32)
         elif self.transform == "bridge_orig":
@@ -328,8 +355,10 @@ class RLDSBuilder:
             state = per_step("steps/observation/state", ACTION_DIM)
             instruction = self._text(ex, where, "steps/language_instruction")
             if t < 3:
-                raise DatasetError(f"{where}: a Bridge episode of {t} steps has none left after dropping the first "
-                                   "and last (OpenVLA's transform)")
+                raise DatasetError(
+                    f"{where}: a Bridge episode of {t} steps has none left after dropping the first "
+                    "and last (OpenVLA's transform)"
+                )
             raw, state, images, rewards = raw[1:], state[1:], images[1:], rewards[1:]
             gripper = binarize_gripper(raw[:, -1])
             actions = np.concatenate([state[1:, :6] - state[:-1, :6], gripper[:-1, None]], axis=1)
@@ -339,15 +368,26 @@ class RLDSBuilder:
                 raise DatasetError(f"{where}: episode has no feature 'steps/action' (features: {sorted(ex)})")
             size = np.asarray(ex["steps/action"]).size
             if size != t * ACTION_DIM:
-                raise DatasetError(f"{where}: feature 'steps/action' has {size} values for {t} steps, expected "
-                                   f"{ACTION_DIM} per step (xyz, roll pitch yaw, gripper)")
+                raise DatasetError(
+                    f"{where}: feature 'steps/action' has {size} values for {t} steps, expected "
+                    f"{ACTION_DIM} per step (xyz, roll pitch yaw, gripper)"
+                )
             actions = per_step("steps/action", ACTION_DIM)
-            instruction = self._text(ex, where, "steps/language_instruction",
-                                     "steps/observation/natural_language_instruction")
-            proprio = per_step("steps/observation/state", int(np.asarray(ex["steps/observation/state"]).size // t)) \
-                if "steps/observation/state" in ex and t else np.zeros((t, 0), np.float32)
-        return Steps(images=images, actions=actions.astype(np.float32), instruction=instruction,
-                     proprio=proprio.astype(np.float32), rewards=rewards)
+            instruction = self._text(
+                ex, where, "steps/language_instruction", "steps/observation/natural_language_instruction"
+            )
+            proprio = (
+                per_step("steps/observation/state", int(np.asarray(ex["steps/observation/state"]).size // t))
+                if "steps/observation/state" in ex and t
+                else np.zeros((t, 0), np.float32)
+            )
+        return Steps(
+            images=images,
+            actions=actions.astype(np.float32),
+            instruction=instruction,
+            proprio=proprio.astype(np.float32),
+            rewards=rewards,
+        )
 
     def episodes(self) -> Iterator[tuple[str, Steps]]:
         """(where, steps) of every episode, shard by shard, one record in memory at a time."""
@@ -375,18 +415,41 @@ def rlds_to_ours(src: Path, dst: Path, transform: str = "", image_key: str = "",
         metas = []
         for e, (where, steps) in enumerate(builder.episodes()):
             t = len(steps.actions)
-            meta = EpisodeMeta(task=builder.name, instruction=steps.instruction, seed=e, grid_point=e, grid_xy=[],
-                               attempt=0, steps=t, success=False, file=episode_filename(e, 0),
-                               reset_kwargs={"rlds_episode": where})
-            write_episode(root, Episode(images=steps.images, proprio=steps.proprio, actions=steps.actions,
-                                        rewards=steps.rewards, meta=meta))
+            meta = EpisodeMeta(
+                task=builder.name,
+                instruction=steps.instruction,
+                seed=e,
+                grid_point=e,
+                grid_xy=[],
+                attempt=0,
+                steps=t,
+                success=False,
+                file=episode_filename(e, 0),
+                reset_kwargs={"rlds_episode": where},
+            )
+            write_episode(
+                root,
+                Episode(
+                    images=steps.images, proprio=steps.proprio, actions=steps.actions, rewards=steps.rewards, meta=meta
+                ),
+            )
             metas.append(meta)
             frames += t
         if not metas:
             raise DatasetError(f"{src}: its shards hold no episodes")
-        write_index(root, metas, {"rlds_name": builder.name, "rlds_version": builder.info.get("version", ""),
-                                  "transform": builder.transform, "image_key": builder.image_key,
-                                  "gripper": OPENVLA_GRIPPER}, "rlds", f"converted from RLDS {src}")
+        write_index(
+            root,
+            metas,
+            {
+                "rlds_name": builder.name,
+                "rlds_version": builder.info.get("version", ""),
+                "transform": builder.transform,
+                "image_key": builder.image_key,
+                "gripper": OPENVLA_GRIPPER,
+            },
+            "rlds",
+            f"converted from RLDS {src}",
+        )
         DemoDataset(root).write_statistics(name)
 
     atomic_write_folder(Path(dst), write)

@@ -38,8 +38,9 @@ GripperMode = Literal["absolute", "relative"]
 INSTALL_HINT = "the RT-1 demonstrator needs tensorflow and tf-agents: pip install -e '.[rt1]'"
 
 
-def convert_rt1_action(raw: dict[str, Any], closedness: float, gripper: GripperMode,
-                       action_scale: float = 1.0) -> tuple[np.ndarray, float]:
+def convert_rt1_action(
+    raw: dict[str, Any], closedness: float, gripper: GripperMode, action_scale: float = 1.0
+) -> tuple[np.ndarray, float]:
     """One RT-1 output (numpy dict) -> (7-D env action, new gripper closedness in [0, 1])."""
     world = np.asarray(raw["world_vector"], np.float64).reshape(3) * action_scale
     rotation = np.asarray(raw["rotation_delta"], np.float64).reshape(3) * action_scale
@@ -91,8 +92,15 @@ class _EpisodeState:
 class RT1Demonstrator:
     """A callable `policy(batch: envs.rollout.ObsBatch) -> actions [B, 7]` backed by an RT-1 SavedModel."""
 
-    def __init__(self, saved_model: str | Path, embedder: str | Path, gripper: GripperMode = "absolute",
-                 action_scale: float = 1.0, image_width: int = RT1_IMAGE_WIDTH, image_height: int = RT1_IMAGE_HEIGHT):
+    def __init__(
+        self,
+        saved_model: str | Path,
+        embedder: str | Path,
+        gripper: GripperMode = "absolute",
+        action_scale: float = 1.0,
+        image_width: int = RT1_IMAGE_WIDTH,
+        image_height: int = RT1_IMAGE_HEIGHT,
+    ):
         saved_model, embedder = Path(saved_model), Path(embedder)
         for name, path in (("rt1.saved_model", saved_model), ("rt1.embedder", embedder)):
             if not (path / "saved_model.pb").is_file():
@@ -115,8 +123,10 @@ class RT1Demonstrator:
         spec = self.policy.time_step_spec.observation
         missing = [k for k in ("image", "natural_language_embedding") if k not in spec]
         if missing:
-            raise ValueError(f"rt1.saved_model {saved_model}: its observation spec lacks {missing} "
-                             f"(has {sorted(spec)}); is it an RT-1 policy?")
+            raise ValueError(
+                f"rt1.saved_model {saved_model}: its observation spec lacks {missing} "
+                f"(has {sorted(spec)}); is it an RT-1 policy?"
+            )
         self._zero_obs = tensor_spec.zero_spec_nest(tensor_spec.from_spec(spec))
         self._embeddings: dict[str, Any] = {}
         self._episodes: dict[int, _EpisodeState] = {}

@@ -26,7 +26,8 @@ DEFAULT_CONFIG = "configs/collect_embedded.yaml"
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python data_collection/rt1_grid.py", description=__doc__.splitlines()[0],
+        prog="python data_collection/rt1_grid.py",
+        description=__doc__.splitlines()[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--config", default=None, help=f"YAML config (default: {DEFAULT_CONFIG} if present)")

@@ -34,7 +34,7 @@ BACKENDS = ("embedded", "simpler")
 
 
 def _default_render_backend() -> str:
-    """"gpu" where CUDA is visible (SAPIEN renders through the GPU's Vulkan), else "cpu" (Mesa lavapipe)."""
+    """ "gpu" where CUDA is visible (SAPIEN renders through the GPU's Vulkan), else "cpu" (Mesa lavapipe)."""
     try:
         import torch
 

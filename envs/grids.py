@@ -29,15 +29,19 @@ def default_region(task: str, backend: str) -> Region:
         return (tuple(GRID_X), tuple(GRID_Y))  # type: ignore[return-value]
     if task in ("open_drawer", "close_drawer"):
         if backend == "simpler":
-            raise ValueError(f"no placement grid for {task!r} on the 'simpler' backend (SimplerEnv varies the robot "
-                             "pose for its drawer tasks, not the cabinet); use backend 'embedded'")
+            raise ValueError(
+                f"no placement grid for {task!r} on the 'simpler' backend (SimplerEnv varies the robot "
+                "pose for its drawer tasks, not the cabinet); use backend 'embedded'"
+            )
         from envs.embedded.drawer import CABINET_OFFSET_RANGE
 
         return (tuple(CABINET_OFFSET_RANGE[0]), tuple(CABINET_OFFSET_RANGE[1]))  # type: ignore[return-value]
     raise ValueError(f"unknown task {task!r}")
 
 
-def grid_points(task: str, backend: str, shape: tuple[int, int] | list[int], region: Region | None = None) -> np.ndarray:
+def grid_points(
+    task: str, backend: str, shape: tuple[int, int] | list[int], region: Region | None = None
+) -> np.ndarray:
     """[nx * ny, 2] (x, y) points, x-major, over `region` (default: the task's) with its corners included."""
     nx, ny = (int(s) for s in shape)
     if nx < 1 or ny < 1:

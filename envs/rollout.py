@@ -150,13 +150,15 @@ class RolloutWorkerError(RuntimeError):
 
 
 def parse_expert_policy(policy: str | ExpertPolicy) -> ExpertPolicy:
-    """"expert" -> the default style, "expert:<style>" -> that style (an ExpertPolicy passes through);
+    """ "expert" -> the default style, "expert:<style>" -> that style (an ExpertPolicy passes through);
     anything else is an error."""
     if isinstance(policy, ExpertPolicy):
         return policy
     name, _, style = policy.partition(":")
     if name != "expert":
-        raise ValueError(f'policy string {policy!r} not understood; use "expert" or "expert:<style>", or pass a callable')
+        raise ValueError(
+            f'policy string {policy!r} not understood; use "expert" or "expert:<style>", or pass a callable'
+        )
     return ExpertPolicy(style or None)
 
 
@@ -520,8 +522,9 @@ class ParallelRollout:
         self._check_tasks([s.task for s in episodes])
         expert = parse_expert_policy(policy) if isinstance(policy, (str, ExpertPolicy)) else None
         if expert is None and not callable(policy):
-            raise TypeError(f"policy must be a callable taking an ObsBatch, 'expert[:style]' or an ExpertPolicy; "
-                            f"got {type(policy)}")
+            raise TypeError(
+                f"policy must be a callable taking an ObsBatch, 'expert[:style]' or an ExpertPolicy; got {type(policy)}"
+            )
         if not episodes:
             return []
         self.start()
@@ -681,8 +684,10 @@ class ParallelRollout:
         slots = max(1, self.num_workers)
         g = self.pipeline_groups
         if not isinstance(g, int) or not 1 <= g <= slots:
-            raise ValueError(f"pipeline_groups must be an int from 1 to the number of workers ({slots}, "
-                             f"num_workers={self.num_workers}), got {g!r}: each group needs a worker")
+            raise ValueError(
+                f"pipeline_groups must be an int from 1 to the number of workers ({slots}, "
+                f"num_workers={self.num_workers}), got {g!r}: each group needs a worker"
+            )
         return [list(range(i, slots, g)) for i in range(g)]
 
     def _finished_resets(self, resetting: dict[int, float], block: bool) -> list[int]:
@@ -700,7 +705,9 @@ class ParallelRollout:
             handles[workers[slot].process.sentinel] = slot
         timeout = self.timeout_s if block else 0.0
         ready = sorted({handles[h] for h in mp_connection.wait(list(handles), timeout)})
-        if not ready and (block or any(time.monotonic() - t > (self.timeout_s or float("inf")) for t in resetting.values())):
+        if not ready and (
+            block or any(time.monotonic() - t > (self.timeout_s or float("inf")) for t in resetting.values())
+        ):
             slots = ", ".join(workers[s].name for s in sorted(resetting))
             self._fail(f"no reply to a reset within {self.timeout_s} s (hung?) from {slots}")
         return ready

@@ -58,8 +58,14 @@ def _quat_multiply(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Hamilton product of wxyz quaternions."""
     aw, ax, ay, az = a
     bw, bx, by, bz = b
-    return np.array([aw * bw - ax * bx - ay * by - az * bz, aw * bx + ax * bw + ay * bz - az * by,
-                     aw * by - ax * bz + ay * bw + az * bx, aw * bz + ax * by - ay * bx + az * bw])
+    return np.array(
+        [
+            aw * bw - ax * bx - ay * by - az * bz,
+            aw * bx + ax * bw + ay * bz - az * by,
+            aw * by - ax * bz + ay * bw + az * bx,
+            aw * bz + ax * by - ay * bx + az * bw,
+        ]
+    )
 
 
 def _rotate(q: np.ndarray, v: np.ndarray) -> np.ndarray:
@@ -156,8 +162,13 @@ class SimplerEnvAdapter:
         self.env.close()
 
 
-def make_simpler(task: str, camera_size: int | None = 224, gripper: GripperConvention = "relative",
-                 simpler_tasks: dict[str, str] | None = None, **kwargs: Any) -> SimplerEnvAdapter:
+def make_simpler(
+    task: str,
+    camera_size: int | None = 224,
+    gripper: GripperConvention = "relative",
+    simpler_tasks: dict[str, str] | None = None,
+    **kwargs: Any,
+) -> SimplerEnvAdapter:
     """The SimplerEnv version of `task` behind the vla-razor contract, for a policy whose gripper output follows
     `gripper` (see the module docstring). `simpler_tasks` picks SimplerEnv's variant of a task (e.g. {"pick_can":
     "google_robot_pick_horizontal_coke_can", "open_drawer": "google_robot_open_middle_drawer"}; default
@@ -170,8 +181,10 @@ def make_simpler(task: str, camera_size: int | None = 224, gripper: GripperConve
     name = {**SIMPLER_TASKS, **(simpler_tasks or {})}[task]
     if name not in simpler_env.ENVIRONMENT_MAP:
         known = sorted(n for n in simpler_env.ENVIRONMENT_MAP if n.startswith("google_robot"))
-        raise ValueError(f"simpler_env_kwargs.simpler_tasks.{task}: {name!r} is not a SimplerEnv task; its "
-                         f"Google-robot tasks: {', '.join(known)}")
+        raise ValueError(
+            f"simpler_env_kwargs.simpler_tasks.{task}: {name!r} is not a SimplerEnv task; its "
+            f"Google-robot tasks: {', '.join(known)}"
+        )
     env_id, preset = simpler_env.ENVIRONMENT_MAP[name]
     env_kwargs = {**preset, "prepackaged_config": True, **kwargs}
     if task == "pick_can":

@@ -41,9 +41,12 @@ def rollouts(policy, rl):
         episodes = [(x.steps, x.trajectory.images[: x.steps], x.trajectory.instruction, x.success) for x in results]
         torch.save({"results": episodes, "tokens": actor.tokens, "groups": groups}, CACHE)
     saved = torch.load(CACHE, weights_only=False)
-    results = [SimpleNamespace(steps=steps, success=success,
-                               trajectory=SimpleNamespace(images=images, instruction=instruction))
-               for steps, images, instruction, success in saved["results"]]
+    results = [
+        SimpleNamespace(
+            steps=steps, success=success, trajectory=SimpleNamespace(images=images, instruction=instruction)
+        )
+        for steps, images, instruction, success in saved["results"]
+    ]
     return results, saved["tokens"], saved["groups"]
 
 
@@ -102,8 +105,11 @@ def main() -> None:
             rl.policy_gradient_step(policy, optimizer, rl.subset(rows, batch), lr, 1.0, clip_ratio=clip)
             curve.append(kl_and_entropy(policy))
         curves[variant] = curve
-        print(f"{variant}: {len(rows)} rows, sum of advantages {float(rows.advantages.sum()):.1f}, KL / entropy by "
-              f"update {[(round(k, 2), round(e, 2)) for k, e in curve]}", flush=True)
+        print(
+            f"{variant}: {len(rows)} rows, sum of advantages {float(rows.advantages.sum()):.1f}, KL / entropy by "
+            f"update {[(round(k, 2), round(e, 2)) for k, e in curve]}",
+            flush=True,
+        )
     Path(f"/tmp/rl_update_drift_{lr:g}.json").write_text(json.dumps(curves))
 
 

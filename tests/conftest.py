@@ -22,10 +22,26 @@ def demo_dirs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
     root = tmp_path_factory.mktemp("demos")
     dirs = {
-        "pick_can_top_down": ["--task", "pick_can", "--expert_style", "top_down", "--grid", "2x2",
-                              "--successes_per_point", "1"],
-        "pick_can_angled": ["--task", "pick_can", "--expert_style", "angled", "--grid", "2x2",
-                            "--successes_per_point", "2"],
+        "pick_can_top_down": [
+            "--task",
+            "pick_can",
+            "--expert_style",
+            "top_down",
+            "--grid",
+            "2x2",
+            "--successes_per_point",
+            "1",
+        ],
+        "pick_can_angled": [
+            "--task",
+            "pick_can",
+            "--expert_style",
+            "angled",
+            "--grid",
+            "2x2",
+            "--successes_per_point",
+            "2",
+        ],
         "open_drawer": ["--task", "open_drawer", "--grid", "1x2", "--successes_per_point", "1"],
     }
     out = {}
@@ -43,12 +59,21 @@ def tiny_base(demo_dirs: dict[str, Path], tmp_path_factory: pytest.TempPathFacto
     from vla_razor.robot.stages import load_robot_config, run_pretrain
 
     out = tmp_path_factory.mktemp("base")
-    cfg = load_robot_config(None, {**QUICK, "pretrain.out": out, "pretrain.optim.max_steps": 12,
-                                   "pretrain.optim.batch_size": 8,
-                                   "pretrain.datasets": [demo_dirs["pick_can_top_down"], demo_dirs["open_drawer"]],
-                                   "pretrain.norm_stats_datasets": [demo_dirs["pick_can_top_down"],
-                                                                    demo_dirs["open_drawer"],
-                                                                    demo_dirs["pick_can_angled"]]})
+    cfg = load_robot_config(
+        None,
+        {
+            **QUICK,
+            "pretrain.out": out,
+            "pretrain.optim.max_steps": 12,
+            "pretrain.optim.batch_size": 8,
+            "pretrain.datasets": [demo_dirs["pick_can_top_down"], demo_dirs["open_drawer"]],
+            "pretrain.norm_stats_datasets": [
+                demo_dirs["pick_can_top_down"],
+                demo_dirs["open_drawer"],
+                demo_dirs["pick_can_angled"],
+            ],
+        },
+    )
     return run_pretrain(cfg).policy_dir
 
 
@@ -71,8 +96,13 @@ def kill_after_checkpoint(args: list[str], state: Path, step: int) -> None:
 
     from vla_razor.training_state import read_training_state_meta
 
-    proc = subprocess.Popen([sys.executable, "-m", "vla_razor.cli.main", *args], cwd=REPO, start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "vla_razor.cli.main", *args],
+        cwd=REPO,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     deadline = time.time() + 300
     while time.time() < deadline and proc.poll() is None:
         if state.is_file() and read_training_state_meta(state)["step"] >= step:

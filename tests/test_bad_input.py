@@ -193,8 +193,9 @@ def _config_for(words: str) -> list[str]:
 
 
 @pytest.mark.parametrize("words, flags, named", FLAG_CASES, ids=[f"{w}:{' '.join(f)}"[:80] for w, f, _ in FLAG_CASES])
-def test_bad_flag_is_one_line_before_any_work(words: str, flags: list[str], named: str, empty_cwd: Path,
-                                              capsys: pytest.CaptureFixture[str]) -> None:
+def test_bad_flag_is_one_line_before_any_work(
+    words: str, flags: list[str], named: str, empty_cwd: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     code, lines = _run(words.split() + _config_for(words) + flags, capsys)
     assert code == 2, f"exit code {code}, stderr: {lines}"
     assert len(lines) == 1, f"expected one line, got {len(lines)}: {lines}"
@@ -203,8 +204,9 @@ def test_bad_flag_is_one_line_before_any_work(words: str, flags: list[str], name
 
 
 @pytest.mark.parametrize("name, content, words, named", FILE_CASES, ids=[c[0] for c in FILE_CASES])
-def test_bad_config_file_is_one_line(name: str, content: bytes, words: str, named: str, empty_cwd: Path,
-                                     capsys: pytest.CaptureFixture[str]) -> None:
+def test_bad_config_file_is_one_line(
+    name: str, content: bytes, words: str, named: str, empty_cwd: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     (empty_cwd / name).write_bytes(content)
     code, lines = _run(words.split() + ["--config", name], capsys)
     assert code == 2, f"exit code {code}, stderr: {lines}"
@@ -237,8 +239,9 @@ def test_corrupt_run_files_are_bad_input_naming_the_file(empty_cwd: Path, capsys
     assert code == 2 and len(lines) == 1 and "runs/x/summary.json:1: malformed JSON" in lines[0], lines
 
 
-def test_malformed_run_results_and_empty_folders_are_bad_input(empty_cwd: Path,
-                                                              capsys: pytest.CaptureFixture[str]) -> None:
+def test_malformed_run_results_and_empty_folders_are_bad_input(
+    empty_cwd: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """A summary.json of the wrong shape, or a folder with no finished run, is one line and exit code 2; --debug
     re-raises the same error for its traceback."""
     from vla_razor.runs import CorruptFileError
@@ -305,32 +308,70 @@ def _write_dataset(root: Path, task: str = "pick_can", action: float = 0.01, sid
 
     metas = []
     for point in range(2):
-        meta = EpisodeMeta(task=task, instruction="pick coke can", seed=point, grid_point=point, grid_xy=[0.0, 0.0],
-                           attempt=0, steps=3, success=True, file=episode_filename(point, 0))
+        meta = EpisodeMeta(
+            task=task,
+            instruction="pick coke can",
+            seed=point,
+            grid_point=point,
+            grid_xy=[0.0, 0.0],
+            attempt=0,
+            steps=3,
+            success=True,
+            file=episode_filename(point, 0),
+        )
         actions = np.full((3, 7), 0.01, dtype=np.float32)
         actions[1, 2] = action
-        write_episode(root, Episode(np.zeros((3, side, side, 3), np.uint8), np.zeros((3, 16), np.float32), actions,
-                                    np.zeros(3, np.float32), meta))
+        write_episode(
+            root,
+            Episode(
+                np.zeros((3, side, side, 3), np.uint8),
+                np.zeros((3, 16), np.float32),
+                actions,
+                np.zeros(3, np.float32),
+                meta,
+            ),
+        )
         metas.append(meta)
     write_index(root, metas, {}, "scripted", "made by tests/test_bad_input.py")
     return root
 
 
-@pytest.mark.parametrize("kind, named", [("nan_action", "episode 0, step 1 has a NaN or infinite action"),
-                                         ("inf_action", "has a NaN or infinite action"),
-                                         ("tiny_images", "frames of shape [2, 2, 3]"),
-                                         ("wrong_task", "episodes of open_drawer"),
-                                         ("listed_twice", "is listed twice")])
-def test_bad_demonstrations_are_refused_before_training(kind: str, named: str, empty_cwd: Path,
-                                                        capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize(
+    "kind, named",
+    [
+        ("nan_action", "episode 0, step 1 has a NaN or infinite action"),
+        ("inf_action", "has a NaN or infinite action"),
+        ("tiny_images", "frames of shape [2, 2, 3]"),
+        ("wrong_task", "episodes of open_drawer"),
+        ("listed_twice", "is listed twice"),
+    ],
+)
+def test_bad_demonstrations_are_refused_before_training(
+    kind: str, named: str, empty_cwd: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     import json
 
-    data = _write_dataset(empty_cwd / "demos", task="open_drawer" if kind == "wrong_task" else "pick_can",
-                          action={"nan_action": math.nan, "inf_action": math.inf}.get(kind, 0.01),
-                          side=2 if kind == "tiny_images" else 32)
+    data = _write_dataset(
+        empty_cwd / "demos",
+        task="open_drawer" if kind == "wrong_task" else "pick_can",
+        action={"nan_action": math.nan, "inf_action": math.inf}.get(kind, 0.01),
+        side=2 if kind == "tiny_images" else 32,
+    )
     datasets = [str(data), str(data)] if kind == "listed_twice" else [str(data)]
     inputs = {p.name for p in empty_cwd.rglob("*")}
-    code, lines = _run(["robot", "sft", *ROBOT, "--base", str(ROOT / "assets/base_policy_embedded"),
-                        "--sft.datasets", json.dumps(datasets), "--wandb", "off"], capsys)
+    code, lines = _run(
+        [
+            "robot",
+            "sft",
+            *ROBOT,
+            "--base",
+            str(ROOT / "assets/base_policy_embedded"),
+            "--sft.datasets",
+            json.dumps(datasets),
+            "--wandb",
+            "off",
+        ],
+        capsys,
+    )
     assert code == 2 and len(lines) == 1 and named in lines[0], lines
     assert _written(empty_cwd, inputs) == [], "refused demonstrations must not start a run"

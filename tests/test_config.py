@@ -121,8 +121,15 @@ def _config_class(name: str) -> type:
     from vla_razor.sweep.config import SweepConfig
     from vla_razor.toy.config import ToyConfig
 
-    prefixes = {"robot_": RobotConfig, "llm_": LLMConfig, "toy_": ToyConfig, "sweep_": SweepConfig,
-                "collect_": CollectConfig, "convert_": ConvertConfig, "policy_": OpenVLAConfig}
+    prefixes = {
+        "robot_": RobotConfig,
+        "llm_": LLMConfig,
+        "toy_": ToyConfig,
+        "sweep_": SweepConfig,
+        "collect_": CollectConfig,
+        "convert_": ConvertConfig,
+        "policy_": OpenVLAConfig,
+    }
     found = [cls for prefix, cls in prefixes.items() if name.startswith(prefix)]
     assert found, f"configs/{name}: no config class for this name; add its prefix here"
     return found[0]

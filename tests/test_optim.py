@@ -25,7 +25,9 @@ def test_stacked_adamw_matches_torch_adamw_per_model(max_grad_norm):
     stacked = {k: v.clone().requires_grad_(True) for k, v in init.items()}
     opt = StackedAdamW(stacked, weight_decay=0.01, max_grad_norm=max_grad_norm)
     singles = [{k: v[m].clone().requires_grad_(True) for k, v in init.items()} for m in range(2)]
-    torch_opts = [torch.optim.AdamW(list(s.values()), lr=lrs[m].item(), weight_decay=0.01) for m, s in enumerate(singles)]
+    torch_opts = [
+        torch.optim.AdamW(list(s.values()), lr=lrs[m].item(), weight_decay=0.01) for m, s in enumerate(singles)
+    ]
     x = torch.randn(5, 3)
     for _ in range(4):
         loss = sum(((x @ stacked["w"][m].T + stacked["b"][m]) ** 2).sum() for m in range(2))
@@ -57,12 +59,15 @@ def test_one_optim_config_keeps_each_domains_defaults():
     assert (llm.grpo.optim.lr, llm.grpo.optim.micro_batch_size, llm.grpo.optim.image_shift) == (2e-5, 8, 0)
 
 
-@pytest.mark.parametrize("cls, override, field", [
-    ("robot", {"sft.optim.micro_batch_size": 4}, "sft.optim.micro_batch_size"),
-    ("robot", {"rl.optim.micro_batch_size": 4}, "rl.optim.micro_batch_size"),
-    ("llm", {"grpo.optim.image_shift": 2}, "grpo.optim.image_shift"),
-    ("llm", {"simpo.optim.micro_batch_size": None}, "simpo.optim.micro_batch_size"),
-])
+@pytest.mark.parametrize(
+    "cls, override, field",
+    [
+        ("robot", {"sft.optim.micro_batch_size": 4}, "sft.optim.micro_batch_size"),
+        ("robot", {"rl.optim.micro_batch_size": 4}, "rl.optim.micro_batch_size"),
+        ("llm", {"grpo.optim.image_shift": 2}, "grpo.optim.image_shift"),
+        ("llm", {"simpo.optim.micro_batch_size": None}, "simpo.optim.micro_batch_size"),
+    ],
+)
 def test_a_field_the_domain_does_not_use_is_refused_by_name(cls, override, field):
     from vla_razor.config import ConfigError, load_config
     from vla_razor.llm.config import LLMConfig

@@ -105,10 +105,17 @@ def test_one_writer_per_run_folder(tmp_path: Path, capsys: pytest.CaptureFixture
 
     run_dir = tmp_path / "runs" / "sft_x"
     writer = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time\nfrom vla_razor.runs import RunFolder\n"
-         f"RunFolder({str(run_dir)!r}).start({{'a': 1}})\nprint('started', flush=True)\ntime.sleep(120)"],
-        stdout=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parents[1],
-        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+        [
+            sys.executable,
+            "-c",
+            "import sys, time\nfrom vla_razor.runs import RunFolder\n"
+            f"RunFolder({str(run_dir)!r}).start({{'a': 1}})\nprint('started', flush=True)\ntime.sleep(120)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=Path(__file__).resolve().parents[1],
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
+    )
     try:
         assert writer.stdout is not None and writer.stdout.readline().strip() == "started"
         with pytest.raises(RunLockedError, match=f"another process is writing this run \\(pid {writer.pid} on "):
@@ -145,7 +152,9 @@ def test_a_run_is_all_of_its_settings(tmp_path: Path) -> None:
     run.check_settings(config)
     run.check_settings({**config, "progress": False, "rl": {"k": 2}}, ignore=("progress", "rl."))
     run.check_settings({**config, "added_by_an_upgrade": 1})  # a field the folder's version did not have
-    with pytest.raises(ConfigError, match=r"was made with other settings \(sft\.optim\.schedule: 'constant' -> 'cosine'\)"):
+    with pytest.raises(
+        ConfigError, match=r"was made with other settings \(sft\.optim\.schedule: 'constant' -> 'cosine'\)"
+    ):
         run.check_settings({**config, "sft": {"optim": {"lr": 1e-3, "schedule": "cosine"}}}, ignore=("progress",))
     run.finish({"done": True})
     with pytest.raises(ConfigError, match=r"sft\.optim\.lr: 0\.001 -> 0\.0003"):  # finished runs too
@@ -172,7 +181,9 @@ def test_saved_files_follow_the_umask(tmp_path: Path, umask: int) -> None:
     try:
         save_tensors_atomic(tmp_path / "w.safetensors", {"w": torch.zeros(2)})
         atomic_write_json(tmp_path / "a.json", {"a": 1})
-        atomic_write_folder(tmp_path / "policy", lambda d: save_tensors_atomic(d / "m.safetensors", {"w": torch.ones(1)}))
+        atomic_write_folder(
+            tmp_path / "policy", lambda d: save_tensors_atomic(d / "m.safetensors", {"w": torch.ones(1)})
+        )
     finally:
         os.umask(old)
     mode = lambda p: stat.S_IMODE(p.stat().st_mode)  # noqa: E731
@@ -194,8 +205,7 @@ def test_resume_checks_the_state_before_touching_the_logs(tmp_path: Path) -> Non
     run.start({"a": 1})
     for step in range(1, 11):
         run.log(step, "train", {"loss": 1.0 / step})
-    save_training_state(training_state_path(run.path), model,
-                        torch.optim.AdamW(model.parameters()), {"step": 4})
+    save_training_state(training_state_path(run.path), model, torch.optim.AdamW(model.parameters()), {"step": 4})
     logged = (run.path / "metrics.jsonl").read_text()
     other = nn.Sequential(nn.Linear(3, 5), nn.Linear(5, 2))
     with pytest.raises(ValueError, match=r"parameter 0.weight has shape \(4, 3\), the model \(5, 3\)"):

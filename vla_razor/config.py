@@ -27,8 +27,17 @@ class ConfigError(ValueError):
     """A config file or override that does not match its dataclass."""
 
 
-def option(default: Any = dataclasses.MISSING, help: str = "", *, gt: float | None = None, ge: float | None = None,
-           le: float | None = None, lt: float | None = None, plain_name: bool = False, **kwargs: Any) -> Any:
+def option(
+    default: Any = dataclasses.MISSING,
+    help: str = "",
+    *,
+    gt: float | None = None,
+    ge: float | None = None,
+    le: float | None = None,
+    lt: float | None = None,
+    plain_name: bool = False,
+    **kwargs: Any,
+) -> Any:
     """A dataclass field with a help line (shown by ``--help`` and in the README's config tables) and, for numbers
     (or lists of them), the range a value must lie in, checked when the config is read (every float must also be
     finite). ``plain_name``: the value names a folder (experiment, run), so it must be a plain name."""
@@ -49,8 +58,10 @@ def check_plain_name(value: Any, where: str) -> None:
     if value is None:
         return
     if not isinstance(value, str) or not _PLAIN_NAME.fullmatch(value) or ".." in value or len(value) > 120:
-        raise ConfigError(f"{where}: expected a plain name (letters, digits and . _ + = -, starting with a letter or "
-                          f"digit, no '..', at most 120 characters), got {value!r}")
+        raise ConfigError(
+            f"{where}: expected a plain name (letters, digits and . _ + = -, starting with a letter or "
+            f"digit, no '..', at most 120 characters), got {value!r}"
+        )
 
 
 _BOUND_TEXT = {"gt": ">", "ge": ">=", "le": "<=", "lt": "<"}
@@ -66,8 +77,12 @@ def check_range(value: Any, bounds: dict[str, float], where: str) -> None:
         return
     if isinstance(value, float) and not math.isfinite(value):
         raise ConfigError(f"{where}: expected a finite number, got {value!r}")
-    ok = {"gt": value > bounds.get("gt", -math.inf), "ge": value >= bounds.get("ge", -math.inf),
-          "le": value <= bounds.get("le", math.inf), "lt": value < bounds.get("lt", math.inf)}
+    ok = {
+        "gt": value > bounds.get("gt", -math.inf),
+        "ge": value >= bounds.get("ge", -math.inf),
+        "le": value <= bounds.get("le", math.inf),
+        "lt": value < bounds.get("lt", math.inf),
+    }
     if not all(ok.values()):
         allowed = " and ".join(f"{_BOUND_TEXT[k]} {bounds[k]:g}" for k in ("gt", "ge", "le", "lt") if k in bounds)
         raise ConfigError(f"{where}: expected a number {allowed}, got {value!r}")
@@ -211,8 +226,7 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         for key_node, _ in node.value:
             key = self.construct_object(key_node, deep=deep)
             if key in seen:
-                raise yaml.constructor.ConstructorError(
-                    None, None, f"key {key!r} is given twice", key_node.start_mark)
+                raise yaml.constructor.ConstructorError(None, None, f"key {key!r} is given twice", key_node.start_mark)
             seen.add(key)
         return super().construct_mapping(node, deep=deep)
 
@@ -255,8 +269,8 @@ def load_config(cls: type[T], path: str | Path | None = None, overrides: dict[st
     except ConfigError as err:  # a bad value given as a flag is named as the flag, not as the file's key
         for dotted in overrides or {}:
             prefix = f"{source}:{dotted}"
-            if str(err).startswith(prefix) and str(err)[len(prefix):len(prefix) + 1] in (":", "["):
-                raise ConfigError(f"command line: --{dotted}{str(err)[len(prefix):]}") from None
+            if str(err).startswith(prefix) and str(err)[len(prefix) : len(prefix) + 1] in (":", "["):
+                raise ConfigError(f"command line: --{dotted}{str(err)[len(prefix) :]}") from None
         raise
 
 

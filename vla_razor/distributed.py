@@ -68,8 +68,10 @@ class Distributed:
         device = resolve_device(device)
         if world > 1 and device == "cuda":
             if local >= torch.cuda.device_count():
-                raise ValueError(f"LOCAL_RANK {local} but only {torch.cuda.device_count()} GPUs are visible: "
-                                 "run torchrun with --nproc-per-node at most the GPU count")
+                raise ValueError(
+                    f"LOCAL_RANK {local} but only {torch.cuda.device_count()} GPUs are visible: "
+                    "run torchrun with --nproc-per-node at most the GPU count"
+                )
             device = f"cuda:{local}"
         return cls(rank=rank, world_size=world, local_rank=local, device=device)
 
@@ -102,8 +104,9 @@ class Distributed:
             # them) hang or fail in NCCL's NVLS setup, and FSDP's all-gather / reduce-scatter barely use it.
             os.environ.setdefault("NCCL_NVLS_ENABLE", "0")
             torch.cuda.set_device(self.local_rank)
-            dist.init_process_group("nccl", rank=self.rank, world_size=self.world_size, timeout=TIMEOUT,
-                                    device_id=torch.device(self.device))
+            dist.init_process_group(
+                "nccl", rank=self.rank, world_size=self.world_size, timeout=TIMEOUT, device_id=torch.device(self.device)
+            )
         else:
             dist.init_process_group("gloo", rank=self.rank, world_size=self.world_size, timeout=TIMEOUT)
 
@@ -154,8 +157,14 @@ def vision_transformers(model: nn.Module) -> list[nn.Module]:
     return [vit for vit in (backbone.featurizer, getattr(backbone, "fused_featurizer", None)) if vit is not None]
 
 
-def shard_model(model: nn.Module, mesh: Any, *, param_dtype: torch.dtype | None = None,
-                reduce_dtype: torch.dtype | None = None, reshard_after_forward: bool = True) -> nn.Module:
+def shard_model(
+    model: nn.Module,
+    mesh: Any,
+    *,
+    param_dtype: torch.dtype | None = None,
+    reduce_dtype: torch.dtype | None = None,
+    reshard_after_forward: bool = True,
+) -> nn.Module:
     """Shards an OpenVLAModel in place with FSDP2: one unit per ViT block, per Llama decoder layer, the token
     embeddings, the language model's rest (final norm, head), and the root (ViT stems, projector).
 
@@ -171,8 +180,10 @@ def shard_model(model: nn.Module, mesh: Any, *, param_dtype: torch.dtype | None 
     lm = model.language_model
     if lm.config.tie_word_embeddings:
         raise ValueError("shard_model: tied input / output embeddings are not supported (OpenVLA's are untied)")
-    options: dict[str, Any] = {"mesh": mesh, "mp_policy": MixedPrecisionPolicy(param_dtype=param_dtype,
-                                                                              reduce_dtype=reduce_dtype)}
+    options: dict[str, Any] = {
+        "mesh": mesh,
+        "mp_policy": MixedPrecisionPolicy(param_dtype=param_dtype, reduce_dtype=reduce_dtype),
+    }
     for vit in vision_transformers(model):
         for block in vit.blocks:
             fully_shard(block, reshard_after_forward=reshard_after_forward, **options)
@@ -199,8 +210,9 @@ def full_model_state(model: nn.Module) -> dict[str, torch.Tensor]:
     return get_model_state_dict(model, options=_full_options(cpu_offload=True))
 
 
-def save_sharded_training_state(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer,
-                                 state: dict[str, Any], ctx: Distributed) -> None:
+def save_sharded_training_state(
+    path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, state: dict[str, Any], ctx: Distributed
+) -> None:
     """`save_training_state` for a sharded model: the same tensors under the same names (model.<name>,
     optim.<i>.<key>, rng.torch) and JSON meta, gathered to rank 0, which writes the file. Collective."""
     from torch.distributed.checkpoint.state_dict import get_optimizer_state_dict
@@ -220,8 +232,9 @@ def save_sharded_training_state(path: Path, model: nn.Module, optimizer: torch.o
     ctx.barrier()
 
 
-def _read_full_state(path: Path, names: list[str]) -> tuple[dict[str, Any], dict[str, torch.Tensor],
-                                                             dict[str, dict[str, torch.Tensor]]]:
+def _read_full_state(
+    path: Path, names: list[str]
+) -> tuple[dict[str, Any], dict[str, torch.Tensor], dict[str, dict[str, torch.Tensor]]]:
     """Rank 0's read of a training-state file: its meta, weights by name and optimizer tensors by name."""
     tensors = load_tensors(path)
     meta = read_training_state_meta(path)
@@ -242,8 +255,9 @@ def _read_full_state(path: Path, names: list[str]) -> tuple[dict[str, Any], dict
     return meta, weights, moments
 
 
-def load_sharded_training_state(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer,
-                                ctx: Distributed) -> dict[str, Any] | None:
+def load_sharded_training_state(
+    path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, ctx: Distributed
+) -> dict[str, Any] | None:
     """Restores a training-state file written by any number of processes into the sharded `model` and
     `optimizer`: rank 0 reads it, each tensor is broadcast and every rank keeps its shard. Returns the saved
     meta (None when rank 0 finds no file). Collective."""
@@ -258,8 +272,11 @@ def load_sharded_training_state(path: Path, model: nn.Module, optimizer: torch.o
         try:
             if Path(path).is_file():
                 meta, weights, moments = _read_full_state(path, names)
-                bad = [f"{n}: {tuple(weights[n].shape)} vs {tuple(params[n].shape)}" for n in names
-                       if weights[n].shape != params[n].shape]
+                bad = [
+                    f"{n}: {tuple(weights[n].shape)} vs {tuple(params[n].shape)}"
+                    for n in names
+                    if weights[n].shape != params[n].shape
+                ]
                 if bad:
                     raise ValueError(f"{path}: parameter shapes differ from the model's ({'; '.join(bad[:3])})")
                 header = {"meta": meta, "with_state": sorted(moments)}
@@ -290,12 +307,16 @@ def check_distributed(optim: Any, ctx: Distributed, has_hooks: bool = False) -> 
     """What a multi-process run with `optim` (its `batch_size`) cannot do, said before anything is sharded (the
     stages call it before they write anything). ConfigError is a ValueError the CLI prints without a traceback."""
     if optim.batch_size % ctx.world_size:
-        raise ConfigError(f"optim.batch_size ({optim.batch_size}) must be a multiple of the number of processes "
-                         f"({ctx.world_size}): each takes an equal share of every batch; use e.g. "
-                         f"{ctx.world_size * max(1, round(optim.batch_size / ctx.world_size))}")
+        raise ConfigError(
+            f"optim.batch_size ({optim.batch_size}) must be a multiple of the number of processes "
+            f"({ctx.world_size}): each takes an equal share of every batch; use e.g. "
+            f"{ctx.world_size * max(1, round(optim.batch_size / ctx.world_size))}"
+        )
     if has_hooks:
-        raise ConfigError("mid-training evaluations and live KL checks (eval.during_training_every, eval.kl_every, "
-                         "kl_budget) need the whole policy on one process: run them with one process")
+        raise ConfigError(
+            "mid-training evaluations and live KL checks (eval.during_training_every, eval.kl_every, "
+            "kl_budget) need the whole policy on one process: run them with one process"
+        )
 
 
 def prepare_sharded(policy: Any, ctx: Distributed, fsdp: Any) -> None:
@@ -307,8 +328,13 @@ def prepare_sharded(policy: Any, ctx: Distributed, fsdp: Any) -> None:
         param_dtype, reduce_dtype = torch.bfloat16, torch.float32
     elif fsdp.mixed_precision != "none":
         raise ValueError(f"fsdp.mixed_precision: expected 'none' or 'bf16', got {fsdp.mixed_precision!r}")
-    shard_model(policy.model, ctx.mesh, param_dtype=param_dtype, reduce_dtype=reduce_dtype,
-                reshard_after_forward=fsdp.reshard_after_forward)
+    shard_model(
+        policy.model,
+        ctx.mesh,
+        param_dtype=param_dtype,
+        reduce_dtype=reduce_dtype,
+        reshard_after_forward=fsdp.reshard_after_forward,
+    )
 
 
 def rank_share(rows: np.ndarray, ctx: Distributed) -> tuple[np.ndarray, float]:
@@ -348,7 +374,8 @@ def save_sharded_policy(policy: Any, directory: Path, ctx: Distributed) -> None:
     if ctx.is_main:
         dtype = DTYPES[policy.config.dtype]
         plain = build_model(policy.config, device="meta")
-        plain.load_state_dict({k: v.to(dtype) if v.is_floating_point() else v for k, v in full.items()},
-                              strict=True, assign=True)
+        plain.load_state_dict(
+            {k: v.to(dtype) if v.is_floating_point() else v for k, v in full.items()}, strict=True, assign=True
+        )
         save_policy(OpenVLAPolicy(plain, policy.processor, dataset=policy.dataset), directory)
     ctx.barrier()

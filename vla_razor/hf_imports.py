@@ -60,5 +60,7 @@ def import_transformers() -> ModuleType:
     try:
         import transformers
     except ImportError as err:
-        raise ImportError("the OpenVLA policy and the LLM domain need transformers: pip install 'vla-razor[robot]' (or [llm])") from err
+        raise ImportError(
+            "the OpenVLA policy and the LLM domain need transformers: pip install 'vla-razor[robot]' (or [llm])"
+        ) from err
     return transformers

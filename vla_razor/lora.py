@@ -25,8 +25,9 @@ class LoraOptions:
     alpha: int = option(16, "LoRA scaling numerator (scale = alpha / r)", ge=1)
     dropout: float = option(0.0, "dropout on the LoRA branch", ge=0, lt=1)
     target_modules: str = option(
-        "all-linear", "'all-linear' (every nn.Linear but the output layer), 'language' (OpenVLA: its Llama's linears "
-                      "only), or a regex over module names (e.g. 'q_proj|v_proj')"
+        "all-linear",
+        "'all-linear' (every nn.Linear but the output layer), 'language' (OpenVLA: its Llama's linears "
+        "only), or a regex over module names (e.g. 'q_proj|v_proj')",
     )
 
 
@@ -45,8 +46,10 @@ def lora_targets(model: nn.Module, target: str) -> list[str]:
             raise ConfigError(f"lora.target_modules: {target!r} is not a valid regex ({err})") from None
         chosen = [n for n in names if pattern.search(n)]
     if not chosen:
-        raise ConfigError(f"lora.target_modules: {target!r} matches no linear layer of the model (e.g. "
-                          f"{', '.join(names[:3])}); use 'all-linear' or a regex over those names")
+        raise ConfigError(
+            f"lora.target_modules: {target!r} matches no linear layer of the model (e.g. "
+            f"{', '.join(names[:3])}); use 'all-linear' or a regex over those names"
+        )
     return chosen
 
 
@@ -58,8 +61,11 @@ def apply_lora(model: nn.Module, options: LoraOptions, adapter: str = "default")
     except ImportError as err:
         raise ImportError("LoRA needs peft: pip install 'vla-razor[robot]' (or [llm])") from err
     config = peft.LoraConfig(
-        r=options.r, lora_alpha=options.alpha, lora_dropout=options.dropout,
-        target_modules=lora_targets(model, options.target_modules), bias="none",
+        r=options.r,
+        lora_alpha=options.alpha,
+        lora_dropout=options.dropout,
+        target_modules=lora_targets(model, options.target_modules),
+        bias="none",
     )
     model = peft.inject_adapter_in_model(config, model, adapter_name=adapter)
     for name, param in model.named_parameters():

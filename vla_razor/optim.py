@@ -25,10 +25,12 @@ class OptimConfig:
     micro-batches of 8). A field one domain's trainers do not use is refused there (`refuse_unused`)."""
 
     lr: float = option(3e-5, "peak learning rate", ge=0)
-    batch_size: int = option(32, "rows per update (robot: (image, instruction, action) transitions; LLM: examples "
-                                 "of SFT / SimPO)", ge=1)
+    batch_size: int = option(
+        32, "rows per update (robot: (image, instruction, action) transitions; LLM: examples of SFT / SimPO)", ge=1
+    )
     micro_batch_size: int | None = option(
-        None, "LLM only: sequences per forward / backward (gradient accumulation bounds memory)", ge=1)
+        None, "LLM only: sequences per forward / backward (gradient accumulation bounds memory)", ge=1
+    )
     epochs: int = option(1, "passes over the training rows", ge=1)
     max_steps: int | None = option(None, "stop after this many updates (None: the epochs' / iterations' worth)", ge=1)
     warmup_steps: int = option(50, "linear warmup updates", ge=0)
@@ -36,9 +38,12 @@ class OptimConfig:
     max_grad_norm: float = option(1.0, "gradient clipping norm", gt=0)
     weight_decay: float = option(0.0, "AdamW weight decay", ge=0)
     image_shift: int = option(
-        0, "robot behaviour cloning only: shift each training image by up to this many pixels (edge-padded random "
-           "crop, DrQ-style), so the policy locates things relative to what it sees rather than by absolute pixel; "
-           "0: off", ge=0)
+        0,
+        "robot behaviour cloning only: shift each training image by up to this many pixels (edge-padded random "
+        "crop, DrQ-style), so the policy locates things relative to what it sees rather than by absolute pixel; "
+        "0: off",
+        ge=0,
+    )
 
 
 def refuse_unused(optim: OptimConfig, where: str, unused: dict[str, str]) -> None:
@@ -55,8 +60,9 @@ class NonFiniteError(ArithmeticError):
     the weights (the run's last checkpoint stays as it was)."""
 
 
-def check_finite(where: str, step: int, loss: float | torch.Tensor,
-                 grad_norm: float | torch.Tensor | None = None) -> None:
+def check_finite(
+    where: str, step: int, loss: float | torch.Tensor, grad_norm: float | torch.Tensor | None = None
+) -> None:
     """Stops a trainer at the first non-finite loss or gradient norm, naming the trainer and the update."""
     loss_value = float(loss)
     norm_value = None if grad_norm is None else float(grad_norm)
@@ -65,7 +71,8 @@ def check_finite(where: str, step: int, loss: float | torch.Tensor,
     what = f"loss {loss_value}" if not math.isfinite(loss_value) else f"gradient norm {norm_value}"
     raise NonFiniteError(
         f"{where}: {what} at update {step + 1}; stopped before the optimizer step, the weights are those of the "
-        "previous update (check the learning rate, max_grad_norm, the data's actions and the base's weights)")
+        "previous update (check the learning rate, max_grad_norm, the data's actions and the base's weights)"
+    )
 
 
 def lr_multiplier(step: int, total_steps: int, warmup_steps: int, schedule: Schedule) -> float:
@@ -108,7 +115,11 @@ class StackedAdamW:
     @torch.no_grad()
     def grad_norms(self) -> torch.Tensor:
         """Each model's global gradient norm, [M]."""
-        squares = [torch.linalg.vector_norm(p.grad.flatten(1), dim=1).square() for p in self.params.values() if p.grad is not None]
+        squares = [
+            torch.linalg.vector_norm(p.grad.flatten(1), dim=1).square()
+            for p in self.params.values()
+            if p.grad is not None
+        ]
         return torch.stack(squares).sum(0).sqrt()
 
     @torch.no_grad()

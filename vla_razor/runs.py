@@ -99,8 +99,10 @@ def cached_json_result(path: Path, settings: Any, compute: Callable[[], Any]) ->
     if path.is_file():
         saved = read_json_file(path)
         if not isinstance(saved, dict) or not isinstance(saved.get("settings"), dict) or "results" not in saved:
-            raise CorruptFileError(f"{path}: expected an object with 'settings' and 'results'; delete it and rerun "
-                                   "the command to make it again")
+            raise CorruptFileError(
+                f"{path}: expected an object with 'settings' and 'results'; delete it and rerun "
+                "the command to make it again"
+            )
         if saved.get("settings") == settings:
             return saved["results"]
     results = compute()
@@ -141,7 +143,9 @@ def atomic_write_json(path: Path, value: Any) -> None:
     atomic_write_text(path, to_json(value) + "\n")
 
 
-def save_tensors_atomic(path: Path, tensors: Mapping[str, torch.Tensor], metadata: dict[str, str] | None = None) -> None:
+def save_tensors_atomic(
+    path: Path, tensors: Mapping[str, torch.Tensor], metadata: dict[str, str] | None = None
+) -> None:
     """A safetensors file written under a temporary name and renamed into place."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -225,8 +229,10 @@ class RunFolder:
         except BlockingIOError:
             holder = os.pread(fd, 512, 0).decode(errors="replace").strip() or "a process that wrote no details"
             os.close(fd)
-            raise RunLockedError(f"{self.path}: another process is writing this run ({holder}); wait for it to end, "
-                                 "stop it, or give this run another name") from None
+            raise RunLockedError(
+                f"{self.path}: another process is writing this run ({holder}); wait for it to end, "
+                "stop it, or give this run another name"
+            ) from None
         left = os.pread(fd, 512, 0).decode(errors="replace").strip()
         if left:
             print(f"{self.path}: taking over from {left}, which ended without finishing the run")
@@ -263,7 +269,8 @@ class RunFolder:
             return False
         return self.summary_path.is_file() or any(
             p.is_dir() and p.name != "wandb" and not p.name.startswith(".") and any(p.iterdir())
-            for p in self.path.iterdir())
+            for p in self.path.iterdir()
+        )
 
     def check_settings(self, config: Mapping[str, Any], ignore: tuple[str, ...] = ()) -> None:
         """Refuses to resume, or to call finished, a run that its folder says was made with other settings: a
@@ -277,8 +284,9 @@ class RunFolder:
         try:
             saved = yaml.safe_load(path.read_text(encoding="utf-8"))
         except (yaml.YAMLError, UnicodeDecodeError):
-            raise CorruptFileError(f"{path}: not readable YAML; delete the run folder {self.path} to start the run "
-                                   "again") from None
+            raise CorruptFileError(
+                f"{path}: not readable YAML; delete the run folder {self.path} to start the run again"
+            ) from None
         wanted = yaml.safe_load(yaml.safe_dump(_finite(dict(config)), sort_keys=False))
         old, new = _flat(saved if isinstance(saved, dict) else {}), _flat(wanted)
 
@@ -290,18 +298,25 @@ class RunFolder:
         if changed:
             shown = "; ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in changed[:4])
             more = f" and {len(changed) - 4} more" if len(changed) > 4 else ""
-            raise ConfigError(f"{self.path} was made with other settings ({shown}{more}); give these settings "
-                              "another run name, or delete that folder to start the run again")
+            raise ConfigError(
+                f"{self.path} was made with other settings ({shown}{more}); give these settings "
+                "another run name, or delete that folder to start the run again"
+            )
 
     def start(self, config: Mapping[str, Any], fresh: bool = True) -> None:
         """Creates the folder and writes the resolved config; ``fresh`` drops logs of an unfinished try. A folder
         that exists with content but no config.yaml is not a run and is never written into."""
         import yaml
 
-        if (self.path.is_dir() and not (self.path / "config.yaml").is_file()
-                and any(not p.name.startswith(".") for p in self.path.iterdir())):
-            raise ConfigError(f"{self.path}: exists and is not a run folder (it has no config.yaml); choose another "
-                              "run name or output folder")
+        if (
+            self.path.is_dir()
+            and not (self.path / "config.yaml").is_file()
+            and any(not p.name.startswith(".") for p in self.path.iterdir())
+        ):
+            raise ConfigError(
+                f"{self.path}: exists and is not a run folder (it has no config.yaml); choose another "
+                "run name or output folder"
+            )
         self.lock()
         if fresh and self.path.exists():
             for name in ("metrics.jsonl", "points.jsonl", SUMMARY):
@@ -327,7 +342,9 @@ class RunFolder:
         with open(self.path / "points.jsonl", "a") as f:
             f.write(to_json(dict(point), indent=None) + "\n")
 
-    def save_checkpoint(self, name: str, tensors: Mapping[str, torch.Tensor], metadata: dict[str, str] | None = None) -> Path:
+    def save_checkpoint(
+        self, name: str, tensors: Mapping[str, torch.Tensor], metadata: dict[str, str] | None = None
+    ) -> Path:
         path = self.path / "checkpoints" / f"{name}.safetensors"
         save_tensors_atomic(path, tensors, metadata)
         return path

@@ -9,7 +9,7 @@ from vla_razor.config import ConfigError
 
 
 def resolve_device(device: str) -> str:
-    """"auto": CUDA when torch sees a GPU, else the CPU; any other name as given ("cuda" only if there is one)."""
+    """ "auto": CUDA when torch sees a GPU, else the CPU; any other name as given ("cuda" only if there is one)."""
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if device == "cuda" and not torch.cuda.is_available():

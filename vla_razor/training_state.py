@@ -65,15 +65,16 @@ def load_training_state(path: Path, model: nn.Module, optimizer: torch.optim.Opt
     try:
         with safe_open(str(path), framework="pt") as f, torch.no_grad():
             for key in f.keys():
-                if key.startswith("model.") and key[len("model."):] in params:
-                    params[key[len("model."):]].copy_(f.get_tensor(key))
+                if key.startswith("model.") and key[len("model.") :] in params:
+                    params[key[len("model.") :]].copy_(f.get_tensor(key))
                 elif key.startswith("optim."):
                     _, i, name = key.split(".", 2)
                     optimizer.state[group[int(i)]][name] = f.get_tensor(key).to(group[int(i)].device)
             torch.set_rng_state(f.get_tensor("rng.torch"))
     except (IndexError, SafetensorError) as err:  # an optimizer of another size, a damaged tensor (not: out of memory)
-        raise CorruptFileError(f"{path}: cannot restore the training state ({err}); delete the run folder to "
-                               "start it again") from None
+        raise CorruptFileError(
+            f"{path}: cannot restore the training state ({err}); delete the run folder to start it again"
+        ) from None
     return state
 
 
@@ -82,14 +83,18 @@ def check_training_state(path: Path, model: nn.Module) -> dict[str, Any]:
     header without loading a tensor): a resume refuses a state of another model before it touches any file."""
     meta = read_training_state_meta(path)
     with safe_open(str(path), framework="pt") as f:
-        shapes = {k[len("model."):]: tuple(f.get_slice(k).get_shape()) for k in f.keys() if k.startswith("model.")}
+        shapes = {k[len("model.") :]: tuple(f.get_slice(k).get_shape()) for k in f.keys() if k.startswith("model.")}
     for name, p in trainable_parameters(model).items():
         if name not in shapes:
-            raise CorruptFileError(f"{path}: training state lacks parameter {name} (a different model or config?); "
-                             "delete the run folder to start it again")
+            raise CorruptFileError(
+                f"{path}: training state lacks parameter {name} (a different model or config?); "
+                "delete the run folder to start it again"
+            )
         if shapes[name] != tuple(p.shape):
-            raise CorruptFileError(f"{path}: parameter {name} has shape {shapes[name]}, the model {tuple(p.shape)} (a "
-                             "different model or config?); delete the run folder to start it again")
+            raise CorruptFileError(
+                f"{path}: parameter {name} has shape {shapes[name]}, the model {tuple(p.shape)} (a "
+                "different model or config?); delete the run folder to start it again"
+            )
     return meta
 
 

@@ -71,9 +71,12 @@ def build_cabinet(scene: Any, name: str = "cabinet") -> Any:
         link.set_name(f"drawer_{label}")
         link.set_joint_name(f"drawer_{label}_joint")
         link.set_joint_properties(
-            "prismatic", limits=[[0.0, DRAWER_TRAVEL]],
+            "prismatic",
+            limits=[[0.0, DRAWER_TRAVEL]],
             pose_in_parent=sapien.Pose(p=[0, 0, drawer_center_z(i)], q=flip),
-            pose_in_child=sapien.Pose(q=flip), friction=0.05, damping=2.0,
+            pose_in_child=sapien.Pose(q=flip),
+            friction=0.05,
+            damping=2.0,
         )
         hz = DRAWER_HEIGHT / 2 - 0.004
         # drawer frame: origin at the closed front face centre; the box fills the cabinet's depth

@@ -62,12 +62,15 @@ class PickCanEnv(RazorTabletopEnv):
         half = CAN_HEIGHT / 2
         builder.add_cylinder_collision(radius=CAN_RADIUS, half_length=half, density=300)
         builder.add_cylinder_visual(
-            radius=CAN_RADIUS, half_length=half - 0.006,
+            radius=CAN_RADIUS,
+            half_length=half - 0.006,
             material=sapien.render.RenderMaterial(base_color=[0.75, 0.03, 0.05, 1]),
         )
         for sign in (-1, 1):  # silver lid and bottom
             builder.add_cylinder_visual(
-                pose=sapien.Pose(p=[sign * (half - 0.003), 0, 0]), radius=CAN_RADIUS * 0.97, half_length=0.003,
+                pose=sapien.Pose(p=[sign * (half - 0.003), 0, 0]),
+                radius=CAN_RADIUS * 0.97,
+                half_length=0.003,
                 material=sapien.render.RenderMaterial(base_color=[0.8, 0.8, 0.82, 1], metallic=0.6),
             )
         builder.initial_pose = sapien.Pose(p=[0, 0, half], q=self._can_quat(0.0))

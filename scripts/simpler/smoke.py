@@ -37,9 +37,15 @@ def main() -> None:
             action[6] = 1.0 if step < 5 else 0.0
             obs, _, _, _, info = env.step(action)
         env.close()
-        results[task] = {"ok": True, "seconds": round(time.perf_counter() - started, 1), "image": list(obs["image"].shape),
-                         "proprio_len": len(obs["proprio"]), "tcp_pose_in_base": np.round(obs["proprio"][:7], 4).tolist(),
-                         "instruction": obs["instruction"], "success_after_20_steps": bool(info["success"])}
+        results[task] = {
+            "ok": True,
+            "seconds": round(time.perf_counter() - started, 1),
+            "image": list(obs["image"].shape),
+            "proprio_len": len(obs["proprio"]),
+            "tcp_pose_in_base": np.round(obs["proprio"][:7], 4).tolist(),
+            "instruction": obs["instruction"],
+            "success_after_20_steps": bool(info["success"]),
+        }
     (out / "smoke.json").write_text(json.dumps({"env_kwargs": kwargs, "tasks": results}, indent=1))
     print(json.dumps(results, indent=1))
 

@@ -18,8 +18,9 @@ def planted_forgetting(kl: float) -> float:
     return 0.3 * kl**2 + 0.1 * kl
 
 
-def make_record(method: str, step: int, new_task: float, kl: float, noisy: float, *,
-                with_forgetting: bool = True) -> dict:
+def make_record(
+    method: str, step: int, new_task: float, kl: float, noisy: float, *, with_forgetting: bool = True
+) -> dict:
     """One point obeying forgetting = 0.3 kl^2 + 0.1 kl; 'tv' carries a noisy copy of kl."""
     forgetting = planted_forgetting(kl)
     record = {
@@ -86,5 +87,4 @@ class Synth:
 
 @pytest.fixture
 def synth() -> Synth:
-    return Synth(base=BASE, make_record=make_record, write_run=write_run,
-                 planted_forgetting=planted_forgetting)
+    return Synth(base=BASE, make_record=make_record, write_run=write_run, planted_forgetting=planted_forgetting)

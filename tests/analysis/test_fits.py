@@ -101,6 +101,11 @@ def test_points_without_a_predictor_are_skipped_for_it_only(planted_runs: Path, 
 
 def test_order_predictors_and_bad_target() -> None:
     assert order_predictors({"zeta", "tv", "forward_kl", "alpha", "activation_l2"}) == [
-        "forward_kl", "tv", "activation_l2", "alpha", "zeta"]
+        "forward_kl",
+        "tv",
+        "activation_l2",
+        "alpha",
+        "zeta",
+    ]
     with pytest.raises(ValueError, match="target"):
         predictor_table([], target="loss")

@@ -33,8 +33,9 @@ def test_held_out_error_grows_with_noise_and_never_uses_the_held_out_runs(plante
     for p in points:  # noise on retention: the fit on the other runs cannot have seen a held-out run's noise
         p.prior_mean += float(rng.normal(0.0, 0.02))
     error = holdout_error(points, folds=6)
-    in_sample = np.abs(fit_forecast(points).predict([p.predictors["forward_kl"] for p in points])
-                       - [p.prior_mean for p in points]).mean()
+    in_sample = np.abs(
+        fit_forecast(points).predict([p.predictors["forward_kl"] for p in points]) - [p.prior_mean for p in points]
+    ).mean()
     assert 0.005 < error["holdout_mae"] < 0.05
     assert error["holdout_mae"] > in_sample, "held-out error is above the in-sample error"
 

@@ -3,8 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from vla_razor.analysis.pareto import (LINEAR_LIMIT_C, ExponentialFit, fit_exponential, near_frontier,
-                                      pareto_frontier)
+from vla_razor.analysis.pareto import LINEAR_LIMIT_C, ExponentialFit, fit_exponential, near_frontier, pareto_frontier
 
 # Hand-built trade-off: index -> (new-task, prior-task)
 NEW = np.array([0.10, 0.20, 0.30, 0.30, 0.50, 0.40, 0.20, 0.45, 0.45])
@@ -29,13 +28,16 @@ def test_frontier_and_filter_match_brute_force_definitions() -> None:
     new = np.round(rng.uniform(0, 1, 300), 2)  # rounding makes ties common
     prior = np.round(1 - new**2 + rng.normal(0, 0.1, 300), 2)
     n = new.size
-    dominated = [any(new[j] >= new[i] and prior[j] >= prior[i] and (new[j] > new[i] or prior[j] > prior[i])
-                     for j in range(n)) for i in range(n)]
+    dominated = [
+        any(new[j] >= new[i] and prior[j] >= prior[i] and (new[j] > new[i] or prior[j] > prior[i]) for j in range(n))
+        for i in range(n)
+    ]
     expected_frontier = [i for i in range(n) if not dominated[i]]
     assert sorted(pareto_frontier(new, prior).tolist()) == expected_frontier
     assert np.all(np.diff(new[pareto_frontier(new, prior)]) >= 0)
-    expected_kept = [not any(new[j] >= new[i] and prior[j] > prior[i] + 0.05 + 1e-12 for j in range(n))
-                     for i in range(n)]
+    expected_kept = [
+        not any(new[j] >= new[i] and prior[j] > prior[i] + 0.05 + 1e-12 for j in range(n)) for i in range(n)
+    ]
     assert near_frontier(new, prior, tol=0.05).tolist() == expected_kept
     assert near_frontier(new, prior, tol=0.05)[pareto_frontier(new, prior)].all()
 

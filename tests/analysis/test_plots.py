@@ -4,8 +4,14 @@ from pathlib import Path
 
 import numpy as np
 
-from vla_razor.analysis.plots import (METHOD_COLORS, fit_label, method_color, plot_forgetting_vs, plot_new_task_vs,
-                                     plot_tradeoff)
+from vla_razor.analysis.plots import (
+    METHOD_COLORS,
+    fit_label,
+    method_color,
+    plot_forgetting_vs,
+    plot_new_task_vs,
+    plot_tradeoff,
+)
 from vla_razor.analysis.runs import load_points
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

@@ -15,11 +15,22 @@ def test_write_report_on_two_methods(planted_runs: Path, tmp_path: Path) -> None
     out = tmp_path / "report"
     result = write_report(planted_runs, out, title="Planted law", n_boot=20, extra={"steps_per_s": 123.4})
 
-    names = {"tradeoff.png", "forgetting_vs_forward_kl.png", "new_task_vs_forward_kl.png",
-             "forgetting_vs_tv.png", "forgetting_vs_weight_l1.png", "report.md", "report.html", "report.json"}
+    names = {
+        "tradeoff.png",
+        "forgetting_vs_forward_kl.png",
+        "new_task_vs_forward_kl.png",
+        "forgetting_vs_tv.png",
+        "forgetting_vs_weight_l1.png",
+        "report.md",
+        "report.html",
+        "report.json",
+    }
     assert names <= {path.name for path in out.iterdir()}
     assert (result.markdown_path, result.html_path, result.summary_path) == (
-        out / "report.md", out / "report.html", out / "report.json")
+        out / "report.md",
+        out / "report.html",
+        out / "report.json",
+    )
     assert (result.runs, result.points) == (6, 24)
     assert set(result.r2) == {"forward_kl", "tv", "weight_l1"}
     assert result.r2["forward_kl"] == pytest.approx(1.0, abs=1e-9)
@@ -59,15 +70,28 @@ def test_write_report_on_two_methods(planted_runs: Path, tmp_path: Path) -> None
     assert models[1][:3] == ["base", "-", f"{BASE['new_task']:.3f}"] and len(models) == 1 + 1 + 6
     for row in models[2:]:
         record = json.loads((planted_runs / row[0] / "summary.json").read_text())
-        assert row[1] == record["method"] and float(row[-1]) == pytest.approx(record["predictors"]["forward_kl"], abs=1e-4)
+        assert row[1] == record["method"] and float(row[-1]) == pytest.approx(
+            record["predictors"]["forward_kl"], abs=1e-4
+        )
         assert float(row[-2]) == pytest.approx(planted_forgetting(record["predictors"]["forward_kl"]), abs=1e-3)
 
-    for text in ("# Planted law", "| forward_kl | 1.000 +- 0.000 | 1.000 | 6 | 24 | 20 / 0 | 0.96 |", "Run facts",
-                 "steps_per_s",
-                 "1 unfinished runs (no summary.json) were ignored", "![", "(tradeoff.png)"):
+    for text in (
+        "# Planted law",
+        "| forward_kl | 1.000 +- 0.000 | 1.000 | 6 | 24 | 20 / 0 | 0.96 |",
+        "Run facts",
+        "steps_per_s",
+        "1 unfinished runs (no summary.json) were ignored",
+        "![",
+        "(tradeoff.png)",
+    ):
         assert text in markdown, text
-    for text in ("<h1>Planted law</h1>", "<td>forward_kl</td>", "steps_per_s", 'src="tradeoff.png"',
-                 comparison["sentence"].split(",")[0]):
+    for text in (
+        "<h1>Planted law</h1>",
+        "<td>forward_kl</td>",
+        "steps_per_s",
+        'src="tradeoff.png"',
+        comparison["sentence"].split(",")[0],
+    ):
         assert text in page, text
     assert not re.search(r"(src|href)=\"(https?:)?//", page)  # self-contained apart from the PNGs
     for image in re.findall(r'src="([^"]+)"', page):
@@ -85,12 +109,17 @@ def test_frontier_comparison_for_three_methods_and_disjoint_ranges() -> None:
     from vla_razor.analysis.report import MethodSummary, _compare_frontiers
 
     def flat(low: float, high: float, level: float) -> MethodSummary:
-        return MethodSummary(runs=1, points=2, near_frontier=2, best_new_task=high,
-                             retention_at_best_new_task=level, frontier_range=(low, high),
-                             exp_fit=ExponentialFit(a=level, b=0.0, c=0.0))
+        return MethodSummary(
+            runs=1,
+            points=2,
+            near_frontier=2,
+            best_new_task=high,
+            retention_at_best_new_task=level,
+            frontier_range=(low, high),
+            exp_fit=ExponentialFit(a=level, b=0.0, c=0.0),
+        )
 
-    three = _compare_frontiers({"rl": flat(0.2, 0.8, 0.7), "sft": flat(0.3, 0.9, 0.6),
-                                "simpo": flat(0.1, 0.7, 0.65)})
+    three = _compare_frontiers({"rl": flat(0.2, 0.8, 0.7), "sft": flat(0.3, 0.9, 0.6), "simpo": flat(0.1, 0.7, 0.65)})
     assert three.levels == pytest.approx([0.3, 0.4, 0.5, 0.6, 0.7])
     assert three.values["simpo"] == pytest.approx([0.65] * 5)
     assert "rl at 5 of 5 levels" in three.sentence and "rl 0.700, simpo 0.650, sft 0.600" in three.sentence

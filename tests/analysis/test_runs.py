@@ -50,8 +50,12 @@ def test_by_method_groups_sorted(planted_runs: Path) -> None:
 
 def test_mid_training_lines_inherit_run_fields(tmp_path: Path, synth) -> None:
     summary = synth.make_record("grpo", 50, 0.6, 0.2, 0.2)
-    bare_line = {"step": 10, "new_task": 0.3, "prior": {"probe_a": 0.8, "probe_b": 0.6},
-                 "predictors": {"forward_kl": 0.01, "tv": None}}
+    bare_line = {
+        "step": 10,
+        "new_task": 0.3,
+        "prior": {"probe_a": 0.8, "probe_b": 0.6},
+        "predictors": {"forward_kl": 0.01, "tv": None},
+    }
     synth.write_run(tmp_path / "r", summary, [bare_line])
     points, stats = load_points(tmp_path)
     assert stats.finished_runs == 1 and stats.unfinished_runs == 0
@@ -109,9 +113,21 @@ def test_report_folders_inside_runs_dir_are_not_runs(tmp_path):
 
     run = tmp_path / "exp" / "runs" / "r1"
     run.mkdir(parents=True)
-    (run / "summary.json").write_text(json.dumps({"domain": "toy", "method": "sft", "hparams": {}, "seed": 0, "step": 1,
-                                                  "new_task": 0.5, "prior": {"p": 0.5}, "forgetting": 0.1,
-                                                  "predictors": {"forward_kl": 0.2}}))
+    (run / "summary.json").write_text(
+        json.dumps(
+            {
+                "domain": "toy",
+                "method": "sft",
+                "hparams": {},
+                "seed": 0,
+                "step": 1,
+                "new_task": 0.5,
+                "prior": {"p": 0.5},
+                "forgetting": 0.1,
+                "predictors": {"forward_kl": 0.2},
+            }
+        )
+    )
     report = tmp_path / "exp" / "report"
     report.mkdir()
     (report / "report.json").write_text("{}")

@@ -89,9 +89,7 @@ def test_reinforce_loss_per_sequence_advantages() -> None:
     assert loss.item() == pytest.approx(-(LOG_75 - LOG_25) / 2, rel=1e-6)
     loss.backward()
     # d/dz of -A/B * log softmax(z)[y] = -A/B * (onehot(y) - p), p = [0.25, 0.75]
-    expected = torch.tensor(
-        [[[-0.5 * (0 - 0.25), -0.5 * (1 - 0.75)]], [[0.5 * (1 - 0.25), 0.5 * (0 - 0.75)]]]
-    )
+    expected = torch.tensor([[[-0.5 * (0 - 0.25), -0.5 * (1 - 0.75)]], [[0.5 * (1 - 0.25), 0.5 * (0 - 0.75)]]])
     assert torch.allclose(logits.grad, expected, atol=1e-6)
     assert advantages.grad is None
 
@@ -213,9 +211,7 @@ def test_simpo_loss_paper_form() -> None:
     loss = simpo_loss(winner, torch.tensor([[1]]), ones, loser, torch.tensor([[0]]), ones)
     # -log sigmoid(ln 3 - 1) = log(1 + e / 3)
     assert loss.item() == pytest.approx(math.log(1 + math.e / 3), rel=1e-6)
-    scaled = simpo_loss(
-        winner, torch.tensor([[1]]), ones, loser, torch.tensor([[0]]), ones, margin=0.5, beta=2.0
-    )
+    scaled = simpo_loss(winner, torch.tensor([[1]]), ones, loser, torch.tensor([[0]]), ones, margin=0.5, beta=2.0)
     assert scaled.item() == pytest.approx(math.log(1 + math.exp(-(2 * LN3 - 0.5))), rel=1e-6)
 
 

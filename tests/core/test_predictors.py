@@ -63,9 +63,7 @@ def test_update_sparsity_counts_unchanged_entries_and_bf16_rounding() -> None:
 def test_update_rank_is_relative_rank_of_each_matrix_delta() -> None:
     u = torch.tensor([[1.0], [2.0], [3.0]])
     v = torch.tensor([[1.0, -1.0, 0.5, 2.0]])
-    base = {
-        "low": torch.zeros(3, 4), "full": torch.zeros(3, 3), "same": torch.ones(2, 2), "bias": torch.zeros(3)
-    }
+    base = {"low": torch.zeros(3, 4), "full": torch.zeros(3, 3), "same": torch.ones(2, 2), "bias": torch.zeros(3)}
     tuned = {"low": u @ v, "full": torch.eye(3), "same": torch.ones(2, 2), "bias": torch.ones(3)}
     assert update_rank(base, tuned) == {"low": pytest.approx(1 / 3), "full": 1.0, "same": 0.0}
     # a large rtol drops the small singular value of diag(1, 1e-3)
@@ -95,9 +93,7 @@ def test_fisher_diagonal_matches_closed_form_and_is_chunk_independent() -> None:
     torch.manual_seed(0)
     model = nn.Linear(4, 3)
     inputs = torch.randn(7, 4)
-    expected_weight, expected_bias = _linear_fisher_closed_form(
-        model.weight.detach(), model.bias.detach(), inputs
-    )
+    expected_weight, expected_bias = _linear_fisher_closed_form(model.weight.detach(), model.bias.detach(), inputs)
     for batch_size in (256, 3):
         fisher = fisher_diagonal(model, inputs, batch_size=batch_size)
         assert torch.allclose(fisher["weight"], expected_weight, atol=1e-6)
@@ -224,8 +220,18 @@ def test_cknna_without_mutual_neighbours_is_nan_and_k_is_checked() -> None:
 
 def test_predictors_doc_covers_every_reported_name() -> None:
     assert set(PREDICTORS_DOC) == {
-        "forward_kl", "reverse_kl", "tv", "dist_l2", "weight_l1", "fisher_l2", "spectral",
-        "sparsity", "rank", "activation_l1", "activation_l2", "cknna",
+        "forward_kl",
+        "reverse_kl",
+        "tv",
+        "dist_l2",
+        "weight_l1",
+        "fisher_l2",
+        "spectral",
+        "sparsity",
+        "rank",
+        "activation_l1",
+        "activation_l2",
+        "cknna",
     }
     assert all(isinstance(text, str) and text for text in PREDICTORS_DOC.values())
 
@@ -241,7 +247,8 @@ def test_per_model_predictors_match_one_model_at_a_time():
         one = {k: v[m] for k, v in stacked.items()}
         assert P.weight_change_l1_per_model(base, stacked)[m].item() == pytest.approx(P.weight_change_l1(base, one))
         assert P.fisher_weighted_l2_per_model(fisher, base, stacked)[m].item() == pytest.approx(
-            P.fisher_weighted_l2(fisher, base, one))
+            P.fisher_weighted_l2(fisher, base, one)
+        )
         # The Gram-eigenvalue route equals the SVD's largest singular value.
         svd = torch.linalg.matrix_norm((one["w"] - base["w"]).double(), ord=2).item()
         assert P.spectral_norm_change_per_model(base, stacked)[m].item() == pytest.approx(svd, rel=1e-9)

@@ -22,7 +22,10 @@ pytest.importorskip("mani_skill")
 h5py = pytest.importorskip("h5py")
 
 from data_collection.dataset import (  # noqa: E402
-    TRAJECTORY_H5, DatasetError, DemoDataset, array_statistics,
+    TRAJECTORY_H5,
+    DatasetError,
+    DemoDataset,
+    array_statistics,
 )
 from data_collection.collect import COLLECTION_JSON, attempt_seed  # noqa: E402
 from data_collection.rt1_grid import main  # noqa: E402
@@ -33,13 +36,25 @@ SCRIPT = REPO / "data_collection" / "rt1_grid.py"
 
 def test_the_library_does_not_import_its_command():
     """vla_razor.robot uses the collector as a library: importing it must not run (or need) the script."""
-    code = "import sys, data_collection.collect, vla_razor.robot.config; print('data_collection.rt1_grid' in sys.modules)"
+    code = (
+        "import sys, data_collection.collect, vla_razor.robot.config; print('data_collection.rt1_grid' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO)
     assert out.stdout.strip() == "False"
 
 
-BASE_ARGS = ["--grid", "2x2", "--successes_per_point", "2", "--camera_size", "32", "--expert_style", "top_down",
-             "--progress", "false"]
+BASE_ARGS = [
+    "--grid",
+    "2x2",
+    "--successes_per_point",
+    "2",
+    "--camera_size",
+    "32",
+    "--expert_style",
+    "top_down",
+    "--progress",
+    "false",
+]
 
 
 def collect(out: Path, *extra: str, workers: int = 0) -> int:
@@ -134,13 +149,15 @@ def test_episode_written_but_not_recorded_is_adopted(dataset_dir: Path, tmp_path
     assert len(DemoDataset(copy)) == 8
 
 
-def test_kill_9_then_resume_loses_and_duplicates_nothing(dataset_dir: Path, tmp_path: Path,
-                                                         capsys: pytest.CaptureFixture) -> None:
+def test_kill_9_then_resume_loses_and_duplicates_nothing(
+    dataset_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     out = tmp_path / "ds"
     cmd = [sys.executable, str(SCRIPT), *BASE_ARGS, "--workers", "1", "--out", str(out)]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen(cmd, cwd=REPO, env=env, start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        cmd, cwd=REPO, env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
     deadline = time.time() + 300
     recorded = 0
     while time.time() < deadline and proc.poll() is None:
@@ -175,9 +192,28 @@ def test_kill_9_then_resume_loses_and_duplicates_nothing(dataset_dir: Path, tmp_
 
 def test_points_that_never_succeed_are_reported(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     # a 1x1 "grid" far out of the panda's reach: the expert fails every attempt
-    code = main(["--grid", "1x1", "--region", "[[0.45, 0.45], [0.6, 0.6]]", "--successes_per_point", "1",
-                 "--max_attempts_per_point", "1", "--max_steps", "20", "--camera_size", "32", "--workers", "0",
-                 "--progress", "false", "--out", str(tmp_path / "ds")])
+    code = main(
+        [
+            "--grid",
+            "1x1",
+            "--region",
+            "[[0.45, 0.45], [0.6, 0.6]]",
+            "--successes_per_point",
+            "1",
+            "--max_attempts_per_point",
+            "1",
+            "--max_steps",
+            "20",
+            "--camera_size",
+            "32",
+            "--workers",
+            "0",
+            "--progress",
+            "false",
+            "--out",
+            str(tmp_path / "ds"),
+        ]
+    )
     assert code == 0
     out = capsys.readouterr().out
     assert "points that never succeeded (1)" in out and "0 of 1 attempts" in out
@@ -240,8 +276,22 @@ def test_placement_jitter_spreads_a_points_demonstrations(tmp_path: Path, capsys
     """The scripted expert repeats itself at one placement; with placement_jitter each attempt at a grid point
     starts from its own nearby placement (seeded, inside the region), and the dataset records it."""
     out = tmp_path / "jittered"
-    args = ["--grid", "1x2", "--successes_per_point", "2", "--camera_size", "32", "--expert_style", "top_down",
-            "--progress", "false", "--workers", "0", "--out", str(out)]
+    args = [
+        "--grid",
+        "1x2",
+        "--successes_per_point",
+        "2",
+        "--camera_size",
+        "32",
+        "--expert_style",
+        "top_down",
+        "--progress",
+        "false",
+        "--workers",
+        "0",
+        "--out",
+        str(out),
+    ]
     assert main([*args, "--placement_jitter", "0.02"]) == 0
     ds = DemoDataset(out)
     placed = {(m.grid_point, m.attempt): m.reset_kwargs["options"]["obj_init_options"]["init_xy"] for m in ds.episodes}

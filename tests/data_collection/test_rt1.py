@@ -30,10 +30,34 @@ def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 def test_rt1_collects_an_episode_with_converted_actions(tiny_models: tuple[Path, Path], tmp_path: Path) -> None:
     policy_dir, encoder_dir = tiny_models
     out = tmp_path / "ds"
-    code = main(["--demonstrator", "rt1", "--rt1.saved_model", str(policy_dir), "--rt1.embedder", str(encoder_dir),
-                 "--grid", "1x1", "--successes_per_point", "1", "--max_attempts_per_point", "1",
-                 "--keep_failures", "true", "--max_steps", "7", "--camera_size", "32", "--workers", "0",
-                 "--progress", "false", "--out", str(out)])
+    code = main(
+        [
+            "--demonstrator",
+            "rt1",
+            "--rt1.saved_model",
+            str(policy_dir),
+            "--rt1.embedder",
+            str(encoder_dir),
+            "--grid",
+            "1x1",
+            "--successes_per_point",
+            "1",
+            "--max_attempts_per_point",
+            "1",
+            "--keep_failures",
+            "true",
+            "--max_steps",
+            "7",
+            "--camera_size",
+            "32",
+            "--workers",
+            "0",
+            "--progress",
+            "false",
+            "--out",
+            str(out),
+        ]
+    )
     assert code == 0
     ds = DemoDataset(out)
     assert len(ds) == 1 and ds.source_type == "rt1"
@@ -58,8 +82,12 @@ def test_rt1_collects_an_episode_with_converted_actions(tiny_models: tuple[Path,
         state = step.state
         raw = {k: np.asarray(v) for k, v in step.action.items()}
         # the tiny model's definition, so the inputs reached it as RT-1 would get them
-        np.testing.assert_allclose(raw["world_vector"], [0.02 * resized.numpy().mean() / 255, 0.01 * embedding[0],
-                                                         -0.005], rtol=1e-5, atol=1e-7)
+        np.testing.assert_allclose(
+            raw["world_vector"],
+            [0.02 * resized.numpy().mean() / 255, 0.01 * embedding[0], -0.005],
+            rtol=1e-5,
+            atol=1e-7,
+        )
         expected, closedness = convert_rt1_action(raw, closedness, "absolute")
         np.testing.assert_allclose(ep.actions[t], expected, rtol=1e-6, atol=1e-7)
     # axis-angle passes through; the relative gripper (0.005 filtered, then +0.5 a step) becomes absolute

@@ -9,8 +9,11 @@ from data_collection.rt1 import convert_rt1_action
 
 
 def raw(world=(0.0, 0.0, 0.0), rotation=(0.0, 0.0, 0.0), gripper=0.0) -> dict:
-    return {"world_vector": np.array(world, np.float32), "rotation_delta": np.array(rotation, np.float32),
-            "gripper_closedness_action": np.array([gripper], np.float32)}
+    return {
+        "world_vector": np.array(world, np.float32),
+        "rotation_delta": np.array(rotation, np.float32),
+        "gripper_closedness_action": np.array([gripper], np.float32),
+    }
 
 
 def test_translation_and_axis_angle_pass_through_scaled() -> None:

@@ -35,13 +35,16 @@ class TinyRT1(tf_policy.TFPolicy):
         actions = {
             "world_vector": tensor_spec.BoundedTensorSpec([3], tf.float32, -1.0, 1.0, "world_vector"),
             "rotation_delta": tensor_spec.BoundedTensorSpec([3], tf.float32, -1.6, 1.6, "rotation_delta"),
-            "gripper_closedness_action": tensor_spec.BoundedTensorSpec([1], tf.float32, -1.0, 1.0,
-                                                                       "gripper_closedness_action"),
+            "gripper_closedness_action": tensor_spec.BoundedTensorSpec(
+                [1], tf.float32, -1.0, 1.0, "gripper_closedness_action"
+            ),
             "terminate_episode": tensor_spec.BoundedTensorSpec([3], tf.int32, 0, 1, "terminate_episode"),
-            "base_displacement_vector": tensor_spec.BoundedTensorSpec([2], tf.float32, -1.0, 1.0,
-                                                                      "base_displacement_vector"),
+            "base_displacement_vector": tensor_spec.BoundedTensorSpec(
+                [2], tf.float32, -1.0, 1.0, "base_displacement_vector"
+            ),
             "base_displacement_vertical_rotation": tensor_spec.BoundedTensorSpec(
-                [1], tf.float32, -3.2, 3.2, "base_displacement_vertical_rotation"),
+                [1], tf.float32, -3.2, 3.2, "base_displacement_vertical_rotation"
+            ),
         }
         state = {"step_num": tensor_spec.TensorSpec([1], tf.int32, "step_num")}
         super().__init__(ts.time_step_spec(observation), actions, policy_state_spec=state)

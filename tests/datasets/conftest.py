@@ -33,17 +33,36 @@ def make_ours(root: Path, episodes: int = 3, size: tuple[int, int] = (24, 32), s
     metas = []
     for p in range(episodes):
         t = 4 + p
-        meta = EpisodeMeta(task="pick_can", instruction=f"pick coke can {p % 2}", seed=100 + p, grid_point=p,
-                           grid_xy=[-0.2 - 0.01 * p, 0.1 * p], attempt=p % 2, steps=t, success=p % 2 == 0,
-                           file=episode_filename(p, p % 2), reset_kwargs={"seed": 100 + p, "options": {"xy": [p, 2]}})
-        write_episode(root, Episode(
-            images=rng.integers(0, 256, (t, *size, 3), dtype=np.uint8),
-            proprio=rng.normal(size=(t, 9)).astype(np.float32),
-            actions=rng.uniform(-1, 1, (t, 7)).astype(np.float32), rewards=rng.random(t).astype(np.float32),
-            meta=meta))
+        meta = EpisodeMeta(
+            task="pick_can",
+            instruction=f"pick coke can {p % 2}",
+            seed=100 + p,
+            grid_point=p,
+            grid_xy=[-0.2 - 0.01 * p, 0.1 * p],
+            attempt=p % 2,
+            steps=t,
+            success=p % 2 == 0,
+            file=episode_filename(p, p % 2),
+            reset_kwargs={"seed": 100 + p, "options": {"xy": [p, 2]}},
+        )
+        write_episode(
+            root,
+            Episode(
+                images=rng.integers(0, 256, (t, *size, 3), dtype=np.uint8),
+                proprio=rng.normal(size=(t, 9)).astype(np.float32),
+                actions=rng.uniform(-1, 1, (t, 7)).astype(np.float32),
+                rewards=rng.random(t).astype(np.float32),
+                meta=meta,
+            ),
+        )
         metas.append(meta)
-    write_index(root, metas, {"env_id": "PickCanGrid-v1", "gripper": "absolute, +1 open .. -1 closed"},
-                "scripted", "tiny test set")
+    write_index(
+        root,
+        metas,
+        {"env_id": "PickCanGrid-v1", "gripper": "absolute, +1 open .. -1 closed"},
+        "scripted",
+        "tiny test set",
+    )
     ds = DemoDataset(root)
     ds.write_statistics("vla_razor_embedded")
     return ds
@@ -60,8 +79,9 @@ def lerobot_python() -> Path:
 def run_in(python: Path, code: str, *args: str) -> dict:
     """Runs `code` in another venv's python (repo on its path, Hub offline); returns the JSON its last line prints."""
     env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1"}
-    done = subprocess.run([str(python), "-c", code, *args], cwd=REPO, env=env, capture_output=True, text=True,
-                          timeout=600)
+    done = subprocess.run(
+        [str(python), "-c", code, *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=600
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(done.stdout.strip().splitlines()[-1])
 

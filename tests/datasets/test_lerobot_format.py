@@ -93,13 +93,15 @@ def test_lerobot_reads_what_we_write(converted: tuple[DemoDataset, Path, Path], 
     ep1 = src.load(1)
     assert (got["episodes"], got["frames"], got["fps"]) == (len(src), src.num_transitions, 3)
     assert {"observation.images.rgb", "observation.state", "action", "next.reward", "next.success"} <= set(
-        got["features"])
+        got["features"]
+    )
     assert got["task"] == ep1.instruction
     np.testing.assert_allclose(got["action"], ep1.actions[2], rtol=0, atol=0)
     np.testing.assert_array_equal(np.array(got["image"], np.uint8), ep1.images[2])
     ends = np.cumsum([m.steps for m in src.episodes]) - 1
-    assert [i for i, s in enumerate(got["success"]) if s] == [int(ends[e]) for e, m in enumerate(src.episodes)
-                                                              if m.success]
+    assert [i for i, s in enumerate(got["success"]) if s] == [
+        int(ends[e]) for e, m in enumerate(src.episodes) if m.success
+    ]
 
 
 def test_foreign_lerobot_dataset_converts(lerobot_python: Path, tmp_path: Path) -> None:
@@ -107,8 +109,9 @@ def test_foreign_lerobot_dataset_converts(lerobot_python: Path, tmp_path: Path) 
     ours = DemoDataset(as_ours(tmp_path / "foreign"))
     assert [m.instruction for m in ours.episodes] == ["open the drawer", "close the drawer"]
     assert [m.steps for m in ours.episodes] == [3, 4] and ours.source_type == "lerobot"
-    np.testing.assert_array_equal(np.concatenate([ours.load(i).actions for i in range(2)]),
-                                  np.array(written["actions"], np.float32))
+    np.testing.assert_array_equal(
+        np.concatenate([ours.load(i).actions for i in range(2)]), np.array(written["actions"], np.float32)
+    )
     ep = ours.load(1)
     assert ep.images.shape == (4, 20, 20, 3) and int(ep.images[3, 0, 0, 0]) == 31
     np.testing.assert_array_equal(ep.proprio[:, 1], [0, 1, 2, 3])
@@ -130,8 +133,9 @@ def test_missing_image_feature_names_the_file(lerobot_python: Path, tmp_path: Pa
     with pytest.raises(DatasetError, match=r"blind/meta/info\.json: features has no image or video feature"):
         convert(ConvertConfig(src=tmp_path / "blind", dst=tmp_path / "out", to="ours"))
     with pytest.raises(DatasetError, match=r"no feature 'observation\.images\.wrist'"):
-        convert(ConvertConfig(src=tmp_path / "blind", dst=tmp_path / "out", to="ours",
-                              image_key="observation.images.wrist"))
+        convert(
+            ConvertConfig(src=tmp_path / "blind", dst=tmp_path / "out", to="ours", image_key="observation.images.wrist")
+        )
 
 
 def test_corrupt_parquet_names_the_dataset(converted: tuple[DemoDataset, Path, Path], tmp_path: Path) -> None:
@@ -144,8 +148,9 @@ def test_corrupt_parquet_names_the_dataset(converted: tuple[DemoDataset, Path, P
         convert(ConvertConfig(src=broken, dst=tmp_path / "out", to="ours"))
 
 
-def test_sft_loader_reads_a_lerobot_folder(converted: tuple[DemoDataset, Path, Path], tmp_path: Path,
-                                           monkeypatch: pytest.MonkeyPatch) -> None:
+def test_sft_loader_reads_a_lerobot_folder(
+    converted: tuple[DemoDataset, Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     src, lr, _ = converted
     monkeypatch.setenv("VLA_RAZOR_DATASET_CACHE", str(tmp_path / "cache"))
     direct, via_lerobot = DemoTransitions([src.root]), DemoTransitions([lr])
@@ -161,8 +166,9 @@ def test_sft_loader_reads_a_lerobot_folder(converted: tuple[DemoDataset, Path, P
     assert len(list((tmp_path / "cache").iterdir())) == 1
 
 
-def test_cli_convert_and_its_errors(converted: tuple[DemoDataset, Path, Path], tmp_path: Path,
-                                    capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_convert_and_its_errors(
+    converted: tuple[DemoDataset, Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     src, _, _ = converted
     assert cli(["data", "convert", str(src.root), str(tmp_path / "lr"), "--fps", "5", "--repo_id", "me/demos"]) == 0
     assert "(ours) -> " in capsys.readouterr().out
@@ -181,9 +187,29 @@ def test_collection_writes_a_lerobot_dataset(lerobot_python: Path, tmp_path: Pat
     from data_collection.rt1_grid import main as collect
 
     out = tmp_path / "demos"
-    assert collect(["--grid", "1x2", "--successes_per_point", "1", "--camera_size", "32", "--expert_style",
-                    "top_down", "--progress", "false", "--workers", "0", "--out", str(out),
-                    "--format", "lerobot"]) == 0
+    assert (
+        collect(
+            [
+                "--grid",
+                "1x2",
+                "--successes_per_point",
+                "1",
+                "--camera_size",
+                "32",
+                "--expert_style",
+                "top_down",
+                "--progress",
+                "false",
+                "--workers",
+                "0",
+                "--out",
+                str(out),
+                "--format",
+                "lerobot",
+            ]
+        )
+        == 0
+    )
     back = DemoDataset(as_ours(out.with_name("demos_lerobot")))
     ours = DemoDataset(out)
     assert back.episodes == ours.episodes and [m.grid_xy for m in back.episodes] == [m.grid_xy for m in ours.episodes]
@@ -197,9 +223,20 @@ def test_an_episode_unlike_the_first_names_its_file(lerobot_python: Path, tmp_pa
 
     ds = make_ours(tmp_path / "mixed", episodes=2)
     meta, ep = ds.episodes[1], ds.load(1)
-    write_episode(ds.root, Episode(images=np.zeros((meta.steps, 30, 30, 3), np.uint8), proprio=ep.proprio,
-                                   actions=ep.actions, rewards=ep.rewards, meta=meta))
-    with pytest.raises(DatasetError, match=rf"{meta.file}: step 0 does not match the first episode's features "
-                                           r"\(The feature 'observation\.images\.rgb' of shape '\(30, 30, 3\)'"):
+    write_episode(
+        ds.root,
+        Episode(
+            images=np.zeros((meta.steps, 30, 30, 3), np.uint8),
+            proprio=ep.proprio,
+            actions=ep.actions,
+            rewards=ep.rewards,
+            meta=meta,
+        ),
+    )
+    with pytest.raises(
+        DatasetError,
+        match=rf"{meta.file}: step 0 does not match the first episode's features "
+        r"\(The feature 'observation\.images\.rgb' of shape '\(30, 30, 3\)'",
+    ):
         convert(ConvertConfig(src=ds.root, dst=tmp_path / "lr", to="lerobot"))
     assert not (tmp_path / "lr").exists() and not list(tmp_path.glob(".lr.*"))  # nothing half-written is left

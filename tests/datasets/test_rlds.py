@@ -47,8 +47,9 @@ def test_fractal_as_openvla_sees_it(rlds_builders: dict[str, Path], tmp_path: Pa
         world = np.array([s["action"]["world_vector"] for s in steps])
         rotation = np.array([s["action"]["rotation_delta"] for s in steps])
         # raw gripper_closedness_action 0, +1 (close), 0, 0, -1 (open) -> 1 open, then closed until reopened
-        np.testing.assert_array_equal(ep.actions, np.concatenate([world, rotation, [[1], [0], [0], [0], [1]]], 1)
-                                      .astype(np.float32))
+        np.testing.assert_array_equal(
+            ep.actions, np.concatenate([world, rotation, [[1], [0], [0], [0], [1]]], 1).astype(np.float32)
+        )
         np.testing.assert_array_equal(ep.images, np.stack([s["observation"]["image"] for s in steps]))
         np.testing.assert_array_equal(ep.rewards, [0, 0, 0, 0, 1])
         assert ep.instruction == f"pick coke can {i}"
@@ -75,8 +76,9 @@ def test_statistics_are_openvlas_under_the_builder_name(rlds_builders: dict[str,
     stats = DemoDataset(tmp_path / "ours").statistics()
     assert list(stats) == ["fractal20220817_data"]  # OpenVLA's unnorm_key for the Google robot
     raw = _raw("fractal20220817_data")
-    arm = np.array([[*s["action"]["world_vector"], *s["action"]["rotation_delta"]] for e in raw for s in e["steps"]],
-                   np.float32).astype(np.float64)
+    arm = np.array(
+        [[*s["action"]["world_vector"], *s["action"]["rotation_delta"]] for e in raw for s in e["steps"]], np.float32
+    ).astype(np.float64)
     a = stats["fractal20220817_data"]["action"]
     np.testing.assert_allclose(a["q01"][:6], np.quantile(arm, 0.01, axis=0), rtol=1e-6)
     np.testing.assert_allclose(a["q99"][:6], np.quantile(arm, 0.99, axis=0), rtol=1e-6)
@@ -109,10 +111,20 @@ def test_bad_length_checksum_names_the_file(rlds_builders: dict[str, Path], tmp_
 
 def test_missing_feature_names_the_shard_and_feature(rlds_builders: dict[str, Path], tmp_path: Path) -> None:
     # Bridge's shards read with the fractal transform: no action dict (its gripper is read first).
-    with pytest.raises(DatasetError, match=r"bridge_orig-train\.tfrecord-00000-of-00001 \(episode 0\): episode has "
-                                           r"no feature 'steps/action/gripper_closedness_action'"):
-        convert(ConvertConfig(src=rlds_builders["bridge_orig"], dst=tmp_path / "out", to="ours",
-                              rlds_transform="fractal20220817_data", image_key="image_0"))
+    with pytest.raises(
+        DatasetError,
+        match=r"bridge_orig-train\.tfrecord-00000-of-00001 \(episode 0\): episode has "
+        r"no feature 'steps/action/gripper_closedness_action'",
+    ):
+        convert(
+            ConvertConfig(
+                src=rlds_builders["bridge_orig"],
+                dst=tmp_path / "out",
+                to="ours",
+                rlds_transform="fractal20220817_data",
+                image_key="image_0",
+            )
+        )
     missing = tmp_path / "nofeatures"
     shutil.copytree(rlds_builders["bridge_orig"], missing)
     (missing / "features.json").unlink()
@@ -121,13 +133,17 @@ def test_missing_feature_names_the_shard_and_feature(rlds_builders: dict[str, Pa
 
 
 def test_wrong_action_dimension_names_the_shard_and_feature(rlds_builders: dict[str, Path], tmp_path: Path) -> None:
-    with pytest.raises(DatasetError, match=r"tiny_six_dof-train\.tfrecord-00000-of-00001 \(episode 0\): feature "
-                                           r"'steps/action' has 30 values for 5 steps, expected 7 per step"):
+    with pytest.raises(
+        DatasetError,
+        match=r"tiny_six_dof-train\.tfrecord-00000-of-00001 \(episode 0\): feature "
+        r"'steps/action' has 30 values for 5 steps, expected 7 per step",
+    ):
         rlds_to_ours(rlds_builders["tiny_six_dof"], tmp_path / "out")
 
 
-def test_sft_loader_reads_a_builder_folder(rlds_builders: dict[str, Path], tmp_path: Path,
-                                           monkeypatch: pytest.MonkeyPatch) -> None:
+def test_sft_loader_reads_a_builder_folder(
+    rlds_builders: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("VLA_RAZOR_DATASET_CACHE", str(tmp_path / "cache"))
     data = DemoTransitions([rlds_builders["fractal20220817_data"], rlds_builders["bridge_orig"]])
     assert len(data) == 10 + 6 and data.tasks == ["bridge_orig", "fractal20220817_data"]

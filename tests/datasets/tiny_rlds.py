@@ -31,24 +31,51 @@ def episodes(name: str, n: int = 2, t: int = 5, size: int = 16, camera: bool = F
     for e in range(n):
         images = camera_frames(rng, t, size) if camera else rng.integers(0, 256, (t, size, size, 3), dtype=np.uint8)
         if name == "tiny_six_dof":
-            steps = [{"observation": {"image": images[k]}, "action": rng.normal(0, 1, 6).astype(np.float32),
-                      "language_instruction": "wave", "reward": 0.0, "is_first": k == 0, "is_last": k == t - 1,
-                      "is_terminal": k == t - 1} for k in range(t)]
+            steps = [
+                {
+                    "observation": {"image": images[k]},
+                    "action": rng.normal(0, 1, 6).astype(np.float32),
+                    "language_instruction": "wave",
+                    "reward": 0.0,
+                    "is_first": k == 0,
+                    "is_last": k == t - 1,
+                    "is_terminal": k == t - 1,
+                }
+                for k in range(t)
+            ]
         elif name.startswith("fractal"):
             grip = np.array([0.0, 1.0, 0.0, 0.0, -1.0][:t] + [0.0] * max(0, t - 5), np.float32)[:, None]
-            steps = [{"observation": {"image": images[k], "natural_language_instruction": f"pick coke can {e}"},
-                      "action": {"world_vector": rng.normal(0, 0.02, 3).astype(np.float32),
-                                 "rotation_delta": rng.normal(0, 0.05, 3).astype(np.float32),
-                                 "gripper_closedness_action": grip[k]},
-                      "reward": float(k == t - 1), "is_first": k == 0, "is_last": k == t - 1,
-                      "is_terminal": k == t - 1} for k in range(t)]
+            steps = [
+                {
+                    "observation": {"image": images[k], "natural_language_instruction": f"pick coke can {e}"},
+                    "action": {
+                        "world_vector": rng.normal(0, 0.02, 3).astype(np.float32),
+                        "rotation_delta": rng.normal(0, 0.05, 3).astype(np.float32),
+                        "gripper_closedness_action": grip[k],
+                    },
+                    "reward": float(k == t - 1),
+                    "is_first": k == 0,
+                    "is_last": k == t - 1,
+                    "is_terminal": k == t - 1,
+                }
+                for k in range(t)
+            ]
         else:
             state = np.cumsum(rng.normal(0, 0.01, (t, 7)), axis=0).astype(np.float32)
             opening = np.array([1.0, 1.0, 0.5, 0.0, 0.0][:t] + [0.0] * max(0, t - 5), np.float32)
             action = np.concatenate([rng.normal(0, 0.01, (t, 6)), opening[:, None]], axis=1).astype(np.float32)
-            steps = [{"observation": {"image_0": images[k], "state": state[k]}, "action": action[k],
-                      "language_instruction": f"put the spoon in the pot {e}", "reward": 0.0,
-                      "is_first": k == 0, "is_last": k == t - 1, "is_terminal": k == t - 1} for k in range(t)]
+            steps = [
+                {
+                    "observation": {"image_0": images[k], "state": state[k]},
+                    "action": action[k],
+                    "language_instruction": f"put the spoon in the pot {e}",
+                    "reward": 0.0,
+                    "is_first": k == 0,
+                    "is_last": k == t - 1,
+                    "is_terminal": k == t - 1,
+                }
+                for k in range(t)
+            ]
         out.append({"steps": steps})
     return out
 
@@ -59,8 +86,9 @@ def write(out_dir: Path, n: int = 2, t: int = 5, size: int = 16, only_fractal: b
 
     def builder(name: str, step_features: dict) -> type:
         def _info(self):
-            return tfds.core.DatasetInfo(builder=self, features=tfds.features.FeaturesDict({
-                "steps": tfds.features.Dataset(step_features)}))
+            return tfds.core.DatasetInfo(
+                builder=self, features=tfds.features.FeaturesDict({"steps": tfds.features.Dataset(step_features)})
+            )
 
         def _split_generators(self, dl_manager):
             return {"train": self._generate_examples()}
@@ -70,30 +98,60 @@ def write(out_dir: Path, n: int = 2, t: int = 5, size: int = 16, only_fractal: b
                 yield i, ep
 
         cls_name = "".join(p.capitalize() for p in name.split("_"))
-        body = {"VERSION": tfds.core.Version("0.1.0"), "_info": _info, "_split_generators": _split_generators,
-                "_generate_examples": _generate_examples, "__module__": __name__}
+        body = {
+            "VERSION": tfds.core.Version("0.1.0"),
+            "_info": _info,
+            "_split_generators": _split_generators,
+            "_generate_examples": _generate_examples,
+            "__module__": __name__,
+        }
         # TFDS's catalogue registers these names already; ours are local builders of the same name.
-        return types.new_class(cls_name, (tfds.core.GeneratorBasedBuilder,), {"skip_registration": True},
-                               lambda ns: ns.update(body))
+        return types.new_class(
+            cls_name, (tfds.core.GeneratorBasedBuilder,), {"skip_registration": True}, lambda ns: ns.update(body)
+        )
 
-    flags = {"reward": tfds.features.Scalar(np.float32), "is_first": np.bool_, "is_last": np.bool_,
-             "is_terminal": np.bool_}
-    fractal = builder("fractal20220817_data", {
-        "observation": {"image": tfds.features.Image(shape=(size, size, 3), encoding_format="png"),
-                        "natural_language_instruction": tfds.features.Text()},
-        "action": {"world_vector": tfds.features.Tensor(shape=(3,), dtype=np.float32),
-                   "rotation_delta": tfds.features.Tensor(shape=(3,), dtype=np.float32),
-                   "gripper_closedness_action": tfds.features.Tensor(shape=(1,), dtype=np.float32)},
-        **flags})
-    bridge = builder("bridge_orig", {
-        "observation": {"image_0": tfds.features.Image(shape=(size, size, 3), encoding_format="png"),
-                        "state": tfds.features.Tensor(shape=(7,), dtype=np.float32)},
-        "action": tfds.features.Tensor(shape=(7,), dtype=np.float32),
-        "language_instruction": tfds.features.Text(), **flags})
-    six = builder("tiny_six_dof", {
-        "observation": {"image": tfds.features.Image(shape=(size, size, 3), encoding_format="png")},
-        "action": tfds.features.Tensor(shape=(6,), dtype=np.float32),
-        "language_instruction": tfds.features.Text(), **flags})
+    flags = {
+        "reward": tfds.features.Scalar(np.float32),
+        "is_first": np.bool_,
+        "is_last": np.bool_,
+        "is_terminal": np.bool_,
+    }
+    fractal = builder(
+        "fractal20220817_data",
+        {
+            "observation": {
+                "image": tfds.features.Image(shape=(size, size, 3), encoding_format="png"),
+                "natural_language_instruction": tfds.features.Text(),
+            },
+            "action": {
+                "world_vector": tfds.features.Tensor(shape=(3,), dtype=np.float32),
+                "rotation_delta": tfds.features.Tensor(shape=(3,), dtype=np.float32),
+                "gripper_closedness_action": tfds.features.Tensor(shape=(1,), dtype=np.float32),
+            },
+            **flags,
+        },
+    )
+    bridge = builder(
+        "bridge_orig",
+        {
+            "observation": {
+                "image_0": tfds.features.Image(shape=(size, size, 3), encoding_format="png"),
+                "state": tfds.features.Tensor(shape=(7,), dtype=np.float32),
+            },
+            "action": tfds.features.Tensor(shape=(7,), dtype=np.float32),
+            "language_instruction": tfds.features.Text(),
+            **flags,
+        },
+    )
+    six = builder(
+        "tiny_six_dof",
+        {
+            "observation": {"image": tfds.features.Image(shape=(size, size, 3), encoding_format="png")},
+            "action": tfds.features.Tensor(shape=(6,), dtype=np.float32),
+            "language_instruction": tfds.features.Text(),
+            **flags,
+        },
+    )
     written = {}
     for cls in (fractal,) if only_fractal else (fractal, bridge, six):
         b = cls(data_dir=str(out_dir))

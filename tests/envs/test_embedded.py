@@ -93,7 +93,9 @@ def test_default_placement_is_a_grid_point(pick_env):
 def test_pick_can_experts_succeed_on_grid_corners(pick_env, style):
     grid = can_grid()
     for index in (0, 9, 90, 99, 45):
-        success, steps = run(pick_env, make_expert("pick_can", style), index, {"obj_init_options": {"grid_index": index}})
+        success, steps = run(
+            pick_env, make_expert("pick_can", style), index, {"obj_init_options": {"grid_index": index}}
+        )
         assert success, f"{style} expert failed at grid point {index} {grid[index]}"
         assert steps <= 80
 
@@ -118,11 +120,14 @@ def test_pick_can_experts_never_command_a_blocked_arm(pick_env, style):
             after = _pose(pick_env.unwrapped.agent.tcp)[0]
             blocked = np.linalg.norm(action[:3]) > 0.01 and np.linalg.norm(after - tcp) < 0.002  # a 1 cm move not made
             assert not (blocked and blocked_before), (
-                f"{style} at grid point {index}, step {step}: commanded {action[:3]} again but the arm did not move")
+                f"{style} at grid point {index}, step {step}: commanded {action[:3]} again but the arm did not move"
+            )
             tcp, blocked_before = after, blocked
             if terminated or truncated:
                 break
-        assert info["success"] and step < 15, f"{style} at grid point {index}: success {info['success']}, {step + 1} steps"
+        assert info["success"] and step < 15, (
+            f"{style} at grid point {index}: success {info['success']}, {step + 1} steps"
+        )
 
 
 @pytest.mark.parametrize("task", ["open_drawer", "close_drawer"])
@@ -146,8 +151,11 @@ def test_noisy_expert_adds_its_seeded_noise_to_the_translation(pick_env):
     from the episode seed's stream; rotation and gripper untouched; a second expert of that seed repeats it."""
     options = {"obj_init_options": {"grid_index": 37}}
     firsts = []
-    for expert in (make_expert("pick_can", "top_down"), make_expert("pick_can", "top_down", noise=0.01, seed=5),
-                   make_expert("pick_can", "top_down", noise=0.01, seed=5)):
+    for expert in (
+        make_expert("pick_can", "top_down"),
+        make_expert("pick_can", "top_down", noise=0.01, seed=5),
+        make_expert("pick_can", "top_down", noise=0.01, seed=5),
+    ):
         pick_env.reset(seed=5, options=options)
         expert.reset()
         firsts.append(expert.act(pick_env))

@@ -52,8 +52,10 @@ def pick_specs(indices: list[int], max_steps: list[int | None]) -> list[EpisodeS
 
 @pytest.fixture(scope="module")
 def pools():
-    with ParallelRollout(0, camera_size=SIZE) as local, \
-            ParallelRollout(2, camera_size=SIZE, wait_for_resets=True) as parallel:
+    with (
+        ParallelRollout(0, camera_size=SIZE) as local,
+        ParallelRollout(2, camera_size=SIZE, wait_for_resets=True) as parallel,
+    ):
         yield local, parallel
 
 
@@ -138,6 +140,7 @@ def test_pipelined_policy_calls_never_mix_groups_and_overlap_the_other_groups_st
     slot_of: dict[int, int] = {}  # episode -> the worker slot it was reset on
     in_flight: set[int] = set()  # slots with a step command whose reply is unread
     for slot, w in enumerate(rollout._workers):
+
         def send(command, slot=slot, send=w.send):
             if command[0] == "step":
                 in_flight.add(slot)
@@ -170,8 +173,9 @@ def test_pipelined_policy_calls_never_mix_groups_and_overlap_the_other_groups_st
     assert all(len(slots) == 2 for slots, _ in calls), "with wait_for_resets each call holds its whole group"
     assert [g.pop() for g in groups] == [0, 1] * 8, "the groups take turns, 8 steps each"
     for slots, flying in calls[1:]:  # the first call comes before any step
-        assert flying and all(s % 2 != slots[0] % 2 for s in flying), \
+        assert flying and all(s % 2 != slots[0] % 2 for s in flying), (
             f"the policy ran for slots {slots} while steps of {flying} were in flight; expected the other group's"
+        )
 
 
 def test_pipeline_groups_must_fit_the_workers():

@@ -29,8 +29,11 @@ def family_model(request: pytest.FixtureRequest, tiny_llm: Path, tmp_path_factor
 
     path = tiny_llm
     if request.param != "llama":
-        path = make_tiny_llm(tmp_path_factory.mktemp(request.param) / "model", family="qwen2",
-                             tie_embeddings=request.param == "qwen2-tied")
+        path = make_tiny_llm(
+            tmp_path_factory.mktemp(request.param) / "model",
+            family="qwen2",
+            tie_embeddings=request.param == "qwen2-tied",
+        )
     return load_tokenizer(path), _spread(load_causal_lm(path, torch.device("cpu")))
 
 
@@ -57,7 +60,7 @@ def _stops_at_different_steps(completions: list[list[int]]) -> list[int]:
 
 def _cut(completion: list[int], stops: list[int]) -> list[int]:
     first = next((k for k, t in enumerate(completion) if t in stops), len(completion) - 1)
-    return completion[:first + 1]
+    return completion[: first + 1]
 
 
 def _both(model, tokenizer, prompts, greedy: bool, seed: int = 3, **kwargs) -> dict[str, list[list[int]]]:
@@ -97,17 +100,18 @@ def test_logprobs_equal_a_teacher_forced_forward(family_model):
     ids = torch.tensor([[tokenizer.pad_token_id] * (width - len(p)) + p for p in prompts])
     mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts])
     stops = stop_token_ids(model, tokenizer, extra=[ord("e") % 200, 17, 42, 99])
-    made = static_generate(model, ids, mask, 12, stops, tokenizer.pad_token_id, temperature=1.0,
-                           generator=torch.Generator().manual_seed(0))
+    made = static_generate(
+        model, ids, mask, 12, stops, tokenizer.pad_token_id, temperature=1.0, generator=torch.Generator().manual_seed(0)
+    )
     completions = made.completions()
     batch = TeacherForcing.pack(prompts, completions, tokenizer.pad_token_id)
     with torch.no_grad():
         forced = token_logprobs(batch.logits(model), batch.targets, mask=batch.target_mask)
     for row, c in enumerate(completions):
         expected = forced[row][batch.target_mask[row]]
-        torch.testing.assert_close(made.logprobs[row, :len(c)], expected, atol=1e-5, rtol=1e-5)
-        assert not made.logprobs[row, len(c):].any()
-        assert (made.tokens[row, len(c):] == tokenizer.pad_token_id).all()
+        torch.testing.assert_close(made.logprobs[row, : len(c)], expected, atol=1e-5, rtol=1e-5)
+        assert not made.logprobs[row, len(c) :].any()
+        assert (made.tokens[row, len(c) :] == tokenizer.pad_token_id).all()
 
 
 def test_a_row_alone_gets_what_it_gets_in_a_batch(family_model):
@@ -147,7 +151,7 @@ def test_stop_tokens_are_the_tokenizers_the_models_and_the_configured_ones(tiny_
     prompts = [prompt_ids(tokenizer, "a longer prompt here")]
     free = generate(model, tokenizer, prompts, 12, greedy=True, engine="transformers", extra_stop_ids=())[0]
     stop = free[3]
-    want = free[:free.index(stop) + 1]
+    want = free[: free.index(stop) + 1]
     for engine in ("transformers", "static"):  # the fix: generate honoured only the tokenizer's eos before
         assert generate(model, tokenizer, prompts, 12, greedy=True, engine=engine, extra_stop_ids=[stop])[0] == want
 
@@ -181,4 +185,6 @@ def test_cuda_graphs_match_teacher_forcing(tiny_llm: Path, dtype: torch.dtype):
         forced = token_logprobs(batch.logits(model), batch.targets, mask=batch.target_mask)
     tol = 1e-4 if dtype == torch.float32 else 5e-2
     for row, c in enumerate(completions):
-        torch.testing.assert_close(made.logprobs[row, :len(c)], forced[row][batch.target_mask[row]], atol=tol, rtol=tol)
+        torch.testing.assert_close(
+            made.logprobs[row, : len(c)], forced[row][batch.target_mask[row]], atol=tol, rtol=tol
+        )

@@ -22,8 +22,20 @@ LORA = ["--lora.enabled", "true", "--lora.r", "4", "--lora.alpha", "8"]
 
 def test_a_killed_lora_run_resumes_to_the_same_merged_model(tiny_llm, tmp_path, capsys):
     def args(experiment: str) -> list[str]:
-        return ["llm", "train", *llm_flags(tiny_llm, tmp_path, experiment, sft_epochs=6, sft_batch=2), *LORA,
-                "--lora.dropout", "0.1", "--eval.probes", "[winogrande]", "--method", "sft", "--checkpoint_every", "5"]
+        return [
+            "llm",
+            "train",
+            *llm_flags(tiny_llm, tmp_path, experiment, sft_epochs=6, sft_batch=2),
+            *LORA,
+            "--lora.dropout",
+            "0.1",
+            "--eval.probes",
+            "[winogrande]",
+            "--method",
+            "sft",
+            "--checkpoint_every",
+            "5",
+        ]
 
     assert main(args("whole")) == 0  # uninterrupted, in this process
     run = tmp_path / "cut" / "runs" / "sft_lr0.003_bs2_lora4"
@@ -46,9 +58,22 @@ def test_a_killed_lora_run_resumes_to_the_same_merged_model(tiny_llm, tmp_path, 
 def test_lora_on_qwen2_under_the_paper_config(tiny_qwen2, tmp_path):
     """Checkpointed activations (the paper config's gradient_checkpointing) still reach the adapters; KL and
     probes are the adapted model's, and the merged folder evaluates to the same values."""
-    flags = ["--config", str(REPO / "configs" / "llm_paper.yaml"), "--device", "cpu", "--dtype", "float32",
-             "--task.name", "arithmetic", *llm_flags(tiny_qwen2, tmp_path, "qwen2_lora"), *LORA,
-             "--lora.target_modules", "q_proj|v_proj", "--lora.dropout", "0.3"]
+    flags = [
+        "--config",
+        str(REPO / "configs" / "llm_paper.yaml"),
+        "--device",
+        "cpu",
+        "--dtype",
+        "float32",
+        "--task.name",
+        "arithmetic",
+        *llm_flags(tiny_qwen2, tmp_path, "qwen2_lora"),
+        *LORA,
+        "--lora.target_modules",
+        "q_proj|v_proj",
+        "--lora.dropout",
+        "0.3",
+    ]
     for method in ("sft", "one_zero"):
         assert main(["llm", "train", *flags, "--method", method]) == 0
     runs = tmp_path / "qwen2_lora" / "runs"
@@ -67,6 +92,19 @@ def test_lora_on_qwen2_under_the_paper_config(tiny_qwen2, tmp_path):
 
 
 def test_lora_targets_that_match_nothing_are_a_clear_error(tiny_llm, tmp_path, capsys):
-    assert main(["llm", "train", *llm_flags(tiny_llm, tmp_path, "bad"), *LORA, "--lora.target_modules", "attn_qkv",
-                 "--method", "sft"]) == 2
+    assert (
+        main(
+            [
+                "llm",
+                "train",
+                *llm_flags(tiny_llm, tmp_path, "bad"),
+                *LORA,
+                "--lora.target_modules",
+                "attn_qkv",
+                "--method",
+                "sft",
+            ]
+        )
+        == 2
+    )
     assert "lora.target_modules: 'attn_qkv' matches no linear layer" in capsys.readouterr().err

@@ -34,13 +34,21 @@ def test_pipeline_trains_each_method_and_writes_summary_and_report(tiny_llm, tmp
     run = experiment / "runs" / sft["run"]
     run_summary = json.loads((run / "summary.json").read_text())
     assert run_summary["domain"] == "llm" and run_summary["step"] == 4
-    assert set(run_summary["predictors"]) == {"forward_kl", "forward_kl_per_token", "reverse_kl_on_base_responses",
-                                             "tv_per_token"}
-    assert (run / "model" / "config.json").is_file() and not (run / "checkpoints" / "training_state.safetensors").exists()
+    assert set(run_summary["predictors"]) == {
+        "forward_kl",
+        "forward_kl_per_token",
+        "reverse_kl_on_base_responses",
+        "tv_per_token",
+    }
+    assert (run / "model" / "config.json").is_file() and not (
+        run / "checkpoints" / "training_state.safetensors"
+    ).exists()
     metrics = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [m["step"] for m in metrics if m["name"] == "loss"] == [0, 1, 2, 3]
-    grpo = [json.loads(line) for line in (experiment / "runs" / "grpo_lr0.003_mu2_g4" / "metrics.jsonl").read_text()
-            .splitlines()]
+    grpo = [
+        json.loads(line)
+        for line in (experiment / "runs" / "grpo_lr0.003_mu2_g4" / "metrics.jsonl").read_text().splitlines()
+    ]
     assert {m["name"] for m in grpo} >= {"reward", "samples_per_s", "completion_tokens", "loss"}
     lrs = [m["value"] for m in grpo if m["name"] == "lr"]  # mu = 2: each update of a round has its own warmup lr
     assert lrs == pytest.approx([0.003 * k / 4 for k in (1, 2, 3, 4)])
@@ -69,8 +77,20 @@ def test_pipeline_trains_each_method_and_writes_summary_and_report(tiny_llm, tmp
 
 
 def test_bad_config_is_a_clear_error(tiny_llm, tmp_path, capsys):
-    assert main(["llm", "train", *_flags(tiny_llm, tmp_path, "bad"), "--method", "sft",
-                 "--eval.probes", "[hellaswag, gsm9k]"]) == 2
+    assert (
+        main(
+            [
+                "llm",
+                "train",
+                *_flags(tiny_llm, tmp_path, "bad"),
+                "--method",
+                "sft",
+                "--eval.probes",
+                "[hellaswag, gsm9k]",
+            ]
+        )
+        == 2
+    )
     assert "eval.probes: unknown probe 'gsm9k'" in capsys.readouterr().err
     assert main(["llm", "pipeline", *_flags(tiny_llm, tmp_path, "bad"), "--model", str(tmp_path / "nowhere")]) == 2
     assert "no such folder" in capsys.readouterr().err
@@ -78,8 +98,18 @@ def test_bad_config_is_a_clear_error(tiny_llm, tmp_path, capsys):
 
 def _train_cmd(tiny_llm: Path, runs: Path, experiment: str) -> list[str]:
     flags = _flags(tiny_llm, runs, experiment, sft_epochs=6, sft_batch=2) + ["--eval.probes", "[winogrande]"]
-    return [sys.executable, "-m", "vla_razor.cli.main", "llm", "train", *flags, "--method", "sft",
-            "--checkpoint_every", "5"]
+    return [
+        sys.executable,
+        "-m",
+        "vla_razor.cli.main",
+        "llm",
+        "train",
+        *flags,
+        "--method",
+        "sft",
+        "--checkpoint_every",
+        "5",
+    ]
 
 
 def test_a_killed_run_resumes_to_the_same_model(tiny_llm, tmp_path):
@@ -87,21 +117,31 @@ def test_a_killed_run_resumes_to_the_same_model(tiny_llm, tmp_path):
     assert main(_train_cmd(tiny_llm, tmp_path, "whole")[3:]) == 0  # uninterrupted, in this process
     run = tmp_path / "cut" / "runs" / "sft_lr0.003_bs2"
     state = run / "checkpoints" / "training_state.safetensors"
-    proc = subprocess.Popen(_train_cmd(tiny_llm, tmp_path, "cut"), cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.Popen(
+        _train_cmd(tiny_llm, tmp_path, "cut"),
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     deadline = time.time() + 240
     while not state.is_file() and proc.poll() is None and time.time() < deadline:
         time.sleep(0.02)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     assert state.is_file() and not (run / "summary.json").exists(), "the run ended before it could be cut"
-    resumed = subprocess.run(_train_cmd(tiny_llm, tmp_path, "cut"), cwd=ROOT, env=env, capture_output=True, text=True,
-                             timeout=300)
+    resumed = subprocess.run(
+        _train_cmd(tiny_llm, tmp_path, "cut"), cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
+    )
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert "resumed from update" in resumed.stdout
     a = load_file(str(tmp_path / "whole" / "runs" / "sft_lr0.003_bs2" / "model" / "model.safetensors"))
     b = load_file(str(run / "model" / "model.safetensors"))
     assert a.keys() == b.keys() and all((a[k] == b[k]).all() for k in a)
-    steps = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()
-             if json.loads(line)["name"] == "loss"]
+    steps = [
+        json.loads(line)["step"]
+        for line in (run / "metrics.jsonl").read_text().splitlines()
+        if json.loads(line)["name"] == "loss"
+    ]
     assert steps == list(range(48))  # each update logged once, the redone ones not twice

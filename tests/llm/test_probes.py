@@ -15,11 +15,20 @@ def test_every_offline_probe_loads_as_an_lm_eval_task(tmp_path, monkeypatch):
     from lm_eval.tasks import TaskManager, get_task_dict
 
     folder = write_probe_tasks(tmp_path / "tasks", OFFLINE_PROBES)
-    tasks = get_task_dict([f"razor_{p}" for p in OFFLINE_PROBES],
-                          TaskManager(include_path=str(folder), include_defaults=False))
+    tasks = get_task_dict(
+        [f"razor_{p}" for p in OFFLINE_PROBES], TaskManager(include_path=str(folder), include_defaults=False)
+    )
     sizes = {name: len(list(task.eval_docs)) for name, task in tasks.items()}
-    assert sizes == {"razor_hellaswag": 10042, "razor_winogrande": 1267, "razor_mmlu": 14042, "razor_sciq": 1000,
-                     "razor_arc_easy": 570, "razor_piqa": 1838, "razor_humaneval": 164, "razor_ifeval": 541}
+    assert sizes == {
+        "razor_hellaswag": 10042,
+        "razor_winogrande": 1267,
+        "razor_mmlu": 14042,
+        "razor_sciq": 1000,
+        "razor_arc_easy": 570,
+        "razor_piqa": 1838,
+        "razor_humaneval": 164,
+        "razor_ifeval": 541,
+    }
     hellaswag = tasks["razor_hellaswag"]
     doc = next(iter(hellaswag.eval_docs))
     assert len(hellaswag.doc_to_choice(doc)) == 4 and "[" not in hellaswag.doc_to_text(doc)
@@ -36,8 +45,9 @@ def test_humaneval_runs_each_program_in_a_subprocess_with_a_timeout(tmp_path, mo
     spec.loader.exec_module(utils)
     from lm_eval.tasks import TaskManager, get_task_dict
 
-    task = get_task_dict(["razor_humaneval"], TaskManager(include_path=str(tmp_path / "tasks"),
-                                                           include_defaults=False))["razor_humaneval"]
+    task = get_task_dict(
+        ["razor_humaneval"], TaskManager(include_path=str(tmp_path / "tasks"), include_defaults=False)
+    )["razor_humaneval"]
     doc = next(iter(task.eval_docs))
     assert utils.humaneval_results(doc, [doc["canonical_solution"]]) == {"pass@1": 1.0}
     assert utils.humaneval_results(doc, ["    return None\n"]) == {"pass@1": 0.0}
@@ -45,8 +55,10 @@ def test_humaneval_runs_each_program_in_a_subprocess_with_a_timeout(tmp_path, mo
     # a pass is the harness reaching the end of the tests, not an exit code of 0
     tests = doc["test"] + f"\n\ncheck({doc['entry_point']})\n"
     assert utils.humaneval_passed(doc["prompt"] + "    import sys\n    sys.exit(0)\n" + tests, 5.0) is False
-    assert utils.humaneval_passed("import sys\nsys.exit(0)\n" + doc["prompt"] + doc["canonical_solution"] + tests,
-                                  5.0) is False
+    assert (
+        utils.humaneval_passed("import sys\nsys.exit(0)\n" + doc["prompt"] + doc["canonical_solution"] + tests, 5.0)
+        is False
+    )
     assert utils.humaneval_passed("import os\nos._exit(0)\n", timeout=5.0) is False
     assert sys.executable
 
@@ -64,8 +76,10 @@ def test_humaneval_sandbox_contains_what_it_runs(tmp_path):
     utils = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(utils)
 
-    ok, out = utils.run_sandboxed("import os, time\npid = os.fork()\nif pid == 0:\n    time.sleep(60)\n"
-                                  "    os._exit(0)\nprint('child', pid)\n", 5.0)
+    ok, out = utils.run_sandboxed(
+        "import os, time\npid = os.fork()\nif pid == 0:\n    time.sleep(60)\n    os._exit(0)\nprint('child', pid)\n",
+        5.0,
+    )
     assert ok
     child = int(out.split()[1])
     time.sleep(0.5)
@@ -78,8 +92,9 @@ def test_humaneval_sandbox_contains_what_it_runs(tmp_path):
 
     target = tmp_path / "written_by_the_model.txt"
     os.chmod(tmp_path, 0o755)
-    ok, out = utils.run_sandboxed(f"import os\nprint(os.getcwd(), sorted(os.environ))\n"
-                                  f"open({str(target)!r}, 'w').write('x')\n", 5.0)
+    ok, out = utils.run_sandboxed(
+        f"import os\nprint(os.getcwd(), sorted(os.environ))\nopen({str(target)!r}, 'w').write('x')\n", 5.0
+    )
     if utils.sandbox_python()[1]:  # run as nobody: the test's folder (root's, 0755) is not writable for it
         assert not ok and not target.exists()
     ok, out = utils.run_sandboxed("import os\nprint(os.getcwd())\nprint(sorted(os.environ))\n", 5.0)
@@ -100,18 +115,29 @@ def test_ifeval_checks_replies_with_a_locally_trained_punkt(tmp_path, monkeypatc
     import nltk
 
     assert nltk.sent_tokenize("Dr. Smith went home. He slept at 5 p.m. on Monday! Was it late? Yes.") == [
-        "Dr. Smith went home.", "He slept at 5 p.m. on Monday!", "Was it late?", "Yes."]
+        "Dr. Smith went home.",
+        "He slept at 5 p.m. on Monday!",
+        "Was it late?",
+        "Yes.",
+    ]
     write_probe_tasks(tmp_path / "tasks", ["ifeval"])
     spec = importlib.util.spec_from_file_location("razor_utils_ifeval", tmp_path / "tasks" / "razor_utils.py")
     utils = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(utils)
-    no_comma = {"key": 1, "prompt": "Write about Japan without commas.", "instruction_id_list": ["punctuation:no_comma"],
-                "kwargs": [{}]}
+    no_comma = {
+        "key": 1,
+        "prompt": "Write about Japan without commas.",
+        "instruction_id_list": ["punctuation:no_comma"],
+        "kwargs": [{}],
+    }
     assert utils.ifeval_results(no_comma, ["Japan is lovely in spring. Go there."])["prompt_level_strict_acc"] is True
     assert utils.ifeval_results(no_comma, ["Japan, in spring, is lovely."])["prompt_level_strict_acc"] is False
-    sentences = {"key": 2, "prompt": "Answer in fewer than 3 sentences.",
-                 "instruction_id_list": ["length_constraints:number_sentences"],
-                 "kwargs": [{"relation": "less than", "num_sentences": 3}]}
+    sentences = {
+        "key": 2,
+        "prompt": "Answer in fewer than 3 sentences.",
+        "instruction_id_list": ["length_constraints:number_sentences"],
+        "kwargs": [{"relation": "less than", "num_sentences": 3}],
+    }
     assert utils.ifeval_results(sentences, ["Dr. Smith agrees. So do I."])["prompt_level_strict_acc"] is True
     assert utils.ifeval_results(sentences, ["One. Two. Three. Four."])["prompt_level_strict_acc"] is False
 
@@ -122,8 +148,10 @@ def test_truthfulqa_mc2_from_user_data(tmp_path, monkeypatch, tiny_loaded):
 
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
     data = tmp_path / "tqa.jsonl"
-    rows = [{"question": "Is the sky green?", "mc2_targets": {"choices": ["No.", "Yes.", "Always."], "labels": [1, 0, 0]}},
-            {"question": "Can fish fly?", "mc2_targets": {"choices": ["Most cannot.", "All can."], "labels": [1, 0]}}]
+    rows = [
+        {"question": "Is the sky green?", "mc2_targets": {"choices": ["No.", "Yes.", "Always."], "labels": [1, 0, 0]}},
+        {"question": "Can fish fly?", "mc2_targets": {"choices": ["Most cannot.", "All can."], "labels": [1, 0]}},
+    ]
     data.write_text("".join(json.dumps(r) + "\n" for r in rows))
     write_probe_tasks(tmp_path / "tasks", ["truthfulqa_mc2"], truthfulqa_path=data)
     import importlib.util
@@ -136,8 +164,9 @@ def test_truthfulqa_mc2_from_user_data(tmp_path, monkeypatch, tiny_loaded):
     score = utils.truthfulqa_mc2(rows[0], [(math.log(0.2), False), (math.log(0.6), True), (math.log(0.2), False)])
     assert score["acc"] == pytest.approx(0.2)
     tokenizer, model = tiny_loaded
-    scores = run_probes(model, tokenizer, ["truthfulqa_mc2"], tmp_path / "run", limit=None, batch_size=2,
-                        truthfulqa_path=data)
+    scores = run_probes(
+        model, tokenizer, ["truthfulqa_mc2"], tmp_path / "run", limit=None, batch_size=2, truthfulqa_path=data
+    )
     assert 0.0 < scores["truthfulqa_mc2"] < 1.0
 
 
@@ -155,8 +184,15 @@ def test_probe_scores_of_a_tiny_model(tiny_loaded, tmp_path):
     tokenizer, model = tiny_loaded
     model.train()  # as evaluated mid-training: lm-eval switches it to eval mode, run_probes switches it back
     try:
-        scores = run_probes(model, tokenizer, ["winogrande", "humaneval"], tmp_path / "tasks", limit=3, batch_size=3,
-                            humaneval_max_tokens=8)
+        scores = run_probes(
+            model,
+            tokenizer,
+            ["winogrande", "humaneval"],
+            tmp_path / "tasks",
+            limit=3,
+            batch_size=3,
+            humaneval_max_tokens=8,
+        )
         assert model.training
     finally:
         model.eval()

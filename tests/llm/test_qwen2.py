@@ -22,7 +22,8 @@ def test_qwen2_prompts_and_targets_follow_its_chat_template(tiny_qwen2):
     assert type(tokenizer).__name__ == "Qwen2Tokenizer"
     assert tokenizer.decode(prompt_ids(tokenizer, "Compute 3 + 4.")) == (
         f"<|im_start|>system\n{QWEN2_SYSTEM}<|im_end|>\n<|im_start|>user\nCompute 3 + 4.<|im_end|>\n"
-        "<|im_start|>assistant\n")
+        "<|im_start|>assistant\n"
+    )
     assert target_ids(tokenizer, "7")[-1] == tokenizer.convert_tokens_to_ids("<|im_end|>")  # a reply ends a turn
     assert tokenizer.pad_token == "<|endoftext|>" and tokenizer.bos_token is None
 
@@ -37,12 +38,20 @@ def test_qwen2_samples_past_its_tokenizer_decode(tiny_qwen2):
     assert any(i >= len(tokenizer) for c in completions for i in c)
     named = [[i for i in c if i < len(tokenizer)] for c in completions]  # the unnamed rows decode to nothing
     assert tokenizer.batch_decode(completions, skip_special_tokens=True) == tokenizer.batch_decode(
-        named, skip_special_tokens=True)
+        named, skip_special_tokens=True
+    )
 
 
 def test_qwen2_trains_saves_and_evaluates(tiny_qwen2, tmp_path):
-    flags = ["--config", str(REPO / "configs" / "llm_paper.yaml"), "--device", "cpu", "--task.name", "arithmetic",
-             *llm_flags(tiny_qwen2, tmp_path, "qwen2", sft_epochs=2)]
+    flags = [
+        "--config",
+        str(REPO / "configs" / "llm_paper.yaml"),
+        "--device",
+        "cpu",
+        "--task.name",
+        "arithmetic",
+        *llm_flags(tiny_qwen2, tmp_path, "qwen2", sft_epochs=2),
+    ]
     for method in ("sft", "grpo"):
         assert main(["llm", "train", *flags, "--method", method]) == 0
     runs = tmp_path / "qwen2" / "runs"

@@ -6,8 +6,18 @@ from pathlib import Path
 import pytest
 
 from vla_razor.config import ConfigError
-from vla_razor.llm.tasks import (ArithmeticTask, JsonlTask, SciQTask, ToolUseTask, api_calls, choice_reward,
-                                 chosen_letter, final_number, number_reward, tool_call_reward)
+from vla_razor.llm.tasks import (
+    ArithmeticTask,
+    JsonlTask,
+    SciQTask,
+    ToolUseTask,
+    api_calls,
+    choice_reward,
+    chosen_letter,
+    final_number,
+    number_reward,
+    tool_call_reward,
+)
 
 
 def test_final_number_prefers_the_stated_answer_then_the_last_number():
@@ -35,8 +45,10 @@ def test_api_calls_match_name_and_arguments_in_any_order_and_quoting():
     assert tool_call_reward("Sure: get_weather(unit='celsius', city=Oslo)", expected) == 1.0
     assert tool_call_reward('get_weather(city="Oslo", unit="fahrenheit")', expected) == 0.0
     assert tool_call_reward('r = get_weather(city="Oslo", unit="celsius")\nprint(r)', expected) == 1.0
-    assert tool_call_reward('get_weather(city="Oslo", unit="celsius") get_weather(city="Lima", unit="celsius")',
-                            expected) == 0.0
+    assert (
+        tool_call_reward('get_weather(city="Oslo", unit="celsius") get_weather(city="Lima", unit="celsius")', expected)
+        == 0.0
+    )
     assert tool_call_reward("I cannot help", expected) == 0.0
 
 
@@ -79,8 +91,12 @@ def test_tool_use_solutions_are_the_expected_calls():
 
 def test_jsonl_task_reads_user_data_and_names_bad_lines(tmp_path: Path):
     good = tmp_path / "train.jsonl"
-    good.write_text(json.dumps({"prompt": "2+2?", "answer": "4", "solution": "The answer is 4."}) + "\n\n"
-                    + json.dumps({"prompt": "3+3?", "answer": "6"}) + "\n")
+    good.write_text(
+        json.dumps({"prompt": "2+2?", "answer": "4", "solution": "The answer is 4."})
+        + "\n\n"
+        + json.dumps({"prompt": "3+3?", "answer": "6"})
+        + "\n"
+    )
     task = JsonlTask(good, good, "number")
     examples = task.examples("train")
     assert [e.answer for e in examples] == ["4", "6"] and examples[1].solution == ""

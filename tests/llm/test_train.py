@@ -13,8 +13,10 @@ from vla_razor.llm.sampling import TeacherForcing
 from vla_razor.llm.tasks import ArithmeticTask
 from vla_razor.llm.train import GRPO, Sequences, sft_micro_losses
 
-SEQS = Sequences(prompts=[[10, 11, 12], [13, 14], [15, 16, 17, 18], [19]],
-                 completions=[[40, 41, 258], [42], [43, 44, 45, 46], [47, 48]])
+SEQS = Sequences(
+    prompts=[[10, 11, 12], [13, 14], [15, 16, 17, 18], [19]],
+    completions=[[40, 41, 258], [42], [43, 44, 45, 46], [47, 48]],
+)
 
 
 def _grads(model, losses) -> torch.Tensor:
@@ -38,8 +40,9 @@ def test_sft_micro_batches_sum_to_the_full_batch_token_mean(tiny_loaded):
     parts = list(sft_micro_losses(model, SEQS, micro=3, pad_id=tokenizer.pad_token_id, device=torch.device("cpu")))
     assert len(parts) == 2
     assert float(sum(parts)) == pytest.approx(float(expected), rel=1e-5)
-    assert torch.allclose(_grads(model, parts), _grads(model, [sft_loss(full.logits(model), full.targets,
-                                                                        full.target_mask)]), atol=1e-6)
+    assert torch.allclose(
+        _grads(model, parts), _grads(model, [sft_loss(full.logits(model), full.targets, full.target_mask)]), atol=1e-6
+    )
 
 
 def _grpo(model, tokenizer, **grpo) -> GRPO:
@@ -83,10 +86,12 @@ def test_grpo_at_a_temperature_scores_samples_with_tempered_log_probs(tiny_loade
     assert torch.allclose(old[full.target_mask], tempered_old[full.target_mask], atol=1e-5)
     shifted = old + 0.3 * full.target_mask  # the policy moved since the rollout: ratios != 1, clipping in play
     parts = list(trainer.micro_losses(SEQS, adv, [shifted], n_total=4, tokens_total=11))
-    expected = grpo_loss(full.logits(model) / 0.5, full.targets, full.target_mask, adv, shifted, loss_type="dr_grpo",
-                         max_tokens=8)
-    untempered = grpo_loss(full.logits(model), full.targets, full.target_mask, adv, shifted, loss_type="dr_grpo",
-                           max_tokens=8)
+    expected = grpo_loss(
+        full.logits(model) / 0.5, full.targets, full.target_mask, adv, shifted, loss_type="dr_grpo", max_tokens=8
+    )
+    untempered = grpo_loss(
+        full.logits(model), full.targets, full.target_mask, adv, shifted, loss_type="dr_grpo", max_tokens=8
+    )
     assert float(sum(parts)) == pytest.approx(float(expected), abs=1e-6)
     assert abs(float(expected) - float(untempered)) > 1e-3, "the test needs the temperature to matter"
     assert torch.allclose(_grads(model, parts), _grads(model, [expected]), atol=1e-6)
@@ -123,8 +128,9 @@ def test_one_zero_advantages_have_no_negatives_and_grpo_normalizes_per_group(tin
     assert one_zero.advantages(rewards, groups).tolist() == [1.0, 0.0, 0.0, 0.0, 1.0, 1.0]
     adv = _grpo(model, tokenizer).advantages(rewards, groups)
     assert adv[0] > 0 > adv[1] and adv[3] < 0 < adv[4]
-    assert float(adv[:3].sum()) == pytest.approx(0.0, abs=1e-5) and float(adv[:3].std(unbiased=False)) == \
-        pytest.approx(1.0, abs=1e-4)
+    assert float(adv[:3].sum()) == pytest.approx(0.0, abs=1e-5) and float(adv[:3].std(unbiased=False)) == pytest.approx(
+        1.0, abs=1e-4
+    )
 
 
 def test_simpo_loss_of_the_pair_batches(tiny_loaded):
@@ -144,6 +150,14 @@ def test_simpo_loss_of_the_pair_batches(tiny_loaded):
     prompts = [prompt_ids(tokenizer, ex.prompt) for ex in examples]
     win = TeacherForcing.pack(prompts, [target_ids(tokenizer, ex.solution) for ex in examples], tokenizer.pad_token_id)
     lose = TeacherForcing.pack(prompts, [p[1] for p in pairs], tokenizer.pad_token_id)
-    expected = simpo_loss(win.logits(model), win.targets, win.target_mask, lose.logits(model), lose.targets,
-                          lose.target_mask, margin=1.0, beta=1.0)
+    expected = simpo_loss(
+        win.logits(model),
+        win.targets,
+        win.target_mask,
+        lose.logits(model),
+        lose.targets,
+        lose.target_mask,
+        margin=1.0,
+        beta=1.0,
+    )
     assert float(sum(parts)) == pytest.approx(float(expected), rel=1e-5)

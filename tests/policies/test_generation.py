@@ -72,9 +72,13 @@ def test_row_noise_sampling_ignores_the_rest_of_the_batch(policy, contexts):
     together = policy.sample(batch, temperature=1.0, uniform_noise=noise).tokens
     images, instructions = contexts
     for i in range(3):
-        alone = policy.sample(policy.encode([images[i]], [instructions[i]]), temperature=1.0, uniform_noise=noise[i : i + 1])
+        alone = policy.sample(
+            policy.encode([images[i]], [instructions[i]]), temperature=1.0, uniform_noise=noise[i : i + 1]
+        )
         assert torch.equal(alone.tokens[0], together[i])
-    swapped = policy.sample(policy.encode(images[::-1], instructions[::-1]), temperature=1.0, uniform_noise=noise.flip(0))
+    swapped = policy.sample(
+        policy.encode(images[::-1], instructions[::-1]), temperature=1.0, uniform_noise=noise.flip(0)
+    )
     assert torch.equal(swapped.tokens.flip(0), together)
     with pytest.raises(ValueError, match="uniform_noise has shape"):
         policy.sample(batch, temperature=1.0, uniform_noise=noise[:, :3])
@@ -176,7 +180,9 @@ def test_static_cache_engine_with_lora_adapters(contexts):
     from vla_razor.policies.openvla.policy import OpenVLAPolicy
 
     policy = OpenVLAPolicy.from_config(tiny_config(), seed=0)
-    policy.model = apply_lora(policy.model, LoraOptions(enabled=True, r=4, alpha=8, dropout=0.0, target_modules="language"))
+    policy.model = apply_lora(
+        policy.model, LoraOptions(enabled=True, r=4, alpha=8, dropout=0.0, target_modules="language")
+    )
     with torch.no_grad():
         for name, p in policy.model.named_parameters():
             if "lora_B" in name:

@@ -15,8 +15,11 @@ DIMS, BINS = 3, 4
 def _table(seed: int) -> dict[tuple[int, ...], torch.Tensor]:
     """An autoregressive policy: the logits of dimension d depend on the whole prefix a_<d."""
     g = torch.Generator().manual_seed(seed)
-    return {prefix: 2.0 * torch.randn(BINS, generator=g)
-            for d in range(DIMS) for prefix in itertools.product(range(BINS), repeat=d)}
+    return {
+        prefix: 2.0 * torch.randn(BINS, generator=g)
+        for d in range(DIMS)
+        for prefix in itertools.product(range(BINS), repeat=d)
+    }
 
 
 def _teacher_forced(table, actions: list[tuple[int, ...]]) -> torch.Tensor:
@@ -46,8 +49,7 @@ def _sample(table, n: int, seed: int) -> list[tuple[int, ...]]:
 def two_policies():
     p, q = _table(0), _table(1)
     jp, jq = _joint(p), _joint(q)
-    exact = {"kl": sum(jp[a] * math.log(jp[a] / jq[a]) for a in jp),
-             "tv": 0.5 * sum(abs(jp[a] - jq[a]) for a in jp)}
+    exact = {"kl": sum(jp[a] * math.log(jp[a] / jq[a]) for a in jp), "tv": 0.5 * sum(abs(jp[a] - jq[a]) for a in jp)}
     return p, q, jp, exact
 
 
@@ -70,8 +72,11 @@ def test_sampled_estimate_is_within_its_standard_error_and_the_greedy_prefix_is_
     estimate, se = mean_and_se(terms)
     assert 0 < se < 0.1 * exact["kl"]
     assert abs(estimate - exact["kl"]) < 4 * se
-    tv, tv_se = mean_and_se(action_tv_terms(_teacher_forced(p, actions), _teacher_forced(q, actions),
-                                            torch.tensor(actions)).view(frames, samples))
+    tv, tv_se = mean_and_se(
+        action_tv_terms(_teacher_forced(p, actions), _teacher_forced(q, actions), torch.tensor(actions)).view(
+            frames, samples
+        )
+    )
     assert abs(tv - exact["tv"]) < 4 * tv_se and 0 <= tv <= 1
     # the old figure: the per-dimension KLs summed along p's greedy prefix only
     greedy: tuple[int, ...] = ()

@@ -42,7 +42,14 @@ def test_layout_is_sharded_with_index(saved):
     index = json.loads((folder / INDEX).read_text())
     assert set(index["weight_map"].values()) == {p.name for p in shards}
     config = json.loads((folder / "config.json").read_text())
-    for field in ("timm_model_ids", "image_sizes", "text_config", "norm_stats", "n_action_bins", "use_fused_vision_backbone"):
+    for field in (
+        "timm_model_ids",
+        "image_sizes",
+        "text_config",
+        "norm_stats",
+        "n_action_bins",
+        "use_fused_vision_backbone",
+    ):
         assert field in config
     assert any(k.endswith("ls1.scale_factor") for k in index["weight_map"])
 
@@ -82,7 +89,9 @@ def test_key_mismatch_names_keys(saved, tmp_path):
     shard = index["weight_map"].pop("projector.fc1.bias")
     index["weight_map"]["projector.fc1.bias_renamed"] = shard
     (folder / INDEX).write_text(json.dumps(index))
-    with pytest.raises(CheckpointError, match=r"model\.safetensors\.index\.json.*projector\.fc1\.bias.*projector\.fc1\.bias_renamed"):
+    with pytest.raises(
+        CheckpointError, match=r"model\.safetensors\.index\.json.*projector\.fc1\.bias.*projector\.fc1\.bias_renamed"
+    ):
         from_pretrained(folder)
 
 
@@ -131,8 +140,12 @@ def test_released_minimal_text_config_loads_as_llama2_7b():
     (hidden size, layers, heads, ...) are Llama-2-7B's by default, as OpenVLA's own code rebuilds them."""
     released = OpenVLAConfig.openvla_7b().to_hf_dict()
     del released["vla_razor"]
-    released["text_config"] = {"model_type": "llama", "pad_token_id": 32000, "torch_dtype": "bfloat16",
-                               "vocab_size": 32064}
+    released["text_config"] = {
+        "model_type": "llama",
+        "pad_token_id": 32000,
+        "torch_dtype": "bfloat16",
+        "vocab_size": 32064,
+    }
     cfg = OpenVLAConfig.from_hf_dict(released)
     assert cfg == OpenVLAConfig.openvla_7b()
     assert cfg.gripper == "absolute"  # OpenVLA-7B's convention (1 open, 0 closed) when the folder does not say

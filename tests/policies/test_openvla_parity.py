@@ -24,15 +24,22 @@ CODE = os.environ.get("OPENVLA_HF_CODE")
 
 pytestmark = pytest.mark.skipif(
     not VENV_PYTHON.is_file() or not CODE or not (Path(CODE) / "modeling_prismatic.py").is_file(),
-    reason="needs .venv-openvla (make setup-openvla) and OPENVLA_HF_CODE (OpenVLA's HF code folder)")
+    reason="needs .venv-openvla (make setup-openvla) and OPENVLA_HF_CODE (OpenVLA's HF code folder)",
+)
 
 
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("openvla_reference")
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
-    done = subprocess.run([str(VENV_PYTHON), str(Path(__file__).parent / "openvla_parity" / "make_reference.py"),
-                           CODE, str(out)], cwd=out, env=env, capture_output=True, text=True, timeout=1200)
+    done = subprocess.run(
+        [str(VENV_PYTHON), str(Path(__file__).parent / "openvla_parity" / "make_reference.py"), CODE, str(out)],
+        cwd=out,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     return out
 
@@ -72,18 +79,32 @@ def test_export_loads_in_openvla_code_with_the_fine_tunes_statistics(reference: 
             if "lora_B" in name:
                 param.normal_(0.0, 0.05)
     policy.merge_adapters()
-    stats = {"q01": [-0.05, -0.06, -0.07, -0.2, -0.2, -0.3, 0.0], "q99": [0.05, 0.06, 0.07, 0.2, 0.2, 0.3, 1.0],
-             "mask": [True] * 6 + [False]}
+    stats = {
+        "q01": [-0.05, -0.06, -0.07, -0.2, -0.2, -0.3, 0.0],
+        "q99": [0.05, 0.06, 0.07, 0.2, 0.2, 0.3, 1.0],
+        "mask": [True] * 6 + [False],
+    }
     policy.config.norm_stats = {**policy.config.norm_stats, "vla_razor_embedded": {"action": stats}}
     policy.save_pretrained(tmp_path / "finetuned")
 
     assert cli(["robot", "export", str(tmp_path / "finetuned"), str(tmp_path / "export"), "--code-from", CODE]) == 0
     instructions = [r["instruction"] for r in json.loads((reference / "reference.json").read_text())[::2]]
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
-    done = subprocess.run([str(VENV_PYTHON), str(Path(__file__).parent / "openvla_parity" / "run_export.py"),
-                           str(tmp_path / "export"), str(reference / "images.npy"), "vla_razor_embedded",
-                           str(tmp_path / "theirs.json"), *instructions],
-                          env=env, capture_output=True, text=True, timeout=1200)
+    done = subprocess.run(
+        [
+            str(VENV_PYTHON),
+            str(Path(__file__).parent / "openvla_parity" / "run_export.py"),
+            str(tmp_path / "export"),
+            str(reference / "images.npy"),
+            "vla_razor_embedded",
+            str(tmp_path / "theirs.json"),
+            *instructions,
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     theirs = np.asarray(json.loads((tmp_path / "theirs.json").read_text()))
 
@@ -93,5 +114,7 @@ def test_export_loads_in_openvla_code_with_the_fine_tunes_statistics(reference: 
         sample = ours.sample(ours.encode([Image.fromarray(i) for i in images], instructions), temperature=0.0)
     np.testing.assert_allclose(sample.actions, theirs, atol=1e-6)
     before = OpenVLAPolicy.from_pretrained(reference / "model", dataset="fractal20220817_data")
-    assert not np.allclose(sample.normalized, before.sample(before.encode([Image.fromarray(images[0])],
-                                                                          instructions[:1]), 0.0).normalized[0])
+    assert not np.allclose(
+        sample.normalized,
+        before.sample(before.encode([Image.fromarray(images[0])], instructions[:1]), 0.0).normalized[0],
+    )

@@ -32,11 +32,39 @@ COMPARED = ("loss", "token_accuracy", "grad_norm", "lr")
 
 def pretrain(demo_dirs: dict[str, Path], out: Path, *extra: str) -> list[str]:
     datasets = json.dumps([str(demo_dirs["pick_can_top_down"]), str(demo_dirs["open_drawer"])])
-    return ["robot", "pretrain", "--pretrain.policy_config", str(REPO / "configs/policy_tiny.yaml"),
-            "--progress", "false", "--wandb", "off", "--threads", "1", "--camera_size", "32", "--workers", "0",
-            "--pretrain.datasets", datasets, "--pretrain.out", str(out), "--pretrain.optim.batch_size", "26",
-            "--pretrain.optim.epochs", "1", "--pretrain.optim.warmup_steps", "2", "--pretrain.optim.lr", "1e-3",
-            "--pretrain.optim.schedule", "constant", "--checkpoint_every", "2", *extra]
+    return [
+        "robot",
+        "pretrain",
+        "--pretrain.policy_config",
+        str(REPO / "configs/policy_tiny.yaml"),
+        "--progress",
+        "false",
+        "--wandb",
+        "off",
+        "--threads",
+        "1",
+        "--camera_size",
+        "32",
+        "--workers",
+        "0",
+        "--pretrain.datasets",
+        datasets,
+        "--pretrain.out",
+        str(out),
+        "--pretrain.optim.batch_size",
+        "26",
+        "--pretrain.optim.epochs",
+        "1",
+        "--pretrain.optim.warmup_steps",
+        "2",
+        "--pretrain.optim.lr",
+        "1e-3",
+        "--pretrain.optim.schedule",
+        "constant",
+        "--checkpoint_every",
+        "2",
+        *extra,
+    ]
 
 
 def interrupted(run: Path) -> None:
@@ -51,9 +79,22 @@ def launch(commands: list[list[str]], tmp: Path, processes: int = 2) -> tuple[li
     spec = tmp / "commands.json"
     spec.write_text(json.dumps(commands))
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
-                           f"--nproc-per-node={processes}", str(REPO / "tests/robot/torchrun_cli.py"), str(spec)],
-                          cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            f"--nproc-per-node={processes}",
+            str(REPO / "tests/robot/torchrun_cli.py"),
+            str(spec),
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     codes = [json.loads((tmp / f"commands.json.rc{r}").read_text()) for r in range(processes)]
     return codes, proc.stdout, proc.stderr
@@ -61,11 +102,44 @@ def launch(commands: list[list[str]], tmp: Path, processes: int = 2) -> tuple[li
 
 def sft(demo_dirs: dict[str, Path], base: Path, runs_dir: Path) -> list[str]:
     """`robot sft` of the tiny base, 2 updates, and its evaluation kept to a few 6-step episodes."""
-    return ["robot", "sft", "--progress", "false", "--wandb", "off", "--threads", "1", "--camera_size", "32",
-            "--workers", "0", "--eval.pick_can_episodes", "2", "--eval.probe_episodes", "1", "--eval.kl_episodes", "1",
-            "--eval.kl_frames_per_episode", "3", "--eval.max_steps", "6", "--runs_dir", str(runs_dir),
-            "--experiment", "e", "--base", str(base), "--sft.datasets", json.dumps([str(demo_dirs["pick_can_angled"])]),
-            "--sft.optim.batch_size", "4", "--sft.optim.max_steps", "2", "--sft.run_name", "sft"]
+    return [
+        "robot",
+        "sft",
+        "--progress",
+        "false",
+        "--wandb",
+        "off",
+        "--threads",
+        "1",
+        "--camera_size",
+        "32",
+        "--workers",
+        "0",
+        "--eval.pick_can_episodes",
+        "2",
+        "--eval.probe_episodes",
+        "1",
+        "--eval.kl_episodes",
+        "1",
+        "--eval.kl_frames_per_episode",
+        "3",
+        "--eval.max_steps",
+        "6",
+        "--runs_dir",
+        str(runs_dir),
+        "--experiment",
+        "e",
+        "--base",
+        str(base),
+        "--sft.datasets",
+        json.dumps([str(demo_dirs["pick_can_angled"])]),
+        "--sft.optim.batch_size",
+        "4",
+        "--sft.optim.max_steps",
+        "2",
+        "--sft.run_name",
+        "sft",
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -79,8 +153,9 @@ def runs(demo_dirs: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -
     interrupted(root / "one_then_two")
     odd = pretrain(demo_dirs, root / "odd")
     odd[odd.index("--pretrain.optim.batch_size") + 1] = "5"
-    codes, stdout, stderr = launch([pretrain(demo_dirs, root / "two"), pretrain(demo_dirs, root / "one_then_two"), odd],
-                                   root)
+    codes, stdout, stderr = launch(
+        [pretrain(demo_dirs, root / "two"), pretrain(demo_dirs, root / "one_then_two"), odd], root
+    )
     return {"root": root, "codes": codes, "stdout": stdout, "stderr": stderr}
 
 
@@ -99,8 +174,9 @@ def assert_same_run(run: Path, reference: Path) -> None:
     for key in a:
         assert a[key].dtype == b[key].dtype
         torch.testing.assert_close(a[key], b[key], rtol=1e-5, atol=1e-5, msg=key)
-    assert json.loads((run / "policy" / "config.json").read_text()) == \
-        json.loads((reference / "policy" / "config.json").read_text())
+    assert json.loads((run / "policy" / "config.json").read_text()) == json.loads(
+        (reference / "policy" / "config.json").read_text()
+    )
 
 
 def test_two_processes_train_as_one(runs: dict[str, object]) -> None:
@@ -151,10 +227,13 @@ def test_each_rank_takes_a_contiguous_share_weighted_to_the_batch_mean() -> None
     np.testing.assert_array_equal(rank_share(rows, Distributed())[0], rows)
 
 
-@pytest.mark.skipif(not os.environ.get("VLA_RAZOR_SLOW_TESTS"),
-                    reason="about 35 s more (simulator start-up for the evaluation); VLA_RAZOR_SLOW_TESTS=1 runs it")
-def test_sft_trains_on_every_rank_and_rank_0_evaluates(demo_dirs: dict[str, Path], tiny_base: Path,
-                                                       tmp_path: Path) -> None:
+@pytest.mark.skipif(
+    not os.environ.get("VLA_RAZOR_SLOW_TESTS"),
+    reason="about 35 s more (simulator start-up for the evaluation); VLA_RAZOR_SLOW_TESTS=1 runs it",
+)
+def test_sft_trains_on_every_rank_and_rank_0_evaluates(
+    demo_dirs: dict[str, Path], tiny_base: Path, tmp_path: Path
+) -> None:
     """`robot sft` under torchrun: both ranks train and return 0; rank 0 alone logs, saves and evaluates."""
     codes, stdout, _ = launch([sft(demo_dirs, tiny_base, tmp_path / "runs")], tmp_path)
     assert codes == [[0], [0]]

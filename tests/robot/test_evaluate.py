@@ -54,13 +54,14 @@ def test_kl_is_the_chain_rule_over_actions_sampled_from_the_base(policies, tmp_p
     assert obs.base_logits is not None and obs.base_logits.shape == (5, 3, 7, base.config.n_action_bins)
     per_frame = terms.view(5, 3).double().mean(1)
     assert got["forward_kl"] == pytest.approx(float(per_frame.mean()), rel=1e-4)
-    assert got["forward_kl_se"] == pytest.approx(float(per_frame.std()) / 5 ** 0.5, rel=1e-3)
+    assert got["forward_kl_se"] == pytest.approx(float(per_frame.std()) / 5**0.5, rel=1e-3)
     assert got["forward_kl"] > 0 and got["reverse_kl"] > 0 and 0 < got["tv"] <= 1
     obs.episodes = np.array([0, 0, 1, 1, 2])  # frames 0-1 and 2-3 from one rollout each: the error is clustered
     clustered = kl_to_base(None, other, obs)
     assert clustered["forward_kl"] == pytest.approx(got["forward_kl"])
-    assert clustered["forward_kl_se"] == pytest.approx(mean_and_se(terms.view(5, 3), torch.tensor(obs.episodes))[1],
-                                                       rel=1e-3)
+    assert clustered["forward_kl_se"] == pytest.approx(
+        mean_and_se(terms.view(5, 3), torch.tensor(obs.episodes))[1], rel=1e-3
+    )
     obs.save(tmp_path / "obs.npz")
     loaded = KLObservations.load(tmp_path / "obs.npz")
     assert loaded.episodes.tolist() == [0, 0, 1, 1, 2]
@@ -73,8 +74,12 @@ def test_kl_is_the_chain_rule_over_actions_sampled_from_the_base(policies, tmp_p
 
 def test_kl_frames_of_an_older_format_are_refused(tmp_path):
     path = tmp_path / "kl_observations.npz"
-    np.savez(path, images=np.zeros((2, 8, 8, 3), np.uint8), instructions=np.asarray(["a", "b"]),
-             tokens=np.zeros((2, 7), np.int64))
+    np.savez(
+        path,
+        images=np.zeros((2, 8, 8, 3), np.uint8),
+        instructions=np.asarray(["a", "b"]),
+        tokens=np.zeros((2, 7), np.int64),
+    )
     with pytest.raises(ValueError, match="older version.*delete it"):
         KLObservations.load(path)
 
@@ -92,9 +97,14 @@ def test_evaluation_samples_reproducibly_at_a_temperature(policies):
     specs = probe_specs("open_drawer", 4, seed=3)
 
     def batch(rows: list[int], offset: int = 0) -> ObsBatch:
-        return ObsBatch(images=images[rows], proprio=np.zeros((len(rows), 16), np.float32),
-                        instructions=["pick coke can"] * len(rows), steps=np.array(rows) % 2,
-                        episodes=np.array(rows) + offset, specs=[specs[r] for r in rows])
+        return ObsBatch(
+            images=images[rows],
+            proprio=np.zeros((len(rows), 16), np.float32),
+            instructions=["pick coke can"] * len(rows),
+            steps=np.array(rows) % 2,
+            episodes=np.array(rows) + offset,
+            specs=[specs[r] for r in rows],
+        )
 
     sampled = evaluation_actor(base, EvalSpec(temperature=1.0))(batch([0, 1, 2, 3]))
     np.testing.assert_array_equal(sampled, evaluation_actor(base, EvalSpec(temperature=1.0))(batch([0, 1, 2, 3])))
@@ -110,8 +120,14 @@ def test_evaluation_samples_reproducibly_at_a_temperature(policies):
     assert not np.allclose(sampled, other_seed)
     # another episode (another env seed, or the same seed at another placement) draws other noise
     moved = [dataclasses.replace(s, seed=s.seed + 1) for s in specs]
-    elsewhere = ObsBatch(images=images, proprio=np.zeros((4, 16), np.float32), instructions=["pick coke can"] * 4,
-                         steps=np.arange(4) % 2, episodes=np.arange(4), specs=moved)
+    elsewhere = ObsBatch(
+        images=images,
+        proprio=np.zeros((4, 16), np.float32),
+        instructions=["pick coke can"] * 4,
+        steps=np.arange(4) % 2,
+        episodes=np.arange(4),
+        specs=moved,
+    )
     assert not np.allclose(sampled, evaluation_actor(base, EvalSpec(temperature=1.0))(elsewhere))
     a, b = pick_can_specs(1, seed=0)[0], pick_can_specs(1, seed=1)[0]
     assert episode_key(a) != episode_key(dataclasses.replace(a, options=b.options))
@@ -130,7 +146,7 @@ def test_drawer_episodes_sample_the_same_with_other_episodes_evaluated_before_th
     actor = evaluation_actor(base, EvalSpec(temperature=1.0))
     with ParallelRollout(0, camera_size=base.config.image_sizes[0]) as rollout:
         alone = rollout.run(actor, drawers, record=True)
-        behind = rollout.run(actor, [*heldout, *drawers], record=True)[len(heldout):]
+        behind = rollout.run(actor, [*heldout, *drawers], record=True)[len(heldout) :]
     for first, second in zip(alone, behind):
         assert first.spec == second.spec and first.steps == second.steps == 3
         np.testing.assert_array_equal(first.trajectory.actions, second.trajectory.actions)
@@ -145,17 +161,20 @@ def test_kl_frames_made_in_another_world_are_refused(policies, tmp_path):
     from vla_razor.robot.stages import load_robot_config
 
     base, _ = policies
-    cfg = load_robot_config(None, {"runs_dir": tmp_path, "experiment": "e", "base": tmp_path / "base", "workers": 0,
-                                   "camera_size": 32})
+    cfg = load_robot_config(
+        None, {"runs_dir": tmp_path, "experiment": "e", "base": tmp_path / "base", "workers": 0, "camera_size": 32}
+    )
     cfg.experiment_dir.mkdir(parents=True)
     evaluator = Evaluator(cfg, base)
     wanted = evaluator.kl_settings()
     assert wanted["sim_backend"] == "physx_cpu" and wanted["dataset_name"] == "vla_razor_embedded"
     obs = _observations(base)
     path = cfg.experiment_dir / KL_OBSERVATIONS
-    for changed, said in (({"sim_backend": "physx_cuda"}, "sim_backend 'physx_cuda' there, 'physx_cpu' here"),
-                          ({"dataset_name": "fractal20220817_data"}, "dataset_name 'fractal20220817_data' there"),
-                          ({"dataset_name": None}, "dataset_name 'not recorded' there")):
+    for changed, said in (
+        ({"sim_backend": "physx_cuda"}, "sim_backend 'physx_cuda' there, 'physx_cpu' here"),
+        ({"dataset_name": "fractal20220817_data"}, "dataset_name 'fractal20220817_data' there"),
+        ({"dataset_name": None}, "dataset_name 'not recorded' there"),
+    ):
         settings = {**wanted, **changed}
         obs.settings = {k: v for k, v in settings.items() if v is not None}
         obs.save(path)

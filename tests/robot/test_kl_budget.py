@@ -15,8 +15,12 @@ from tests.robot.conftest import QUICK
 
 
 def quick_args() -> list[str]:
-    return [a for k, v in QUICK.items() if not k.startswith("pretrain.")
-            for a in (f"--{k}", json.dumps(v) if not isinstance(v, (str, Path)) else str(v))]
+    return [
+        a
+        for k, v in QUICK.items()
+        if not k.startswith("pretrain.")
+        for a in (f"--{k}", json.dumps(v) if not isinstance(v, (str, Path)) else str(v))
+    ]
 
 
 def forecast_file(tmp_path: Path) -> Path:
@@ -25,12 +29,30 @@ def forecast_file(tmp_path: Path) -> Path:
     return path
 
 
-def test_sft_stops_at_its_kl_budget_and_logs_live_kl_with_the_forecast(tiny_base: Path, demo_dirs: dict[str, Path],
-                                                                        tmp_path: Path, capsys) -> None:
-    args = ["robot", "sft", "--base", str(tiny_base), "--runs_dir", str(tmp_path / "runs"), "--experiment", "e",
-            "--sft.datasets", json.dumps([str(demo_dirs["pick_can_angled"])]), "--sft.optim.batch_size", "4",
-            "--sft.optim.lr", "1e-3", "--forecast", str(forecast_file(tmp_path)), "--kl_budget", "1e-9",
-            *quick_args()]
+def test_sft_stops_at_its_kl_budget_and_logs_live_kl_with_the_forecast(
+    tiny_base: Path, demo_dirs: dict[str, Path], tmp_path: Path, capsys
+) -> None:
+    args = [
+        "robot",
+        "sft",
+        "--base",
+        str(tiny_base),
+        "--runs_dir",
+        str(tmp_path / "runs"),
+        "--experiment",
+        "e",
+        "--sft.datasets",
+        json.dumps([str(demo_dirs["pick_can_angled"])]),
+        "--sft.optim.batch_size",
+        "4",
+        "--sft.optim.lr",
+        "1e-3",
+        "--forecast",
+        str(forecast_file(tmp_path)),
+        "--kl_budget",
+        "1e-9",
+        *quick_args(),
+    ]
     assert cli(args) == 2, "a budget without live checks is refused"
     assert "set eval.kl_every" in capsys.readouterr().err
     assert cli([*args, "--eval.kl_every", "2"]) == 0
@@ -41,23 +63,43 @@ def test_sft_stops_at_its_kl_budget_and_logs_live_kl_with_the_forecast(tiny_base
     forecast = RetentionForecast.load(tmp_path / "forecast.json")
     assert summary["forecast"]["prior_mean"] == pytest.approx(forecast.predict(summary["predictors"]["forward_kl"]))
     live = {r["name"]: r["value"] for r in read_jsonl(run / "metrics.jsonl") if r["split"] == "live"}
-    assert live["forward_kl"] > 1e-9 and live["forecast/prior_mean"] == pytest.approx(forecast.predict(live["forward_kl"]))
+    assert live["forward_kl"] > 1e-9 and live["forecast/prior_mean"] == pytest.approx(
+        forecast.predict(live["forward_kl"])
+    )
     assert max(r["step"] for r in read_jsonl(run / "metrics.jsonl") if r["split"] == "train") == 2
     capsys.readouterr()
     assert cli([*args, "--eval.kl_every", "2"]) == 0 and "already finished" in capsys.readouterr().out
 
 
-def test_sft_kl_budget_stops_at_the_first_check_that_reaches_it(tiny_base: Path, demo_dirs: dict[str, Path],
-                                                                 tmp_path: Path) -> None:
+def test_sft_kl_budget_stops_at_the_first_check_that_reaches_it(
+    tiny_base: Path, demo_dirs: dict[str, Path], tmp_path: Path
+) -> None:
     """A budget between the live KLs of an unbudgeted run stops the same run at the first check whose KL reaches
     it, mid-way, not at the first check (which any budget of 0 would give)."""
-    common = ["robot", "sft", "--base", str(tiny_base), "--runs_dir", str(tmp_path / "runs"),
-              "--sft.datasets", json.dumps([str(demo_dirs["pick_can_angled"])]), "--sft.optim.batch_size", "2",
-              "--sft.optim.lr", "1e-3", "--eval.kl_every", "1", *quick_args()]
+    common = [
+        "robot",
+        "sft",
+        "--base",
+        str(tiny_base),
+        "--runs_dir",
+        str(tmp_path / "runs"),
+        "--sft.datasets",
+        json.dumps([str(demo_dirs["pick_can_angled"])]),
+        "--sft.optim.batch_size",
+        "2",
+        "--sft.optim.lr",
+        "1e-3",
+        "--eval.kl_every",
+        "1",
+        *quick_args(),
+    ]
     assert cli([*common, "--experiment", "free"]) == 0
     run = tmp_path / "runs" / "free" / "runs" / "sft_lr0.001_bs2_ep1_s0"
-    live = [(r["step"], r["value"]) for r in read_jsonl(run / "metrics.jsonl")
-            if r["split"] == "live" and r["name"] == "forward_kl"]
+    live = [
+        (r["step"], r["value"])
+        for r in read_jsonl(run / "metrics.jsonl")
+        if r["split"] == "live" and r["name"] == "forward_kl"
+    ]
     assert len(live) >= 4, "needs several checks"
     budget = max(kl for _, kl in live[:2]) + 1e-6  # above the first two checks' KLs
     later = [step for step, kl in live[2:] if kl >= budget]
@@ -66,16 +108,40 @@ def test_sft_kl_budget_stops_at_the_first_check_that_reaches_it(tiny_base: Path,
     budgeted = tmp_path / "runs" / "budgeted" / "runs" / "sft_lr0.001_bs2_ep1_s0"
     summary = json.loads((budgeted / "summary.json").read_text())
     assert summary["stopped_at_kl_budget"] is True and summary["step"] == later[0] < live[-1][0]
-    checks = [r["step"] for r in read_jsonl(budgeted / "metrics.jsonl")
-              if r["split"] == "live" and r["name"] == "forward_kl"]
+    checks = [
+        r["step"] for r in read_jsonl(budgeted / "metrics.jsonl") if r["split"] == "live" and r["name"] == "forward_kl"
+    ]
     assert checks == [step for step, _ in live if step <= later[0]]
 
 
 def test_rl_stops_at_its_kl_budget_after_an_iteration(tiny_base: Path, tmp_path: Path) -> None:
-    args = ["robot", "rl", "--base", str(tiny_base), "--runs_dir", str(tmp_path / "runs"), "--experiment", "e",
-            "--rl.grid", "[2, 2]", "--rl.episodes_per_point", "1", "--rl.max_steps", "4", "--rl.iterations", "3",
-            "--rl.optim.batch_size", "4", "--rl.optim.lr", "1e-3", "--rl.advantage", "one_zero",
-            "--kl_budget", "0.0", *quick_args()]
+    args = [
+        "robot",
+        "rl",
+        "--base",
+        str(tiny_base),
+        "--runs_dir",
+        str(tmp_path / "runs"),
+        "--experiment",
+        "e",
+        "--rl.grid",
+        "[2, 2]",
+        "--rl.episodes_per_point",
+        "1",
+        "--rl.max_steps",
+        "4",
+        "--rl.iterations",
+        "3",
+        "--rl.optim.batch_size",
+        "4",
+        "--rl.optim.lr",
+        "1e-3",
+        "--rl.advantage",
+        "one_zero",
+        "--kl_budget",
+        "0.0",
+        *quick_args(),
+    ]
     assert cli(args) == 0
     run = tmp_path / "runs" / "e" / "runs" / "rl_lr0.001_bs4_k1_10_s0"
     summary = json.loads((run / "summary.json").read_text())

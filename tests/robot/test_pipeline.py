@@ -16,11 +16,40 @@ from tests.robot.conftest import QUICK
 
 def test_pipeline_end_to_end(tiny_base: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     demos = tmp_path / "demos"
-    args = ["robot", "pipeline", "--base", str(tiny_base), "--runs_dir", str(tmp_path / "runs"), "--experiment", "ci",
-            "--collect.grid", "2x2", "--collect.successes_per_point", "1", "--collect.camera_size", "32",
-            "--collect.workers", "0", "--collect.out", str(demos), "--sft.datasets", json.dumps([str(demos)]),
-            "--sft.optim.batch_size", "8", "--rl.grid", "[2, 2]", "--rl.episodes_per_point", "1",
-            "--rl.iterations", "1", "--rl.max_steps", "4", "--rl.optim.batch_size", "8"]
+    args = [
+        "robot",
+        "pipeline",
+        "--base",
+        str(tiny_base),
+        "--runs_dir",
+        str(tmp_path / "runs"),
+        "--experiment",
+        "ci",
+        "--collect.grid",
+        "2x2",
+        "--collect.successes_per_point",
+        "1",
+        "--collect.camera_size",
+        "32",
+        "--collect.workers",
+        "0",
+        "--collect.out",
+        str(demos),
+        "--sft.datasets",
+        json.dumps([str(demos)]),
+        "--sft.optim.batch_size",
+        "8",
+        "--rl.grid",
+        "[2, 2]",
+        "--rl.episodes_per_point",
+        "1",
+        "--rl.iterations",
+        "1",
+        "--rl.max_steps",
+        "4",
+        "--rl.optim.batch_size",
+        "8",
+    ]
     for key, value in QUICK.items():
         if not key.startswith("pretrain."):
             args += [f"--{key}", json.dumps(value) if not isinstance(value, (str, Path)) else str(value)]
@@ -38,8 +67,13 @@ def test_pipeline_end_to_end(tiny_base: Path, tmp_path: Path, capsys: pytest.Cap
         assert {"pick_can", "open_drawer", "close_drawer", "forward_kl", "hparams"} <= set(run)
     assert summary["runs"][0]["forward_kl"] > 0  # SFT moved the policy
     report = experiment / "report"
-    assert {"report.html", "report.md", "tradeoff.png", "forgetting_vs_forward_kl.png",
-            "new_task_vs_forward_kl.png"} <= {p.name for p in report.iterdir()}
+    assert {
+        "report.html",
+        "report.md",
+        "tradeoff.png",
+        "forgetting_vs_forward_kl.png",
+        "new_task_vs_forward_kl.png",
+    } <= {p.name for p in report.iterdir()}
     assert "| base | - |" in (report / "report.md").read_text()
     assert (demos / "dataset_statistics.json").is_file()
 
@@ -71,7 +105,16 @@ def test_pipeline_end_to_end(tiny_base: Path, tmp_path: Path, capsys: pytest.Cap
     # `robot report` rewrites the summary and the report from the run folders alone
     (experiment / "summary.json").unlink()
     (report / "report.md").unlink()
-    report_args = ["robot", "report", "--runs_dir", str(tmp_path / "runs"), "--experiment", "ci", "--base", str(tiny_base)]
+    report_args = [
+        "robot",
+        "report",
+        "--runs_dir",
+        str(tmp_path / "runs"),
+        "--experiment",
+        "ci",
+        "--base",
+        str(tiny_base),
+    ]
     assert cli(report_args) == 0
     assert "report:" in capsys.readouterr().out
     again = json.loads((experiment / "summary.json").read_text())
@@ -88,9 +131,27 @@ def test_pipeline_end_to_end(tiny_base: Path, tmp_path: Path, capsys: pytest.Cap
     config = json.loads((other / "config.json").read_text())
     (other / "config.json").write_text(json.dumps({**config, "note": "remade"}))
     capsys.readouterr()
-    assert cli(["robot", "eval", "--runs_dir", str(tmp_path / "runs"), "--experiment", "ci", "--base", str(other),
-                *[a for k, v in QUICK.items() if not k.startswith("pretrain.")
-                  for a in (f"--{k}", json.dumps(v) if not isinstance(v, (str, Path)) else str(v))]]) == 2
+    assert (
+        cli(
+            [
+                "robot",
+                "eval",
+                "--runs_dir",
+                str(tmp_path / "runs"),
+                "--experiment",
+                "ci",
+                "--base",
+                str(other),
+                *[
+                    a
+                    for k, v in QUICK.items()
+                    if not k.startswith("pretrain.")
+                    for a in (f"--{k}", json.dumps(v) if not isinstance(v, (str, Path)) else str(v))
+                ],
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     assert "is not the base the experiment" in err and "use another --experiment" in err
 
@@ -99,9 +160,24 @@ def test_robot_collect_collects_its_collect_section(tmp_path: Path, capsys: pyte
     """`robot collect` writes collect.out even when sft.datasets lists another, finished dataset: it used to see
     that one finished, collect nothing and exit 0."""
     first, second = tmp_path / "first", tmp_path / "second"
-    args = ["robot", "collect", "--collect.grid", "1x1", "--collect.successes_per_point", "1",
-            "--collect.camera_size", "32", "--camera_size", "32", "--collect.workers", "0", "--collect.progress", "false",
-            "--wandb", "off"]
+    args = [
+        "robot",
+        "collect",
+        "--collect.grid",
+        "1x1",
+        "--collect.successes_per_point",
+        "1",
+        "--collect.camera_size",
+        "32",
+        "--camera_size",
+        "32",
+        "--collect.workers",
+        "0",
+        "--collect.progress",
+        "false",
+        "--wandb",
+        "off",
+    ]
     assert cli([*args, "--collect.out", str(first)]) == 0
     assert (first / "dataset_statistics.json").is_file()
     assert cli([*args, "--collect.out", str(second), "--sft.datasets", json.dumps([str(first)])]) == 0
@@ -109,8 +185,9 @@ def test_robot_collect_collects_its_collect_section(tmp_path: Path, capsys: pyte
     assert f"demonstrations: {second}" in capsys.readouterr().out
 
 
-def test_eval_at_the_rl_grid_points_with_held_out_placements(tiny_base: Path, tmp_path: Path,
-                                                            capsys: pytest.CaptureFixture) -> None:
+def test_eval_at_the_rl_grid_points_with_held_out_placements(
+    tiny_base: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     """eval.pick_can_placements grid: pick-can at rl.grid's points in turn (the new-task score), and
     eval.heldout_episodes uniform placements beside it as pick_can_heldout; held-out without grid is refused."""
     from envs.grids import grid_points
@@ -124,11 +201,31 @@ def test_eval_at_the_rl_grid_points_with_held_out_placements(tiny_base: Path, tm
     uniform = [s.options["obj_init_options"]["init_xy"] for s in pick_can_specs(6, seed=3)]
     assert not np.allclose(placed, uniform)
 
-    quick = [a for k, v in QUICK.items() if not k.startswith("pretrain.")
-             for a in (f"--{k}", json.dumps(v) if not isinstance(v, (str, Path)) else str(v))]
-    args = ["robot", "eval", "--runs_dir", str(tmp_path / "runs"), "--experiment", "grid", "--base", str(tiny_base),
-            *quick, "--rl.grid", "[2, 2]", "--eval.pick_can_placements", "grid", "--eval.heldout_episodes", "2",
-            "--out", str(tmp_path / "eval.json")]
+    quick = [
+        a
+        for k, v in QUICK.items()
+        if not k.startswith("pretrain.")
+        for a in (f"--{k}", json.dumps(v) if not isinstance(v, (str, Path)) else str(v))
+    ]
+    args = [
+        "robot",
+        "eval",
+        "--runs_dir",
+        str(tmp_path / "runs"),
+        "--experiment",
+        "grid",
+        "--base",
+        str(tiny_base),
+        *quick,
+        "--rl.grid",
+        "[2, 2]",
+        "--eval.pick_can_placements",
+        "grid",
+        "--eval.heldout_episodes",
+        "2",
+        "--out",
+        str(tmp_path / "eval.json"),
+    ]
     assert cli(args) == 0
     assert "held out" in capsys.readouterr().out
     summary = json.loads((tmp_path / "eval.json").read_text())
@@ -136,7 +233,12 @@ def test_eval_at_the_rl_grid_points_with_held_out_placements(tiny_base: Path, tm
     base_eval = json.loads((tmp_path / "runs" / "grid" / "base_eval.json").read_text())
     assert base_eval["settings"]["pick_can_grid"] == [2, 2] and "pick_can_heldout" in base_eval["results"]
 
-    uniform = [*args[:args.index("--eval.pick_can_placements")], "--eval.heldout_episodes", "2",
-               "--experiment", "uniform"]
+    uniform = [
+        *args[: args.index("--eval.pick_can_placements")],
+        "--eval.heldout_episodes",
+        "2",
+        "--experiment",
+        "uniform",
+    ]
     assert cli(uniform) == 2  # held-out placements beside uniform ones mean nothing
     assert "eval.heldout_episodes" in capsys.readouterr().err

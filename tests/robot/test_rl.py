@@ -53,8 +53,10 @@ def test_length_normalize_weighs_every_episode_the_same(demo_dirs: dict[str, Pat
     plain = rows_from_rollouts(results, tokens, advantages)
     normalized = rows_from_rollouts(results, tokens, advantages, length_normalize=True)
     assert len(plain) == len(normalized) == 8
-    totals = [float(rows.advantages[:6].sum()) for rows in (plain, normalized)], \
-        [float(rows.advantages[6:].sum()) for rows in (plain, normalized)]
+    totals = (
+        [float(rows.advantages[:6].sum()) for rows in (plain, normalized)],
+        [float(rows.advantages[6:].sum()) for rows in (plain, normalized)],
+    )
     np.testing.assert_allclose(totals, [[6.0, 4.0], [-2.0, -4.0]], rtol=1e-6)
     np.testing.assert_allclose(normalized.advantages.abs().mean(), 1.0, rtol=1e-6)
 
@@ -71,8 +73,10 @@ def test_reinforce_step_raises_the_logprob_of_successful_episodes(demo_dirs: dic
     expert = policy.encode_actions(episode.actions)
     trajectory = Trajectory(episode.images, episode.proprio, episode.actions, episode.rewards, episode.instruction)
     spec = EpisodeSpec("pick_can", 0)
-    results = [EpisodeResult(spec, True, len(episode.actions), trajectory),
-               EpisodeResult(spec, False, len(episode.actions), trajectory)]
+    results = [
+        EpisodeResult(spec, True, len(episode.actions), trajectory),
+        EpisodeResult(spec, False, len(episode.actions), trajectory),
+    ]
     tokens = {(e, t): toks[t] for e, toks in enumerate((expert, sampled)) for t in range(len(episode.actions))}
     rows = rows_from_rollouts(results, tokens, episode_advantages(np.array([1.0, 0.0]), np.array([0, 0]), "group"))
     assert len(rows) == 2 * len(episode.actions)
@@ -116,9 +120,28 @@ def test_sampled_rollouts_do_not_depend_on_worker_timing(tiny_base: Path) -> Non
 
 def test_rl_end_to_end_then_resume(tiny_base: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     runs = tmp_path / "runs"
-    args = ["robot", "rl", "--base", str(tiny_base), "--runs_dir", str(runs), "--experiment", "e",
-            "--rl.grid", "[2, 2]", "--rl.episodes_per_point", "2", "--rl.max_steps", "4",
-            "--rl.optim.batch_size", "4", "--rl.optim.lr", "1e-4", "--rl.advantage", "normalized"]
+    args = [
+        "robot",
+        "rl",
+        "--base",
+        str(tiny_base),
+        "--runs_dir",
+        str(runs),
+        "--experiment",
+        "e",
+        "--rl.grid",
+        "[2, 2]",
+        "--rl.episodes_per_point",
+        "2",
+        "--rl.max_steps",
+        "4",
+        "--rl.optim.batch_size",
+        "4",
+        "--rl.optim.lr",
+        "1e-4",
+        "--rl.advantage",
+        "normalized",
+    ]
     for key, value in QUICK.items():
         if not key.startswith("pretrain."):
             args += [f"--{key}", json.dumps(value) if not isinstance(value, (str, Path)) else str(value)]
@@ -142,8 +165,13 @@ def test_rl_end_to_end_then_resume(tiny_base: Path, tmp_path: Path, capsys: pyte
     points = read_jsonl(runs / "e" / "runs" / "reference" / "points.jsonl")  # rl.eval_every: a mid-training point
     assert [(p["method"], p["step"]) for p in points] == [("rl", 1)] and "forward_kl" in points[0]["predictors"]
     killed = [*args, "--rl.iterations", "2", "--rl.run_name", "killed"]
-    proc = subprocess.Popen([sys.executable, "-m", "vla_razor.cli.main", *killed], cwd=Path(__file__).parents[2],
-                            start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "vla_razor.cli.main", *killed],
+        cwd=Path(__file__).parents[2],
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     state = runs / "e" / "runs" / "killed" / "checkpoints" / "training_state.safetensors"
     deadline = time.time() + 300
     while time.time() < deadline and proc.poll() is None and not state.is_file():
@@ -157,8 +185,11 @@ def test_rl_end_to_end_then_resume(tiny_base: Path, tmp_path: Path, capsys: pyte
     assert "rl: 2 iterations" in capsys.readouterr().out
 
     def rows(name: str) -> list[tuple]:
-        return [(r["step"], r["name"], r["value"]) for r in read_jsonl(runs / "e" / "runs" / name / "metrics.jsonl")
-                if r["name"] in ("rollout_success", "env_steps", "rows_with_signal", "updates")]
+        return [
+            (r["step"], r["name"], r["value"])
+            for r in read_jsonl(runs / "e" / "runs" / name / "metrics.jsonl")
+            if r["name"] in ("rollout_success", "env_steps", "rows_with_signal", "updates")
+        ]
 
     assert rows("killed") == rows("reference") and len(rows("reference")) == 8
 
@@ -171,10 +202,32 @@ def test_rl_on_the_committed_base_updates_the_policy(tmp_path: Path) -> None:
     base."""
     base = REPO / "assets" / "base_policy_embedded"
     runs = tmp_path / "runs"
-    args = ["robot", "rl", "--base", str(base), "--runs_dir", str(runs), "--experiment", "e",
-            "--rl.grid", "[2, 2]", "--rl.episodes_per_point", "2", "--rl.max_steps", "24", "--rl.iterations", "1",
-            "--rl.advantage", "one_zero", "--rl.optim.batch_size", "16", "--rl.optim.lr", "1e-4",
-            "--rl.optim.epochs", "2"]
+    args = [
+        "robot",
+        "rl",
+        "--base",
+        str(base),
+        "--runs_dir",
+        str(runs),
+        "--experiment",
+        "e",
+        "--rl.grid",
+        "[2, 2]",
+        "--rl.episodes_per_point",
+        "2",
+        "--rl.max_steps",
+        "24",
+        "--rl.iterations",
+        "1",
+        "--rl.advantage",
+        "one_zero",
+        "--rl.optim.batch_size",
+        "16",
+        "--rl.optim.lr",
+        "1e-4",
+        "--rl.optim.epochs",
+        "2",
+    ]
     for key, value in {**QUICK, "camera_size": 112}.items():
         if not key.startswith("pretrain."):
             args += [f"--{key}", json.dumps(value) if not isinstance(value, (str, Path)) else str(value)]
@@ -200,7 +253,6 @@ def test_rl_on_the_committed_base_updates_the_policy(tmp_path: Path) -> None:
     assert curve["evaluations"][1]["new_task"] == summary["new_task"]
     assert curve["evaluations"][0]["new_task"] == summary["base"]["new_task"]
     assert (tmp_path / "curve" / "learning_curve.png").stat().st_size > 10_000
-
 
 
 def test_iteration_points_fixed_grid_or_fresh_uniform_placements() -> None:
@@ -265,8 +317,9 @@ def test_kl_penalty_is_the_reverse_kl_per_action_dimension(demo_dirs: dict[str, 
     assert metrics["reverse_kl_per_dim"] > 0
 
 
-def test_clip_ratio_is_reinforce_at_the_rollout_policy_and_bounds_how_far_rows_push(demo_dirs: dict[str, Path],
-                                                                                  tiny_base: Path) -> None:
+def test_clip_ratio_is_reinforce_at_the_rollout_policy_and_bounds_how_far_rows_push(
+    demo_dirs: dict[str, Path], tiny_base: Path
+) -> None:
     """rl.clip_ratio: at the rollout policy (ratio 1) the clipped surrogate's gradient is REINFORCE's; rows with
     negative advantages pushed again and again stop pushing once their tokens' ratios leave [1 - c, 1 + c], where
     plain REINFORCE keeps pushing their log-probs down."""

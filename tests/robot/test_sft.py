@@ -19,20 +19,58 @@ from vla_razor.runs import read_jsonl
 from tests.conftest import kill_after_checkpoint
 
 REPO = Path(__file__).resolve().parents[2]
-TINY = ["--pretrain.policy_config", str(REPO / "configs/policy_tiny.yaml"), "--progress", "false", "--wandb", "off",
-        "--threads", "1", "--camera_size", "32", "--workers", "0"]
-SMALL_EVAL = ["--eval.pick_can_episodes", "2", "--eval.probe_episodes", "1", "--eval.kl_episodes", "2",
-              "--eval.kl_frames_per_episode", "3", "--eval.max_steps", "6"]
+TINY = [
+    "--pretrain.policy_config",
+    str(REPO / "configs/policy_tiny.yaml"),
+    "--progress",
+    "false",
+    "--wandb",
+    "off",
+    "--threads",
+    "1",
+    "--camera_size",
+    "32",
+    "--workers",
+    "0",
+]
+SMALL_EVAL = [
+    "--eval.pick_can_episodes",
+    "2",
+    "--eval.probe_episodes",
+    "1",
+    "--eval.kl_episodes",
+    "2",
+    "--eval.kl_frames_per_episode",
+    "3",
+    "--eval.max_steps",
+    "6",
+]
 
 
 def pretrain_args(demo_dirs: dict[str, Path], out: Path, *extra: str) -> list[str]:
     """Pretraining on top-down pick-can + open drawer, its action range also covering the angled style's."""
     datasets = json.dumps([str(demo_dirs["pick_can_top_down"]), str(demo_dirs["open_drawer"])])
     stats = json.dumps([str(demo_dirs[name]) for name in ("pick_can_top_down", "open_drawer", "pick_can_angled")])
-    return ["robot", "pretrain", *TINY, "--pretrain.datasets", datasets, "--pretrain.norm_stats_datasets", stats,
-            "--pretrain.out", str(out),
-            "--pretrain.optim.batch_size", "8", "--pretrain.optim.max_steps", "12",
-            "--pretrain.optim.warmup_steps", "2", "--pretrain.optim.lr", "1e-3", *extra]
+    return [
+        "robot",
+        "pretrain",
+        *TINY,
+        "--pretrain.datasets",
+        datasets,
+        "--pretrain.norm_stats_datasets",
+        stats,
+        "--pretrain.out",
+        str(out),
+        "--pretrain.optim.batch_size",
+        "8",
+        "--pretrain.optim.max_steps",
+        "12",
+        "--pretrain.optim.warmup_steps",
+        "2",
+        "--pretrain.optim.lr",
+        "1e-3",
+        *extra,
+    ]
 
 
 def weights(policy_dir: Path) -> dict[str, torch.Tensor]:
@@ -64,10 +102,16 @@ def test_transitions_cover_every_step_and_fix_the_order(demo_dirs: dict[str, Pat
     stats = data.action_statistics("mine")["mine"]["action"]
     split = sum(m.steps for m in data.datasets[0].episodes)
     parts = [data.actions, data.actions[:split], data.actions[split:]]
-    np.testing.assert_allclose(stats["q01"][:6], np.min([np.quantile(a, 0.01, axis=0) for a in parts], axis=0)[:6], rtol=1e-6)
-    np.testing.assert_allclose(stats["q99"][:6], np.max([np.quantile(a, 0.99, axis=0) for a in parts], axis=0)[:6], rtol=1e-6)
+    np.testing.assert_allclose(
+        stats["q01"][:6], np.min([np.quantile(a, 0.01, axis=0) for a in parts], axis=0)[:6], rtol=1e-6
+    )
+    np.testing.assert_allclose(
+        stats["q99"][:6], np.max([np.quantile(a, 0.99, axis=0) for a in parts], axis=0)[:6], rtol=1e-6
+    )
     own = np.quantile(data.actions[split:], 0.01, axis=0)
-    assert np.any(own[:6] < np.quantile(data.actions, 0.01, axis=0)[:6]), "the pooled range alone would clip drawer actions"
+    assert np.any(own[:6] < np.quantile(data.actions, 0.01, axis=0)[:6]), (
+        "the pooled range alone would clip drawer actions"
+    )
     data.close()
 
 
@@ -81,7 +125,9 @@ def test_random_shifts_move_each_image_by_its_own_seeded_offset() -> None:
     np.testing.assert_array_equal(out[0], out[2])  # same (seed, step, row): same shift, whichever batch it is in
     np.testing.assert_array_equal(out[0], random_shifts([image], rows[:1], 2, 0, 7)[0])
     assert not np.array_equal(out[0], random_shifts([image], rows[:1], 2, 0, 8)[0]) or not np.array_equal(
-        out[0], random_shifts([image], rows[:1], 2, 1, 7)[0])
+        out[0], random_shifts([image], rows[:1], 2, 1, 7)[0]
+    )
+
     def translated(dy: int, dx: int) -> np.ndarray:  # the image moved by (dy, dx), edges repeated
         return image[np.clip(np.arange(10) + dy, 0, 9)][:, np.clip(np.arange(12) + dx, 0, 11)]
 
@@ -91,10 +137,13 @@ def test_random_shifts_move_each_image_by_its_own_seeded_offset() -> None:
     assert random_shifts([image], rows[:1], 0, 0, 7)[0] is image
 
 
-def test_pretrain_then_sft_from_the_cli(demo_dirs: dict[str, Path], tmp_path: Path,
-                                        capsys: pytest.CaptureFixture) -> None:
+def test_pretrain_then_sft_from_the_cli(
+    demo_dirs: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     base = tmp_path / "base"
-    assert cli(pretrain_args(demo_dirs, base, "--pretrain.optim.max_steps", "40", "--pretrain.snapshot_every", "15")) == 0
+    assert (
+        cli(pretrain_args(demo_dirs, base, "--pretrain.optim.max_steps", "40", "--pretrain.snapshot_every", "15")) == 0
+    )
     assert "pretrain: 40 updates" in capsys.readouterr().out
     # snapshots at 15 and 30 updates (the final policy is <out>/policy), loadable and different from each other
     assert sorted(p.name for p in (base / "snapshots").iterdir()) == ["step_000015", "step_000030"]
@@ -114,10 +163,28 @@ def test_pretrain_then_sft_from_the_cli(demo_dirs: dict[str, Path], tmp_path: Pa
     assert "already finished" in capsys.readouterr().out
 
     runs = tmp_path / "runs"
-    args = ["robot", "sft", *TINY, *SMALL_EVAL, "--runs_dir", str(runs), "--experiment", "e",
-            "--base", str(base / "policy"), "--sft.datasets", json.dumps([str(demo_dirs["pick_can_angled"])]),
-            "--sft.optim.batch_size", "4", "--sft.optim.lr", "1e-3", "--eval.during_training_every", "5",
-            "--sft.optim.image_shift", "3"]
+    args = [
+        "robot",
+        "sft",
+        *TINY,
+        *SMALL_EVAL,
+        "--runs_dir",
+        str(runs),
+        "--experiment",
+        "e",
+        "--base",
+        str(base / "policy"),
+        "--sft.datasets",
+        json.dumps([str(demo_dirs["pick_can_angled"])]),
+        "--sft.optim.batch_size",
+        "4",
+        "--sft.optim.lr",
+        "1e-3",
+        "--eval.during_training_every",
+        "5",
+        "--sft.optim.image_shift",
+        "3",
+    ]
     assert cli(args) == 0
     out = capsys.readouterr().out
     n_rows = len(DemoTransitions([demo_dirs["pick_can_angled"]]))
@@ -161,34 +228,93 @@ def test_pretrain_then_sft_from_the_cli(demo_dirs: dict[str, Path], tmp_path: Pa
     # called finished; one that differs only in how it runs (workers, progress) is the same run
     assert cli([*args, "--sft.optim.schedule", "cosine"]) == 2
     err = capsys.readouterr().err
-    assert "sft_lr0.001_bs4_ep1_shift3_s0 was made with other settings (sft.optim.schedule: 'constant' -> 'cosine')" in err
+    assert (
+        "sft_lr0.001_bs4_ep1_shift3_s0 was made with other settings (sft.optim.schedule: 'constant' -> 'cosine')" in err
+    )
     assert cli([*args, "--threads", "2", "--progress", "true"]) == 0 and "already finished" in capsys.readouterr().out
 
     # `robot eval` of the same folder gives the same numbers (same episodes, same frames)
     again = tmp_path / "again.json"
-    assert cli(["robot", "eval", *TINY, *SMALL_EVAL, "--runs_dir", str(runs), "--experiment", "e",
-                "--base", str(base / "policy"), "--policy", str(sft_dir / "policy"), "--out", str(again)]) == 0
+    assert (
+        cli(
+            [
+                "robot",
+                "eval",
+                *TINY,
+                *SMALL_EVAL,
+                "--runs_dir",
+                str(runs),
+                "--experiment",
+                "e",
+                "--base",
+                str(base / "policy"),
+                "--policy",
+                str(sft_dir / "policy"),
+                "--out",
+                str(again),
+            ]
+        )
+        == 0
+    )
     redo = json.loads(again.read_text())
     assert redo["new_task"] == summary["new_task"] and redo["prior"] == summary["prior"]
     assert redo["predictors"]["forward_kl"] == pytest.approx(summary["predictors"]["forward_kl"], rel=1e-5)
     # `robot eval` of the base is the experiment's base evaluation: read from base_eval.json, not redone
     stamp = (runs / "e" / "base_eval.json").stat().st_mtime_ns
-    assert cli(["robot", "eval", *TINY, *SMALL_EVAL, "--runs_dir", str(runs), "--experiment", "e",
-                "--base", str(base / "policy"), "--out", str(again)]) == 0
+    assert (
+        cli(
+            [
+                "robot",
+                "eval",
+                *TINY,
+                *SMALL_EVAL,
+                "--runs_dir",
+                str(runs),
+                "--experiment",
+                "e",
+                "--base",
+                str(base / "policy"),
+                "--out",
+                str(again),
+            ]
+        )
+        == 0
+    )
     of_base = json.loads(again.read_text())
     assert of_base["new_task"] == base_eval["pick_can"] and of_base["predictors"]["forward_kl"] == 0.0
     assert (runs / "e" / "base_eval.json").stat().st_mtime_ns == stamp
     # the experiment's KL frames were made with 4 samples a frame: other settings are refused, not mixed in
     capsys.readouterr()
-    assert cli(["robot", "eval", *TINY, *SMALL_EVAL, "--runs_dir", str(runs), "--experiment", "e",
-                "--base", str(base / "policy"), "--policy", str(sft_dir / "policy"), "--out", str(again),
-                "--eval.kl_samples_per_frame", "2"]) == 2
+    assert (
+        cli(
+            [
+                "robot",
+                "eval",
+                *TINY,
+                *SMALL_EVAL,
+                "--runs_dir",
+                str(runs),
+                "--experiment",
+                "e",
+                "--base",
+                str(base / "policy"),
+                "--policy",
+                str(sft_dir / "policy"),
+                "--out",
+                str(again),
+                "--eval.kl_samples_per_frame",
+                "2",
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     assert "kl_observations.npz" in err and "kl_samples_per_frame 4 there, 2 here" in err
 
 
-def test_sft_refuses_demonstrations_outside_the_base_action_range(demo_dirs: dict[str, Path], tmp_path: Path,
-                                                                 capsys: pytest.CaptureFixture) -> None:
+def test_sft_refuses_demonstrations_outside_the_base_action_range(
+    demo_dirs: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     """A base normalized on top-down pick-can + drawer only cannot express the angled expert's wrist rotations:
     SFT stops before training with the dimensions and ranges, and trains once told to allow the clipping."""
     base = tmp_path / "base"
@@ -199,9 +325,24 @@ def test_sft_refuses_demonstrations_outside_the_base_action_range(demo_dirs: dic
     angled = DemoTransitions([demo_dirs["pick_can_angled"]])
     fractions = clipped_fractions(policy.stats.q01, policy.stats.q99, angled.actions)
     assert fractions[:6].max() > 0.05
-    sft = ["robot", "sft", *TINY, *SMALL_EVAL, "--runs_dir", str(tmp_path / "runs"), "--experiment", "e",
-           "--base", str(base / "policy"), "--sft.datasets", json.dumps([str(demo_dirs["pick_can_angled"])]),
-           "--sft.optim.batch_size", "8", "--sft.optim.max_steps", "2"]
+    sft = [
+        "robot",
+        "sft",
+        *TINY,
+        *SMALL_EVAL,
+        "--runs_dir",
+        str(tmp_path / "runs"),
+        "--experiment",
+        "e",
+        "--base",
+        str(base / "policy"),
+        "--sft.datasets",
+        json.dumps([str(demo_dirs["pick_can_angled"])]),
+        "--sft.optim.batch_size",
+        "8",
+        "--sft.optim.max_steps",
+        "2",
+    ]
     capsys.readouterr()
     assert cli(sft) == 2
     err = capsys.readouterr().err
@@ -218,30 +359,52 @@ def test_kill_9_then_resume_matches_an_uninterrupted_run(demo_dirs: dict[str, Pa
     assert cli(pretrain_args(demo_dirs, reference, "--checkpoint_every", "3")) == 0
 
     out = tmp_path / "killed"
-    kill_after_checkpoint(pretrain_args(demo_dirs, out, "--checkpoint_every", "3"),
-                          out / "checkpoints" / "training_state.safetensors", step=6)
+    kill_after_checkpoint(
+        pretrain_args(demo_dirs, out, "--checkpoint_every", "3"),
+        out / "checkpoints" / "training_state.safetensors",
+        step=6,
+    )
     assert not (out / "policy").exists()
 
-    cfg = load_robot_config(None, {"pretrain.out": out, "checkpoint_every": 3, "progress": False, "wandb": "off",
-                                   "threads": 1, "pretrain.policy_config": REPO / "configs/policy_tiny.yaml",
-                                   "pretrain.datasets": [demo_dirs["pick_can_top_down"], demo_dirs["open_drawer"]],
-                                   "pretrain.norm_stats_datasets": [demo_dirs[name] for name in (
-                                       "pick_can_top_down", "open_drawer", "pick_can_angled")],
-                                   "pretrain.optim.batch_size": 8, "pretrain.optim.max_steps": 12,
-                                   "pretrain.optim.warmup_steps": 2, "pretrain.optim.lr": 1e-3})
+    cfg = load_robot_config(
+        None,
+        {
+            "pretrain.out": out,
+            "checkpoint_every": 3,
+            "progress": False,
+            "wandb": "off",
+            "threads": 1,
+            "pretrain.policy_config": REPO / "configs/policy_tiny.yaml",
+            "pretrain.datasets": [demo_dirs["pick_can_top_down"], demo_dirs["open_drawer"]],
+            "pretrain.norm_stats_datasets": [
+                demo_dirs[name] for name in ("pick_can_top_down", "open_drawer", "pick_can_angled")
+            ],
+            "pretrain.optim.batch_size": 8,
+            "pretrain.optim.max_steps": 12,
+            "pretrain.optim.warmup_steps": 2,
+            "pretrain.optim.lr": 1e-3,
+        },
+    )
     result = run_pretrain(cfg)
     assert result.train is not None and result.train.resumed_from >= 6 and result.train.steps == 12
     a, b = weights(reference / "policy"), weights(out / "policy")
     assert all(torch.equal(a[k], b[k]) for k in a)
-    metrics = [(r["step"], r["name"], r["value"]) for r in read_jsonl(out / "metrics.jsonl")
-               if r["name"] in ("loss", "grad_norm")]
-    expected = [(r["step"], r["name"], r["value"]) for r in read_jsonl(reference / "metrics.jsonl")
-                if r["name"] in ("loss", "grad_norm")]
+    metrics = [
+        (r["step"], r["name"], r["value"])
+        for r in read_jsonl(out / "metrics.jsonl")
+        if r["name"] in ("loss", "grad_norm")
+    ]
+    expected = [
+        (r["step"], r["name"], r["value"])
+        for r in read_jsonl(reference / "metrics.jsonl")
+        if r["name"] in ("loss", "grad_norm")
+    ]
     assert metrics == expected  # every step once, with the same values
 
 
-def test_a_diverging_update_stops_training_naming_the_update(demo_dirs: dict[str, Path], tmp_path: Path,
-                                                             capsys: pytest.CaptureFixture) -> None:
+def test_a_diverging_update_stops_training_naming_the_update(
+    demo_dirs: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     """A learning rate no float32 model survives: the first update moves every weight by ~1e30, the next loss is
     not finite, and behaviour cloning stops there (exit code 2, one line naming the update) instead of training on
     and saving NaN weights."""

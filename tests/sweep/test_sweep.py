@@ -20,36 +20,64 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def robot_sweep(grid: dict, **fields) -> SweepConfig:
-    return load_config(SweepConfig, None, {"domain": "robot", "experiment_config": str(ROOT / "configs/robot_quick.yaml"),
-                                           "overrides": {"runs_dir": "/tmp/never-written"}, "grid": grid, **fields})
+    return load_config(
+        SweepConfig,
+        None,
+        {
+            "domain": "robot",
+            "experiment_config": str(ROOT / "configs/robot_quick.yaml"),
+            "overrides": {"runs_dir": "/tmp/never-written"},
+            "grid": grid,
+            **fields,
+        },
+    )
 
 
 def test_grid_points_are_the_product_in_field_order():
     assert grid_points({"a": [1, 2], "b": ["x", "y", "z"]}) == [
-        {"a": 1, "b": "x"}, {"a": 1, "b": "y"}, {"a": 1, "b": "z"},
-        {"a": 2, "b": "x"}, {"a": 2, "b": "y"}, {"a": 2, "b": "z"}]
+        {"a": 1, "b": "x"},
+        {"a": 1, "b": "y"},
+        {"a": 1, "b": "z"},
+        {"a": 2, "b": "x"},
+        {"a": 2, "b": "y"},
+        {"a": 2, "b": "z"},
+    ]
     with pytest.raises(ConfigError, match="grid: b must list at least one value"):
         grid_points({"a": [1], "b": []})
 
 
 def test_robot_grid_becomes_one_task_per_run_with_its_own_folder():
-    prepare, tasks = sweep_tasks(robot_sweep({"sft": {"sft.optim.lr": [1e-5, 3e-5], "sft.optim.batch_size": [16, 32]},
-                                              "rl": {"rl.optim.lr": [1e-6]}}))
-    assert [t.name for t in tasks] == ["sft_lr1e-05_bs16_ep1_s0", "sft_lr1e-05_bs32_ep1_s0", "sft_lr3e-05_bs16_ep1_s0",
-                                       "sft_lr3e-05_bs32_ep1_s0", "rl_lr1e-06_bs32_k4_10_s0"]
-    assert tasks[1].payload["overrides"] == {"runs_dir": "/tmp/never-written", "sft.optim.lr": 1e-5,
-                                             "sft.optim.batch_size": 32}
+    prepare, tasks = sweep_tasks(
+        robot_sweep(
+            {"sft": {"sft.optim.lr": [1e-5, 3e-5], "sft.optim.batch_size": [16, 32]}, "rl": {"rl.optim.lr": [1e-6]}}
+        )
+    )
+    assert [t.name for t in tasks] == [
+        "sft_lr1e-05_bs16_ep1_s0",
+        "sft_lr1e-05_bs32_ep1_s0",
+        "sft_lr3e-05_bs16_ep1_s0",
+        "sft_lr3e-05_bs32_ep1_s0",
+        "rl_lr1e-06_bs32_k4_10_s0",
+    ]
+    assert tasks[1].payload["overrides"] == {
+        "runs_dir": "/tmp/never-written",
+        "sft.optim.lr": 1e-5,
+        "sft.optim.batch_size": 32,
+    }
     assert tasks[1].run_dirs == ("/tmp/never-written/robot_quick/runs/sft_lr1e-05_bs32_ep1_s0",)
     assert prepare.payload["kind"] == "prepare" and prepare.payload["collect"] is True
     assert not any(t.is_finished() for t in tasks)
 
 
-@pytest.mark.parametrize("grid, message", [
-    ({"sft": {"sft.optim.warmup_steps": [10, 50]}}, "would share the run folder sft_lr0.0003_bs16_ep1_s0"),
-    ({"ppo": {"rl.optim.lr": [1e-6]}}, "unknown method 'ppo'"),
-    ({"sft": {"sft.optim.lrr": [1e-6]}}, "unknown key sft.optim.lrr"),
-    ({}, "a robot sweep lists the values to try"),
-])
+@pytest.mark.parametrize(
+    "grid, message",
+    [
+        ({"sft": {"sft.optim.warmup_steps": [10, 50]}}, "would share the run folder sft_lr0.0003_bs16_ep1_s0"),
+        ({"ppo": {"rl.optim.lr": [1e-6]}}, "unknown method 'ppo'"),
+        ({"sft": {"sft.optim.lrr": [1e-6]}}, "unknown key sft.optim.lrr"),
+        ({}, "a robot sweep lists the values to try"),
+    ],
+)
 def test_bad_robot_grids_are_refused_with_the_field_named(grid, message):
     with pytest.raises(ConfigError, match=message):
         sweep_tasks(robot_sweep(grid))
@@ -58,16 +86,31 @@ def test_bad_robot_grids_are_refused_with_the_field_named(grid, message):
 def write_tiny_toy_sweep(tmp_path: Path, **toy) -> Path:
     """A toy experiment of three single-run tasks (sft1 at three learning rates) and its sweep config."""
     experiment = {
-        "experiment": "tiny", "runs_dir": str(tmp_path / "runs"), "report": False, "wandb": "off",
+        "experiment": "tiny",
+        "runs_dir": str(tmp_path / "runs"),
+        "report": False,
+        "wandb": "off",
         "data": {"pretrain_per_task": 200, "parity_test": 300, "fashion_test": 300, **toy.pop("data", {})},
         "pretrain": {"epochs": 15, "hidden": [64, 32]},
         "finetune": {"batch_size": 16, "evals_per_epoch": 2, "fisher_samples": 64, "cknna_samples": 100},
-        "sweep": {"methods": ["sft1"], "lr_min": 1e-4, "lr_max": 1e-3, "lr_count": 3, "schedules": ["constant"],
-                  "epochs": [2], "models_per_stack": 1},
+        "sweep": {
+            "methods": ["sft1"],
+            "lr_min": 1e-4,
+            "lr_max": 1e-3,
+            "lr_count": 3,
+            "schedules": ["constant"],
+            "epochs": [2],
+            "models_per_stack": 1,
+        },
     }
     (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(experiment))
-    sweep = {"domain": "toy", "experiment_config": str(tmp_path / "tiny.yaml"), "num_cpus": 2,
-             "resources": {"cpus": 1}, "report": True}
+    sweep = {
+        "domain": "toy",
+        "experiment_config": str(tmp_path / "tiny.yaml"),
+        "num_cpus": 2,
+        "resources": {"cpus": 1},
+        "report": True,
+    }
     (tmp_path / "sweep.yaml").write_text(yaml.safe_dump(sweep))
     return tmp_path / "sweep.yaml"
 
@@ -116,8 +159,15 @@ def test_local_ray_sweep_killed_then_resumed(tmp_path):
     env = local_ray_env()
     # kill -9 the whole sweep (the driver, the Ray instance it started, its workers) once one run has finished while
     # another is mid-training (two tasks run at once on the 2 CPUs)
-    sweep = subprocess.Popen(sweep_command(config), cwd=ROOT, env=env, start_new_session=True,
-                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    sweep = subprocess.Popen(
+        sweep_command(config),
+        cwd=ROOT,
+        env=env,
+        start_new_session=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
 
     def mid_sweep() -> bool:
         started = {p.name for p in runs.iterdir()} if runs.is_dir() else set()
@@ -131,7 +181,8 @@ def test_local_ray_sweep_killed_then_resumed(tmp_path):
     finished_before = set(summaries(runs))
     cut_off = {p.name for p in runs.iterdir()} - finished_before
     assert 1 <= len(finished_before) < 3 and cut_off, (
-        f"the kill should land mid-sweep; finished {finished_before}, cut off {cut_off}\n{output}")
+        f"the kill should land mid-sweep; finished {finished_before}, cut off {cut_off}\n{output}"
+    )
 
     done = subprocess.run(sweep_command(config), cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
@@ -150,8 +201,9 @@ def test_local_ray_sweep_killed_then_resumed(tmp_path):
 
 def test_failed_shared_step_is_reported_and_nothing_counts_as_finished(tmp_path):
     config = write_tiny_toy_sweep(tmp_path, data={"fashion_dir": str(tmp_path / "no-fashion-mnist")})
-    done = subprocess.run(sweep_command(config), cwd=ROOT, env=local_ray_env(),
-                          capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        sweep_command(config), cwd=ROOT, env=local_ray_env(), capture_output=True, text=True, timeout=300
+    )
     assert done.returncode == 2, done.stdout + done.stderr
     assert "failed: base model:" in done.stdout and "no-fashion-mnist" in done.stdout, done.stdout
     assert "run the same command again to retry" in done.stderr
@@ -166,12 +218,25 @@ def test_robot_tasks_run_their_stage_from_plain_data(tiny_base: Path, demo_dirs:
     from tests.robot.conftest import QUICK
     from vla_razor.sweep.sweep import execute_task
 
-    overrides = {**{k: (str(v) if isinstance(v, Path) else v) for k, v in QUICK.items() if not k.startswith("pretrain.")},
-                 "base": str(tiny_base), "runs_dir": str(tmp_path / "runs"), "experiment": "swept",
-                 "sft.datasets": [str(demo_dirs["pick_can_angled"])], "sft.optim.batch_size": 8,
-                 "collect.camera_size": 32}
-    cfg = load_config(SweepConfig, None, {"domain": "robot", "experiment_config": str(ROOT / "configs/robot_quick.yaml"),
-                                          "overrides": overrides, "grid": {"sft": {"sft.optim.lr": [1e-3]}}})
+    overrides = {
+        **{k: (str(v) if isinstance(v, Path) else v) for k, v in QUICK.items() if not k.startswith("pretrain.")},
+        "base": str(tiny_base),
+        "runs_dir": str(tmp_path / "runs"),
+        "experiment": "swept",
+        "sft.datasets": [str(demo_dirs["pick_can_angled"])],
+        "sft.optim.batch_size": 8,
+        "collect.camera_size": 32,
+    }
+    cfg = load_config(
+        SweepConfig,
+        None,
+        {
+            "domain": "robot",
+            "experiment_config": str(ROOT / "configs/robot_quick.yaml"),
+            "overrides": overrides,
+            "grid": {"sft": {"sft.optim.lr": [1e-3]}},
+        },
+    )
     prepare, tasks = sweep_tasks(cfg)
     execute_task(prepare.payload)
     assert (tmp_path / "runs" / "swept" / "base_eval.json").is_file()
@@ -187,14 +252,36 @@ def test_llm_tasks_run_their_stage_from_plain_data(tiny_llm: Path, tmp_path: Pat
     expansion names each method's runs and refuses two grid points that would share a folder."""
     from vla_razor.sweep.sweep import execute_task
 
-    overrides = {"model": str(tiny_llm), "runs_dir": str(tmp_path / "runs"), "experiment": "swept_llm",
-                 "wandb": "off", "threads": 1, "task.train_size": 8, "task.eval_size": 4, "task.digits": 1,
-                 "task.terms": 2, "sampling.max_new_tokens": 8, "grpo.group_size": 2, "grpo.prompts_per_generation": 2,
-                 "grpo.generations": 1, "grpo.optim.warmup_steps": 1,
-                 "eval.probes": ["winogrande"], "eval.probe_limit": 2, "eval.kl_prompts": 2}
+    overrides = {
+        "model": str(tiny_llm),
+        "runs_dir": str(tmp_path / "runs"),
+        "experiment": "swept_llm",
+        "wandb": "off",
+        "threads": 1,
+        "task.train_size": 8,
+        "task.eval_size": 4,
+        "task.digits": 1,
+        "task.terms": 2,
+        "sampling.max_new_tokens": 8,
+        "grpo.group_size": 2,
+        "grpo.prompts_per_generation": 2,
+        "grpo.generations": 1,
+        "grpo.optim.warmup_steps": 1,
+        "eval.probes": ["winogrande"],
+        "eval.probe_limit": 2,
+        "eval.kl_prompts": 2,
+    }
     grid = {"grpo": {"grpo.optim.lr": [1e-3]}, "sft": {"sft.optim.lr": [1e-3, 1e-4]}}
-    cfg = load_config(SweepConfig, None, {"domain": "llm", "experiment_config": str(ROOT / "configs/llm_quick.yaml"),
-                                          "overrides": overrides, "grid": grid})
+    cfg = load_config(
+        SweepConfig,
+        None,
+        {
+            "domain": "llm",
+            "experiment_config": str(ROOT / "configs/llm_quick.yaml"),
+            "overrides": overrides,
+            "grid": grid,
+        },
+    )
     prepare, tasks = sweep_tasks(cfg)
     assert [t.name for t in tasks] == ["sft_lr0.001_bs16", "sft_lr0.0001_bs16", "grpo_lr0.001_mu1_g2"]
     execute_task(prepare.payload)
@@ -204,8 +291,16 @@ def test_llm_tasks_run_their_stage_from_plain_data(tiny_llm: Path, tmp_path: Pat
     summary = json.loads((Path(tasks[2].run_dirs[0]) / "summary.json").read_text())
     assert summary["domain"] == "llm" and summary["method"] == "grpo" and summary["hparams"]["lr"] == 1e-3
     assert [t.is_finished() for t in sweep_tasks(cfg)[1]] == [False, False, True]
-    clash = load_config(SweepConfig, None, {"domain": "llm", "experiment_config": str(ROOT / "configs/llm_quick.yaml"),
-                                            "overrides": overrides, "grid": {"grpo": {"grpo.generations": [1, 2]}}})
+    clash = load_config(
+        SweepConfig,
+        None,
+        {
+            "domain": "llm",
+            "experiment_config": str(ROOT / "configs/llm_quick.yaml"),
+            "overrides": overrides,
+            "grid": {"grpo": {"grpo.generations": [1, 2]}},
+        },
+    )
     with pytest.raises(ConfigError, match="would share the run folder"):
         sweep_tasks(clash)
 

@@ -34,7 +34,9 @@ def test_splits_are_disjoint_and_sized(tiny_data):
     assert 0.0 <= tiny_data.parity_test.inputs[:, :-1].min() and tiny_data.parity_test.inputs[:, :-1].max() <= 1.0
     # No test image is also a fine-tuning image.
     test_rows = {tuple(r[:50].tolist()) + (r.sum().item(),) for r in tiny_data.parity_test.inputs}
-    assert not any(tuple(r[:50].tolist()) + (r.sum().item(),) in test_rows for r in tiny_data.parity_finetune.inputs[:500])
+    assert not any(
+        tuple(r[:50].tolist()) + (r.sum().item(),) in test_rows for r in tiny_data.parity_finetune.inputs[:500]
+    )
 
 
 def test_missing_fashion_names_the_debian_package(tmp_path):

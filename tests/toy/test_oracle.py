@@ -34,13 +34,18 @@ def test_oracle_minimizes_kl_among_perfectly_accurate_distributions():
         q = np.zeros(10)
         q[correct] = rng.dirichlet(np.ones(correct.sum()))
         assert kl(q, p) >= best - 1e-12
+
     def kl_of_logits(z: np.ndarray) -> float:
         q = np.zeros(10)
         q[correct] = np.exp(z) / np.exp(z).sum()
         return kl(q, p)
 
-    res = minimize(kl_of_logits, np.zeros(correct.sum()), method="Nelder-Mead",
-                   options={"maxiter": 20000, "xatol": 1e-10, "fatol": 1e-12})
+    res = minimize(
+        kl_of_logits,
+        np.zeros(correct.sum()),
+        method="Nelder-Mead",
+        options={"maxiter": 20000, "xatol": 1e-10, "fatol": 1e-12},
+    )
     assert res.fun == pytest.approx(best, abs=1e-6)
 
 

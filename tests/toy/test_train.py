@@ -46,7 +46,9 @@ def test_base_is_better_than_chance_on_both_tasks(base):
 @pytest.mark.parametrize("method", ["grpo", "grpo_kl", "sft_oracle"])
 def test_batched_group_gives_the_same_metrics_as_each_run_alone(method, tmp_path, tiny_data, base):
     cfg = tiny_config(tmp_path, **{"finetune.batch_size": 128}).finetune
-    runs = [RunSpec(method, lr, sched, 1, 0) for lr, sched in [(1e-3, "constant"), (3e-4, "cosine"), (1e-4, "constant")]]
+    runs = [
+        RunSpec(method, lr, sched, 1, 0) for lr, sched in [(1e-3, "constant"), (3e-4, "cosine"), (1e-4, "constant")]
+    ]
     data = _subset(tiny_data, 512)
     params, history = finetune_group(runs, base, data, cfg, progress=False)
     for m, run in enumerate(runs):
@@ -124,8 +126,10 @@ def test_each_method_learns_parity_and_moves_away_from_base(tmp_path, tiny_data,
 def toy_sweep(tmp_path, **overrides) -> SweepResult:
     """The tiny experiment's sweep through the one sweep path, in this process (as `vla-razor toy sweep`)."""
     values = tiny_values(tmp_path, **overrides)
-    return run_sweep(SweepConfig(domain="toy", experiment_config=None, overrides=values, in_process=True,
-                                 report=values["report"]), progress=False)
+    return run_sweep(
+        SweepConfig(domain="toy", experiment_config=None, overrides=values, in_process=True, report=values["report"]),
+        progress=False,
+    )
 
 
 def test_sweep_writes_run_folders_and_resumes(tmp_path):
@@ -137,9 +141,23 @@ def test_sweep_writes_run_folders_and_resumes(tmp_path):
     assert all(f.is_finished() for f in folders)
     summary = json.loads(folders[0].summary_path.read_text())
     assert summary["domain"] == "toy" and summary["method"] == "grpo"
-    assert set(summary["predictors"]) >= {"forward_kl", "reverse_kl", "tv", "dist_l2", "weight_l1", "fisher_l2",
-                                          "spectral", "activation_l1", "activation_l2", "cknna", "sparsity", "rank"}
-    assert summary["forgetting"] == pytest.approx(summary["base"]["prior"]["fashion_mnist"] - summary["prior"]["fashion_mnist"])
+    assert set(summary["predictors"]) >= {
+        "forward_kl",
+        "reverse_kl",
+        "tv",
+        "dist_l2",
+        "weight_l1",
+        "fisher_l2",
+        "spectral",
+        "activation_l1",
+        "activation_l2",
+        "cknna",
+        "sparsity",
+        "rank",
+    }
+    assert summary["forgetting"] == pytest.approx(
+        summary["base"]["prior"]["fashion_mnist"] - summary["prior"]["fashion_mnist"]
+    )
     assert (folders[0].path / "points.jsonl").read_text().count("\n") >= 1
     weights = load_tensors(folders[0].path / "checkpoints" / "final.safetensors")
     assert weights["fc1.weight"].shape == (64, 785)
@@ -200,8 +218,29 @@ def test_cli_sweep_and_report_end_to_end(tmp_path, capsys):
     assert "held-out runs (2 folds)" in capsys.readouterr().out
     forecast = RetentionForecast.load(forecast_file)
     assert forecast.runs == 4
-    assert main(["toy", "sweep", "--config", str(cfg), "--threads", "2", "--experiment", "live", "--report", "false",
-                 "--forecast", str(forecast_file), "--sweep.methods", "[sft2]", "--sweep.lr_count", "1"]) == 0
+    assert (
+        main(
+            [
+                "toy",
+                "sweep",
+                "--config",
+                str(cfg),
+                "--threads",
+                "2",
+                "--experiment",
+                "live",
+                "--report",
+                "false",
+                "--forecast",
+                str(forecast_file),
+                "--sweep.methods",
+                "[sft2]",
+                "--sweep.lr_count",
+                "1",
+            ]
+        )
+        == 0
+    )
     run = next((tmp_path / "runs" / "live" / "runs").iterdir())
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     kl = {r["step"]: r["value"] for r in rows if r["name"] == "predictors/forward_kl"}
@@ -222,11 +261,15 @@ def test_cli_reports_bad_config_without_traceback(tmp_path, capsys):
 
 
 def test_sweep_groups_split_into_stacks_of_the_configured_size(tmp_path):
-    cfg = tiny_config(tmp_path, **{"sweep.lr_count": 5, "sweep.schedules": ["constant", "cosine"],
-                                    "sweep.models_per_stack": 4})
+    cfg = tiny_config(
+        tmp_path, **{"sweep.lr_count": 5, "sweep.schedules": ["constant", "cosine"], "sweep.models_per_stack": 4}
+    )
     groups = sweep_groups(cfg)
     assert [len(g) for g in groups] == [4, 4, 2, 4, 4, 2]  # 10 runs per method, 2 methods
     assert all(len({(r.method, r.epochs, r.seed) for r in g}) == 1 for g in groups)
-    whole = sweep_groups(tiny_config(tmp_path, **{"sweep.lr_count": 5, "sweep.schedules": ["constant", "cosine"],
-                                                  "sweep.models_per_stack": 0}))
+    whole = sweep_groups(
+        tiny_config(
+            tmp_path, **{"sweep.lr_count": 5, "sweep.schedules": ["constant", "cosine"], "sweep.models_per_stack": 0}
+        )
+    )
     assert [len(g) for g in whole] == [10, 10]

@@ -93,8 +93,9 @@ class BootstrapR2:
     degenerate: int  # resamples skipped: too few distinct x values for the fit to leave any residual
 
 
-def bootstrap_r2(x: np.ndarray, y: np.ndarray, runs: list[str] | np.ndarray, degree: int = 2, n_boot: int = 200,
-                 seed: int = 0) -> BootstrapR2:
+def bootstrap_r2(
+    x: np.ndarray, y: np.ndarray, runs: list[str] | np.ndarray, degree: int = 2, n_boot: int = 200, seed: int = 0
+) -> BootstrapR2:
     """R^2 over resamples that draw as many runs as there are, with replacement, each with all its points.
 
     A resample with <= degree + 1 distinct x values (an exact fit) or an undefined R^2 is skipped and counted
@@ -146,8 +147,13 @@ def leave_one_run_out_r2(x: np.ndarray, y: np.ndarray, runs: list[str] | np.ndar
     return 1.0 - press / ss_tot
 
 
-def predictor_table(points: list[Point], predictors: list[str] | None = None, target: str = "forgetting",
-                    degree: int = 2, n_boot: int = 200) -> dict[str, dict]:
+def predictor_table(
+    points: list[Point],
+    predictors: list[str] | None = None,
+    target: str = "forgetting",
+    degree: int = 2,
+    n_boot: int = 200,
+) -> dict[str, dict]:
     """R^2 of ``target`` vs each predictor, pooled over every given point (all methods, all steps).
 
     Returns {predictor: {"r2", "r2_loro", "r2_std", "r2_boot_mean", "boot_used", "boot_degenerate", "n",
@@ -162,8 +168,9 @@ def predictor_table(points: list[Point], predictors: list[str] | None = None, ta
         predictors = order_predictors({name for point in points for name in point.predictors})
     table: dict[str, dict] = {}
     for name in predictors:
-        usable = [point for point in points
-                  if name in point.predictors and math.isfinite(float(getattr(point, target)))]
+        usable = [
+            point for point in points if name in point.predictors and math.isfinite(float(getattr(point, target)))
+        ]
         x = np.array([point.predictors[name] for point in usable], dtype=float)
         y = np.array([float(getattr(point, target)) for point in usable], dtype=float)
         runs = [point.run for point in usable]

@@ -61,34 +61,47 @@ class RetentionForecast:
             raise FileNotFoundError(f"forecast: {path} does not exist; make one with `vla-razor forecast RUNS_DIR`")
         try:
             values = json.loads(path.read_text())
-            forecast = cls(**{k: values[k] for k in ("coeffs", "kl_range", "r2", "runs", "points")},
-                           predictor=values.get("predictor", PREDICTOR), target=values.get("target", TARGET))
+            forecast = cls(
+                **{k: values[k] for k in ("coeffs", "kl_range", "r2", "runs", "points")},
+                predictor=values.get("predictor", PREDICTOR),
+                target=values.get("target", TARGET),
+            )
         except (json.JSONDecodeError, KeyError, TypeError) as err:
-            raise ValueError(f"forecast: {path} is not a forecast file ({err!r}); make one with "
-                             "`vla-razor forecast RUNS_DIR`") from None
+            raise ValueError(
+                f"forecast: {path} is not a forecast file ({err!r}); make one with `vla-razor forecast RUNS_DIR`"
+            ) from None
         if forecast.predictor != PREDICTOR or forecast.target != TARGET:
-            raise ValueError(f"forecast: {path} predicts {forecast.target} from {forecast.predictor}; "
-                             f"expected {TARGET} from {PREDICTOR}")
+            raise ValueError(
+                f"forecast: {path} predicts {forecast.target} from {forecast.predictor}; "
+                f"expected {TARGET} from {PREDICTOR}"
+            )
         return forecast
 
 
 def _pairs(points: list[Point]) -> tuple[np.ndarray, np.ndarray]:
-    usable = [p for p in points if PREDICTOR in p.predictors and math.isfinite(p.predictors[PREDICTOR])
-              and math.isfinite(p.prior_mean)]
-    return (np.array([p.predictors[PREDICTOR] for p in usable], dtype=float),
-            np.array([p.prior_mean for p in usable], dtype=float))
+    usable = [
+        p
+        for p in points
+        if PREDICTOR in p.predictors and math.isfinite(p.predictors[PREDICTOR]) and math.isfinite(p.prior_mean)
+    ]
+    return (
+        np.array([p.predictors[PREDICTOR] for p in usable], dtype=float),
+        np.array([p.prior_mean for p in usable], dtype=float),
+    )
 
 
 def fit_forecast(points: list[Point], degree: int = 2) -> RetentionForecast:
     """The law retention = f(forward KL) fitted on `points` (see the module docstring)."""
     x, y = _pairs(points)
     if x.size < degree + 1:
-        raise ValueError(f"forecast: {x.size} points report {PREDICTOR}; a degree-{degree} fit needs at least "
-                         f"{degree + 1}")
+        raise ValueError(
+            f"forecast: {x.size} points report {PREDICTOR}; a degree-{degree} fit needs at least {degree + 1}"
+        )
     fit = poly_fit(x, y, degree)
     runs = len({p.run for p in points if PREDICTOR in p.predictors})
-    return RetentionForecast([float(c) for c in fit.coeffs], [float(x.min()), float(x.max())], float(fit.r2), runs,
-                             int(x.size))
+    return RetentionForecast(
+        [float(c) for c in fit.coeffs], [float(x.min()), float(x.max())], float(fit.r2), runs, int(x.size)
+    )
 
 
 def holdout_error(points: list[Point], folds: int = 5, seed: int = 0, degree: int = 2) -> dict[str, Any]:

@@ -47,21 +47,39 @@ def read_curve(run_dir: Path) -> dict[str, Any]:
     evaluations: list[dict[str, Any]] = []
     if summary is not None and summary.get("base"):
         base = summary["base"]
-        evaluations.append({"step": 0, "new_task": base.get("new_task"), "prior": base.get("prior", {}),
-                            "forward_kl": 0.0, "model": "base"})
+        evaluations.append(
+            {
+                "step": 0,
+                "new_task": base.get("new_task"),
+                "prior": base.get("prior", {}),
+                "forward_kl": 0.0,
+                "model": "base",
+            }
+        )
     points_path = run_dir / "points.jsonl"
     points = read_jsonl(points_path) if points_path.is_file() else []
     if summary is not None:
         points.append(summary)
     for p in points:
-        evaluations.append({"step": int(p["step"]), "new_task": p.get("new_task"), "prior": p.get("prior", {}),
-                            "forward_kl": p.get("predictors", {}).get("forward_kl"),
-                            "model": "final" if p is summary else "checkpoint"})
+        evaluations.append(
+            {
+                "step": int(p["step"]),
+                "new_task": p.get("new_task"),
+                "prior": p.get("prior", {}),
+                "forward_kl": p.get("predictors", {}).get("forward_kl"),
+                "model": "final" if p is summary else "checkpoint",
+            }
+        )
     if not train and not evaluations:
         raise CurveError(f"{run_dir}: metrics.jsonl has no training success, live KL or evaluations to plot")
     method = summary.get("method") if summary else None
-    return {"run": run_dir.name, "method": method, "eval_temperature": _eval_temperature(run_dir),
-            "train": train, "evaluations": evaluations}
+    return {
+        "run": run_dir.name,
+        "method": method,
+        "eval_temperature": _eval_temperature(run_dir),
+        "train": train,
+        "evaluations": evaluations,
+    }
 
 
 def _eval_temperature(run_dir: Path) -> float:
@@ -103,8 +121,11 @@ def plot_curve(curve: dict[str, Any], path: Path) -> Path:
     live = [(t["step"], t["live_forward_kl"]) for t in train if "live_forward_kl" in t]
     if live:
         bottom.plot(*zip(*live), "o-", color="tab:red", label="live forward KL (fixed frames)")
-    kl_evals = [(e["step"], e["forward_kl"]) for e in evals
-                if e.get("forward_kl") is not None and math.isfinite(e["forward_kl"])]
+    kl_evals = [
+        (e["step"], e["forward_kl"])
+        for e in evals
+        if e.get("forward_kl") is not None and math.isfinite(e["forward_kl"])
+    ]
     if kl_evals:
         bottom.plot(*zip(*kl_evals), "s", color="darkred", label="evaluation forward KL")
     bottom.set_ylabel("KL(pi0 || pi), nats")

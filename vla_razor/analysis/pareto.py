@@ -186,8 +186,7 @@ def _exponential(x: np.ndarray, a: float, b: float, c: float) -> np.ndarray:
     return a - b * np.exp(c * x)
 
 
-def _best_grid_start(u: np.ndarray, y: np.ndarray,
-                     c_max: float) -> tuple[tuple[float, float, float], float] | None:
+def _best_grid_start(u: np.ndarray, y: np.ndarray, c_max: float) -> tuple[tuple[float, float, float], float] | None:
     """((a, b, c), squared error) of the best y = a - b*exp(c*u) over a grid of c (u >= 0 here),
     (a, b) solved by least squares at each c."""
     magnitudes = np.geomspace(0.1 / MAX_C_TIMES_SPAN, 1.0, 32) * c_max  # |c| * span from 0.1 to 40

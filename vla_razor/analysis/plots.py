@@ -37,8 +37,17 @@ METHOD_COLORS: dict[str, str] = {
     "simpo": "#d62728",
 }
 # Other methods get one of these, chosen by a hash of the name so it never changes between plots.
-FALLBACK_COLORS: tuple[str, ...] = ("#e377c2", "#7f7f7f", "#bcbd22", "#ffbb78", "#c5b0d5",
-                                    "#c49c94", "#f7b6d2", "#dbdb8d", "#9edae5")
+FALLBACK_COLORS: tuple[str, ...] = (
+    "#e377c2",
+    "#7f7f7f",
+    "#bcbd22",
+    "#ffbb78",
+    "#c5b0d5",
+    "#c49c94",
+    "#f7b6d2",
+    "#dbdb8d",
+    "#9edae5",
+)
 DPI = 110
 FIGSIZE = (5.6, 4.2)
 
@@ -61,17 +70,31 @@ def plot_tradeoff(points: list[Point], path: Path, tol: float = 0.02) -> Path:
     figure, axes = plt.subplots(figsize=FIGSIZE)
     budgeted = [p for p in points if p.final and p.hparams.get("kl_budget") is not None]
     if budgeted:
-        axes.scatter([p.new_task for p in budgeted], [p.prior_mean for p in budgeted], s=90, facecolors="none",
-                     edgecolors="black", linewidths=1.0, label=f"stopped at a KL budget ({len(budgeted)} runs)",
-                     zorder=3)
+        axes.scatter(
+            [p.new_task for p in budgeted],
+            [p.prior_mean for p in budgeted],
+            s=90,
+            facecolors="none",
+            edgecolors="black",
+            linewidths=1.0,
+            label=f"stopped at a KL budget ({len(budgeted)} runs)",
+            zorder=3,
+        )
     for method, method_points in by_method(points).items():
         color = method_color(method)
         new = np.array([p.new_task for p in method_points])
         prior = np.array([p.prior_mean for p in method_points])
         kept = near_frontier(new, prior, tol=tol)
         axes.scatter(new, prior, s=14, color=color, alpha=0.25, linewidths=0)
-        axes.scatter(new[kept], prior[kept], s=30, color=color, edgecolors="black", linewidths=0.6,
-                     label=f"{method} ({int(kept.sum())} near frontier)")
+        axes.scatter(
+            new[kept],
+            prior[kept],
+            s=30,
+            color=color,
+            edgecolors="black",
+            linewidths=0.6,
+            label=f"{method} ({int(kept.sum())} near frontier)",
+        )
         if kept.any():
             fit = fit_exponential(new[kept], prior[kept])
             grid = np.linspace(new[kept].min(), new[kept].max(), 200)
@@ -88,12 +111,13 @@ def plot_tradeoff(points: list[Point], path: Path, tol: float = 0.02) -> Path:
 def fit_label(x: np.ndarray, y: np.ndarray, runs: list[str], degree: int = 2) -> str:
     """In-sample and leave-one-run-out R^2 of the pooled fit with the runs and points they rest on (an R^2 over a
     handful of runs says little, so it is never shown without them)."""
+
     def fmt(value: float) -> str:
         return f"{value:.3f}" if math.isfinite(value) else "n/a"
 
     fit = poly_fit(x, y, degree)
     loro = leave_one_run_out_r2(x, y, runs, degree)
-    return (f"R$^2$ = {fmt(fit.r2)}, leave-one-run-out {fmt(loro)}; {len(set(runs))} runs, {fit.n} points")
+    return f"R$^2$ = {fmt(fit.r2)}, leave-one-run-out {fmt(loro)}; {len(set(runs))} runs, {fit.n} points"
 
 
 def plot_forgetting_vs(points: list[Point], predictor: str, path: Path) -> Path:
@@ -104,8 +128,15 @@ def plot_forgetting_vs(points: list[Point], predictor: str, path: Path) -> Path:
     figure, axes = plt.subplots(figsize=FIGSIZE)
     usable = [p for p in points if predictor in p.predictors and math.isfinite(p.forgetting)]
     for method, method_points in by_method(usable).items():
-        axes.scatter([p.predictors[predictor] for p in method_points], [p.forgetting for p in method_points],
-                     s=18, color=method_color(method), alpha=0.8, linewidths=0, label=method)
+        axes.scatter(
+            [p.predictors[predictor] for p in method_points],
+            [p.forgetting for p in method_points],
+            s=18,
+            color=method_color(method),
+            alpha=0.8,
+            linewidths=0,
+            label=method,
+        )
     title = f"Forgetting vs {predictor}"
     if usable:
         x = np.array([p.predictors[predictor] for p in usable])
@@ -139,10 +170,22 @@ def plot_new_task_vs(points: list[Point], predictor: str, path: Path) -> Path:
         for run_points in runs.values():
             if len(run_points) > 1:
                 run_points = sorted(run_points, key=lambda p: p.step)
-                axes.plot([p.predictors[predictor] for p in run_points], [p.new_task for p in run_points],
-                          color=color, alpha=0.3, linewidth=0.8)
-        axes.scatter([p.predictors[predictor] for p in method_points], [p.new_task for p in method_points],
-                     s=18, color=color, alpha=0.85, linewidths=0, label=method)
+                axes.plot(
+                    [p.predictors[predictor] for p in run_points],
+                    [p.new_task for p in run_points],
+                    color=color,
+                    alpha=0.3,
+                    linewidth=0.8,
+                )
+        axes.scatter(
+            [p.predictors[predictor] for p in method_points],
+            [p.new_task for p in method_points],
+            s=18,
+            color=color,
+            alpha=0.85,
+            linewidths=0,
+            label=method,
+        )
     base_new = sorted({p.base_new_task for p in points if p.base_new_task is not None})
     for value in base_new:
         axes.axhline(value, color="black", linestyle=":", linewidth=1)
@@ -157,11 +200,17 @@ def plot_new_task_vs(points: list[Point], predictor: str, path: Path) -> Path:
 
 def _draw_base(axes: Axes, points: list[Point]) -> None:
     """Mark each distinct base model (usually one) with a black star."""
-    bases = sorted({(p.base_new_task, p.base_prior_mean) for p in points
-                    if p.base_new_task is not None and p.base_prior_mean is not None})
+    bases = sorted(
+        {
+            (p.base_new_task, p.base_prior_mean)
+            for p in points
+            if p.base_new_task is not None and p.base_prior_mean is not None
+        }
+    )
     for index, (new, prior) in enumerate(bases):
-        axes.scatter([new], [prior], marker="*", s=220, color="black", zorder=5,
-                     label="base model" if index == 0 else None)
+        axes.scatter(
+            [new], [prior], marker="*", s=220, color="black", zorder=5, label="base model" if index == 0 else None
+        )
 
 
 def _finish(figure: plt.Figure, axes: Axes, path: Path, empty: bool, empty_text: str = "no points") -> None:

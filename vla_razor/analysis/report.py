@@ -65,8 +65,14 @@ class NoRunsError(ValueError):
     """A folder handed to the report holds no finished run (the user pointed at the wrong folder, or too early)."""
 
 
-def write_report(runs_dir: Path, out_dir: Path, title: str | None = None, predictors: list[str] | None = None,
-                 n_boot: int = 200, extra: dict | None = None) -> ReportResult:
+def write_report(
+    runs_dir: Path,
+    out_dir: Path,
+    title: str | None = None,
+    predictors: list[str] | None = None,
+    n_boot: int = 200,
+    extra: dict | None = None,
+) -> ReportResult:
     """Analyse every finished run under ``runs_dir`` and write the report files into ``out_dir``.
 
     Writes tradeoff.png, forgetting_vs_<predictor>.png for forward_kl and every other predictor in
@@ -78,8 +84,9 @@ def write_report(runs_dir: Path, out_dir: Path, title: str | None = None, predic
     out_dir = Path(out_dir)
     points, stats = load_points(runs_dir, include_mid_training=True)
     if not points:
-        raise NoRunsError(f"no finished runs (summary.json) under {runs_dir}; "
-                         f"{stats.unfinished_runs} unfinished runs ignored")
+        raise NoRunsError(
+            f"no finished runs (summary.json) under {runs_dir}; {stats.unfinished_runs} unfinished runs ignored"
+        )
     out_dir.mkdir(parents=True, exist_ok=True)
     extra = dict(extra or {})
     title = title or f"RL's Razor report: {runs_dir.resolve().name}"
@@ -99,8 +106,7 @@ def write_report(runs_dir: Path, out_dir: Path, title: str | None = None, predic
         plot_forgetting_vs(points, name, out_dir / file_name)
         forgetting_plots[name] = file_name
 
-    blocks = _report_blocks(title, points, stats, pooled, table, methods, comparison, forgetting_plots, extra,
-                            forecast)
+    blocks = _report_blocks(title, points, stats, pooled, table, methods, comparison, forgetting_plots, extra, forecast)
     markdown_path = out_dir / "report.md"
     html_path = out_dir / "report.html"
     summary_path = out_dir / "report.json"
@@ -113,15 +119,20 @@ def write_report(runs_dir: Path, out_dir: Path, title: str | None = None, predic
         "r2_n": {name: row["n"] for name, row in table.items()},
         "r2_n_runs": {name: row["n_runs"] for name, row in table.items()},
         "r2_loro": {name: row["r2_loro"] for name, row in table.items()},
-        "r2_boot": {name: {"used": row["boot_used"], "degenerate": row["boot_degenerate"]} for name, row in table.items()},
+        "r2_boot": {
+            name: {"used": row["boot_used"], "degenerate": row["boot_degenerate"]} for name, row in table.items()
+        },
         "r2_coeffs": {name: row["coeffs"] for name, row in table.items()},
         "n_points": len(points),
         "runs": stats.finished_runs,
         "unfinished_runs": stats.unfinished_runs,
         "domains": sorted({p.domain for p in points}),
         "methods": {method: _method_json(method_summary) for method, method_summary in methods.items()},
-        "frontier_comparison": {"levels": comparison.levels, "values": comparison.values,
-                                "sentence": comparison.sentence},
+        "frontier_comparison": {
+            "levels": comparison.levels,
+            "values": comparison.values,
+            "sentence": comparison.sentence,
+        },
         "pooled": pooled,
         "forecast": forecast,
         **extra,
@@ -152,30 +163,39 @@ def _summarize_method(points: list[Point]) -> MethodSummary:
         near_frontier=int(kept.sum()),
         best_new_task=float(np.nanmax(new)) if np.isfinite(new).any() else math.nan,
         retention_at_best_new_task=float(prior[frontier[-1]]) if frontier.size else math.nan,
-        frontier_range=((float(new[kept].min()), float(new[kept].max())) if kept.any()
-                        else (math.nan, math.nan)),
+        frontier_range=((float(new[kept].min()), float(new[kept].max())) if kept.any() else (math.nan, math.nan)),
         exp_fit=fit_exponential(new[kept], prior[kept]),
     )
 
 
 def _compare_frontiers(methods: dict[str, MethodSummary]) -> FrontierComparison:
     """Fitted frontier values at levels inside every method's near-frontier new-task range."""
-    methods = {method: summary for method, summary in methods.items()
-               if math.isfinite(summary.frontier_range[0]) and math.isfinite(summary.exp_fit.a)}
+    methods = {
+        method: summary
+        for method, summary in methods.items()
+        if math.isfinite(summary.frontier_range[0]) and math.isfinite(summary.exp_fit.a)
+    }
     if len(methods) < 2:
         only = ", ".join(methods)
         return FrontierComparison([], {}, f"Only one method ({only}); no other frontier to compare against.")
     low = max(summary.frontier_range[0] for summary in methods.values())
     high = min(summary.frontier_range[1] for summary in methods.values())
     if low > high:
-        ranges = "; ".join(f"{method}: {summary.frontier_range[0]:.3f}-{summary.frontier_range[1]:.3f}"
-                           for method, summary in methods.items())
-        return FrontierComparison([], {}, "The methods' near-frontier points cover no common new-task range "
-                                          f"({ranges}), so the frontiers cannot be compared at matched "
-                                          "new-task performance.")
+        ranges = "; ".join(
+            f"{method}: {summary.frontier_range[0]:.3f}-{summary.frontier_range[1]:.3f}"
+            for method, summary in methods.items()
+        )
+        return FrontierComparison(
+            [],
+            {},
+            "The methods' near-frontier points cover no common new-task range "
+            f"({ranges}), so the frontiers cannot be compared at matched "
+            "new-task performance.",
+        )
     levels = [low] if low == high else [float(v) for v in np.linspace(low, high, N_COMPARISON_LEVELS)]
-    values = {method: [float(value) for value in summary.exp_fit(np.array(levels))]
-              for method, summary in methods.items()}
+    values = {
+        method: [float(value) for value in summary.exp_fit(np.array(levels))] for method, summary in methods.items()
+    }
     means = {method: float(np.mean(vals)) for method, vals in values.items()}
     ranked = sorted(means, key=lambda method: -means[method])
     level_text = ", ".join(f"{level:.3f}" for level in levels)
@@ -183,15 +203,19 @@ def _compare_frontiers(methods: dict[str, MethodSummary]) -> FrontierComparison:
     if len(methods) == 2:
         upper, lower = ranked
         above = sum(hi > lo for hi, lo in zip(values[upper], values[lower]))
-        sentence = (f"{where}, the fitted frontier of {upper} lies above that of {lower} at {above} of "
-                    f"{len(levels)} levels (mean prior-task performance {means[upper]:.3f} vs "
-                    f"{means[lower]:.3f}, gap {means[upper] - means[lower]:+.3f}).")
+        sentence = (
+            f"{where}, the fitted frontier of {upper} lies above that of {lower} at {above} of "
+            f"{len(levels)} levels (mean prior-task performance {means[upper]:.3f} vs "
+            f"{means[lower]:.3f}, gap {means[upper] - means[lower]:+.3f})."
+        )
     else:
         highest = [max(values, key=lambda method: values[method][i]) for i in range(len(levels))]
         counts = ", ".join(f"{method} at {highest.count(method)}" for method in ranked if method in highest)
         order = ", ".join(f"{method} {means[method]:.3f}" for method in ranked)
-        sentence = (f"{where}, the highest fitted frontier is {counts} of {len(levels)} levels; mean fitted "
-                    f"prior-task performance: {order}.")
+        sentence = (
+            f"{where}, the highest fitted frontier is {counts} of {len(levels)} levels; mean fitted "
+            f"prior-task performance: {order}."
+        )
     return FrontierComparison(levels, values, sentence)
 
 
@@ -199,10 +223,12 @@ def _pooled_sentence(points: list[Point], stats: LoadStats) -> str:
     finals = sum(p.final for p in points)
     mids = len(points) - finals
     methods = ", ".join(sorted({p.method for p in points}))
-    return (f"R^2 pools all {len(points)} points of the {stats.finished_runs} finished runs, across every "
-            f"method ({methods}): {finals} final checkpoints (summary.json) plus {mids} mid-training "
-            f"checkpoints (points.jsonl); each predictor's fit uses the points that report it (column n); "
-            f"{stats.unfinished_runs} unfinished runs (no summary.json) were ignored.")
+    return (
+        f"R^2 pools all {len(points)} points of the {stats.finished_runs} finished runs, across every "
+        f"method ({methods}): {finals} final checkpoints (summary.json) plus {mids} mid-training "
+        f"checkpoints (points.jsonl); each predictor's fit uses the points that report it (column n); "
+        f"{stats.unfinished_runs} unfinished runs (no summary.json) were ignored."
+    )
 
 
 def _method_json(summary: MethodSummary) -> dict[str, Any]:
@@ -265,14 +291,20 @@ def _model_blocks(points: list[Point]) -> list[Block]:
     rows = []
     base = next((p for p in finals if p.base_new_task is not None), None)
     if base is not None:
-        rows.append(["base", "-", _fmt(base.base_new_task)] + [_fmt(base.base_prior.get(n)) for n in probes]
-                    + ["0", "0"])
+        rows.append(
+            ["base", "-", _fmt(base.base_new_task)] + [_fmt(base.base_prior.get(n)) for n in probes] + ["0", "0"]
+        )
     for p in finals[:MAX_MODEL_ROWS]:
-        rows.append([p.run, p.method, _fmt(p.new_task)] + [_fmt(p.prior.get(n)) for n in probes]
-                    + [_fmt(p.forgetting), _fmt(p.predictors.get(KEY_PREDICTOR), 4)])
+        rows.append(
+            [p.run, p.method, _fmt(p.new_task)]
+            + [_fmt(p.prior.get(n)) for n in probes]
+            + [_fmt(p.forgetting), _fmt(p.predictors.get(KEY_PREDICTOR), 4)]
+        )
     note = f" (first {MAX_MODEL_ROWS} of {len(finals)})" if len(finals) > MAX_MODEL_ROWS else ""
-    return [("h2", "Models" + note),
-            ("table", ["model", "method", "new task"] + probes + ["forgetting", KEY_PREDICTOR], rows)]
+    return [
+        ("h2", "Models" + note),
+        ("table", ["model", "method", "new task"] + probes + ["forgetting", KEY_PREDICTOR], rows),
+    ]
 
 
 def _forecast(points: list[Point]) -> dict[str, Any] | None:
@@ -291,86 +323,154 @@ def _forecast_blocks(forecast: dict[str, Any] | None) -> list[Block]:
     if forecast is None:
         return []
     c2, c1, c0 = forecast["coeffs"]
-    return [("h2", "Forecast: retention from forward KL"),
-            ("p", f"retention = {c0:.4g} {c1:+.4g} KL {c2:+.4g} KL^2, fitted on every point of {forecast['runs']} runs "
-                  f"(R^2 {_fmt(forecast['r2'])} over {forecast['points']} points, forward KL {forecast['kl_range'][0]:.3g} to "
-                  f"{forecast['kl_range'][1]:.3g}). Forecasting runs it was not fitted on ({forecast['folds']} folds of "
-                  f"runs, each predicted by the fit on the others, at each of their points): mean absolute error "
-                  f"{_fmt(forecast['holdout_mae'])} ({_fmt(forecast['holdout_mae_final'])} on final models), against "
-                  f"{_fmt(forecast['baseline_mae'])} for predicting the mean retention. `vla-razor forecast RUNS_DIR` "
-                  "writes this fit as forecast.json; a run given it logs the retention it predicts from its KL.")]
+    return [
+        ("h2", "Forecast: retention from forward KL"),
+        (
+            "p",
+            f"retention = {c0:.4g} {c1:+.4g} KL {c2:+.4g} KL^2, fitted on every point of {forecast['runs']} runs "
+            f"(R^2 {_fmt(forecast['r2'])} over {forecast['points']} points, forward KL {forecast['kl_range'][0]:.3g} to "
+            f"{forecast['kl_range'][1]:.3g}). Forecasting runs it was not fitted on ({forecast['folds']} folds of "
+            f"runs, each predicted by the fit on the others, at each of their points): mean absolute error "
+            f"{_fmt(forecast['holdout_mae'])} ({_fmt(forecast['holdout_mae_final'])} on final models), against "
+            f"{_fmt(forecast['baseline_mae'])} for predicting the mean retention. `vla-razor forecast RUNS_DIR` "
+            "writes this fit as forecast.json; a run given it logs the retention it predicts from its KL.",
+        ),
+    ]
 
 
-def _report_blocks(title: str, points: list[Point], stats: LoadStats, pooled: str, table: dict[str, dict],
-                   methods: dict[str, MethodSummary], comparison: FrontierComparison,
-                   forgetting_plots: dict[str, str], extra: dict,
-                   forecast: dict[str, Any] | None = None) -> list[Block]:
+def _report_blocks(
+    title: str,
+    points: list[Point],
+    stats: LoadStats,
+    pooled: str,
+    table: dict[str, dict],
+    methods: dict[str, MethodSummary],
+    comparison: FrontierComparison,
+    forgetting_plots: dict[str, str],
+    extra: dict,
+    forecast: dict[str, Any] | None = None,
+) -> list[Block]:
     domains = ", ".join(sorted({p.domain for p in points}))
     blocks: list[Block] = [
         ("h1", title),
-        ("p", f"Domain: {domains}. {stats.finished_runs} finished runs, {len(points)} points, "
-              f"{stats.unfinished_runs} unfinished runs ignored."),
+        (
+            "p",
+            f"Domain: {domains}. {stats.finished_runs} finished runs, {len(points)} points, "
+            f"{stats.unfinished_runs} unfinished runs ignored.",
+        ),
     ]
     blocks += _model_blocks(points)
     blocks += [
         ("h2", "What was pooled"),
         ("p", pooled),
         ("h2", "Which variable predicts forgetting (paper's Table 1)"),
-        ("p", "R^2 of a 2nd-degree polynomial fit of forgetting (mean over prior-task probes of base minus "
-              "fine-tuned performance) on each variable, pooled over all methods; +- is the standard "
-              "deviation of R^2 over bootstrap resamples of runs (a run's points together; resamples with too "
-              "few distinct values to leave a residual are skipped and counted). Leave-one-run-out R^2 predicts "
-              "each run's points from the fit on the other runs. The paper's column is ParityMNIST."),
+        (
+            "p",
+            "R^2 of a 2nd-degree polynomial fit of forgetting (mean over prior-task probes of base minus "
+            "fine-tuned performance) on each variable, pooled over all methods; +- is the standard "
+            "deviation of R^2 over bootstrap resamples of runs (a run's points together; resamples with too "
+            "few distinct values to leave a residual are skipped and counted). Leave-one-run-out R^2 predicts "
+            "each run's points from the fit on the other runs. The paper's column is ParityMNIST.",
+        ),
     ]
     rows = []
     for name, row in table.items():
         paper = PAPER_TABLE1_R2.get(name)
-        rows.append([name, f"{_fmt(row['r2'])} +- {_fmt(row['r2_std'])}", _fmt(row["r2_loro"]), str(row["n_runs"]),
-                     str(row["n"]), f"{row['boot_used']} / {row['boot_degenerate']}",
-                     f"{paper:.2f}" if paper is not None else "-"])
+        rows.append(
+            [
+                name,
+                f"{_fmt(row['r2'])} +- {_fmt(row['r2_std'])}",
+                _fmt(row["r2_loro"]),
+                str(row["n_runs"]),
+                str(row["n"]),
+                f"{row['boot_used']} / {row['boot_degenerate']}",
+                f"{paper:.2f}" if paper is not None else "-",
+            ]
+        )
     if rows:
-        blocks.append(("table", ["predictor", "R^2 +- std", "leave-one-run-out R^2", "runs", "points",
-                                 "resamples used / skipped", "paper R^2"], rows))
+        blocks.append(
+            (
+                "table",
+                [
+                    "predictor",
+                    "R^2 +- std",
+                    "leave-one-run-out R^2",
+                    "runs",
+                    "points",
+                    "resamples used / skipped",
+                    "paper R^2",
+                ],
+                rows,
+            )
+        )
     else:
         blocks.append(("p", "No point reports any predictor."))
 
     blocks.append(("h2", "Methods"))
-    blocks.append(("p", f"Near frontier: within {FRONTIER_TOL:g} (2 accuracy points) of the method's own "
-                        "Pareto frontier of new-task vs prior-task performance (Appendix B.1). Retention: "
-                        "prior-task performance (mean over probes) of the frontier model with the best "
-                        "new-task performance. Frontier fit: prior = a - b exp(c new) on the near-frontier "
-                        "points."))
+    blocks.append(
+        (
+            "p",
+            f"Near frontier: within {FRONTIER_TOL:g} (2 accuracy points) of the method's own "
+            "Pareto frontier of new-task vs prior-task performance (Appendix B.1). Retention: "
+            "prior-task performance (mean over probes) of the frontier model with the best "
+            "new-task performance. Frontier fit: prior = a - b exp(c new) on the near-frontier "
+            "points.",
+        )
+    )
     method_rows = []
     for method, summary in methods.items():
         fit = summary.exp_fit
-        method_rows.append([
-            method, str(summary.runs), str(summary.points), str(summary.near_frontier),
-            _fmt(summary.best_new_task), _fmt(summary.retention_at_best_new_task),
-            f"a={fit.a:.4g}, b={fit.b:.4g}, c={fit.c:.4g} ({fit.method})",
-        ])
-    blocks.append(("table", ["method", "runs", "points", "near frontier", "best new-task",
-                             "retention at best new-task", "frontier fit"], method_rows))
+        method_rows.append(
+            [
+                method,
+                str(summary.runs),
+                str(summary.points),
+                str(summary.near_frontier),
+                _fmt(summary.best_new_task),
+                _fmt(summary.retention_at_best_new_task),
+                f"a={fit.a:.4g}, b={fit.b:.4g}, c={fit.c:.4g} ({fit.method})",
+            ]
+        )
+    blocks.append(
+        (
+            "table",
+            [
+                "method",
+                "runs",
+                "points",
+                "near frontier",
+                "best new-task",
+                "retention at best new-task",
+                "frontier fit",
+            ],
+            method_rows,
+        )
+    )
 
     blocks.append(("h2", "Frontiers at matched new-task performance"))
     blocks.append(("p", comparison.sentence))
     if comparison.levels:
-        level_rows = [[_fmt(level)] + [_fmt(comparison.values[method][i]) for method in comparison.values]
-                      for i, level in enumerate(comparison.levels)]
-        blocks.append(("table", ["new-task performance"] + [f"{m} fitted prior" for m in comparison.values],
-                       level_rows))
+        level_rows = [
+            [_fmt(level)] + [_fmt(comparison.values[method][i]) for method in comparison.values]
+            for i, level in enumerate(comparison.levels)
+        ]
+        blocks.append(
+            ("table", ["new-task performance"] + [f"{m} fitted prior" for m in comparison.values], level_rows)
+        )
 
     blocks += _forecast_blocks(forecast)
 
     if extra:
         blocks.append(("h2", "Run facts"))
-        fact_rows = [[str(key), value if isinstance(value, str) else json.dumps(_json_safe(value))]
-                     for key, value in extra.items()]
+        fact_rows = [
+            [str(key), value if isinstance(value, str) else json.dumps(_json_safe(value))]
+            for key, value in extra.items()
+        ]
         blocks.append(("table", ["fact", "value"], fact_rows))
 
     blocks.append(("h2", "Plots"))
     blocks.append(("img", "tradeoff.png", "new-task vs prior-task performance, frontier fits per method"))
-    blocks.append(("img", forgetting_plots[KEY_PREDICTOR],
-                   f"forgetting vs {KEY_PREDICTOR}, pooled quadratic fit"))
+    blocks.append(("img", forgetting_plots[KEY_PREDICTOR], f"forgetting vs {KEY_PREDICTOR}, pooled quadratic fit"))
     blocks.append(("img", f"new_task_vs_{KEY_PREDICTOR}.png", f"new-task performance vs {KEY_PREDICTOR}"))
     for name, file_name in forgetting_plots.items():
         if name != KEY_PREDICTOR:
@@ -417,8 +517,16 @@ figcaption { font-size: 0.85rem; color: #555; }
 
 def _render_html(title: str, blocks: list[Block]) -> str:
     esc = html.escape
-    parts = ["<!DOCTYPE html>", '<html lang="en">', "<head>", '<meta charset="utf-8">',
-             f"<title>{esc(title)}</title>", f"<style>\n{_CSS}\n</style>", "</head>", "<body>"]
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en">',
+        "<head>",
+        '<meta charset="utf-8">',
+        f"<title>{esc(title)}</title>",
+        f"<style>\n{_CSS}\n</style>",
+        "</head>",
+        "<body>",
+    ]
     for block in blocks:
         kind = block[0]
         if kind in ("h1", "h2"):
@@ -433,7 +541,9 @@ def _render_html(title: str, blocks: list[Block]) -> str:
                 parts.append("<tr>" + "".join(f"<td>{esc(str(cell))}</td>" for cell in row) + "</tr>")
             parts.append("</table>")
         elif kind == "img":
-            parts.append(f'<figure><img src="{esc(block[1])}" alt="{esc(block[2])}">'
-                         f"<figcaption>{esc(block[2])}</figcaption></figure>")
+            parts.append(
+                f'<figure><img src="{esc(block[1])}" alt="{esc(block[2])}">'
+                f"<figcaption>{esc(block[2])}</figcaption></figure>"
+            )
     parts += ["</body>", "</html>", ""]
     return "\n".join(parts)

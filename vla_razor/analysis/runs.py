@@ -34,8 +34,9 @@ def is_experiment_summary(path: Path) -> bool:
         data = json.loads(Path(path).read_text())
     except (OSError, ValueError):
         return False  # unreadable: left to the run loader, which says what is wrong with it
-    return isinstance(data, dict) and (data.get("kind") == EXPERIMENT_KIND
-                                       or (isinstance(data.get("runs"), list) and "new_task" not in data))
+    return isinstance(data, dict) and (
+        data.get("kind") == EXPERIMENT_KIND or (isinstance(data.get("runs"), list) and "new_task" not in data)
+    )
 
 
 @dataclass
@@ -94,8 +95,7 @@ def load_points(runs_dir: Path, include_mid_training: bool = True) -> tuple[list
     for run_dir in finished_dirs:
         points.extend(_load_run(run_dir, runs_dir, include_mid_training))
     points.sort(key=lambda p: (p.run, p.final, p.step))
-    stats = LoadStats(finished_runs=len(finished_dirs), unfinished_runs=len(unfinished_dirs),
-                      points=len(points))
+    stats = LoadStats(finished_runs=len(finished_dirs), unfinished_runs=len(unfinished_dirs), points=len(points))
     return points, stats
 
 
@@ -142,11 +142,14 @@ def _find_run_dirs(runs_dir: Path) -> tuple[list[Path], list[Path]]:
     def near_finished(folder: Path) -> bool:
         return folder in holds_finished or bool(_ancestors(folder, runs_dir) & finished_set)
 
-    unfinished = [folder for folder in strong
-                  if not near_finished(folder) and not _ancestors(folder, runs_dir) & strong_set]
-    unfinished += [folder for folder in weak
-                   if not near_finished(folder) and folder not in holds_any
-                   and not _ancestors(folder, runs_dir) & strong_set]
+    unfinished = [
+        folder for folder in strong if not near_finished(folder) and not _ancestors(folder, runs_dir) & strong_set
+    ]
+    unfinished += [
+        folder
+        for folder in weak
+        if not near_finished(folder) and folder not in holds_any and not _ancestors(folder, runs_dir) & strong_set
+    ]
     return finished, sorted(unfinished)
 
 
@@ -179,8 +182,9 @@ def _load_run(run_dir: Path, runs_dir: Path, include_mid_training: bool) -> list
     for record, where in mid_records:
         final_step_default = max(final_step_default, _require_int(record, "step", where))
 
-    final_point = _make_point(summary, {}, run_name, final=True, where=str(summary_path),
-                              default_step=final_step_default)
+    final_point = _make_point(
+        summary, {}, run_name, final=True, where=str(summary_path), default_step=final_step_default
+    )
     points = [final_point]
     for record, where in mid_records:
         if "step" not in record:
@@ -221,8 +225,9 @@ def _read_jsonl_objects(path: Path) -> list[tuple[dict[str, Any], str]]:
     return records
 
 
-def _make_point(record: Mapping[str, Any], fallback: Mapping[str, Any], run: str, final: bool,
-                where: str, default_step: int) -> Point:
+def _make_point(
+    record: Mapping[str, Any], fallback: Mapping[str, Any], run: str, final: bool, where: str, default_step: int
+) -> Point:
     """Build a Point from one record; run-level fields missing from it come from ``fallback``."""
 
     def get(key: str) -> Any:

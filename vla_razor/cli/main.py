@@ -69,8 +69,10 @@ def cmd_toy_pretrain(args: argparse.Namespace) -> None:
     load_or_pretrain_base(cfg, data)
     info = base_info(cfg)
     print(f"base model: {cfg.experiment_dir / 'base'}")
-    print(f"  ParityMNIST test accuracy {info['new_task']:.3f} (sampled: {info['new_task_expected']:.3f}), "
-          f"FashionMNIST test accuracy {info['prior']['fashion_mnist']:.3f}")
+    print(
+        f"  ParityMNIST test accuracy {info['new_task']:.3f} (sampled: {info['new_task_expected']:.3f}), "
+        f"FashionMNIST test accuracy {info['prior']['fashion_mnist']:.3f}"
+    )
 
 
 def cmd_toy_sweep(args: argparse.Namespace) -> None:
@@ -79,11 +81,20 @@ def cmd_toy_sweep(args: argparse.Namespace) -> None:
     from vla_razor.sweep.sweep import run_sweep
 
     cfg = _toy_config(args)
-    result = run_sweep(SweepConfig(domain="toy", experiment_config=_toy_config_path(args),
-                                   overrides=overrides_from_args(args), in_process=True, report=cfg.report))
+    result = run_sweep(
+        SweepConfig(
+            domain="toy",
+            experiment_config=_toy_config_path(args),
+            overrides=overrides_from_args(args),
+            in_process=True,
+            report=cfg.report,
+        )
+    )
     rate = f", {result.runs_per_min:.1f} runs/min" if result.runs_per_min else ""
-    print(f"sweep {cfg.experiment}: {result.runs_trained} runs trained, {result.runs_skipped} already finished "
-          f"({result.seconds:.0f} s{rate})")
+    print(
+        f"sweep {cfg.experiment}: {result.runs_trained} runs trained, {result.runs_skipped} already finished "
+        f"({result.seconds:.0f} s{rate})"
+    )
     print(f"run folders: {cfg.experiment_dir / 'runs'}")
     if result.report_dir is not None:
         print(f"report: {result.report_dir / 'report.html'} (also report.md, summary.json)")
@@ -123,11 +134,16 @@ def _print_stage(name: str, result) -> None:
     print(f"  policy: {result.policy_dir}")
     if result.summary is not None:
         s = result.summary
-        heldout = (f"held out {s['new_task_heldout']:.2f} (base {s['base']['new_task_heldout']:.2f}), "
-                   if "new_task_heldout" in s else "")
-        print(f"  pick_can {s['new_task']:.2f} (base {s['base']['new_task']:.2f}), {heldout}"
-              + ", ".join(f"{p} {v:.2f} (base {s['base']['prior'][p]:.2f})" for p, v in s["prior"].items())
-              + f", forward KL {s['predictors']['forward_kl']:.4f}")
+        heldout = (
+            f"held out {s['new_task_heldout']:.2f} (base {s['base']['new_task_heldout']:.2f}), "
+            if "new_task_heldout" in s
+            else ""
+        )
+        print(
+            f"  pick_can {s['new_task']:.2f} (base {s['base']['new_task']:.2f}), {heldout}"
+            + ", ".join(f"{p} {v:.2f} (base {s['base']['prior'][p]:.2f})" for p, v in s["prior"].items())
+            + f", forward KL {s['predictors']['forward_kl']:.4f}"
+        )
 
 
 def cmd_robot_collect(args: argparse.Namespace) -> None:
@@ -211,8 +227,10 @@ def cmd_robot_export(args: argparse.Namespace) -> None:
     from vla_razor.policies.openvla.export import export_openvla
 
     out = export_openvla(Path(args.run), Path(args.out), Path(args.code_from))
-    print(f"exported: {out}  (OpenVLA's own code loads it, as the released folder: AutoModelForVision2Seq / "
-          "AutoProcessor run its *_prismatic.py files)")
+    print(
+        f"exported: {out}  (OpenVLA's own code loads it, as the released folder: AutoModelForVision2Seq / "
+        "AutoProcessor run its *_prismatic.py files)"
+    )
 
 
 def _llm_config(args: argparse.Namespace):
@@ -263,9 +281,11 @@ def cmd_llm_train(args: argparse.Namespace) -> None:
         print(f"{args.method}: {result.steps} updates{resumed}, {result.seconds:.0f} s")
     print(f"  run folder: {result.run_dir}  (config.yaml, metrics.jsonl, summary.json, model/)")
     s = result.summary
-    print(f"  new task {s['new_task']:.3f} (base {s['base']['new_task']:.3f}), "
-          + ", ".join(f"{p} {v:.3f} (base {s['base']['prior'][p]:.3f})" for p, v in s["prior"].items())
-          + f", forward KL {s['predictors']['forward_kl']:.4f}")
+    print(
+        f"  new task {s['new_task']:.3f} (base {s['base']['new_task']:.3f}), "
+        + ", ".join(f"{p} {v:.3f} (base {s['base']['prior'][p]:.3f})" for p, v in s["prior"].items())
+        + f", forward KL {s['predictors']['forward_kl']:.4f}"
+    )
 
 
 def cmd_llm_eval(args: argparse.Namespace) -> None:
@@ -315,8 +335,10 @@ def cmd_sweep(args: argparse.Namespace) -> None:
 
     cfg = load_config(SweepConfig, Path(args.config), overrides_from_args(args))
     result = run_sweep(cfg, progress=not args.quiet)
-    print(f"sweep {result.experiment_dir}: {len(result.finished)} tasks run, {len(result.skipped)} already finished, "
-          f"{len(result.failed)} failed ({result.seconds:.0f} s); status: {result.experiment_dir / 'sweep_status.json'}")
+    print(
+        f"sweep {result.experiment_dir}: {len(result.finished)} tasks run, {len(result.skipped)} already finished, "
+        f"{len(result.failed)} failed ({result.seconds:.0f} s); status: {result.experiment_dir / 'sweep_status.json'}"
+    )
     for name, cause in result.failed.items():
         print(f"  failed: {name}: {cause}")
     if result.report_dir is not None:
@@ -347,10 +369,14 @@ def cmd_forecast(args: argparse.Namespace) -> None:
     except ValueError as err:
         raise UserError(str(err)) from None
     c2, c1, c0 = f["coeffs"]
-    print(f"retention = {c0:.4g} {c1:+.4g} * KL {c2:+.4g} * KL^2 (forward KL, R^2 {f['r2']:.3f}, {f['runs']} runs, "
-          f"{f['points']} points, KL {f['kl_range'][0]:.3g}..{f['kl_range'][1]:.3g})")
-    print(f"held-out runs ({f['folds']} folds): mean absolute error {f['holdout_mae']:.4f} "
-          f"(final models {f['holdout_mae_final']:.4f}; predicting the mean retention: {f['baseline_mae']:.4f})")
+    print(
+        f"retention = {c0:.4g} {c1:+.4g} * KL {c2:+.4g} * KL^2 (forward KL, R^2 {f['r2']:.3f}, {f['runs']} runs, "
+        f"{f['points']} points, KL {f['kl_range'][0]:.3g}..{f['kl_range'][1]:.3g})"
+    )
+    print(
+        f"held-out runs ({f['folds']} folds): mean absolute error {f['holdout_mae']:.4f} "
+        f"(final models {f['holdout_mae_final']:.4f}; predicting the mean retention: {f['baseline_mae']:.4f})"
+    )
     print(f"forecast: {out}  (give it to a run as `forecast: {out}` to log its predicted retention)")
 
 
@@ -367,8 +393,9 @@ def build_parser() -> argparse.ArgumentParser:
     from vla_razor.toy.config import ToyConfig
 
     parser = _Parser(prog="vla-razor", description="Fine-tune without forgetting: RL's Razor as a tool.")
-    parser.add_argument("--debug", action="store_true",
-                        help="show the full traceback of an error (also: environment VLA_RAZOR_DEBUG=1)")
+    parser.add_argument(
+        "--debug", action="store_true", help="show the full traceback of an error (also: environment VLA_RAZOR_DEBUG=1)"
+    )
     commands = parser.add_subparsers(dest="command", required=True)
 
     toy = commands.add_parser("toy", help="the paper's ParityMNIST experiment (Appendix B.3)")
@@ -406,19 +433,24 @@ def build_parser() -> argparse.ArgumentParser:
         add_config_arguments(sub, RobotConfig)
         sub.set_defaults(func=fn)
     export = robot_commands.add_parser(
-        "export", help="a policy (or a run's policy/) as a folder OpenVLA's own code loads, LoRA merged")
+        "export", help="a policy (or a run's policy/) as a folder OpenVLA's own code loads, LoRA merged"
+    )
     export.add_argument("run", help="a policy folder, or a run folder holding policy/")
     export.add_argument("out", help="the folder to write (must not exist, or be empty)")
-    export.add_argument("--code-from", required=True,
-                        help="folder with OpenVLA's configuration/modeling/processing_prismatic.py (the openvla-7b "
-                             "folder, or prismatic/extern/hf of an OpenVLA clone): copied into the export")
+    export.add_argument(
+        "--code-from",
+        required=True,
+        help="folder with OpenVLA's configuration/modeling/processing_prismatic.py (the openvla-7b "
+        "folder, or prismatic/extern/hf of an OpenVLA clone): copied into the export",
+    )
     export.set_defaults(func=cmd_robot_export)
 
     from vla_razor.llm.config import LLMConfig
     from vla_razor.llm.train import METHODS as LLM_METHODS
 
-    llm = commands.add_parser("llm", help="fine-tune a causal LM on a verifiable task (GRPO, 1-0, SFT, SimPO), "
-                                          "forgetting on lm-eval probes")
+    llm = commands.add_parser(
+        "llm", help="fine-tune a causal LM on a verifiable task (GRPO, 1-0, SFT, SimPO), forgetting on lm-eval probes"
+    )
     llm_commands = llm.add_subparsers(dest="llm_command", required=True)
     for name, fn, help_text in (
         ("pipeline", cmd_llm_pipeline, "base evaluation, each of the config's methods, summary.json and the report"),
@@ -449,22 +481,26 @@ def build_parser() -> argparse.ArgumentParser:
     data = commands.add_parser("data", help="demonstration datasets in the field's formats (LeRobotDataset, RLDS)")
     data_commands = data.add_subparsers(dest="data_command", required=True)
     convert = data_commands.add_parser(
-        "convert", help="convert a dataset: ours <-> LeRobotDataset v3.0, RLDS (TFDS builder folder) -> either")
+        "convert", help="convert a dataset: ours <-> LeRobotDataset v3.0, RLDS (TFDS builder folder) -> either"
+    )
     convert.add_argument("src", help="dataset folder to read (format detected from its files)")
     convert.add_argument("dst", help="folder to write (replaced whole, atomically)")
     convert.add_argument("--config", help="YAML config of the conversion (ConvertConfig fields)")
     add_config_arguments(convert, ConvertConfig)
     convert.set_defaults(func=cmd_data_convert)
 
-    forecast = commands.add_parser("forecast", help="fit retention = f(forward KL) on finished runs, with its "
-                                                    "error on held-out runs (forecast.json)")
+    forecast = commands.add_parser(
+        "forecast",
+        help="fit retention = f(forward KL) on finished runs, with its error on held-out runs (forecast.json)",
+    )
     forecast.add_argument("runs_dir", help="folder searched for run folders (summary.json)")
     forecast.add_argument("--out", help="forecast file (default: RUNS_DIR/forecast.json)")
     forecast.add_argument("--folds", type=int, default=5, help="folds of runs held out in turn (default 5)")
     forecast.set_defaults(func=cmd_forecast)
 
-    curve = commands.add_parser("curve", help="one run's learning curve (success and forward KL per iteration): "
-                                              "learning_curve.json + .png")
+    curve = commands.add_parser(
+        "curve", help="one run's learning curve (success and forward KL per iteration): learning_curve.json + .png"
+    )
     curve.add_argument("run_dir", help="a run folder (metrics.jsonl, points.jsonl, summary.json)")
     curve.add_argument("--out", help="folder for learning_curve.json/.png (default: the run folder)")
     curve.add_argument("--command-note", default=None, help="the command that made the run, recorded in the JSON")
@@ -490,8 +526,19 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from vla_razor.policies.openvla.loading import CheckpointError
     from vla_razor.runs import CorruptFileError, RunLockedError
 
-    return (ConfigError, UserError, FileNotFoundError, DatasetError, CheckpointError, CurveError,
-            NonFiniteError, CorruptFileError, RunLockedError, NoRunsError, ExportError)
+    return (
+        ConfigError,
+        UserError,
+        FileNotFoundError,
+        DatasetError,
+        CheckpointError,
+        CurveError,
+        NonFiniteError,
+        CorruptFileError,
+        RunLockedError,
+        NoRunsError,
+        ExportError,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -512,8 +559,10 @@ def main(argv: list[str] | None = None) -> int:
         if isinstance(err, _user_errors()):
             print(f"vla-razor: error: {line}", file=sys.stderr)
             return BAD_INPUT_EXIT
-        print(f"vla-razor: internal error: {type(err).__name__}: {line} (rerun with --debug for the traceback)",
-              file=sys.stderr)
+        print(
+            f"vla-razor: internal error: {type(err).__name__}: {line} (rerun with --debug for the traceback)",
+            file=sys.stderr,
+        )
         return 1
     finally:
         from vla_razor.runs import release_run_locks

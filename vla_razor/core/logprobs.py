@@ -48,9 +48,7 @@ def tokens_to_restricted(tokens: Tensor, vocab_ids: Tensor, mask: Tensor | None 
     missing = valid & ~found
     if bool(missing.any()):
         offending = int(tokens_long[missing][0])
-        raise ValueError(
-            f"token id {offending} is not in vocab_ids (restricted vocabulary of {vocab_ids.numel()} ids)"
-        )
+        raise ValueError(f"token id {offending} is not in vocab_ids (restricted vocabulary of {vocab_ids.numel()} ids)")
     restricted = order[slot]
     return torch.where(valid, restricted, torch.zeros_like(restricted))
 

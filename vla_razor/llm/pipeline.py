@@ -47,9 +47,18 @@ def experiment_rows(experiment_dir: Path) -> tuple[list[dict[str, Any]], dict[st
         if s.get("domain") != "llm":
             continue
         base = base or s["base"]
-        rows.append({"method": s["method"], "run": path.parent.name, "hparams": s["hparams"], "new_task": s["new_task"],
-                     "probes": s["prior"], "forgetting": s["forgetting"], **s["predictors"],
-                     "seconds": s.get("seconds")})
+        rows.append(
+            {
+                "method": s["method"],
+                "run": path.parent.name,
+                "hparams": s["hparams"],
+                "new_task": s["new_task"],
+                "probes": s["prior"],
+                "forgetting": s["forgetting"],
+                **s["predictors"],
+                "seconds": s.get("seconds"),
+            }
+        )
     if base is None:
         raise FileNotFoundError(f"{Path(experiment_dir) / 'runs'}: no finished LLM run (summary.json)")
     rows.sort(key=lambda r: (METHODS.index(r["method"]), r["hparams"].get("lr", 0.0), r["run"]))
@@ -62,11 +71,23 @@ def summarize_experiment(cfg: LLMConfig, extra: dict[str, str] | None = None) ->
     started = time.perf_counter()
     rows, base = experiment_rows(cfg.experiment_dir)
     summary_path = cfg.experiment_dir / "summary.json"
-    atomic_write_json(summary_path, {"kind": EXPERIMENT_KIND, "task": cfg.task.name, "model": cfg.model, "runs": rows,
-                                     "base": {"new_task": base["new_task"], "probes": base["prior"]},
-                                     "config": to_dict(cfg)})
-    report = write_report(cfg.experiment_dir / "runs", cfg.experiment_dir / "report",
-                          title=f"RL's Razor, LLM ({cfg.task.name}, {cfg.model}): {cfg.experiment}", extra=extra or {})
+    atomic_write_json(
+        summary_path,
+        {
+            "kind": EXPERIMENT_KIND,
+            "task": cfg.task.name,
+            "model": cfg.model,
+            "runs": rows,
+            "base": {"new_task": base["new_task"], "probes": base["prior"]},
+            "config": to_dict(cfg),
+        },
+    )
+    report = write_report(
+        cfg.experiment_dir / "runs",
+        cfg.experiment_dir / "report",
+        title=f"RL's Razor, LLM ({cfg.task.name}, {cfg.model}): {cfg.experiment}",
+        extra=extra or {},
+    )
     return PipelineResult(rows, report.html_path.parent, summary_path, time.perf_counter() - started)
 
 

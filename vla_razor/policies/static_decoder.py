@@ -39,8 +39,10 @@ class StaticLlamaDecoder:
         self.head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
         self.batch, self.max_len, self.graph = batch, max_len, graph
         self.ops = LlamaOps.compiled() if graph else LlamaOps()
-        self.gated_silu = all(isinstance(layer.mlp.act_fn, nn.SiLU) or type(layer.mlp.act_fn).__name__ == "SiLUActivation"
-                              for layer in self.layers)
+        self.gated_silu = all(
+            isinstance(layer.mlp.act_fn, nn.SiLU) or type(layer.mlp.act_fn).__name__ == "SiLUActivation"
+            for layer in self.layers
+        )
         self.signature = parameter_signature(owner)
         weight = lm.get_input_embeddings().weight
         shape = (len(self.layers), batch, self.kv_heads, max_len, self.head_dim)
@@ -117,8 +119,9 @@ class StaticLlamaDecoder:
         return graph, out
 
     # ------------------------------------------------------------------ shared
-    def _layers(self, h: Tensor, positions: Tensor, write: Tensor | None, attn_mask: Tensor | None, causal: bool,
-                prefill: bool) -> Tensor:
+    def _layers(
+        self, h: Tensor, positions: Tensor, write: Tensor | None, attn_mask: Tensor | None, causal: bool, prefill: bool
+    ) -> Tensor:
         """The decoder layers and the final norm over ``h`` [B, T, H]; the K/V of its T positions go to positions
         0 .. T-1 (prefill) or to ``write`` (decode)."""
         ops = self.ops
@@ -140,14 +143,17 @@ class StaticLlamaDecoder:
                 self.keys[i].index_copy_(2, write, k)
                 self.values[i].index_copy_(2, write, v)
             if prefill:  # attend over the fresh keys only: causal flash attention when nothing is padded
-                out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, is_causal=causal,
-                                                     scale=attn.scaling, enable_gqa=gqa)
+                out = F.scaled_dot_product_attention(
+                    q, k, v, attn_mask=attn_mask, is_causal=causal, scale=attn.scaling, enable_gqa=gqa
+                )
             else:
-                out = F.scaled_dot_product_attention(q, self.keys[i], self.values[i], attn_mask=attn_mask,
-                                                     scale=attn.scaling, enable_gqa=gqa)
+                out = F.scaled_dot_product_attention(
+                    q, self.keys[i], self.values[i], attn_mask=attn_mask, scale=attn.scaling, enable_gqa=gqa
+                )
             post = layer.post_attention_layernorm
-            h, x = ops.add_rms_norm(h, attn.o_proj(out.transpose(1, 2).reshape(batch, length, -1)), post.weight,
-                                    post.variance_epsilon)
+            h, x = ops.add_rms_norm(
+                h, attn.o_proj(out.transpose(1, 2).reshape(batch, length, -1)), post.weight, post.variance_epsilon
+            )
             mlp = layer.mlp
             if self.gated_silu:
                 gated = ops.silu_mul(mlp.gate_proj(x), mlp.up_proj(x))

@@ -26,8 +26,14 @@ def robot_optim(**changes: Any) -> OptimConfig:
 
 
 def _refuse_micro_batches(optim: OptimConfig, where: str) -> None:
-    refuse_unused(optim, where, {"micro_batch_size": "the robot trainers take each batch in one forward / backward "
-                                                     "(several processes share it under torchrun)"})
+    refuse_unused(
+        optim,
+        where,
+        {
+            "micro_batch_size": "the robot trainers take each batch in one forward / backward "
+            "(several processes share it under torchrun)"
+        },
+    )
 
 
 @dataclass
@@ -36,11 +42,14 @@ class FSDPConfig:
     is sharded with FSDP2 across the N processes (vla_razor.distributed). Ignored with one process."""
 
     reshard_after_forward: bool = option(
-        True, "free each layer's gathered weights after its forward: less memory, one more all-gather in backward")
+        True, "free each layer's gathered weights after its forward: less memory, one more all-gather in backward"
+    )
     mixed_precision: Literal["none", "bf16"] = option(
-        "none", "none: weights, compute and AdamW moments in the policy's dtype, as one process; bf16: float32 "
-                "master weights and moments, bfloat16 compute, gradients reduced in float32 (the policy folder is "
-                "saved in its config's dtype)")
+        "none",
+        "none: weights, compute and AdamW moments in the policy's dtype, as one process; bf16: float32 "
+        "master weights and moments, bfloat16 compute, gradients reduced in float32 (the policy folder is "
+        "saved in its config's dtype)",
+    )
 
 
 @dataclass
@@ -52,8 +61,9 @@ class PretrainConfig:
         [], "demonstration folders (data_collection/rt1_grid.py) of every task the base should know"
     )
     norm_stats_datasets: list[Path] = option(
-        [], "folders whose actions set the action normalization (default: datasets): include demonstrations of "
-            "what the base may be fine-tuned on, so its 256 bins cover those actions too"
+        [],
+        "folders whose actions set the action normalization (default: datasets): include demonstrations of "
+        "what the base may be fine-tuned on, so its 256 bins cover those actions too",
     )
     optim: OptimConfig = option(
         robot_optim(lr=1e-3, batch_size=32, epochs=20, warmup_steps=50, schedule="cosine"),
@@ -61,8 +71,10 @@ class PretrainConfig:
     )
     out: Path = option(Path("runs/robot/base"), "run folder; the policy lands in <out>/policy")
     snapshot_every: int = option(
-        0, "also keep the policy every N updates in <out>/snapshots/step_<N> (0: off), so that the base can be "
-           "chosen by evaluating them: a partial pick-can skill that transfers comes before it is memorized", ge=0
+        0,
+        "also keep the policy every N updates in <out>/snapshots/step_<N> (0: off), so that the base can be "
+        "chosen by evaluating them: a partial pick-can skill that transfers comes before it is memorized",
+        ge=0,
     )
 
     def __post_init__(self) -> None:
@@ -73,10 +85,13 @@ class PretrainConfig:
 class SFTConfig:
     """Supervised fine-tuning of the base on pick-can demonstrations (paper, Appendix B.2)."""
 
-    datasets: list[Path] = option([], "demonstration folders to imitate (default style: the one the base did not learn)")
+    datasets: list[Path] = option(
+        [], "demonstration folders to imitate (default style: the one the base did not learn)"
+    )
     optim: OptimConfig = option(robot_optim(), "SFT optimisation")
-    run_name: str | None = option(None, "run folder name under <experiment_dir>/runs (default: from lr and batch)",
-                                  plain_name=True)
+    run_name: str | None = option(
+        None, "run folder name under <experiment_dir>/runs (default: from lr and batch)", plain_name=True
+    )
     allow_clipped_actions: bool = option(
         False, "train even when many demonstrated actions lie outside the base's action range (they are clipped)"
     )
@@ -91,41 +106,55 @@ class RLConfig:
 
     grid: list[int] = option([10, 10], "grid points along x and y at which episodes are rolled out", ge=1)
     placements: Literal["grid", "uniform"] = option(
-        "grid", "where the can is put: 'grid' the fixed grid's points every iteration (paper); 'uniform' as many "
-                "placements drawn afresh over the region each iteration (from seed and iteration)"
+        "grid",
+        "where the can is put: 'grid' the fixed grid's points every iteration (paper); 'uniform' as many "
+        "placements drawn afresh over the region each iteration (from seed and iteration)",
     )
     episodes_per_point: int = option(5, "episodes per grid point per iteration (paper: 5)", ge=1)
     iterations: int = option(10, "rollout + update iterations", ge=1)
-    temperature: float = option(1.0, "sampling temperature of the action tokens during rollouts (1.0 only: the "
-                                           "update is on-policy, with untempered log-probabilities)", gt=0)
+    temperature: float = option(
+        1.0,
+        "sampling temperature of the action tokens during rollouts (1.0 only: the "
+        "update is on-policy, with untempered log-probabilities)",
+        gt=0,
+    )
     baseline: Literal["group", "batch"] = option(
         "group", "normalize rewards within each grid point's episodes (group) or over the whole iteration (batch)"
     )
     advantage: Literal["normalized", "one_zero"] = option(
-        "normalized", "normalized: the normalized reward (paper); one_zero: 1 for a success, 0 otherwise "
-        "(1-0 Reinforce, section 5.1: on-policy without negative gradients)"
+        "normalized",
+        "normalized: the normalized reward (paper); one_zero: 1 for a success, 0 otherwise "
+        "(1-0 Reinforce, section 5.1: on-policy without negative gradients)",
     )
     length_normalize: bool = option(
-        False, "weight each step by mean_length / its episode's length, so every episode counts the same whatever its "
+        False,
+        "weight each step by mean_length / its episode's length, so every episode counts the same whatever its "
         "length (as GRPO divides by the response length); false: every step counts once, the textbook sum over "
         "steps (a failure's steps then outweigh a success's; with the normalized advantage a group's rows sum to "
         "less than zero, and that common push-down of the sampled tokens collapsed the tiny base in one iteration "
-        "at lr 3e-5: docs/results/robot/learning_curve/README.md, session 7)"
+        "at lr 3e-5: docs/results/robot/learning_curve/README.md, session 7)",
     )
     clip_ratio: float | None = option(
-        None, "PPO / GRPO-style clipping against the rollout policy: once an action token's probability ratio to "
-              "the one that sampled it leaves [1 - c, 1 + c] in the direction its advantage pushes, its row stops "
-              "pushing it for the rest of the iteration (None: plain REINFORCE, the paper). Negative advantages "
-              "alone move the tiny base along one direction at every update (docs/results/robot/learning_curve/"
-              "README.md, session 8); this bounds how far one iteration's rows can take it", gt=0)
+        None,
+        "PPO / GRPO-style clipping against the rollout policy: once an action token's probability ratio to "
+        "the one that sampled it leaves [1 - c, 1 + c] in the direction its advantage pushes, its row stops "
+        "pushing it for the rest of the iteration (None: plain REINFORCE, the paper). Negative advantages "
+        "alone move the tiny base along one direction at every update (docs/results/robot/learning_curve/"
+        "README.md, session 8); this bounds how far one iteration's rows can take it",
+        gt=0,
+    )
     kl_coef: float = option(
-        0.0, "coefficient of a reverse KL(pi || pi0) penalty per action dimension (exact over the bins, along the "
-             "rollout's own actions, mean over the 7; evaluations report whole-action KLs, 7x larger); paper: 0", ge=0)
+        0.0,
+        "coefficient of a reverse KL(pi || pi0) penalty per action dimension (exact over the bins, along the "
+        "rollout's own actions, mean over the 7; evaluations report whole-action KLs, 7x larger); paper: 0",
+        ge=0,
+    )
     max_steps: int | None = option(None, "cap on rollout episode length (None: the task's own 80)", ge=1)
     optim: OptimConfig = option(robot_optim(), "update settings (the paper: as SFT; schedule constant with warmup)")
     eval_every: int = option(0, "evaluate every this many iterations into points.jsonl (0: only at the end)", ge=0)
-    run_name: str | None = option(None, "run folder name under <experiment_dir>/runs (default: from lr and k)",
-                                  plain_name=True)
+    run_name: str | None = option(
+        None, "run folder name under <experiment_dir>/runs (default: from lr and k)", plain_name=True
+    )
 
     def __post_init__(self) -> None:
         _refuse_micro_batches(self.optim, "rl.optim")
@@ -137,29 +166,42 @@ class EvalConfig:
 
     pick_can_episodes: int = option(100, "pick-can placements drawn uniformly in the grid region (paper: 100)", ge=1)
     pick_can_placements: Literal["uniform", "grid"] = option(
-        "uniform", "where pick-can is evaluated: 'uniform' placements drawn over the region (paper B.2); 'grid' the "
-                   "points of rl.grid in turn (the placements RL practises), with heldout_episodes uniform ones beside")
+        "uniform",
+        "where pick-can is evaluated: 'uniform' placements drawn over the region (paper B.2); 'grid' the "
+        "points of rl.grid in turn (the placements RL practises), with heldout_episodes uniform ones beside",
+    )
     heldout_episodes: int = option(
-        0, "with pick_can_placements 'grid': also this many uniform placements, reported as pick_can_heldout (not "
-           "the new-task score)", ge=0)
+        0,
+        "with pick_can_placements 'grid': also this many uniform placements, reported as pick_can_heldout (not "
+        "the new-task score)",
+        ge=0,
+    )
     probe_episodes: int = option(25, "episodes of each drawer probe (open, close) from fixed seeds", ge=1)
     seed: int = option(1000, "base of the evaluation seeds (apart from training seeds)", ge=0)
     kl_episodes: int = option(10, "base-policy pick-can rollouts on held-out placements that give the KL frames", ge=1)
     kl_frames_per_episode: int = option(8, "frames taken evenly from each of those rollouts", ge=1)
     kl_samples_per_frame: int = option(
-        4, "actions sampled from the base at each KL frame: the forward KL of a whole action is the mean over them "
-           "of the per-dimension KLs along each (the chain rule); more gives a smaller standard error", ge=1)
+        4,
+        "actions sampled from the base at each KL frame: the forward KL of a whole action is the mean over them "
+        "of the per-dimension KLs along each (the chain rule); more gives a smaller standard error",
+        ge=1,
+    )
     max_steps: int | None = option(None, "cap on episode length (None: the task's own, 80 pick-can, 113 drawers)", ge=1)
     temperature: float = option(
-        0.0, "decoding of the evaluated policies: 0 greedy (OpenVLA's own); > 0 samples from each policy's "
-             "distribution with noise fixed per (seed, episode seed and placement, step), so an episode's result does not "
-             "depend on the other episodes evaluated; the success on-policy RL maximizes", ge=0
+        0.0,
+        "decoding of the evaluated policies: 0 greedy (OpenVLA's own); > 0 samples from each policy's "
+        "distribution with noise fixed per (seed, episode seed and placement, step), so an episode's result does not "
+        "depend on the other episodes evaluated; the success on-policy RL maximizes",
+        ge=0,
     )
     during_training_every: int = option(0, "also evaluate every this many updates (0: only at the end)", ge=0)
     kl_every: int = option(
-        0, "measure the forward KL to the base on the KL frames every this many updates (SFT) or iterations (RL) "
-           "while training: cheap, no rollouts; logged as split 'live' (0: never; kl_budget then checks RL after "
-           "every iteration, and needs it for SFT)", ge=0)
+        0,
+        "measure the forward KL to the base on the KL frames every this many updates (SFT) or iterations (RL) "
+        "while training: cheap, no rollouts; logged as split 'live' (0: never; kl_budget then checks RL after "
+        "every iteration, and needs it for SFT)",
+        ge=0,
+    )
 
 
 @dataclass
@@ -168,21 +210,29 @@ class RobotConfig:
     runs_dir: Path = option(Path("runs"), "where experiments are written")
     base: Path = option(Path("assets/base_policy_embedded"), "the base policy folder (openvla-7b layout)")
     dataset_name: str = option("vla_razor_embedded", "norm_stats key of the actions (the policy's unnorm key)")
-    backend: Literal["embedded", "simpler"] = option("embedded", "simulator: the embedded ManiSkill3 world or SimplerEnv")
+    backend: Literal["embedded", "simpler"] = option(
+        "embedded", "simulator: the embedded ManiSkill3 world or SimplerEnv"
+    )
     simpler_env_kwargs: dict[str, Any] = option(
-        {}, "backend simpler: passed to SimplerEnv's env (e.g. {prepackaged_config: false} on a CPU, whose lavapipe "
-            "cannot run the prepackaged drawers' ray-tracing shader; scene_name, shader_dir, ...; simpler_tasks: {pick_can: "
-            "google_robot_pick_horizontal_coke_can, open_drawer: google_robot_open_middle_drawer} picks SimplerEnv's "
-            "variants of our tasks)")
+        {},
+        "backend simpler: passed to SimplerEnv's env (e.g. {prepackaged_config: false} on a CPU, whose lavapipe "
+        "cannot run the prepackaged drawers' ray-tracing shader; scene_name, shader_dir, ...; simpler_tasks: {pick_can: "
+        "google_robot_pick_horizontal_coke_can, open_drawer: google_robot_open_middle_drawer} picks SimplerEnv's "
+        "variants of our tasks)",
+    )
     sim_backend: Literal["physx_cpu", "physx_cuda"] = option(
         "physx_cpu", "physics of the embedded world (physx_cuda needs ManiSkill to fetch GPU PhysX once)"
     )
-    camera_size: int = option(224, "side of the camera image (demonstrations, rollouts and evaluation alike)",
-                              ge=32, le=1024)
+    camera_size: int = option(
+        224, "side of the camera image (demonstrations, rollouts and evaluation alike)", ge=32, le=1024
+    )
     workers: int = option(2, "simulator worker processes for rollouts and evaluation (0: in this process)", ge=0)
     pipeline_groups: int = option(
-        1, "split the workers into this many groups (1 to workers) that take turns, so that the policy computes one "
-           "group's actions while the others step: sim and policy overlap (1: all step, then one policy call)", ge=1)
+        1,
+        "split the workers into this many groups (1 to workers) that take turns, so that the policy computes one "
+        "group's actions while the others step: sim and policy overlap (1: all step, then one policy call)",
+        ge=1,
+    )
     device: Literal["auto", "cpu", "cuda"] = option("auto", "where the policy trains (auto: cuda if available)")
     threads: int = option(2, "torch CPU threads", ge=1)
     seed: int = option(0, "data order and sampling seed", ge=0)
@@ -190,11 +240,16 @@ class RobotConfig:
     progress: bool = option(True, "show progress bars")
     wandb: Literal["auto", "offline", "online", "off"] = option("auto", "Weights & Biases mirror of the metrics")
     forecast: Path | None = option(
-        None, "a forecast.json (`vla-razor forecast RUNS_DIR`): every evaluation and live KL check also logs the "
-              "retention it predicts from the forward KL (forecast/prior_mean)")
+        None,
+        "a forecast.json (`vla-razor forecast RUNS_DIR`): every evaluation and live KL check also logs the "
+        "retention it predicts from the forward KL (forecast/prior_mean)",
+    )
     kl_budget: float | None = option(
-        None, "stop SFT / RL at the first live KL check (eval.kl_every) whose forward KL to the base reaches this "
-              "budget; the model there is the run's final model (none: train to the end)", ge=0)
+        None,
+        "stop SFT / RL at the first live KL check (eval.kl_every) whose forward KL to the base reaches this "
+        "budget; the model there is the run's final model (none: train to the end)",
+        ge=0,
+    )
     collect: CollectConfig = option(
         CollectConfig(progress=False), "the SFT demonstrations `robot pipeline` collects when sft.datasets lack them"
     )
@@ -202,9 +257,11 @@ class RobotConfig:
     sft: SFTConfig = option(SFTConfig(), "supervised fine-tuning")
     rl: RLConfig = option(RLConfig(), "on-policy REINFORCE")
     lora: LoraOptions = option(
-        LoraOptions(), "LoRA adapters for `robot sft` and `robot rl` (OpenVLA's fine-tuning recipe: rank 32 on every "
-                       "linear layer of the Llama and ViTs but the output layer): only the adapters train and are "
-                       "checkpointed; they are merged into the weights when the policy is saved")
+        LoraOptions(),
+        "LoRA adapters for `robot sft` and `robot rl` (OpenVLA's fine-tuning recipe: rank 32 on every "
+        "linear layer of the Llama and ViTs but the output layer): only the adapters train and are "
+        "checkpointed; they are merged into the weights when the policy is saved",
+    )
     eval: EvalConfig = option(EvalConfig(), "evaluation: pick-can success, drawer retention, KL to the base")
     fsdp: FSDPConfig = option(FSDPConfig(), "sharding when pretrain / sft run under torchrun with several processes")
 

@@ -28,9 +28,13 @@ class DemoTransitions:
 
     def __init__(self, roots: list[Path], max_open_files: int = 64, memory_budget_bytes: int = 4 << 30):
         if not roots:
-            raise DatasetError("no demonstration datasets given (a list of folders made by data_collection/rt1_grid.py)")
+            raise DatasetError(
+                "no demonstration datasets given (a list of folders made by data_collection/rt1_grid.py)"
+            )
         self.datasets = [DemoDataset(as_ours(root)) for root in roots]
-        rows = [(d, e, t) for d, ds in enumerate(self.datasets) for e, m in enumerate(ds.episodes) for t in range(m.steps)]
+        rows = [
+            (d, e, t) for d, ds in enumerate(self.datasets) for e, m in enumerate(ds.episodes) for t in range(m.steps)
+        ]
         if not rows:
             raise DatasetError(f"{', '.join(str(r) for r in roots)}: no transitions (empty datasets)")
         self.index = np.asarray(rows, dtype=np.int64)
@@ -40,13 +44,17 @@ class DemoTransitions:
         ).astype(np.float32)
         """[N, 7] actions of every row (small: kept in memory)."""
         if self.actions.ndim != 2 or self.actions.shape[1] != 7:
-            raise DatasetError(f"{', '.join(str(r) for r in roots)}: actions of shape {list(self.actions.shape)}, "
-                               "expected [steps, 7] (xyz, roll pitch yaw, gripper)")
+            raise DatasetError(
+                f"{', '.join(str(r) for r in roots)}: actions of shape {list(self.actions.shape)}, "
+                "expected [steps, 7] (xyz, roll pitch yaw, gripper)"
+            )
         bad = ~np.isfinite(self.actions).all(axis=1)
         if bad.any():
             d, e, t = (int(v) for v in self.index[int(np.argmax(bad))])
-            raise DatasetError(f"{self.datasets[d].root}: episode {e}, step {t} has a NaN or infinite action "
-                               f"({int(bad.sum())} such steps in all); recollect the dataset or drop those episodes")
+            raise DatasetError(
+                f"{self.datasets[d].root}: episode {e}, step {t} has a NaN or infinite action "
+                f"({int(bad.sum())} such steps in all); recollect the dataset or drop those episodes"
+            )
         self._files: OrderedDict[tuple[int, int], Any] = OrderedDict()
         self._max_open = max_open_files
         self._in_memory: dict[tuple[int, int], np.ndarray] = {}
@@ -54,8 +62,10 @@ class DemoTransitions:
             if len(ds):
                 _, frames = self._frames(d, 0)
                 if frames.ndim != 4 or frames.shape[-1] != 3 or min(frames.shape[1:3]) < 16:
-                    raise DatasetError(f"{ds.root}: frames of shape {list(frames.shape[1:])}, expected "
-                                       "[height, width, 3] of at least 16 x 16 pixels")
+                    raise DatasetError(
+                        f"{ds.root}: frames of shape {list(frames.shape[1:])}, expected "
+                        "[height, width, 3] of at least 16 x 16 pixels"
+                    )
         _, first = self._frames(*(int(v) for v in self.index[0, :2]))
         self.keep_in_memory = len(self) * int(np.prod(first.shape[1:])) * first.dtype.itemsize <= memory_budget_bytes
         """Whether episodes' frames are read whole and kept (all frames fit the budget)."""
@@ -115,8 +125,13 @@ class DemoTransitions:
             own = array_statistics(self.actions[start:end], action_mask())
             stats["q01"] = np.minimum(stats["q01"], own["q01"]).tolist()
             stats["q99"] = np.maximum(stats["q99"], own["q99"]).tolist()
-        return {name: {"action": widen_degenerate(stats),
-                       "num_transitions": len(self), "num_trajectories": sum(len(d) for d in self.datasets)}}
+        return {
+            name: {
+                "action": widen_degenerate(stats),
+                "num_transitions": len(self),
+                "num_trajectories": sum(len(d) for d in self.datasets),
+            }
+        }
 
     def close(self) -> None:
         for f, _ in self._files.values():
@@ -136,5 +151,5 @@ def random_shifts(images: list[np.ndarray], rows: np.ndarray, shift: int, seed: 
         dy, dx = np.random.default_rng([seed, step, int(row)]).integers(-shift, shift + 1, 2)
         h, w = image.shape[:2]
         padded = np.pad(image, ((shift, shift), (shift, shift), (0, 0)), mode="edge")
-        out.append(padded[shift + dy:shift + dy + h, shift + dx:shift + dx + w])
+        out.append(padded[shift + dy : shift + dy + h, shift + dx : shift + dx + w])
     return out

@@ -54,8 +54,9 @@ class EvalSpec:
     """With `pick_can_points`, also this many uniform placements, reported as pick_can_heldout."""
 
 
-def pick_can_specs(n: int, seed: int, max_steps: int | None = None, backend: str = "embedded",
-                   points: np.ndarray | None = None) -> list[Any]:
+def pick_can_specs(
+    n: int, seed: int, max_steps: int | None = None, backend: str = "embedded", points: np.ndarray | None = None
+) -> list[Any]:
     """`n` pick-can episodes at placements drawn uniformly over the grid region, fixed by `seed`; or at `points`
     ([P, 2]) in turn, each episode with its own seed."""
     from envs.grids import placement_options, uniform_points
@@ -64,8 +65,9 @@ def pick_can_specs(n: int, seed: int, max_steps: int | None = None, backend: str
     rng = np.random.default_rng([seed, 1])
     xy = uniform_points("pick_can", backend, n, rng) if points is None else np.resize(np.asarray(points), (n, 2))
     seeds = rng.integers(0, 2**31 - 1, n)
-    return [EpisodeSpec("pick_can", int(s), placement_options("pick_can", backend, p), max_steps)
-            for s, p in zip(seeds, xy)]
+    return [
+        EpisodeSpec("pick_can", int(s), placement_options("pick_can", backend, p), max_steps) for s, p in zip(seeds, xy)
+    ]
 
 
 def probe_specs(task: str, n: int, seed: int, max_steps: int | None = None) -> list[Any]:
@@ -81,25 +83,32 @@ def evaluation_actor(policy: Any, spec: EvalSpec) -> PolicyActor:
     return PolicyActor(policy, temperature=spec.temperature, seed=spec.seed)
 
 
-def success_rates(policy: Any, rollout: Any, spec: EvalSpec, tasks: tuple[str, ...] = ("pick_can", *PROBES),
-                  progress: str | None = None) -> dict[str, float]:
+def success_rates(
+    policy: Any,
+    rollout: Any,
+    spec: EvalSpec,
+    tasks: tuple[str, ...] = ("pick_can", *PROBES),
+    progress: str | None = None,
+) -> dict[str, float]:
     """Success rate per task at `spec.temperature` (0: greedy), all tasks' episodes in one batched run (a progress
     bar under `progress`); with `spec.pick_can_points` and `heldout_episodes`, pick_can_heldout beside pick_can."""
     groups: dict[str, list[Any]] = {}
     for task in tasks:
         if task == "pick_can":
-            groups[task] = pick_can_specs(spec.pick_can_episodes, spec.seed, spec.max_steps, spec.backend,
-                                          spec.pick_can_points)
+            groups[task] = pick_can_specs(
+                spec.pick_can_episodes, spec.seed, spec.max_steps, spec.backend, spec.pick_can_points
+            )
             if spec.pick_can_points is not None and spec.heldout_episodes > 0:
-                groups["pick_can_heldout"] = pick_can_specs(spec.heldout_episodes, spec.seed + 1, spec.max_steps,
-                                                            spec.backend)
+                groups["pick_can_heldout"] = pick_can_specs(
+                    spec.heldout_episodes, spec.seed + 1, spec.max_steps, spec.backend
+                )
         else:
             groups[task] = probe_specs(task, spec.probe_episodes, spec.seed, spec.max_steps)
     episodes = [e for specs in groups.values() for e in specs]
     results = rollout.run(evaluation_actor(policy, spec), episodes, progress=progress)
     rates, start = {}, 0
     for name, specs in groups.items():
-        rates[name] = float(np.mean([r.success for r in results[start:start + len(specs)]]))
+        rates[name] = float(np.mean([r.success for r in results[start : start + len(specs)]]))
         start += len(specs)
     return rates
 
@@ -130,8 +139,12 @@ class KLObservations:
         import json
 
         buffer = io.BytesIO()
-        arrays = {"images": self.images, "instructions": np.asarray(self.instructions), "tokens": self.tokens,
-                  "settings": np.asarray(json.dumps(self.settings, sort_keys=True))}
+        arrays = {
+            "images": self.images,
+            "instructions": np.asarray(self.instructions),
+            "tokens": self.tokens,
+            "settings": np.asarray(json.dumps(self.settings, sort_keys=True)),
+        }
         if self.base_logits is not None:
             arrays["base_logits"] = self.base_logits
         if self.episodes is not None:
@@ -149,22 +162,42 @@ class KLObservations:
                     raise ValueError("made by an older version (one greedy prefix per frame, no settings)")
                 base_logits = f["base_logits"] if "base_logits" in f.files else None
                 episodes = f["episodes"] if "episodes" in f.files else None
-                return cls(f["images"], [str(s) for s in f["instructions"]], f["tokens"],
-                           json.loads(str(f["settings"])), base_logits, episodes)
+                return cls(
+                    f["images"],
+                    [str(s) for s in f["instructions"]],
+                    f["tokens"],
+                    json.loads(str(f["settings"])),
+                    base_logits,
+                    episodes,
+                )
         except (OSError, KeyError, ValueError, zipfile.BadZipFile, EOFError) as err:
-            raise CorruptFileError(f"{path}: not a KL observation set ({type(err).__name__}: {err}); delete it to "
-                                   "make a new one") from None
+            raise CorruptFileError(
+                f"{path}: not a KL observation set ({type(err).__name__}: {err}); delete it to make a new one"
+            ) from None
 
 
-def make_kl_observations(base: Any, rollout: Any, n_episodes: int, per_episode: int, samples: int, seed: int,
-                         settings: dict[str, Any], max_steps: int | None = None, backend: str = "embedded",
-                         progress: str | None = None) -> KLObservations:
+def make_kl_observations(
+    base: Any,
+    rollout: Any,
+    n_episodes: int,
+    per_episode: int,
+    samples: int,
+    seed: int,
+    settings: dict[str, Any],
+    max_steps: int | None = None,
+    backend: str = "embedded",
+    progress: str | None = None,
+) -> KLObservations:
     """Frames of the base's greedy pick-can rollouts on held-out placements (`per_episode` evenly spaced each),
     with `samples` actions per frame drawn from the base at temperature 1 (noise fixed by `seed`)."""
     if samples < 1:
         raise ValueError(f"eval.kl_samples_per_frame: expected >= 1, got {samples}")
-    results = rollout.run(PolicyActor(base, temperature=0.0), pick_can_specs(n_episodes, seed + 7, max_steps, backend),
-                          record=True, progress=progress)
+    results = rollout.run(
+        PolicyActor(base, temperature=0.0),
+        pick_can_specs(n_episodes, seed + 7, max_steps, backend),
+        record=True,
+        progress=progress,
+    )
     images, instructions, episodes = [], [], []
     for e, r in enumerate(results):
         t = r.trajectory
@@ -179,8 +212,9 @@ def make_kl_observations(base: Any, rollout: Any, n_episodes: int, per_episode: 
 
 
 @torch.no_grad()
-def _sample_prefixes(policy: Any, images: list[np.ndarray], instructions: list[str], samples: int, seed: int,
-                     batch_size: int = 32) -> torch.Tensor:
+def _sample_prefixes(
+    policy: Any, images: list[np.ndarray], instructions: list[str], samples: int, seed: int, batch_size: int = 32
+) -> torch.Tensor:
     """[N, K, 7] action tokens drawn from `policy` at temperature 1, each (frame, k) from its own noise."""
     actor = PolicyActor(policy, seed=seed)
     frames = np.repeat(np.arange(len(images)), samples)
@@ -194,17 +228,18 @@ def _sample_prefixes(policy: Any, images: list[np.ndarray], instructions: list[s
     return torch.cat(out).view(len(images), samples, -1)
 
 
-def _teacher_forced(policy: Any, images: np.ndarray, instructions: list[str], tokens: torch.Tensor,
-                    batch_size: int) -> torch.Tensor:
+def _teacher_forced(
+    policy: Any, images: np.ndarray, instructions: list[str], tokens: torch.Tensor, batch_size: int
+) -> torch.Tensor:
     """`policy`'s logits [N, K, 7, n_bins] teacher-forced on tokens [N, K, 7] (each frame repeated K times)."""
     n, k, d = tokens.shape
     flat_tokens = tokens.reshape(n * k, d)
     frames = np.repeat(np.arange(n), k)
     out = []
     for i in range(0, n * k, batch_size):
-        rows = frames[i:i + batch_size]
+        rows = frames[i : i + batch_size]
         batch = policy.encode([images[f] for f in rows], [instructions[f] for f in rows])
-        out.append(policy.action_logits(batch, flat_tokens[i:i + batch_size]).float().cpu())
+        out.append(policy.action_logits(batch, flat_tokens[i : i + batch_size]).float().cpu())
     logits = torch.cat(out)
     return logits.view(n, k, d, logits.shape[-1])
 
@@ -237,12 +272,17 @@ def kl_to_base(base: Any, policy: Any, obs: KLObservations, batch_size: int = 32
     out["forward_kl"], out["forward_kl_se"] = mean_and_se(chain_rule_kl_terms(base_logits, logits), clusters)
     out["tv"], out["tv_se"] = mean_and_se(action_tv_terms(base_logits, logits, bins), clusters)
     if base is not None:
-        own = _sample_prefixes(policy, list(obs.images), obs.instructions, tokens.shape[1],
-                               int(obs.settings.get("seed", 0)) + 1, batch_size)
+        own = _sample_prefixes(
+            policy,
+            list(obs.images),
+            obs.instructions,
+            tokens.shape[1],
+            int(obs.settings.get("seed", 0)) + 1,
+            batch_size,
+        )
         own_logits = _teacher_forced(policy, obs.images, obs.instructions, own, batch_size)
         base_on_own = _teacher_forced(base, obs.images, obs.instructions, own, batch_size)
-        out["reverse_kl"], out["reverse_kl_se"] = mean_and_se(chain_rule_kl_terms(own_logits, base_on_own),
-                                                              clusters)
+        out["reverse_kl"], out["reverse_kl_se"] = mean_and_se(chain_rule_kl_terms(own_logits, base_on_own), clusters)
     return out
 
 
@@ -297,27 +337,49 @@ class Evaluator:
 
             points = grid_points("pick_can", cfg.backend, tuple(cfg.rl.grid))
         elif e.heldout_episodes:
-            raise ConfigError("eval.heldout_episodes: held-out placements are for eval.pick_can_placements 'grid' "
-                              "(with 'uniform' every evaluated placement is already held out); set it to 0")
-        self.spec = EvalSpec(e.pick_can_episodes, e.probe_episodes, e.seed, e.max_steps, cfg.backend, e.temperature,
-                             points, e.heldout_episodes)
-        self.settings = {"eval": to_dict(e), "camera_size": cfg.camera_size, "base": str(cfg.base),
-                         "backend": cfg.backend, "base_fingerprint": base_fingerprint(cfg.base),
-                         **self._world(cfg)}
+            raise ConfigError(
+                "eval.heldout_episodes: held-out placements are for eval.pick_can_placements 'grid' "
+                "(with 'uniform' every evaluated placement is already held out); set it to 0"
+            )
+        self.spec = EvalSpec(
+            e.pick_can_episodes,
+            e.probe_episodes,
+            e.seed,
+            e.max_steps,
+            cfg.backend,
+            e.temperature,
+            points,
+            e.heldout_episodes,
+        )
+        self.settings = {
+            "eval": to_dict(e),
+            "camera_size": cfg.camera_size,
+            "base": str(cfg.base),
+            "backend": cfg.backend,
+            "base_fingerprint": base_fingerprint(cfg.base),
+            **self._world(cfg),
+        }
         if points is not None:
             self.settings["pick_can_grid"] = list(cfg.rl.grid)
         if e.temperature > 0:  # sampled episodes: base results made while noise followed list positions are redone
             self.settings["sampling_noise"] = SAMPLING_NOISE
         self._check_same_base(cfg.experiment_dir / BASE_EVAL)
         if not 1 <= cfg.pipeline_groups <= max(1, cfg.workers):
-            raise ConfigError(f"pipeline_groups ({cfg.pipeline_groups}) must be from 1 to workers ({cfg.workers}; 0 "
-                              "workers, in this process, count as one): each group needs a worker")
+            raise ConfigError(
+                f"pipeline_groups ({cfg.pipeline_groups}) must be from 1 to workers ({cfg.workers}; 0 "
+                "workers, in this process, count as one): each group needs a worker"
+            )
         # on SimplerEnv the adapter converts what the policies emit (the base's convention, which its fine-tunes
         # keep) for the Google robot's relative gripper
         env_kwargs = simpler_env_kwargs(cfg, base.config.gripper) if cfg.backend == "simpler" else None
-        self.rollout = ParallelRollout(cfg.workers, backend=cfg.backend, camera_size=cfg.camera_size,
-                                       sim_backend=cfg.sim_backend, pipeline_groups=cfg.pipeline_groups,
-                                       env_kwargs=env_kwargs)
+        self.rollout = ParallelRollout(
+            cfg.workers,
+            backend=cfg.backend,
+            camera_size=cfg.camera_size,
+            sim_backend=cfg.sim_backend,
+            pipeline_groups=cfg.pipeline_groups,
+            env_kwargs=env_kwargs,
+        )
         self.dir = cfg.experiment_dir
         self._obs: KLObservations | None = None
         self.forecast = None
@@ -338,7 +400,8 @@ class Evaluator:
             raise ConfigError(
                 f"base: {self.cfg.base} is not the base the experiment {self.cfg.experiment_dir} was measured against "
                 f"(weights fingerprint {self.settings['base_fingerprint']}, the experiment's {saved}, see {path}); "
-                "use another --experiment for this base, or delete that experiment folder to start it again")
+                "use another --experiment for this base, or delete that experiment folder to start it again"
+            )
 
     @staticmethod
     def _world(cfg: Any) -> dict[str, Any]:
@@ -352,10 +415,17 @@ class Evaluator:
     def kl_settings(self) -> dict[str, Any]:
         """What the experiment's KL frames depend on (stamped in kl_observations.npz)."""
         e = self.cfg.eval
-        return {"kl_episodes": e.kl_episodes, "kl_frames_per_episode": e.kl_frames_per_episode,
-                "kl_samples_per_frame": e.kl_samples_per_frame, "seed": e.seed, "max_steps": e.max_steps,
-                "backend": self.cfg.backend, "camera_size": self.cfg.camera_size,
-                "base_fingerprint": self.settings["base_fingerprint"], **self._world(self.cfg)}
+        return {
+            "kl_episodes": e.kl_episodes,
+            "kl_frames_per_episode": e.kl_frames_per_episode,
+            "kl_samples_per_frame": e.kl_samples_per_frame,
+            "seed": e.seed,
+            "max_steps": e.max_steps,
+            "backend": self.cfg.backend,
+            "camera_size": self.cfg.camera_size,
+            "base_fingerprint": self.settings["base_fingerprint"],
+            **self._world(self.cfg),
+        }
 
     def kl_observations(self) -> KLObservations:
         """The experiment's KL frames: loaded when made with this config's settings (a mismatch is refused, not
@@ -367,19 +437,31 @@ class Evaluator:
             wanted = self.kl_settings()
             if path.is_file():
                 obs = KLObservations.load(path)
-                differ = {k: (obs.settings.get(k, "not recorded"), v) for k, v in wanted.items()
-                          if obs.settings.get(k) != v}
+                differ = {
+                    k: (obs.settings.get(k, "not recorded"), v) for k, v in wanted.items() if obs.settings.get(k) != v
+                }
                 if differ:
                     said = ", ".join(f"{k} {saved!r} there, {now!r} here" for k, (saved, now) in differ.items())
-                    raise ConfigError(f"{path}: the experiment's KL frames were made with other settings ({said}); "
-                                      "use another --experiment, or delete that file to make the frames again "
-                                      "(the experiment's earlier KLs were measured on the old ones)")
+                    raise ConfigError(
+                        f"{path}: the experiment's KL frames were made with other settings ({said}); "
+                        "use another --experiment, or delete that file to make the frames again "
+                        "(the experiment's earlier KLs were measured on the old ones)"
+                    )
                 self._obs = obs
             else:
                 e = self.cfg.eval
-                self._obs = make_kl_observations(self.base, self.rollout, e.kl_episodes, e.kl_frames_per_episode,
-                                                 e.kl_samples_per_frame, e.seed, wanted, e.max_steps,
-                                                 self.cfg.backend, self._bar("KL frames (base)"))
+                self._obs = make_kl_observations(
+                    self.base,
+                    self.rollout,
+                    e.kl_episodes,
+                    e.kl_frames_per_episode,
+                    e.kl_samples_per_frame,
+                    e.seed,
+                    wanted,
+                    e.max_steps,
+                    self.cfg.backend,
+                    self._bar("KL frames (base)"),
+                )
                 self._obs.save(path)
         return self._obs
 
@@ -389,8 +471,10 @@ class Evaluator:
     def evaluate(self, policy: Any, name: str = "policy") -> dict[str, float]:
         """{"pick_can", "open_drawer", "close_drawer", "forward_kl", "reverse_kl", "tv"} of `policy` (`name`
         labels the progress bar)."""
-        return {**success_rates(policy, self.rollout, self.spec, progress=self._bar(f"evaluating {name}")),
-                **kl_to_base(self.base, policy, self.kl_observations())}
+        return {
+            **success_rates(policy, self.rollout, self.spec, progress=self._bar(f"evaluating {name}")),
+            **kl_to_base(self.base, policy, self.kl_observations()),
+        }
 
     def live_kl(self, policy: Any) -> dict[str, float]:
         """Forward KL and TV to the base on the KL frames (no rollouts; one forward of `policy` over the stored
@@ -410,8 +494,14 @@ class Evaluator:
         base = self.base_results()
         forgetting = float(np.mean([base[p] - results[p] for p in PROBES]))
         summary = {
-            "domain": "robot", "method": method, "hparams": hparams, "seed": seed, "step": step,
-            "new_task": results["pick_can"], "prior": {p: results[p] for p in PROBES}, "forgetting": forgetting,
+            "domain": "robot",
+            "method": method,
+            "hparams": hparams,
+            "seed": seed,
+            "step": step,
+            "new_task": results["pick_can"],
+            "prior": {p: results[p] for p in PROBES},
+            "forgetting": forgetting,
             "predictors": {k: results[k] for k in ("forward_kl", "reverse_kl", "tv")},
             "predictor_se": {k: results[f"{k}_se"] for k in ("forward_kl", "reverse_kl", "tv") if f"{k}_se" in results},
             "base": {"new_task": base["pick_can"], "prior": {p: base[p] for p in PROBES}},
@@ -420,8 +510,10 @@ class Evaluator:
             summary["new_task_heldout"] = results["pick_can_heldout"]
             summary["base"]["new_task_heldout"] = base["pick_can_heldout"]
         if self.forecast is not None:
-            summary["forecast"] = {"prior_mean": self.forecast.predict(results["forward_kl"]),
-                                   "file": str(self.cfg.forecast)}
+            summary["forecast"] = {
+                "prior_mean": self.forecast.predict(results["forward_kl"]),
+                "file": str(self.cfg.forecast),
+            }
         return summary
 
     def close(self) -> None:

@@ -81,15 +81,17 @@ class PolicyActor:
         for key, step in zip(keys, steps):
             words = [int(k) for k in np.atleast_1d(np.asarray(key, dtype=object))]
             entropy = np.random.SeedSequence([self.seed, *words, int(step)])
-            rows.append(torch.rand(shape, generator=torch.Generator().manual_seed(
-                int(entropy.generate_state(1, np.uint64)[0]) >> 1)))
+            rows.append(
+                torch.rand(
+                    shape, generator=torch.Generator().manual_seed(int(entropy.generate_state(1, np.uint64)[0]) >> 1)
+                )
+            )
         return torch.stack(rows)
 
     @torch.no_grad()
     def __call__(self, batch: Any) -> np.ndarray:
         inputs = self.policy.encode(list(batch.images), list(batch.instructions))
-        noise = (self.row_noise([episode_key(s) for s in batch.specs], batch.steps)
-                 if self.temperature > 0 else None)
+        noise = self.row_noise([episode_key(s) for s in batch.specs], batch.steps) if self.temperature > 0 else None
         sample = self.policy.sample(inputs, temperature=self.temperature, uniform_noise=noise)
         if self.record:
             for row, (episode, step) in enumerate(zip(batch.episodes, batch.steps)):
@@ -106,14 +108,20 @@ def check_settings(r: RLConfig) -> None:
     if r.optim.epochs < 1:
         raise ConfigError(f"rl.optim.epochs: passes over each iteration's rows, at least 1 (got {r.optim.epochs})")
     if r.temperature != 1.0:
-        raise ConfigError(f"rl.temperature: on-policy REINFORCE samples the policy's own distribution, 1.0 (got "
-                          f"{r.temperature}); the update scores actions with untempered log-probabilities, so "
-                          "another temperature would be off-policy")
+        raise ConfigError(
+            f"rl.temperature: on-policy REINFORCE samples the policy's own distribution, 1.0 (got "
+            f"{r.temperature}); the update scores actions with untempered log-probabilities, so "
+            "another temperature would be off-policy"
+        )
     if r.optim.image_shift:
-        raise ConfigError("rl.optim.image_shift: image shifts are for behaviour cloning; RL trains on the images it saw")
+        raise ConfigError(
+            "rl.optim.image_shift: image shifts are for behaviour cloning; RL trains on the images it saw"
+        )
     if r.optim.max_steps is not None:
-        raise ConfigError("rl.optim.max_steps: RL's length is rl.iterations (each makes the updates its rows give); "
-                          "leave rl.optim.max_steps unset")
+        raise ConfigError(
+            "rl.optim.max_steps: RL's length is rl.iterations (each makes the updates its rows give); "
+            "leave rl.optim.max_steps unset"
+        )
 
 
 def make_optimizer(policy: Any, r: RLConfig) -> torch.optim.Optimizer:
@@ -122,10 +130,20 @@ def make_optimizer(policy: Any, r: RLConfig) -> torch.optim.Optimizer:
     return torch.optim.AdamW(params, lr=r.optim.lr, weight_decay=r.optim.weight_decay)
 
 
-def train(policy: Any, optimizer: torch.optim.Optimizer, rollout: Any, r: RLConfig, *, seed: int,
-          backend: str = "embedded", base: Any = None, iteration: int = 0, update: int = 0,
-          after_iteration: Callable[[int, int, dict[str, float]], bool] | None = None,
-          progress: bool = False) -> tuple[int, int, bool]:
+def train(
+    policy: Any,
+    optimizer: torch.optim.Optimizer,
+    rollout: Any,
+    r: RLConfig,
+    *,
+    seed: int,
+    backend: str = "embedded",
+    base: Any = None,
+    iteration: int = 0,
+    update: int = 0,
+    after_iteration: Callable[[int, int, dict[str, float]], bool] | None = None,
+    progress: bool = False,
+) -> tuple[int, int, bool]:
     """Iterations `iteration`..`r.iterations` - 1 of REINFORCE on `policy`, in place, on `rollout`'s workers,
     starting at update count `update` (a resumed run passes its saved counts).
 
@@ -134,8 +152,19 @@ def train(policy: Any, optimizer: torch.optim.Optimizer, rollout: Any, r: RLConf
     started, made, stopped = time.perf_counter(), 0, False
     while iteration < r.iterations and not stopped:
         points = iteration_points(r, seed, iteration, backend)
-        metrics, update = reinforce_iteration(policy, optimizer, rollout, points, r, seed=seed, iteration=iteration,
-                                              update=update, backend=backend, base=base, progress=progress)
+        metrics, update = reinforce_iteration(
+            policy,
+            optimizer,
+            rollout,
+            points,
+            r,
+            seed=seed,
+            iteration=iteration,
+            update=update,
+            backend=backend,
+            base=base,
+            progress=progress,
+        )
         iteration += 1
         made += 1
         metrics["iterations_per_min"] = made * 60 / (time.perf_counter() - started)
@@ -144,9 +173,20 @@ def train(policy: Any, optimizer: torch.optim.Optimizer, rollout: Any, r: RLConf
     return iteration, update, stopped
 
 
-def reinforce_iteration(policy: Any, optimizer: torch.optim.Optimizer, rollout: Any, points: np.ndarray,
-                        r: RLConfig, *, seed: int, iteration: int, update: int, backend: str = "embedded",
-                        base: Any = None, progress: bool = False) -> tuple[dict[str, float], int]:
+def reinforce_iteration(
+    policy: Any,
+    optimizer: torch.optim.Optimizer,
+    rollout: Any,
+    points: np.ndarray,
+    r: RLConfig,
+    *,
+    seed: int,
+    iteration: int,
+    update: int,
+    backend: str = "embedded",
+    base: Any = None,
+    progress: bool = False,
+) -> tuple[dict[str, float], int]:
     """One iteration, as the module docstring numbers it; returns its metrics and the update count after it."""
     o = r.optim
     # 1. rollouts: every grid point x episodes_per_point, sampled by the current policy
@@ -154,8 +194,9 @@ def reinforce_iteration(policy: Any, optimizer: torch.optim.Optimizer, rollout: 
     actor = PolicyActor(policy, temperature=r.temperature, seed=seed * 100_003 + iteration, record=True)
     policy.model.eval()
     t0 = time.perf_counter()
-    results = rollout.run(actor, specs, record=True,
-                          progress=f"rollouts, iteration {iteration + 1}" if progress else None)
+    results = rollout.run(
+        actor, specs, record=True, progress=f"rollouts, iteration {iteration + 1}" if progress else None
+    )
     rollout_s = time.perf_counter() - t0
     # 2. advantages from binary success
     successes = np.array([res.success for res in results], dtype=np.float32)
@@ -171,14 +212,22 @@ def reinforce_iteration(policy: Any, optimizer: torch.optim.Optimizer, rollout: 
         order = np.random.default_rng([seed, iteration] + ([epoch] if epoch else []))
         for batch in split_batches(len(rows), o.batch_size, order):
             lr = o.lr * lr_multiplier(update, 0, o.warmup_steps, "constant")
-            step_metrics.append(policy_gradient_step(policy, optimizer, subset(rows, batch), lr, o.max_grad_norm,
-                                                     base, r.kl_coef, update, r.clip_ratio))
+            step_metrics.append(
+                policy_gradient_step(
+                    policy, optimizer, subset(rows, batch), lr, o.max_grad_norm, base, r.kl_coef, update, r.clip_ratio
+                )
+            )
             update += 1
     policy.model.eval()
     # 6. metrics
     env_steps = sum(res.steps for res in results)
-    metrics = {"rollout_success": float(successes.mean()), "env_steps": env_steps,
-               "env_steps_per_s": env_steps / max(rollout_s, 1e-9), "rows_with_signal": len(rows), "updates": update}
+    metrics = {
+        "rollout_success": float(successes.mean()),
+        "env_steps": env_steps,
+        "env_steps_per_s": env_steps / max(rollout_s, 1e-9),
+        "rows_with_signal": len(rows),
+        "updates": update,
+    }
     for name in ("loss", "pg_loss", "grad_norm", "reverse_kl_per_dim", "clipped_fraction"):
         values = [m[name] for m in step_metrics if name in m]
         if values:
@@ -203,8 +252,9 @@ class Rows:
         return len(self.instructions)
 
 
-def episode_advantages(successes: np.ndarray, groups: np.ndarray, baseline: str,
-                       advantage: str = "normalized") -> np.ndarray:
+def episode_advantages(
+    successes: np.ndarray, groups: np.ndarray, baseline: str, advantage: str = "normalized"
+) -> np.ndarray:
     """Advantages of binary episode outcomes: normalized rewards (see the module docstring), or with
     `advantage="one_zero"` 1 for a success and 0 otherwise (1-0 Reinforce: no baseline, no negative gradients)."""
     rewards = torch.as_tensor(np.asarray(successes, np.float32))
@@ -214,8 +264,12 @@ def episode_advantages(successes: np.ndarray, groups: np.ndarray, baseline: str,
     return core.normalized_advantages(rewards, group_ids).numpy()
 
 
-def rows_from_rollouts(results: list[Any], tokens: dict[tuple[int, int], torch.Tensor], advantages: np.ndarray,
-                       length_normalize: bool = False) -> Rows:
+def rows_from_rollouts(
+    results: list[Any],
+    tokens: dict[tuple[int, int], torch.Tensor],
+    advantages: np.ndarray,
+    length_normalize: bool = False,
+) -> Rows:
     """One row per step of every episode with a non-zero advantage, carrying that advantage; with
     `length_normalize`, times mean_length / the episode's length (mean over those episodes), so each episode
     weighs the same in the loss while the rows' weights still average 1 (the learning rate keeps its scale)."""
@@ -230,8 +284,12 @@ def rows_from_rollouts(results: list[Any], tokens: dict[tuple[int, int], torch.T
             instructions.append(t.instruction)
             toks.append(tokens[(e, step)])
             advs.append(float(advantages[e]) * weight)
-    return Rows(images, instructions, torch.stack(toks) if toks else torch.zeros((0, 7), dtype=torch.long),
-                torch.tensor(advs, dtype=torch.float32))
+    return Rows(
+        images,
+        instructions,
+        torch.stack(toks) if toks else torch.zeros((0, 7), dtype=torch.long),
+        torch.tensor(advs, dtype=torch.float32),
+    )
 
 
 def rollout_logprobs(policy: Any, rows: Rows, batch_size: int) -> torch.Tensor:
@@ -246,9 +304,17 @@ def rollout_logprobs(policy: Any, rows: Rows, batch_size: int) -> torch.Tensor:
     return torch.cat(out) if out else torch.zeros((0, 7))
 
 
-def policy_gradient_step(policy: Any, optimizer: torch.optim.Optimizer, rows: Rows, lr: float, max_grad_norm: float,
-                         base: Any = None, kl_coef: float = 0.0, update: int = 0,
-                         clip_ratio: float | None = None) -> dict[str, float]:
+def policy_gradient_step(
+    policy: Any,
+    optimizer: torch.optim.Optimizer,
+    rows: Rows,
+    lr: float,
+    max_grad_norm: float,
+    base: Any = None,
+    kl_coef: float = 0.0,
+    update: int = 0,
+    clip_ratio: float | None = None,
+) -> dict[str, float]:
     """One REINFORCE update on `rows` (all of them: the caller batches); with `clip_ratio`, the clipped surrogate
     against `rows.old_logprobs`, summed over the 7 tokens and averaged over rows as REINFORCE's loss is."""
     params = [p for group in optimizer.param_groups for p in group["params"]]
@@ -262,8 +328,9 @@ def policy_gradient_step(policy: Any, optimizer: torch.optim.Optimizer, rows: Ro
         loss = core.reinforce_loss(logits, bins, None, advantages)
     else:
         old = rows.old_logprobs.to(logits.device)
-        loss = core.grpo_loss(logits, bins, None, advantages, old, clip_eps=clip_ratio, loss_type="dr_grpo",
-                              max_tokens=1)
+        loss = core.grpo_loss(
+            logits, bins, None, advantages, old, clip_eps=clip_ratio, loss_type="dr_grpo", max_tokens=1
+        )
         with torch.no_grad():
             ratio = (core.token_logprobs(logits, bins) - old).exp()
             metrics["clipped_fraction"] = float(((ratio - 1).abs() > clip_ratio).float().mean())
@@ -296,8 +363,14 @@ def iteration_points(r: RLConfig, seed: int, iteration: int, backend: str = "emb
     return uniform_points("pick_can", backend, int(np.prod(r.grid)), np.random.default_rng([seed, iteration, 3]))
 
 
-def iteration_specs(points_xy: np.ndarray, episodes_per_point: int, seed: int, iteration: int,
-                    max_steps: int | None, backend: str = "embedded") -> tuple[list[Any], np.ndarray]:
+def iteration_specs(
+    points_xy: np.ndarray,
+    episodes_per_point: int,
+    seed: int,
+    iteration: int,
+    max_steps: int | None,
+    backend: str = "embedded",
+) -> tuple[list[Any], np.ndarray]:
     """The iteration's episodes (every point x episodes_per_point) and each one's point (its baseline group)."""
     from data_collection.collect import attempt_seed
     from envs.grids import placement_options
@@ -314,9 +387,14 @@ def iteration_specs(points_xy: np.ndarray, episodes_per_point: int, seed: int, i
 
 def split_batches(n: int, batch_size: int, rng: np.random.Generator) -> list[np.ndarray]:
     order = rng.permutation(n)
-    return [order[i:i + batch_size] for i in range(0, n, batch_size)]
+    return [order[i : i + batch_size] for i in range(0, n, batch_size)]
 
 
 def subset(rows: Rows, index: np.ndarray) -> Rows:
-    return Rows([rows.images[i] for i in index], [rows.instructions[i] for i in index], rows.tokens[index],
-                rows.advantages[index], None if rows.old_logprobs is None else rows.old_logprobs[index])
+    return Rows(
+        [rows.images[i] for i in index],
+        [rows.instructions[i] for i in index],
+        rows.tokens[index],
+        rows.advantages[index],
+        None if rows.old_logprobs is None else rows.old_logprobs[index],
+    )

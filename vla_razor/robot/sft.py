@@ -27,15 +27,20 @@ import torch
 
 from vla_razor import core
 from vla_razor.distributed import (
-    Distributed, check_distributed, clip_sharded_grad_norm, load_sharded_training_state, prepare_sharded, rank_share,
-    save_sharded_policy, save_sharded_training_state,
+    Distributed,
+    check_distributed,
+    clip_sharded_grad_norm,
+    load_sharded_training_state,
+    prepare_sharded,
+    rank_share,
+    save_sharded_policy,
+    save_sharded_training_state,
 )
 from vla_razor.optim import OptimConfig, check_finite, lr_multiplier
 from vla_razor.robot.config import FSDPConfig
 from vla_razor.robot.data import DemoTransitions, random_shifts
 from vla_razor.runs import RunFolder, WandbMirror, save_policy
-from vla_razor.training_state import (load_training_state, save_training_state, trainable_parameters,
-                                      training_state_path)
+from vla_razor.training_state import load_training_state, save_training_state, trainable_parameters, training_state_path
 
 POLICY_DIR = "policy"
 
@@ -121,7 +126,7 @@ def behaviour_clone(
     try:
         while step < total and not stopped:
             epoch, k = divmod(step, per_epoch)
-            rows = data.epoch_order(seed, epoch)[k * optim.batch_size:(k + 1) * optim.batch_size]
+            rows = data.epoch_order(seed, epoch)[k * optim.batch_size : (k + 1) * optim.batch_size]
             share, scale = rank_share(rows, ctx)
             images, instructions, actions = data.rows(share)
             images = random_shifts(images, share, optim.image_shift, seed, step)
@@ -149,9 +154,14 @@ def behaviour_clone(
             if ctx.enabled:  # the global batch's values: each rank's share weighted as in its loss
                 loss_value = ctx.all_reduce_mean(loss_value * scale)
                 accuracy = ctx.all_reduce_mean(accuracy * scale)
-            metrics = {"loss": loss_value, "token_accuracy": accuracy, "grad_norm": float(grad_norm), "lr": lr,
-                       "epoch": epoch + (k + 1) / per_epoch,
-                       "transitions_per_s": made * optim.batch_size / max(time.perf_counter() - started, 1e-9)}
+            metrics = {
+                "loss": loss_value,
+                "token_accuracy": accuracy,
+                "grad_norm": float(grad_norm),
+                "lr": lr,
+                "epoch": epoch + (k + 1) / per_epoch,
+                "transitions_per_s": made * optim.batch_size / max(time.perf_counter() - started, 1e-9),
+            }
             if ctx.is_main:
                 run.log(step, "train", metrics)
                 if wandb is not None:

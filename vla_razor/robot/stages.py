@@ -29,8 +29,13 @@ from vla_razor.robot.data import DemoTransitions
 from vla_razor.robot.sft import POLICY_DIR, TrainResult, behaviour_clone, set_norm_stats
 from vla_razor.runs import RunFolder, WandbMirror, save_policy
 from vla_razor.runtime import resolve_device, seed_everything
-from vla_razor.training_state import (check_training_state, load_training_state, read_training_state_meta,
-                                      save_training_state, training_state_path)
+from vla_razor.training_state import (
+    check_training_state,
+    load_training_state,
+    read_training_state_meta,
+    save_training_state,
+    training_state_path,
+)
 
 
 @dataclass
@@ -50,8 +55,10 @@ class StageResult:
 def one_process_only(what: str) -> None:
     """Refuses to run `what` as one of several torchrun processes (each would redo it into the same folder)."""
     if env_world_size() > 1:
-        raise ConfigError(f"{what} runs in one process, and this is one of {env_world_size()} (torchrun): only "
-                          "`robot pretrain` and `robot sft` train across processes; run it without torchrun")
+        raise ConfigError(
+            f"{what} runs in one process, and this is one of {env_world_size()} (torchrun): only "
+            "`robot pretrain` and `robot sft` train across processes; run it without torchrun"
+        )
 
 
 def _trained(run: RunFolder) -> bool:
@@ -60,12 +67,37 @@ def _trained(run: RunFolder) -> bool:
 
 # What does not change what a run computes, so a rerun may differ in it (a run's identity is the rest of its resolved
 # config, RunFolder.check_settings): how fast and how visibly it runs, and the sections of the other stages.
-_HOW_IT_RUNS = ("progress", "wandb", "workers", "pipeline_groups", "threads", "device", "checkpoint_every", "forecast",
-                "runs_dir", "fsdp.reshard_after_forward")
+_HOW_IT_RUNS = (
+    "progress",
+    "wandb",
+    "workers",
+    "pipeline_groups",
+    "threads",
+    "device",
+    "checkpoint_every",
+    "forecast",
+    "runs_dir",
+    "fsdp.reshard_after_forward",
+)
 # A run stopped early (optim.max_steps) may be continued further: the cap is not part of what it is.
 NOT_IN_RUN_IDENTITY = {
-    "pretrain": (*_HOW_IT_RUNS, "experiment", "base", "kl_budget", "camera_size", "backend", "sim_backend",
-                 "simpler_env_kwargs", "pretrain.optim.max_steps", "pretrain.snapshot_every", "collect.", "sft.", "rl.", "eval.", "lora."),
+    "pretrain": (
+        *_HOW_IT_RUNS,
+        "experiment",
+        "base",
+        "kl_budget",
+        "camera_size",
+        "backend",
+        "sim_backend",
+        "simpler_env_kwargs",
+        "pretrain.optim.max_steps",
+        "pretrain.snapshot_every",
+        "collect.",
+        "sft.",
+        "rl.",
+        "eval.",
+        "lora.",
+    ),
     "sft": (*_HOW_IT_RUNS, "sft.optim.max_steps", "collect.", "pretrain.", "rl."),
     "rl": (*_HOW_IT_RUNS, "collect.", "pretrain.", "sft.", "fsdp."),
 }
@@ -88,20 +120,45 @@ def _start(run: RunFolder, cfg: RobotConfig, stage: str, model: Any) -> bool:
     return resuming
 
 
-def _train(run: RunFolder, cfg: RobotConfig, stage: str, policy: Any, data: DemoTransitions, optim: Any,
-           on_update: Any = None, stop_check: Any = None, ctx: Distributed | None = None,
-           every: int | None = None) -> TrainResult:
+def _train(
+    run: RunFolder,
+    cfg: RobotConfig,
+    stage: str,
+    policy: Any,
+    data: DemoTransitions,
+    optim: Any,
+    on_update: Any = None,
+    stop_check: Any = None,
+    ctx: Distributed | None = None,
+    every: int | None = None,
+) -> TrainResult:
     """Behaviour cloning with the stage's bookkeeping; `on_update` runs every `every` updates (default: the
     mid-training evaluation's `eval.during_training_every`)."""
     main = ctx is None or ctx.is_main
-    wandb = WandbMirror(cfg.wandb if main else "off", "vla-razor", f"{cfg.experiment}/{run.path.name}",
-                        {"stage": stage, **to_dict(cfg)}, run.path)
+    wandb = WandbMirror(
+        cfg.wandb if main else "off",
+        "vla-razor",
+        f"{cfg.experiment}/{run.path.name}",
+        {"stage": stage, **to_dict(cfg)},
+        run.path,
+    )
     try:
-        return behaviour_clone(policy, data, optim, run, seed=cfg.seed, checkpoint_every=cfg.checkpoint_every,
-                               progress=cfg.progress, wandb=wandb, on_update=on_update,
-                               every=cfg.eval.during_training_every if every is None else every,
-                               stop_check=stop_check,
-                               check_every=cfg.eval.kl_every, dist=ctx, fsdp=cfg.fsdp)
+        return behaviour_clone(
+            policy,
+            data,
+            optim,
+            run,
+            seed=cfg.seed,
+            checkpoint_every=cfg.checkpoint_every,
+            progress=cfg.progress,
+            wandb=wandb,
+            on_update=on_update,
+            every=cfg.eval.during_training_every if every is None else every,
+            stop_check=stop_check,
+            check_every=cfg.eval.kl_every,
+            dist=ctx,
+            fsdp=cfg.fsdp,
+        )
     finally:
         wandb.finish()
         data.close()
@@ -135,8 +192,17 @@ def run_pretrain(cfg: RobotConfig) -> StageResult:
     def snapshot(step: int) -> None:
         save_policy(policy, run.path / "snapshots" / f"step_{step:06d}")
 
-    result = _train(run, cfg, "pretrain", policy, data, p.optim, ctx=ctx, every=p.snapshot_every,
-                    on_update=snapshot if p.snapshot_every > 0 else None)
+    result = _train(
+        run,
+        cfg,
+        "pretrain",
+        policy,
+        data,
+        p.optim,
+        ctx=ctx,
+        every=p.snapshot_every,
+        on_update=snapshot if p.snapshot_every > 0 else None,
+    )
     return StageResult(run.path, result.policy_dir, result)
 
 
@@ -151,8 +217,10 @@ def sft_transitions(cfg: RobotConfig) -> DemoTransitions:
     data = DemoTransitions(list(cfg.sft.datasets))
     others = [t for t in data.tasks if t != "pick_can"]
     if others:
-        raise DatasetError(f"sft.datasets: episodes of {', '.join(others)} in {', '.join(map(str, cfg.sft.datasets))}; "
-                           "SFT fine-tunes on pick-can demonstrations only")
+        raise DatasetError(
+            f"sft.datasets: episodes of {', '.join(others)} in {', '.join(map(str, cfg.sft.datasets))}; "
+            "SFT fine-tunes on pick-can demonstrations only"
+        )
     return data
 
 
@@ -211,20 +279,28 @@ def run_sft(cfg: RobotConfig) -> StageResult:
 
 def _sft_hparams(cfg: RobotConfig) -> dict[str, Any]:
     o = cfg.sft.optim
-    hparams: dict[str, Any] = {"lr": o.lr, "batch_size": o.batch_size, "epochs": o.epochs, "schedule": o.schedule,
-                               "image_shift": o.image_shift}
+    hparams: dict[str, Any] = {
+        "lr": o.lr,
+        "batch_size": o.batch_size,
+        "epochs": o.epochs,
+        "schedule": o.schedule,
+        "image_shift": o.image_shift,
+    }
     if cfg.lora.enabled:
         hparams["lora_r"] = cfg.lora.r
     if cfg.kl_budget is not None:
         if cfg.eval.kl_every < 1:
-            raise ConfigError(f"kl_budget ({cfg.kl_budget:g}): SFT checks it every eval.kl_every updates; "
-                              "set eval.kl_every to a positive number of updates")
+            raise ConfigError(
+                f"kl_budget ({cfg.kl_budget:g}): SFT checks it every eval.kl_every updates; "
+                "set eval.kl_every to a positive number of updates"
+            )
         hparams["kl_budget"] = cfg.kl_budget
     return hparams
 
 
-def _final_sft_evaluation(run: RunFolder, cfg: RobotConfig, evaluator: Any, policy: Any,
-                          hparams: dict[str, Any]) -> dict[str, Any]:
+def _final_sft_evaluation(
+    run: RunFolder, cfg: RobotConfig, evaluator: Any, policy: Any, hparams: dict[str, Any]
+) -> dict[str, Any]:
     """Evaluates the trained policy into summary.json, which marks the run finished."""
     meta = read_training_state_meta(training_state_path(run.path))
     step = int(meta["step"])
@@ -244,9 +320,11 @@ def _run_sft_sharded(cfg: RobotConfig, run: RunFolder, ctx: Distributed) -> Stag
     from vla_razor.robot.evaluate import Evaluator
 
     if cfg.eval.during_training_every or cfg.eval.kl_every or cfg.kl_budget is not None:
-        raise ConfigError("eval.during_training_every, eval.kl_every and kl_budget evaluate the policy while it "
-                          f"trains, which needs it whole in one process; this run has {ctx.world_size} (torchrun): "
-                          "set them to 0 / null, or run SFT in one process")
+        raise ConfigError(
+            "eval.during_training_every, eval.kl_every and kl_budget evaluate the policy while it "
+            f"trains, which needs it whole in one process; this run has {ctx.world_size} (torchrun): "
+            "set them to 0 / null, or run SFT in one process"
+        )
     if cfg.lora.enabled:
         raise ConfigError(f"lora.enabled: LoRA runs in one process for now; this run has {ctx.world_size} (torchrun)")
     hparams = _sft_hparams(cfg)
@@ -304,17 +382,24 @@ def check_action_range(policy: Any, data: DemoTransitions, cfg: RobotConfig) -> 
     detail = "; ".join(
         f"dimension {d} ({ACTION_NAMES[d] if d < len(ACTION_NAMES) else d}): {fractions[d]:.0%} outside the base's "
         f"[{stats.q01[d]:.4g}, {stats.q99[d]:.4g}], demonstrations span [{data.actions[:, d].min():.4g}, "
-        f"{data.actions[:, d].max():.4g}]" for d in bad)
+        f"{data.actions[:, d].max():.4g}]"
+        for d in bad
+    )
     raise ConfigError(
         f"sft.datasets {[str(d) for d in cfg.sft.datasets]}: the base ({cfg.base}, norm_stats "
         f"{cfg.dataset_name!r}) cannot express these demonstrations, SFT would learn clipped actions: {detail}. "
         "Make the base with action statistics that cover them (pretrain.norm_stats_datasets), or set "
-        "sft.allow_clipped_actions true to train anyway")
+        "sft.allow_clipped_actions true to train anyway"
+    )
 
 
 def _flat(summary: dict[str, Any]) -> dict[str, float]:
-    flat = {"pick_can": summary["new_task"], **summary["prior"], "forgetting": summary["forgetting"],
-            **summary["predictors"]}
+    flat = {
+        "pick_can": summary["new_task"],
+        **summary["prior"],
+        "forgetting": summary["forgetting"],
+        **summary["predictors"],
+    }
     if "new_task_heldout" in summary:
         flat["pick_can_heldout"] = summary["new_task_heldout"]
     if "forecast" in summary:
@@ -331,12 +416,17 @@ def _live_kl_check(run: RunFolder, cfg: RobotConfig, evaluator: Any, policy: Any
 
 def rl_run_name(cfg: RobotConfig) -> str:
     r = cfg.rl
-    variant = (("_10" if r.advantage == "one_zero" else "") + ("_ln" if r.length_normalize else "")
-               + (f"_clip{r.clip_ratio:g}" if r.clip_ratio is not None else "")
-               + ("_uniform" if r.placements == "uniform" else ""))
+    variant = (
+        ("_10" if r.advantage == "one_zero" else "")
+        + ("_ln" if r.length_normalize else "")
+        + (f"_clip{r.clip_ratio:g}" if r.clip_ratio is not None else "")
+        + ("_uniform" if r.placements == "uniform" else "")
+    )
     epochs = f"_ep{r.optim.epochs}" if r.optim.epochs != 1 else ""
-    return r.run_name or (f"rl_lr{r.optim.lr:g}_bs{r.optim.batch_size}{epochs}_k{r.episodes_per_point}{variant}"
-                          f"{_lora_suffix(cfg)}_s{cfg.seed}")
+    return r.run_name or (
+        f"rl_lr{r.optim.lr:g}_bs{r.optim.batch_size}{epochs}_k{r.episodes_per_point}{variant}"
+        f"{_lora_suffix(cfg)}_s{cfg.seed}"
+    )
 
 
 def run_rl(cfg: RobotConfig) -> StageResult:
@@ -367,10 +457,17 @@ def run_rl(cfg: RobotConfig) -> StageResult:
     if _start(run, cfg, "rl", policy.model):
         state = load_training_state(state_path, policy.model, optimizer)
         iteration, update, stopped = int(state["iteration"]), int(state["update"]), bool(state.get("stopped", False))
-    hparams = {"lr": r.optim.lr, "batch_size": r.optim.batch_size, "epochs": r.optim.epochs,
-               "episodes_per_point": r.episodes_per_point,
-               "iterations": r.iterations, "kl_coef": r.kl_coef, "advantage": r.advantage,
-               "length_normalize": r.length_normalize, "placements": r.placements}
+    hparams = {
+        "lr": r.optim.lr,
+        "batch_size": r.optim.batch_size,
+        "epochs": r.optim.epochs,
+        "episodes_per_point": r.episodes_per_point,
+        "iterations": r.iterations,
+        "kl_coef": r.kl_coef,
+        "advantage": r.advantage,
+        "length_normalize": r.length_normalize,
+        "placements": r.placements,
+    }
     if r.clip_ratio is not None:
         hparams["clip_ratio"] = r.clip_ratio
     if cfg.lora.enabled:
@@ -379,8 +476,9 @@ def run_rl(cfg: RobotConfig) -> StageResult:
         hparams["kl_budget"] = cfg.kl_budget
     check_every = cfg.eval.kl_every or (1 if cfg.kl_budget is not None else 0)
     evaluator = Evaluator(cfg, base)
-    wandb = WandbMirror(cfg.wandb, "vla-razor", f"{cfg.experiment}/{run.path.name}", {"stage": "rl", **to_dict(cfg)},
-                        run.path)
+    wandb = WandbMirror(
+        cfg.wandb, "vla-razor", f"{cfg.experiment}/{run.path.name}", {"stage": "rl", **to_dict(cfg)}, run.path
+    )
     bar = tqdm(total=r.iterations, initial=iteration, unit="iter", desc=run.path.name, disable=not cfg.progress)
 
     def after_iteration(iteration: int, update: int, metrics: dict[str, float]) -> bool:
@@ -395,15 +493,26 @@ def run_rl(cfg: RobotConfig) -> StageResult:
             run.add_point(evaluator.summary("rl", hparams, cfg.seed, iteration, scores))
         if check_every and iteration % check_every == 0 and iteration < r.iterations:
             stopped = _live_kl_check(run, cfg, evaluator, policy, iteration)
-        save_training_state(state_path, policy.model, optimizer,
-                            {"iteration": iteration, "update": update, "stopped": stopped})
+        save_training_state(
+            state_path, policy.model, optimizer, {"iteration": iteration, "update": update, "stopped": stopped}
+        )
         return stopped
 
     try:
         if not stopped:
             iteration, update, stopped = rl.train(
-                policy, optimizer, evaluator.rollout, r, seed=cfg.seed, backend=cfg.backend, base=base,
-                iteration=iteration, update=update, after_iteration=after_iteration, progress=cfg.progress)
+                policy,
+                optimizer,
+                evaluator.rollout,
+                r,
+                seed=cfg.seed,
+                backend=cfg.backend,
+                base=base,
+                iteration=iteration,
+                update=update,
+                after_iteration=after_iteration,
+                progress=cfg.progress,
+            )
         bar.close()
         if not _trained(run):
             policy.merge_adapters()
@@ -437,8 +546,10 @@ def load_base(cfg: RobotConfig) -> Any:
     from vla_razor.policies.openvla import OpenVLAPolicy
 
     if not (cfg.base / "config.json").is_file():
-        raise FileNotFoundError(f"base: {cfg.base} is not a policy folder (no config.json); "
-                                "run `vla-razor robot pretrain` or point --base at one")
+        raise FileNotFoundError(
+            f"base: {cfg.base} is not a policy folder (no config.json); "
+            "run `vla-razor robot pretrain` or point --base at one"
+        )
     base = OpenVLAPolicy.from_pretrained(cfg.base, device=resolve_device(cfg.device), dataset=cfg.dataset_name)
     base.model.eval().requires_grad_(False)
     return base
@@ -486,14 +597,18 @@ def collect_sft_demos(cfg: RobotConfig) -> None:
         cfg.sft.datasets = [cfg.collect.out]
 
     if cfg.collect.camera_size != cfg.camera_size:
-        raise ConfigError(f"collect.camera_size ({cfg.collect.camera_size}) must equal camera_size ({cfg.camera_size}): "
-                          "the policy is trained and evaluated on images of one size")
+        raise ConfigError(
+            f"collect.camera_size ({cfg.collect.camera_size}) must equal camera_size ({cfg.camera_size}): "
+            "the policy is trained and evaluated on images of one size"
+        )
     if all((Path(d) / "dataset_statistics.json").is_file() for d in cfg.sft.datasets):
         return
     if [Path(d) for d in cfg.sft.datasets] != [Path(cfg.collect.out)]:
         missing = [str(d) for d in cfg.sft.datasets if not (Path(d) / "dataset_statistics.json").is_file()]
-        raise FileNotFoundError(f"sft.datasets: {missing} are not finished datasets, and collect.out "
-                                f"({cfg.collect.out}) is not what sft.datasets asks for; collect them first")
+        raise FileNotFoundError(
+            f"sft.datasets: {missing} are not finished datasets, and collect.out "
+            f"({cfg.collect.out}) is not what sft.datasets asks for; collect them first"
+        )
     print(f"collecting SFT demonstrations into {cfg.collect.out}")
     print_summary(Collector(cfg.collect).run(), cfg.collect.out)
 
@@ -507,8 +622,18 @@ def experiment_runs(experiment_dir: Path) -> tuple[list[dict[str, Any]], dict[st
         if s.get("method") not in ("sft", "rl"):
             continue
         base = base or s["base"]
-        rows.append({"method": s["method"], "run": path.parent.name, "hparams": s["hparams"], "pick_can": s["new_task"],
-                     **_heldout(s), **s["prior"], "forgetting": s["forgetting"], **s["predictors"]})
+        rows.append(
+            {
+                "method": s["method"],
+                "run": path.parent.name,
+                "hparams": s["hparams"],
+                "pick_can": s["new_task"],
+                **_heldout(s),
+                **s["prior"],
+                "forgetting": s["forgetting"],
+                **s["predictors"],
+            }
+        )
     if base is None:
         raise FileNotFoundError(f"{experiment_dir / 'runs'}: no finished SFT or RL run (summary.json)")
     order = {"sft": 0, "rl": 1}
@@ -529,14 +654,37 @@ def summarize_experiment(cfg: RobotConfig, extra: dict[str, str] | None = None) 
 
     started = time.perf_counter()
     runs, base = experiment_runs(cfg.experiment_dir)
-    table = [{"method": "base", "run": str(cfg.base), "hparams": {}, "pick_can": base["new_task"], **_heldout(base),
-              **base["prior"], "forgetting": 0.0, "forward_kl": 0.0, "reverse_kl": 0.0, "tv": 0.0}, *runs]
+    table = [
+        {
+            "method": "base",
+            "run": str(cfg.base),
+            "hparams": {},
+            "pick_can": base["new_task"],
+            **_heldout(base),
+            **base["prior"],
+            "forgetting": 0.0,
+            "forward_kl": 0.0,
+            "reverse_kl": 0.0,
+            "tv": 0.0,
+        },
+        *runs,
+    ]
     summary_path = cfg.experiment_dir / "summary.json"
-    atomic_write_json(summary_path, {"kind": EXPERIMENT_KIND, "runs": runs,
-                                     "base": {"pick_can": base["new_task"], **_heldout(base), **base["prior"]},
-                                     "config": to_dict(cfg)})
-    report = write_report(cfg.experiment_dir / "runs", cfg.experiment_dir / "report",
-                          title=f"RL's Razor, robot ({cfg.backend}): {cfg.experiment}", extra=extra or {})
+    atomic_write_json(
+        summary_path,
+        {
+            "kind": EXPERIMENT_KIND,
+            "runs": runs,
+            "base": {"pick_can": base["new_task"], **_heldout(base), **base["prior"]},
+            "config": to_dict(cfg),
+        },
+    )
+    report = write_report(
+        cfg.experiment_dir / "runs",
+        cfg.experiment_dir / "report",
+        title=f"RL's Razor, robot ({cfg.backend}): {cfg.experiment}",
+        extra=extra or {},
+    )
     return PipelineResult(table, report.html_path.parent, summary_path, time.perf_counter() - started)
 
 

@@ -26,8 +26,9 @@ from vla_razor.config import option
 class RunResources:
     """What Ray reserves for each task, so that no more tasks run at once than the machines hold."""
 
-    cpus: float = option(1.0, "CPU cores per task (a robot run: its simulator workers + 1; torch uses this many threads)",
-                         ge=0)
+    cpus: float = option(
+        1.0, "CPU cores per task (a robot run: its simulator workers + 1; torch uses this many threads)", ge=0
+    )
     gpus: float = option(0.0, "GPUs per task (0.5: two tasks share one GPU)", ge=0)
 
 
@@ -36,20 +37,30 @@ class SweepConfig:
     """One sweep: an experiment config, its grid, and the Ray cluster that runs it."""
 
     domain: Literal["toy", "robot", "llm"] = option(
-        "toy", "whose runs: toy (ParityMNIST), robot (pick-can SFT / RL) or llm (SFT / GRPO / 1-0 / SimPO on a causal LM)")
+        "toy",
+        "whose runs: toy (ParityMNIST), robot (pick-can SFT / RL) or llm (SFT / GRPO / 1-0 / SimPO on a causal LM)",
+    )
     experiment_config: Path | None = option(
-        Path("configs/toy_quick.yaml"), "the experiment config every run starts from (none: the domain's defaults)")
+        Path("configs/toy_quick.yaml"), "the experiment config every run starts from (none: the domain's defaults)"
+    )
     overrides: dict[str, Any] = option(
-        {}, "dotted fields of the experiment config set for every run, e.g. {runs_dir: /shared/runs, workers: 6}")
+        {}, "dotted fields of the experiment config set for every run, e.g. {runs_dir: /shared/runs, workers: 6}"
+    )
     grid: dict[str, dict[str, list[Any]]] = option(
-        {}, "robot / llm: method (robot: sft, rl; llm: sft, grpo, one_zero, simpo) -> dotted field -> values; a method's runs are the product of its fields' values "
-            "(toy: the experiment config's sweep section is the grid)")
+        {},
+        "robot / llm: method (robot: sft, rl; llm: sft, grpo, one_zero, simpo) -> dotted field -> values; a method's runs are the product of its fields' values "
+        "(toy: the experiment config's sweep section is the grid)",
+    )
     in_process: bool = option(
-        False, "run the tasks one after another in this process, without Ray (`vla-razor toy sweep` does); the first "
-               "failure stops the sweep")
+        False,
+        "run the tasks one after another in this process, without Ray (`vla-razor toy sweep` does); the first "
+        "failure stops the sweep",
+    )
     address: str | None = option(
-        None, "Ray cluster to join ('auto', 'host:6379', 'ray://host:10001'); none starts a local Ray instance. "
-              "The cluster's nodes must see this project and the runs folder at the same paths (a shared filesystem)")
+        None,
+        "Ray cluster to join ('auto', 'host:6379', 'ray://host:10001'); none starts a local Ray instance. "
+        "The cluster's nodes must see this project and the runs folder at the same paths (a shared filesystem)",
+    )
     num_cpus: int | None = option(None, "CPUs of the local Ray instance (none: all of this machine's)", ge=1)
     num_gpus: int | None = option(None, "GPUs of the local Ray instance (none: those Ray finds)", ge=0)
     resources: RunResources = option(RunResources(), "what each task reserves")

@@ -86,8 +86,14 @@ def _experiment(cfg: SweepConfig, overrides: dict[str, Any] | None = None) -> An
 
 def _payload(cfg: SweepConfig, kind: str, overrides: dict[str, Any], **extra: Any) -> dict[str, Any]:
     path = None if cfg.experiment_config is None else str(cfg.experiment_config)
-    return {"domain": cfg.domain, "kind": kind, "cwd": os.getcwd(), "experiment_config": path,
-            "overrides": {**cfg.overrides, **overrides}, **extra}
+    return {
+        "domain": cfg.domain,
+        "kind": kind,
+        "cwd": os.getcwd(),
+        "experiment_config": path,
+        "overrides": {**cfg.overrides, **overrides},
+        **extra,
+    }
 
 
 def sweep_tasks(cfg: SweepConfig) -> tuple[SweepTask, list[SweepTask]]:
@@ -104,7 +110,9 @@ def _toy_tasks(cfg: SweepConfig) -> tuple[SweepTask, list[SweepTask]]:
     from vla_razor.toy.train import NOT_IN_RUN_IDENTITY, run_config
 
     if cfg.grid:
-        raise ConfigError(f"grid: a toy sweep's grid is the `sweep` section of {cfg.experiment_config}; leave grid empty")
+        raise ConfigError(
+            f"grid: a toy sweep's grid is the `sweep` section of {cfg.experiment_config}; leave grid empty"
+        )
     threads = {} if cfg.in_process else {"threads": max(1, round(cfg.resources.cpus))}
     exp = _experiment(cfg, threads)
     base_dir = str(exp.experiment_dir / "base")
@@ -114,8 +122,13 @@ def _toy_tasks(cfg: SweepConfig) -> tuple[SweepTask, list[SweepTask]]:
         for r in group:  # a run folder made with other settings is refused, not resumed nor called finished
             RunFolder(exp.experiment_dir / "runs" / r.name).check_settings(run_config(exp, r), NOT_IN_RUN_IDENTITY)
         name = group[0].name if len(group) == 1 else f"{group[0].name} (+{len(group) - 1} stacked)"
-        tasks.append(SweepTask(name, tuple(str(exp.experiment_dir / "runs" / r.name) for r in group),
-                               _payload(cfg, "run", threads, runs=[asdict(r) for r in group], base_dir=base_dir)))
+        tasks.append(
+            SweepTask(
+                name,
+                tuple(str(exp.experiment_dir / "runs" / r.name) for r in group),
+                _payload(cfg, "run", threads, runs=[asdict(r) for r in group], base_dir=base_dir),
+            )
+        )
     return prepare, tasks
 
 
@@ -142,8 +155,10 @@ def _method_tasks(cfg: SweepConfig) -> tuple[SweepTask, list[SweepTask]]:
     """Robot and LLM sweeps: per method, the product of its dotted fields' values, one run a task."""
     methods = ROBOT_METHODS if cfg.domain == "robot" else LLM_METHODS
     if not cfg.grid:
-        raise ConfigError(f"grid: a {cfg.domain} sweep lists the values to try per method, e.g. "
-                          "{sft: {sft.optim.lr: [1e-5, 3e-5]}, " + f"{methods[1]}: " + "{...}}")
+        raise ConfigError(
+            f"grid: a {cfg.domain} sweep lists the values to try per method, e.g. "
+            "{sft: {sft.optim.lr: [1e-5, 3e-5]}, " + f"{methods[1]}: " + "{...}}"
+        )
     unknown = sorted(set(cfg.grid) - set(methods))
     if unknown:
         raise ConfigError(f"grid: unknown method {unknown[0]!r} ({cfg.domain} methods: {', '.join(methods)})")
@@ -156,16 +171,21 @@ def _method_tasks(cfg: SweepConfig) -> tuple[SweepTask, list[SweepTask]]:
                 raise ConfigError(
                     f"grid: {method} runs {seen[name]} and {point} would share the run folder {name}; the folder name "
                     f"comes from a few of the method's settings (the learning rate and its batch or group settings): "
-                    f"sweep one of those, or give each run its own {method.replace('one_zero', 'grpo')}.run_name")
+                    f"sweep one of those, or give each run its own {method.replace('one_zero', 'grpo')}.run_name"
+                )
             seen[name] = point
-            tasks.append(SweepTask(name, (str(exp.experiment_dir / "runs" / name),),
-                                   _payload(cfg, "run", point, method=method)))
+            tasks.append(
+                SweepTask(name, (str(exp.experiment_dir / "runs" / name),), _payload(cfg, "run", point, method=method))
+            )
     if cfg.domain == "llm":
         prepare = SweepTask("the base's evaluation and KL responses", (), _payload(cfg, "prepare", {}))
         return prepare, tasks
     collect = "sft" in cfg.grid
-    prepare = SweepTask("SFT demonstrations and the base's evaluation" if collect else "the base's evaluation", (),
-                        _payload(cfg, "prepare", {}, collect=collect))
+    prepare = SweepTask(
+        "SFT demonstrations and the base's evaluation" if collect else "the base's evaluation",
+        (),
+        _payload(cfg, "prepare", {}, collect=collect),
+    )
     return prepare, tasks
 
 
@@ -214,8 +234,18 @@ def _execute_toy(payload: dict[str, Any]) -> None:
         _TOY_INPUTS.update(key=key, data=data, base=load_base_for_experiment(cfg, data, progress=False))
     seconds = run_group(cfg, runs, _TOY_INPUTS["base"], _TOY_INPUTS["data"], progress=False)
     with open(cfg.experiment_dir / "timing.jsonl", "a") as f:  # the toy report's runs per minute
-        f.write(json.dumps({"method": runs[0].method, "epochs": runs[0].epochs, "seed": runs[0].seed,
-                            "runs": len(runs), "seconds": seconds}) + "\n")
+        f.write(
+            json.dumps(
+                {
+                    "method": runs[0].method,
+                    "epochs": runs[0].epochs,
+                    "seed": runs[0].seed,
+                    "runs": len(runs),
+                    "seconds": seconds,
+                }
+            )
+            + "\n"
+        )
 
 
 def _execute_robot(payload: dict[str, Any]) -> None:
@@ -256,8 +286,17 @@ def _describe_failure(err: BaseException) -> str:
 
 
 def _write_status(path: Path, result: SweepResult, pending: list[str], interrupted: bool) -> None:
-    atomic_write_json(path, {"finished": result.finished, "skipped": result.skipped, "failed": result.failed,
-                             "unfinished": pending, "interrupted": interrupted, "seconds": result.seconds})
+    atomic_write_json(
+        path,
+        {
+            "finished": result.finished,
+            "skipped": result.skipped,
+            "failed": result.failed,
+            "unfinished": pending,
+            "interrupted": interrupted,
+            "seconds": result.seconds,
+        },
+    )
 
 
 def run_sweep(cfg: SweepConfig, progress: bool = True) -> SweepResult:
@@ -296,8 +335,9 @@ def _run_in_process(prepare: SweepTask, todo: list[SweepTask], result: SweepResu
         result.finished.append(task.name)
 
 
-def _run_on_ray(cfg: SweepConfig, prepare: SweepTask, todo: list[SweepTask], total: int, result: SweepResult,
-                progress: bool) -> None:
+def _run_on_ray(
+    cfg: SweepConfig, prepare: SweepTask, todo: list[SweepTask], total: int, result: SweepResult, progress: bool
+) -> None:
     """The shared step, then the other tasks as Ray tasks, as many at once as the cluster holds; a failed task is
     recorded and the others go on; Ctrl-C cancels them and records what was unfinished."""
     import ray
@@ -313,8 +353,9 @@ def _run_on_ray(cfg: SweepConfig, prepare: SweepTask, todo: list[SweepTask], tot
         else:
             init["address"] = cfg.address
         ray.init(**init)
-        remote = ray.remote(execute_task).options(num_cpus=cfg.resources.cpus, num_gpus=cfg.resources.gpus,
-                                                  max_retries=0)
+        remote = ray.remote(execute_task).options(
+            num_cpus=cfg.resources.cpus, num_gpus=cfg.resources.gpus, max_retries=0
+        )
         try:
             shared = remote.remote(prepare.payload)
             pending = {shared: prepare}  # so that Ctrl-C cancels it too
@@ -324,8 +365,13 @@ def _run_on_ray(cfg: SweepConfig, prepare: SweepTask, todo: list[SweepTask], tot
                 result.failed[prepare.name] = _describe_failure(err)
                 todo = []
             pending = {remote.remote(task.payload): task for task in todo}
-            bar = tqdm(total=total, initial=len(result.skipped), desc=f"sweep {experiment_dir.name}",
-                       unit="task", disable=not progress)
+            bar = tqdm(
+                total=total,
+                initial=len(result.skipped),
+                desc=f"sweep {experiment_dir.name}",
+                unit="task",
+                disable=not progress,
+            )
             while pending:
                 done, _ = ray.wait(list(pending), num_returns=1)
                 task = pending.pop(done[0])
@@ -362,4 +408,3 @@ def write_sweep_report(cfg: SweepConfig) -> Path:
     from vla_razor.robot.stages import summarize_experiment
 
     return summarize_experiment(exp).report_dir
-

@@ -21,7 +21,9 @@ class ToyDataConfig:
     pretrain_per_task: int = option(500, "images of each task (ParityMNIST, FashionMNIST) used for pretraining", ge=1)
     parity_test: int = option(1000, "held-out MNIST digits for new-task accuracy and the KL predictors", ge=1)
     fashion_test: int = option(2000, "FashionMNIST test images for prior-task accuracy (forgetting)", ge=1)
-    fashion_dir: Path = option(DEFAULT_FASHION_DIR, "folder with FashionMNIST idx files (Debian: dataset-fashion-mnist)")
+    fashion_dir: Path = option(
+        DEFAULT_FASHION_DIR, "folder with FashionMNIST idx files (Debian: dataset-fashion-mnist)"
+    )
     seed: int = option(0, "seed of the data split and of the pretraining labels", ge=0)
 
 
@@ -47,8 +49,11 @@ class FinetuneConfig:
     cknna_samples: int = option(500, "probe inputs (ParityMNIST test) for CKNNA to the base representation", ge=2)
     cknna_k: int = option(10, "neighbours in CKNNA", ge=1)
     kl_budget: float | None = option(
-        None, "stop a run at the first checkpoint whose forward KL to the base on the new task reaches this budget "
-              "(none: train to the end); its model is the one at that checkpoint", ge=0)
+        None,
+        "stop a run at the first checkpoint whose forward KL to the base on the new task reaches this budget "
+        "(none: train to the end); its model is the one at that checkpoint",
+        ge=0,
+    )
 
 
 @dataclass
@@ -63,7 +68,8 @@ class ToyGridConfig:
     models_per_stack: int = option(
         5,
         "runs trained together as one stacked model (0: every run of a method/epochs/seed group). On 2 CPU cores "
-        "5 is fastest: bigger stacks fall out of cache (docs/results/toy/bench.json)", ge=0,
+        "5 is fastest: bigger stacks fall out of cache (docs/results/toy/bench.json)",
+        ge=0,
     )
 
     def learning_rates(self) -> list[float]:
@@ -82,11 +88,15 @@ class ToyConfig:
     sweep: ToyGridConfig = option(ToyGridConfig(), "hyperparameter grid (the runs `vla-razor toy sweep` trains)")
     save_weights: bool = option(True, "write each run's final weights (safetensors, ~2 MB a run)")
     report: bool = option(True, "write the report after the sweep")
-    wandb: Literal["auto", "offline", "online", "off"] = option("auto", "mirror metrics to wandb (auto: offline unless logged in)")
+    wandb: Literal["auto", "offline", "online", "off"] = option(
+        "auto", "mirror metrics to wandb (auto: offline unless logged in)"
+    )
     threads: int = option(0, "torch CPU threads (0: all cores)", ge=0)
     forecast: Path | None = option(
-        None, "a forecast.json (`vla-razor forecast RUNS_DIR`): every checkpoint also logs the retention it predicts "
-              "from the run's forward KL (forecast/prior_mean), next to the measured one")
+        None,
+        "a forecast.json (`vla-razor forecast RUNS_DIR`): every checkpoint also logs the retention it predicts "
+        "from the run's forward KL (forecast/prior_mean), next to the measured one",
+    )
 
     @property
     def experiment_dir(self) -> Path:

@@ -126,10 +126,14 @@ def load_toy_data(
 
     return ToyData(
         parity_pretrain=parity(pre),
-        fashion_pretrain=TaskSplit(_with_indicator(f_train_x[f_pre], FASHION_INDICATOR), torch.from_numpy(f_train_y[f_pre])),
+        fashion_pretrain=TaskSplit(
+            _with_indicator(f_train_x[f_pre], FASHION_INDICATOR), torch.from_numpy(f_train_y[f_pre])
+        ),
         parity_finetune=parity(fine),
         parity_test=parity(test),
-        fashion_test=TaskSplit(_with_indicator(f_test_x[f_test], FASHION_INDICATOR), torch.from_numpy(f_test_y[f_test])),
+        fashion_test=TaskSplit(
+            _with_indicator(f_test_x[f_test], FASHION_INDICATOR), torch.from_numpy(f_test_y[f_test])
+        ),
     )
 
 

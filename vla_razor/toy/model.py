@@ -58,7 +58,9 @@ def stacked_forward(params: dict[str, torch.Tensor], x: torch.Tensor) -> tuple[t
 
 
 @torch.no_grad()
-def stacked_forward_chunked(params: dict[str, torch.Tensor], x: torch.Tensor, chunk: int = 1000) -> tuple[torch.Tensor, torch.Tensor]:
+def stacked_forward_chunked(
+    params: dict[str, torch.Tensor], x: torch.Tensor, chunk: int = 1000
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Evaluation pass over a large input set: logits [M, N, 10] and concatenated hidden units [M, N, 768]."""
     logits, hidden = [], []
     for start in range(0, len(x), chunk):

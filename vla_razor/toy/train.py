@@ -41,7 +41,12 @@ def parity_accuracy(logits: torch.Tensor, digits: torch.Tensor) -> torch.Tensor:
     """ParityMNIST accuracy: the predicted label counts as correct if its parity matches the digit's."""
     correct = parity_correct(digits)  # [N, 10]
     predicted = logits.argmax(-1)  # [..., N]
-    return torch.gather(correct.expand(*predicted.shape, NUM_CLASSES), -1, predicted.unsqueeze(-1)).squeeze(-1).float().mean(-1)
+    return (
+        torch.gather(correct.expand(*predicted.shape, NUM_CLASSES), -1, predicted.unsqueeze(-1))
+        .squeeze(-1)
+        .float()
+        .mean(-1)
+    )
 
 
 def expected_parity_accuracy(logits: torch.Tensor, digits: torch.Tensor) -> torch.Tensor:
@@ -95,7 +100,9 @@ def load_or_pretrain_base(cfg: ToyConfig, data: ToyData, progress: bool = True) 
             "data": to_dict(cfg.data),
             "pretrain": to_dict(cfg.pretrain),
             "new_task": parity_accuracy(model(data.parity_test.inputs), data.parity_test.digits).item(),
-            "new_task_expected": expected_parity_accuracy(model(data.parity_test.inputs), data.parity_test.digits).item(),
+            "new_task_expected": expected_parity_accuracy(
+                model(data.parity_test.inputs), data.parity_test.digits
+            ).item(),
             "prior": {PRIOR_PROBE: accuracy(model(data.fashion_test.inputs), data.fashion_test.digits).item()},
         }
     save_tensors_atomic(weights_path, model.state_dict())
@@ -297,7 +304,9 @@ def finetune_group(
     history: list[list[dict]] = []
     base_model_params = {k: v.unsqueeze(0) for k, v in base.state.items()}
 
-    bar = tqdm(total=total_steps, desc=f"{method} ep{epochs} s{seed} ({models} runs)", disable=not progress, leave=False)
+    bar = tqdm(
+        total=total_steps, desc=f"{method} ep{epochs} s{seed} ({models} runs)", disable=not progress, leave=False
+    )
     step = 0
     stopped: dict[int, dict] = {}  # model -> its checkpoint that reached cfg.kl_budget (frozen from then on)
     training = torch.ones(models)
@@ -322,7 +331,8 @@ def finetune_group(
                 raise NonFiniteError(
                     f"toy {method}: non-finite outputs or loss at update {step + 1} of "
                     f"{', '.join(diverged) or 'the stack'}; stopped before the optimizer step (check the learning "
-                    "rates and max_grad_norm)")
+                    "rates and max_grad_norm)"
+                )
             loss.backward()
             multipliers = torch.tensor([lr_multiplier(step, total_steps, cfg.warmup_steps, r.schedule) for r in runs])
             optimizer.step(peak_lrs * multipliers * training)  # lr 0: AdamW leaves a stopped model as it is
@@ -332,14 +342,20 @@ def finetune_group(
                 evals = evaluate_checkpoints(params, base, data, cfg, final=step == total_steps)
                 if train_values is None:  # per-model SFT loss on this batch
                     with torch.no_grad():
-                        train_values = torch.nn.functional.cross_entropy(
-                            logits.detach().reshape(-1, NUM_CLASSES), labels[idx].repeat(models), reduction="none"
-                        ).view(models, batch).mean(1)
+                        train_values = (
+                            torch.nn.functional.cross_entropy(
+                                logits.detach().reshape(-1, NUM_CLASSES), labels[idx].repeat(models), reduction="none"
+                            )
+                            .view(models, batch)
+                            .mean(1)
+                        )
                 for m, result in enumerate(evals):
                     result["step"] = step
                     result["epoch"] = step / steps_per_epoch
-                    result["train"] = {train_metric: train_values[m].item(),
-                                       "lr": (peak_lrs[m] * multipliers[m] * training[m]).item()}
+                    result["train"] = {
+                        train_metric: train_values[m].item(),
+                        "lr": (peak_lrs[m] * multipliers[m] * training[m]).item(),
+                    }
                     if m in stopped:  # the same model as at its stop: keep that checkpoint, counted once
                         evals[m] = stopped[m]
                     elif cfg.kl_budget is not None and result["predictors"]["forward_kl"] >= cfg.kl_budget:
@@ -358,13 +374,13 @@ NOT_IN_RUN_IDENTITY = ("sweep.", "save_weights", "report", "wandb", "threads", "
 
 def run_config(cfg: ToyConfig, run: RunSpec) -> dict:
     """What a toy run's folder records as its config.yaml (and is compared with on a rerun)."""
-    return {**to_dict(cfg), "run": {"method": run.method, "lr": run.lr, "schedule": run.schedule,
-                                    "epochs": run.epochs, "seed": run.seed}}
+    return {
+        **to_dict(cfg),
+        "run": {"method": run.method, "lr": run.lr, "schedule": run.schedule, "epochs": run.epochs, "seed": run.seed},
+    }
 
 
-def run_group(
-    cfg: ToyConfig, runs: list[RunSpec], base: BaseReference, data: ToyData, progress: bool = True
-) -> float:
+def run_group(cfg: ToyConfig, runs: list[RunSpec], base: BaseReference, data: ToyData, progress: bool = True) -> float:
     """Trains one group and writes a run folder per run; returns the wall time in seconds."""
     forecast = RetentionForecast.load(cfg.forecast) if cfg.forecast else None
     folders = [RunFolder(cfg.experiment_dir / "runs" / r.name) for r in runs]
@@ -390,9 +406,13 @@ def run_group(
             if step in logged:  # a run stopped at its KL budget: later checkpoints are that same model
                 continue
             logged.add(step)
-            flat = {"new_task": result["new_task"], "new_task_expected": result["new_task_expected"],
-                    "forgetting": result["forgetting"], f"prior/{PRIOR_PROBE}": result["prior"][PRIOR_PROBE],
-                    **{f"predictors/{k}": v for k, v in result["predictors"].items()}}
+            flat = {
+                "new_task": result["new_task"],
+                "new_task_expected": result["new_task_expected"],
+                "forgetting": result["forgetting"],
+                f"prior/{PRIOR_PROBE}": result["prior"][PRIOR_PROBE],
+                **{f"predictors/{k}": v for k, v in result["predictors"].items()},
+            }
             if forecast is not None:
                 flat["forecast/prior_mean"] = forecast.predict(result["predictors"]["forward_kl"])
             folder.log(step, "eval", flat)
@@ -404,11 +424,16 @@ def run_group(
         wandb.finish()
         if cfg.save_weights:
             folder.save_checkpoint("final", unstack_state(params, m), metadata={"method": run.method, "run": run.name})
-        final = {**common, **{k: v for k, v in history[-1][m].items() if k != "train"},
-                 "train_seconds": seconds / len(runs)}
+        final = {
+            **common,
+            **{k: v for k, v in history[-1][m].items() if k != "train"},
+            "train_seconds": seconds / len(runs),
+        }
         if forecast is not None:
-            final["forecast"] = {"prior_mean": forecast.predict(final["predictors"]["forward_kl"]),
-                                 "file": str(cfg.forecast)}
+            final["forecast"] = {
+                "prior_mean": forecast.predict(final["predictors"]["forward_kl"]),
+                "file": str(cfg.forecast),
+            }
         folder.finish(final)
     return seconds
 

@@ -23,8 +23,11 @@ def _clean(text: str) -> str:
 def hellaswag_docs(dataset: Any) -> Any:
     def one(doc: dict[str, Any]) -> dict[str, Any]:
         context = doc["ctx_a"] + " " + doc["ctx_b"].capitalize()
-        return {"query": _clean(doc["activity_label"] + ": " + context),
-                "choices": [_clean(ending) for ending in doc["endings"]], "gold": int(doc["label"])}
+        return {
+            "query": _clean(doc["activity_label"] + ": " + context),
+            "choices": [_clean(ending) for ending in doc["endings"]],
+            "gold": int(doc["label"]),
+        }
 
     return dataset.map(one)
 
@@ -35,7 +38,7 @@ def winogrande_text(doc: dict[str, Any]) -> int:
 
 
 def winogrande_target(doc: dict[str, Any]) -> str:
-    return doc["sentence"][doc["sentence"].index("_") + 1:].strip()
+    return doc["sentence"][doc["sentence"].index("_") + 1 :].strip()
 
 
 def winogrande_choices(doc: dict[str, Any]) -> list[str]:
@@ -50,8 +53,11 @@ def shuffled(dataset: Any) -> Any:
 
 def sciq_docs(dataset: Any) -> Any:
     def one(doc: dict[str, Any]) -> dict[str, Any]:
-        return {"choices": [doc["distractor1"], doc["distractor2"], doc["distractor3"], doc["correct_answer"]],
-                "gold": 3, "query": f"{doc['support'].strip()}\nQuestion: {doc['question']}\nAnswer:".lstrip()}
+        return {
+            "choices": [doc["distractor1"], doc["distractor2"], doc["distractor3"], doc["correct_answer"]],
+            "gold": 3,
+            "query": f"{doc['support'].strip()}\nQuestion: {doc['question']}\nAnswer:".lstrip(),
+        }
 
     return dataset.map(one)
 
@@ -59,8 +65,11 @@ def sciq_docs(dataset: Any) -> Any:
 def arc_docs(dataset: Any) -> Any:
     def one(doc: dict[str, Any]) -> dict[str, Any]:
         labels = list(doc["choices"]["label"])
-        return {"query": f"Question: {doc['question']}\nAnswer:", "choices": list(doc["choices"]["text"]),
-                "gold": labels.index(doc["answerKey"])}
+        return {
+            "query": f"Question: {doc['question']}\nAnswer:",
+            "choices": list(doc["choices"]["text"]),
+            "gold": labels.index(doc["answerKey"]),
+        }
 
     return dataset.map(one)
 
@@ -126,8 +135,11 @@ def sandbox_python() -> tuple[str, bool]:
     for candidate in (sys.executable, shutil.which("python3", path="/usr/local/bin:/usr/bin:/bin")):
         if candidate is not None and _runnable_by_others(candidate):
             return candidate, True
-    warnings.warn("HumanEval sandbox: no Python that user nobody can run; model-written programs run as root "
-                  "(with the sandbox's other limits). Install python3 system-wide to drop privileges.", stacklevel=2)
+    warnings.warn(
+        "HumanEval sandbox: no Python that user nobody can run; model-written programs run as root "
+        "(with the sandbox's other limits). Install python3 system-wide to drop privileges.",
+        stacklevel=2,
+    )
     return sys.executable, False
 
 
@@ -147,10 +159,16 @@ def run_sandboxed(program: str, timeout: float) -> tuple[bool, str]:
             os.chown(folder, SANDBOX_UID, SANDBOX_UID)
         # stdout goes to a file, not a pipe: a forked child holding a pipe open would keep a reader waiting
         with tempfile.TemporaryFile() as stdout:
-            proc = subprocess.Popen([python, "-I", "-c", _HARNESS], cwd=folder,
-                                    stdin=subprocess.PIPE, stdout=stdout, stderr=subprocess.DEVNULL,
-                                    env={"PYTHONHASHSEED": "0"}, start_new_session=True,
-                                    preexec_fn=lambda: _sandbox_limits(timeout, drop))
+            proc = subprocess.Popen(
+                [python, "-I", "-c", _HARNESS],
+                cwd=folder,
+                stdin=subprocess.PIPE,
+                stdout=stdout,
+                stderr=subprocess.DEVNULL,
+                env={"PYTHONHASHSEED": "0"},
+                start_new_session=True,
+                preexec_fn=lambda: _sandbox_limits(timeout, drop),
+            )
             try:
                 assert proc.stdin is not None
                 proc.stdin.write((token + "\n").encode())

@@ -33,10 +33,25 @@ LLAMA2_SPACE_TOKEN = 29871
 
 # The text_config keys that decide the Llama architecture (the rest of a saved text_config is bookkeeping).
 LLAMA_KEYS = (
-    "vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
-    "num_key_value_heads", "max_position_embeddings", "rms_norm_eps", "rope_theta", "hidden_act",
-    "attention_bias", "mlp_bias", "tie_word_embeddings", "initializer_range", "pad_token_id",
-    "bos_token_id", "eos_token_id", "rope_scaling", "head_dim",
+    "vocab_size",
+    "hidden_size",
+    "intermediate_size",
+    "num_hidden_layers",
+    "num_attention_heads",
+    "num_key_value_heads",
+    "max_position_embeddings",
+    "rms_norm_eps",
+    "rope_theta",
+    "hidden_act",
+    "attention_bias",
+    "mlp_bias",
+    "tie_word_embeddings",
+    "initializer_range",
+    "pad_token_id",
+    "bos_token_id",
+    "eos_token_id",
+    "rope_scaling",
+    "head_dim",
 )
 
 LLAMA2_7B_TEXT_CONFIG: dict[str, Any] = {
@@ -113,9 +128,11 @@ class OpenVLAConfig:
     dtype: Literal["float32", "bfloat16", "float16"] = option("bfloat16", "parameter dtype (checkpoint dtype)")
     attn_implementation: Literal["sdpa", "eager"] = option("sdpa", "Llama attention kernel")
     gripper: Literal["absolute", "relative"] = option(
-        "absolute", "what the action's last dimension means: absolute, a target opening (OpenVLA-7B: 1 open, 0 "
-                    "closed; the embedded panda: +1 open .. -1 closed), or relative, a change (RT-1: +1 close); "
-                    "the SimplerEnv adapter converts an absolute policy's for the Google robot (envs/gripper.py)")
+        "absolute",
+        "what the action's last dimension means: absolute, a target opening (OpenVLA-7B: 1 open, 0 "
+        "closed; the embedded panda: +1 open .. -1 closed), or relative, a change (RT-1: +1 close); "
+        "the SimplerEnv adapter converts an absolute policy's for the Google robot (envs/gripper.py)",
+    )
     lora: LoraOptions = option(LoraOptions(), "LoRA fine-tuning")
 
     # ------------------------------------------------------------------ derived facts
@@ -241,13 +258,30 @@ class OpenVLAConfig:
 
     # ------------------------------------------------------------------ config.json
     HF_FIELDS = (
-        "vision_backbone_id", "llm_backbone_id", "arch_specifier", "use_fused_vision_backbone", "timm_model_ids",
-        "timm_override_act_layers", "image_sizes", "image_resize_strategy", "text_config", "pad_token_id",
-        "pad_to_multiple_of", "llm_max_length", "n_action_bins", "norm_stats",
+        "vision_backbone_id",
+        "llm_backbone_id",
+        "arch_specifier",
+        "use_fused_vision_backbone",
+        "timm_model_ids",
+        "timm_override_act_layers",
+        "image_sizes",
+        "image_resize_strategy",
+        "text_config",
+        "pad_token_id",
+        "pad_to_multiple_of",
+        "llm_max_length",
+        "n_action_bins",
+        "norm_stats",
     )
     OWN_FIELDS = (
-        "timm_kwargs", "image_means", "image_stds", "default_dataset", "tokenizer", "action_prefix_token_ids",
-        "attn_implementation", "gripper",
+        "timm_kwargs",
+        "image_means",
+        "image_stds",
+        "default_dataset",
+        "tokenizer",
+        "action_prefix_token_ids",
+        "attn_implementation",
+        "gripper",
     )
 
     def to_hf_dict(self) -> dict[str, Any]:
@@ -278,7 +312,9 @@ class OpenVLAConfig:
         kwargs["text_config"] = with_llama_defaults(text)
         if "norm_stats" in kwargs and kwargs["norm_stats"] and "default_dataset" not in kwargs:
             stats = kwargs["norm_stats"]
-            kwargs["default_dataset"] = FRACTAL if FRACTAL in stats else (next(iter(stats)) if len(stats) == 1 else None)
+            kwargs["default_dataset"] = (
+                FRACTAL if FRACTAL in stats else (next(iter(stats)) if len(stats) == 1 else None)
+            )
         cfg = cls(**kwargs)
         cfg.validate()
         return cfg

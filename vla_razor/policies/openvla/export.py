@@ -23,10 +23,14 @@ from typing import Any
 from vla_razor.runs import atomic_write_folder, atomic_write_json
 
 OPENVLA_CODE_FILES = ("configuration_prismatic.py", "modeling_prismatic.py", "processing_prismatic.py")
-AUTO_MAP = {"AutoConfig": "configuration_prismatic.OpenVLAConfig",
-            "AutoModelForVision2Seq": "modeling_prismatic.OpenVLAForActionPrediction"}
-PROCESSOR_AUTO_MAP = {"AutoImageProcessor": "processing_prismatic.PrismaticImageProcessor",
-                      "AutoProcessor": "processing_prismatic.PrismaticProcessor"}
+AUTO_MAP = {
+    "AutoConfig": "configuration_prismatic.OpenVLAConfig",
+    "AutoModelForVision2Seq": "modeling_prismatic.OpenVLAForActionPrediction",
+}
+PROCESSOR_AUTO_MAP = {
+    "AutoImageProcessor": "processing_prismatic.PrismaticImageProcessor",
+    "AutoProcessor": "processing_prismatic.PrismaticProcessor",
+}
 
 
 class ExportError(ValueError):
@@ -36,30 +40,39 @@ class ExportError(ValueError):
 def check_exportable(config: Any) -> None:
     """Refuses what OpenVLA's code would build differently from the weights."""
     if any(kwargs for kwargs in (config.timm_kwargs or [])):
-        raise ExportError(f"{config.vision_backbone_id}: this policy's ViTs are resized (timm_kwargs "
-                          f"{config.timm_kwargs}); OpenVLA's code builds the released backbones from "
-                          "vision_backbone_id alone, so it could not load these weights")
+        raise ExportError(
+            f"{config.vision_backbone_id}: this policy's ViTs are resized (timm_kwargs "
+            f"{config.timm_kwargs}); OpenVLA's code builds the released backbones from "
+            "vision_backbone_id alone, so it could not load these weights"
+        )
     if config.tokenizer == "bytes":
-        raise ExportError("tokenizer: bytes; OpenVLA's processor needs a Hugging Face tokenizer (the checkpoint's "
-                          "tokenizer files)")
+        raise ExportError(
+            "tokenizer: bytes; OpenVLA's processor needs a Hugging Face tokenizer (the checkpoint's tokenizer files)"
+        )
 
 
 def check_code_folder(code_from: Path) -> None:
     missing = [name for name in OPENVLA_CODE_FILES if not (code_from / name).is_file()]
     if missing:
-        raise ExportError(f"{code_from}: no {', '.join(missing)}; point --code-from at the openvla-7b folder or "
-                          "at prismatic/extern/hf of an OpenVLA clone")
+        raise ExportError(
+            f"{code_from}: no {', '.join(missing)}; point --code-from at the openvla-7b folder or "
+            "at prismatic/extern/hf of an OpenVLA clone"
+        )
 
 
 def preprocessor_config(config: Any) -> dict[str, Any]:
     """PrismaticImageProcessor's constructor arguments for this policy (it derives the rest itself)."""
     n = config.num_backbones
     return {
-        "auto_map": PROCESSOR_AUTO_MAP, "image_processor_type": "PrismaticImageProcessor",
-        "processor_class": "PrismaticProcessor", "use_fused_vision_backbone": config.use_fused_vision_backbone,
+        "auto_map": PROCESSOR_AUTO_MAP,
+        "image_processor_type": "PrismaticImageProcessor",
+        "processor_class": "PrismaticProcessor",
+        "use_fused_vision_backbone": config.use_fused_vision_backbone,
         "image_resize_strategy": config.image_resize_strategy,
-        "input_sizes": [[3, size, size] for size in config.image_sizes[:n]], "interpolations": ["bicubic"] * n,
-        "means": [list(m) for m in config.image_means[:n]], "stds": [list(s) for s in config.image_stds[:n]],
+        "input_sizes": [[3, size, size] for size in config.image_sizes[:n]],
+        "interpolations": ["bicubic"] * n,
+        "means": [list(m) for m in config.image_means[:n]],
+        "stds": [list(s) for s in config.image_stds[:n]],
     }
 
 

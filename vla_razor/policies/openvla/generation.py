@@ -82,7 +82,9 @@ def generate_action_tokens(
     if uniform_noise is not None:
         expected = (input_ids.shape[0], action_dim, vocab_ids.numel())
         if tuple(uniform_noise.shape) != expected:
-            raise ValueError(f"uniform_noise has shape {tuple(uniform_noise.shape)}; expected {expected} (rows, dims, bins)")
+            raise ValueError(
+                f"uniform_noise has shape {tuple(uniform_noise.shape)}; expected {expected} (rows, dims, bins)"
+            )
         gumbel = -torch.log(-torch.log(uniform_noise.to(input_ids.device, torch.float32).clamp(1e-20, 1.0 - 1e-7)))
     device = input_ids.device
     vocab_ids = vocab_ids.to(device)
@@ -124,7 +126,9 @@ class _EagerSteps:
 
     def __init__(self, lm: nn.Module, embeds: Tensor, mask: Tensor, positions: Tensor, vocab_ids: Tensor) -> None:
         self.lm, self.mask, self.vocab_ids = lm, mask, vocab_ids
-        self.out = lm(inputs_embeds=embeds, attention_mask=mask, position_ids=positions, use_cache=True, logits_to_keep=1)
+        self.out = lm(
+            inputs_embeds=embeds, attention_mask=mask, position_ids=positions, use_cache=True, logits_to_keep=1
+        )
         self.position = positions[:, -1:]
 
     def logits(self) -> Tensor:
@@ -134,12 +138,18 @@ class _EagerSteps:
         self.mask = torch.cat([self.mask, self.mask.new_ones(self.mask.shape[0], 1)], dim=1)
         self.position = self.position + 1
         self.out = self.lm(
-            input_ids=token[:, None], attention_mask=self.mask, position_ids=self.position,
-            past_key_values=self.out.past_key_values, use_cache=True, logits_to_keep=1,
+            input_ids=token[:, None],
+            attention_mask=self.mask,
+            position_ids=self.position,
+            past_key_values=self.out.past_key_values,
+            use_cache=True,
+            logits_to_keep=1,
         )
 
 
-_DECODERS: weakref.WeakKeyDictionary[nn.Module, dict[tuple[int, int, bool], StaticKVDecoder]] = weakref.WeakKeyDictionary()
+_DECODERS: weakref.WeakKeyDictionary[nn.Module, dict[tuple[int, int, bool], StaticKVDecoder]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 def _decoder_for(model: OpenVLAModel, batch: int, length: int, graph: bool) -> StaticKVDecoder:
@@ -175,14 +185,17 @@ class StaticKVDecoder(StaticLlamaDecoder):
         self.prefill_graphs: dict[tuple[int, bool], _PrefillGraph] = {}
 
     # ------------------------------------------------------------------ prefill
-    def start(self, input_ids: Tensor, attention_mask: Tensor, pixel_values: Tensor, vocab_ids: Tensor) -> StaticKVDecoder:
+    def start(
+        self, input_ids: Tensor, attention_mask: Tensor, pixel_values: Tensor, vocab_ids: Tensor
+    ) -> StaticKVDecoder:
         """Runs the prefill into the buffers; the first logits are then ready."""
         from vla_razor.policies.openvla.modeling_openvla import check_left_padded
 
         batch, length = input_ids.shape
         if batch != self.batch or length + self.model.num_patches >= self.max_len:
-            raise ValueError(f"decoder for batch {self.batch}, {self.max_len} positions got batch {batch}, "
-                             f"{length} prompt tokens")
+            raise ValueError(
+                f"decoder for batch {self.batch}, {self.max_len} positions got batch {batch}, {length} prompt tokens"
+            )
         check_left_padded(attention_mask)
         padded = not bool(attention_mask.bool().all())
         if not torch.equal(vocab_ids, self.vocab_ids):

@@ -131,7 +131,9 @@ def load_state_dict(
                 shape = tuple(piece.get_shape())
                 want = tuple(expected[key].shape)
                 if shape != want:
-                    raise CheckpointError(f"{path}: tensor {key} has shape {list(shape)}, the model expects {list(want)}")
+                    raise CheckpointError(
+                        f"{path}: tensor {key} has shape {list(shape)}, the model expects {list(want)}"
+                    )
                 if dtype is not None and found != dtype:
                     raise CheckpointError(
                         f"{path}: tensor {key} is {piece.get_dtype()}, config.json says "
@@ -139,8 +141,10 @@ def load_state_dict(
                     )
                 tensor = f.get_tensor(key)
                 if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
-                    raise CheckpointError(f"{path}: tensor {key} holds NaN or infinite values (a diverged or damaged "
-                                          "checkpoint); load another one")
+                    raise CheckpointError(
+                        f"{path}: tensor {key} holds NaN or infinite values (a diverged or damaged "
+                        "checkpoint); load another one"
+                    )
                 state[key] = tensor
     return state
 

@@ -60,7 +60,11 @@ def create_vit(model_id: str, image_size: int, act_layer: str | None, extra: dic
 def penultimate_patches(vit: nn.Module, pixels: Tensor) -> Tensor:
     """Patch tokens [B, N, D] of the second-to-last block (no prefix tokens, no final norm)."""
     (features,) = vit.forward_intermediates(
-        pixels, indices=[len(vit.blocks) - 2], norm=False, output_fmt="NLC", intermediates_only=True,
+        pixels,
+        indices=[len(vit.blocks) - 2],
+        norm=False,
+        output_fmt="NLC",
+        intermediates_only=True,
         stop_early=True,
     )
     return features

@@ -63,7 +63,9 @@ class OpenVLAPolicy:
         return cls(model, OpenVLAProcessor.from_config(config), **kw)
 
     @classmethod
-    def from_pretrained(cls, directory: Path | str, device: str = "cpu", dtype: str | None = None, **kw: Any) -> OpenVLAPolicy:
+    def from_pretrained(
+        cls, directory: Path | str, device: str = "cpu", dtype: str | None = None, **kw: Any
+    ) -> OpenVLAPolicy:
         # the tokenizer first: a folder without one fails in a second, not after loading 15 GB of weights
         processor = OpenVLAProcessor.from_config(load_config(Path(directory)), directory)
         model = from_pretrained(directory, device=device, dtype=dtype)
@@ -114,19 +116,36 @@ class OpenVLAPolicy:
         logits = self.action_logits(batch, action_tokens)
         return core.token_logprobs(logits, self.tokenizer.bin_index(action_tokens.cpu()).to(logits.device))
 
-    def sample(self, batch: dict[str, Tensor], temperature: float = 1.0, generator: torch.Generator | None = None,
-               uniform_noise: Tensor | None = None, engine: Engine = "auto") -> ActionSample:
+    def sample(
+        self,
+        batch: dict[str, Tensor],
+        temperature: float = 1.0,
+        generator: torch.Generator | None = None,
+        uniform_noise: Tensor | None = None,
+        engine: Engine = "auto",
+    ) -> ActionSample:
         """Generates D action tokens per row (temperature 0: greedy) and decodes them to actions; sampling uses
         `generator`, or each row's own `uniform_noise` [B, D, n_bins]. `engine`: see generation.py (auto: CUDA
         graphs on a GPU, the static-cache decoder elsewhere)."""
         gen = generate_action_tokens(
-            self.model, batch["input_ids"], batch["attention_mask"], batch["pixel_values"], self.vocab_ids,
-            self.action_dim, temperature, generator, uniform_noise, engine,
+            self.model,
+            batch["input_ids"],
+            batch["attention_mask"],
+            batch["pixel_values"],
+            self.vocab_ids,
+            self.action_dim,
+            temperature,
+            generator,
+            uniform_noise,
+            engine,
         )
         normalized = self.tokenizer.decode(gen.tokens.cpu())
         return ActionSample(
-            actions=self.stats.unnormalize(normalized), normalized=normalized, tokens=gen.tokens,
-            logprobs=gen.logprobs, logits=gen.logits,
+            actions=self.stats.unnormalize(normalized),
+            normalized=normalized,
+            tokens=gen.tokens,
+            logprobs=gen.logprobs,
+            logits=gen.logits,
         )
 
     def encode_actions(self, actions: np.ndarray) -> Tensor:

@@ -48,8 +48,13 @@ class ByteTokenizer:
         """Nothing to write: the byte tokenizer has no files."""
 
 
-TOKENIZER_FILES = ("tokenizer.model", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
-                   "added_tokens.json")
+TOKENIZER_FILES = (
+    "tokenizer.model",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "added_tokens.json",
+)
 """What a Hugging Face tokenizer folder may hold (the released openvla-7b ships all five)."""
 
 
@@ -65,11 +70,14 @@ class PretrainedTokenizer:
             import importlib.util
 
             if importlib.util.find_spec("sentencepiece") is None:
-                raise FileNotFoundError(f"{folder}: its tokenizer is tokenizer.model (SentencePiece), which needs the "
-                                        "sentencepiece package: pip install sentencepiece")
+                raise FileNotFoundError(
+                    f"{folder}: its tokenizer is tokenizer.model (SentencePiece), which needs the "
+                    "sentencepiece package: pip install sentencepiece"
+                )
         try:
-            self.tokenizer = transformers.AutoTokenizer.from_pretrained(str(directory), local_files_only=True,
-                                                                        trust_remote_code=False)
+            self.tokenizer = transformers.AutoTokenizer.from_pretrained(
+                str(directory), local_files_only=True, trust_remote_code=False
+            )
         except Exception as err:  # noqa: BLE001 - transformers raises many kinds for a missing tokenizer
             raise FileNotFoundError(
                 f"{directory}: no tokenizer could be loaded ({err}); the openvla-7b folder ships tokenizer.model"
@@ -170,8 +178,8 @@ class OpenVLAProcessor:
         ids = torch.full((len(rows), length), self.pad_token_id, dtype=torch.long)
         mask = torch.zeros((len(rows), length), dtype=torch.long)
         for i, row in enumerate(rows):
-            ids[i, length - len(row):] = torch.tensor(row, dtype=torch.long)
-            mask[i, length - len(row):] = 1
+            ids[i, length - len(row) :] = torch.tensor(row, dtype=torch.long)
+            mask[i, length - len(row) :] = 1
         return ids, mask
 
     def __call__(self, images: Sequence[Any], instructions: Sequence[str]) -> dict[str, Tensor]:
