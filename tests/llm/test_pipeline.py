@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -68,6 +69,11 @@ def test_pipeline_trains_each_method_and_writes_summary_and_report(tiny_llm, tmp
     # forecast reads the same runs; their 4 final points are too few to hold runs out (a clear refusal, not a crash)
     assert main(["forecast", str(experiment), "--out", str(tmp_path / "forecast.json"), "--folds", "2"]) == 2
     assert "points report forward_kl; a degree-2 fit needs at least 3" in capsys.readouterr().err
+    # holding one run out at a time leaves 3 points per fit: the forecast of the experiment folder is made
+    assert main(["forecast", str(experiment), "--out", str(tmp_path / "forecast.json"), "--folds", "4"]) == 0
+    forecast = json.loads((tmp_path / "forecast.json").read_text())
+    assert forecast["runs"] == 4 and forecast["folds"] == 4 and forecast["points"] == 4
+    assert math.isfinite(forecast["holdout_mae"]) and forecast["holdout_mae"] >= 0.0
 
     assert main(["llm", "train", *flags, "--method", "sft"]) == 0
     assert "already finished" in capsys.readouterr().out

@@ -11,7 +11,7 @@ from vla_razor.analysis.forecast import RetentionForecast
 from vla_razor.cli.main import main as cli
 from vla_razor.runs import read_jsonl
 
-from tests.robot.conftest import QUICK
+from tests.robot.conftest import QUICK, REPO
 
 
 def quick_args() -> list[str]:
@@ -114,38 +114,49 @@ def test_sft_kl_budget_stops_at_the_first_check_that_reaches_it(
     assert checks == [step for step, _ in live if step <= later[0]]
 
 
-def test_rl_stops_at_its_kl_budget_after_an_iteration(tiny_base: Path, tmp_path: Path) -> None:
-    args = [
+def test_rl_kl_budget_stops_at_the_first_iteration_whose_check_reaches_it(tmp_path: Path) -> None:
+    """RL on the committed base (whose sampled episodes succeed at the region's corners, so 1-0 updates happen and
+    the KL grows): a budget between the live KLs of an unbudgeted run stops the same run after the first
+    iteration whose check reaches it, mid-way, and no iteration runs after it."""
+    common = [
         "robot",
         "rl",
         "--base",
-        str(tiny_base),
+        str(REPO / "assets" / "base_policy_embedded"),
         "--runs_dir",
         str(tmp_path / "runs"),
-        "--experiment",
-        "e",
         "--rl.grid",
         "[2, 2]",
         "--rl.episodes_per_point",
-        "1",
+        "2",
         "--rl.max_steps",
-        "4",
+        "24",
         "--rl.iterations",
         "3",
         "--rl.optim.batch_size",
-        "4",
+        "16",
         "--rl.optim.lr",
-        "1e-3",
+        "1e-4",
         "--rl.advantage",
         "one_zero",
-        "--kl_budget",
-        "0.0",
+        "--eval.kl_every",
+        "1",
         *quick_args(),
+        "--camera_size",
+        "112",
     ]
-    assert cli(args) == 0
-    run = tmp_path / "runs" / "e" / "runs" / "rl_lr0.001_bs4_k1_10_s0"
+    name = "rl_lr0.0001_bs16_k2_10_s0"
+    assert cli([*common, "--experiment", "free"]) == 0
+    rows = read_jsonl(tmp_path / "runs" / "free" / "runs" / name / "metrics.jsonl")
+    live = [(r["step"], r["value"]) for r in rows if r["split"] == "live" and r["name"] == "forward_kl"]
+    assert [step for step, _ in live] == [1, 2], "checked after every iteration but the last (the final evaluation)"
+    assert 0 < live[0][1] < live[1][1], f"the KL must grow between the checks: {live}"
+    budget = (live[0][1] + live[1][1]) / 2  # reached at the second check, not the first
+    assert cli([*common, "--experiment", "budgeted", "--kl_budget", str(budget)]) == 0
+    run = tmp_path / "runs" / "budgeted" / "runs" / name
     summary = json.loads((run / "summary.json").read_text())
-    assert summary["step"] == 1 and summary["stopped_at_kl_budget"] is True, "checked after iteration 1: KL >= 0"
+    assert summary["stopped_at_kl_budget"] is True and summary["step"] == 2
+    assert summary["hparams"]["kl_budget"] == budget
     rows = read_jsonl(run / "metrics.jsonl")
-    assert [r["step"] for r in rows if r["name"] == "rollout_success"] == [1], "no iteration after the stop"
-    assert [r["step"] for r in rows if r["split"] == "live" and r["name"] == "forward_kl"] == [1]
+    assert [r["step"] for r in rows if r["name"] == "rollout_success"] == [1, 2], "no iteration after the stop"
+    assert [r["step"] for r in rows if r["split"] == "live" and r["name"] == "forward_kl"] == [1, 2]
