@@ -191,14 +191,14 @@ def test_eval_at_the_rl_grid_points_with_held_out_placements(
     """eval.pick_can_placements grid: pick-can at rl.grid's points in turn (the new-task score), and
     eval.heldout_episodes uniform placements beside it as pick_can_heldout; held-out without grid is refused."""
     from envs.grids import grid_points
-    from vla_razor.robot.evaluate import pick_can_specs
+    from vla_razor.robot.evaluate import new_task_specs
 
     points = grid_points("pick_can", "embedded", (2, 2))
-    specs = pick_can_specs(6, seed=3, points=points)
+    specs = new_task_specs("pick_can", 6, seed=3, points=points)
     placed = [s.options["obj_init_options"]["init_xy"] for s in specs]
     np.testing.assert_allclose(placed, np.resize(points, (6, 2)))
     assert len({s.seed for s in specs}) == 6
-    uniform = [s.options["obj_init_options"]["init_xy"] for s in pick_can_specs(6, seed=3)]
+    uniform = [s.options["obj_init_options"]["init_xy"] for s in new_task_specs("pick_can", 6, seed=3)]
     assert not np.allclose(placed, uniform)
 
     quick = [
