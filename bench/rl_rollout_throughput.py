@@ -100,7 +100,7 @@ def main() -> None:
 
     os.environ.setdefault("MS_SKIP_ASSET_DOWNLOAD_PROMPT", "1")
     from envs.rollout import ParallelRollout
-    from vla_razor.robot.evaluate import pick_can_specs
+    from vla_razor.robot.evaluate import new_task_specs
     from vla_razor.robot.rl import PolicyActor
 
     policy = load_policy(args.policy, args.device)
@@ -118,7 +118,7 @@ def main() -> None:
     def noop(batch) -> np.ndarray:
         return np.zeros((len(batch), action_dim), dtype=np.float32)
 
-    specs = pick_can_specs(args.episodes, seed=4242, max_steps=args.max_steps)
+    specs = new_task_specs("pick_can", args.episodes, seed=4242, max_steps=args.max_steps)
     device_name = (
         torch.cuda.get_device_name() if args.device == "cuda" else f"CPU ({platform.processor() or platform.machine()})"
     )
@@ -137,7 +137,7 @@ def main() -> None:
                 torch.set_num_threads(threads)
                 rollout.pipeline_groups = g
                 # the policy's first call at this batch size (CUDA graph capture, compilation) is not rollout time
-                rollout.run(actor, pick_can_specs(max(1, workers), seed=4242, max_steps=2))
+                rollout.run(actor, new_task_specs("pick_can", max(1, workers), seed=4242, max_steps=2))
                 pol, pol_steps, pol_s = steps_per_s(rollout, actor, specs)
                 row = {
                     "setting": f"{workers} workers, pipeline_groups {g}, {threads} policy threads, {dtype}",

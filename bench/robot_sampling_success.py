@@ -24,7 +24,8 @@ import torch
 from envs.grids import grid_points, placement_options
 from envs.rollout import EpisodeSpec, ParallelRollout
 from vla_razor.policies.openvla import OpenVLAPolicy
-from vla_razor.robot.evaluate import PROBES, pick_can_specs, probe_specs
+from envs.tasks import DEFAULT_PROBES as PROBES
+from vla_razor.robot.evaluate import new_task_specs, probe_specs
 from vla_razor.robot.rl import PolicyActor
 from vla_razor.runs import atomic_write_json
 
@@ -65,7 +66,7 @@ def main() -> None:
                 for j in range(args.episodes)
             ]
             n_grid = len(specs)
-            specs += pick_can_specs(args.uniform, 1000)
+            specs += new_task_specs("pick_can", args.uniform, 1000)
             for task in PROBES if args.probe_episodes else ():
                 specs += probe_specs(task, args.probe_episodes, 1000)
             started = time.perf_counter()

@@ -26,12 +26,13 @@ from __future__ import annotations
 import json
 import re
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 
+from envs.tasks import DEFAULT_TASK, TaskId, get_task
 from vla_razor.config import ConfigError, option, to_dict
 
 COLLECTION_JSON = "collection.json"
@@ -49,7 +50,9 @@ class RT1Config:
 
 @dataclass
 class CollectConfig:
-    task: Literal["pick_can", "open_drawer", "close_drawer"] = option("pick_can", "task to demonstrate")
+    task: TaskId | None = option(
+        None, "task to demonstrate, an id of envs/tasks.py (None: pick_can; in a robot config, the robot's `task`)"
+    )
     demonstrator: Literal["scripted", "rt1"] = option("scripted", "who acts: the scripted expert or RT-1")
     expert_style: Literal["top_down", "angled"] = option(
         "angled", "pick-can style of the scripted expert (the SFT data's default; the base policy learns top_down)"
@@ -85,7 +88,7 @@ class CollectConfig:
     lerobot_out: Path | None = option(None, "folder of the LeRobotDataset (default: <out>_lerobot)")
     workers: int = option(2, "simulator worker processes (0: in this process)", ge=0)
     camera_size: int = option(224, "side of the square camera image stored with each step", ge=32, le=1024)
-    max_steps: int | None = option(None, "step limit per episode (default: the task's own, 80 for pick_can)", ge=1)
+    max_steps: int | None = option(None, "step limit per episode (default: the task's own, its record's)", ge=1)
     seed: int = option(0, "base of the per-(grid point, attempt) episode seeds", ge=0)
     dataset_name: str = option("vla_razor_embedded", "key of dataset_statistics.json (the policy's unnorm key)")
     reset_options: dict[str, Any] = option({}, "extra env.reset options merged into every episode's")
@@ -118,7 +121,7 @@ IDENTITY_FIELDS = (
 def identity(cfg: CollectConfig) -> dict[str, Any]:
     d = to_dict(cfg)
     out = {k: d[k] for k in IDENTITY_FIELDS}
-    if cfg.demonstrator == "scripted" and cfg.task == "pick_can":
+    if cfg.demonstrator == "scripted" and len(get_task(cfg.task).experts) > 1:  # the style shapes the data
         out["expert_style"] = cfg.expert_style
     if cfg.demonstrator == "scripted" and cfg.expert_noise:
         out["expert_noise"] = cfg.expert_noise
@@ -271,6 +274,8 @@ class Collector:
     def __init__(self, cfg: CollectConfig):
         from envs.grids import default_region, grid_points
 
+        if cfg.task is None:
+            cfg = replace(cfg, task=DEFAULT_TASK)
         self.cfg = cfg
         region = tuple(tuple(r) for r in cfg.region) if cfg.region else None
         if not cfg.placement_jitter >= 0:
@@ -308,7 +313,7 @@ class Collector:
         self.source_type = "scripted" if cfg.demonstrator == "scripted" else "rt1"
         self.source_desc = (
             f"envs/experts.py {cfg.task} expert"
-            + (f", style {cfg.expert_style}" if cfg.task == "pick_can" else "")
+            + (f", style {cfg.expert_style}" if len(get_task(cfg.task).experts) > 1 else "")
             + (f", noise {cfg.expert_noise} m" if cfg.expert_noise else "")
             if cfg.demonstrator == "scripted"
             else f"RT-1 SavedModel {cfg.rt1.saved_model}"
@@ -414,7 +419,8 @@ class Collector:
 
             if not self.cfg.expert_noise >= 0:
                 raise ConfigError(f"expert_noise: expected >= 0 metres, got {self.cfg.expert_noise}")
-            return ExpertPolicy(self.cfg.expert_style if self.cfg.task == "pick_can" else None, self.cfg.expert_noise)
+            styles = get_task(self.cfg.task).experts
+            return ExpertPolicy(self.cfg.expert_style if len(styles) > 1 else None, self.cfg.expert_noise)
         from data_collection.rt1 import RT1Demonstrator
 
         r = self.cfg.rt1

@@ -8,7 +8,8 @@
 Backends:
     "embedded": ManiSkill3 tasks built from the mani-skill wheel alone (envs/embedded/), offline;
     "simpler":  the real SimplerEnv Google-robot tasks (needs `simpler_env`; not available offline).
-mani_skill is imported only when an env is made, so `import envs` is cheap and works without it.
+Tasks are looked up by id in the registry, envs/tasks.py (one record each). mani_skill is imported only when an
+env is made, so `import envs` is cheap and works without it.
 """
 
 from __future__ import annotations
@@ -16,19 +17,14 @@ from __future__ import annotations
 import os
 from typing import Any
 
-TASKS: dict[str, str] = {
-    "pick_can": "RazorPickCan-v1",
-    "open_drawer": "RazorOpenDrawer-v1",
-    "close_drawer": "RazorCloseDrawer-v1",
-}
-"""Task name -> registered ManiSkill id of the embedded backend."""
+from envs.tasks import TASKS as _RECORDS, get_task
 
-INSTRUCTIONS: dict[str, str] = {
-    "pick_can": "pick coke can",
-    "open_drawer": "open top drawer",
-    "close_drawer": "close top drawer",
-}
-"""Task name -> its language instruction: the one copy (the embedded tasks' classes and the datasets read it)."""
+TASKS: dict[str, str] = {t.id: t.env_id for t in _RECORDS.values()}
+"""Task id -> registered ManiSkill id of the embedded backend (the records: envs/tasks.py)."""
+
+INSTRUCTIONS: dict[str, str] = {t.id: t.instruction for t in _RECORDS.values()}
+"""Task id -> its language instruction, from the task's record (the embedded tasks' classes and the datasets read
+it)."""
 
 BACKENDS = ("embedded", "simpler")
 
@@ -53,15 +49,14 @@ def make(
     render_backend: str | None = None,
     **kwargs: Any,
 ) -> Any:
-    """A gymnasium env for `task` ("pick_can", "open_drawer", "close_drawer").
+    """A gymnasium env for `task`, an id of envs/tasks.py (e.g. "pick_can").
 
     camera_size: side of the square RGB image; render=False skips the camera (fast, for scripted experts);
     sim_backend: "physx_cpu" (works offline) or "physx_cuda" (ManiSkill downloads GPU PhysX at first use);
     render_backend: "cpu" or "gpu" (default: "gpu" if CUDA is visible, else "cpu");
     kwargs: passed to the task (e.g. control_freq, sim_substeps, robot_init_qpos_noise).
     """
-    if task not in TASKS:
-        raise ValueError(f"unknown task {task!r}; expected one of {sorted(TASKS)}")
+    get_task(task)  # an unknown id is refused here, naming the known ones
     if backend == "simpler":
         from envs.simpler import make_simpler
 

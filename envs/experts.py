@@ -21,7 +21,7 @@ to its translation, from an rng seeded by the episode, and the noisy action is w
 recording keeps. Behaviour-cloned on such episodes, a policy learns a spread of actions around the expert's,
 so sampling from it succeeds only part of the time, the way a generalist policy is imprecise.
 Usage:
-    expert = make_expert("pick_can", style="angled"); expert.reset()
+    expert = make_expert("pick_can", style="angled"); expert.reset()   # task ids and styles: envs/tasks.py
     action = expert.act(env)   # env: the gymnasium env from envs.make (or its .unwrapped ManiSkill env)
 """
 
@@ -119,7 +119,7 @@ class WaypointExpert:
 # --------------------------------------------------------------------------------------------------------
 # Pick can
 # --------------------------------------------------------------------------------------------------------
-def _pick_can_top_down(env: Any) -> list[Waypoint]:
+def pick_can_top_down(env: Any) -> list[Waypoint]:
     can, _ = _pose(env.can)
     x, y = can[0], can[1]
     grasp = np.array([x, y, 0.095])
@@ -131,7 +131,7 @@ def _pick_can_top_down(env: Any) -> list[Waypoint]:
     ]
 
 
-def _pick_can_angled(env: Any, pitch_deg: float = 25.0) -> list[Waypoint]:
+def pick_can_angled(env: Any, pitch_deg: float = 25.0) -> list[Waypoint]:
     can, _ = _pose(env.can)
     x, y = can[0], can[1]
     # rotate about world y: the approach axis tilts from straight down towards -x (towards the robot; the
@@ -159,7 +159,7 @@ def _pick_can_angled(env: Any, pitch_deg: float = 25.0) -> list[Waypoint]:
 FORWARD = Rotation.from_euler("y", -np.pi / 4) * DOWN
 
 
-def _open_drawer(env: Any) -> list[Waypoint]:
+def open_drawer(env: Any) -> list[Waypoint]:
     handle, _ = _pose(env.handle_pose)
     travel = 0.2  # the full travel: the joint limit stops the drawer
     grasp = handle + np.array([0.0, 0.0, 0.0])
@@ -174,7 +174,7 @@ def _open_drawer(env: Any) -> list[Waypoint]:
     ]
 
 
-def _close_drawer(env: Any) -> list[Waypoint]:
+def close_drawer(env: Any) -> list[Waypoint]:
     handle, _ = _pose(env.handle_pose)
     q = float(env.drawer_qpos()[0])
     # gripper closed and pointing down, lowered in front of the handle bar, then pushing it home
@@ -187,24 +187,39 @@ def _close_drawer(env: Any) -> list[Waypoint]:
     ]
 
 
-PICK_CAN_STYLES: dict[str, Callable[[Any], list[Waypoint]]] = {
-    "top_down": _pick_can_top_down,
-    "angled": _pick_can_angled,
-}
+# --------------------------------------------------------------------------------------------------------
+# Place can: pick it top-down as pick-can does, carry it over the mark, set it down and let go
+# --------------------------------------------------------------------------------------------------------
+def place_can_top_down(env: Any) -> list[Waypoint]:
+    can, _ = _pose(env.can)
+    mark, _ = _pose(env.mark)
+    x, y = can[0], can[1]
+    grasp = np.array([x, y, 0.095])
+    # the can is set down where it was grasped from: its bottom 2 mm over the table
+    release = np.array([mark[0], mark[1], 0.097])
+    return [
+        Waypoint(np.array([x, y, 0.25]), DOWN, OPEN, tol=0.015),
+        Waypoint(grasp, DOWN, OPEN, max_step=0.06, tol=0.006),
+        Waypoint(grasp, DOWN, CLOSED, budget=2),
+        Waypoint(np.array([x, y, 0.2]), DOWN, CLOSED, max_step=0.05, tol=0.015),
+        Waypoint(np.array([mark[0], mark[1], 0.2]), DOWN, CLOSED, max_step=0.06, tol=0.01, budget=15),
+        Waypoint(release, DOWN, CLOSED, max_step=0.04, tol=0.006),
+        Waypoint(release, DOWN, OPEN, budget=2),
+        Waypoint(np.array([mark[0], mark[1], 0.25]), DOWN, OPEN, max_step=0.05, budget=80),
+    ]
 
 
-def make_expert(task: str, style: str = "top_down", noise: float = 0.0, seed: int = 0) -> WaypointExpert:
-    """A fresh expert for `task` ("pick_can", "open_drawer", "close_drawer"); `style` is for pick_can; `noise`
-    (metres, >= 0) makes it noisy, with its noise drawn from `seed`."""
+def make_expert(task: str, style: str | None = None, noise: float = 0.0, seed: int = 0) -> WaypointExpert:
+    """A fresh expert for `task` (an id of envs/tasks.py) with the plan of its record's `style` (None: the first;
+    a task with a single plan takes any style, as the collection's pick-can style is passed to every task);
+    `noise` (metres, >= 0) makes it noisy, with its noise drawn from `seed`."""
+    from envs.tasks import get_task  # here, not at the top: the registry imports this module's plans
+
     if not noise >= 0:
         raise ValueError(f"expert noise must be >= 0 (metres), got {noise}")
-    rng = np.random.default_rng([seed, 17])
-    if task == "pick_can":
-        if style not in PICK_CAN_STYLES:
-            raise ValueError(f"pick_can expert style {style!r} unknown; choose one of {sorted(PICK_CAN_STYLES)}")
-        return WaypointExpert(PICK_CAN_STYLES[style], noise, rng)
-    if task == "open_drawer":
-        return WaypointExpert(_open_drawer, noise, rng)
-    if task == "close_drawer":
-        return WaypointExpert(_close_drawer, noise, rng)
-    raise ValueError(f"no expert for task {task!r}; experts exist for pick_can, open_drawer, close_drawer")
+    record = get_task(task)
+    if style is None or len(record.experts) == 1:
+        style = record.default_style
+    if style not in record.experts:
+        raise ValueError(f"{task} expert style {style!r} unknown; choose one of {sorted(record.experts)}")
+    return WaypointExpert(record.experts[style], noise, np.random.default_rng([seed, 17]))

@@ -3,40 +3,31 @@
     points = grid_points("pick_can", "embedded", (10, 10))      # [100, 2], x-major, region corners included
     env.reset(seed=s, options=placement_options("pick_can", "embedded", points[i]))
 
-Regions (metres):
-    pick_can, embedded:  the can's world (x, y) over envs/embedded/pick_can.py's GRID_X x GRID_Y (0.23 x 0.44 m);
-    pick_can, simpler:   SimplerEnv's visual-matching coke-can grid, obj_init_x in [-0.35, -0.12],
-                         obj_init_y in [-0.02, 0.42] (its `--obj-init-x/-y` ranges);
-    open/close_drawer, embedded: the cabinet's (dx, dy) offset over CABINET_OFFSET_RANGE; the drawer's
-                         initial opening stays random (from the episode seed).
+Each task's region per backend and the reset option that places its object are in its record (envs/tasks.py):
+pick_can and place_can place the can's world (x, y), the drawers the cabinet's (dx, dy) offset (the drawer's
+initial opening stays random, from the episode seed); on SimplerEnv only pick_can has a grid (its visual-matching
+coke-can grid).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-Region = tuple[tuple[float, float], tuple[float, float]]
+from envs.tasks import Region, get_task
 
-SIMPLER_PICK_CAN_REGION: Region = ((-0.35, -0.12), (-0.02, 0.42))
+__all__ = ["Region", "default_region", "grid_points", "placement_options", "uniform_points"]
 
 
 def default_region(task: str, backend: str) -> Region:
-    if task == "pick_can":
-        if backend == "simpler":
-            return SIMPLER_PICK_CAN_REGION
-        from envs.embedded.pick_can import GRID_X, GRID_Y
-
-        return (tuple(GRID_X), tuple(GRID_Y))  # type: ignore[return-value]
-    if task in ("open_drawer", "close_drawer"):
-        if backend == "simpler":
-            raise ValueError(
-                f"no placement grid for {task!r} on the 'simpler' backend (SimplerEnv varies the robot "
-                "pose for its drawer tasks, not the cabinet); use backend 'embedded'"
-            )
-        from envs.embedded.drawer import CABINET_OFFSET_RANGE
-
-        return (tuple(CABINET_OFFSET_RANGE[0]), tuple(CABINET_OFFSET_RANGE[1]))  # type: ignore[return-value]
-    raise ValueError(f"unknown task {task!r}")
+    """The task's placement region on `backend`, from its record."""
+    record = get_task(task)
+    if backend not in record.regions:
+        why = record.no_region.get(backend, "its record gives none")
+        raise ValueError(
+            f"no placement grid for {task!r} on the {backend!r} backend ({why}); it has one on: "
+            f"{', '.join(record.regions)}"
+        )
+    return record.regions[backend]
 
 
 def grid_points(
@@ -60,9 +51,4 @@ def uniform_points(task: str, backend: str, n: int, rng: np.random.Generator) ->
 
 def placement_options(task: str, backend: str, xy: np.ndarray | list[float]) -> dict:
     """The `env.reset(options=...)` that puts the task's object at grid point `xy`."""
-    xy = [float(v) for v in xy]
-    if task == "pick_can":
-        return {"obj_init_options": {"init_xy": xy}}
-    if task in ("open_drawer", "close_drawer"):
-        return {"obj_init_options": {"cabinet_xy": xy}}
-    raise ValueError(f"unknown task {task!r}")
+    return {"obj_init_options": {get_task(task).placement_key: [float(v) for v in xy]}}

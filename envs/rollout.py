@@ -66,7 +66,8 @@ class ExpertPolicy:
     """The scripted expert of envs/experts.py, run inside the workers."""
 
     style: str | None = None
-    """pick_can style ("top_down", "angled"); None: the expert's default."""
+    """Expert style of the task's record (pick_can: "top_down", "angled"); None: the record's first. A task with
+    one plan takes any style."""
     noise: float = 0.0
     """Standard deviation of the noise on each step's translation, metres (0: the clean expert)."""
 
@@ -79,14 +80,14 @@ class EpisodeSpec:
     """One episode to run: which task, how it is initialized, how long it may last."""
 
     task: str
-    """Task name of envs.TASKS ("pick_can", "open_drawer", "close_drawer")."""
+    """Task id of envs/tasks.py (e.g. "pick_can")."""
     seed: int
     """Seed of `env.reset(seed=...)`: fixes every randomization the options leave open."""
     options: dict = field(default_factory=dict)
     """Options of `env.reset(options=...)`, e.g. {"obj_init_options": {"init_xy": [x, y]}} (picklable)."""
     max_steps: int | None = None
-    """Stop after this many control steps; None: the task's own limit (80 pick_can, 113 drawers), which also
-    caps larger values."""
+    """Stop after this many control steps; None: the task's own limit (its record's max_steps), which also caps
+    larger values."""
 
 
 @dataclass(eq=False)
@@ -715,11 +716,9 @@ class ParallelRollout:
     # ---- helpers --------------------------------------------------------------------------------------
     @staticmethod
     def _check_tasks(tasks: Sequence[str]) -> None:
-        import envs
+        from envs.tasks import check_tasks
 
-        unknown = sorted({t for t in tasks if t not in envs.TASKS})
-        if unknown:
-            raise ValueError(f"unknown task(s) {unknown} in the episode specs; expected one of {sorted(envs.TASKS)}")
+        check_tasks(sorted(set(tasks)), "the episode specs")
 
     @staticmethod
     def _describe(index: int, spec: EpisodeSpec) -> str:

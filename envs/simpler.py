@@ -26,13 +26,10 @@ from typing import Any
 import numpy as np
 
 from envs.gripper import GripperConvention, StickyRelativeGripper
+from envs.tasks import TASKS, get_task
 
-SIMPLER_TASKS: dict[str, str] = {
-    "pick_can": "google_robot_pick_coke_can",
-    "open_drawer": "google_robot_open_top_drawer",
-    "close_drawer": "google_robot_close_top_drawer",
-}
-"""Our task name -> SimplerEnv prepackaged task name."""
+SIMPLER_TASKS: dict[str, str] = {t.id: t.simpler.name for t in TASKS.values() if t.simpler is not None}
+"""Our task id -> SimplerEnv prepackaged task name (the records' twins, envs/tasks.py)."""
 
 INSTALL_HINT = (
     "the 'simpler' backend needs SimplerEnv, which is not on PyPI and pins SAPIEN 2.2.2 and numpy < 2: git clone "
@@ -173,6 +170,12 @@ def make_simpler(
     `gripper` (see the module docstring). `simpler_tasks` picks SimplerEnv's variant of a task (e.g. {"pick_can":
     "google_robot_pick_horizontal_coke_can", "open_drawer": "google_robot_open_middle_drawer"}; default
     SIMPLER_TASKS); kwargs go to the SimplerEnv env."""
+    twin = get_task(task).simpler
+    if twin is None and task not in (simpler_tasks or {}):
+        raise ValueError(
+            f"task {task!r} has no SimplerEnv twin (its record in envs/tasks.py names none); SimplerEnv's tasks "
+            f"stand in for {', '.join(SIMPLER_TASKS)}, or name one in simpler_env_kwargs.simpler_tasks.{task}"
+        )
     try:
         import gymnasium as gym
         import simpler_env
@@ -187,7 +190,7 @@ def make_simpler(
         )
     env_id, preset = simpler_env.ENVIRONMENT_MAP[name]
     env_kwargs = {**preset, "prepackaged_config": True, **kwargs}
-    if task == "pick_can":
-        env_kwargs.setdefault("success_from_episode_stats", False)
+    for key, value in (twin.env_kwargs if twin else {}).items():  # the record's defaults for its twin
+        env_kwargs.setdefault(key, value)
     env = gym.make(env_id, obs_mode="rgbd", **env_kwargs)
     return SimplerEnvAdapter(env, task, camera_size=camera_size, gripper=gripper)

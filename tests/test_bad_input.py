@@ -102,6 +102,10 @@ FLAG_CASES: list[tuple[str, list[str], str]] = [
     ("robot collect", ["--collect.points", "[-1]"], "--collect.points[0]"),
     ("robot collect", ["--collect.max_steps", "0"], "--collect.max_steps"),
     ("robot collect", ["--collect.task", "juggle"], "--collect.task"),
+    ("robot sft", ["--task", "juggle"], "--task"),
+    ("robot sft", ["--probes", '["open_drawer", "juggle"]'], "--probes[1]"),
+    ("robot sft", ["--probes", '["pick_can"]'], "probes"),
+    ("robot collect", ["--collect.task", "open_drawer"], "collect.task"),
     # LLM
     ("llm train --method sft", ["--sampling.temperature", "0"], "--sampling.temperature"),
     ("llm train --method sft", ["--sampling.max_new_tokens", "0"], "--sampling.max_new_tokens"),

@@ -15,8 +15,10 @@ import torch
 from mani_skill.utils.registration import register_env
 from mani_skill.utils.structs.pose import Pose
 
-from envs import INSTRUCTIONS
 from envs.embedded.scene import ROBOT_BASE_XY, RazorTabletopEnv
+from envs.tasks import CABINET_OFFSET_RANGE, get_task
+
+OPEN_TASK, CLOSE_TASK = get_task("open_drawer"), get_task("close_drawer")
 
 DRAWER_TRAVEL = 0.2
 DRAWER_NAMES = ("bottom", "middle", "top")
@@ -27,8 +29,6 @@ CAB_HEIGHT = 4 * WALL + 3 * DRAWER_HEIGHT
 HANDLE_OFFSET = 0.04  # bar centre in front of the drawer face
 CABINET_FRONT_X = ROBOT_BASE_XY[0] + 0.66
 """World x of the cabinet's front face (drawers closed) at zero offset."""
-CABINET_OFFSET_RANGE = ((-0.03, 0.03), (-0.08, 0.08))
-"""Random cabinet (dx, dy) offset on reset, metres."""
 
 # RGBA colours. RenderMaterials are made inside build_cabinet: creating one at import time would open a
 # render device before the env picks its own ("cpu"), and SAPIEN then refuses the second device.
@@ -151,7 +151,7 @@ class DrawerEnv(RazorTabletopEnv):
         return obs
 
 
-@register_env("RazorOpenDrawer-v1", max_episode_steps=113)
+@register_env(OPEN_TASK.env_id, max_episode_steps=OPEN_TASK.max_steps)
 class OpenDrawerEnv(DrawerEnv):
     """**Task:** open the cabinet's top drawer ("open top drawer").
 
@@ -163,7 +163,7 @@ class OpenDrawerEnv(DrawerEnv):
     **Success:** the top drawer is open at least 0.15 m (of 0.2 m travel). 113 control steps at most.
     """
 
-    instruction = INSTRUCTIONS["open_drawer"]
+    instruction = OPEN_TASK.instruction
     init_qpos_range = (0.0, 0.02)
 
     def evaluate(self) -> dict[str, torch.Tensor]:
@@ -171,7 +171,7 @@ class OpenDrawerEnv(DrawerEnv):
         return {"success": q >= self.open_target, "drawer_qpos": q}
 
 
-@register_env("RazorCloseDrawer-v1", max_episode_steps=113)
+@register_env(CLOSE_TASK.env_id, max_episode_steps=CLOSE_TASK.max_steps)
 class CloseDrawerEnv(DrawerEnv):
     """**Task:** close the cabinet's top drawer ("close top drawer").
 
@@ -182,7 +182,7 @@ class CloseDrawerEnv(DrawerEnv):
     **Success:** the top drawer is open at most 0.05 m. 113 control steps at most.
     """
 
-    instruction = INSTRUCTIONS["close_drawer"]
+    instruction = CLOSE_TASK.instruction
     init_qpos_range = (0.16, DRAWER_TRAVEL)
 
     def evaluate(self) -> dict[str, torch.Tensor]:

@@ -9,17 +9,16 @@ import torch
 from mani_skill.utils.registration import register_env
 from mani_skill.utils.structs.pose import Pose
 
-from envs import INSTRUCTIONS
 from envs.grids import grid_points
-from envs.embedded.scene import ROBOT_BASE_XY, RazorTabletopEnv
+from envs.embedded.scene import RazorTabletopEnv
+from envs.tasks import get_task
+
+TASK = get_task("pick_can")
 
 CAN_RADIUS = 0.033
 CAN_HEIGHT = 0.12
 GRID_SHAPE = (10, 10)
-# The grid covers a region the size of SimplerEnv's visual-matching grid (0.23 m x 0.44 m), placed 0.40 to
-# 0.63 m in front of the panda's base and centred left-right, where a top-down grasp reaches everywhere.
-GRID_X = (ROBOT_BASE_XY[0] + 0.40, ROBOT_BASE_XY[0] + 0.63)
-GRID_Y = (-0.22, 0.22)
+GRID_X, GRID_Y = TASK.regions["embedded"]  # the task record's region (envs/tasks.py's CAN_REGION)
 
 
 def can_grid(shape: tuple[int, int] = GRID_SHAPE) -> np.ndarray:
@@ -28,7 +27,7 @@ def can_grid(shape: tuple[int, int] = GRID_SHAPE) -> np.ndarray:
     return grid_points("pick_can", "embedded", shape, (GRID_X, GRID_Y))
 
 
-@register_env("RazorPickCan-v1", max_episode_steps=80)
+@register_env(TASK.env_id, max_episode_steps=TASK.max_steps)
 class PickCanEnv(RazorTabletopEnv):
     """**Task:** pick up a coke can standing on the table ("pick coke can").
 
@@ -45,7 +44,7 @@ class PickCanEnv(RazorTabletopEnv):
     fingers grasp it. The episode ends on success or after 80 control steps (26.7 s at 3 Hz).
     """
 
-    instruction = INSTRUCTIONS["pick_can"]
+    instruction = TASK.instruction
     lift_threshold = 0.02
     # Facing the robot from beyond the grid, as close as keeps the whole grid (cans included) in the frame:
     # at 224 px the grid's corners land at u in [27, 197], v in [78, 160], the can is ~21 px wide (~16 px from

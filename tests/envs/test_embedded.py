@@ -166,3 +166,49 @@ def test_noisy_expert_adds_its_seeded_noise_to_the_translation(pick_env):
     np.testing.assert_array_equal(noisy, again)
     with pytest.raises(ValueError, match="noise must be >= 0"):
         make_expert("pick_can", noise=-0.01)
+
+
+@pytest.fixture(scope="module")
+def place_env():
+    env = envs.make("place_can", render=False)
+    yield env
+    env.close()
+
+
+def test_place_can_reset_puts_can_and_mark_apart(place_env):
+    from envs.embedded.place_can import MIN_DISTANCE
+
+    for seed in range(4):
+        place_env.reset(seed=seed)
+        base = place_env.unwrapped
+        can, mark = base.can.pose.p[0].numpy(), base.mark.pose.p[0].numpy()
+        assert np.linalg.norm(can[:2] - mark[:2]) >= MIN_DISTANCE
+        assert np.min(np.linalg.norm(can_grid() - can[:2], axis=1)) < 1e-4
+    place_env.reset(seed=0, options={"obj_init_options": {"init_xy": [-0.1, 0.0], "mark_xy": [-0.15, 0.15]}})
+    np.testing.assert_allclose(place_env.unwrapped.mark.pose.p[0, :2].numpy(), [-0.15, 0.15], atol=1e-6)
+
+
+def test_place_can_success_rule(place_env):
+    """Success is the can upright, released, within 4 cm of the mark: not where it started, not 5 cm off, not lying
+    down on the mark."""
+    import torch
+    from mani_skill.utils.structs.pose import Pose
+
+    def put_can(xy, quat=None):
+        base = place_env.unwrapped
+        q = base.can.pose.q if quat is None else torch.tensor([quat], dtype=torch.float32)
+        base.can.set_pose(Pose.create_from_pq(torch.tensor([[*xy, CAN_HEIGHT / 2 if quat is None else 0.033]]), q))
+        return place_env.unwrapped.evaluate()
+
+    place_env.reset(seed=0, options={"obj_init_options": {"init_xy": [-0.1, 0.0], "mark_xy": [-0.1, 0.15]}})
+    assert not bool(place_env.unwrapped.evaluate()["success"][0])  # where it started: 15 cm off
+    assert bool(put_can([-0.1, 0.12])["success"][0])  # 3 cm from the mark's centre
+    assert not bool(put_can([-0.1, 0.1])["success"][0])  # 5 cm
+    # the identity quaternion leaves the cylinder along x: lying on its side on the mark
+    assert not bool(put_can([-0.1, 0.15], [1.0, 0.0, 0.0, 0.0])["success"][0]), "a can lying on the mark counts"
+
+
+def test_place_can_expert_succeeds(place_env):
+    for seed in range(6):
+        success, steps = run(place_env, make_expert("place_can"), seed, {})
+        assert success and steps <= 40, f"place_can expert, seed {seed}: success {success} after {steps} steps"

@@ -11,8 +11,17 @@ import envs
 from envs.simpler import SIMPLER_TASKS, check_object_on_table, make_proprio, resize_image, success_from_info
 
 
-def test_every_task_has_a_simpler_twin():
-    assert set(SIMPLER_TASKS) == set(envs.TASKS)
+def test_the_paper_tasks_have_simpler_twins():
+    """pick-can and the drawers stand in for SimplerEnv's tasks; place_can exists only in the embedded world."""
+    assert set(SIMPLER_TASKS) == set(envs.TASKS) - {"place_can"}
+    assert SIMPLER_TASKS["pick_can"] == "google_robot_pick_coke_can"
+
+
+def test_a_task_without_a_twin_is_refused_on_simpler():
+    from envs.simpler import make_simpler
+
+    with pytest.raises(ValueError, match="'place_can' has no SimplerEnv twin"):
+        make_simpler("place_can")
 
 
 def test_resize_image_naive_uint8():

@@ -13,7 +13,7 @@ import torch
 from vla_razor.policies.openvla import OpenVLAConfig
 from vla_razor.policies.openvla.kl import chain_rule_kl_terms, mean_and_se
 from vla_razor.policies.openvla.policy import OpenVLAPolicy
-from vla_razor.robot.evaluate import KLObservations, _sample_prefixes, kl_to_base, pick_can_specs
+from vla_razor.robot.evaluate import KLObservations, _sample_prefixes, kl_to_base, new_task_specs
 from vla_razor.robot.rl import episode_key
 
 
@@ -129,7 +129,7 @@ def test_evaluation_samples_reproducibly_at_a_temperature(policies):
         specs=moved,
     )
     assert not np.allclose(sampled, evaluation_actor(base, EvalSpec(temperature=1.0))(elsewhere))
-    a, b = pick_can_specs(1, seed=0)[0], pick_can_specs(1, seed=1)[0]
+    a, b = new_task_specs("pick_can", 1, seed=0)[0], new_task_specs("pick_can", 1, seed=1)[0]
     assert episode_key(a) != episode_key(dataclasses.replace(a, options=b.options))
     assert episode_key(a) == episode_key(dataclasses.replace(a, max_steps=3))  # a shorter cap: the same episode
 
@@ -142,7 +142,7 @@ def test_drawer_episodes_sample_the_same_with_other_episodes_evaluated_before_th
 
     base, _ = policies
     drawers = probe_specs("open_drawer", 2, seed=1000, max_steps=3)
-    heldout = pick_can_specs(2, seed=1001, max_steps=2)
+    heldout = new_task_specs("pick_can", 2, seed=1001, max_steps=2)
     actor = evaluation_actor(base, EvalSpec(temperature=1.0))
     with ParallelRollout(0, camera_size=base.config.image_sizes[0]) as rollout:
         alone = rollout.run(actor, drawers, record=True)

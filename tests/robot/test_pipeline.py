@@ -191,14 +191,14 @@ def test_eval_at_the_rl_grid_points_with_held_out_placements(
     """eval.pick_can_placements grid: pick-can at rl.grid's points in turn (the new-task score), and
     eval.heldout_episodes uniform placements beside it as pick_can_heldout; held-out without grid is refused."""
     from envs.grids import grid_points
-    from vla_razor.robot.evaluate import pick_can_specs
+    from vla_razor.robot.evaluate import new_task_specs
 
     points = grid_points("pick_can", "embedded", (2, 2))
-    specs = pick_can_specs(6, seed=3, points=points)
+    specs = new_task_specs("pick_can", 6, seed=3, points=points)
     placed = [s.options["obj_init_options"]["init_xy"] for s in specs]
     np.testing.assert_allclose(placed, np.resize(points, (6, 2)))
     assert len({s.seed for s in specs}) == 6
-    uniform = [s.options["obj_init_options"]["init_xy"] for s in pick_can_specs(6, seed=3)]
+    uniform = [s.options["obj_init_options"]["init_xy"] for s in new_task_specs("pick_can", 6, seed=3)]
     assert not np.allclose(placed, uniform)
 
     quick = [
@@ -242,3 +242,48 @@ def test_eval_at_the_rl_grid_points_with_held_out_placements(
     ]
     assert cli(uniform) == 2  # held-out placements beside uniform ones mean nothing
     assert "eval.heldout_episodes" in capsys.readouterr().err
+
+
+def test_pipeline_on_another_task_from_config_alone(tiny_base: Path, tmp_path: Path, capsys: pytest.CaptureFixture):
+    """`task: place_can` (and pick_can among the probes) takes the whole job to the new task: the collection
+    demonstrates it, SFT and RL train on it, the evaluation and the summary report it under its id."""
+    import yaml
+
+    from data_collection.dataset import DemoDataset
+
+    demos = tmp_path / "demos"
+    config = tmp_path / "place_can.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "task": "place_can",
+                "probes": ["pick_can", "open_drawer"],
+                "base": str(tiny_base),
+                "runs_dir": str(tmp_path / "runs"),
+                "experiment": "place",
+                "collect": {
+                    "grid": "2x1",
+                    "successes_per_point": 1,
+                    "camera_size": 32,
+                    "workers": 0,
+                    "out": str(demos),
+                },
+                "sft": {"optim": {"batch_size": 8, "max_steps": 2}, "allow_clipped_actions": True},
+                "rl": {"grid": [2, 1], "episodes_per_point": 1, "iterations": 1, "max_steps": 3},
+                **{k: v for k, v in QUICK.items() if "." not in k},
+                "eval": {k.split(".", 1)[1]: v for k, v in QUICK.items() if k.startswith("eval.")},
+            }
+        )
+    )
+    assert cli(["robot", "pipeline", "--config", str(config)]) == 0
+    out = capsys.readouterr().out
+    assert "collecting SFT demonstrations of place_can" in out
+    assert DemoDataset(demos).tasks == ["place_can"]
+    summary = json.loads((tmp_path / "runs" / "place" / "summary.json").read_text())
+    assert [r["method"] for r in summary["runs"]] == ["sft", "rl"]
+    assert set(summary["base"]) == {"place_can", "pick_can", "open_drawer"}
+    for run in summary["runs"]:
+        assert {"place_can", "pick_can", "open_drawer", "forward_kl"} <= set(run)
+    base_eval = json.loads((tmp_path / "runs" / "place" / "base_eval.json").read_text())
+    assert set(base_eval["results"]) >= {"place_can", "pick_can", "open_drawer"}
+    assert base_eval["settings"]["tasks"] == {"task": "place_can", "probes": ["pick_can", "open_drawer"]}

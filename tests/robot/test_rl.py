@@ -98,11 +98,11 @@ def test_sampled_rollouts_do_not_depend_on_worker_timing(tiny_base: Path) -> Non
     """The RL actor samples each row from its own (seed, episode, step) noise: 2 worker processes (batches set by
     timing: a reset does not hold up the others) and the in-process worker give the same tokens and outcomes."""
     from envs.rollout import ParallelRollout
-    from vla_razor.robot.evaluate import pick_can_specs
+    from vla_razor.robot.evaluate import new_task_specs
     from vla_razor.robot.rl import PolicyActor
 
     policy = OpenVLAPolicy.from_pretrained(tiny_base)
-    specs = [dataclasses.replace(s, max_steps=m) for s, m in zip(pick_can_specs(4, seed=5), [5, 2, 6, 3])]
+    specs = [dataclasses.replace(s, max_steps=m) for s, m in zip(new_task_specs("pick_can", 4, seed=5), [5, 2, 6, 3])]
     outcomes, tokens = [], []
     for workers in (0, 2):
         actor = PolicyActor(policy, temperature=1.0, seed=11, record=True)

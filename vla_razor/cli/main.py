@@ -117,7 +117,7 @@ def _robot_config(args: argparse.Namespace):
     return load_robot_config(path, overrides_from_args(args))
 
 
-def _print_stage(name: str, result) -> None:
+def _print_stage(name: str, result, task: str) -> None:
     from vla_razor.distributed import env_rank
 
     if env_rank() != 0:  # one of torchrun's processes: rank 0 speaks for the run
@@ -140,7 +140,7 @@ def _print_stage(name: str, result) -> None:
             else ""
         )
         print(
-            f"  pick_can {s['new_task']:.2f} (base {s['base']['new_task']:.2f}), {heldout}"
+            f"  {task} {s['new_task']:.2f} (base {s['base']['new_task']:.2f}), {heldout}"
             + ", ".join(f"{p} {v:.2f} (base {s['base']['prior'][p]:.2f})" for p, v in s["prior"].items())
             + f", forward KL {s['predictors']['forward_kl']:.4f}"
         )
@@ -158,40 +158,44 @@ def cmd_robot_collect(args: argparse.Namespace) -> None:
 def cmd_robot_pretrain(args: argparse.Namespace) -> None:
     from vla_razor.robot.stages import run_pretrain
 
-    _print_stage("pretrain", run_pretrain(_robot_config(args)))
+    cfg = _robot_config(args)
+    _print_stage("pretrain", run_pretrain(cfg), cfg.task)
 
 
 def cmd_robot_sft(args: argparse.Namespace) -> None:
     from vla_razor.robot.stages import run_sft
 
-    _print_stage("sft", run_sft(_robot_config(args)))
+    cfg = _robot_config(args)
+    _print_stage("sft", run_sft(cfg), cfg.task)
 
 
 def cmd_robot_rl(args: argparse.Namespace) -> None:
     from vla_razor.robot.stages import run_rl
 
-    result = run_rl(_robot_config(args))
+    cfg = _robot_config(args)
+    result = run_rl(cfg)
     if result.iterations is not None:
         print(f"rl: {result.iterations} iterations, {result.updates} updates")
-    _print_stage("rl", result)
+    _print_stage("rl", result, cfg.task)
 
 
 def cmd_robot_pipeline(args: argparse.Namespace) -> None:
     from vla_razor.robot.stages import run_pipeline
 
-    _print_pipeline(run_pipeline(_robot_config(args)))
+    cfg = _robot_config(args)
+    _print_pipeline(run_pipeline(cfg), cfg.task, cfg.probes)
 
 
 def cmd_robot_report(args: argparse.Namespace) -> None:
     from vla_razor.robot.stages import summarize_experiment
 
-    _print_pipeline(summarize_experiment(_robot_config(args)))
+    cfg = _robot_config(args)
+    _print_pipeline(summarize_experiment(cfg), cfg.task, cfg.probes)
 
 
-def _print_pipeline(result: Any) -> None:
-    columns = ("pick_can", "open_drawer", "close_drawer", "forward_kl", "reverse_kl", "tv")
-    if all("pick_can_heldout" in row for row in result.table):  # pick_can at the RL grid's points, held out beside
-        columns = ("pick_can", "pick_can_heldout", *columns[1:])
+def _print_pipeline(result: Any, task: str, probes: list[str]) -> None:
+    heldout = (f"{task}_heldout",) if all(f"{task}_heldout" in row for row in result.table) else ()
+    columns = (task, *heldout, *probes, "forward_kl", "reverse_kl", "tv")  # heldout: beside the RL grid's points
     print()
     print(f"  {'model':<32}" + "".join(f"{c:>{max(14, len(c) + 2)}}" for c in columns))
     for row in result.table:
@@ -211,7 +215,7 @@ def cmd_robot_eval(args: argparse.Namespace) -> None:
     base = summary["base"]
     print(f"{policy_dir}  (base: {cfg.base})")
     print(f"  {'':<14}{'policy':>8}{'base':>8}")
-    print(f"  {'pick_can':<14}{summary['new_task']:>8.2f}{base['new_task']:>8.2f}")
+    print(f"  {cfg.task:<14}{summary['new_task']:>8.2f}{base['new_task']:>8.2f}")
     if "new_task_heldout" in summary:
         print(f"  {'held out':<14}{summary['new_task_heldout']:>8.2f}{base['new_task_heldout']:>8.2f}")
     for probe, value in summary["prior"].items():

@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from data_collection.collect import CollectConfig
-from vla_razor.config import option
+from envs.tasks import TaskId
+from vla_razor.config import ConfigError, option
 from vla_razor.optim import OptimConfig, refuse_unused
 from vla_razor.lora import LoraOptions
 
@@ -149,7 +150,7 @@ class RLConfig:
         "rollout's own actions, mean over the 7; evaluations report whole-action KLs, 7x larger); paper: 0",
         ge=0,
     )
-    max_steps: int | None = option(None, "cap on rollout episode length (None: the task's own 80)", ge=1)
+    max_steps: int | None = option(None, "cap on rollout episode length (None: the task's own, 80 pick-can)", ge=1)
     optim: OptimConfig = option(robot_optim(), "update settings (the paper: as SFT; schedule constant with warmup)")
     eval_every: int = option(0, "evaluate every this many iterations into points.jsonl (0: only at the end)", ge=0)
     run_name: str | None = option(
@@ -164,21 +165,23 @@ class RLConfig:
 class EvalConfig:
     """What every model of an experiment is measured on (the same episodes and frames for all of them)."""
 
-    pick_can_episodes: int = option(100, "pick-can placements drawn uniformly in the grid region (paper: 100)", ge=1)
+    pick_can_episodes: int = option(
+        100, "new-task placements drawn uniformly in its grid region (paper: 100 pick-can placements)", ge=1
+    )
     pick_can_placements: Literal["uniform", "grid"] = option(
         "uniform",
-        "where pick-can is evaluated: 'uniform' placements drawn over the region (paper B.2); 'grid' the "
+        "where the new task is evaluated: 'uniform' placements drawn over the region (paper B.2); 'grid' the "
         "points of rl.grid in turn (the placements RL practises), with heldout_episodes uniform ones beside",
     )
     heldout_episodes: int = option(
         0,
-        "with pick_can_placements 'grid': also this many uniform placements, reported as pick_can_heldout (not "
+        "with pick_can_placements 'grid': also this many uniform placements, reported as <task>_heldout (not "
         "the new-task score)",
         ge=0,
     )
-    probe_episodes: int = option(25, "episodes of each drawer probe (open, close) from fixed seeds", ge=1)
+    probe_episodes: int = option(25, "episodes of each probe (default: open and close drawer) from fixed seeds", ge=1)
     seed: int = option(1000, "base of the evaluation seeds (apart from training seeds)", ge=0)
-    kl_episodes: int = option(10, "base-policy pick-can rollouts on held-out placements that give the KL frames", ge=1)
+    kl_episodes: int = option(10, "base-policy new-task rollouts on held-out placements that give the KL frames", ge=1)
     kl_frames_per_episode: int = option(8, "frames taken evenly from each of those rollouts", ge=1)
     kl_samples_per_frame: int = option(
         4,
@@ -186,7 +189,7 @@ class EvalConfig:
         "of the per-dimension KLs along each (the chain rule); more gives a smaller standard error",
         ge=1,
     )
-    max_steps: int | None = option(None, "cap on episode length (None: the task's own, 80 pick-can, 113 drawers)", ge=1)
+    max_steps: int | None = option(None, "cap on episode length (None: each task's own, its record's max_steps)", ge=1)
     temperature: float = option(
         0.0,
         "decoding of the evaluated policies: 0 greedy (OpenVLA's own); > 0 samples from each policy's "
@@ -207,6 +210,14 @@ class EvalConfig:
 @dataclass
 class RobotConfig:
     experiment: str = option("robot", "experiment name: runs go to <runs_dir>/<experiment>", plain_name=True)
+    task: TaskId = option(
+        "pick_can",
+        "the new task the base is fine-tuned on (SFT demonstrations, RL, new-task success, KL frames): a task id "
+        "of envs/tasks.py",
+    )
+    probes: list[TaskId] = option(
+        ["open_drawer", "close_drawer"], "the prior tasks whose success measures retention (ids of envs/tasks.py)"
+    )
     runs_dir: Path = option(Path("runs"), "where experiments are written")
     base: Path = option(Path("assets/base_policy_embedded"), "the base policy folder (openvla-7b layout)")
     dataset_name: str = option("vla_razor_embedded", "norm_stats key of the actions (the policy's unnorm key)")
@@ -262,8 +273,19 @@ class RobotConfig:
         "linear layer of the Llama and ViTs but the output layer): only the adapters train and are "
         "checkpointed; they are merged into the weights when the policy is saved",
     )
-    eval: EvalConfig = option(EvalConfig(), "evaluation: pick-can success, drawer retention, KL to the base")
+    eval: EvalConfig = option(EvalConfig(), "evaluation: new-task success, retention on the probes, KL to the base")
     fsdp: FSDPConfig = option(FSDPConfig(), "sharding when pretrain / sft run under torchrun with several processes")
+
+    def __post_init__(self) -> None:
+        if self.task in self.probes or len(set(self.probes)) < len(self.probes) or not self.probes:
+            raise ConfigError(
+                f"probes: {self.probes} must be one or more distinct tasks other than the new task ({self.task!r})"
+            )
+        if self.collect.task is not None and self.collect.task != self.task:
+            raise ConfigError(
+                f"collect.task ({self.collect.task!r}) differs from task ({self.task!r}): the collection is the new "
+                "task's SFT demonstrations; leave collect.task out (it follows task) or set them alike"
+            )
 
     @property
     def experiment_dir(self) -> Path:

@@ -1,11 +1,13 @@
-"""Evaluation of a robot policy: new-task success, drawer retention, and forward KL to the base on the new task.
+"""Evaluation of a robot policy: new-task success, retention on the probes, and forward KL to the base on the new
+task. The new task is `RobotConfig.task` (default pick_can), the probes `RobotConfig.probes` (default the drawers);
+results are keyed by task id.
 
-- pick_can: success over `pick_can_episodes` placements drawn uniformly in the grid region (paper B.2: 100), or
+- new task: success over `pick_can_episodes` placements drawn uniformly in its grid region (paper B.2: 100), or
   (`eval.pick_can_placements: grid`) at the RL grid's points, the placements RL practises, with
-  `heldout_episodes` uniform placements beside them as pick_can_heldout;
-- retention: success on open_drawer and close_drawer from fixed seeds (the forgetting probes);
+  `heldout_episodes` uniform placements beside them as <task>_heldout;
+- retention: success on each probe from fixed seeds (the forgetting probes);
 - KL: E_x[KL(pi0(.|x) || pi(.|x))] over whole 7-token actions, on a fixed set of new-task observations x (frames
-  of the base policy's own pick-can rollouts on held-out placements, made once per experiment and stored as
+  of the base policy's own new-task rollouts on held-out placements, made once per experiment and stored as
   kl_observations.npz with K actions per frame sampled from the base): by the chain rule, the mean over those
   actions of the per-dimension KLs (exact over the 256 bins) summed along each, with its standard error; total
   variation and reverse KL (over actions sampled from the evaluated policy) beside it
@@ -24,10 +26,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from envs.tasks import DEFAULT_PROBES, DEFAULT_TASK, get_task
 from vla_razor.robot.rl import PolicyActor
 from vla_razor.runs import CorruptFileError, atomic_write_bytes, read_json_file
 
-PROBES = ("open_drawer", "close_drawer")
 KL_OBSERVATIONS = "kl_observations.npz"
 SAMPLING_NOISE = "per episode: (eval.seed, task, placement, env seed, step)"
 """How sampled evaluations key their noise (stamped in base_eval.json's settings)."""
@@ -42,39 +44,47 @@ class EvalSpec:
     max_steps: int | None = None
     """Episode length cap (None: each task's own)."""
     backend: str = "embedded"
-    """Whose pick-can region the placements are drawn from."""
+    """Whose region of the new task the placements are drawn from."""
     temperature: float = 0.0
     """Decoding of the evaluated policies: 0 greedy; > 0 samples each row from its own (seed, episode identity,
     step) noise (vla_razor.robot.rl.episode_key: task, placement, env seed), so the same policy gives the same
     episodes, whatever else is evaluated beside them (the success of the policy's own distribution, which is
     what on-policy RL maximizes)."""
     pick_can_points: np.ndarray | None = None
-    """[P, 2] placements pick-can is evaluated at, cycled over the episodes (None: drawn uniformly)."""
+    """[P, 2] placements the new task is evaluated at, cycled over the episodes (None: drawn uniformly)."""
     heldout_episodes: int = 0
-    """With `pick_can_points`, also this many uniform placements, reported as pick_can_heldout."""
+    """With `pick_can_points`, also this many uniform placements, reported as <task>_heldout."""
+    task: str = DEFAULT_TASK
+    """The new task (an id of envs/tasks.py)."""
+    probes: tuple[str, ...] = DEFAULT_PROBES
+    """The prior tasks whose success measures retention."""
 
 
-def pick_can_specs(
-    n: int, seed: int, max_steps: int | None = None, backend: str = "embedded", points: np.ndarray | None = None
+def new_task_specs(
+    task: str,
+    n: int,
+    seed: int,
+    max_steps: int | None = None,
+    backend: str = "embedded",
+    points: np.ndarray | None = None,
 ) -> list[Any]:
-    """`n` pick-can episodes at placements drawn uniformly over the grid region, fixed by `seed`; or at `points`
+    """`n` episodes of `task` at placements drawn uniformly over its grid region, fixed by `seed`; or at `points`
     ([P, 2]) in turn, each episode with its own seed."""
     from envs.grids import placement_options, uniform_points
     from envs.rollout import EpisodeSpec
 
     rng = np.random.default_rng([seed, 1])
-    xy = uniform_points("pick_can", backend, n, rng) if points is None else np.resize(np.asarray(points), (n, 2))
+    xy = uniform_points(task, backend, n, rng) if points is None else np.resize(np.asarray(points), (n, 2))
     seeds = rng.integers(0, 2**31 - 1, n)
-    return [
-        EpisodeSpec("pick_can", int(s), placement_options("pick_can", backend, p), max_steps) for s, p in zip(seeds, xy)
-    ]
+    return [EpisodeSpec(task, int(s), placement_options(task, backend, p), max_steps) for s, p in zip(seeds, xy)]
 
 
 def probe_specs(task: str, n: int, seed: int, max_steps: int | None = None) -> list[Any]:
-    """`n` drawer episodes from fixed seeds (cabinet offset and initial opening come from the seed)."""
+    """`n` episodes of probe `task` from fixed seeds (the task's randomizations, e.g. the cabinet offset and initial
+    opening, come from the seed), in the task's own seed stream (its record's eval_stream)."""
     from envs.rollout import EpisodeSpec
 
-    rng = np.random.default_rng([seed, 2, PROBES.index(task)])
+    rng = np.random.default_rng([seed, 2, get_task(task).eval_stream])
     return [EpisodeSpec(task, int(s), {}, max_steps) for s in rng.integers(0, 2**31 - 1, n)]
 
 
@@ -87,20 +97,21 @@ def success_rates(
     policy: Any,
     rollout: Any,
     spec: EvalSpec,
-    tasks: tuple[str, ...] = ("pick_can", *PROBES),
+    tasks: tuple[str, ...] | None = None,
     progress: str | None = None,
 ) -> dict[str, float]:
-    """Success rate per task at `spec.temperature` (0: greedy), all tasks' episodes in one batched run (a progress
-    bar under `progress`); with `spec.pick_can_points` and `heldout_episodes`, pick_can_heldout beside pick_can."""
+    """Success rate per task (default: the new task, then the probes) at `spec.temperature` (0: greedy), all
+    tasks' episodes in one batched run (a progress bar under `progress`); with `spec.pick_can_points` and
+    `heldout_episodes`, <task>_heldout beside the new task."""
     groups: dict[str, list[Any]] = {}
-    for task in tasks:
-        if task == "pick_can":
-            groups[task] = pick_can_specs(
-                spec.pick_can_episodes, spec.seed, spec.max_steps, spec.backend, spec.pick_can_points
+    for task in (spec.task, *spec.probes) if tasks is None else tasks:
+        if task == spec.task:
+            groups[task] = new_task_specs(
+                task, spec.pick_can_episodes, spec.seed, spec.max_steps, spec.backend, spec.pick_can_points
             )
             if spec.pick_can_points is not None and spec.heldout_episodes > 0:
-                groups["pick_can_heldout"] = pick_can_specs(
-                    spec.heldout_episodes, spec.seed + 1, spec.max_steps, spec.backend
+                groups[f"{task}_heldout"] = new_task_specs(
+                    task, spec.heldout_episodes, spec.seed + 1, spec.max_steps, spec.backend
                 )
         else:
             groups[task] = probe_specs(task, spec.probe_episodes, spec.seed, spec.max_steps)
@@ -187,14 +198,15 @@ def make_kl_observations(
     max_steps: int | None = None,
     backend: str = "embedded",
     progress: str | None = None,
+    task: str = DEFAULT_TASK,
 ) -> KLObservations:
-    """Frames of the base's greedy pick-can rollouts on held-out placements (`per_episode` evenly spaced each),
-    with `samples` actions per frame drawn from the base at temperature 1 (noise fixed by `seed`)."""
+    """Frames of the base's greedy rollouts of the new `task` on held-out placements (`per_episode` evenly spaced
+    each), with `samples` actions per frame drawn from the base at temperature 1 (noise fixed by `seed`)."""
     if samples < 1:
         raise ValueError(f"eval.kl_samples_per_frame: expected >= 1, got {samples}")
     results = rollout.run(
         PolicyActor(base, temperature=0.0),
-        pick_can_specs(n_episodes, seed + 7, max_steps, backend),
+        new_task_specs(task, n_episodes, seed + 7, max_steps, backend),
         record=True,
         progress=progress,
     )
@@ -335,7 +347,7 @@ class Evaluator:
         if e.pick_can_placements == "grid":
             from envs.grids import grid_points
 
-            points = grid_points("pick_can", cfg.backend, tuple(cfg.rl.grid))
+            points = grid_points(cfg.task, cfg.backend, tuple(cfg.rl.grid))
         elif e.heldout_episodes:
             raise ConfigError(
                 "eval.heldout_episodes: held-out placements are for eval.pick_can_placements 'grid' "
@@ -350,6 +362,8 @@ class Evaluator:
             e.temperature,
             points,
             e.heldout_episodes,
+            cfg.task,
+            tuple(cfg.probes),
         )
         self.settings = {
             "eval": to_dict(e),
@@ -408,6 +422,8 @@ class Evaluator:
         """What else shapes the base's rollouts: how its tokens become actions (the norm_stats key), the physics,
         and SimplerEnv's env options."""
         world: dict[str, Any] = {"dataset_name": cfg.dataset_name, "sim_backend": cfg.sim_backend}
+        if cfg.task != DEFAULT_TASK or tuple(cfg.probes) != DEFAULT_PROBES:  # left out for the paper's tasks, so
+            world["tasks"] = {"task": cfg.task, "probes": list(cfg.probes)}  # results made before stay valid
         if cfg.backend == "simpler":
             world["simpler_env_kwargs"] = dict(cfg.simpler_env_kwargs)
         return world
@@ -461,6 +477,7 @@ class Evaluator:
                     e.max_steps,
                     self.cfg.backend,
                     self._bar("KL frames (base)"),
+                    self.cfg.task,
                 )
                 self._obs.save(path)
         return self._obs
@@ -469,8 +486,8 @@ class Evaluator:
         return desc if self.cfg.progress else None
 
     def evaluate(self, policy: Any, name: str = "policy") -> dict[str, float]:
-        """{"pick_can", "open_drawer", "close_drawer", "forward_kl", "reverse_kl", "tv"} of `policy` (`name`
-        labels the progress bar)."""
+        """{<task>, <each probe>, "forward_kl", "reverse_kl", "tv"} of `policy` (`name` labels the progress
+        bar)."""
         return {
             **success_rates(policy, self.rollout, self.spec, progress=self._bar(f"evaluating {name}")),
             **kl_to_base(self.base, policy, self.kl_observations()),
@@ -492,23 +509,24 @@ class Evaluator:
     def summary(self, method: str, hparams: dict[str, Any], seed: int, step: int, results: dict[str, float]) -> dict:
         """A run's summary.json in the shared contract (DESIGN.md section 6)."""
         base = self.base_results()
-        forgetting = float(np.mean([base[p] - results[p] for p in PROBES]))
+        task, probes = self.spec.task, self.spec.probes
+        forgetting = float(np.mean([base[p] - results[p] for p in probes]))
         summary = {
             "domain": "robot",
             "method": method,
             "hparams": hparams,
             "seed": seed,
             "step": step,
-            "new_task": results["pick_can"],
-            "prior": {p: results[p] for p in PROBES},
+            "new_task": results[task],
+            "prior": {p: results[p] for p in probes},
             "forgetting": forgetting,
             "predictors": {k: results[k] for k in ("forward_kl", "reverse_kl", "tv")},
             "predictor_se": {k: results[f"{k}_se"] for k in ("forward_kl", "reverse_kl", "tv") if f"{k}_se" in results},
-            "base": {"new_task": base["pick_can"], "prior": {p: base[p] for p in PROBES}},
+            "base": {"new_task": base[task], "prior": {p: base[p] for p in probes}},
         }
-        if "pick_can_heldout" in results:  # pick-can at the RL grid's points is new_task; held-out placements beside
-            summary["new_task_heldout"] = results["pick_can_heldout"]
-            summary["base"]["new_task_heldout"] = base["pick_can_heldout"]
+        if f"{task}_heldout" in results:  # the new task at the RL grid's points is new_task; held out beside it
+            summary["new_task_heldout"] = results[f"{task}_heldout"]
+            summary["base"]["new_task_heldout"] = base[f"{task}_heldout"]
         if self.forecast is not None:
             summary["forecast"] = {
                 "prior_mean": self.forecast.predict(results["forward_kl"]),

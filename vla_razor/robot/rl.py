@@ -1,4 +1,4 @@
-"""On-policy REINFORCE on pick-can with a reward-normalization baseline (paper, Appendix B.2).
+"""On-policy REINFORCE on the new task (pick-can by default) with a reward-normalization baseline (paper, B.2).
 
 One iteration (`reinforce_iteration`, read top to bottom):
   1. roll out `episodes_per_point` episodes (default 5) at every grid point (or, `placements: uniform`, at as
@@ -40,6 +40,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from envs.tasks import DEFAULT_TASK
 from vla_razor import core
 from vla_razor.config import ConfigError
 from vla_razor.optim import check_finite, lr_multiplier
@@ -138,20 +139,21 @@ def train(
     *,
     seed: int,
     backend: str = "embedded",
+    task: str = DEFAULT_TASK,
     base: Any = None,
     iteration: int = 0,
     update: int = 0,
     after_iteration: Callable[[int, int, dict[str, float]], bool] | None = None,
     progress: bool = False,
 ) -> tuple[int, int, bool]:
-    """Iterations `iteration`..`r.iterations` - 1 of REINFORCE on `policy`, in place, on `rollout`'s workers,
-    starting at update count `update` (a resumed run passes its saved counts).
+    """Iterations `iteration`..`r.iterations` - 1 of REINFORCE on `policy`, in place, on `rollout`'s workers, on the
+    new `task` (an id of envs/tasks.py), starting at update count `update` (a resumed run passes its saved counts).
 
     After each iteration, `after_iteration(iterations_done, updates_done, metrics)` does the caller's bookkeeping;
     True stops training there (e.g. a KL budget reached). Returns (iterations done, updates done, stopped)."""
     started, made, stopped = time.perf_counter(), 0, False
     while iteration < r.iterations and not stopped:
-        points = iteration_points(r, seed, iteration, backend)
+        points = iteration_points(r, seed, iteration, backend, task)
         metrics, update = reinforce_iteration(
             policy,
             optimizer,
@@ -162,6 +164,7 @@ def train(
             iteration=iteration,
             update=update,
             backend=backend,
+            task=task,
             base=base,
             progress=progress,
         )
@@ -184,13 +187,14 @@ def reinforce_iteration(
     iteration: int,
     update: int,
     backend: str = "embedded",
+    task: str = DEFAULT_TASK,
     base: Any = None,
     progress: bool = False,
 ) -> tuple[dict[str, float], int]:
     """One iteration, as the module docstring numbers it; returns its metrics and the update count after it."""
     o = r.optim
     # 1. rollouts: every grid point x episodes_per_point, sampled by the current policy
-    specs, groups = iteration_specs(points, r.episodes_per_point, seed, iteration, r.max_steps, backend)
+    specs, groups = iteration_specs(points, r.episodes_per_point, seed, iteration, r.max_steps, backend, task)
     actor = PolicyActor(policy, temperature=r.temperature, seed=seed * 100_003 + iteration, record=True)
     policy.model.eval()
     t0 = time.perf_counter()
@@ -352,15 +356,17 @@ def policy_gradient_step(
     return metrics
 
 
-def iteration_points(r: RLConfig, seed: int, iteration: int, backend: str = "embedded") -> np.ndarray:
-    """[grid_x * grid_y, 2] can placements of one iteration: the fixed grid (`rl.placements: grid`, the paper's
+def iteration_points(
+    r: RLConfig, seed: int, iteration: int, backend: str = "embedded", task: str = DEFAULT_TASK
+) -> np.ndarray:
+    """[grid_x * grid_y, 2] placements of the task's object in one iteration: the fixed grid (`rl.placements: grid`, the paper's
     protocol), or as many drawn uniformly over the region afresh each iteration from (seed, iteration)
     (`uniform`: what is learned must transfer between placements, as the evaluation's uniform placements ask)."""
     from envs.grids import grid_points, uniform_points
 
     if r.placements == "grid":
-        return grid_points("pick_can", backend, tuple(r.grid))
-    return uniform_points("pick_can", backend, int(np.prod(r.grid)), np.random.default_rng([seed, iteration, 3]))
+        return grid_points(task, backend, tuple(r.grid))
+    return uniform_points(task, backend, int(np.prod(r.grid)), np.random.default_rng([seed, iteration, 3]))
 
 
 def iteration_specs(
@@ -370,6 +376,7 @@ def iteration_specs(
     iteration: int,
     max_steps: int | None,
     backend: str = "embedded",
+    task: str = DEFAULT_TASK,
 ) -> tuple[list[Any], np.ndarray]:
     """The iteration's episodes (every point x episodes_per_point) and each one's point (its baseline group)."""
     from data_collection.collect import attempt_seed
@@ -380,7 +387,7 @@ def iteration_specs(
     for p, xy in enumerate(points_xy):
         for j in range(episodes_per_point):
             s = attempt_seed(seed + 7919 * (iteration + 1), p, j)
-            specs.append(EpisodeSpec("pick_can", s, placement_options("pick_can", backend, xy), max_steps))
+            specs.append(EpisodeSpec(task, s, placement_options(task, backend, xy), max_steps))
             groups.append(p)
     return specs, np.asarray(groups)
 

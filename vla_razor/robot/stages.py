@@ -1,7 +1,8 @@
 """The robot experiment's stages as the CLI runs them: each reads a RobotConfig and writes a run folder.
 
     pretrain: a fresh tiny OpenVLA policy, behaviour-cloned on expert demonstrations of every task -> the base;
-    sft:      the base, fine-tuned on pick-can demonstrations (by default the expert style the base did not learn).
+    sft:      the base, fine-tuned on demonstrations of the new task, `task` (pick-can by default, in the expert
+              style the base did not learn).
 A stage whose run folder holds a finished policy is skipped; one with a training state resumes from it.
 
 Both train across processes when started by torchrun (`torchrun --nproc-per-node N -m vla_razor.cli robot sft
@@ -13,7 +14,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -208,18 +209,18 @@ def run_pretrain(cfg: RobotConfig) -> StageResult:
 
 def sft_transitions(cfg: RobotConfig) -> DemoTransitions:
     """The SFT demonstrations, refused when a folder is listed twice (pretraining lists one again to weight it;
-    SFT on the paper's protocol does not) or holds episodes of another task than pick-can."""
+    SFT on the paper's protocol does not) or holds episodes of another task than the new task."""
     seen: set[Path] = set()
     for folder in cfg.sft.datasets:
         if Path(folder).resolve() in seen:
             raise DatasetError(f"sft.datasets: {folder} is listed twice")
         seen.add(Path(folder).resolve())
     data = DemoTransitions(list(cfg.sft.datasets))
-    others = [t for t in data.tasks if t != "pick_can"]
+    others = [t for t in data.tasks if t != cfg.task]
     if others:
         raise DatasetError(
             f"sft.datasets: episodes of {', '.join(others)} in {', '.join(map(str, cfg.sft.datasets))}; "
-            "SFT fine-tunes on pick-can demonstrations only"
+            f"SFT fine-tunes on demonstrations of the new task ({cfg.task}) only"
         )
     return data
 
@@ -307,7 +308,7 @@ def _final_sft_evaluation(
     summary = evaluator.summary("sft", hparams, cfg.seed, step, evaluator.evaluate(policy, run.path.name))
     if meta.get("stopped"):
         summary["stopped_at_kl_budget"] = True
-    run.log(step, "eval", _flat(summary))
+    run.log(step, "eval", _flat(summary, cfg.task))
     run.finish(summary)
     return summary
 
@@ -393,15 +394,15 @@ def check_action_range(policy: Any, data: DemoTransitions, cfg: RobotConfig) -> 
     )
 
 
-def _flat(summary: dict[str, Any]) -> dict[str, float]:
+def _flat(summary: dict[str, Any], task: str) -> dict[str, float]:
     flat = {
-        "pick_can": summary["new_task"],
+        task: summary["new_task"],
         **summary["prior"],
         "forgetting": summary["forgetting"],
         **summary["predictors"],
     }
     if "new_task_heldout" in summary:
-        flat["pick_can_heldout"] = summary["new_task_heldout"]
+        flat[f"{task}_heldout"] = summary["new_task_heldout"]
     if "forecast" in summary:
         flat["forecast/prior_mean"] = summary["forecast"]["prior_mean"]
     return flat
@@ -507,6 +508,7 @@ def run_rl(cfg: RobotConfig) -> StageResult:
                 r,
                 seed=cfg.seed,
                 backend=cfg.backend,
+                task=cfg.task,
                 base=base,
                 iteration=iteration,
                 update=update,
@@ -520,7 +522,7 @@ def run_rl(cfg: RobotConfig) -> StageResult:
         summary = evaluator.summary("rl", hparams, cfg.seed, iteration, evaluator.evaluate(policy, run.path.name))
         if stopped:
             summary["stopped_at_kl_budget"] = True
-        run.log(iteration, "eval", _flat(summary))
+        run.log(iteration, "eval", _flat(summary, cfg.task))
         run.finish(summary)
     finally:
         bar.close()
@@ -609,13 +611,13 @@ def collect_sft_demos(cfg: RobotConfig) -> None:
             f"sft.datasets: {missing} are not finished datasets, and collect.out "
             f"({cfg.collect.out}) is not what sft.datasets asks for; collect them first"
         )
-    print(f"collecting SFT demonstrations into {cfg.collect.out}")
-    print_summary(Collector(cfg.collect).run(), cfg.collect.out)
+    print(f"collecting SFT demonstrations of {cfg.task} into {cfg.collect.out}")
+    print_summary(Collector(replace(cfg.collect, task=cfg.task)).run(), cfg.collect.out)
 
 
-def experiment_runs(experiment_dir: Path) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """Every finished run of an experiment as a summary row (SFT first, then RL, each by learning rate), and
-    the base's evaluation they were measured against."""
+def experiment_runs(experiment_dir: Path, task: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Every finished run of an experiment as a summary row (SFT first, then RL, each by learning rate; the new
+    task's success under its id `task`), and the base's evaluation they were measured against."""
     rows, base = [], None
     for path in sorted((experiment_dir / "runs").glob("*/summary.json")):
         s = json.loads(path.read_text())
@@ -627,8 +629,8 @@ def experiment_runs(experiment_dir: Path) -> tuple[list[dict[str, Any]], dict[st
                 "method": s["method"],
                 "run": path.parent.name,
                 "hparams": s["hparams"],
-                "pick_can": s["new_task"],
-                **_heldout(s),
+                task: s["new_task"],
+                **_heldout(s, task),
                 **s["prior"],
                 "forgetting": s["forgetting"],
                 **s["predictors"],
@@ -641,9 +643,9 @@ def experiment_runs(experiment_dir: Path) -> tuple[list[dict[str, Any]], dict[st
     return rows, base
 
 
-def _heldout(summary: dict[str, Any]) -> dict[str, float]:
-    """pick_can_heldout of a run or base evaluated at the RL grid's points (eval.heldout_episodes), else nothing."""
-    return {"pick_can_heldout": summary["new_task_heldout"]} if "new_task_heldout" in summary else {}
+def _heldout(summary: dict[str, Any], task: str) -> dict[str, float]:
+    """<task>_heldout of a run or base evaluated at the RL grid's points (eval.heldout_episodes), else nothing."""
+    return {f"{task}_heldout": summary["new_task_heldout"]} if "new_task_heldout" in summary else {}
 
 
 def summarize_experiment(cfg: RobotConfig, extra: dict[str, str] | None = None) -> PipelineResult:
@@ -653,14 +655,14 @@ def summarize_experiment(cfg: RobotConfig, extra: dict[str, str] | None = None) 
     from vla_razor.runs import atomic_write_json
 
     started = time.perf_counter()
-    runs, base = experiment_runs(cfg.experiment_dir)
+    runs, base = experiment_runs(cfg.experiment_dir, cfg.task)
     table = [
         {
             "method": "base",
             "run": str(cfg.base),
             "hparams": {},
-            "pick_can": base["new_task"],
-            **_heldout(base),
+            cfg.task: base["new_task"],
+            **_heldout(base, cfg.task),
             **base["prior"],
             "forgetting": 0.0,
             "forward_kl": 0.0,
@@ -675,7 +677,7 @@ def summarize_experiment(cfg: RobotConfig, extra: dict[str, str] | None = None) 
         {
             "kind": EXPERIMENT_KIND,
             "runs": runs,
-            "base": {"pick_can": base["new_task"], **_heldout(base), **base["prior"]},
+            "base": {cfg.task: base["new_task"], **_heldout(base, cfg.task), **base["prior"]},
             "config": to_dict(cfg),
         },
     )

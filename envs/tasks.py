@@ -1,0 +1,159 @@
+"""The task registry: one record per robot task, looked up by id.
+
+    from envs.tasks import get_task
+    task = get_task("place_can")          # ValueError naming the known ids if there is no such task
+    task.instruction, task.regions["embedded"], task.experts, task.simpler
+
+A record says everything the rest of the stack needs to know about a task: its instruction, the ManiSkill id of
+its embedded env (envs/embedded/<task>.py, which holds the scene and the success rule in `evaluate`), where its
+object is placed (a region per backend, the grid's extent, and the reset option that puts it at a point), its
+scripted expert's plans (envs/experts.py), its SimplerEnv twin and the gripper convention of its actions.
+Adding a task: its env file in envs/embedded/ (ManiSkill's shape), its expert plan, and its record below.
+This module imports no simulator, so that configs can check a task id cheaply.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Literal
+
+from envs import experts
+
+Region = tuple[tuple[float, float], tuple[float, float]]
+"""((x_min, x_max), (y_min, y_max)) in metres."""
+
+_ROBOT_BASE_X = -0.615  # envs/embedded/scene.py's ROBOT_BASE_XY[0] (a test checks they agree)
+CAN_REGION: Region = ((_ROBOT_BASE_X + 0.40, _ROBOT_BASE_X + 0.63), (-0.22, 0.22))
+"""The can's (x, y) on the embedded table: a region the size of SimplerEnv's visual-matching grid (0.23 m x 0.44 m),
+0.40 to 0.63 m in front of the panda's base and centred left-right, where a top-down grasp reaches everywhere."""
+SIMPLER_CAN_REGION: Region = ((-0.35, -0.12), (-0.02, 0.42))
+"""SimplerEnv's visual-matching coke-can grid (its `--obj-init-x/-y` ranges; the paper's "0.12" is a typo)."""
+CABINET_OFFSET_RANGE: Region = ((-0.03, 0.03), (-0.08, 0.08))
+"""The cabinet's random (dx, dy) offset from its nominal place on the embedded table, metres."""
+
+
+@dataclass(frozen=True)
+class SimplerTwin:
+    """The SimplerEnv Google-robot task that an embedded task stands in for (envs/simpler.py)."""
+
+    name: str
+    """SimplerEnv's prepackaged task name (simpler_env.ENVIRONMENT_MAP)."""
+    env_kwargs: dict[str, Any] = field(default_factory=dict)
+    """Defaults for its env (a config's simpler_env_kwargs override them)."""
+
+
+@dataclass(frozen=True)
+class Task:
+    """One robot task."""
+
+    id: str
+    """The name configs, datasets and episode specs use (e.g. "pick_can")."""
+    env_id: str
+    """Registered ManiSkill id of the embedded env (envs/embedded/)."""
+    instruction: str
+    """The language instruction (the one copy: the env, the datasets and the policies' prompts read it)."""
+    success: str
+    """The success rule in words; the rule itself is the env's `evaluate`."""
+    max_steps: int
+    """Control steps an episode lasts at most (the env's registered max_episode_steps)."""
+    regions: dict[str, Region]
+    """Backend -> the region a placement grid spans (envs/grids.py); a backend missing here has no grid."""
+    placement_key: str
+    """The `obj_init_options` key whose (x, y) value puts the task's object at a grid point."""
+    experts: dict[str, Callable[[Any], list[experts.Waypoint]]]
+    """Scripted expert: style -> plan (envs/experts.py); the first style is the default."""
+    eval_stream: int
+    """Key of the task's evaluation seeds as a forgetting probe, fixed per task, so that a probe's episodes do not
+    depend on which other probes are evaluated beside it."""
+    simpler: SimplerTwin | None = None
+    """Its SimplerEnv twin (None: the task exists only in the embedded world)."""
+    gripper: str = "absolute"
+    """The gripper convention of the embedded env's 7th action component: absolute, -1 closed .. +1 open (the
+    twin's Google robot takes relative commands; envs/gripper.py converts)."""
+    no_region: dict[str, str] = field(default_factory=dict)
+    """Backend -> why the task has no placement grid there (said when one is asked for)."""
+
+    @property
+    def default_style(self) -> str:
+        return next(iter(self.experts))
+
+
+TASKS: dict[str, Task] = {
+    t.id: t
+    for t in (
+        Task(
+            id="pick_can",
+            env_id="RazorPickCan-v1",
+            instruction="pick coke can",
+            success="the can's centre 2 cm or more above where it started while both fingers grasp it",
+            max_steps=80,
+            regions={"embedded": CAN_REGION, "simpler": SIMPLER_CAN_REGION},
+            placement_key="init_xy",
+            experts={"top_down": experts.pick_can_top_down, "angled": experts.pick_can_angled},
+            eval_stream=2,
+            simpler=SimplerTwin("google_robot_pick_coke_can", {"success_from_episode_stats": False}),
+        ),
+        Task(
+            id="open_drawer",
+            env_id="RazorOpenDrawer-v1",
+            instruction="open top drawer",
+            success="the top drawer open 0.15 m or more (of 0.2 m travel)",
+            max_steps=113,
+            regions={"embedded": CABINET_OFFSET_RANGE},
+            placement_key="cabinet_xy",
+            experts={"default": experts.open_drawer},
+            eval_stream=0,
+            simpler=SimplerTwin("google_robot_open_top_drawer"),
+            no_region={"simpler": "SimplerEnv varies the robot pose for its drawer tasks, not the cabinet"},
+        ),
+        Task(
+            id="close_drawer",
+            env_id="RazorCloseDrawer-v1",
+            instruction="close top drawer",
+            success="the top drawer open 0.05 m or less",
+            max_steps=113,
+            regions={"embedded": CABINET_OFFSET_RANGE},
+            placement_key="cabinet_xy",
+            experts={"default": experts.close_drawer},
+            eval_stream=1,
+            simpler=SimplerTwin("google_robot_close_top_drawer"),
+            no_region={"simpler": "SimplerEnv varies the robot pose for its drawer tasks, not the cabinet"},
+        ),
+        Task(
+            id="place_can",
+            env_id="RazorPlaceCan-v1",
+            instruction="place coke can on green mark",
+            success="the can stands upright, released, with its centre within 4 cm of the green mark's centre",
+            max_steps=80,
+            regions={"embedded": CAN_REGION},
+            placement_key="init_xy",
+            experts={"top_down": experts.place_can_top_down},
+            eval_stream=3,
+        ),
+    )
+}
+"""Every task by id."""
+
+
+DEFAULT_TASK = "pick_can"
+"""The new task when a config names none (the paper's)."""
+DEFAULT_PROBES = ("open_drawer", "close_drawer")
+"""The forgetting probes when a config names none (the paper's)."""
+
+TaskId = Literal[tuple(TASKS)]  # type: ignore[valid-type]
+"""A config field's type for a task id: the config loader refuses other values, naming the known ids."""
+
+
+def get_task(task_id: str) -> Task:
+    """The record of `task_id`; a ValueError naming the known ids if there is none."""
+    try:
+        return TASKS[task_id]
+    except (KeyError, TypeError):
+        raise ValueError(f"unknown task {task_id!r}; known tasks: {', '.join(TASKS)} (envs/tasks.py)") from None
+
+
+def check_tasks(task_ids: Any, where: str) -> None:
+    """Refuses unknown task ids, naming `where` they came from (a config field) and the known ones."""
+    unknown = [t for t in task_ids if t not in TASKS]
+    if unknown:
+        raise ValueError(f"{where}: unknown task(s) {unknown}; known tasks: {', '.join(TASKS)} (envs/tasks.py)")
