@@ -65,6 +65,21 @@ class NoRunsError(ValueError):
     """A folder handed to the report holds no finished run (the user pointed at the wrong folder, or too early)."""
 
 
+def write_experiment_summary(
+    experiment_dir: Path, fields: dict, title: str, extra: dict | None = None
+) -> tuple[Path, ReportResult]:
+    """The end of a domain's pipeline: the experiment's summary.json (``kind: experiment`` and the domain's
+    ``fields``: its table of runs, base, config) and the report over every finished run in ``experiment_dir/runs``.
+    One place, so that report / forecast tell an experiment's table from a run's summary in every domain."""
+    from vla_razor.analysis.runs import EXPERIMENT_KIND, SUMMARY_FILE
+    from vla_razor.runs import atomic_write_json
+
+    summary_path = Path(experiment_dir) / SUMMARY_FILE
+    atomic_write_json(summary_path, {"kind": EXPERIMENT_KIND, **fields})
+    report = write_report(Path(experiment_dir) / "runs", Path(experiment_dir) / "report", title=title, extra=extra)
+    return summary_path, report
+
+
 def write_report(
     runs_dir: Path,
     out_dir: Path,

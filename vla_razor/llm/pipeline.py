@@ -15,12 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from vla_razor.analysis.runs import EXPERIMENT_KIND
 from vla_razor.config import ConfigError, load_config, to_dict
 from vla_razor.llm.config import LLMConfig
 from vla_razor.llm.evaluate import LLMEvaluator
 from vla_razor.llm.train import METHODS, load_experiment, train_method
-from vla_razor.runs import atomic_write_json
 
 
 @dataclass
@@ -66,25 +64,19 @@ def experiment_rows(experiment_dir: Path) -> tuple[list[dict[str, Any]], dict[st
 
 
 def summarize_experiment(cfg: LLMConfig, extra: dict[str, str] | None = None) -> PipelineResult:
-    from vla_razor.analysis.report import write_report
+    from vla_razor.analysis.report import write_experiment_summary
 
     started = time.perf_counter()
     rows, base = experiment_rows(cfg.experiment_dir)
-    summary_path = cfg.experiment_dir / "summary.json"
-    atomic_write_json(
-        summary_path,
+    summary_path, report = write_experiment_summary(
+        cfg.experiment_dir,
         {
-            "kind": EXPERIMENT_KIND,
             "task": cfg.task.name,
             "model": cfg.model,
             "runs": rows,
             "base": {"new_task": base["new_task"], "probes": base["prior"]},
             "config": to_dict(cfg),
         },
-    )
-    report = write_report(
-        cfg.experiment_dir / "runs",
-        cfg.experiment_dir / "report",
         title=f"RL's Razor, LLM ({cfg.task.name}, {cfg.model}): {cfg.experiment}",
         extra=extra or {},
     )

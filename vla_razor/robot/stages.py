@@ -22,7 +22,6 @@ import numpy as np
 import torch
 
 from data_collection.dataset import DatasetError
-from vla_razor.analysis.runs import EXPERIMENT_KIND
 from vla_razor.config import ConfigError, load_config, to_dict
 from vla_razor.distributed import Distributed, check_distributed, env_world_size
 from vla_razor.robot.config import RobotConfig
@@ -651,8 +650,7 @@ def _heldout(summary: dict[str, Any], task: str) -> dict[str, float]:
 def summarize_experiment(cfg: RobotConfig, extra: dict[str, str] | None = None) -> PipelineResult:
     """<experiment>/summary.json ({"runs": [...], "base": {...}, "config": ...}) and <experiment>/report/ from
     every finished run of the experiment, however its stages were run."""
-    from vla_razor.analysis.report import write_report
-    from vla_razor.runs import atomic_write_json
+    from vla_razor.analysis.report import write_experiment_summary
 
     started = time.perf_counter()
     runs, base = experiment_runs(cfg.experiment_dir, cfg.task)
@@ -671,19 +669,13 @@ def summarize_experiment(cfg: RobotConfig, extra: dict[str, str] | None = None) 
         },
         *runs,
     ]
-    summary_path = cfg.experiment_dir / "summary.json"
-    atomic_write_json(
-        summary_path,
+    summary_path, report = write_experiment_summary(
+        cfg.experiment_dir,
         {
-            "kind": EXPERIMENT_KIND,
             "runs": runs,
             "base": {cfg.task: base["new_task"], **_heldout(base, cfg.task), **base["prior"]},
             "config": to_dict(cfg),
         },
-    )
-    report = write_report(
-        cfg.experiment_dir / "runs",
-        cfg.experiment_dir / "report",
         title=f"RL's Razor, robot ({cfg.backend}): {cfg.experiment}",
         extra=extra or {},
     )
