@@ -152,7 +152,7 @@ def test_static_decoder_is_reused_and_follows_the_weights(policy, contexts):
     second = next(b for b in seconds if bucket(b) == bucket(first))  # +1 or -1 byte: one of them shares the bucket
     assert first["input_ids"].shape[1] != second["input_ids"].shape[1]
     policy.sample(first, temperature=0, engine="static")
-    decoders = generation._DECODERS[policy.model]
+    decoders = generation.DECODERS.decoders[policy.model]
     made = dict(decoders)
     policy.sample(second, temperature=0, engine="static")
     assert decoders == made  # same length bucket: the same decoder
@@ -218,7 +218,7 @@ def test_graph_engine_equals_static_engine_on_gpu(contexts):
     agree(other, temperature=0)
     same = policy.encode([images[0]] * 3, [instructions[0]] * 3)  # unpadded: the causal prefill graph
     agree(same, temperature=0)
-    decoders = generation._DECODERS[policy.model]
+    decoders = generation.DECODERS.decoders[policy.model]
     graphs = {k: v for k, v in decoders.items() if k[2]}
     with torch.no_grad():
         for p in policy.model.parameters():

@@ -14,7 +14,6 @@ policy itself (temperature 1), which is what on-policy RL scores.
 
 from __future__ import annotations
 
-import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -23,7 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from vla_razor.config import ConfigError
-from vla_razor.policies.static_decoder import StaticLlamaDecoder
+from vla_razor.policies.static_decoder import DecoderCache, StaticLlamaDecoder
 
 Engine = Literal["transformers", "static"]
 ENGINES = ("transformers", "static")
@@ -89,26 +88,12 @@ class TextDecoder(StaticLlamaDecoder):
         return self.lm.lm_head(h).float()
 
 
-_DECODERS: weakref.WeakKeyDictionary[nn.Module, dict[tuple[int, int, bool], TextDecoder]] = weakref.WeakKeyDictionary()
-
-
-def decoder_for(model: nn.Module, batch: int, length: int, graph: bool) -> TextDecoder:
-    """The model's decoder for this batch size and length bucket (made, or made again if the weights moved)."""
-    bucket = -(-length // LENGTH_BUCKET) * LENGTH_BUCKET
-    decoders = _DECODERS.setdefault(model, {})
-    key = (batch, bucket, graph)
-    decoder = decoders.pop(key, None)
-    if decoder is None or not decoder.matches(model):
-        while len(decoders) >= MAX_DECODERS_PER_MODEL:
-            decoders.pop(next(iter(decoders)))
-        decoder = TextDecoder(model, batch, bucket, graph)
-    decoders[key] = decoder  # most recently used last
-    return decoder
+DECODERS = DecoderCache(TextDecoder, LENGTH_BUCKET, MAX_DECODERS_PER_MODEL)
 
 
 def release_decoders(model: nn.Module) -> None:
     """Frees the model's K/V buffers and CUDA graphs (e.g. when a training phase needs the memory)."""
-    _DECODERS.pop(model, None)
+    DECODERS.release(model)
 
 
 @torch.no_grad()
@@ -131,7 +116,7 @@ def static_generate(
     check_static_supported(model)
     device = input_ids.device
     batch, width = input_ids.shape
-    decoder = decoder_for(model, batch, width + max_new_tokens - 1, graph=device.type == "cuda")
+    decoder = DECODERS.get(model, batch, width + max_new_tokens - 1, graph=device.type == "cuda")
     decoder.start(input_ids, attention_mask)
     stops = torch.tensor(sorted(set(stop_ids)), dtype=torch.long, device=device)
     tokens = torch.full((batch, max_new_tokens), pad_id, dtype=torch.long, device=device)

@@ -12,6 +12,7 @@ share one memory pool: they run one after another, and what one returns is copie
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable
 
 import torch
@@ -219,3 +220,34 @@ _COMPILED: LlamaOps | None = None
 
 def parameter_signature(module: nn.Module) -> tuple[int, ...]:
     return tuple(p.data_ptr() for p in module.parameters())
+
+
+class DecoderCache:
+    """Each model's static decoders by (batch, length rounded up to ``bucket``, CUDA graph or not): at most
+    ``per_model`` kept, the least recently used dropped first, and one made again once the model's weights moved
+    (``matches``). ``make(model, batch, max_len, graph)`` builds a decoder; the OpenVLA and LLM engines each keep one."""
+
+    def __init__(
+        self, make: Callable[[nn.Module, int, int, bool], StaticLlamaDecoder], bucket: int, per_model: int
+    ) -> None:
+        self.make, self.bucket, self.per_model = make, bucket, per_model
+        self.decoders: weakref.WeakKeyDictionary[nn.Module, dict[tuple[int, int, bool], StaticLlamaDecoder]] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    def get(self, model: nn.Module, batch: int, length: int, graph: bool) -> StaticLlamaDecoder:
+        """The model's decoder for this batch size and a length of at least ``length``."""
+        bucket = -(-length // self.bucket) * self.bucket
+        decoders = self.decoders.setdefault(model, {})
+        key = (batch, bucket, graph)
+        decoder = decoders.pop(key, None)
+        if decoder is None or not decoder.matches(model):
+            while len(decoders) >= self.per_model:
+                decoders.pop(next(iter(decoders)))
+            decoder = self.make(model, batch, bucket, graph)
+        decoders[key] = decoder  # most recently used last
+        return decoder
+
+    def release(self, model: nn.Module) -> None:
+        """Frees the model's K/V buffers and CUDA graphs (e.g. before a training phase that needs the memory)."""
+        self.decoders.pop(model, None)

@@ -25,7 +25,6 @@ Three engines compute the same tokens (tests/policies/test_generation.py):
 
 from __future__ import annotations
 
-import weakref
 from dataclasses import dataclass
 from typing import Literal
 
@@ -34,7 +33,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from vla_razor.policies.openvla.modeling_openvla import OpenVLAModel
-from vla_razor.policies.static_decoder import LENGTH_BUCKET, StaticLlamaDecoder
+from vla_razor.policies.static_decoder import LENGTH_BUCKET, DecoderCache, StaticLlamaDecoder
 
 Engine = Literal["auto", "eager", "static", "graph"]
 MAX_GRAPHS_PER_MODEL = 4
@@ -94,7 +93,7 @@ def generate_action_tokens(
         steps: _EagerSteps | StaticKVDecoder = _EagerSteps(model.language_model, embeds, mask, positions, vocab_ids)
     else:
         length = input_ids.shape[1] + model.num_patches + action_dim - 1
-        decoder = _decoder_for(model, input_ids.shape[0], length, engine == "graph")
+        decoder = DECODERS.get(model, input_ids.shape[0], length, engine == "graph")
         steps = decoder.start(input_ids, attention_mask, pixel_values, vocab_ids)
     tokens, bins, logprobs, all_logits = [], [], [], []
     for step in range(action_dim):
@@ -147,28 +146,9 @@ class _EagerSteps:
         )
 
 
-_DECODERS: weakref.WeakKeyDictionary[nn.Module, dict[tuple[int, int, bool], StaticKVDecoder]] = (
-    weakref.WeakKeyDictionary()
-)
-
-
-def _decoder_for(model: OpenVLAModel, batch: int, length: int, graph: bool) -> StaticKVDecoder:
-    """The model's decoder for this batch size and length bucket (made, or made again if the weights moved)."""
-    bucket = -(-length // LENGTH_BUCKET) * LENGTH_BUCKET
-    decoders = _DECODERS.setdefault(model, {})
-    key = (batch, bucket, graph)
-    decoder = decoders.pop(key, None)
-    if decoder is None or not decoder.matches(model):
-        while len(decoders) >= MAX_GRAPHS_PER_MODEL:
-            decoders.pop(next(iter(decoders)))
-        decoder = StaticKVDecoder(model, batch, bucket, graph)
-    decoders[key] = decoder  # most recently used last
-    return decoder
-
-
 def release_decoders(model: nn.Module) -> None:
     """Frees the model's K/V buffers and CUDA graphs (e.g. before a training phase that needs the memory)."""
-    _DECODERS.pop(model, None)
+    DECODERS.release(model)
 
 
 class StaticKVDecoder(StaticLlamaDecoder):
@@ -234,3 +214,6 @@ class _PrefillGraph:
     inputs: tuple[Tensor, Tensor, Tensor]
     """input_ids, attention_mask, pixel_values: the buffers the graph reads."""
     logits: Tensor
+
+
+DECODERS = DecoderCache(StaticKVDecoder, LENGTH_BUCKET, MAX_GRAPHS_PER_MODEL)
