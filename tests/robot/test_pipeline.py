@@ -121,7 +121,7 @@ def test_pipeline_end_to_end(tiny_base: Path, tmp_path: Path, capsys: pytest.Cap
     assert again["runs"] == summary["runs"] and again["base"] == summary["base"]
     assert (report / "report.md").read_text().count("| sft |") >= 2
     assert cli(["robot", "report", "--runs_dir", str(tmp_path / "nothing"), "--experiment", "ci"]) == 2
-    assert "no finished SFT or RL run" in capsys.readouterr().err
+    assert "no finished robot run (sft, rl)" in capsys.readouterr().err
 
     # another base in the same experiment folder is refused (its runs, frames and base results are the old base's)
     import shutil

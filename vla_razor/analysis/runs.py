@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -194,6 +194,28 @@ def _load_run(run_dir: Path, runs_dir: Path, include_mid_training: bool) -> list
             continue  # the final checkpoint repeated in points.jsonl
         points.append(point)
     return points
+
+
+def experiment_table(
+    experiment_dir: Path, domain: str, methods: Sequence[str], columns: Callable[[dict[str, Any]], dict[str, Any]]
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Every finished run of an experiment (its `domain`, a method in `methods`) as a row: method, run folder,
+    hparams, then the domain's `columns(summary)`; sorted by method (in `methods` order), learning rate and run.
+    Also the base results the runs were measured against. One listing for every domain's pipeline."""
+    rows, base = [], None
+    for path in sorted((Path(experiment_dir) / "runs").glob(f"*/{SUMMARY_FILE}")):
+        summary = json.loads(path.read_text())
+        if summary.get("domain") != domain or summary.get("method") not in methods:
+            continue
+        base = base or summary["base"]
+        row = {"method": summary["method"], "run": path.parent.name, "hparams": summary["hparams"]}
+        rows.append({**row, **columns(summary)})
+    if base is None:
+        raise FileNotFoundError(
+            f"{Path(experiment_dir) / 'runs'}: no finished {domain} run ({', '.join(methods)}) with a {SUMMARY_FILE}"
+        )
+    rows.sort(key=lambda r: (list(methods).index(r["method"]), r["hparams"].get("lr", 0.0), r["run"]))
+    return rows, base
 
 
 def _read_json_object(path: Path) -> dict[str, Any]:

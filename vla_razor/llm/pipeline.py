@@ -9,12 +9,12 @@ running again with other settings adds runs to the comparison.
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from vla_razor.analysis.runs import experiment_table
 from vla_razor.config import ConfigError, load_config, to_dict
 from vla_razor.llm.config import LLMConfig
 from vla_razor.llm.evaluate import LLMEvaluator
@@ -39,28 +39,17 @@ def load_llm_config(path: str | Path | None, overrides: dict[str, Any] | None = 
 
 def experiment_rows(experiment_dir: Path) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Every finished LLM run of the experiment as a row, and the base results they were measured against."""
-    rows, base = [], None
-    for path in sorted((Path(experiment_dir) / "runs").glob("*/summary.json")):
-        s = json.loads(path.read_text())
-        if s.get("domain") != "llm":
-            continue
-        base = base or s["base"]
-        rows.append(
-            {
-                "method": s["method"],
-                "run": path.parent.name,
-                "hparams": s["hparams"],
-                "new_task": s["new_task"],
-                "probes": s["prior"],
-                "forgetting": s["forgetting"],
-                **s["predictors"],
-                "seconds": s.get("seconds"),
-            }
-        )
-    if base is None:
-        raise FileNotFoundError(f"{Path(experiment_dir) / 'runs'}: no finished LLM run (summary.json)")
-    rows.sort(key=lambda r: (METHODS.index(r["method"]), r["hparams"].get("lr", 0.0), r["run"]))
-    return rows, base
+
+    def columns(s: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "new_task": s["new_task"],
+            "probes": s["prior"],
+            "forgetting": s["forgetting"],
+            **s["predictors"],
+            "seconds": s.get("seconds"),
+        }
+
+    return experiment_table(Path(experiment_dir), "llm", METHODS, columns)
 
 
 def summarize_experiment(cfg: LLMConfig, extra: dict[str, str] | None = None) -> PipelineResult:

@@ -12,7 +12,6 @@ for SFT, evaluates the saved policy after the others have left. RL, evaluation a
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -22,6 +21,7 @@ import numpy as np
 import torch
 
 from data_collection.dataset import DatasetError
+from vla_razor.analysis.runs import experiment_table
 from vla_razor.config import ConfigError, load_config, to_dict
 from vla_razor.distributed import Distributed, check_distributed, env_world_size
 from vla_razor.robot.config import RobotConfig
@@ -617,29 +617,17 @@ def collect_sft_demos(cfg: RobotConfig) -> None:
 def experiment_runs(experiment_dir: Path, task: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Every finished run of an experiment as a summary row (SFT first, then RL, each by learning rate; the new
     task's success under its id `task`), and the base's evaluation they were measured against."""
-    rows, base = [], None
-    for path in sorted((experiment_dir / "runs").glob("*/summary.json")):
-        s = json.loads(path.read_text())
-        if s.get("method") not in ("sft", "rl"):
-            continue
-        base = base or s["base"]
-        rows.append(
-            {
-                "method": s["method"],
-                "run": path.parent.name,
-                "hparams": s["hparams"],
-                task: s["new_task"],
-                **_heldout(s, task),
-                **s["prior"],
-                "forgetting": s["forgetting"],
-                **s["predictors"],
-            }
-        )
-    if base is None:
-        raise FileNotFoundError(f"{experiment_dir / 'runs'}: no finished SFT or RL run (summary.json)")
-    order = {"sft": 0, "rl": 1}
-    rows.sort(key=lambda r: (order[r["method"]], r["hparams"].get("lr", 0.0), r["run"]))
-    return rows, base
+
+    def columns(s: dict[str, Any]) -> dict[str, Any]:
+        return {
+            task: s["new_task"],
+            **_heldout(s, task),
+            **s["prior"],
+            "forgetting": s["forgetting"],
+            **s["predictors"],
+        }
+
+    return experiment_table(experiment_dir, "robot", ("sft", "rl"), columns)
 
 
 def _heldout(summary: dict[str, Any], task: str) -> dict[str, float]:
