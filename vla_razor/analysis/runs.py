@@ -218,15 +218,19 @@ def experiment_table(
     return rows, base
 
 
-def _read_json_object(path: Path) -> dict[str, Any]:
-    text = path.read_text(encoding="utf-8")
+def _parse_object(text: str, path: Path, line: int | None = None) -> dict[str, Any]:
+    """One JSON object from `text` (the whole file, or its line `line`), or a CorruptFileError naming file:line."""
     try:
         value = json.loads(text)
     except json.JSONDecodeError as error:
-        raise CorruptFileError(f"{path}:{error.lineno}: malformed JSON: {error.msg}") from error
+        raise CorruptFileError(f"{path}:{line or error.lineno}: malformed JSON: {error.msg}") from error
     if not isinstance(value, dict):
-        raise CorruptFileError(f"{path}:1: expected a JSON object, got {type(value).__name__}")
+        raise CorruptFileError(f"{path}:{line or 1}: expected a JSON object, got {type(value).__name__}")
     return value
+
+
+def _read_json_object(path: Path) -> dict[str, Any]:
+    return _parse_object(path.read_text(encoding="utf-8"), path)
 
 
 def _read_jsonl_objects(path: Path) -> list[tuple[dict[str, Any], str]]:
@@ -236,14 +240,7 @@ def _read_jsonl_objects(path: Path) -> list[tuple[dict[str, Any], str]]:
         for line_number, line in enumerate(handle, start=1):
             if not line.strip():
                 continue
-            where = f"{path}:{line_number}"
-            try:
-                value = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise CorruptFileError(f"{where}: malformed JSON: {error.msg}") from error
-            if not isinstance(value, dict):
-                raise CorruptFileError(f"{where}: expected a JSON object, got {type(value).__name__}")
-            records.append((value, where))
+            records.append((_parse_object(line, path, line_number), f"{path}:{line_number}"))
     return records
 
 

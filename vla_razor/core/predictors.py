@@ -31,12 +31,16 @@ PREDICTORS_DOC: dict[str, str] = {
 }
 
 
-def _deltas(base: Mapping[str, Tensor], tuned: Mapping[str, Tensor]) -> Iterator[tuple[str, Tensor]]:
-    """(name, tuned - base) in float64 for every parameter; the key sets and shapes must agree."""
+def _check_same_names(base: Mapping[str, Tensor], tuned: Mapping[str, Tensor]) -> None:
     if set(base) != set(tuned):
         only_base = sorted(set(base) - set(tuned))
         only_tuned = sorted(set(tuned) - set(base))
         raise ValueError(f"parameter names differ: only in base {only_base}, only in tuned {only_tuned}")
+
+
+def _deltas(base: Mapping[str, Tensor], tuned: Mapping[str, Tensor]) -> Iterator[tuple[str, Tensor]]:
+    """(name, tuned - base) in float64 for every parameter; the key sets and shapes must agree."""
+    _check_same_names(base, tuned)
     for name in base:
         if base[name].shape != tuned[name].shape:
             raise ValueError(f"shape of {name} differs: {tuple(base[name].shape)} vs {tuple(tuned[name].shape)}")
@@ -45,10 +49,7 @@ def _deltas(base: Mapping[str, Tensor], tuned: Mapping[str, Tensor]) -> Iterator
 
 def _stacked_deltas(base: Mapping[str, Tensor], tuned: Mapping[str, Tensor]) -> Iterator[tuple[str, Tensor]]:
     """(name, tuned - base) in float64 with a leading model axis: tuned[name] is [M, *base[name].shape]."""
-    if set(base) != set(tuned):
-        only_base = sorted(set(base) - set(tuned))
-        only_tuned = sorted(set(tuned) - set(base))
-        raise ValueError(f"parameter names differ: only in base {only_base}, only in tuned {only_tuned}")
+    _check_same_names(base, tuned)
     for name in base:
         if tuned[name].shape[1:] != base[name].shape:
             raise ValueError(
