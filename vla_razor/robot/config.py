@@ -18,6 +18,7 @@ from data_collection.collect import CollectConfig
 from vla_razor.config import option
 from vla_razor.optim import OptimConfig, refuse_unused
 from vla_razor.lora import LoraOptions
+from vla_razor.policies.registry import PolicyConfig
 
 
 def robot_optim(**changes: Any) -> OptimConfig:
@@ -209,6 +210,7 @@ class RobotConfig:
     experiment: str = option("robot", "experiment name: runs go to <runs_dir>/<experiment>", plain_name=True)
     runs_dir: Path = option(Path("runs"), "where experiments are written")
     base: Path = option(Path("assets/base_policy_embedded"), "the base policy folder (openvla-7b layout)")
+    policy: PolicyConfig = option(PolicyConfig(), "which policy implementation loads the base and the runs' policies")
     dataset_name: str = option("vla_razor_embedded", "norm_stats key of the actions (the policy's unnorm key)")
     backend: Literal["embedded", "simpler"] = option(
         "embedded", "simulator: the embedded ManiSkill3 world or SimplerEnv"
