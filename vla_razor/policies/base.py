@@ -48,12 +48,12 @@ class ActionSample:
     """[B, D] raw actions (un-normalized with the dataset's statistics), what the simulator steps with."""
     normalized: np.ndarray
     """[B, D] the actions in [-1, 1] (a token policy: its bin centres)."""
-    tokens: Tensor
-    """[B, D] action token ids (a token policy)."""
-    logprobs: Tensor
-    """[B, D] log pi(token | context, earlier tokens), untempered, restricted to the bins."""
-    logits: Tensor
-    """[B, D, n_bins] logits over the bins at each generated dimension."""
+    tokens: Tensor | None
+    """[B, D] action token ids (a token policy; None for continuous actions)."""
+    logprobs: Tensor | None
+    """[B, D] log pi(token | context, earlier tokens), untempered, restricted to the bins (a token policy)."""
+    logits: Tensor | None
+    """[B, D, n_bins] logits over the bins at each generated dimension (a token policy)."""
 
 
 @runtime_checkable
@@ -124,7 +124,8 @@ class Policy(Protocol):
 
     def with_weights(self, state: dict[str, Tensor]) -> Policy:
         """A plain (unsharded, unwrapped) policy of the same kind and settings carrying `state`, a full state dict of
-        `model` (FSDP's gathered weights, saved by rank 0)."""
+        `model`, to save (FSDP's gathered weights, saved by rank 0); it need not run (buffers outside the state dict
+        may be left unmade)."""
         ...
 
 

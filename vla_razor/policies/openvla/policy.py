@@ -96,7 +96,8 @@ class OpenVLAPolicy:
 
     def with_weights(self, state: dict[str, Tensor]) -> OpenVLAPolicy:
         """A plain model built from this config carrying `state` in the config's dtype (FSDP's bf16 mixed precision
-        trains float32 master weights), with this processor and dataset."""
+        trains float32 master weights), with this processor and dataset: for save_pretrained (built on the meta
+        device, so no 7B random init; the rotary buffers stay unmade, so it does not run)."""
         from vla_razor.policies.openvla.modeling_openvla import DTYPES
 
         dtype = DTYPES[self.config.dtype]
