@@ -111,7 +111,8 @@ class Policy(Protocol):
         uniform_noise: Tensor | None = None,
     ) -> ActionSample:
         """One action per row: greedy at temperature 0, else sampled with `generator` or each row's own
-        `uniform_noise` (so a row's action does not depend on what shares its batch)."""
+        `uniform_noise` (so a row's action does not depend on what shares its batch; a token policy takes
+        [B, D, n_bins] uniforms, robot/rl.py's PolicyActor.row_noise)."""
         ...
 
     def add_adapters(self, options: LoraOptions) -> None:
@@ -157,16 +158,22 @@ class TokenPolicy(Policy, Protocol):
         ...
 
 
+TOKEN_MEMBERS = ("vocab_ids", "bin_index", "encode_actions", "action_logits", "token_logprobs")
+"""What a TokenPolicy adds to a Policy."""
+
+
 def require_token_policy(policy: Any, where: str) -> None:
     """Refuses, at the KL's entry points, a policy without a distribution over discrete action tokens."""
     if isinstance(policy, TokenPolicy):
         return
-    missing = [
-        name for name in ("vocab_ids", "bin_index", "action_logits", "token_logprobs") if not hasattr(policy, name)
-    ]
+    missing = [name for name in TOKEN_MEMBERS if not hasattr(policy, name)]
+    if not missing:
+        raise ConfigError(
+            f"{where}: {type(policy).__name__} does not implement the policy interface (vla_razor/policies/base.py)"
+        )
     raise ConfigError(
-        f"{where}: the policy {type(policy).__name__} has continuous actions (no {', '.join(missing) or 'token'} "
-        "interface), and the KL is exact over discrete action bins only. A continuous-action policy needs "
+        f"{where}: the policy {type(policy).__name__} has continuous actions (no {', '.join(missing)}), and the "
+        "KL is exact over discrete action bins only. A continuous-action policy needs "
         "action_logprob(batch, actions), a density log pi(a | x), and a Monte Carlo forward KL over the base's "
         "sampled actions, which do not exist yet (vla_razor/policies/base.py); choose a token policy for policy.type"
     )
