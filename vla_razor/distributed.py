@@ -366,16 +366,8 @@ def clip_sharded_grad_norm(params: list[torch.nn.Parameter], max_norm: float) ->
 
 def save_sharded_policy(policy: Any, directory: Path, ctx: Distributed) -> None:
     """The sharded policy's weights gathered whole to rank 0 and saved as `save_policy` does, in the policy
-    config's dtype (bf16 mixed precision trains float32 master weights). Collective."""
-    from vla_razor.policies.openvla import OpenVLAPolicy
-    from vla_razor.policies.openvla.modeling_openvla import DTYPES, build_model
-
+    config's dtype (bf16 mixed precision trains float32 master weights; `policy.with_weights`). Collective."""
     full = full_model_state(policy.model)
     if ctx.is_main:
-        dtype = DTYPES[policy.config.dtype]
-        plain = build_model(policy.config, device="meta")
-        plain.load_state_dict(
-            {k: v.to(dtype) if v.is_floating_point() else v for k, v in full.items()}, strict=True, assign=True
-        )
-        save_policy(OpenVLAPolicy(plain, policy.processor, dataset=policy.dataset), directory)
+        save_policy(policy.with_weights(full), directory)
     ctx.barrier()

@@ -19,6 +19,7 @@ from envs.tasks import TaskId
 from vla_razor.config import ConfigError, option
 from vla_razor.optim import OptimConfig, refuse_unused
 from vla_razor.lora import LoraOptions
+from vla_razor.policies.registry import PolicyConfig
 
 
 def robot_optim(**changes: Any) -> OptimConfig:
@@ -220,6 +221,7 @@ class RobotConfig:
     )
     runs_dir: Path = option(Path("runs"), "where experiments are written")
     base: Path = option(Path("assets/base_policy_embedded"), "the base policy folder (openvla-7b layout)")
+    policy: PolicyConfig = option(PolicyConfig(), "which policy implementation loads the base and the runs' policies")
     dataset_name: str = option("vla_razor_embedded", "norm_stats key of the actions (the policy's unnorm key)")
     backend: Literal["embedded", "simpler"] = option(
         "embedded", "simulator: the embedded ManiSkill3 world or SimplerEnv"

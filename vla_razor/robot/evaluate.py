@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from envs.tasks import DEFAULT_PROBES, DEFAULT_TASK, get_task
+from vla_razor.policies.base import TokenPolicy, require_token_policy
 from vla_razor.robot.rl import PolicyActor
 from vla_razor.runs import CorruptFileError, atomic_write_bytes, read_json_file
 
@@ -88,13 +89,13 @@ def probe_specs(task: str, n: int, seed: int, max_steps: int | None = None) -> l
     return [EpisodeSpec(task, int(s), {}, max_steps) for s in rng.integers(0, 2**31 - 1, n)]
 
 
-def evaluation_actor(policy: Any, spec: EvalSpec) -> PolicyActor:
+def evaluation_actor(policy: TokenPolicy, spec: EvalSpec) -> PolicyActor:
     """How evaluated policies act: greedy, or sampled at `spec.temperature` from noise fixed by the seeds."""
     return PolicyActor(policy, temperature=spec.temperature, seed=spec.seed)
 
 
 def success_rates(
-    policy: Any,
+    policy: TokenPolicy,
     rollout: Any,
     spec: EvalSpec,
     tasks: tuple[str, ...] | None = None,
@@ -188,7 +189,7 @@ class KLObservations:
 
 
 def make_kl_observations(
-    base: Any,
+    base: TokenPolicy,
     rollout: Any,
     n_episodes: int,
     per_episode: int,
@@ -202,6 +203,7 @@ def make_kl_observations(
 ) -> KLObservations:
     """Frames of the base's greedy rollouts of the new `task` on held-out placements (`per_episode` evenly spaced
     each), with `samples` actions per frame drawn from the base at temperature 1 (noise fixed by `seed`)."""
+    require_token_policy(base, "the KL frames (the base)")
     if samples < 1:
         raise ValueError(f"eval.kl_samples_per_frame: expected >= 1, got {samples}")
     results = rollout.run(
@@ -225,7 +227,12 @@ def make_kl_observations(
 
 @torch.no_grad()
 def _sample_prefixes(
-    policy: Any, images: list[np.ndarray], instructions: list[str], samples: int, seed: int, batch_size: int = 32
+    policy: TokenPolicy,
+    images: list[np.ndarray],
+    instructions: list[str],
+    samples: int,
+    seed: int,
+    batch_size: int = 32,
 ) -> torch.Tensor:
     """[N, K, 7] action tokens drawn from `policy` at temperature 1, each (frame, k) from its own noise."""
     actor = PolicyActor(policy, seed=seed)
@@ -241,7 +248,7 @@ def _sample_prefixes(
 
 
 def _teacher_forced(
-    policy: Any, images: np.ndarray, instructions: list[str], tokens: torch.Tensor, batch_size: int
+    policy: TokenPolicy, images: np.ndarray, instructions: list[str], tokens: torch.Tensor, batch_size: int
 ) -> torch.Tensor:
     """`policy`'s logits [N, K, 7, n_bins] teacher-forced on tokens [N, K, 7] (each frame repeated K times)."""
     n, k, d = tokens.shape
@@ -257,13 +264,15 @@ def _teacher_forced(
 
 
 @torch.no_grad()
-def base_action_logits(base: Any, obs: KLObservations, batch_size: int = 32) -> np.ndarray:
+def base_action_logits(base: TokenPolicy, obs: KLObservations, batch_size: int = 32) -> np.ndarray:
     """The base's teacher-forced logits [N, K, 7, n_bins] on the observation set's sampled actions (float32)."""
     return _teacher_forced(base, obs.images, obs.instructions, torch.as_tensor(obs.tokens), batch_size).numpy()
 
 
 @torch.no_grad()
-def kl_to_base(base: Any, policy: Any, obs: KLObservations, batch_size: int = 32) -> dict[str, float]:
+def kl_to_base(
+    base: TokenPolicy | None, policy: TokenPolicy, obs: KLObservations, batch_size: int = 32
+) -> dict[str, float]:
     """Divergences of `policy` from the base over whole 7-token actions, averaged over the observation set, each
     with its standard error over frames, clustered by rollout (`<name>_se`; vla_razor/policies/openvla/kl.py):
     - forward_kl, KL(pi0 || pi): the chain rule over the stored actions sampled from the base;
@@ -273,12 +282,15 @@ def kl_to_base(base: Any, policy: Any, obs: KLObservations, batch_size: int = 32
     The base's logits on its own actions come from `obs.base_logits`, computed here once if the set lacks them."""
     from vla_razor.policies.openvla.kl import action_tv_terms, chain_rule_kl_terms, mean_and_se
 
+    require_token_policy(policy, "the KL to the base")
+    if base is not None:
+        require_token_policy(base, "the KL to the base (the base)")
     if obs.base_logits is None:
         obs.base_logits = base_action_logits(base, obs, batch_size)
     tokens = torch.as_tensor(obs.tokens)
     base_logits = torch.from_numpy(obs.base_logits)
     logits = _teacher_forced(policy, obs.images, obs.instructions, tokens, batch_size)
-    bins = policy.tokenizer.bin_index(tokens)
+    bins = policy.bin_index(tokens)
     clusters = None if obs.episodes is None else torch.as_tensor(obs.episodes)
     out: dict[str, float] = {}
     out["forward_kl"], out["forward_kl_se"] = mean_and_se(chain_rule_kl_terms(base_logits, logits), clusters)
@@ -335,7 +347,7 @@ class Evaluator:
     in the experiment folder; base_eval.json is redone when the evaluation settings change.
     """
 
-    def __init__(self, cfg: Any, base: Any):
+    def __init__(self, cfg: Any, base: TokenPolicy):
         from envs.rollout import ParallelRollout
         from vla_razor.config import ConfigError, to_dict
 
@@ -385,7 +397,7 @@ class Evaluator:
             )
         # on SimplerEnv the adapter converts what the policies emit (the base's convention, which its fine-tunes
         # keep) for the Google robot's relative gripper
-        env_kwargs = simpler_env_kwargs(cfg, base.config.gripper) if cfg.backend == "simpler" else None
+        env_kwargs = simpler_env_kwargs(cfg, base.gripper) if cfg.backend == "simpler" else None
         self.rollout = ParallelRollout(
             cfg.workers,
             backend=cfg.backend,
@@ -485,15 +497,16 @@ class Evaluator:
     def _bar(self, desc: str) -> str | None:
         return desc if self.cfg.progress else None
 
-    def evaluate(self, policy: Any, name: str = "policy") -> dict[str, float]:
+    def evaluate(self, policy: TokenPolicy, name: str = "policy") -> dict[str, float]:
         """{<task>, <each probe>, "forward_kl", "reverse_kl", "tv"} of `policy` (`name` labels the progress
         bar)."""
+        require_token_policy(policy, f"evaluating {name} (its KL to the base)")
         return {
             **success_rates(policy, self.rollout, self.spec, progress=self._bar(f"evaluating {name}")),
             **kl_to_base(self.base, policy, self.kl_observations()),
         }
 
-    def live_kl(self, policy: Any) -> dict[str, float]:
+    def live_kl(self, policy: TokenPolicy) -> dict[str, float]:
         """Forward KL and TV to the base on the KL frames (no rollouts; one forward of `policy` over the stored
         base actions, no sampling), with the forecast's retention. The reverse KL is left to evaluations."""
         kl = kl_to_base(None, policy, self.kl_observations())

@@ -44,6 +44,7 @@ from envs.tasks import DEFAULT_TASK
 from vla_razor import core
 from vla_razor.config import ConfigError
 from vla_razor.optim import check_finite, lr_multiplier
+from vla_razor.policies.base import TokenPolicy
 from vla_razor.robot.config import RLConfig
 from vla_razor.training_state import trainable_parameters
 
@@ -67,7 +68,7 @@ class PolicyActor:
     With `record`, the sampled action tokens are kept per (episode index, step), for the RL update.
     """
 
-    def __init__(self, policy: Any, temperature: float = 0.0, seed: int = 0, record: bool = False):
+    def __init__(self, policy: TokenPolicy, temperature: float = 0.0, seed: int = 0, record: bool = False):
         self.policy = policy
         self.temperature = temperature
         self.seed = seed
@@ -125,14 +126,14 @@ def check_settings(r: RLConfig) -> None:
         )
 
 
-def make_optimizer(policy: Any, r: RLConfig) -> torch.optim.Optimizer:
+def make_optimizer(policy: TokenPolicy, r: RLConfig) -> torch.optim.Optimizer:
     """AdamW over the policy's trainable parameters (its learning rate is set before every update)."""
     params = list(trainable_parameters(policy.model).values())
     return torch.optim.AdamW(params, lr=r.optim.lr, weight_decay=r.optim.weight_decay)
 
 
 def train(
-    policy: Any,
+    policy: TokenPolicy,
     optimizer: torch.optim.Optimizer,
     rollout: Any,
     r: RLConfig,
@@ -140,7 +141,7 @@ def train(
     seed: int,
     backend: str = "embedded",
     task: str = DEFAULT_TASK,
-    base: Any = None,
+    base: TokenPolicy | None = None,
     iteration: int = 0,
     update: int = 0,
     after_iteration: Callable[[int, int, dict[str, float]], bool] | None = None,
@@ -177,7 +178,7 @@ def train(
 
 
 def reinforce_iteration(
-    policy: Any,
+    policy: TokenPolicy,
     optimizer: torch.optim.Optimizer,
     rollout: Any,
     points: np.ndarray,
@@ -188,7 +189,7 @@ def reinforce_iteration(
     update: int,
     backend: str = "embedded",
     task: str = DEFAULT_TASK,
-    base: Any = None,
+    base: TokenPolicy | None = None,
     progress: bool = False,
 ) -> tuple[dict[str, float], int]:
     """One iteration, as the module docstring numbers it; returns its metrics and the update count after it."""
@@ -296,7 +297,7 @@ def rows_from_rollouts(
     )
 
 
-def rollout_logprobs(policy: Any, rows: Rows, batch_size: int) -> torch.Tensor:
+def rollout_logprobs(policy: TokenPolicy, rows: Rows, batch_size: int) -> torch.Tensor:
     """[N, 7] log-probs of the rows' sampled tokens under `policy` as it is now (the rollout policy, before the
     iteration's first update), in batches, without gradients."""
     out = []
@@ -309,12 +310,12 @@ def rollout_logprobs(policy: Any, rows: Rows, batch_size: int) -> torch.Tensor:
 
 
 def policy_gradient_step(
-    policy: Any,
+    policy: TokenPolicy,
     optimizer: torch.optim.Optimizer,
     rows: Rows,
     lr: float,
     max_grad_norm: float,
-    base: Any = None,
+    base: TokenPolicy | None = None,
     kl_coef: float = 0.0,
     update: int = 0,
     clip_ratio: float | None = None,
@@ -325,7 +326,7 @@ def policy_gradient_step(
     inputs = policy.encode(rows.images, rows.instructions)
     tokens = rows.tokens.to(policy.device)
     logits = policy.action_logits(inputs, tokens)
-    bins = policy.tokenizer.bin_index(rows.tokens).to(logits.device)
+    bins = policy.bin_index(rows.tokens).to(logits.device)
     advantages = rows.advantages.to(logits.device)
     metrics: dict[str, float] = {}
     if clip_ratio is None:

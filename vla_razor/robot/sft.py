@@ -21,7 +21,7 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 import torch
 
@@ -37,6 +37,7 @@ from vla_razor.distributed import (
     save_sharded_training_state,
 )
 from vla_razor.optim import OptimConfig, check_finite, lr_multiplier
+from vla_razor.policies.base import TokenPolicy
 from vla_razor.robot.config import FSDPConfig
 from vla_razor.robot.data import DemoTransitions, random_shifts
 from vla_razor.runs import RunFolder, WandbMirror, save_policy
@@ -63,7 +64,7 @@ def total_updates(n_rows: int, optim: OptimConfig) -> int:
 
 
 def behaviour_clone(
-    policy: Any,
+    policy: TokenPolicy,
     data: DemoTransitions,
     optim: OptimConfig,
     run: RunFolder,
@@ -79,7 +80,7 @@ def behaviour_clone(
     dist: Distributed | None = None,
     fsdp: FSDPConfig | None = None,
 ) -> TrainResult:
-    """Trains `policy` (an OpenVLAPolicy) in place on `data`; resumes from `run`'s training state if present.
+    """Trains `policy` in place on `data`; resumes from `run`'s training state if present.
 
     `on_update(step)` runs after every `every`-th update (e.g. a mid-training evaluation), before the
     training state of that update is saved. `stop_check(step)` runs after every `check_every`-th update (e.g. a
@@ -133,7 +134,7 @@ def behaviour_clone(
             batch = policy.encode(images, instructions)
             targets = policy.encode_actions(actions)
             logits = policy.action_logits(batch, targets)
-            loss = core.sft_loss(logits, policy.tokenizer.bin_index(targets.cpu()).to(logits.device), None)
+            loss = core.sft_loss(logits, policy.bin_index(targets.cpu()).to(logits.device), None)
             optimizer.zero_grad(set_to_none=True)
             if ctx.enabled:
                 (loss * scale).backward()
@@ -150,7 +151,7 @@ def behaviour_clone(
             made += 1
             loss_value = float(loss.detach())
             with torch.no_grad():
-                accuracy = float((logits.argmax(-1).cpu() == policy.tokenizer.bin_index(targets.cpu())).float().mean())
+                accuracy = float((logits.argmax(-1).cpu() == policy.bin_index(targets.cpu())).float().mean())
             if ctx.enabled:  # the global batch's values: each rank's share weighted as in its loss
                 loss_value = ctx.all_reduce_mean(loss_value * scale)
                 accuracy = ctx.all_reduce_mean(accuracy * scale)
@@ -193,14 +194,3 @@ def behaviour_clone(
             policy.merge_adapters()
             save_policy(policy, policy_dir)
     return TrainResult(policy_dir, step, resumed_from, loss_value, time.perf_counter() - started)
-
-
-def set_norm_stats(policy: Any, stats: dict[str, Any], dataset: str) -> None:
-    """Makes `stats[dataset]` the policy's action statistics (pretraining: the demonstrations' own)."""
-    from vla_razor.policies.openvla.action_tokenizer import action_stats
-
-    policy.config.norm_stats = {**(policy.config.norm_stats or {}), **stats}
-    policy.config.default_dataset = dataset
-    policy.dataset = dataset
-    policy.stats = action_stats(policy.config.norm_stats, dataset)
-    policy.action_dim = policy.stats.action_dim

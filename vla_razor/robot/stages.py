@@ -24,9 +24,11 @@ from data_collection.dataset import DatasetError
 from vla_razor.analysis.runs import experiment_table
 from vla_razor.config import ConfigError, load_config, to_dict
 from vla_razor.distributed import Distributed, check_distributed, env_world_size
+from vla_razor.policies.base import TokenPolicy
+from vla_razor.policies.registry import load_policy, new_policy
 from vla_razor.robot.config import RobotConfig
 from vla_razor.robot.data import DemoTransitions
-from vla_razor.robot.sft import POLICY_DIR, TrainResult, behaviour_clone, set_norm_stats
+from vla_razor.robot.sft import POLICY_DIR, TrainResult, behaviour_clone
 from vla_razor.runs import RunFolder, WandbMirror, save_policy
 from vla_razor.runtime import resolve_device, seed_everything
 from vla_razor.training_state import (
@@ -166,8 +168,6 @@ def _train(
 
 def run_pretrain(cfg: RobotConfig) -> StageResult:
     """The base policy: a fresh model from `pretrain.policy_config`, action statistics from the demonstrations."""
-    from vla_razor.policies.openvla import OpenVLAConfig, OpenVLAPolicy
-
     p = cfg.pretrain
     run = RunFolder(p.out)
     run.check_settings(_run_config(cfg, "pretrain"), NOT_IN_RUN_IDENTITY["pretrain"])
@@ -180,10 +180,9 @@ def run_pretrain(cfg: RobotConfig) -> StageResult:
     torch.set_num_threads(cfg.threads)
     seed_everything(cfg.seed)
     data = DemoTransitions(list(p.datasets))
-    policy_config = load_config(OpenVLAConfig, p.policy_config)
-    policy = OpenVLAPolicy.from_config(policy_config, device=ctx.device, seed=cfg.seed)
+    policy = new_policy(cfg.policy.type, p.policy_config, device=ctx.device, seed=cfg.seed)
     stats_data = DemoTransitions(list(p.norm_stats_datasets)) if p.norm_stats_datasets else data
-    set_norm_stats(policy, stats_data.action_statistics(cfg.dataset_name), cfg.dataset_name)
+    policy.set_action_statistics(stats_data.action_statistics(cfg.dataset_name), cfg.dataset_name)
     if ctx.is_main:
         _start(run, cfg, "pretrain", policy.model)
     if p.snapshot_every > 0 and ctx.enabled:
@@ -316,7 +315,6 @@ def _run_sft_sharded(cfg: RobotConfig, run: RunFolder, ctx: Distributed) -> Stag
     """SFT across torchrun's processes: all of them train the sharded policy (the last collective is the
     policy folder's save); then the other ranks return, and rank 0 alone evaluates the saved policy folder
     (rollouts need no peers, and no collective follows)."""
-    from vla_razor.policies.openvla import OpenVLAPolicy
     from vla_razor.robot.evaluate import Evaluator
 
     if cfg.eval.during_training_every or cfg.eval.kl_every or cfg.kl_budget is not None:
@@ -334,7 +332,7 @@ def _run_sft_sharded(cfg: RobotConfig, run: RunFolder, ctx: Distributed) -> Stag
         ctx.init()
         torch.set_num_threads(cfg.threads)
         seed_everything(cfg.seed)
-        policy = OpenVLAPolicy.from_pretrained(cfg.base, device=ctx.device, dataset=cfg.dataset_name)
+        policy = load_policy(cfg.policy.type, cfg.base, device=ctx.device, dataset=cfg.dataset_name)
         data = sft_transitions(cfg)
         check_action_range(policy, data, cfg)
         if ctx.is_main:
@@ -346,7 +344,7 @@ def _run_sft_sharded(cfg: RobotConfig, run: RunFolder, ctx: Distributed) -> Stag
     base = load_base(cfg)
     evaluator = Evaluator(cfg, base)
     try:
-        policy = OpenVLAPolicy.from_pretrained(run.path / POLICY_DIR, device=ctx.device, dataset=cfg.dataset_name)
+        policy = load_policy(cfg.policy.type, run.path / POLICY_DIR, device=ctx.device, dataset=cfg.dataset_name)
         summary = _final_sft_evaluation(run, cfg, evaluator, policy, hparams)
     finally:
         evaluator.close()
@@ -365,7 +363,7 @@ def clipped_fractions(low: np.ndarray, high: np.ndarray, actions: np.ndarray, ma
     return ((actions < low - pad) | (actions > high + pad)).mean(axis=0)
 
 
-def check_action_range(policy: Any, data: DemoTransitions, cfg: RobotConfig) -> None:
+def check_action_range(policy: TokenPolicy, data: DemoTransitions, cfg: RobotConfig) -> None:
     """SFT keeps the base's tokenizer, so the KL to the base compares like with like; demonstrations whose
     actions lie outside the base's action range would be learned clipped (a policy that cannot do what was
     shown). Refuse them with the numbers, unless sft.allow_clipped_actions."""
@@ -530,28 +528,22 @@ def run_rl(cfg: RobotConfig) -> StageResult:
     return StageResult(run.path, run.path / POLICY_DIR, None, summary, iteration, update)
 
 
-def trainable_policy(cfg: RobotConfig, source: Path, adapters: bool = True) -> Any:
-    """The policy SFT or RL trains: `source` loaded, with LoRA adapters when `lora.enabled` (and `adapters`), so
-    that only they train."""
-    from vla_razor.policies.openvla import OpenVLAPolicy
-
-    policy = OpenVLAPolicy.from_pretrained(source, device=resolve_device(cfg.device), dataset=cfg.dataset_name)
+def trainable_policy(cfg: RobotConfig, source: Path, adapters: bool = True) -> TokenPolicy:
+    """The policy SFT or RL trains: `source` loaded as `policy.type`, with LoRA adapters when `lora.enabled` (and
+    `adapters`), so that only they train."""
+    policy = load_policy(cfg.policy.type, source, device=resolve_device(cfg.device), dataset=cfg.dataset_name)
     if cfg.lora.enabled and adapters:
-        from vla_razor.lora import apply_lora
-
-        policy.model = apply_lora(policy.model, cfg.lora)
+        policy.add_adapters(cfg.lora)
     return policy
 
 
-def load_base(cfg: RobotConfig) -> Any:
-    from vla_razor.policies.openvla import OpenVLAPolicy
-
+def load_base(cfg: RobotConfig) -> TokenPolicy:
     if not (cfg.base / "config.json").is_file():
         raise FileNotFoundError(
             f"base: {cfg.base} is not a policy folder (no config.json); "
             "run `vla-razor robot pretrain` or point --base at one"
         )
-    base = OpenVLAPolicy.from_pretrained(cfg.base, device=resolve_device(cfg.device), dataset=cfg.dataset_name)
+    base = load_policy(cfg.policy.type, cfg.base, device=resolve_device(cfg.device), dataset=cfg.dataset_name)
     base.model.eval().requires_grad_(False)
     return base
 
@@ -559,7 +551,6 @@ def load_base(cfg: RobotConfig) -> Any:
 def run_eval(cfg: RobotConfig, policy_dir: Path) -> dict[str, Any]:
     """Evaluates the policy folder `policy_dir` against the experiment's base (the summary's fields). The base
     itself is the experiment's base evaluation (base_eval.json, with the KL frames): made once, then read."""
-    from vla_razor.policies.openvla import OpenVLAPolicy
     from vla_razor.robot.evaluate import Evaluator
 
     one_process_only("robot eval")
@@ -569,7 +560,7 @@ def run_eval(cfg: RobotConfig, policy_dir: Path) -> dict[str, Any]:
     try:
         if Path(policy_dir).resolve() == Path(cfg.base).resolve():
             return evaluator.summary("eval", {}, cfg.seed, 0, evaluator.base_results())
-        policy = OpenVLAPolicy.from_pretrained(policy_dir, device=resolve_device(cfg.device), dataset=cfg.dataset_name)
+        policy = load_policy(cfg.policy.type, policy_dir, device=resolve_device(cfg.device), dataset=cfg.dataset_name)
         return evaluator.summary("eval", {}, cfg.seed, 0, evaluator.evaluate(policy, str(policy_dir)))
     finally:
         evaluator.close()

@@ -2,7 +2,7 @@
 
 LeRobot-style folder: configuration_openvla (the dataclass), modeling_openvla (the nn.Module),
 processor_openvla (images and prompt), action_tokenizer, loading (from_pretrained / save_pretrained),
-generation (batched KV-cached action decoding), kl (the KL and TV of whole actions, by the chain rule over sampled prefixes), policy (the trainers' interface).
+generation (batched KV-cached action decoding), kl (the KL and TV of whole actions, by the chain rule over sampled prefixes), policy (OpenVLAPolicy, its implementation of vla_razor.policies.base.TokenPolicy).
 Needs the ``robot`` extra (timm, transformers, peft) for the model; the action tokenizer needs only numpy.
 """
 

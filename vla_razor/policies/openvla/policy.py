@@ -14,7 +14,6 @@ divergences take as ``vocab_ids``; logits returned here are already restricted, 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +22,9 @@ import torch
 from torch import Tensor
 
 from vla_razor import core
+from vla_razor.config import load_config as load_yaml_config
+from vla_razor.lora import LoraOptions
+from vla_razor.policies.base import ActionSample
 from vla_razor.policies.openvla.action_tokenizer import ActionStats, ActionTokenizer, action_stats
 from vla_razor.policies.openvla.configuration_openvla import OpenVLAConfig
 from vla_razor.policies.openvla.generation import Engine, generate_action_tokens
@@ -31,21 +33,9 @@ from vla_razor.policies.openvla.modeling_openvla import OpenVLAModel, build_mode
 from vla_razor.policies.openvla.processor_openvla import OpenVLAProcessor
 
 
-@dataclass
-class ActionSample:
-    actions: np.ndarray
-    """[B, D] raw actions (un-normalized with the dataset's statistics)."""
-    normalized: np.ndarray
-    """[B, D] bin centres in [-1, 1]."""
-    tokens: Tensor
-    """[B, D] action token ids."""
-    logprobs: Tensor
-    """[B, D] log pi(token | context, earlier tokens), untempered, restricted to the bins."""
-    logits: Tensor
-    """[B, D, n_bins] logits over the bins at each generated dimension."""
-
-
 class OpenVLAPolicy:
+    """OpenVLA as a vla_razor.policies.base.TokenPolicy (registered as policy.type "openvla")."""
+
     def __init__(self, model: OpenVLAModel, processor: OpenVLAProcessor, dataset: str | None = None) -> None:
         self.model = model
         self.config: OpenVLAConfig = model.config
@@ -63,6 +53,11 @@ class OpenVLAPolicy:
         return cls(model, OpenVLAProcessor.from_config(config), **kw)
 
     @classmethod
+    def from_config_file(cls, path: Path | str, device: str = "cpu", seed: int | None = 0, **kw: Any) -> OpenVLAPolicy:
+        """A fresh model from an OpenVLAConfig YAML (configs/policy_tiny.yaml)."""
+        return cls.from_config(load_yaml_config(OpenVLAConfig, path), device=device, seed=seed, **kw)
+
+    @classmethod
     def from_pretrained(
         cls, directory: Path | str, device: str = "cpu", dtype: str | None = None, **kw: Any
     ) -> OpenVLAPolicy:
@@ -71,6 +66,20 @@ class OpenVLAPolicy:
         model = from_pretrained(directory, device=device, dtype=dtype)
         processor.config = model.config
         return cls(model, processor, **kw)
+
+    def set_action_statistics(self, norm_stats: dict[str, Any], dataset: str) -> None:
+        """Makes `norm_stats[dataset]` the action statistics (kept in config.json's norm_stats, the default key)."""
+        self.config.norm_stats = {**(self.config.norm_stats or {}), **norm_stats}
+        self.config.default_dataset = dataset
+        self.dataset = dataset
+        self.stats = action_stats(self.config.norm_stats, dataset)
+        self.action_dim = self.stats.action_dim
+
+    def add_adapters(self, options: LoraOptions) -> None:
+        """LoRA adapters on the model (OpenVLA's recipe by default); only they train."""
+        from vla_razor.lora import apply_lora
+
+        self.model = apply_lora(self.model, options)
 
     def merge_adapters(self) -> None:
         """Folds LoRA adapters, if any, into the weights (in place): the model saves in the plain openvla layout."""
@@ -85,6 +94,19 @@ class OpenVLAPolicy:
         self.processor.save(directory)
         return shards
 
+    def with_weights(self, state: dict[str, Tensor]) -> OpenVLAPolicy:
+        """A plain model built from this config carrying `state` in the config's dtype (FSDP's bf16 mixed precision
+        trains float32 master weights), with this processor and dataset: for save_pretrained (built on the meta
+        device, so no 7B random init; the rotary buffers stay unmade, so it does not run)."""
+        from vla_razor.policies.openvla.modeling_openvla import DTYPES
+
+        dtype = DTYPES[self.config.dtype]
+        plain = build_model(self.config, device="meta")
+        plain.load_state_dict(
+            {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}, strict=True, assign=True
+        )
+        return OpenVLAPolicy(plain, self.processor, dataset=self.dataset)
+
     @property
     def device(self) -> torch.device:
         return self.model.projector.fc1.weight.device
@@ -93,6 +115,15 @@ class OpenVLAPolicy:
     def vocab_ids(self) -> Tensor:
         """[n_bins] action token ids in bin order (column k of every restricted logit tensor)."""
         return self.tokenizer.token_ids.to(self.device)
+
+    @property
+    def gripper(self) -> str:
+        """The config's gripper convention (absolute or relative)."""
+        return self.config.gripper
+
+    def bin_index(self, tokens: Tensor) -> Tensor:
+        """Action token ids -> bin indices (columns of the restricted logits), on the tokens' device."""
+        return self.tokenizer.bin_index(tokens)
 
     def encode(self, images: list[Any], instructions: list[str]) -> dict[str, Tensor]:
         """Model inputs for a batch of contexts, on the model's device."""

@@ -1,0 +1,85 @@
+"""The robot stages take their policy from `policy.type`: a type registered here runs a real SFT stage; the KL refuses
+a policy with continuous actions before computing anything."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from vla_razor.cli.main import main as cli
+from vla_razor.config import ConfigError
+from vla_razor.policies.openvla import OpenVLAConfig
+from vla_razor.policies.openvla.policy import OpenVLAPolicy
+from vla_razor.policies.registry import POLICY_TYPES, register_policy
+from vla_razor.robot.evaluate import KLObservations, _sample_prefixes, kl_to_base
+
+from tests.policies.test_base import GaussianActionPolicy
+from tests.robot.test_kl_budget import quick_args
+
+
+class RecordedOpenVLA(OpenVLAPolicy):
+    """OpenVLA under another type name, recording the folders it is loaded from."""
+
+    loaded: list[Path] = []
+
+    @classmethod
+    def from_pretrained(cls, directory, *args, **kw):
+        cls.loaded.append(Path(directory))
+        return super().from_pretrained(directory, *args, **kw)
+
+
+@pytest.fixture
+def recorded_type():
+    register_policy("recorded_openvla", lambda: RecordedOpenVLA)
+    RecordedOpenVLA.loaded = []
+    yield "recorded_openvla"
+    del POLICY_TYPES["recorded_openvla"]
+
+
+def test_sft_loads_base_and_policy_through_the_configured_type(
+    recorded_type: str, tiny_base: Path, demo_dirs: dict[str, Path], tmp_path: Path, capsys
+) -> None:
+    args = [
+        "robot",
+        "sft",
+        "--base",
+        str(tiny_base),
+        "--runs_dir",
+        str(tmp_path / "runs"),
+        "--experiment",
+        "e",
+        "--sft.datasets",
+        json.dumps([str(demo_dirs["pick_can_angled"])]),
+        "--sft.optim.batch_size",
+        "4",
+        "--sft.optim.max_steps",
+        "2",
+        *quick_args(),
+    ]
+    assert cli([*args, "--policy.type", "octo"]) == 2
+    assert "policy.type: unknown policy type 'octo'; known types: openvla, recorded_openvla" in capsys.readouterr().err
+    assert cli([*args, "--policy.type", recorded_type]) == 0
+    assert RecordedOpenVLA.loaded == [tiny_base, tiny_base], "the base, then the policy SFT trains"
+    (run,) = [p.parent for p in (tmp_path / "runs" / "e" / "runs").glob("*/summary.json")]
+    assert yaml.safe_load((run / "config.yaml").read_text())["policy"] == {"type": recorded_type}
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["step"] == 2 and summary["predictors"]["forward_kl"] > 0
+
+
+def test_the_kl_refuses_a_continuous_action_policy() -> None:
+    cfg = OpenVLAConfig.tiny()
+    cfg.image_sizes = [32, 32] if len(cfg.image_sizes) == 2 else [32]
+    base = OpenVLAPolicy.from_config(cfg, seed=0)
+    images = np.random.default_rng(0).integers(0, 256, (2, 32, 32, 3), dtype=np.uint8)
+    tokens = _sample_prefixes(base, list(images), ["pick coke can"] * 2, 2, seed=0)
+    obs = KLObservations(images, ["pick coke can"] * 2, tokens.numpy(), {"seed": 0})
+    with pytest.raises(ConfigError, match="the KL to the base: the policy GaussianActionPolicy has continuous actions"):
+        kl_to_base(base, GaussianActionPolicy(), obs)
+    assert obs.base_logits is None, "refused before the base's logits are computed"
+    with torch.no_grad():
+        assert kl_to_base(base, base, obs)["forward_kl"] == pytest.approx(0.0, abs=1e-5)
