@@ -21,6 +21,8 @@ Differences from the embedded backend, as SimplerEnv defines them:
 
 from __future__ import annotations
 
+import copy
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -105,12 +107,20 @@ def success_from_info(info: dict) -> bool:
 class SimplerEnvAdapter:
     """Wraps a SimplerEnv (ManiSkill2-real2sim) env in the vla-razor contract."""
 
-    def __init__(self, env: Any, task: str, camera_size: int | None = 224, gripper: GripperConvention = "relative"):
+    def __init__(
+        self,
+        env: Any,
+        task: str,
+        camera_size: int | None = 224,
+        gripper: GripperConvention = "relative",
+        episodes: list[dict] | tuple[dict, ...] = (),
+    ):
         from simpler_env.utils.env.observation_utils import get_image_from_maniskill2_obs_dict
 
         if gripper not in ("absolute", "relative"):
             raise ValueError(f"gripper: the acting policy's convention, 'absolute' or 'relative' (got {gripper!r})")
         self.env, self.task, self.camera_size, self.gripper = env, task, camera_size, gripper
+        self.episodes = list(episodes)
         self.sticky = StickyRelativeGripper()
         self._get_image = get_image_from_maniskill2_obs_dict
         self.action_space = env.action_space
@@ -141,7 +151,11 @@ class SimplerEnvAdapter:
         return out
 
     def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[dict, dict]:
+        """A variant's episodes take their reset options in turn by seed (episode seed % n); keys of `options` (e.g.
+        the caller's can placement) replace theirs."""
         self.sticky.reset()
+        if self.episodes:
+            options = {**copy.deepcopy(self.episodes[(seed or 0) % len(self.episodes)]), **(options or {})}
         obs, info = self.env.reset(seed=seed, options=options or {})
         base = self.env.unwrapped
         self.instruction = base.get_language_instruction()
@@ -167,18 +181,28 @@ def make_simpler(
     camera_size: int | None = 224,
     gripper: GripperConvention = "relative",
     simpler_tasks: dict[str, str] | None = None,
+    variants: dict[str, str] | None = None,
+    task_kwargs: dict[str, dict[str, Any]] | None = None,
     **kwargs: Any,
 ) -> SimplerEnvAdapter:
     """The SimplerEnv version of `task` behind the vla-razor contract, for a policy whose gripper output follows
-    `gripper` (see the module docstring). `simpler_tasks` picks SimplerEnv's variant of a task (e.g. {"pick_can":
-    "google_robot_pick_horizontal_coke_can", "open_drawer": "google_robot_open_middle_drawer"}; default
-    SIMPLER_TASKS); kwargs go to the SimplerEnv env."""
+    `gripper` (see the module docstring). kwargs go to every SimplerEnv env; per task, in increasing precedence:
+    - `simpler_tasks`: SimplerEnv's task for ours (e.g. {"open_drawer": "google_robot_open_middle_drawer"};
+      default SIMPLER_TASKS), with SimplerEnv's preset options and its prepackaged (visual-matching) config on;
+    - `variants`: one of SimplerEnv's evaluation variants (envs/simpler_variants.py, e.g. {"open_drawer":
+      "open/top/base"}): its task, env options and the episodes' reset options, taken in turn by seed;
+    - kwargs, then `task_kwargs[task]` (e.g. {"pick_can": {"scene_name": "dummy_tabletop"}}).
+    An `env_id` option replaces the task's env id (the coke can's distractor variants); relative
+    `rgb_overlay_path`s are SimplerEnv-clone paths."""
     try:
         import gymnasium as gym
         import simpler_env
     except ImportError as err:
         raise ImportError(INSTALL_HINT) from err
-    name = {**SIMPLER_TASKS, **(simpler_tasks or {})}[task]
+    from envs.simpler_variants import find_variant
+
+    variant = find_variant(task, variants[task]) if variants and task in variants else None
+    name = variant.simpler_task if variant else {**SIMPLER_TASKS, **(simpler_tasks or {})}[task]
     if name not in simpler_env.ENVIRONMENT_MAP:
         known = sorted(n for n in simpler_env.ENVIRONMENT_MAP if n.startswith("google_robot"))
         raise ValueError(
@@ -186,8 +210,19 @@ def make_simpler(
             f"Google-robot tasks: {', '.join(known)}"
         )
     env_id, preset = simpler_env.ENVIRONMENT_MAP[name]
-    env_kwargs = {**preset, "prepackaged_config": True, **kwargs}
+    env_kwargs = {
+        **preset,
+        "prepackaged_config": True,
+        **(variant.env_kwargs if variant else {}),
+        **kwargs,
+        **(task_kwargs or {}).get(task, {}),
+    }
+    env_id = env_kwargs.pop("env_id", env_id)
+    overlay = env_kwargs.get("rgb_overlay_path")
+    if overlay is not None and not Path(overlay).is_absolute():
+        env_kwargs["rgb_overlay_path"] = str(Path(simpler_env.__file__).resolve().parents[1] / overlay)
     if task == "pick_can":
         env_kwargs.setdefault("success_from_episode_stats", False)
     env = gym.make(env_id, obs_mode="rgbd", **env_kwargs)
-    return SimplerEnvAdapter(env, task, camera_size=camera_size, gripper=gripper)
+    episodes = variant.episodes if variant else ()
+    return SimplerEnvAdapter(env, task, camera_size=camera_size, gripper=gripper, episodes=episodes)
