@@ -176,53 +176,61 @@ class SimplerEnvAdapter:
         self.env.close()
 
 
-def make_simpler(
+def resolve_env(
     task: str,
-    camera_size: int | None = 224,
-    gripper: GripperConvention = "relative",
+    environment_map: dict[str, tuple[str, dict[str, Any]]],
+    simpler_root: Path,
     simpler_tasks: dict[str, str] | None = None,
     variants: dict[str, str] | None = None,
     task_kwargs: dict[str, dict[str, Any]] | None = None,
     **kwargs: Any,
-) -> SimplerEnvAdapter:
-    """The SimplerEnv version of `task` behind the vla-razor contract, for a policy whose gripper output follows
-    `gripper` (see the module docstring). kwargs go to every SimplerEnv env; per task, in increasing precedence:
-    - `simpler_tasks`: SimplerEnv's task for ours (e.g. {"open_drawer": "google_robot_open_middle_drawer"};
-      default SIMPLER_TASKS), with SimplerEnv's preset options and its prepackaged (visual-matching) config on;
-    - `variants`: one of SimplerEnv's evaluation variants (envs/simpler_variants.py, e.g. {"open_drawer":
-      "open/top/base"}): its task, env options and the episodes' reset options, taken in turn by seed;
-    - kwargs, then `task_kwargs[task]` (e.g. {"pick_can": {"scene_name": "dummy_tabletop"}}).
-    An `env_id` option replaces the task's env id (the coke can's distractor variants); relative
-    `rgb_overlay_path`s are SimplerEnv-clone paths."""
-    try:
-        import gymnasium as gym
-        import simpler_env
-    except ImportError as err:
-        raise ImportError(INSTALL_HINT) from err
+) -> tuple[str, dict[str, Any], tuple[dict[str, Any], ...]]:
+    """(env id, env options, episodes' reset options) of our `task` on SimplerEnv, given its ENVIRONMENT_MAP
+    (task name -> (env id, preset options)) and its clone's root. Options, in increasing precedence: SimplerEnv's
+    preset with its prepackaged (visual-matching) config on; the variant's (`variants[task]`, a name from
+    envs/simpler_variants.py, which also picks the SimplerEnv task); kwargs; `task_kwargs[task]`. Without a
+    variant, `simpler_tasks[task]` (default SIMPLER_TASKS) picks the SimplerEnv task. An `env_id` option replaces
+    the task's env id (the coke can's distractor variants); a relative `rgb_overlay_path` is a clone path."""
     from envs.simpler_variants import find_variant
 
     variant = find_variant(task, variants[task]) if variants and task in variants else None
     name = variant.simpler_task if variant else {**SIMPLER_TASKS, **(simpler_tasks or {})}[task]
-    if name not in simpler_env.ENVIRONMENT_MAP:
-        known = sorted(n for n in simpler_env.ENVIRONMENT_MAP if n.startswith("google_robot"))
+    if name not in environment_map:
+        known = sorted(n for n in environment_map if n.startswith("google_robot"))
         raise ValueError(
             f"simpler_env_kwargs.simpler_tasks.{task}: {name!r} is not a SimplerEnv task; its "
             f"Google-robot tasks: {', '.join(known)}"
         )
-    env_id, preset = simpler_env.ENVIRONMENT_MAP[name]
-    env_kwargs = {
+    env_id, preset = environment_map[name]
+    options = {
         **preset,
         "prepackaged_config": True,
         **(variant.env_kwargs if variant else {}),
         **kwargs,
         **(task_kwargs or {}).get(task, {}),
     }
-    env_id = env_kwargs.pop("env_id", env_id)
-    overlay = env_kwargs.get("rgb_overlay_path")
+    env_id = options.pop("env_id", env_id)
+    overlay = options.get("rgb_overlay_path")
     if overlay is not None and not Path(overlay).is_absolute():
-        env_kwargs["rgb_overlay_path"] = str(Path(simpler_env.__file__).resolve().parents[1] / overlay)
+        options["rgb_overlay_path"] = str(Path(simpler_root) / overlay)
     if task == "pick_can":
-        env_kwargs.setdefault("success_from_episode_stats", False)
-    env = gym.make(env_id, obs_mode="rgbd", **env_kwargs)
-    episodes = variant.episodes if variant else ()
+        options.setdefault("success_from_episode_stats", False)
+    return env_id, options, variant.episodes if variant else ()
+
+
+def make_simpler(
+    task: str, camera_size: int | None = 224, gripper: GripperConvention = "relative", **kwargs: Any
+) -> SimplerEnvAdapter:
+    """The SimplerEnv version of `task` behind the vla-razor contract, for a policy whose gripper output follows
+    `gripper` (see the module docstring). kwargs: SimplerEnv's env options and the choice of its task or
+    evaluation variant (`resolve_env`), e.g. {"variants": {"open_drawer": "open/middle/lighting_darker"},
+    "shader_dir": "ibl", "task_kwargs": {"pick_can": {"scene_name": "dummy_tabletop"}}}."""
+    try:
+        import gymnasium as gym
+        import simpler_env
+    except ImportError as err:
+        raise ImportError(INSTALL_HINT) from err
+    root = Path(simpler_env.__file__).resolve().parents[1]
+    env_id, options, episodes = resolve_env(task, simpler_env.ENVIRONMENT_MAP, root, **kwargs)
+    env = gym.make(env_id, obs_mode="rgbd", **options)
     return SimplerEnvAdapter(env, task, camera_size=camera_size, gripper=gripper, episodes=episodes)
