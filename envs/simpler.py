@@ -218,6 +218,32 @@ def resolve_env(
     return env_id, options, variant.episodes if variant else ()
 
 
+def stage_asset(task: str, options: dict[str, Any], scene_root: Path) -> Path | None:
+    """The scene (stage) file SimplerEnv's env for our `task` loads with env `options` under `scene_root`
+    (ManiSkill2_real2sim's data/hab2_bench_assets), or None for the scenes it builds in code ("dummy*"). Without
+    a scene_name the Google robot's default is the pick-coke-can stage; the prepackaged configs choose their own."""
+    scene = options.get("scene_name")
+    if options.get("prepackaged_config"):
+        scene = "google_pick_coke_can_1_v4" if task == "pick_can" else "dummy_drawer"
+    scene = scene or "google_pick_coke_can_1_v4"
+    if "dummy" in scene:
+        return None
+    return Path(options.get("scene_root") or scene_root) / "stages" / f"{scene}.glb"
+
+
+def check_stage_asset(task: str, path: Path | None) -> None:
+    """Refuse a scene whose stage file is absent or a git-lfs pointer: SAPIEN 2 only logs an error and builds the
+    scene without it (no table: the coke can falls; no walls or background: a silently different variant)."""
+    if path is None or (path.is_file() and path.stat().st_size > 1024):
+        return
+    said = "a git-lfs pointer, not the file" if path.is_file() else "missing"
+    raise FileNotFoundError(
+        f"SimplerEnv task {task!r}: its scene asset {path} is {said}. Fetch ManiSkill2_real2sim's data (git lfs "
+        "pull), or choose a scene that is there (simpler_env_kwargs.task_kwargs.<task>.scene_name; SimplerEnv's "
+        "own dummy_tabletop builds a plain table in code)."
+    )
+
+
 def make_simpler(
     task: str, camera_size: int | None = 224, gripper: GripperConvention = "relative", **kwargs: Any
 ) -> SimplerEnvAdapter:
@@ -231,6 +257,9 @@ def make_simpler(
     except ImportError as err:
         raise ImportError(INSTALL_HINT) from err
     root = Path(simpler_env.__file__).resolve().parents[1]
+    from mani_skill2_real2sim import ASSET_DIR
+
     env_id, options, episodes = resolve_env(task, simpler_env.ENVIRONMENT_MAP, root, **kwargs)
+    check_stage_asset(task, stage_asset(task, options, Path(ASSET_DIR) / "hab2_bench_assets"))
     env = gym.make(env_id, obs_mode="rgbd", **options)
     return SimplerEnvAdapter(env, task, camera_size=camera_size, gripper=gripper, episodes=episodes)

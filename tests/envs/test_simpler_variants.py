@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from envs.simpler import resolve_env
+from envs.simpler import check_stage_asset, resolve_env, stage_asset
 from envs.simpler_variants import (
     GOOGLE_ROBOT,
     aggregate,
@@ -141,3 +141,22 @@ def test_resolve_env_precedence():
     )
     with pytest.raises(ValueError, match="google_robot_open_top_drawer"):
         resolve_env("open_drawer", ENVIRONMENT_MAP, root, simpler_tasks={"open_drawer": "google_robot_open_drawerz"})
+
+
+def test_stage_asset_and_its_check(tmp_path):
+    root = tmp_path / "hab2_bench_assets"
+    (root / "stages").mkdir(parents=True)
+    (root / "stages" / "frl_apartment_stage_simple.glb").write_bytes(b"glTF" * 1000)
+    (root / "stages" / "modern_office_no_roof.glb").write_text("version https://git-lfs.github.com/spec/v1\n")
+    drawer = find_variant("open_drawer", "open/top/base").env_kwargs
+    assert stage_asset("open_drawer", drawer, root) == root / "stages" / "frl_apartment_stage_simple.glb"
+    check_stage_asset("open_drawer", stage_asset("open_drawer", drawer, root))
+    assert stage_asset("open_drawer", {"prepackaged_config": True}, root) is None  # dummy_drawer, built in code
+    assert stage_asset("pick_can", {"scene_name": "dummy_tabletop"}, root) is None
+    can = stage_asset("pick_can", {"prepackaged_config": True, "scene_name": "dummy_tabletop"}, root)
+    assert can == root / "stages" / "google_pick_coke_can_1_v4.glb"  # the prepackaged config picks its own
+    with pytest.raises(FileNotFoundError, match="google_pick_coke_can_1_v4.glb is missing"):
+        check_stage_asset("pick_can", stage_asset("pick_can", {}, root))
+    office = find_variant("close_drawer", "close/middle/background_office").env_kwargs
+    with pytest.raises(FileNotFoundError, match="git-lfs pointer"):
+        check_stage_asset("close_drawer", stage_asset("close_drawer", office, root))

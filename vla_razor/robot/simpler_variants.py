@@ -23,10 +23,16 @@ def selected_variants(task: str, protocol: str, only: list[str]) -> list[Any]:
     return [v for v in variants(task, protocol) if not only or any(part in v.name for part in only)]
 
 
+def without_gripper(env_kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The env options make_simpler passes on (the gripper convention is the adapter's own)."""
+    return {k: v for k, v in env_kwargs.items() if k != "gripper"}
+
+
 def run_variants(cfg: Any, policy_dir: Path | None = None) -> dict[str, Any]:
     """Runs the config's `simpler_variants` protocol with the policy folder `policy_dir` (default: the base) and
     writes the results JSON: per variant its successes or why it did not run, per task SimplerEnv's aggregate."""
     from envs.rollout import EpisodeSpec, ParallelRollout
+    from envs.simpler import INSTALL_HINT, check_stage_asset, resolve_env, stage_asset
     from vla_razor.policies.openvla import OpenVLAPolicy
     from vla_razor.robot.evaluate import EvalSpec, evaluation_actor, simpler_env_kwargs
     from vla_razor.robot.stages import load_base, one_process_only
@@ -34,9 +40,15 @@ def run_variants(cfg: Any, policy_dir: Path | None = None) -> dict[str, Any]:
     from vla_razor.runtime import resolve_device
 
     one_process_only("robot variants")
-
     if cfg.backend != "simpler":
         raise ConfigError("simpler_variants: SimplerEnv's protocols need backend: simpler (and SimplerEnv's venv)")
+    try:
+        import simpler_env
+        from mani_skill2_real2sim import ASSET_DIR
+    except ImportError as err:
+        raise ImportError(INSTALL_HINT) from err
+    root = Path(simpler_env.__file__).resolve().parents[1]
+    scene_root = Path(ASSET_DIR) / "hab2_bench_assets"
     sv = cfg.simpler_variants
     policy_dir = Path(policy_dir or cfg.base)
     if policy_dir.resolve() == Path(cfg.base).resolve():
@@ -61,6 +73,13 @@ def run_variants(cfg: Any, policy_dir: Path | None = None) -> dict[str, Any]:
             specs = [EpisodeSpec(task, i, {}, sv.max_steps) for i in range(n)]
             env_kwargs = {**shared, "variants": {**shared.get("variants", {}), task: variant.name}}
             start = time.perf_counter()
+            try:  # a missing scene is known before any simulator starts
+                env_options = resolve_env(task, simpler_env.ENVIRONMENT_MAP, root, **without_gripper(env_kwargs))[1]
+                check_stage_asset(task, stage_asset(task, env_options, scene_root))
+            except FileNotFoundError as err:
+                runs[variant.name] = {"ran": False, "reason": str(err)}
+                print(f"{task} {variant.name}: did not run: {err}", flush=True)
+                continue
             rollout = ParallelRollout(
                 min(cfg.workers, n), backend="simpler", camera_size=cfg.camera_size, env_kwargs=env_kwargs
             )
