@@ -244,6 +244,20 @@ def check_stage_asset(task: str, path: Path | None) -> None:
     )
 
 
+def checked_env(task: str, **kwargs: Any) -> tuple[str, dict[str, Any], tuple[dict[str, Any], ...]]:
+    """`resolve_env` against the installed SimplerEnv, its scene asset checked (a FileNotFoundError that says
+    what is missing). Cheap, no simulator: commands call it up front for every task they will run."""
+    try:
+        import simpler_env
+        from mani_skill2_real2sim import ASSET_DIR
+    except ImportError as err:
+        raise ImportError(INSTALL_HINT) from err
+    root = Path(simpler_env.__file__).resolve().parents[1]
+    env_id, options, episodes = resolve_env(task, simpler_env.ENVIRONMENT_MAP, root, **kwargs)
+    check_stage_asset(task, stage_asset(task, options, Path(ASSET_DIR) / "hab2_bench_assets"))
+    return env_id, options, episodes
+
+
 def make_simpler(
     task: str, camera_size: int | None = 224, gripper: GripperConvention = "relative", **kwargs: Any
 ) -> SimplerEnvAdapter:
@@ -251,15 +265,8 @@ def make_simpler(
     `gripper` (see the module docstring). kwargs: SimplerEnv's env options and the choice of its task or
     evaluation variant (`resolve_env`), e.g. {"variants": {"open_drawer": "open/middle/lighting_darker"},
     "shader_dir": "ibl", "task_kwargs": {"pick_can": {"scene_name": "dummy_tabletop"}}}."""
-    try:
-        import gymnasium as gym
-        import simpler_env
-    except ImportError as err:
-        raise ImportError(INSTALL_HINT) from err
-    root = Path(simpler_env.__file__).resolve().parents[1]
-    from mani_skill2_real2sim import ASSET_DIR
+    env_id, options, episodes = checked_env(task, **kwargs)
+    import gymnasium as gym
 
-    env_id, options, episodes = resolve_env(task, simpler_env.ENVIRONMENT_MAP, root, **kwargs)
-    check_stage_asset(task, stage_asset(task, options, Path(ASSET_DIR) / "hab2_bench_assets"))
     env = gym.make(env_id, obs_mode="rgbd", **options)
     return SimplerEnvAdapter(env, task, camera_size=camera_size, gripper=gripper, episodes=episodes)

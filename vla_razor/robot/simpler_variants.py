@@ -32,7 +32,7 @@ def run_variants(cfg: Any, policy_dir: Path | None = None) -> dict[str, Any]:
     """Runs the config's `simpler_variants` protocol with the policy folder `policy_dir` (default: the base) and
     writes the results JSON: per variant its successes or why it did not run, per task SimplerEnv's aggregate."""
     from envs.rollout import EpisodeSpec, ParallelRollout
-    from envs.simpler import INSTALL_HINT, check_stage_asset, resolve_env, stage_asset
+    from envs.simpler import checked_env
     from vla_razor.policies.openvla import OpenVLAPolicy
     from vla_razor.robot.evaluate import EvalSpec, evaluation_actor, simpler_env_kwargs
     from vla_razor.robot.stages import load_base, one_process_only
@@ -42,13 +42,6 @@ def run_variants(cfg: Any, policy_dir: Path | None = None) -> dict[str, Any]:
     one_process_only("robot variants")
     if cfg.backend != "simpler":
         raise ConfigError("simpler_variants: SimplerEnv's protocols need backend: simpler (and SimplerEnv's venv)")
-    try:
-        import simpler_env
-        from mani_skill2_real2sim import ASSET_DIR
-    except ImportError as err:
-        raise ImportError(INSTALL_HINT) from err
-    root = Path(simpler_env.__file__).resolve().parents[1]
-    scene_root = Path(ASSET_DIR) / "hab2_bench_assets"
     sv = cfg.simpler_variants
     policy_dir = Path(policy_dir or cfg.base)
     if policy_dir.resolve() == Path(cfg.base).resolve():
@@ -74,8 +67,7 @@ def run_variants(cfg: Any, policy_dir: Path | None = None) -> dict[str, Any]:
             env_kwargs = {**shared, "variants": {**shared.get("variants", {}), task: variant.name}}
             start = time.perf_counter()
             try:  # a missing scene is known before any simulator starts
-                env_options = resolve_env(task, simpler_env.ENVIRONMENT_MAP, root, **without_gripper(env_kwargs))[1]
-                check_stage_asset(task, stage_asset(task, env_options, scene_root))
+                checked_env(task, **without_gripper(env_kwargs))
             except FileNotFoundError as err:
                 runs[variant.name] = {"ran": False, "reason": str(err)}
                 print(f"{task} {variant.name}: did not run: {err}", flush=True)
