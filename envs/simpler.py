@@ -5,8 +5,10 @@ envs/wrapper.py: uint8 image, proprio vector, instruction string, info["success"
 SimplerEnv is not on PyPI and pins SAPIEN 2.2.2 / numpy < 2, so it lives in its own venv:
     git clone https://github.com/simpler-env/SimplerEnv --recurse-submodules
     make setup-simpler SIMPLER_DIR=SimplerEnv        # .venv-simpler; on a CPU also a Vulkan layer for lavapipe
-`simpler_env` is imported only when a "simpler" env is made. On lavapipe pass prepackaged_config=False (the
-prepackaged drawer configs use the ray-tracing shader): docs/results/simpler/README.md.
+`simpler_env` is imported only when a "simpler" env is made. On lavapipe the ray-tracing shader of SimplerEnv's
+drawer setups crashes: pick a variant (`variants`, envs/simpler_variants.py) with shader_dir="ibl". Plain
+prepackaged_config=False is not SimplerEnv's setup (20 Hz control, default scene and robot pose):
+docs/results/simpler/README.md.
 
 Differences from the embedded backend, as SimplerEnv defines them:
 - the Google robot's gripper controller is RELATIVE (RT-1's convention: +1 close, -1 open); `gripper` says what
