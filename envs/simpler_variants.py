@@ -38,10 +38,12 @@ GOOGLE_ROBOT: dict[str, Any] = {
     "control_mode": (
         "arm_pd_ee_delta_pose_align_interpolate_by_planner_gripper_pd_joint_target_delta_pos_interpolate_by_planner"
     ),
+    "camera_cfgs": {"add_segmentation": True},
     "prepackaged_config": False,
 }
-"""The env options every SimplerEnv Google-robot evaluation script passes (its --robot, --control-freq,
---sim-freq and controller); prepackaged_config off, since each variant states its own configuration."""
+"""The env options every SimplerEnv Google-robot evaluation passes (its scripts' --robot, --control-freq,
+--sim-freq and controller; its evaluator's camera segmentation, which the overlay needs); prepackaged_config off,
+since each variant states its own configuration."""
 
 PROTOCOLS = ("variant_aggregation", "visual_matching")
 

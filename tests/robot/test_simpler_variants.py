@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from vla_razor.config import ConfigError
-from vla_razor.robot.simpler_variants import run_variants, selected_variants
+from vla_razor.robot.simpler_variants import failure_reason, run_variants, selected_variants
 from vla_razor.robot.stages import load_robot_config
 
 
@@ -31,3 +31,13 @@ def test_protocols_need_the_simpler_backend():
     assert cfg.simpler_variants.episodes_per_variant == 0
     with pytest.raises(ConfigError, match="backend: simpler"):
         run_variants(cfg)
+
+
+def test_failure_reason_is_the_innermost_error_line():
+    err = RuntimeError(
+        'worker 0 failed during reset: Traceback (most recent call last):\n  File "x.py", line 3, in f\n'
+        "    raise ValueError('outer')\nValueError: outer\n\nDuring handling...\nAssertionError: Image overlay "
+        "requires segment info in the observation!\n All simulator workers were stopped; the next run starts new ones."
+    )
+    assert failure_reason(err) == "AssertionError: Image overlay requires segment info in the observation!"
+    assert failure_reason(RuntimeError("plain")) == "plain"

@@ -10,6 +10,7 @@ the renderer lacks) is recorded with the reason and left out of the aggregate, w
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,13 @@ from vla_razor.config import ConfigError, to_dict
 def selected_variants(task: str, protocol: str, only: list[str]) -> list[Any]:
     """The variants of `task` under `protocol` whose names contain one of `only` (all when empty)."""
     return [v for v in variants(task, protocol) if not only or any(part in v.name for part in only)]
+
+
+def failure_reason(err: BaseException) -> str:
+    """The innermost exception line of a (worker) error: its traceback text comes joined into the message."""
+    text = " ".join(str(err).split()).split(" All simulator workers were stopped")[0]
+    starts = [m.start() for m in re.finditer(r"\w+(?:Error|Exception): ", text)]
+    return text[starts[-1] :] if starts else text or type(err).__name__
 
 
 def without_gripper(env_kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -78,8 +86,7 @@ def run_variants(cfg: Any, policy_dir: Path | None = None) -> dict[str, Any]:
             try:
                 episodes = rollout.run(actor, specs)
             except Exception as err:  # noqa: BLE001 - a variant that cannot run here is reported, not fatal
-                lines = [line for line in str(err).splitlines() if line.strip()]
-                runs[variant.name] = {"ran": False, "reason": lines[-1] if lines else type(err).__name__}
+                runs[variant.name] = {"ran": False, "reason": failure_reason(err)}
                 print(f"{task} {variant.name}: did not run: {runs[variant.name]['reason']}", flush=True)
                 continue
             finally:
