@@ -102,7 +102,9 @@ def run_variants(cfg: Any, policy_dir: Path | None = None) -> dict[str, Any]:
             print(
                 f"{task} {variant.name}: {rate:.2f} over {n} episodes ({runs[variant.name]['seconds']} s)", flush=True
             )
-        results["tasks"][task] = {"variants": runs, "aggregate": aggregate(chosen, successes)}
+        # over the protocol's every variant: those left out by `only` count as missing, so a subset never reads as
+        # SimplerEnv's complete number
+        results["tasks"][task] = {"variants": runs, "aggregate": aggregate(variants(task, sv.protocol), successes)}
     out = Path(sv.out) if sv.out else cfg.experiment_dir / f"simpler_{sv.protocol}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out, results)
