@@ -302,6 +302,10 @@ class Collector:
                 "demonstrator: the scripted experts read the embedded world's state (ManiSkill3); "
                 "on --backend simpler use --demonstrator rt1"
             )
+        if cfg.backend == "simpler":  # a missing SimplerEnv scene is said here, before any simulator starts
+            from envs.simpler import checked_env
+
+            checked_env(cfg.task, **cfg.env_kwargs)
         self.collection = open_collection(cfg, self.grid_xy)
         self.env_info = {
             "env_id": _env_id(cfg),

@@ -5,8 +5,10 @@ envs/wrapper.py: uint8 image, proprio vector, instruction string, info["success"
 SimplerEnv is not on PyPI and pins SAPIEN 2.2.2 / numpy < 2, so it lives in its own venv:
     git clone https://github.com/simpler-env/SimplerEnv --recurse-submodules
     make setup-simpler SIMPLER_DIR=SimplerEnv        # .venv-simpler; on a CPU also a Vulkan layer for lavapipe
-`simpler_env` is imported only when a "simpler" env is made. On lavapipe pass prepackaged_config=False (the
-prepackaged drawer configs use the ray-tracing shader): docs/results/simpler/README.md.
+`simpler_env` is imported only when a "simpler" env is made. On lavapipe the ray-tracing shader of SimplerEnv's
+drawer setups crashes: pick a variant (`variants`, envs/simpler_variants.py) with shader_dir="ibl". Plain
+prepackaged_config=False is not SimplerEnv's setup (20 Hz control, default scene and robot pose):
+docs/results/simpler/README.md.
 
 Differences from the embedded backend, as SimplerEnv defines them:
 - the Google robot's gripper controller is RELATIVE (RT-1's convention: +1 close, -1 open); `gripper` says what
@@ -21,6 +23,8 @@ Differences from the embedded backend, as SimplerEnv defines them:
 
 from __future__ import annotations
 
+import copy
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -102,12 +106,20 @@ def success_from_info(info: dict) -> bool:
 class SimplerEnvAdapter:
     """Wraps a SimplerEnv (ManiSkill2-real2sim) env in the vla-razor contract."""
 
-    def __init__(self, env: Any, task: str, camera_size: int | None = 224, gripper: GripperConvention = "relative"):
+    def __init__(
+        self,
+        env: Any,
+        task: str,
+        camera_size: int | None = 224,
+        gripper: GripperConvention = "relative",
+        episodes: list[dict] | tuple[dict, ...] = (),
+    ):
         from simpler_env.utils.env.observation_utils import get_image_from_maniskill2_obs_dict
 
         if gripper not in ("absolute", "relative"):
             raise ValueError(f"gripper: the acting policy's convention, 'absolute' or 'relative' (got {gripper!r})")
         self.env, self.task, self.camera_size, self.gripper = env, task, camera_size, gripper
+        self.episodes = list(episodes)
         self.sticky = StickyRelativeGripper()
         self._get_image = get_image_from_maniskill2_obs_dict
         self.action_space = env.action_space
@@ -138,7 +150,11 @@ class SimplerEnvAdapter:
         return out
 
     def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[dict, dict]:
+        """A variant's episodes take their reset options in turn by seed (episode seed % n); keys of `options` (e.g.
+        the caller's can placement) replace theirs."""
         self.sticky.reset()
+        if self.episodes:
+            options = {**copy.deepcopy(self.episodes[(seed or 0) % len(self.episodes)]), **(options or {})}
         obs, info = self.env.reset(seed=seed, options=options or {})
         base = self.env.unwrapped
         self.instruction = base.get_language_instruction()
@@ -159,38 +175,103 @@ class SimplerEnvAdapter:
         self.env.close()
 
 
-def make_simpler(
+def resolve_env(
     task: str,
-    camera_size: int | None = 224,
-    gripper: GripperConvention = "relative",
+    environment_map: dict[str, tuple[str, dict[str, Any]]],
+    simpler_root: Path,
     simpler_tasks: dict[str, str] | None = None,
+    variants: dict[str, str] | None = None,
+    task_kwargs: dict[str, dict[str, Any]] | None = None,
     **kwargs: Any,
-) -> SimplerEnvAdapter:
-    """The SimplerEnv version of `task` behind the vla-razor contract, for a policy whose gripper output follows
-    `gripper` (see the module docstring). `simpler_tasks` picks SimplerEnv's variant of a task (e.g. {"pick_can":
-    "google_robot_pick_horizontal_coke_can", "open_drawer": "google_robot_open_middle_drawer"}; default
-    SIMPLER_TASKS); kwargs go to the SimplerEnv env."""
+) -> tuple[str, dict[str, Any], tuple[dict[str, Any], ...]]:
+    """(env id, env options, episodes' reset options) of our `task` on SimplerEnv, given its ENVIRONMENT_MAP
+    (task name -> (env id, preset options)) and its clone's root. Options, in increasing precedence: SimplerEnv's
+    preset with its prepackaged (visual-matching) config on; the variant's (`variants[task]`, a name from
+    envs/simpler_variants.py, which also picks the SimplerEnv task); kwargs; `task_kwargs[task]`. Without a
+    variant, `simpler_tasks[task]` (default SIMPLER_TASKS) picks the SimplerEnv task. An `env_id` option replaces
+    the task's env id (the coke can's distractor variants); a relative `rgb_overlay_path` is a clone path."""
+    from envs.simpler_variants import find_variant
+
     twin = get_task(task).simpler
-    if twin is None and task not in (simpler_tasks or {}):
+    if twin is None and task not in (simpler_tasks or {}) and task not in (variants or {}):
         raise ValueError(
             f"task {task!r} has no SimplerEnv twin (its record in envs/tasks.py names none); SimplerEnv's tasks "
             f"stand in for {', '.join(SIMPLER_TASKS)}, or name one in simpler_env_kwargs.simpler_tasks.{task}"
         )
-    try:
-        import gymnasium as gym
-        import simpler_env
-    except ImportError as err:
-        raise ImportError(INSTALL_HINT) from err
-    name = {**SIMPLER_TASKS, **(simpler_tasks or {})}[task]
-    if name not in simpler_env.ENVIRONMENT_MAP:
-        known = sorted(n for n in simpler_env.ENVIRONMENT_MAP if n.startswith("google_robot"))
+    variant = find_variant(task, variants[task]) if variants and task in variants else None
+    name = variant.simpler_task if variant else {**SIMPLER_TASKS, **(simpler_tasks or {})}[task]
+    if name not in environment_map:
+        known = sorted(n for n in environment_map if n.startswith("google_robot"))
         raise ValueError(
             f"simpler_env_kwargs.simpler_tasks.{task}: {name!r} is not a SimplerEnv task; its "
             f"Google-robot tasks: {', '.join(known)}"
         )
-    env_id, preset = simpler_env.ENVIRONMENT_MAP[name]
-    env_kwargs = {**preset, "prepackaged_config": True, **kwargs}
-    for key, value in (twin.env_kwargs if twin else {}).items():  # the record's defaults for its twin
-        env_kwargs.setdefault(key, value)
-    env = gym.make(env_id, obs_mode="rgbd", **env_kwargs)
-    return SimplerEnvAdapter(env, task, camera_size=camera_size, gripper=gripper)
+    env_id, preset = environment_map[name]
+    options = {
+        **preset,
+        "prepackaged_config": True,
+        **(variant.env_kwargs if variant else {}),
+        **kwargs,
+        **(task_kwargs or {}).get(task, {}),
+    }
+    env_id = options.pop("env_id", env_id)
+    overlay = options.get("rgb_overlay_path")
+    if overlay is not None and not Path(overlay).is_absolute():
+        options["rgb_overlay_path"] = str(Path(simpler_root) / overlay)
+    for key, value in (twin.env_kwargs if twin else {}).items():  # the task record's defaults for its twin
+        options.setdefault(key, value)
+    return env_id, options, variant.episodes if variant else ()
+
+
+def stage_asset(task: str, options: dict[str, Any], scene_root: Path) -> Path | None:
+    """The scene (stage) file SimplerEnv's env for our `task` loads with env `options` under `scene_root`
+    (ManiSkill2_real2sim's data/hab2_bench_assets), or None for the scenes it builds in code ("dummy*"). Without
+    a scene_name the Google robot's default is the pick-coke-can stage; the prepackaged configs choose their own."""
+    scene = options.get("scene_name")
+    if options.get("prepackaged_config"):
+        scene = "google_pick_coke_can_1_v4" if task == "pick_can" else "dummy_drawer"
+    scene = scene or "google_pick_coke_can_1_v4"
+    if "dummy" in scene:
+        return None
+    return Path(options.get("scene_root") or scene_root) / "stages" / f"{scene}.glb"
+
+
+def check_stage_asset(task: str, path: Path | None) -> None:
+    """Refuse a scene whose stage file is absent or a git-lfs pointer: SAPIEN 2 only logs an error and builds the
+    scene without it (no table: the coke can falls; no walls or background: a silently different variant)."""
+    if path is None or (path.is_file() and path.stat().st_size > 1024):
+        return
+    said = "a git-lfs pointer, not the file" if path.is_file() else "missing"
+    raise FileNotFoundError(
+        f"SimplerEnv task {task!r}: its scene asset {path} is {said}. Fetch ManiSkill2_real2sim's data (git lfs "
+        "pull), or choose a scene that is there (simpler_env_kwargs.task_kwargs.<task>.scene_name; SimplerEnv's "
+        "own dummy_tabletop builds a plain table in code)."
+    )
+
+
+def checked_env(task: str, **kwargs: Any) -> tuple[str, dict[str, Any], tuple[dict[str, Any], ...]]:
+    """`resolve_env` against the installed SimplerEnv, its scene asset checked (a FileNotFoundError that says
+    what is missing). Cheap, no simulator: commands call it up front for every task they will run."""
+    try:
+        import simpler_env
+        from mani_skill2_real2sim import ASSET_DIR
+    except ImportError as err:
+        raise ImportError(INSTALL_HINT) from err
+    root = Path(simpler_env.__file__).resolve().parents[1]
+    env_id, options, episodes = resolve_env(task, simpler_env.ENVIRONMENT_MAP, root, **kwargs)
+    check_stage_asset(task, stage_asset(task, options, Path(ASSET_DIR) / "hab2_bench_assets"))
+    return env_id, options, episodes
+
+
+def make_simpler(
+    task: str, camera_size: int | None = 224, gripper: GripperConvention = "relative", **kwargs: Any
+) -> SimplerEnvAdapter:
+    """The SimplerEnv version of `task` behind the vla-razor contract, for a policy whose gripper output follows
+    `gripper` (see the module docstring). kwargs: SimplerEnv's env options and the choice of its task or
+    evaluation variant (`resolve_env`), e.g. {"variants": {"open_drawer": "open/middle/lighting_darker"},
+    "shader_dir": "ibl", "task_kwargs": {"pick_can": {"scene_name": "dummy_tabletop"}}}."""
+    env_id, options, episodes = checked_env(task, **kwargs)
+    import gymnasium as gym
+
+    env = gym.make(env_id, obs_mode="rgbd", **options)
+    return SimplerEnvAdapter(env, task, camera_size=camera_size, gripper=gripper, episodes=episodes)

@@ -227,6 +227,20 @@ def cmd_robot_eval(args: argparse.Namespace) -> None:
         print(f"written: {args.out}")
 
 
+def cmd_robot_variants(args: argparse.Namespace) -> None:
+    from vla_razor.robot.simpler_variants import run_variants
+
+    cfg = _robot_config(args)
+    results = run_variants(cfg, Path(args.policy) if args.policy else None)
+    print(f"{results['policy']}: SimplerEnv {results['protocol']}")
+    for task, r in results["tasks"].items():
+        agg = r["aggregate"]
+        groups = ", ".join(f"{g} {v:.2f}" for g, v in agg["groups"].items())
+        ran = sum(v["ran"] for v in r["variants"].values())
+        print(f"  {task:<14}{agg['success']:>6.2f}  ({groups}; {ran} of {len(r['variants'])} variants ran)")
+    print(f"written: {results['out']}")
+
+
 def cmd_robot_export(args: argparse.Namespace) -> None:
     from vla_razor.policies.openvla.export import export_openvla
 
@@ -428,12 +442,15 @@ def build_parser() -> argparse.ArgumentParser:
         ("rl", cmd_robot_rl, "on-policy REINFORCE on pick-can with a reward-normalization baseline (B.2)"),
         ("eval", cmd_robot_eval, "pick-can success, drawer retention and KL to the base of one policy folder"),
         ("report", cmd_robot_report, "summary.json and the report over every finished run of the experiment"),
+        ("variants", cmd_robot_variants, "SimplerEnv's variant aggregation or visual matching of one policy folder"),
     ):
         sub = robot_commands.add_parser(name, help=help_text)
         sub.add_argument("--config", help=f"YAML config (default: {DEFAULT_ROBOT_CONFIG} if present)")
         if name == "eval":
             sub.add_argument("--policy", help="policy folder to evaluate (default: the base itself)")
             sub.add_argument("--out", help="also write the results to this JSON file")
+        if name == "variants":
+            sub.add_argument("--policy", help="policy folder to evaluate (default: the base itself)")
         add_config_arguments(sub, RobotConfig)
         sub.set_defaults(func=fn)
     export = robot_commands.add_parser(

@@ -209,6 +209,26 @@ class EvalConfig:
 
 
 @dataclass
+class SimplerVariantsConfig:
+    """SimplerEnv's own evaluation protocols over its variants of our tasks (`vla-razor robot variants`, backend
+    simpler; envs/simpler_variants.py): one policy's success per variant and SimplerEnv's aggregate."""
+
+    protocol: Literal["variant_aggregation", "visual_matching"] = option(
+        "variant_aggregation",
+        "variant_aggregation: scenes, lightings, table textures / cabinets, distractors; visual_matching: the real "
+        "image overlaid, four robot recolorings",
+    )
+    tasks: list[str] = option(["pick_can", "open_drawer", "close_drawer"], "our tasks whose variants are run")
+    only: list[str] = option([], "run only the variants whose name contains one of these (empty: all)")
+    episodes_per_variant: int = option(
+        0, "the first this many of each variant's episodes (0: SimplerEnv's all: 25 coke can, 9 drawers)", ge=0
+    )
+    max_steps: int | None = option(None, "cap on episode length (None: the task's own, 80 coke can, 113 drawers)", ge=1)
+    temperature: float = option(0.0, "decoding: 0 greedy (as SimplerEnv's policies), > 0 sampled", ge=0)
+    out: Path | None = option(None, "JSON file of the results (default: <experiment>/simpler_<protocol>.json)")
+
+
+@dataclass
 class RobotConfig:
     experiment: str = option("robot", "experiment name: runs go to <runs_dir>/<experiment>", plain_name=True)
     task: TaskId = option(
@@ -276,6 +296,9 @@ class RobotConfig:
         "checkpointed; they are merged into the weights when the policy is saved",
     )
     eval: EvalConfig = option(EvalConfig(), "evaluation: new-task success, retention on the probes, KL to the base")
+    simpler_variants: SimplerVariantsConfig = option(
+        SimplerVariantsConfig(), "SimplerEnv's variant aggregation / visual matching (`robot variants`)"
+    )
     fsdp: FSDPConfig = option(FSDPConfig(), "sharding when pretrain / sft run under torchrun with several processes")
 
     def __post_init__(self) -> None:

@@ -398,6 +398,11 @@ class Evaluator:
         # on SimplerEnv the adapter converts what the policies emit (the base's convention, which its fine-tunes
         # keep) for the Google robot's relative gripper
         env_kwargs = simpler_env_kwargs(cfg, base.gripper) if cfg.backend == "simpler" else None
+        if cfg.backend == "simpler":  # a missing SimplerEnv scene is said here, before any simulator starts
+            from envs.simpler import checked_env
+
+            for task in (cfg.task, *cfg.probes):
+                checked_env(task, **cfg.simpler_env_kwargs)
         self.rollout = ParallelRollout(
             cfg.workers,
             backend=cfg.backend,

@@ -99,9 +99,10 @@ NOT_IN_RUN_IDENTITY = {
         "rl.",
         "eval.",
         "lora.",
+        "simpler_variants.",
     ),
-    "sft": (*_HOW_IT_RUNS, "sft.optim.max_steps", "collect.", "pretrain.", "rl."),
-    "rl": (*_HOW_IT_RUNS, "collect.", "pretrain.", "sft.", "fsdp."),
+    "sft": (*_HOW_IT_RUNS, "sft.optim.max_steps", "collect.", "pretrain.", "rl.", "simpler_variants."),
+    "rl": (*_HOW_IT_RUNS, "collect.", "pretrain.", "sft.", "fsdp.", "simpler_variants."),
 }
 
 
