@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from envs.gripper import GripperConvention, StickyRelativeGripper
-from envs.tasks import TASKS, get_task
+from envs.tasks import TASKS, SimplerTwin, get_task
 
 SIMPLER_TASKS: dict[str, str] = {t.id: t.simpler.name for t in TASKS.values() if t.simpler is not None}
 """Our task id -> SimplerEnv prepackaged task name (the records' twins, envs/tasks.py)."""
@@ -175,6 +175,18 @@ class SimplerEnvAdapter:
         self.env.close()
 
 
+def check_twin(task: str, simpler_tasks: dict[str, str] | None, variants: dict[str, str] | None) -> SimplerTwin | None:
+    """The task record's SimplerEnv twin, or (None) the SimplerEnv task the config names for it; a ValueError for
+    a task that has neither, said before SimplerEnv is needed."""
+    twin = get_task(task).simpler
+    if twin is None and task not in (simpler_tasks or {}) and task not in (variants or {}):
+        raise ValueError(
+            f"task {task!r} has no SimplerEnv twin (its record in envs/tasks.py names none); SimplerEnv's tasks "
+            f"stand in for {', '.join(SIMPLER_TASKS)}, or name one in simpler_env_kwargs.simpler_tasks.{task}"
+        )
+    return twin
+
+
 def resolve_env(
     task: str,
     environment_map: dict[str, tuple[str, dict[str, Any]]],
@@ -192,12 +204,7 @@ def resolve_env(
     the task's env id (the coke can's distractor variants); a relative `rgb_overlay_path` is a clone path."""
     from envs.simpler_variants import find_variant
 
-    twin = get_task(task).simpler
-    if twin is None and task not in (simpler_tasks or {}) and task not in (variants or {}):
-        raise ValueError(
-            f"task {task!r} has no SimplerEnv twin (its record in envs/tasks.py names none); SimplerEnv's tasks "
-            f"stand in for {', '.join(SIMPLER_TASKS)}, or name one in simpler_env_kwargs.simpler_tasks.{task}"
-        )
+    twin = check_twin(task, simpler_tasks, variants)
     variant = find_variant(task, variants[task]) if variants and task in variants else None
     name = variant.simpler_task if variant else {**SIMPLER_TASKS, **(simpler_tasks or {})}[task]
     if name not in environment_map:
@@ -252,6 +259,7 @@ def check_stage_asset(task: str, path: Path | None) -> None:
 def checked_env(task: str, **kwargs: Any) -> tuple[str, dict[str, Any], tuple[dict[str, Any], ...]]:
     """`resolve_env` against the installed SimplerEnv, its scene asset checked (a FileNotFoundError that says
     what is missing). Cheap, no simulator: commands call it up front for every task they will run."""
+    check_twin(task, kwargs.get("simpler_tasks"), kwargs.get("variants"))
     try:
         import simpler_env
         from mani_skill2_real2sim import ASSET_DIR
