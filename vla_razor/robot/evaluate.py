@@ -398,6 +398,8 @@ class Evaluator:
         # on SimplerEnv the adapter converts what the policies emit (the base's convention, which its fine-tunes
         # keep) for the Google robot's relative gripper
         env_kwargs = simpler_env_kwargs(cfg, base.gripper) if cfg.backend == "simpler" else None
+        if cfg.backend == "libero":  # LIBERO's adapter converts the policies' gripper by libero_env_kwargs
+            env_kwargs = dict(cfg.libero_env_kwargs)
         self.rollout = ParallelRollout(
             cfg.workers,
             backend=cfg.backend,
@@ -438,6 +440,8 @@ class Evaluator:
             world["tasks"] = {"task": cfg.task, "probes": list(cfg.probes)}  # results made before stay valid
         if cfg.backend == "simpler":
             world["simpler_env_kwargs"] = dict(cfg.simpler_env_kwargs)
+        if cfg.backend == "libero":
+            world["libero_env_kwargs"] = dict(cfg.libero_env_kwargs)
         return world
 
     def kl_settings(self) -> dict[str, Any]:
