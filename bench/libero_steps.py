@@ -2,6 +2,7 @@
 second per task, with the render settings and the machine's load written beside them (docs/results/libero/).
 
     .venv-libero/bin/python bench/libero_steps.py --tasks libero_spatial_0 libero_object_1 --out docs/results/libero
+    .venv-libero/bin/python bench/libero_steps.py --compare_hard_reset --out docs/results/libero
 """
 
 from __future__ import annotations
@@ -42,6 +43,34 @@ def measure(task: str, steps: int, camera_size: int, render_size: int, wrist: bo
     return out
 
 
+def hard_reset_difference(task: str, camera_size: int, render_size: int, steps: int = 5) -> dict:
+    """How far an episode after hard_reset=False drifts from the same episode after a hard reset: both envs run one
+    earlier episode, then reset to the same stored state and take the same actions."""
+    runs = {}
+    for hard in (True, False):
+        env = envs.make(task, "libero", camera_size=camera_size, render_size=render_size, hard_reset=hard)
+        env.reset(seed=0, options={"obj_init_options": {"init_state": [3, 0]}})
+        for _ in range(3):
+            env.step(np.array([0.3, 0.2, 0, 0, 0, 0, 0.0]))
+        obs, _ = env.reset(seed=1, options={"obj_init_options": {"init_state": [5, 0]}})
+        images, proprio = [obs["image"]], [obs["proprio"]]
+        for _ in range(steps):
+            obs = env.step(np.array([0.2, -0.1, 0.1, 0, 0, 0, 1.0]))[0]
+            images.append(obs["image"])
+            proprio.append(obs["proprio"])
+        runs[hard] = (np.stack(images).astype(int), np.stack(proprio))
+        env.close()
+    pixels = np.abs(runs[True][0] - runs[False][0])
+    return {
+        "task": task,
+        "init_state": 5,
+        "steps": steps,
+        "max_abs_pixel_difference": int(pixels.max()),
+        "mean_abs_pixel_difference": float(pixels.mean()),
+        "max_abs_proprio_difference": float(np.abs(runs[True][1] - runs[False][1]).max()),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", nargs="+", default=["libero_spatial_0", "libero_object_1"])
@@ -49,10 +78,14 @@ def main() -> None:
     parser.add_argument("--camera_size", type=int, default=112)
     parser.add_argument("--render_size", type=int, default=128)
     parser.add_argument("--wrist", action="store_true", help="also render and convert the wrist camera")
+    parser.add_argument("--compare_hard_reset", action="store_true", help="only hard_reset_difference, per task")
     parser.add_argument("--out", type=Path, default=None, help="folder for libero_steps.json")
     args = parser.parse_args()
     load_before = os.getloadavg()
-    rows = [measure(t, args.steps, args.camera_size, args.render_size, args.wrist) for t in args.tasks]
+    if args.compare_hard_reset:
+        rows = [hard_reset_difference(t, args.camera_size, args.render_size) for t in args.tasks]
+    else:
+        rows = [measure(t, args.steps, args.camera_size, args.render_size, args.wrist) for t in args.tasks]
     result = {
         "settings": {
             "camera_size": args.camera_size,
@@ -69,7 +102,8 @@ def main() -> None:
     print(json.dumps(result, indent=2))
     if args.out:
         args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / "libero_steps.json").write_text(json.dumps(result, indent=2) + "\n")
+        name = "libero_hard_reset_difference.json" if args.compare_hard_reset else "libero_steps.json"
+        (args.out / name).write_text(json.dumps(result, indent=2) + "\n")
 
 
 if __name__ == "__main__":

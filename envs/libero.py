@@ -226,7 +226,8 @@ def make_libero(
     render_size: side LIBERO's cameras render at (256 as OpenVLA's evaluation), before the resize to camera_size;
     render=False: no cameras (proprio only); wrist: also the wrist camera as obs["wrist_image"];
     hard_reset: LIBERO's default True rebuilds the MuJoCo model at every reset; False reuses it (much cheaper; the
-    stored initial state is set either way); num_steps_wait: settling steps at reset; gripper_range: the policy's
+    stored initial state is set either way, but episodes come out close to, not bit-identical with, a hard reset's:
+    docs/results/libero/); num_steps_wait: settling steps at reset; gripper_range: the policy's
     (closed, open) gripper values ([-1, 1] for the embedded world's policies); jpeg: the JPEG round trip of OpenVLA's
     training images; kwargs go to LIBERO's env (e.g. control_freq, camera_names).
     """

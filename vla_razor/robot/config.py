@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from data_collection.collect import CollectConfig
-from envs.tasks import TaskId
+from envs.tasks import TaskId, get_task
 from vla_razor.config import ConfigError, option
 from vla_razor.optim import OptimConfig, refuse_unused
 from vla_razor.lora import LoraOptions
@@ -290,6 +290,17 @@ class RobotConfig:
         if self.task in self.probes or len(set(self.probes)) < len(self.probes) or not self.probes:
             raise ConfigError(
                 f"probes: {self.probes} must be one or more distinct tasks other than the new task ({self.task!r})"
+            )
+        libero = self.backend == "libero"
+        misplaced = [t for t in (self.task, *self.probes) if (get_task(t).libero is not None) != libero]
+        if misplaced:
+            raise ConfigError(
+                f"task / probes {misplaced}: backend {self.backend!r} "
+                + (
+                    "runs LIBERO's tasks only (<suite>_<index>, e.g. libero_spatial_0)"
+                    if libero
+                    else "runs the embedded world's tasks; LIBERO's tasks need backend: libero"
+                )
             )
         if self.collect.task is not None and self.collect.task != self.task:
             raise ConfigError(
