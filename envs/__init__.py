@@ -7,7 +7,8 @@
 
 Backends:
     "embedded": ManiSkill3 tasks built from the mani-skill wheel alone (envs/embedded/), offline;
-    "simpler":  the real SimplerEnv Google-robot tasks (needs `simpler_env`; not available offline).
+    "simpler":  the real SimplerEnv Google-robot tasks (needs `simpler_env`; not available offline);
+    "libero":   LIBERO's tasks (ids "<suite>_<index>", e.g. "libero_spatial_0"; needs LIBERO: make setup-libero).
 Tasks are looked up by id in the registry, envs/tasks.py (one record each). mani_skill is imported only when an
 env is made, so `import envs` is cheap and works without it.
 """
@@ -19,14 +20,14 @@ from typing import Any
 
 from envs.tasks import TASKS as _RECORDS, get_task
 
-TASKS: dict[str, str] = {t.id: t.env_id for t in _RECORDS.values()}
-"""Task id -> registered ManiSkill id of the embedded backend (the records: envs/tasks.py)."""
+TASKS: dict[str, str] = {t.id: t.env_id for t in _RECORDS.values() if t.libero is None}
+"""Task id -> registered ManiSkill id of the embedded backend (the records: envs/tasks.py; LIBERO's tasks have none)."""
 
 INSTRUCTIONS: dict[str, str] = {t.id: t.instruction for t in _RECORDS.values()}
 """Task id -> its language instruction, from the task's record (the embedded tasks' classes and the datasets read
 it)."""
 
-BACKENDS = ("embedded", "simpler")
+BACKENDS = ("embedded", "simpler", "libero")
 
 
 def _default_render_backend() -> str:
@@ -56,7 +57,14 @@ def make(
     render_backend: "cpu" or "gpu" (default: "gpu" if CUDA is visible, else "cpu");
     kwargs: passed to the task (e.g. control_freq, sim_substeps, robot_init_qpos_noise).
     """
-    get_task(task)  # an unknown id is refused here, naming the known ones
+    record = get_task(task)  # an unknown id is refused here, naming the known ones
+    if (backend == "libero") != (record.libero is not None):
+        where = "only on the 'libero' backend" if record.libero else "on the 'embedded' and 'simpler' backends"
+        raise ValueError(f"task {task!r} exists {where}, not on {backend!r} (envs/tasks.py)")
+    if backend == "libero":
+        from envs.libero import make_libero
+
+        return make_libero(task, camera_size=camera_size, render=render, **kwargs)
     if backend == "simpler":
         from envs.simpler import make_simpler
 

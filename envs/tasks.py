@@ -9,6 +9,9 @@ its embedded env (envs/embedded/<task>.py, which holds the scene and the success
 object is placed (a region per backend, the grid's extent, and the reset option that puts it at a point), its
 scripted expert's plans (envs/experts.py), its SimplerEnv twin and the gripper convention of its actions.
 Adding a task: its env file in envs/embedded/ (ManiSkill's shape), its expert plan, and its record below.
+LIBERO's 130 tasks (its suites libero_spatial, libero_object, libero_goal, libero_10, libero_90) are records too, made
+from LIBERO's own task list (envs/libero_suites.py): id "<suite>_<index>" (e.g. "libero_spatial_3", the index in
+LIBERO's task order 0), backend "libero" only, the task's 50 stored initial states as its placement grid.
 This module imports no simulator, so that configs can check a task id cheaply.
 """
 
@@ -18,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Literal
 
 from envs import experts
+from envs.libero_suites import SUITE_TASKS
 
 Region = tuple[tuple[float, float], tuple[float, float]]
 """((x_min, x_max), (y_min, y_max)) in metres."""
@@ -43,13 +47,49 @@ class SimplerTwin:
 
 
 @dataclass(frozen=True)
+class LiberoTask:
+    """Where a task lives in LIBERO (envs/libero.py makes its env)."""
+
+    suite: str
+    """LIBERO's suite (benchmark) name, e.g. "libero_spatial"; also OpenVLA's unnorm key for its fine-tunes."""
+    index: int
+    """The task's index in the suite (LIBERO's task order 0)."""
+    name: str
+    """The task's name: its BDDL file's stem (bddl_files/<suite>/<name>.bddl, init_files/<suite>/<name>.pruned_init)."""
+
+
+LIBERO_INIT_STATES = 50
+"""Stored initial states per LIBERO task (every task of every suite has 50)."""
+LIBERO_MAX_STEPS: dict[str, int] = {
+    "libero_spatial": 220,
+    "libero_object": 280,
+    "libero_goal": 300,
+    "libero_10": 520,
+    "libero_90": 400,
+}
+"""Control steps of an episode per suite, as OpenVLA's LIBERO evaluation allows (a little over each suite's longest
+training demonstration), not counting the steps waited at reset while objects settle."""
+LIBERO_REGION: Region = ((0.0, float(LIBERO_INIT_STATES)), (0.0, 0.0))
+"""A LIBERO task's "placement" is one of its stored initial states: x is the state's index (floored, so that a grid
+of 50 over this range and uniform draws both hit each state equally), y is unused."""
+
+
+def libero_instruction(name: str) -> str:
+    """LIBERO's language for a task name: the words of the name after the scene prefix (libero_10 and libero_90
+    names start with e.g. KITCHEN_SCENE10_)."""
+    if "SCENE" in name:
+        name = name[name.find("SCENE") :].split("_", 1)[1]
+    return " ".join(name.split("_"))
+
+
+@dataclass(frozen=True)
 class Task:
     """One robot task."""
 
     id: str
     """The name configs, datasets and episode specs use (e.g. "pick_can")."""
     env_id: str
-    """Registered ManiSkill id of the embedded env (envs/embedded/)."""
+    """Registered ManiSkill id of the embedded env (envs/embedded/); "" for a LIBERO task."""
     instruction: str
     """The language instruction (the one copy: the env, the datasets and the policies' prompts read it)."""
     success: str
@@ -68,10 +108,13 @@ class Task:
     simpler: SimplerTwin | None = None
     """Its SimplerEnv twin (None: the task exists only in the embedded world)."""
     gripper: str = "absolute"
-    """The gripper convention of the embedded env's 7th action component: absolute, -1 closed .. +1 open (the
-    twin's Google robot takes relative commands; envs/gripper.py converts)."""
+    """The gripper convention of the env's 7th action component: "absolute", -1 closed .. +1 open (the embedded
+    world; the twin's Google robot takes relative commands, envs/gripper.py converts); "inverted", -1 open .. +1
+    closed (LIBERO's robosuite panda; envs/libero.py converts)."""
     no_region: dict[str, str] = field(default_factory=dict)
     """Backend -> why the task has no placement grid there (said when one is asked for)."""
+    libero: LiberoTask | None = None
+    """A LIBERO task: its suite and name (it then exists on the "libero" backend only and has no embedded env)."""
 
     @property
     def default_style(self) -> str:
@@ -133,6 +176,29 @@ TASKS: dict[str, Task] = {
     )
 }
 """Every task by id."""
+
+_LIBERO_STREAM = 100  # LIBERO tasks' eval streams: 100 + the task's position in LIBERO_TASKS
+LIBERO_TASKS: dict[str, Task] = {
+    f"{suite}_{i}": Task(
+        id=f"{suite}_{i}",
+        env_id="",
+        instruction=libero_instruction(name),
+        success="the goal predicates of the task's BDDL file hold (LIBERO's env checks them every step)",
+        max_steps=LIBERO_MAX_STEPS[suite],
+        regions={"libero": LIBERO_REGION},
+        placement_key="init_state",
+        experts={},
+        eval_stream=_LIBERO_STREAM + n,
+        gripper="inverted",
+        libero=LiberoTask(suite, i, name),
+    )
+    for n, (suite, i, name) in enumerate(
+        (suite, i, name) for suite, names in SUITE_TASKS.items() for i, name in enumerate(names)
+    )
+}
+"""LIBERO's tasks by id ("<suite>_<index>"); their env's gripper command is -1 open .. +1 closed (envs/libero.py
+converts a policy's)."""
+TASKS.update(LIBERO_TASKS)
 
 
 DEFAULT_TASK = "pick_can"

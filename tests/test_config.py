@@ -123,6 +123,7 @@ def _config_class(name: str) -> type:
 
     prefixes = {
         "robot_": RobotConfig,
+        "libero_": RobotConfig,  # the robot pipeline on LIBERO
         "llm_": LLMConfig,
         "toy_": ToyConfig,
         "sweep_": SweepConfig,

@@ -29,7 +29,7 @@ def test_the_paper_tasks_keep_their_instructions_and_ids():
 
 def test_every_record_has_a_region_an_expert_and_a_unique_eval_stream():
     assert len({t.eval_stream for t in TASKS.values()}) == len(TASKS)
-    for task in TASKS.values():
+    for task in (t for t in TASKS.values() if t.libero is None):  # LIBERO's records: tests/envs/test_libero.py
         assert "embedded" in task.regions and task.experts and task.max_steps > 0
         assert make_expert(task.id).plan is task.experts[task.default_style]
         (x0, x1), (y0, y1) = default_region(task.id, "embedded")

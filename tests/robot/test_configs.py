@@ -24,3 +24,12 @@ def test_config_error_names_the_file_and_key(tmp_path: Path) -> None:
     bad.write_text("rl:\n  episodes_per_pointt: 5\n")
     with pytest.raises(ConfigError, match=r"robot_bad.yaml.*rl.episodes_per_pointt"):
         load_robot_config(bad)
+
+
+def test_libero_config_loads_and_tasks_must_match_the_backend() -> None:
+    cfg = load_robot_config(Path(__file__).resolve().parents[2] / "configs" / "libero_cpu.yaml")
+    assert cfg.backend == "libero" and cfg.task == "libero_spatial_0" and cfg.probes == ["libero_object_1"]
+    with pytest.raises(ConfigError, match="LIBERO's tasks need backend: libero"):
+        load_robot_config(None, {"task": "libero_goal_0"})
+    with pytest.raises(ConfigError, match=r"\['open_drawer'\].*runs LIBERO's tasks only"):
+        load_robot_config(None, {"backend": "libero", "task": "libero_goal_0", "probes": ["open_drawer"]})

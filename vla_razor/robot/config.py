@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from data_collection.collect import CollectConfig
-from envs.tasks import TaskId
+from envs.tasks import TaskId, get_task
 from vla_razor.config import ConfigError, option
 from vla_razor.optim import OptimConfig, refuse_unused
 from vla_razor.lora import LoraOptions
@@ -243,8 +243,10 @@ class RobotConfig:
     base: Path = option(Path("assets/base_policy_embedded"), "the base policy folder (openvla-7b layout)")
     policy: PolicyConfig = option(PolicyConfig(), "which policy implementation loads the base and the runs' policies")
     dataset_name: str = option("vla_razor_embedded", "norm_stats key of the actions (the policy's unnorm key)")
-    backend: Literal["embedded", "simpler"] = option(
-        "embedded", "simulator: the embedded ManiSkill3 world or SimplerEnv"
+    backend: Literal["embedded", "simpler", "libero"] = option(
+        "embedded",
+        "simulator: the embedded ManiSkill3 world, SimplerEnv, or LIBERO (its tasks: libero_<suite>_<index> ids, in "
+        ".venv-libero: make setup-libero)",
     )
     simpler_env_kwargs: dict[str, Any] = option(
         {},
@@ -252,6 +254,12 @@ class RobotConfig:
         "cannot run the prepackaged drawers' ray-tracing shader; scene_name, shader_dir, ...; simpler_tasks: {pick_can: "
         "google_robot_pick_horizontal_coke_can, open_drawer: google_robot_open_middle_drawer} picks SimplerEnv's "
         "variants of our tasks)",
+    )
+    libero_env_kwargs: dict[str, Any] = option(
+        {},
+        "backend libero: options of envs/libero.py's make_libero (render_size, wrist, hard_reset, num_steps_wait, "
+        "gripper_range: the policy's (closed, open) gripper values, [-1, 1] for the embedded world's policies; jpeg) "
+        "and LIBERO's env",
     )
     sim_backend: Literal["physx_cpu", "physx_cuda"] = option(
         "physx_cpu", "physics of the embedded world (physx_cuda needs ManiSkill to fetch GPU PhysX once)"
@@ -305,6 +313,17 @@ class RobotConfig:
         if self.task in self.probes or len(set(self.probes)) < len(self.probes) or not self.probes:
             raise ConfigError(
                 f"probes: {self.probes} must be one or more distinct tasks other than the new task ({self.task!r})"
+            )
+        libero = self.backend == "libero"
+        misplaced = [t for t in (self.task, *self.probes) if (get_task(t).libero is not None) != libero]
+        if misplaced:
+            raise ConfigError(
+                f"task / probes {misplaced}: backend {self.backend!r} "
+                + (
+                    "runs LIBERO's tasks only (<suite>_<index>, e.g. libero_spatial_0)"
+                    if libero
+                    else "runs the embedded world's tasks; LIBERO's tasks need backend: libero"
+                )
             )
         if self.collect.task is not None and self.collect.task != self.task:
             raise ConfigError(

@@ -403,6 +403,8 @@ class Evaluator:
 
             for task in (cfg.task, *cfg.probes):
                 checked_env(task, **cfg.simpler_env_kwargs)
+        if cfg.backend == "libero":  # LIBERO's adapter converts the policies' gripper by libero_env_kwargs
+            env_kwargs = dict(cfg.libero_env_kwargs)
         self.rollout = ParallelRollout(
             cfg.workers,
             backend=cfg.backend,
@@ -443,6 +445,8 @@ class Evaluator:
             world["tasks"] = {"task": cfg.task, "probes": list(cfg.probes)}  # results made before stay valid
         if cfg.backend == "simpler":
             world["simpler_env_kwargs"] = dict(cfg.simpler_env_kwargs)
+        if cfg.backend == "libero":
+            world["libero_env_kwargs"] = dict(cfg.libero_env_kwargs)
         return world
 
     def kl_settings(self) -> dict[str, Any]:

@@ -92,6 +92,7 @@ NOT_IN_RUN_IDENTITY = {
         "backend",
         "sim_backend",
         "simpler_env_kwargs",
+        "libero_env_kwargs",
         "pretrain.optim.max_steps",
         "pretrain.snapshot_every",
         "collect.",
