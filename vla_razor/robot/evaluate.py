@@ -18,6 +18,9 @@ are measured on exactly the same episodes and frames.
 
 from __future__ import annotations
 
+import hashlib
+import io
+import json
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,10 +29,14 @@ from typing import Any
 import numpy as np
 import torch
 
+from envs.grids import grid_points, placement_options, uniform_points
+from envs.rollout import EpisodeSpec, ParallelRollout
 from envs.tasks import DEFAULT_PROBES, DEFAULT_TASK, get_task
+from vla_razor.config import ConfigError, to_dict
 from vla_razor.policies.base import TokenPolicy, require_token_policy
+from vla_razor.policies.openvla.kl import action_tv_terms, chain_rule_kl_terms, mean_and_se
 from vla_razor.robot.rl import PolicyActor
-from vla_razor.runs import CorruptFileError, atomic_write_bytes, read_json_file
+from vla_razor.runs import CorruptFileError, atomic_write_bytes, cached_json_result, read_json_file
 
 KL_OBSERVATIONS = "kl_observations.npz"
 SAMPLING_NOISE = "per episode: (eval.seed, task, placement, env seed, step)"
@@ -71,8 +78,6 @@ def new_task_specs(
 ) -> list[Any]:
     """`n` episodes of `task` at placements drawn uniformly over its grid region, fixed by `seed`; or at `points`
     ([P, 2]) in turn, each episode with its own seed."""
-    from envs.grids import placement_options, uniform_points
-    from envs.rollout import EpisodeSpec
 
     rng = np.random.default_rng([seed, 1])
     xy = uniform_points(task, backend, n, rng) if points is None else np.resize(np.asarray(points), (n, 2))
@@ -83,7 +88,6 @@ def new_task_specs(
 def probe_specs(task: str, n: int, seed: int, max_steps: int | None = None) -> list[Any]:
     """`n` episodes of probe `task` from fixed seeds (the task's randomizations, e.g. the cabinet offset and initial
     opening, come from the seed), in the task's own seed stream (its record's eval_stream)."""
-    from envs.rollout import EpisodeSpec
 
     rng = np.random.default_rng([seed, 2, get_task(task).eval_stream])
     return [EpisodeSpec(task, int(s), {}, max_steps) for s in rng.integers(0, 2**31 - 1, n)]
@@ -147,9 +151,6 @@ class KLObservations:
     standard errors are clustered by it); None: each frame its own."""
 
     def save(self, path: Path) -> None:
-        import io
-        import json
-
         buffer = io.BytesIO()
         arrays = {
             "images": self.images,
@@ -166,8 +167,6 @@ class KLObservations:
 
     @classmethod
     def load(cls, path: Path) -> KLObservations:
-        import json
-
         try:
             with np.load(path, allow_pickle=False) as f:
                 if "settings" not in f.files or f["tokens"].ndim != 3:
@@ -280,8 +279,6 @@ def kl_to_base(
     - reverse_kl, KL(pi || pi0): the chain rule over K actions per frame sampled from `policy` (noise fixed by
       the set's seed), so it needs `base`; left out when `base` is None.
     The base's logits on its own actions come from `obs.base_logits`, computed here once if the set lacks them."""
-    from vla_razor.policies.openvla.kl import action_tv_terms, chain_rule_kl_terms, mean_and_se
-
     require_token_policy(policy, "the KL to the base")
     if base is not None:
         require_token_policy(base, "the KL to the base (the base)")
@@ -316,9 +313,6 @@ BASE_EVAL = "base_eval.json"
 def base_fingerprint(policy_dir: Any) -> str:
     """A cheap identity of a policy folder's weights: config.json, and each safetensors file's name, size, first
     and last MiB (enough to tell a remade base at the same path from the one an experiment was measured with)."""
-    import hashlib
-    from pathlib import Path
-
     root = Path(policy_dir)
     digest = hashlib.sha256()
     for path in [root / "config.json", *sorted(root.glob("*.safetensors"))]:
@@ -348,8 +342,6 @@ class Evaluator:
     """
 
     def __init__(self, cfg: Any, base: TokenPolicy):
-        from envs.rollout import ParallelRollout
-        from vla_razor.config import ConfigError, to_dict
 
         self.cfg, self.base = cfg, base
         e = cfg.eval
@@ -357,8 +349,6 @@ class Evaluator:
             raise ConfigError(f"eval.temperature: must be >= 0 (0: greedy), got {e.temperature}")
         points = None
         if e.pick_can_placements == "grid":
-            from envs.grids import grid_points
-
             points = grid_points(cfg.task, cfg.backend, tuple(cfg.rl.grid))
         elif e.heldout_episodes:
             raise ConfigError(
@@ -399,7 +389,7 @@ class Evaluator:
         # keep) for the Google robot's relative gripper
         env_kwargs = simpler_env_kwargs(cfg, base.gripper) if cfg.backend == "simpler" else None
         if cfg.backend == "simpler":  # a missing SimplerEnv scene is said here, before any simulator starts
-            from envs.simpler import checked_env
+            from envs.simpler import checked_env  # optional backend
 
             for task in (cfg.task, *cfg.probes):
                 checked_env(task, **cfg.simpler_env_kwargs)
@@ -417,13 +407,12 @@ class Evaluator:
         self._obs: KLObservations | None = None
         self.forecast = None
         if cfg.forecast is not None:
-            from vla_razor.analysis.forecast import RetentionForecast
+            from vla_razor.analysis.forecast import RetentionForecast  # heavy (the analysis stack), rarely used
 
             self.forecast = RetentionForecast.load(cfg.forecast)
 
     def _check_same_base(self, path: Any) -> None:
         """An experiment's runs, KL frames and base results all refer to one base: refuse another one there."""
-        from vla_razor.config import ConfigError
 
         if not path.is_file():
             return
@@ -467,7 +456,6 @@ class Evaluator:
     def kl_observations(self) -> KLObservations:
         """The experiment's KL frames: loaded when made with this config's settings (a mismatch is refused, not
         silently mixed into one experiment), else made from the base's rollouts and saved."""
-        from vla_razor.config import ConfigError
 
         if self._obs is None:
             path = self.dir / KL_OBSERVATIONS
@@ -524,8 +512,6 @@ class Evaluator:
         return kl
 
     def base_results(self) -> dict[str, float]:
-        from vla_razor.runs import cached_json_result
-
         return cached_json_result(self.dir / BASE_EVAL, self.settings, lambda: self.evaluate(self.base, "the base"))
 
     def summary(self, method: str, hparams: dict[str, Any], seed: int, step: int, results: dict[str, float]) -> dict:

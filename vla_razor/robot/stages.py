@@ -19,15 +19,19 @@ from typing import Any
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
+from data_collection.collect import Collector, print_summary
 from data_collection.dataset import DatasetError
 from vla_razor.analysis.runs import experiment_table
 from vla_razor.config import ConfigError, load_config, to_dict
 from vla_razor.distributed import Distributed, check_distributed, env_world_size
 from vla_razor.policies.base import TokenPolicy
 from vla_razor.policies.registry import load_policy, new_policy
+from vla_razor.robot import rl
 from vla_razor.robot.config import RobotConfig
 from vla_razor.robot.data import DemoTransitions
+from vla_razor.robot.evaluate import Evaluator
 from vla_razor.robot.sft import POLICY_DIR, TrainResult, behaviour_clone
 from vla_razor.runs import RunFolder, WandbMirror, save_policy
 from vla_razor.runtime import resolve_device, seed_everything
@@ -238,8 +242,6 @@ def _lora_suffix(cfg: RobotConfig) -> str:
 def run_sft(cfg: RobotConfig) -> StageResult:
     """SFT of the base on `sft.datasets` with the base's own action statistics (its tokenizer is kept), then
     the evaluation; summary.json, written last, marks the run finished."""
-    from vla_razor.robot.evaluate import Evaluator
-
     run = RunFolder(cfg.experiment_dir / "runs" / sft_run_name(cfg))
     run.check_settings(_run_config(cfg, "sft"), NOT_IN_RUN_IDENTITY["sft"])
     if run.is_finished():
@@ -317,8 +319,6 @@ def _run_sft_sharded(cfg: RobotConfig, run: RunFolder, ctx: Distributed) -> Stag
     """SFT across torchrun's processes: all of them train the sharded policy (the last collective is the
     policy folder's save); then the other ranks return, and rank 0 alone evaluates the saved policy folder
     (rollouts need no peers, and no collective follows)."""
-    from vla_razor.robot.evaluate import Evaluator
-
     if cfg.eval.during_training_every or cfg.eval.kl_every or cfg.kl_budget is not None:
         raise ConfigError(
             "eval.during_training_every, eval.kl_every and kl_budget evaluate the policy while it "
@@ -369,8 +369,6 @@ def check_action_range(policy: TokenPolicy, data: DemoTransitions, cfg: RobotCon
     """SFT keeps the base's tokenizer, so the KL to the base compares like with like; demonstrations whose
     actions lie outside the base's action range would be learned clipped (a policy that cannot do what was
     shown). Refuse them with the numbers, unless sft.allow_clipped_actions."""
-    from vla_razor.config import ConfigError
-
     stats = policy.stats
     mask = np.asarray(stats.mask, dtype=bool)
     fractions = clipped_fractions(np.asarray(stats.q01), np.asarray(stats.q99), data.actions)
@@ -435,11 +433,6 @@ def run_rl(cfg: RobotConfig) -> StageResult:
     The loop is rl.train; this stage wraps it: it resumes from the run's training state, and after every
     iteration logs the metrics (metrics.jsonl, wandb, the progress bar), evaluates every rl.eval_every
     iterations, checks the live KL against kl_budget and saves the training state."""
-    from tqdm import tqdm
-
-    from vla_razor.robot import rl
-    from vla_razor.robot.evaluate import Evaluator
-
     one_process_only("robot rl")
     r = cfg.rl
     rl.check_settings(r)
@@ -553,8 +546,6 @@ def load_base(cfg: RobotConfig) -> TokenPolicy:
 def run_eval(cfg: RobotConfig, policy_dir: Path) -> dict[str, Any]:
     """Evaluates the policy folder `policy_dir` against the experiment's base (the summary's fields). The base
     itself is the experiment's base evaluation (base_eval.json, with the KL frames): made once, then read."""
-    from vla_razor.robot.evaluate import Evaluator
-
     one_process_only("robot eval")
     base = load_base(cfg)
     torch.set_num_threads(cfg.threads)
@@ -584,8 +575,6 @@ class PipelineResult:
 def collect_sft_demos(cfg: RobotConfig) -> None:
     """Collects `collect` (resumable; a finished collection is left as it is) when sft.datasets need it;
     empty sft.datasets means the collection itself (set here, for the stages that follow)."""
-    from data_collection.collect import Collector, print_summary
-
     one_process_only("collecting demonstrations")
     if not cfg.sft.datasets:
         cfg.sft.datasets = [cfg.collect.out]
@@ -631,7 +620,7 @@ def _heldout(summary: dict[str, Any], task: str) -> dict[str, float]:
 def summarize_experiment(cfg: RobotConfig, extra: dict[str, str] | None = None) -> PipelineResult:
     """<experiment>/summary.json ({"runs": [...], "base": {...}, "config": ...}) and <experiment>/report/ from
     every finished run of the experiment, however its stages were run."""
-    from vla_razor.analysis.report import write_experiment_summary
+    from vla_razor.analysis.report import write_experiment_summary  # matplotlib: only when a report is written
 
     started = time.perf_counter()
     runs, base = experiment_runs(cfg.experiment_dir, cfg.task)
