@@ -19,6 +19,8 @@ atomically), so after Ctrl-C or kill -9 the same collection continues where it s
 duplicated. Attempt k at grid point p always runs with seed `attempt_seed(seed, p, k)`, so a resumed
 collection is the same as an uninterrupted one. Changing what the data depends on (task, grid, demonstrator,
 ...) in an existing folder is refused; counts and workers may change.
+Imports inside functions: torch (through vla_razor.runs), the simulator's rollout workers, SimplerEnv and
+TensorFlow (RT-1) load only when collecting, so that the configs that embed CollectConfig load fast.
 """
 
 from __future__ import annotations

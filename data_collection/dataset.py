@@ -29,6 +29,8 @@ so an interrupted writer leaves either a whole episode or none. Episode ids are 
     ds = DemoDataset("data/demos/pick_can")
     ep = ds.load(0)                  # Episode: images, proprio, actions, rewards, instruction, meta
     stats = ds.statistics()          # dataset_statistics.json, {name: {...}}
+h5py (the episode files) and vla_razor.runs (torch) are imported where episodes are read or written, so that
+listing a dataset's index and metadata JSON stays light.
 """
 
 from __future__ import annotations

@@ -10,6 +10,8 @@ layer and per ViT block); a checkpoint gathers them whole to rank 0 (`torch.dist
 and writes `vla_razor.training_state`'s layout, which a run with any number of processes reads back. A
 training loop's share of it: `check_distributed` before anything starts, `prepare_sharded` the policy,
 `rank_share` of every batch, `clip_sharded_grad_norm`, `save_sharded_policy` at the end.
+The torch.distributed submodules (FSDP2, DTensor, distributed checkpoints) are imported inside the
+multi-process paths: a single-process run never loads them.
 """
 
 from __future__ import annotations

@@ -21,6 +21,8 @@
     vla-razor forecast RUNS_DIR [--out FILE] [--folds 5]          # retention from forward KL, held-out error
 
 Every ``--dotted.name`` flag sets the config field of that name (``vla-razor toy sweep --help`` lists them).
+Each subcommand imports its domain inside its handler, so `--help` and a refused flag answer without loading
+torch, the simulator, transformers or Ray.
 """
 
 from __future__ import annotations

@@ -18,6 +18,7 @@ reads them through `TaskManager(include_path=...)`.
       fresh Python process with a timeout (pass@1)
   truthfulqa_mc2
       only with `eval.truthfulqa_path`: no package ships TruthfulQA, so the user supplies the data
+lm-eval and nltk are imported where the probes run: they are heavy and only the `llm` extra has them.
 """
 
 from __future__ import annotations

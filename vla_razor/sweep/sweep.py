@@ -14,6 +14,8 @@
 4. `<experiment>/sweep_status.json` records what was finished, skipped, failed or interrupted; then the report.
 Tasks receive plain data (config path, dotted overrides, the working directory), so a cluster's nodes need the
 project and the runs folder at the same paths.
+The domains' trainers are imported inside the task that runs them (torch, the simulator, transformers): a
+sweep's driver and a Ray worker load only the domain they run.
 """
 
 from __future__ import annotations
