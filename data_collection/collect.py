@@ -500,7 +500,8 @@ class Collector:
         attempts = [a for a in c.attempts if a.point in set(self.points)]
         successes = sum(a.success for a in attempts)
         summary = {
-            "episodes": sum(a.file is not None and a.success for a in attempts),
+            "episodes": sum(a.file is not None for a in attempts),  # failures too, under keep_failures
+            "successes_stored": sum(a.file is not None and a.success for a in attempts),
             "attempts": len(attempts),
             "success_rate": successes / len(attempts) if attempts else 0.0,
             "seconds": round(c.seconds, 1),
@@ -560,7 +561,7 @@ def write_lerobot_copy(cfg: CollectConfig) -> Path:
 def print_summary(summary: dict[str, Any], out: Path) -> None:
     rows = [
         ("grid points", f"{summary['points']} ({summary['points_complete']} complete)"),
-        ("episodes stored", str(summary["episodes"])),
+        ("episodes stored", f"{summary['episodes']} ({summary['successes_stored']} successes)"),
         ("attempts", str(summary["attempts"])),
         ("success rate", f"{summary['success_rate']:.1%}"),
         ("collection time", f"{summary['seconds']:.0f} s ({summary['workers']} workers)"),

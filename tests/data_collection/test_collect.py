@@ -99,8 +99,8 @@ def test_collection_stores_successes_in_maniskill_format(dataset_dir: Path) -> N
             np.testing.assert_array_equal(g["actions"][()], ds.load(e["episode_id"]).actions)
 
     summary = json.loads((dataset_dir / "summary.json").read_text())
-    assert set(summary) == {"episodes", "attempts", "success_rate", "seconds", "workers"}
-    assert summary["episodes"] == 8 and summary["attempts"] >= 8
+    assert set(summary) == {"episodes", "successes_stored", "attempts", "success_rate", "seconds", "workers"}
+    assert summary["episodes"] == summary["successes_stored"] == 8 and summary["attempts"] >= 8
     assert summary["success_rate"] == pytest.approx(8 / summary["attempts"])
 
 
@@ -219,6 +219,14 @@ def test_points_that_never_succeed_are_reported(tmp_path: Path, capsys: pytest.C
     assert "points that never succeeded (1)" in out and "0 of 1 attempts" in out
     summary = json.loads((tmp_path / "ds" / "summary.json").read_text())
     assert summary["episodes"] == 0 and summary["attempts"] == 1 and summary["success_rate"] == 0.0
+
+    # keep_failures: the failed attempt is stored, and the summary counts it apart from the successes
+    args = ["--grid", "1x1", "--region", "[[0.45, 0.45], [0.6, 0.6]]", "--successes_per_point", "1"]
+    args += ["--max_attempts_per_point", "1", "--max_steps", "20", "--camera_size", "32", "--workers", "0"]
+    assert main([*args, "--progress", "false", "--keep_failures", "true", "--out", str(tmp_path / "kept")]) == 0
+    assert "episodes stored  1 (0 successes)" in capsys.readouterr().out
+    kept = json.loads((tmp_path / "kept" / "summary.json").read_text())
+    assert kept["episodes"] == 1 and kept["successes_stored"] == 0 and len(DemoDataset(tmp_path / "kept")) == 1
 
 
 def test_bad_files_and_settings_are_named(dataset_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
