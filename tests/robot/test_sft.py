@@ -235,79 +235,22 @@ def test_pretrain_then_sft_from_the_cli(
 
     # `robot eval` of the same folder gives the same numbers (same episodes, same frames)
     again = tmp_path / "again.json"
-    assert (
-        cli(
-            [
-                "robot",
-                "eval",
-                *TINY,
-                *SMALL_EVAL,
-                "--runs_dir",
-                str(runs),
-                "--experiment",
-                "e",
-                "--base",
-                str(base / "policy"),
-                "--policy",
-                str(sft_dir / "policy"),
-                "--out",
-                str(again),
-            ]
-        )
-        == 0
-    )
+    eval_base = ["robot", "eval", *TINY, *SMALL_EVAL, "--runs_dir", str(runs), "--experiment", "e"]
+    eval_base += ["--base", str(base / "policy"), "--out", str(again)]
+    of_sft = ["--policy", str(sft_dir / "policy")]
+    assert cli([*eval_base, *of_sft]) == 0
     redo = json.loads(again.read_text())
     assert redo["new_task"] == summary["new_task"] and redo["prior"] == summary["prior"]
     assert redo["predictors"]["forward_kl"] == pytest.approx(summary["predictors"]["forward_kl"], rel=1e-5)
     # `robot eval` of the base is the experiment's base evaluation: read from base_eval.json, not redone
     stamp = (runs / "e" / "base_eval.json").stat().st_mtime_ns
-    assert (
-        cli(
-            [
-                "robot",
-                "eval",
-                *TINY,
-                *SMALL_EVAL,
-                "--runs_dir",
-                str(runs),
-                "--experiment",
-                "e",
-                "--base",
-                str(base / "policy"),
-                "--out",
-                str(again),
-            ]
-        )
-        == 0
-    )
+    assert cli(eval_base) == 0
     of_base = json.loads(again.read_text())
     assert of_base["new_task"] == base_eval["pick_can"] and of_base["predictors"]["forward_kl"] == 0.0
     assert (runs / "e" / "base_eval.json").stat().st_mtime_ns == stamp
     # the experiment's KL frames were made with 4 samples a frame: other settings are refused, not mixed in
     capsys.readouterr()
-    assert (
-        cli(
-            [
-                "robot",
-                "eval",
-                *TINY,
-                *SMALL_EVAL,
-                "--runs_dir",
-                str(runs),
-                "--experiment",
-                "e",
-                "--base",
-                str(base / "policy"),
-                "--policy",
-                str(sft_dir / "policy"),
-                "--out",
-                str(again),
-                "--eval.kl_samples_per_frame",
-                "2",
-            ]
-        )
-        == 2
-    )
+    assert cli([*eval_base, *of_sft, "--eval.kl_samples_per_frame", "2"]) == 2
     err = capsys.readouterr().err
     assert "kl_observations.npz" in err and "kl_samples_per_frame 4 there, 2 here" in err
 
