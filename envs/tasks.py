@@ -121,6 +121,8 @@ class Task:
         return next(iter(self.experts))
 
 
+DRAWER_NO_SIMPLER_REGION = "SimplerEnv varies the robot pose for its drawer tasks, not the cabinet"
+
 TASKS: dict[str, Task] = {
     t.id: t
     for t in (
@@ -147,7 +149,7 @@ TASKS: dict[str, Task] = {
             experts={"default": experts.open_drawer},
             eval_stream=0,
             simpler=SimplerTwin("google_robot_open_top_drawer"),
-            no_region={"simpler": "SimplerEnv varies the robot pose for its drawer tasks, not the cabinet"},
+            no_region={"simpler": DRAWER_NO_SIMPLER_REGION},
         ),
         Task(
             id="close_drawer",
@@ -160,7 +162,7 @@ TASKS: dict[str, Task] = {
             experts={"default": experts.close_drawer},
             eval_stream=1,
             simpler=SimplerTwin("google_robot_close_top_drawer"),
-            no_region={"simpler": "SimplerEnv varies the robot pose for its drawer tasks, not the cabinet"},
+            no_region={"simpler": DRAWER_NO_SIMPLER_REGION},
         ),
         Task(
             id="place_can",
