@@ -21,3 +21,12 @@ def seed_everything(seed: int) -> None:
     """Seeds torch's and numpy's global generators."""
     torch.manual_seed(seed)
     np.random.seed(seed)
+
+
+def peak_memory_metrics(device: str | torch.device) -> dict[str, float]:
+    """{"peak_gpu_memory_gib": ...}, the most this process's tensors have held on the GPU so far, or {} off a GPU:
+    what a user sizing a 7B run on their own GPU needs beside the speed (torch's allocator figure, without the
+    CUDA context's few hundred MiB)."""
+    if torch.device(device).type != "cuda" or not torch.cuda.is_available():
+        return {}
+    return {"peak_gpu_memory_gib": torch.cuda.max_memory_allocated(device) / 2**30}

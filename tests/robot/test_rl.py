@@ -156,6 +156,8 @@ def test_rl_end_to_end_then_resume(tiny_base: Path, tmp_path: Path, capsys: pyte
     metrics = {r["name"]: r["value"] for r in train}
     assert metrics["env_steps"] == 2 * 2 * 2 * 4  # 4 grid points x 2 episodes x 4 steps (none succeeds this soon)
     assert 0.0 <= metrics["rollout_success"] <= 1.0 and metrics["env_steps_per_s"] > 0
+    assert metrics["rollout_s"] > 0 and metrics["update_s"] >= 0  # where an iteration's time goes
+    assert "peak_gpu_memory_gib" not in metrics  # a CPU run has no GPU memory to report
     assert (run / "policy" / "config.json").is_file()
 
     # kill -9 after the first of two iterations, rerun: it continues at iteration 2 and logs each iteration once,
@@ -182,7 +184,7 @@ def test_rl_end_to_end_then_resume(tiny_base: Path, tmp_path: Path, capsys: pyte
     assert read_training_state_meta(state)["iteration"] == 1
     capsys.readouterr()
     assert cli(killed) == 0
-    assert "rl: 2 iterations" in capsys.readouterr().out
+    assert "rl: 2 iterations" in (out := capsys.readouterr().out) and "resumed from iteration 1" in out
 
     def rows(name: str) -> list[tuple]:
         return [

@@ -177,7 +177,8 @@ def cmd_robot_rl(args: argparse.Namespace) -> None:
     cfg = _robot_config(args)
     result = run_rl(cfg)
     if result.iterations is not None:
-        print(f"rl: {result.iterations} iterations, {result.updates} updates")
+        resumed = f", resumed from iteration {result.resumed_from_iteration}" if result.resumed_from_iteration else ""
+        print(f"rl: {result.iterations} iterations, {result.updates} updates{resumed}")
     _print_stage("rl", result, cfg.task)
 
 

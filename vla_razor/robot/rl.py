@@ -46,6 +46,7 @@ from vla_razor.config import ConfigError
 from vla_razor.optim import check_finite, lr_multiplier
 from vla_razor.policies.base import TokenPolicy
 from vla_razor.robot.config import RLConfig
+from vla_razor.runtime import peak_memory_metrics
 from vla_razor.training_state import trainable_parameters
 
 
@@ -203,6 +204,7 @@ def reinforce_iteration(
         actor, specs, record=True, progress=f"rollouts, iteration {iteration + 1}" if progress else None
     )
     rollout_s = time.perf_counter() - t0
+    t1 = time.perf_counter()
     # 2. advantages from binary success
     successes = np.array([res.success for res in results], dtype=np.float32)
     advantages = episode_advantages(successes, groups, r.baseline, r.advantage)
@@ -232,6 +234,9 @@ def reinforce_iteration(
         "env_steps_per_s": env_steps / max(rollout_s, 1e-9),
         "rows_with_signal": len(rows),
         "updates": update,
+        "rollout_s": rollout_s,
+        "update_s": time.perf_counter() - t1,  # rows, the clip's old log-probs and the updates
+        **peak_memory_metrics(policy.device),
     }
     for name in ("loss", "pg_loss", "grad_norm", "reverse_kl_per_dim", "clipped_fraction"):
         values = [m[name] for m in step_metrics if name in m]

@@ -41,6 +41,7 @@ from vla_razor.policies.base import TokenPolicy
 from vla_razor.robot.config import FSDPConfig
 from vla_razor.robot.data import DemoTransitions, random_shifts
 from vla_razor.runs import RunFolder, WandbMirror, save_policy
+from vla_razor.runtime import peak_memory_metrics
 from vla_razor.training_state import load_training_state, save_training_state, trainable_parameters, training_state_path
 
 POLICY_DIR = "policy"
@@ -162,6 +163,7 @@ def behaviour_clone(
                 "lr": lr,
                 "epoch": epoch + (k + 1) / per_epoch,
                 "transitions_per_s": made * optim.batch_size / max(time.perf_counter() - started, 1e-9),
+                **peak_memory_metrics(policy.device),
             }
             if ctx.is_main:
                 run.log(step, "train", metrics)

@@ -56,6 +56,8 @@ class StageResult:
     """RL: iterations done in total."""
     updates: int | None = None
     """RL: policy updates made in total."""
+    resumed_from_iteration: int = 0
+    """RL: the iteration an interrupted run's training state resumed from (0: a fresh start)."""
 
 
 def one_process_only(what: str) -> None:
@@ -450,6 +452,7 @@ def run_rl(cfg: RobotConfig) -> StageResult:
     if _start(run, cfg, "rl", policy.model):
         state = load_training_state(state_path, policy.model, optimizer)
         iteration, update, stopped = int(state["iteration"]), int(state["update"]), bool(state.get("stopped", False))
+    resumed_from = iteration
     hparams = {
         "lr": r.optim.lr,
         "batch_size": r.optim.batch_size,
@@ -520,7 +523,7 @@ def run_rl(cfg: RobotConfig) -> StageResult:
         bar.close()
         wandb.finish()
         evaluator.close()
-    return StageResult(run.path, run.path / POLICY_DIR, None, summary, iteration, update)
+    return StageResult(run.path, run.path / POLICY_DIR, None, summary, iteration, update, resumed_from)
 
 
 def trainable_policy(cfg: RobotConfig, source: Path, adapters: bool = True) -> TokenPolicy:
