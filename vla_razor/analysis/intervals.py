@@ -39,14 +39,17 @@ class Interval:
         return (self.high - self.low) / 2
 
     def to_json(self) -> dict[str, float | int | str | None]:
-        finite = lambda x: x if math.isfinite(x) else None  # noqa: E731
         return {
-            "value": finite(self.value),
-            "low": finite(self.low),
-            "high": finite(self.high),
+            "value": _finite(self.value),
+            "low": _finite(self.low),
+            "high": _finite(self.high),
             "n": self.n,
             "method": self.method,
         }
+
+
+def _finite(x: float) -> float | None:
+    return x if math.isfinite(x) else None  # JSON has no NaN
 
 
 def _values(values: Sequence[float], what: str) -> np.ndarray:
