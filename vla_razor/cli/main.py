@@ -15,6 +15,7 @@
     vla-razor llm train    [--config ...] --method grpo [--grpo.mu 2 ...]
     vla-razor llm eval     [--config ...] [--model-dir RUN/model]
     vla-razor llm report   [--config ...]
+    vla-razor llm probe-size [--config ...] [--half-width 0.02] [--churn 0.25]   # probe sizes for tight forgetting
     vla-razor sweep CONFIG [--address auto] [--resources.cpus 4 ...]  # an experiment's grid as Ray tasks
     vla-razor report RUNS_DIR [--out DIR]
     vla-razor data convert SRC DST [--to lerobot|ours] [--image_key K ...]   # ours <-> LeRobotDataset, RLDS -> both
@@ -265,11 +266,18 @@ def _llm_config(args: argparse.Namespace):
 def _print_llm_rows(rows: list[dict[str, Any]], base: dict[str, Any]) -> None:
     probes = list(base["probes"])
     columns = ["new_task", *probes, "forward_kl"]
-    print(f"\n  {'model':<34}" + "".join(f"{c[:12]:>13}" for c in columns))
+    print(f"\n  {'model':<34}" + "".join(f"{c[:12]:>13}" for c in columns) + f"{'forgetting':>19}")
     print(f"  {'base':<34}" + "".join(f"{v:>13.3f}" for v in [base["new_task"], *base["probes"].values(), 0.0]))
     for row in rows:
         values = [row["new_task"], *(row["probes"][p] for p in probes), row["forward_kl"]]
-        print(f"  {(row['method'] + ': ' + row['run'])[:34]:<34}" + "".join(f"{v:>13.3f}" for v in values))
+        mean = row.get("forgetting_intervals", {}).get("mean")
+        paired = f" +-{(mean['high'] - mean['low']) / 2:.3f}" if mean and mean["low"] is not None else " +-n/a"
+        print(
+            f"  {(row['method'] + ': ' + row['run'])[:34]:<34}"
+            + "".join(f"{v:>13.3f}" for v in values)
+            + f"{row['forgetting']:>+12.3f}{paired:<7}"
+        )
+    print("  (forgetting: base minus model, mean over probes, +- the paired 95 % interval's half-width)")
 
 
 def cmd_llm_pipeline(args: argparse.Namespace) -> None:
