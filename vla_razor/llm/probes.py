@@ -29,7 +29,7 @@ Every probe keeps its per-example scores (lm-eval's logged samples, in document 
 interval and forgetting, base minus model, a paired one over the same examples (vla_razor/analysis/intervals.py).
 `vla-razor llm probe-size` turns the base's per-example scores into the subset size whose paired interval is
 +-2 points. IFEval (`eval.chat_template_probes`) is scored with the tokenizer's chat template when it has one, as
-instruct models are used; the others on plain text, as lm-eval's leaderboards score them; each result says which.
+instruct models are used; the others on plain text; each result says which.
 
 lm-eval and nltk are imported where the probes run: they are heavy and only the `llm` extra has them.
 """
@@ -37,6 +37,7 @@ lm-eval and nltk are imported where the probes run: they are heavy and only the 
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Sequence
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -354,7 +355,7 @@ def run_probes(
     ifeval_max_tokens: int = 512,
     nltk_dir: Path = Path(".cache/llm/nltk_data"),
     sizes: dict[str, int] | None = None,
-    chat_template_probes: list[str] = ("ifeval",),
+    chat_template_probes: Sequence[str] = ("ifeval",),
 ) -> dict[str, ProbeScore]:
     """{probe: ProbeScore} of `model` through lm-eval on the local tasks (the score named in METRIC), on the first
     `sizes[probe]` (else `limit`, None: all) examples of each; the probes in `chat_template_probes` with the
