@@ -73,7 +73,9 @@ def test_write_report_on_two_methods(planted_runs: Path, tmp_path: Path) -> None
         assert row[1] == record["method"] and float(row[-1]) == pytest.approx(
             record["predictors"]["forward_kl"], abs=1e-4
         )
-        assert float(row[-2]) == pytest.approx(planted_forgetting(record["predictors"]["forward_kl"]), abs=1e-3)
+        forgetting, interval = row[-2].split(" ", 1)
+        assert float(forgetting) == pytest.approx(planted_forgetting(record["predictors"]["forward_kl"]), abs=1e-3)
+        assert interval == "[n/a]" and all(cell.endswith("[n/a]") for cell in row[3:-2]), "no per-example scores"
 
     for text in (
         "# Planted law",
@@ -133,3 +135,42 @@ def markdown_table(markdown: str, heading: str) -> list[list[str]]:
     end = next((i for i, line in enumerate(lines) if line.startswith("#")), len(lines))
     rows = [line for line in lines[:end] if line.startswith("|") and not line.startswith("|---")]
     return [[cell.strip() for cell in row.strip("|").split("|")] for row in rows]
+
+
+def test_models_table_prints_intervals_from_per_example_scores(planted_runs: Path, tmp_path: Path) -> None:
+    """A run that kept per-example scores (and its base's) gets Wilson intervals beside each probe score and paired
+    intervals beside its forgetting; the chat-template probes are named."""
+    from vla_razor.analysis.intervals import forgetting_intervals, score_interval
+
+    base_examples = {"probe_a": [1.0, 1.0, 1.0, 0.0] * 50, "probe_b": [1.0, 0.0] * 100}
+    examples = {"probe_a": [0.0] * 20 + base_examples["probe_a"][20:], "probe_b": list(base_examples["probe_b"])}
+    mean = {p: sum(v) / len(v) for p, v in examples.items()}
+    base_mean = {p: sum(v) / len(v) for p, v in base_examples.items()}
+    path = planted_runs / "exp" / "sft_lr0.001" / "summary.json"
+    record = json.loads(path.read_text())
+    record.update(
+        prior=mean,
+        forgetting=sum(base_mean[p] - mean[p] for p in mean) / 2,
+        prior_examples=examples,
+        chat_template={"probe_a": False, "probe_b": True},
+        base={"new_task": BASE["new_task"], "prior": base_mean, "prior_examples": base_examples},
+    )
+    path.write_text(json.dumps(record))
+    result = write_report(planted_runs, tmp_path / "report", n_boot=5)
+    markdown = result.markdown_path.read_text()
+    models = {row[0]: row for row in markdown_table(markdown, "## Models")}
+    a, b = score_interval(examples["probe_a"]), score_interval(base_examples["probe_b"])
+    assert models["exp/sft_lr0.001"][3] == f"{mean['probe_a']:.3f} [{a.low:.3f}, {a.high:.3f}]"
+    assert models["base"][4] == f"0.500 [{b.low:.3f}, {b.high:.3f}]"
+    paired = forgetting_intervals(base_examples, examples)
+    assert (
+        models["exp/sft_lr0.001"][-2]
+        == f"{record['forgetting']:+.3f} [{paired['mean'].low:+.3f}, {paired['mean'].high:+.3f}]"
+    )
+    assert models["exp/sft_lr0.0001"][-2].endswith("[n/a]"), "older runs: n/a"
+    per_probe = {row[0]: row for row in markdown_table(markdown, "## Forgetting per probe")}
+    row = per_probe["exp/sft_lr0.001"]
+    assert row[2] == f"+0.075 [{paired['probe_a'].low:+.3f}, {paired['probe_a'].high:+.3f}]"
+    assert row[3] == "+0.000 [+0.000, +0.000]", "the same answers: no forgetting, and no doubt about it"
+    assert "Examples per probe: probe_a 200, probe_b 200." in markdown
+    assert "chat template (as instruct models are used): probe_b; on plain text: probe_a." in markdown

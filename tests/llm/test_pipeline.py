@@ -80,6 +80,47 @@ def test_pipeline_trains_each_method_and_writes_summary_and_report(tiny_llm, tmp
     assert main(["llm", "eval", *flags, "--model-dir", str(run / "model"), "--out", str(tmp_path / "e.json")]) == 0
     again = json.loads((tmp_path / "e.json").read_text())["model"]
     assert again["forward_kl"] == pytest.approx(sft["forward_kl"], rel=1e-4)
+    assert "paired 95 % [" in capsys.readouterr().out
+
+
+def test_runs_keep_per_example_probe_scores_and_intervals(tiny_llm, tmp_path, capsys):
+    """A run's summary keeps each probe's per-example scores (its own and the base's), the experiment's summary and
+    report give 95 % intervals from them, `llm probe-size` sizes the probes from the base's, and a run written
+    before per-example scores were kept still loads (its intervals n/a)."""
+    flags = _flags(tiny_llm, tmp_path, "tiny") + ["--eval.probe_sizes", "{winogrande: 3}"]
+    assert main(["llm", "pipeline", *flags, "--methods", "[sft]"]) == 0
+    experiment = tmp_path / "tiny"
+    run = next((experiment / "runs").glob("sft_*"))
+    summary = json.loads((run / "summary.json").read_text())
+    assert {p: len(v) for p, v in summary["prior_examples"].items()} == {"winogrande": 3, "humaneval": 2}
+    assert {p: len(v) for p, v in summary["base"]["prior_examples"].items()} == {"winogrande": 3, "humaneval": 2}
+    assert summary["chat_template"] == {"winogrande": False, "humaneval": False}
+    assert summary["intervals"]["prior"]["winogrande"]["method"] == "wilson"
+    assert summary["intervals"]["forgetting"]["mean"]["n"] == 5
+    base_eval = json.loads((experiment / "base_eval.json").read_text())["results"]
+    assert base_eval["probe_examples"] == summary["base"]["prior_examples"]
+    table = json.loads((experiment / "summary.json").read_text())
+    row = table["runs"][0]
+    assert set(row["probe_intervals"]) == {"winogrande", "humaneval"} and "mean" in row["forgetting_intervals"]
+    assert set(table["base"]["probe_intervals"]) == {"winogrande", "humaneval"}
+    report = (experiment / "report" / "report.md").read_text()
+    assert "Examples per probe: humaneval 2, winogrande 3." in report and "[n/a]" not in report
+    capsys.readouterr()
+
+    assert main(["llm", "probe-size", *flags, "--churn", "0.5"]) == 0
+    out = capsys.readouterr().out
+    assert "redraws its score on 50% of the examples" in out and "winogrande" in out
+    assert main(["llm", "probe-size", *flags, "--churn", "2"]) == 2
+    assert "--churn" in capsys.readouterr().err
+
+    for key in ("prior_examples", "chat_template", "intervals"):  # as written before per-example scores were kept
+        summary.pop(key)
+    summary["base"].pop("prior_examples")
+    (run / "summary.json").write_text(json.dumps(summary))
+    assert main(["llm", "report", *flags]) == 0
+    row = json.loads((experiment / "summary.json").read_text())["runs"][0]
+    assert row["probe_intervals"] == {} and row["forgetting_intervals"] == {}
+    assert "[n/a]" in (experiment / "report" / "report.md").read_text()
 
 
 def test_bad_config_is_a_clear_error(tiny_llm, tmp_path, capsys):

@@ -1,11 +1,12 @@
-"""The local lm-eval tasks: each loads from the installed packages' data, and HumanEval executes programs."""
+"""The local lm-eval tasks: each loads from the installed packages' data, and HumanEval executes programs; run_probes
+keeps per-example scores and puts the chat-template probes through the tokenizer's template."""
 
 from __future__ import annotations
 
 import pytest
 
 from vla_razor.config import ConfigError
-from vla_razor.llm.probes import METRIC, check_probes, run_probes, write_probe_tasks
+from vla_razor.llm.probes import METRIC, SHIPPED_SIZES, check_probes, probe_groups, run_probes, write_probe_tasks
 
 OFFLINE_PROBES = ["hellaswag", "winogrande", "mmlu", "sciq", "arc_easy", "piqa", "humaneval", "ifeval"]
 
@@ -19,15 +20,16 @@ def test_every_offline_probe_loads_as_an_lm_eval_task(tmp_path, monkeypatch):
         [f"razor_{p}" for p in OFFLINE_PROBES], TaskManager(include_path=str(folder), include_defaults=False)
     )
     sizes = {name: len(list(task.eval_docs)) for name, task in tasks.items()}
-    assert sizes == {
-        "razor_hellaswag": 10042,
-        "razor_winogrande": 1267,
-        "razor_mmlu": 14042,
-        "razor_sciq": 1000,
-        "razor_arc_easy": 570,
-        "razor_piqa": 1838,
-        "razor_humaneval": 164,
-        "razor_ifeval": 541,
+    assert sizes == {f"razor_{p}": n for p, n in SHIPPED_SIZES.items()}  # the module docstring's table
+    assert SHIPPED_SIZES == {
+        "hellaswag": 10042,
+        "winogrande": 1267,
+        "mmlu": 14042,
+        "sciq": 1000,
+        "arc_easy": 570,
+        "piqa": 1838,
+        "humaneval": 164,
+        "ifeval": 541,
     }
     hellaswag = tasks["razor_hellaswag"]
     doc = next(iter(hellaswag.eval_docs))
@@ -167,7 +169,9 @@ def test_truthfulqa_mc2_from_user_data(tmp_path, monkeypatch, tiny_loaded):
     scores = run_probes(
         model, tokenizer, ["truthfulqa_mc2"], tmp_path / "run", limit=None, batch_size=2, truthfulqa_path=data
     )
-    assert 0.0 < scores["truthfulqa_mc2"] < 1.0
+    mc2 = scores["truthfulqa_mc2"]
+    assert 0.0 < mc2.score < 1.0 and len(mc2.examples) == 2 and mc2.score == pytest.approx(sum(mc2.examples) / 2)
+    assert mc2.interval.method == "normal", "MC2 scores are probabilities, not 0 / 1"
 
 
 def test_probe_checks():
@@ -181,21 +185,43 @@ def test_probe_checks():
 
 
 def test_probe_scores_of_a_tiny_model(tiny_loaded, tmp_path):
+    """Per-example scores in document order whose mean is lm-eval's score, a Wilson interval over them, a size per
+    probe, and IFEval through the tiny model's chat template while the others stay plain text."""
     tokenizer, model = tiny_loaded
+    assert tokenizer.chat_template, "the tiny model has a chat template, so IFEval is scored through it"
     model.train()  # as evaluated mid-training: lm-eval switches it to eval mode, run_probes switches it back
     try:
         scores = run_probes(
             model,
             tokenizer,
-            ["winogrande", "humaneval"],
+            ["winogrande", "humaneval", "ifeval"],
             tmp_path / "tasks",
             limit=3,
             batch_size=3,
             humaneval_max_tokens=8,
+            ifeval_max_tokens=4,
+            nltk_dir=tmp_path / "nltk_data",
+            sizes={"winogrande": 5},
         )
         assert model.training
     finally:
         model.eval()
-    assert set(scores) == {"winogrande", "humaneval"}
-    assert scores["winogrande"] in (0.0, 1 / 3, 2 / 3, 1.0) and scores["humaneval"] == 0.0
+    assert list(scores) == ["winogrande", "humaneval", "ifeval"]
+    winogrande, humaneval, ifeval = scores.values()
+    assert len(winogrande.examples) == 5 and len(humaneval.examples) == 3 and len(ifeval.examples) == 3
+    for probe in scores.values():
+        assert set(probe.examples) <= {0.0, 1.0}
+        assert probe.score == pytest.approx(sum(probe.examples) / len(probe.examples))
+        interval = probe.interval
+        assert interval.method == "wilson" and interval.n == len(probe.examples)
+        assert 0.0 <= interval.low <= probe.score <= interval.high <= 1.0
+    assert humaneval.score == 0.0 and ifeval.score == 0.0  # a random model writes no program, follows nothing
+    assert (winogrande.chat_template, humaneval.chat_template, ifeval.chat_template) == (False, False, True)
     assert tokenizer.padding_side == "left"  # lm-eval's changes to the tokenizer are undone
+
+
+def test_probes_are_grouped_by_size_and_chat_template():
+    groups = probe_groups(["hellaswag", "mmlu", "ifeval", "humaneval"], 300, {"mmlu": 1200}, ["ifeval"], True)
+    assert groups == {(300, False): ["hellaswag", "humaneval"], (1200, False): ["mmlu"], (300, True): ["ifeval"]}
+    no_template = probe_groups(["hellaswag", "ifeval"], None, {}, ["ifeval"], False)
+    assert no_template == {(None, False): ["hellaswag", "ifeval"]}, "without a template every probe is plain text"

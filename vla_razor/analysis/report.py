@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from vla_razor.analysis.fits import PAPER_TABLE1_R2, predictor_table
+from vla_razor.analysis.intervals import Interval, forgetting_intervals, probe_intervals
 from vla_razor.analysis.pareto import ExponentialFit, fit_exponential, near_frontier, pareto_frontier
 from vla_razor.analysis.plots import plot_forgetting_vs, plot_new_task_vs, plot_tradeoff
 from vla_razor.analysis.runs import LoadStats, Point, by_method, load_points
@@ -297,28 +298,73 @@ Block = tuple
 MAX_MODEL_ROWS = 40
 
 
+def _with_interval(value: float | None, interval: Interval | None, digits: int = 3, sign: str = "") -> str:
+    """ "0.512 [0.481, 0.543]": a value and its 95 % interval (n/a without per-example results)."""
+    if value is None or not math.isfinite(value):
+        return "n/a"
+    if interval is None or not math.isfinite(interval.half_width):
+        return f"{value:{sign}.{digits}f} [n/a]"
+    return f"{value:{sign}.{digits}f} [{interval.low:{sign}.{digits}f}, {interval.high:{sign}.{digits}f}]"
+
+
+INTERVALS_NOTE = (
+    "Brackets: 95 % intervals. A probe score's is Wilson's score interval over its n examples (normal on the "
+    "per-example scores where they are not 0 / 1); forgetting's (base minus model) is paired over the same "
+    "examples (normal on the per-example differences), the mean over probes combining the probes' standard "
+    "errors as independent. n/a: the run's files hold no per-example scores (made before they were kept)."
+)
+
+
 def _model_blocks(points: list[Point]) -> list[Block]:
-    """A table of the base and every run's final model: new task, each probe, forgetting, forward KL."""
+    """A table of the base and every run's final model: new task, each probe, forgetting, forward KL, with 95 %
+    intervals where per-example scores were kept; forgetting per probe (paired intervals); which probes were
+    scored with the chat template."""
     finals = sorted((p for p in points if p.final), key=lambda p: (p.method, -p.new_task, p.run))
     if not finals:
         return []
     probes = sorted({name for p in finals for name in p.prior})
     rows = []
-    base = next((p for p in finals if p.base_new_task is not None), None)
+    bases = [p for p in finals if p.base_new_task is not None]
+    base = next((p for p in bases if p.base_prior_examples), bases[0] if bases else None)  # one with examples
     if base is not None:
+        base_intervals = probe_intervals(base.base_prior_examples)
         rows.append(
-            ["base", "-", _fmt(base.base_new_task)] + [_fmt(base.base_prior.get(n)) for n in probes] + ["0", "0"]
+            ["base", "-", _fmt(base.base_new_task)]
+            + [_with_interval(base.base_prior.get(n), base_intervals.get(n)) for n in probes]
+            + ["0", "0"]
         )
+    forgetting_rows = []
     for p in finals[:MAX_MODEL_ROWS]:
+        scores = probe_intervals(p.prior_examples)
+        forgetting = forgetting_intervals(p.base_prior_examples, p.prior_examples)
         rows.append(
             [p.run, p.method, _fmt(p.new_task)]
-            + [_fmt(p.prior.get(n)) for n in probes]
-            + [_fmt(p.forgetting), _fmt(p.predictors.get(KEY_PREDICTOR), 4)]
+            + [_with_interval(p.prior.get(n), scores.get(n)) for n in probes]
+            + [_with_interval(p.forgetting, forgetting.get("mean"), sign="+"), _fmt(p.predictors.get(KEY_PREDICTOR), 4)]
+        )
+        per_probe = {n: p.base_prior[n] - p.prior[n] for n in probes if n in p.base_prior and n in p.prior}
+        forgetting_rows.append(
+            [p.run, p.method]
+            + [_with_interval(per_probe.get(n), forgetting.get(n), sign="+") for n in probes]
+            + [_with_interval(p.forgetting, forgetting.get("mean"), sign="+")]
         )
     note = f" (first {MAX_MODEL_ROWS} of {len(finals)})" if len(finals) > MAX_MODEL_ROWS else ""
+    sizes = {n: i.n for p in finals for n, i in probe_intervals(p.prior_examples).items()}
+    size_text = ", ".join(f"{n} {sizes[n]}" for n in probes if n in sizes)
+    templated = sorted({n for p in finals for n, used in p.chat_template.items() if used})
+    plain = [n for n in probes if n not in templated]
+    text = INTERVALS_NOTE + (f" Examples per probe: {size_text}." if size_text else "")
+    if any(p.chat_template for p in finals):
+        text += (
+            f" Scored with the model's chat template (as instruct models are used): {', '.join(templated) or 'none'};"
+            f" on plain text: {', '.join(plain) or 'none'}."
+        )
     return [
         ("h2", "Models" + note),
+        ("p", text),
         ("table", ["model", "method", "new task"] + probes + ["forgetting", KEY_PREDICTOR], rows),
+        ("h2", "Forgetting per probe (base minus model, paired 95 % intervals)" + note),
+        ("table", ["model", "method"] + probes + ["mean"], forgetting_rows),
     ]
 
 

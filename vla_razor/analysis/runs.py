@@ -58,6 +58,11 @@ class Point:
     base_new_task: float | None = None
     base_prior_mean: float | None = None
     base_prior: dict[str, float] = field(default_factory=dict)
+    # per-example probe scores in document order (what intervals and paired forgetting are computed from); empty
+    # for runs made before they were kept
+    prior_examples: dict[str, list[float]] = field(default_factory=dict)
+    base_prior_examples: dict[str, list[float]] = field(default_factory=dict)
+    chat_template: dict[str, bool] = field(default_factory=dict)  # probes whose prompts went through it
 
 
 @dataclass
@@ -263,12 +268,14 @@ def _make_point(
     base = get("base")
     base_new_task: float | None = None
     base_prior: dict[str, float] = {}
+    base_prior_examples: dict[str, list[float]] = {}
     if base is not None:
         if not isinstance(base, Mapping):
             raise CorruptFileError(f"{where}: 'base' must be an object")
         if base.get("new_task") is not None:
             base_new_task = _require_float(base["new_task"], "base.new_task", where)
         base_prior = _float_dict(base.get("prior"), "base.prior", where)
+        base_prior_examples = _examples_dict(base.get("prior_examples"), "base.prior_examples", where)
     base_prior_mean = sum(base_prior.values()) / len(base_prior) if base_prior else None
 
     forgetting_value = record.get("forgetting")
@@ -298,6 +305,9 @@ def _make_point(
         base_new_task=base_new_task,
         base_prior=base_prior,
         base_prior_mean=base_prior_mean,
+        prior_examples=_examples_dict(record.get("prior_examples"), "prior_examples", where),
+        base_prior_examples=base_prior_examples,
+        chat_template={str(k): bool(v) for k, v in (get("chat_template") or {}).items()},
     )
 
 
@@ -320,6 +330,15 @@ def _float_dict(value: Any, name: str, where: str) -> dict[str, float]:
     if not isinstance(value, Mapping):
         raise CorruptFileError(f"{where}: '{name}' must be an object of name -> number")
     return {str(key): _require_float(item, f"{name}.{key}", where) for key, item in value.items()}
+
+
+def _examples_dict(value: Any, name: str, where: str) -> dict[str, list[float]]:
+    """Per-example scores: probe -> list of numbers (absent: {})."""
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping) or not all(isinstance(v, list) for v in value.values()):
+        raise CorruptFileError(f"{where}: '{name}' must be an object of probe -> list of per-example scores")
+    return {str(key): [_require_float(x, f"{name}.{key}", where) for x in items] for key, items in value.items()}
 
 
 def _predictor_dict(value: Any, where: str) -> dict[str, float]:

@@ -15,6 +15,7 @@
     vla-razor llm train    [--config ...] --method grpo [--grpo.mu 2 ...]
     vla-razor llm eval     [--config ...] [--model-dir RUN/model]
     vla-razor llm report   [--config ...]
+    vla-razor llm probe-size [--config ...] [--half-width 0.02] [--churn 0.25]   # probe sizes for tight forgetting
     vla-razor sweep CONFIG [--address auto] [--resources.cpus 4 ...]  # an experiment's grid as Ray tasks
     vla-razor report RUNS_DIR [--out DIR]
     vla-razor data convert SRC DST [--to lerobot|ours] [--image_key K ...]   # ours <-> LeRobotDataset, RLDS -> both
@@ -266,11 +267,18 @@ def _llm_config(args: argparse.Namespace):
 def _print_llm_rows(rows: list[dict[str, Any]], base: dict[str, Any]) -> None:
     probes = list(base["probes"])
     columns = ["new_task", *probes, "forward_kl"]
-    print(f"\n  {'model':<34}" + "".join(f"{c[:12]:>13}" for c in columns))
+    print(f"\n  {'model':<34}" + "".join(f"{c[:12]:>13}" for c in columns) + f"{'forgetting':>19}")
     print(f"  {'base':<34}" + "".join(f"{v:>13.3f}" for v in [base["new_task"], *base["probes"].values(), 0.0]))
     for row in rows:
         values = [row["new_task"], *(row["probes"][p] for p in probes), row["forward_kl"]]
-        print(f"  {(row['method'] + ': ' + row['run'])[:34]:<34}" + "".join(f"{v:>13.3f}" for v in values))
+        mean = row.get("forgetting_intervals", {}).get("mean")
+        paired = f" +-{(mean['high'] - mean['low']) / 2:.3f}" if mean and mean["low"] is not None else " +-n/a"
+        print(
+            f"  {(row['method'] + ': ' + row['run'])[:34]:<34}"
+            + "".join(f"{v:>13.3f}" for v in values)
+            + f"{row['forgetting']:>+12.3f}{paired:<7}"
+        )
+    print("  (forgetting: base minus model, mean over probes, +- the paired 95 % interval's half-width)")
 
 
 def cmd_llm_pipeline(args: argparse.Namespace) -> None:
@@ -313,13 +321,53 @@ def cmd_llm_eval(args: argparse.Namespace) -> None:
     from vla_razor.llm.train import evaluate_model
     from vla_razor.runs import atomic_write_json
 
+    from vla_razor.analysis.intervals import forgetting_intervals, probe_intervals
+
     cfg = _llm_config(args)
     results = evaluate_model(cfg, Path(args.model_dir) if args.model_dir else None)
+    base_examples = results["base"].get("probe_examples", {})
     for name, values in results.items():
-        print(f"{name}: " + ", ".join(f"{k} {v:.4f}" for k, v in values.items()))
+        print(f"{name}: " + ", ".join(f"{k} {v:.4f}" for k, v in values.items() if isinstance(v, (int, float))))
+        chat = values.get("probe_chat_template", {})
+        for probe, i in probe_intervals(values.get("probe_examples", {})).items():
+            template = ", chat template" if chat.get(probe) else ""
+            print(f"  {probe:<14} {i.value:.4f}  95 % [{i.low:.4f}, {i.high:.4f}]  n {i.n}{template}")
+        if name != "base":
+            for probe, i in forgetting_intervals(base_examples, values.get("probe_examples", {})).items():
+                print(f"  forgetting {probe:<10} {i.value:+.4f}  paired 95 % [{i.low:+.4f}, {i.high:+.4f}]")
     if args.out:
         atomic_write_json(Path(args.out), results)
         print(f"written: {args.out}")
+
+
+def cmd_llm_probe_size(args: argparse.Namespace) -> None:
+    from vla_razor.llm.evaluate import BASE_EVAL
+    from vla_razor.llm.probes import subset_sizes
+    from vla_razor.runs import read_json_file
+
+    path = Path(args.base_eval) if args.base_eval else _llm_config(args).experiment_dir / BASE_EVAL
+    if not path.is_file():
+        raise UserError(f"{path}: no base evaluation; `vla-razor llm eval --config ...` measures the base first")
+    results = read_json_file(path).get("results", {})
+    examples = results.get("probe_examples")
+    if not examples:
+        raise UserError(
+            f"{path} holds no per-example probe scores (made before they were kept); delete it and run "
+            "`vla-razor llm eval` to measure the base again"
+        )
+    print(
+        f"{path}: examples for a paired 95 % forgetting interval of +-{args.half_width:g}, assuming a fine-tuned "
+        f"model redraws its score on {args.churn:.0%} of the examples (Var(d) = 2 churn Var(base))"
+    )
+    try:
+        sizes = subset_sizes(examples, args.half_width, args.churn)
+    except ValueError as err:
+        raise UserError(f"--half-width / --churn: {err}") from None
+    print(f"  {'probe':<16}{'measured':>10}{'base':>8}{'needed':>10}{'shipped':>10}")
+    for probe, row in sizes.items():
+        shipped = "?" if row["shipped"] is None else str(row["shipped"])
+        short = "" if row["enough"] in (True, None) else "  (more than ship: use all)"
+        print(f"  {probe:<16}{row['measured']:>10}{row['base_score']:>8.3f}{row['needed']:>10}{shipped:>10}{short}")
 
 
 def cmd_llm_report(args: argparse.Namespace) -> None:
@@ -481,9 +529,24 @@ def build_parser() -> argparse.ArgumentParser:
         ("train", cmd_llm_train, "one run of one method (resumes an interrupted one), evaluated at the end"),
         ("eval", cmd_llm_eval, "new-task accuracy, probes and forward KL of the base or a saved model"),
         ("report", cmd_llm_report, "summary.json and the report over every finished run of the experiment"),
+        (
+            "probe-size",
+            cmd_llm_probe_size,
+            "from the base's per-example probe scores: the examples per probe for a +-2-point paired forgetting "
+            "interval",
+        ),
     ):
         sub = llm_commands.add_parser(name, help=help_text)
         sub.add_argument("--config", help=f"YAML config (default: {DEFAULT_LLM_CONFIG} if present)")
+        if name == "probe-size":
+            sub.add_argument("--base-eval", help="a base_eval.json (default: the config's experiment's)")
+            sub.add_argument("--half-width", type=float, default=0.02, help="target half-width (default 0.02)")
+            sub.add_argument(
+                "--churn",
+                type=float,
+                default=0.25,
+                help="assumed fraction of examples whose score a fine-tuned model redraws (default 0.25)",
+            )
         if name == "train":
             sub.add_argument("--method", required=True, choices=LLM_METHODS, help="what to train")
         if name == "eval":

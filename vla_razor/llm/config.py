@@ -129,7 +129,21 @@ class EvalConfig:
         ["hellaswag", "winogrande", "mmlu", "humaneval"],
         f"forgetting probes through lm-eval on local data ({', '.join(PROBES)}); the training task is refused",
     )
-    probe_limit: int | None = option(200, "examples per probe (None: all; MMLU: per subject group)", ge=1)
+    probe_limit: int | None = option(
+        None,
+        "examples per probe, the first of its documents (None: all that ship; sizes in vla_razor/llm/probes.py)",
+        ge=1,
+    )
+    probe_sizes: dict[str, int] = option(
+        {},
+        "examples of single probes, overriding probe_limit (e.g. {hellaswag: 2000}); "
+        "`vla-razor llm probe-size` says which size gives a paired forgetting interval of +-2 points",
+    )
+    chat_template_probes: list[str] = option(
+        ["ifeval"],
+        "probes whose prompts go through the tokenizer's chat template when it has one (instruct models are "
+        "scored that way); the others are scored on plain text",
+    )
     probe_batch_size: int = option(16, "lm-eval batch size", ge=1)
     kl_prompts: int = option(64, "new-task (eval split) prompts whose base responses give the forward KL", ge=1)
     kl_chunk_tokens: int = option(512, "positions whose full-vocabulary logits are held at once in the KL", ge=1)
@@ -142,6 +156,16 @@ class EvalConfig:
         "TruthfulQA MC data (JSON lines with question, mc2_targets): "
         "no offline copy ships with any package, so supply it to use it",
     )
+
+    def __post_init__(self) -> None:
+        for probe, size in self.probe_sizes.items():
+            if probe not in PROBES:
+                raise ConfigError(f"eval.probe_sizes.{probe}: unknown probe; valid: {', '.join(PROBES)}")
+            if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+                raise ConfigError(f"eval.probe_sizes.{probe}: expected an integer >= 1, got {size!r}")
+        unknown = [p for p in self.chat_template_probes if p not in PROBES]
+        if unknown:
+            raise ConfigError(f"eval.chat_template_probes: unknown probe {unknown[0]!r}; valid: {', '.join(PROBES)}")
 
 
 @dataclass

