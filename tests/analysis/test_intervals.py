@@ -86,3 +86,15 @@ def test_paired_size_under_the_stated_assumption_and_from_a_model():
     assert paired_size(base, 0.02, model=model) == math.ceil(Z95**2 * d.var(ddof=1) / 0.02**2)
     with pytest.raises(ValueError, match="churn"):
         paired_size(base, churn=0)
+
+
+def test_interval_summary_adds_the_new_task_only_where_kept():
+    from vla_razor.analysis.intervals import interval_summary, wilson
+
+    base, model = {"a": [1, 1, 0, 1]}, {"a": [1, 0, 0, 1]}
+    out = interval_summary(base, model)
+    assert set(out) == {"prior", "base_prior", "forgetting"}  # the LLM's: no new-task results kept
+    out = interval_summary(base, model, [0, 0, 1, 0], [1, 1, 1, 0])
+    assert out["new_task"]["value"] == 0.75 and out["new_task"]["method"] == "wilson"
+    assert (out["base_new_task"]["low"], out["base_new_task"]["high"]) == pytest.approx(wilson(1, 4))
+    assert out["forgetting"]["a"]["value"] == pytest.approx(0.25)

@@ -174,3 +174,91 @@ def test_models_table_prints_intervals_from_per_example_scores(planted_runs: Pat
     assert row[3] == "+0.000 [+0.000, +0.000]", "the same answers: no forgetting, and no doubt about it"
     assert "Examples per probe: probe_a 200, probe_b 200." in markdown
     assert "chat template (as instruct models are used): probe_b; on plain text: probe_a." in markdown
+
+
+def _episodes(successes: int, n: int, shift: int = 0) -> list[float]:
+    """n 0/1 episode results with `successes` ones, rotated by `shift` (so two models share most episodes)."""
+    values = [1.0] * successes + [0.0] * (n - successes)
+    return values[shift:] + values[:shift]
+
+
+def _robot_runs(runs_dir: Path, episode_sets: tuple[str, str] = ("e1", "e1")) -> Path:
+    """Two methods x 3 robot runs, each summary holding per-episode results (20 episodes a task) the way
+    robot/evaluate.py writes them; RL keeps more drawer episodes than SFT at the same pick-can success."""
+    from tests.analysis.conftest import write_run
+
+    n = 20
+    base_examples = {"open_drawer": _episodes(16, n), "close_drawer": _episodes(18, n)}
+    for method, lost, episode_set in (("rl", 1, episode_sets[0]), ("sft", 4, episode_sets[1])):
+        for k, picked in enumerate((8, 12, 16)):
+            examples = {probe: _episodes(int(sum(v)) - lost * (k + 1) // 2, n) for probe, v in base_examples.items()}
+            prior = {probe: sum(v) / n for probe, v in examples.items()}
+            base_prior = {probe: sum(v) / n for probe, v in base_examples.items()}
+            summary = {
+                "domain": "robot",
+                "method": method,
+                "hparams": {"lr": 10.0**-k},
+                "seed": 0,
+                "step": 10,
+                "new_task": picked / n,
+                "prior": prior,
+                "forgetting": sum(base_prior[p] - prior[p] for p in prior) / 2,
+                "predictors": {"forward_kl": 0.01 * (k + 1) * lost},
+                "base": {
+                    "new_task": 0.2,
+                    "prior": base_prior,
+                    "new_task_examples": _episodes(4, n),
+                    "prior_examples": base_examples,
+                },
+                "new_task_examples": _episodes(picked, n, shift=k),
+                "prior_examples": examples,
+                "episode_set": episode_set,
+            }
+            write_run(runs_dir / f"{method}_{k}", summary)
+    return runs_dir
+
+
+def test_robot_report_shows_episode_intervals_and_the_matched_comparison(tmp_path: Path) -> None:
+    """Per-episode results give Wilson intervals beside every success rate (new task too), in episodes; at the
+    matched levels each method's nearest frontier model is shown with its intervals, and RL minus SFT has the paired
+    interval, computed here by hand."""
+    from vla_razor.analysis.intervals import Z95, wilson
+
+    result = write_report(_robot_runs(tmp_path / "runs"), tmp_path / "report", n_boot=5)
+    markdown = result.markdown_path.read_text()
+    models = {row[0]: row for row in markdown_table(markdown, "## Models")}
+    low, high = wilson(12, 20)
+    assert models["rl_1"][2] == f"0.600 [{low:.3f}, {high:.3f}]"
+    low, high = wilson(4, 20)
+    assert models["base"][2] == f"0.200 [{low:.3f}, {high:.3f}]"
+    assert not any("n/a" in cell for row in models.values() for cell in row)
+    assert "Wilson's score interval over its n episodes" in markdown and "paired over the same episodes" in markdown
+    assert "Episodes per probe: close_drawer 20, open_drawer 20. Episodes of the new task: 20." in markdown
+    assert "examples" not in markdown.split("## Models", 1)[1].split("## What was pooled")[0]
+
+    matched = markdown_table(markdown, "Measured models at the matched levels")
+    assert matched[0][-1] == "rl minus sft retention" and len(matched) > 1
+    summary = json.loads(result.summary_path.read_text())["frontier_comparison"]["matched_models"]
+    assert summary["difference"] == ["rl", "sft"]
+    for i, row in enumerate(matched[1:]):
+        rl, sft = summary["models"]["rl"][i], summary["models"]["sft"][i]
+        assert row[1] == f"{rl['run']} @ 10" and row[4] == f"{sft['run']} @ 10"
+        a = json.loads((tmp_path / "runs" / rl["run"] / "summary.json").read_text())["prior_examples"]
+        b = json.loads((tmp_path / "runs" / sft["run"] / "summary.json").read_text())["prior_examples"]
+        ses, means = [], []
+        for probe in a:  # paired: per-episode differences of the same episodes
+            d = [x - y for x, y in zip(a[probe], b[probe])]
+            mean = sum(d) / len(d)
+            sd = (sum((x - mean) ** 2 for x in d) / (len(d) - 1)) ** 0.5
+            means.append(mean)
+            ses.append(sd / len(d) ** 0.5)
+        value, half = sum(means) / 2, Z95 * (ses[0] ** 2 + ses[1] ** 2) ** 0.5 / 2
+        assert row[-1] == f"{value:+.3f} [{value - half:+.3f}, {value + half:+.3f}]"
+        assert summary["differences"][i]["method"] == "paired normal, mean of probes"
+        assert rl["retention_interval"]["low"] < rl["retention"] < rl["retention_interval"]["high"]
+    assert "not the choice of the frontier model among many" in markdown
+
+    # measured on other episodes: the difference is not paired, and says so
+    result = write_report(_robot_runs(tmp_path / "other", ("e1", "e2")), tmp_path / "report2", n_boot=5)
+    rows = markdown_table(result.markdown_path.read_text(), "Measured models at the matched levels")[1:]
+    assert rows and all(row[-1].endswith("(unpaired)") for row in rows)

@@ -134,3 +134,27 @@ def test_report_folders_inside_runs_dir_are_not_runs(tmp_path):
     (report / "summary.json").write_text(json.dumps({"r2": {}, "runs": 1}))
     points, stats = load_points(tmp_path / "exp")
     assert stats.finished_runs == 1 and len(points) == 1
+
+
+def test_per_episode_results_load_and_older_summaries_without_them_too(tmp_path: Path, synth) -> None:
+    """A robot summary's per-episode lists (new task, probes, the base's) and its episode_set are read; a summary
+    written before they were kept loads with empty lists; a list that is not one is refused, naming the field."""
+    record = synth.make_record("rl", 10, 0.5, 0.1, 0.1)
+    synth.write_run(tmp_path / "old", record)
+    newer = {
+        **record,
+        "new_task_examples": [1, 0],
+        "prior_examples": {"probe_a": [1.0, 1.0]},
+        "episode_set": "abc",
+        "base": {**record["base"], "new_task_examples": [0, 0], "prior_examples": {"probe_a": [1, 0]}},
+    }
+    synth.write_run(tmp_path / "new", newer)
+    new, old = load_points(tmp_path)[0]  # sorted by run
+    assert (new.run, old.run) == ("new", "old")
+    assert old.new_task_examples == old.base_new_task_examples == [] and old.prior_examples == {}
+    assert old.episode_set is None
+    assert new.new_task_examples == [1.0, 0.0] and new.base_new_task_examples == [0.0, 0.0]
+    assert new.base_prior_examples == {"probe_a": [1.0, 0.0]} and new.episode_set == "abc"
+    synth.write_run(tmp_path / "new", {**newer, "new_task_examples": {"pick_can": [1]}})
+    with pytest.raises(ValueError, match="'new_task_examples' must be a list"):
+        load_points(tmp_path)

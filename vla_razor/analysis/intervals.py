@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -159,3 +160,23 @@ def paired_size(
     if not math.isfinite(variance):
         raise ValueError("paired_size: at least 2 examples are needed to estimate a variance")
     return max(2, math.ceil(Z95 * Z95 * variance / half_width**2))
+
+
+def interval_summary(
+    base_examples: Mapping[str, Sequence[float]],
+    examples: Mapping[str, Sequence[float]],
+    base_new_task: Sequence[float] = (),
+    new_task: Sequence[float] = (),
+) -> dict[str, Any]:
+    """The 95 % intervals of a model's probe scores, of the base's, and of forgetting (paired), as JSON; with the
+    new task's per-example results, its score's interval and the base's ("new_task", "base_new_task") too."""
+    out: dict[str, Any] = {
+        "prior": {p: i.to_json() for p, i in probe_intervals(examples).items()},
+        "base_prior": {p: i.to_json() for p, i in probe_intervals(base_examples).items()},
+        "forgetting": {p: i.to_json() for p, i in forgetting_intervals(base_examples, examples).items()},
+    }
+    if len(new_task):
+        out["new_task"] = score_interval(new_task).to_json()
+    if len(base_new_task):
+        out["base_new_task"] = score_interval(base_new_task).to_json()
+    return out

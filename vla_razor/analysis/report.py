@@ -11,14 +11,22 @@ import html
 import json
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from vla_razor.analysis.fits import PAPER_TABLE1_R2, predictor_table
-from vla_razor.analysis.intervals import Interval, forgetting_intervals, probe_intervals
+from vla_razor.analysis.intervals import (
+    Interval,
+    forgetting_intervals,
+    mean_of_probes,
+    paired_difference,
+    probe_intervals,
+    score_interval,
+    unpaired_difference,
+)
 from vla_razor.analysis.pareto import ExponentialFit, fit_exponential, near_frontier, pareto_frontier
 from vla_razor.analysis.plots import plot_forgetting_vs, plot_new_task_vs, plot_tradeoff
 from vla_razor.analysis.runs import LoadStats, Point, by_method, load_points
@@ -60,6 +68,17 @@ class FrontierComparison:
     levels: list[float]
     values: dict[str, list[float]]
     sentence: str
+
+
+@dataclass
+class MatchedModels:
+    """At each matched new-task level, each method's Pareto-frontier model nearest it, with 95 % intervals of its
+    new-task success and retention, and (two methods) the first's retention minus the second's."""
+
+    levels: list[float]
+    models: dict[str, list[Point]]  # method -> the model chosen at each level
+    difference: tuple[str, str] | None  # (a, b): the rows' a minus b; None unless exactly two methods
+    differences: list[Interval | None]  # a minus b in retention at each level (None: no per-example results)
 
 
 class NoRunsError(ValueError):
@@ -110,6 +129,7 @@ def write_report(
     table = predictor_table(points, predictors=predictors, target="forgetting", degree=2, n_boot=n_boot)
     methods = {method: _summarize_method(group) for method, group in by_method(points).items()}
     comparison = _compare_frontiers(methods)
+    matched = _matched_models(by_method(points), comparison.levels)
     pooled = _pooled_sentence(points, stats)
     forecast = _forecast(points)
 
@@ -122,7 +142,9 @@ def write_report(
         plot_forgetting_vs(points, name, out_dir / file_name)
         forgetting_plots[name] = file_name
 
-    blocks = _report_blocks(title, points, stats, pooled, table, methods, comparison, forgetting_plots, extra, forecast)
+    blocks = _report_blocks(
+        title, points, stats, pooled, table, methods, comparison, forgetting_plots, extra, forecast, matched
+    )
     markdown_path = out_dir / "report.md"
     html_path = out_dir / "report.html"
     summary_path = out_dir / "report.json"
@@ -148,6 +170,7 @@ def write_report(
             "levels": comparison.levels,
             "values": comparison.values,
             "sentence": comparison.sentence,
+            "matched_models": _matched_json(matched),
         },
         "pooled": pooled,
         "forecast": forecast,
@@ -235,6 +258,64 @@ def _compare_frontiers(methods: dict[str, MethodSummary]) -> FrontierComparison:
     return FrontierComparison(levels, values, sentence)
 
 
+def _matched_models(groups: dict[str, list[Point]], levels: list[float]) -> MatchedModels:
+    """Each method's model on its own Pareto frontier (final and mid-training points) whose new-task performance is
+    nearest each level (ties: the higher retention); with two methods, the difference of their retentions."""
+    models: dict[str, list[Point]] = {}
+    for method, group in groups.items():
+        new = np.array([p.new_task for p in group])
+        prior = np.array([p.prior_mean for p in group])
+        frontier = [group[i] for i in pareto_frontier(new, prior)]
+        if frontier and levels:
+            models[method] = [min(frontier, key=lambda p: (abs(p.new_task - lv), -p.prior_mean)) for lv in levels]
+    pair = tuple(models)[:2] if len(models) == 2 else None
+    differences = (
+        [_retention_difference(models[pair[0]][i], models[pair[1]][i]) for i in range(len(levels))] if pair else []
+    )
+    return MatchedModels(list(levels) if models else [], models, pair, differences)
+
+
+def _retention_interval(p: Point) -> Interval | None:
+    """A model's retention (mean over probes of its scores) with the 95 % interval from its per-example results:
+    each probe's Wilson interval, combined as independent; None without per-example results of every probe."""
+    if not p.prior or any(not p.prior_examples.get(n) for n in p.prior):
+        return None
+    return mean_of_probes([score_interval(p.prior_examples[n]) for n in p.prior])
+
+
+def _retention_difference(a: Point, b: Point) -> Interval | None:
+    """a's retention minus b's, over the probes both scored: paired over the same examples / episodes (normal on
+    the per-example differences) when both kept them for the same set (robot: the same `episode_set`; others:
+    document order), else unpaired; probes combined as independent. None without per-example results."""
+    shared = [n for n in a.prior if n in b.prior]
+    if not shared or any(not a.prior_examples.get(n) or not b.prior_examples.get(n) for n in shared):
+        return None
+    paired = a.episode_set == b.episode_set or a.episode_set is None or b.episode_set is None
+    difference = paired_difference if paired else unpaired_difference
+    mean = mean_of_probes([difference(a.prior_examples[n], b.prior_examples[n]) for n in shared])
+    return replace(mean, method=f"{'paired' if paired else 'unpaired'} normal, mean of probes")
+
+
+def _matched_json(matched: MatchedModels) -> dict[str, Any]:
+    def model(p: Point) -> dict[str, Any]:
+        retention = _retention_interval(p)
+        return {
+            "run": p.run,
+            "step": p.step,
+            "new_task": p.new_task,
+            "new_task_interval": score_interval(p.new_task_examples).to_json() if p.new_task_examples else None,
+            "retention": p.prior_mean,
+            "retention_interval": retention.to_json() if retention else None,
+        }
+
+    return {
+        "levels": matched.levels,
+        "models": {method: [model(p) for p in chosen] for method, chosen in matched.models.items()},
+        "difference": list(matched.difference) if matched.difference else None,
+        "differences": [d.to_json() if d else None for d in matched.differences],
+    }
+
+
 def _pooled_sentence(points: list[Point], stats: LoadStats) -> str:
     finals = sum(p.final for p in points)
     mids = len(points) - finals
@@ -307,12 +388,20 @@ def _with_interval(value: float | None, interval: Interval | None, digits: int =
     return f"{value:{sign}.{digits}f} [{interval.low:{sign}.{digits}f}, {interval.high:{sign}.{digits}f}]"
 
 
-INTERVALS_NOTE = (
-    "Brackets: 95 % intervals. A probe score's is Wilson's score interval over its n examples (normal on the "
-    "per-example scores where they are not 0 / 1); forgetting's (base minus model) is paired over the same "
-    "examples (normal on the per-example differences), the mean over probes combining the probes' standard "
-    "errors as independent. n/a: the run's files hold no per-example scores (made before they were kept)."
-)
+def _unit(points: list[Point]) -> str:
+    """What one per-example result is: a robot evaluation's are episodes, every other domain's examples."""
+    return "episodes" if points and all(p.domain == "robot" for p in points) else "examples"
+
+
+def _intervals_note(unit: str) -> str:
+    singular = unit[:-1]
+    return (
+        f"Brackets: 95 % intervals. A score's (a probe's, or the new task's where its per-{singular} results were "
+        f"kept) is Wilson's score interval over its n {unit} (normal on the per-{singular} scores where they are not "
+        f"0 / 1); forgetting's (base minus model) is paired over the same {unit} (normal on the per-{singular} "
+        "differences), the mean over probes combining the probes' standard errors as independent. n/a: the run's "
+        f"files hold no per-{singular} results (made before they were kept)."
+    )
 
 
 def _model_blocks(points: list[Point]) -> list[Block]:
@@ -323,13 +412,21 @@ def _model_blocks(points: list[Point]) -> list[Block]:
     if not finals:
         return []
     probes = sorted({name for p in finals for name in p.prior})
+    unit = _unit(points)
+    new_task_kept = any(p.new_task_examples or p.base_new_task_examples for p in finals)
+
+    def new_task_cell(value: float | None, examples: list[float]) -> str:
+        if not new_task_kept:  # a domain that keeps none (the LLM's accuracy): the value alone, as before
+            return _fmt(value)
+        return _with_interval(value, score_interval(examples) if examples else None)
+
     rows = []
     bases = [p for p in finals if p.base_new_task is not None]
     base = next((p for p in bases if p.base_prior_examples), bases[0] if bases else None)  # one with examples
     if base is not None:
         base_intervals = probe_intervals(base.base_prior_examples)
         rows.append(
-            ["base", "-", _fmt(base.base_new_task)]
+            ["base", "-", new_task_cell(base.base_new_task, base.base_new_task_examples)]
             + [_with_interval(base.base_prior.get(n), base_intervals.get(n)) for n in probes]
             + ["0", "0"]
         )
@@ -338,7 +435,7 @@ def _model_blocks(points: list[Point]) -> list[Block]:
         scores = probe_intervals(p.prior_examples)
         forgetting = forgetting_intervals(p.base_prior_examples, p.prior_examples)
         rows.append(
-            [p.run, p.method, _fmt(p.new_task)]
+            [p.run, p.method, new_task_cell(p.new_task, p.new_task_examples)]
             + [_with_interval(p.prior.get(n), scores.get(n)) for n in probes]
             + [_with_interval(p.forgetting, forgetting.get("mean"), sign="+"), _fmt(p.predictors.get(KEY_PREDICTOR), 4)]
         )
@@ -353,7 +450,10 @@ def _model_blocks(points: list[Point]) -> list[Block]:
     size_text = ", ".join(f"{n} {sizes[n]}" for n in probes if n in sizes)
     templated = sorted({n for p in finals for n, used in p.chat_template.items() if used})
     plain = [n for n in probes if n not in templated]
-    text = INTERVALS_NOTE + (f" Examples per probe: {size_text}." if size_text else "")
+    text = _intervals_note(unit) + (f" {unit.capitalize()} per probe: {size_text}." if size_text else "")
+    new_task_sizes = sorted({len(p.new_task_examples) for p in finals if p.new_task_examples})
+    if new_task_sizes:
+        text += f" {unit.capitalize()} of the new task: {' / '.join(map(str, new_task_sizes))}."
     if any(p.chat_template for p in finals):
         text += (
             f" Scored with the model's chat template (as instruct models are used): {', '.join(templated) or 'none'};"
@@ -366,6 +466,53 @@ def _model_blocks(points: list[Point]) -> list[Block]:
         ("h2", "Forgetting per probe (base minus model, paired 95 % intervals)" + note),
         ("table", ["model", "method"] + probes + ["mean"], forgetting_rows),
     ]
+
+
+def _matched_blocks(matched: MatchedModels, unit: str) -> list[Block]:
+    """The measured models behind the fitted frontiers at the matched levels, with their 95 % intervals."""
+    singular = unit[:-1]
+    pair = matched.difference
+    text = (
+        "Measured models at the matched levels: at each level, each method's model on its own Pareto frontier "
+        "(final or mid-training checkpoint) whose new-task performance is nearest the level, with 95 % intervals: "
+        f"its new-task performance's Wilson interval over its {unit}, and its retention (mean over probes) "
+        "combining each probe's Wilson interval as independent."
+    )
+    if pair:
+        text += (
+            f" {pair[0]} minus {pair[1]}: the difference of the two models' retentions, paired over the same {unit} "
+            f"(normal on the per-{singular} differences, probes combined as independent) when both kept per-"
+            f"{singular} results of the same {unit}, else unpaired (marked)."
+        )
+    text += (
+        f" The intervals cover the sampling of the {unit} the chosen models were measured on, and nothing else: "
+        "not the choice of the frontier model among many (which favours a lucky evaluation), not the variation "
+        "between training seeds, and not the gap between a model's new-task performance and the level. n/a: no "
+        f"per-{singular} results kept."
+    )
+    headers = ["new-task level"]
+    for method in matched.models:
+        headers += [f"{method} model", f"{method} new task", f"{method} retention"]
+    if pair:
+        headers.append(f"{pair[0]} minus {pair[1]} retention")
+    rows = []
+    for i, level in enumerate(matched.levels):
+        row = [_fmt(level)]
+        for chosen in matched.models.values():
+            p = chosen[i]
+            new_task = score_interval(p.new_task_examples) if p.new_task_examples else None
+            row += [
+                f"{p.run} @ {p.step}",
+                _with_interval(p.new_task, new_task),
+                _with_interval(p.prior_mean, _retention_interval(p)),
+            ]
+        if pair:
+            a, b = matched.models[pair[0]][i], matched.models[pair[1]][i]
+            d = matched.differences[i]
+            cell = _with_interval(a.prior_mean - b.prior_mean, d, sign="+")
+            row.append(cell + (" (unpaired)" if d is not None and d.method.startswith("unpaired") else ""))
+        rows.append(row)
+    return [("p", text), ("table", headers, rows)]
 
 
 def _forecast(points: list[Point]) -> dict[str, Any] | None:
@@ -410,6 +557,7 @@ def _report_blocks(
     forgetting_plots: dict[str, str],
     extra: dict,
     forecast: dict[str, Any] | None = None,
+    matched: MatchedModels | None = None,
 ) -> list[Block]:
     domains = ", ".join(sorted({p.domain for p in points}))
     blocks: list[Block] = [
@@ -518,6 +666,8 @@ def _report_blocks(
         blocks.append(
             ("table", ["new-task performance"] + [f"{m} fitted prior" for m in comparison.values], level_rows)
         )
+    if matched is not None and matched.models:
+        blocks += _matched_blocks(matched, _unit(points))
 
     blocks += _forecast_blocks(forecast)
 

@@ -58,10 +58,13 @@ class Point:
     base_new_task: float | None = None
     base_prior_mean: float | None = None
     base_prior: dict[str, float] = field(default_factory=dict)
-    # per-example probe scores in document order (what intervals and paired forgetting are computed from); empty
-    # for runs made before they were kept
+    # per-example probe scores in document order (what intervals and paired forgetting are computed from; a robot
+    # run's are per-episode successes); empty for runs made before they were kept
     prior_examples: dict[str, list[float]] = field(default_factory=dict)
     base_prior_examples: dict[str, list[float]] = field(default_factory=dict)
+    new_task_examples: list[float] = field(default_factory=list)  # the new task's, where kept (robot runs)
+    base_new_task_examples: list[float] = field(default_factory=list)
+    episode_set: str | None = None  # fingerprint of the evaluated episodes: points with the same one pair
     chat_template: dict[str, bool] = field(default_factory=dict)  # probes whose prompts went through it
 
 
@@ -269,6 +272,7 @@ def _make_point(
     base_new_task: float | None = None
     base_prior: dict[str, float] = {}
     base_prior_examples: dict[str, list[float]] = {}
+    base_new_task_examples: list[float] = []
     if base is not None:
         if not isinstance(base, Mapping):
             raise CorruptFileError(f"{where}: 'base' must be an object")
@@ -276,6 +280,7 @@ def _make_point(
             base_new_task = _require_float(base["new_task"], "base.new_task", where)
         base_prior = _float_dict(base.get("prior"), "base.prior", where)
         base_prior_examples = _examples_dict(base.get("prior_examples"), "base.prior_examples", where)
+        base_new_task_examples = _examples_list(base.get("new_task_examples"), "base.new_task_examples", where)
     base_prior_mean = sum(base_prior.values()) / len(base_prior) if base_prior else None
 
     forgetting_value = record.get("forgetting")
@@ -307,6 +312,9 @@ def _make_point(
         base_prior_mean=base_prior_mean,
         prior_examples=_examples_dict(record.get("prior_examples"), "prior_examples", where),
         base_prior_examples=base_prior_examples,
+        new_task_examples=_examples_list(record.get("new_task_examples"), "new_task_examples", where),
+        base_new_task_examples=base_new_task_examples,
+        episode_set=str(get("episode_set")) if get("episode_set") is not None else None,
         chat_template={str(k): bool(v) for k, v in (get("chat_template") or {}).items()},
     )
 
@@ -339,6 +347,15 @@ def _examples_dict(value: Any, name: str, where: str) -> dict[str, list[float]]:
     if not isinstance(value, Mapping) or not all(isinstance(v, list) for v in value.values()):
         raise CorruptFileError(f"{where}: '{name}' must be an object of probe -> list of per-example scores")
     return {str(key): [_require_float(x, f"{name}.{key}", where) for x in items] for key, items in value.items()}
+
+
+def _examples_list(value: Any, name: str, where: str) -> list[float]:
+    """Per-example scores of one task: a list of numbers (absent: [])."""
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise CorruptFileError(f"{where}: '{name}' must be a list of per-example scores")
+    return [_require_float(x, name, where) for x in value]
 
 
 def _predictor_dict(value: Any, where: str) -> dict[str, float]:

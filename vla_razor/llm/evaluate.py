@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from vla_razor.analysis.intervals import forgetting_intervals, probe_intervals
+from vla_razor.analysis.intervals import interval_summary
 from vla_razor.config import ConfigError, to_dict
 from vla_razor.llm.engine import Engine
 from vla_razor.llm.kl import LLM_PREDICTORS, KLResponses, kl_to_base
@@ -196,12 +196,3 @@ class LLMEvaluator:
             "chat_template": results.get("probe_chat_template", {}),
             "intervals": interval_summary(base_examples, examples),
         }
-
-
-def interval_summary(base_examples: dict[str, list[float]], examples: dict[str, list[float]]) -> dict[str, Any]:
-    """The 95 % intervals of a model's probe scores, of the base's, and of forgetting (paired), as JSON."""
-    return {
-        "prior": {p: i.to_json() for p, i in probe_intervals(examples).items()},
-        "base_prior": {p: i.to_json() for p, i in probe_intervals(base_examples).items()},
-        "forgetting": {p: i.to_json() for p, i in forgetting_intervals(base_examples, examples).items()},
-    }

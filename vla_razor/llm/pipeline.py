@@ -15,10 +15,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from vla_razor.analysis.intervals import interval_summary
 from vla_razor.analysis.runs import experiment_table
 from vla_razor.config import ConfigError, load_config, to_dict
 from vla_razor.llm.config import LLMConfig
-from vla_razor.llm.evaluate import LLMEvaluator, interval_summary
+from vla_razor.llm.evaluate import LLMEvaluator
 from vla_razor.llm.train import METHODS, load_experiment, train_method
 
 
