@@ -277,10 +277,12 @@ def _matched_models(groups: dict[str, list[Point]], levels: list[float]) -> Matc
 
 def _retention_interval(p: Point) -> Interval | None:
     """A model's retention (mean over probes of its scores) with the 95 % interval from its per-example results:
-    each probe's Wilson interval, combined as independent; None without per-example results of every probe."""
+    each probe's Wilson interval, combined as independent, clipped to [0, 1] (where a mean of success rates lies);
+    None without per-example results of every probe."""
     if not p.prior or any(not p.prior_examples.get(n) for n in p.prior):
         return None
-    return mean_of_probes([score_interval(p.prior_examples[n]) for n in p.prior])
+    mean = mean_of_probes([score_interval(p.prior_examples[n]) for n in p.prior])
+    return replace(mean, low=max(0.0, mean.low), high=min(1.0, mean.high))
 
 
 def _retention_difference(a: Point, b: Point) -> Interval | None:
@@ -400,7 +402,7 @@ def _intervals_note(unit: str) -> str:
         f"kept) is Wilson's score interval over its n {unit} (normal on the per-{singular} scores where they are not "
         f"0 / 1); forgetting's (base minus model) is paired over the same {unit} (normal on the per-{singular} "
         "differences), the mean over probes combining the probes' standard errors as independent. n/a: the run's "
-        f"files hold no per-{singular} results (made before they were kept)."
+        f"files hold no per-{singular} results (made before they were kept), or too few (under 2) for a spread."
     )
 
 
@@ -476,7 +478,7 @@ def _matched_blocks(matched: MatchedModels, unit: str) -> list[Block]:
         "Measured models at the matched levels: at each level, each method's model on its own Pareto frontier "
         "(final or mid-training checkpoint) whose new-task performance is nearest the level, with 95 % intervals: "
         f"its new-task performance's Wilson interval over its {unit}, and its retention (mean over probes) "
-        "combining each probe's Wilson interval as independent."
+        "combining each probe's Wilson interval as independent (clipped to [0, 1])."
     )
     if pair:
         text += (
