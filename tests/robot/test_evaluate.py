@@ -186,3 +186,93 @@ def test_kl_frames_made_in_another_world_are_refused(policies, tmp_path):
     evaluator._obs = None
     assert evaluator.kl_observations().settings == wanted
     evaluator.close()
+
+
+def test_evaluation_keeps_each_episode_in_a_fixed_order(tiny_base, tmp_path):
+    """The simulator and the tiny base, sampled at temperature 1: an evaluation keeps each task's per-episode
+    successes, whose means are the rates; evaluating again gives the same lists, episode for episode (what pairing
+    relies on); the summary carries them in the LLM side's names with their intervals; a base_eval.json made before
+    they were kept is redone with them."""
+    import json
+
+    from vla_razor.analysis.intervals import wilson
+    from vla_razor.robot.evaluate import BASE_EVAL, Evaluator
+    from vla_razor.robot.stages import load_base, load_robot_config
+
+    from tests.robot.conftest import QUICK
+
+    overrides = {k: v for k, v in QUICK.items() if not k.startswith("pretrain.")}
+    overrides.update(
+        {
+            "runs_dir": tmp_path,
+            "experiment": "e",
+            "base": tiny_base,
+            "eval.pick_can_episodes": 3,
+            "eval.probe_episodes": 2,
+            "eval.temperature": 1.0,
+        }
+    )
+    cfg = load_robot_config(None, overrides)
+    cfg.experiment_dir.mkdir(parents=True)
+    base = load_base(cfg)
+    evaluator = Evaluator(cfg, base)
+    try:
+        first = evaluator.evaluate(base, "first")
+        again = evaluator.evaluate(base, "again")
+        assert len(first["new_task_examples"]) == 3
+        assert {p: len(v) for p, v in first["probe_examples"].items()} == {"open_drawer": 2, "close_drawer": 2}
+        assert first["pick_can"] == np.mean(first["new_task_examples"])
+        for probe, values in first["probe_examples"].items():
+            assert set(values) <= {0.0, 1.0} and first[probe] == np.mean(values)
+        assert again["new_task_examples"] == first["new_task_examples"]
+        assert again["probe_examples"] == first["probe_examples"]
+
+        summary = evaluator.summary("eval", {}, 0, 0, first)
+        saved = json.loads((cfg.experiment_dir / BASE_EVAL).read_text())
+        assert saved["results"]["probe_examples"] == summary["base"]["prior_examples"] == first["probe_examples"]
+        assert summary["base"]["new_task_examples"] == summary["new_task_examples"] == first["new_task_examples"]
+        assert summary["prior_examples"] == first["probe_examples"] and len(summary["episode_set"]) == 16
+        low, high = wilson(sum(first["new_task_examples"]), 3)
+        assert (summary["intervals"]["new_task"]["low"], summary["intervals"]["new_task"]["high"]) == pytest.approx(
+            (low, high)
+        )
+        assert set(summary["intervals"]["forgetting"]) == {"open_drawer", "close_drawer", "mean"}
+        assert (
+            summary["intervals"]["forgetting"]["mean"]["value"] == 0.0
+        )  # the base against itself, episode for episode
+
+        # a base_eval.json from before per-episode results were kept: redone, the same rates now with their lists
+        old = {k: v for k, v in saved["results"].items() if not k.endswith("_examples")}
+        settings = {k: v for k, v in saved["settings"].items() if k != "episode_results"}
+        (cfg.experiment_dir / BASE_EVAL).write_text(json.dumps({"settings": settings, "results": old}))
+        redone = evaluator.base_results()
+        assert redone["probe_examples"] == first["probe_examples"] and redone["pick_can"] == old["pick_can"]
+    finally:
+        evaluator.close()
+
+
+def test_a_summary_without_per_episode_results_still_loads_and_reports(tmp_path):
+    """A robot run folder written before per-episode results were kept loads and reports, its intervals n/a."""
+    import json
+
+    from vla_razor.analysis.report import write_report
+    from vla_razor.analysis.runs import load_points
+
+    old = {
+        "domain": "robot",
+        "method": "rl",
+        "hparams": {"lr": 1e-4},
+        "seed": 0,
+        "step": 4,
+        "new_task": 0.5,
+        "prior": {"open_drawer": 0.5, "close_drawer": 1.0},
+        "forgetting": 0.0,
+        "predictors": {"forward_kl": 0.01, "reverse_kl": 0.01, "tv": 0.05},
+        "base": {"new_task": 0.5, "prior": {"open_drawer": 0.5, "close_drawer": 1.0}},
+    }
+    (tmp_path / "runs" / "rl").mkdir(parents=True)
+    (tmp_path / "runs" / "rl" / "summary.json").write_text(json.dumps(old))
+    (point,), _ = load_points(tmp_path / "runs")
+    assert point.new_task_examples == [] and point.prior_examples == {} and point.episode_set is None
+    markdown = write_report(tmp_path / "runs", tmp_path / "report", n_boot=2).markdown_path.read_text()
+    assert "| rl | rl | 0.500 | 1.000 [n/a] | 0.500 [n/a] | +0.000 [n/a] | 0.0100 |" in markdown

@@ -53,6 +53,7 @@ def test_pipeline_end_to_end(tiny_base: Path, tmp_path: Path, capsys: pytest.Cap
     for key, value in QUICK.items():
         if not key.startswith("pretrain."):
             args += [f"--{key}", json.dumps(value) if not isinstance(value, (str, Path)) else str(value)]
+    args += ["--eval.probe_episodes", "2"]  # a paired interval needs 2 episodes to estimate a spread from
     assert cli(args) == 0
     out = capsys.readouterr().out
     assert "collecting SFT demonstrations" in out and "report:" in out
@@ -76,6 +77,18 @@ def test_pipeline_end_to_end(tiny_base: Path, tmp_path: Path, capsys: pytest.Cap
     } <= {p.name for p in report.iterdir()}
     assert "| base | - |" in (report / "report.md").read_text()
     assert (demos / "dataset_statistics.json").is_file()
+    # each run keeps its per-episode successes (and its base's): the report's rates carry 95 % intervals, not n/a
+    for run in summary["runs"]:
+        kept = json.loads((experiment / "runs" / run["run"] / "summary.json").read_text())
+        assert np.mean(kept["new_task_examples"]) == kept["new_task"] == run["pick_can"]
+        assert {p: np.mean(v) for p, v in kept["prior_examples"].items()} == kept["prior"]
+        assert len(kept["base"]["prior_examples"]["open_drawer"]) == 2
+        assert {"pick_can", "open_drawer", "close_drawer", "forgetting"} == set(run["intervals"])
+    assert set(summary["base_intervals"]) == {"pick_can", "open_drawer", "close_drawer"}
+    markdown = (report / "report.md").read_text()
+    models = markdown.split("## Models", 1)[1].split("## What was pooled", 1)[0]
+    assert "[n/a]" not in models and models.count(" [") >= 3 * 4 + 2 * 2  # every rate and forgetting
+    assert "over its n episodes" in models and "Episodes per probe: close_drawer 2, open_drawer 2." in models
 
     # everything finished: a rerun redoes nothing and gives the same table
     assert cli(args) == 0

@@ -14,6 +14,15 @@ results are keyed by task id.
   (vla_razor/policies/openvla/kl.py).
 The seeds of every episode and the observation set depend only on the config, so base, SFT and RL models
 are measured on exactly the same episodes and frames.
+
+Per-episode results pair. Each task's success is kept per episode (0 / 1, `episode_successes`) in the evaluation's
+fixed order, and episode i of a task is the same episode for every model evaluated with the same settings: its
+placement and env seed come from `eval.seed` alone (`new_task_specs`, `probe_specs`), ParallelRollout returns results
+in the order of the specs, and a sampled evaluation (`eval.temperature` > 0) draws each step's noise from (eval.seed,
+the episode's identity, step) (`evaluation_actor`, `vla_razor.robot.rl.episode_key`), never from its position or
+batch. So two models' lists differ only where the models act differently, which is what makes the paired intervals
+of forgetting and of one model minus another (vla_razor/analysis/intervals.py) valid; `episode_set` fingerprints
+those settings, so results of other episodes are not paired by mistake.
 """
 
 from __future__ import annotations
@@ -32,6 +41,7 @@ import torch
 from envs.grids import grid_points, placement_options, uniform_points
 from envs.rollout import EpisodeSpec, ParallelRollout
 from envs.tasks import DEFAULT_PROBES, DEFAULT_TASK, get_task
+from vla_razor.analysis.intervals import interval_summary
 from vla_razor.config import ConfigError, to_dict
 from vla_razor.policies.base import TokenPolicy, require_token_policy
 from vla_razor.policies.openvla.kl import action_tv_terms, chain_rule_kl_terms, mean_and_se
@@ -41,6 +51,9 @@ from vla_razor.runs import CorruptFileError, atomic_write_bytes, cached_json_res
 KL_OBSERVATIONS = "kl_observations.npz"
 SAMPLING_NOISE = "per episode: (eval.seed, task, placement, env seed, step)"
 """How sampled evaluations key their noise (stamped in base_eval.json's settings)."""
+EPISODE_RESULTS = "per-episode success, in each task's fixed episode order"
+"""What base_eval.json keeps beside the rates (stamped in its settings, so a base evaluation made before is redone:
+the same episodes, now with the per-episode results that paired intervals need)."""
 
 
 @dataclass
@@ -98,16 +111,17 @@ def evaluation_actor(policy: TokenPolicy, spec: EvalSpec) -> PolicyActor:
     return PolicyActor(policy, temperature=spec.temperature, seed=spec.seed)
 
 
-def success_rates(
+def episode_successes(
     policy: TokenPolicy,
     rollout: Any,
     spec: EvalSpec,
     tasks: tuple[str, ...] | None = None,
     progress: str | None = None,
-) -> dict[str, float]:
-    """Success rate per task (default: the new task, then the probes) at `spec.temperature` (0: greedy), all
-    tasks' episodes in one batched run (a progress bar under `progress`); with `spec.pick_can_points` and
-    `heldout_episodes`, <task>_heldout beside the new task."""
+) -> dict[str, list[float]]:
+    """Success (1.0 / 0.0) of each episode per task (default: the new task, then the probes), in the task's fixed
+    episode order, at `spec.temperature` (0: greedy), all tasks' episodes in one batched run (a progress bar under
+    `progress`); with `spec.pick_can_points` and `heldout_episodes`, <task>_heldout beside the new task. Episode i
+    of a task is the same episode (placement, env seed, sampling noise) for every policy evaluated with `spec`."""
     groups: dict[str, list[Any]] = {}
     for task in (spec.task, *spec.probes) if tasks is None else tasks:
         if task == spec.task:
@@ -122,11 +136,32 @@ def success_rates(
             groups[task] = probe_specs(task, spec.probe_episodes, spec.seed, spec.max_steps)
     episodes = [e for specs in groups.values() for e in specs]
     results = rollout.run(evaluation_actor(policy, spec), episodes, progress=progress)
-    rates, start = {}, 0
+    successes, start = {}, 0
     for name, specs in groups.items():
-        rates[name] = float(np.mean([r.success for r in results[start : start + len(specs)]]))
+        successes[name] = [float(bool(r.success)) for r in results[start : start + len(specs)]]
         start += len(specs)
-    return rates
+    return successes
+
+
+def success_rates(
+    policy: TokenPolicy,
+    rollout: Any,
+    spec: EvalSpec,
+    tasks: tuple[str, ...] | None = None,
+    progress: str | None = None,
+) -> dict[str, float]:
+    """Success rate per task: the mean of `episode_successes`."""
+    return {k: float(np.mean(v)) for k, v in episode_successes(policy, rollout, spec, tasks, progress).items()}
+
+
+def episode_set(spec: EvalSpec, camera_size: int, world: dict[str, Any]) -> str:
+    """A fingerprint of the episodes an evaluation runs (their specs and sampling noise, what the policy sees and
+    how its tokens become actions): two models with the same one were measured on the same episodes, in the same
+    order, so their per-episode results pair."""
+    fields = {k: v for k, v in to_dict(spec).items() if k != "pick_can_points"}
+    points = None if spec.pick_can_points is None else np.asarray(spec.pick_can_points).tolist()
+    text = json.dumps({**fields, "pick_can_points": points, "camera_size": camera_size, **world}, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 @dataclass
@@ -379,6 +414,8 @@ class Evaluator:
             self.settings["pick_can_grid"] = list(cfg.rl.grid)
         if e.temperature > 0:  # sampled episodes: base results made while noise followed list positions are redone
             self.settings["sampling_noise"] = SAMPLING_NOISE
+        self.settings["episode_results"] = EPISODE_RESULTS  # base results made before they were kept are redone
+        self.episode_set = episode_set(self.spec, cfg.camera_size, {"backend": cfg.backend, **self._world(cfg)})
         self._check_same_base(cfg.experiment_dir / BASE_EVAL)
         if not 1 <= cfg.pipeline_groups <= max(1, cfg.workers):
             raise ConfigError(
@@ -494,14 +531,20 @@ class Evaluator:
     def _bar(self, desc: str) -> str | None:
         return desc if self.cfg.progress else None
 
-    def evaluate(self, policy: TokenPolicy, name: str = "policy") -> dict[str, float]:
-        """{<task>, <each probe>, "forward_kl", "reverse_kl", "tv"} of `policy` (`name` labels the progress
-        bar)."""
+    def evaluate(self, policy: TokenPolicy, name: str = "policy") -> dict[str, Any]:
+        """{<task>, <each probe>, "forward_kl", "reverse_kl", "tv"} of `policy` (`name` labels the progress bar),
+        with each episode's success in the LLM side's names: "new_task_examples" (and "new_task_heldout_examples"
+        beside <task>_heldout) and "probe_examples" ({probe: [0 / 1 per episode]})."""
         require_token_policy(policy, f"evaluating {name} (its KL to the base)")
-        return {
-            **success_rates(policy, self.rollout, self.spec, progress=self._bar(f"evaluating {name}")),
-            **kl_to_base(self.base, policy, self.kl_observations()),
-        }
+        task = self.spec.task
+        episodes = episode_successes(policy, self.rollout, self.spec, progress=self._bar(f"evaluating {name}"))
+        results: dict[str, Any] = {k: float(np.mean(v)) for k, v in episodes.items()}
+        results.update(kl_to_base(self.base, policy, self.kl_observations()))
+        results["new_task_examples"] = episodes[task]
+        if f"{task}_heldout" in episodes:
+            results["new_task_heldout_examples"] = episodes[f"{task}_heldout"]
+        results["probe_examples"] = {p: episodes[p] for p in self.spec.probes}
+        return results
 
     def live_kl(self, policy: TokenPolicy) -> dict[str, float]:
         """Forward KL and TV to the base on the KL frames (no rollouts; one forward of `policy` over the stored
@@ -514,11 +557,16 @@ class Evaluator:
     def base_results(self) -> dict[str, float]:
         return cached_json_result(self.dir / BASE_EVAL, self.settings, lambda: self.evaluate(self.base, "the base"))
 
-    def summary(self, method: str, hparams: dict[str, Any], seed: int, step: int, results: dict[str, float]) -> dict:
-        """A run's summary.json in the shared contract (DESIGN.md section 6)."""
+    def summary(self, method: str, hparams: dict[str, Any], seed: int, step: int, results: dict[str, Any]) -> dict:
+        """A run's summary.json in the shared contract (DESIGN.md section 6). Beside it, as on the LLM side: each
+        episode's success (`new_task_examples`, `prior_examples`; the base's under `base`), `episode_set` (the
+        fingerprint of those episodes: results with the same one pair) and the 95 % intervals they give
+        (`intervals`: Wilson for each success rate, paired for forgetting)."""
         base = self.base_results()
         task, probes = self.spec.task, self.spec.probes
         forgetting = float(np.mean([base[p] - results[p] for p in probes]))
+        examples = results.get("probe_examples", {})
+        base_examples = base.get("probe_examples", {})
         summary = {
             "domain": "robot",
             "method": method,
@@ -530,11 +578,24 @@ class Evaluator:
             "forgetting": forgetting,
             "predictors": {k: results[k] for k in ("forward_kl", "reverse_kl", "tv")},
             "predictor_se": {k: results[f"{k}_se"] for k in ("forward_kl", "reverse_kl", "tv") if f"{k}_se" in results},
-            "base": {"new_task": base[task], "prior": {p: base[p] for p in probes}},
+            "base": {
+                "new_task": base[task],
+                "prior": {p: base[p] for p in probes},
+                "new_task_examples": base.get("new_task_examples", []),
+                "prior_examples": base_examples,
+            },
+            "new_task_examples": results.get("new_task_examples", []),
+            "prior_examples": examples,
+            "episode_set": self.episode_set,
+            "intervals": interval_summary(
+                base_examples, examples, base.get("new_task_examples", []), results.get("new_task_examples", [])
+            ),
         }
         if f"{task}_heldout" in results:  # the new task at the RL grid's points is new_task; held out beside it
             summary["new_task_heldout"] = results[f"{task}_heldout"]
             summary["base"]["new_task_heldout"] = base[f"{task}_heldout"]
+            summary["new_task_heldout_examples"] = results.get("new_task_heldout_examples", [])
+            summary["base"]["new_task_heldout_examples"] = base.get("new_task_heldout_examples", [])
         if self.forecast is not None:
             summary["forecast"] = {
                 "prior_mean": self.forecast.predict(results["forward_kl"]),

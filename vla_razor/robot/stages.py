@@ -23,6 +23,7 @@ from tqdm import tqdm
 
 from data_collection.collect import Collector, print_summary
 from data_collection.dataset import DatasetError
+from vla_razor.analysis.intervals import interval_summary
 from vla_razor.analysis.runs import experiment_table
 from vla_razor.config import ConfigError, load_config, to_dict
 from vla_razor.distributed import Distributed, check_distributed, env_world_size
@@ -601,15 +602,29 @@ def collect_sft_demos(cfg: RobotConfig) -> None:
 
 def experiment_runs(experiment_dir: Path, task: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Every finished run of an experiment as a summary row (SFT first, then RL, each by learning rate; the new
-    task's success under its id `task`), and the base's evaluation they were measured against."""
+    task's success under its id `task`), and the base's evaluation they were measured against. Where the run kept
+    per-episode results, their 95 % intervals: `intervals` (the new task's and each probe's success, Wilson;
+    forgetting per probe and on the mean, paired over the same episodes); {} for runs made before."""
 
     def columns(s: dict[str, Any]) -> dict[str, Any]:
+        base = s["base"]
+        intervals = interval_summary(
+            base.get("prior_examples", {}),
+            s.get("prior_examples", {}),
+            base.get("new_task_examples", []),
+            s.get("new_task_examples", []),
+        )
         return {
             task: s["new_task"],
             **_heldout(s, task),
             **s["prior"],
             "forgetting": s["forgetting"],
             **s["predictors"],
+            "intervals": {
+                **({task: intervals["new_task"]} if "new_task" in intervals else {}),
+                **intervals["prior"],
+                "forgetting": intervals["forgetting"],
+            },
         }
 
     return experiment_table(experiment_dir, "robot", ("sft", "rl"), columns)
@@ -618,6 +633,12 @@ def experiment_runs(experiment_dir: Path, task: str) -> tuple[list[dict[str, Any
 def _heldout(summary: dict[str, Any], task: str) -> dict[str, float]:
     """<task>_heldout of a run or base evaluated at the RL grid's points (eval.heldout_episodes), else nothing."""
     return {f"{task}_heldout": summary["new_task_heldout"]} if "new_task_heldout" in summary else {}
+
+
+def _base_intervals(base: dict[str, Any], task: str) -> dict[str, Any]:
+    """The base's success rates' 95 % intervals (Wilson, over its episodes), where its results kept them."""
+    intervals = interval_summary(base.get("prior_examples", {}), {}, base.get("new_task_examples", []))
+    return {**({task: intervals["base_new_task"]} if "base_new_task" in intervals else {}), **intervals["base_prior"]}
 
 
 def summarize_experiment(cfg: RobotConfig, extra: dict[str, str] | None = None) -> PipelineResult:
@@ -647,6 +668,7 @@ def summarize_experiment(cfg: RobotConfig, extra: dict[str, str] | None = None) 
         {
             "runs": runs,
             "base": {cfg.task: base["new_task"], **_heldout(base, cfg.task), **base["prior"]},
+            "base_intervals": _base_intervals(base, cfg.task),
             "config": to_dict(cfg),
         },
         title=f"RL's Razor, robot ({cfg.backend}): {cfg.experiment}",
