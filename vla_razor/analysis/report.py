@@ -477,7 +477,7 @@ def _matched_blocks(matched: MatchedModels, unit: str) -> list[Block]:
     text = (
         "Measured models at the matched levels: at each level, each method's model on its own Pareto frontier "
         "(final or mid-training checkpoint) whose new-task performance is nearest the level, with 95 % intervals: "
-        f"its new-task performance's Wilson interval over its {unit}, and its retention (mean over probes) "
+        f"its new-task performance's Wilson interval over its {unit} (where kept), and its retention (mean over probes) "
         "combining each probe's Wilson interval as independent (clipped to [0, 1])."
     )
     if pair:
@@ -497,6 +497,7 @@ def _matched_blocks(matched: MatchedModels, unit: str) -> list[Block]:
         headers += [f"{method} model", f"{method} new task", f"{method} retention"]
     if pair:
         headers.append(f"{pair[0]} minus {pair[1]} retention")
+    kept = any(p.new_task_examples for chosen in matched.models.values() for p in chosen)
     rows = []
     for i, level in enumerate(matched.levels):
         row = [_fmt(level)]
@@ -505,7 +506,7 @@ def _matched_blocks(matched: MatchedModels, unit: str) -> list[Block]:
             new_task = score_interval(p.new_task_examples) if p.new_task_examples else None
             row += [
                 f"{p.run} @ {p.step}",
-                _with_interval(p.new_task, new_task),
+                _with_interval(p.new_task, new_task) if kept else _fmt(p.new_task),  # kept by none: the value
                 _with_interval(p.prior_mean, _retention_interval(p)),
             ]
         if pair:
