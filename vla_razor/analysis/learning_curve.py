@@ -8,7 +8,8 @@ over the top panel, forward KL below). Sources, all written by the trainers into
 - ``metrics.jsonl`` split ``train``: ``rollout_success`` (RL: the iteration's sampled episodes), ``env_steps``;
 - ``metrics.jsonl`` split ``live``: ``forward_kl`` (``eval.kl_every``: KL(pi0 || pi) on the fixed frames);
 - ``points.jsonl`` (``rl.eval_every``): the evaluation's new-task success, probes and predictors;
-- ``summary.json``: the final evaluation, with the base's own scores (step 0 of the curve).
+- ``summary.json``: the final evaluation, with the base's own scores (step 0 of the curve; a run cut before its
+  end takes them from its first point).
 """
 
 from __future__ import annotations
@@ -44,9 +45,12 @@ def read_curve(run_dir: Path) -> dict[str, Any]:
     train = [{"step": step, **values} for step, values in sorted(by_step.items())]
     summary_path = run_dir / "summary.json"
     summary = json.loads(summary_path.read_text()) if summary_path.is_file() else None
+    points_path = run_dir / "points.jsonl"
+    points = read_jsonl(points_path) if points_path.is_file() else []
     evaluations: list[dict[str, Any]] = []
-    if summary is not None and summary.get("base"):
-        base = summary["base"]
+    # the base's scores (step 0): the summary's, or, for a run cut before its end, its first mid-training point's
+    base = next((p["base"] for p in ([summary] if summary else []) + points if p.get("base")), None)
+    if base is not None:
         evaluations.append(
             {
                 "step": 0,
@@ -56,8 +60,6 @@ def read_curve(run_dir: Path) -> dict[str, Any]:
                 "model": "base",
             }
         )
-    points_path = run_dir / "points.jsonl"
-    points = read_jsonl(points_path) if points_path.is_file() else []
     if summary is not None:
         points.append(summary)
     for p in points:
@@ -72,7 +74,7 @@ def read_curve(run_dir: Path) -> dict[str, Any]:
         )
     if not train and not evaluations:
         raise CurveError(f"{run_dir}: metrics.jsonl has no training success, live KL or evaluations to plot")
-    method = summary.get("method") if summary else None
+    method = next((p.get("method") for p in points if p.get("method")), None)  # the summary is the last point
     return {
         "run": run_dir.name,
         "method": method,
