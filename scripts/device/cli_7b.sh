@@ -47,9 +47,12 @@ kill_then_resume() {
   echo "=== $tag: start"
   setsid "$PY" -m vla_razor.cli.main "$@" > "$OUT/$tag.first.log" 2>&1 &
   local pid=$!
-  until find "runs/$EXP/runs" -path "*checkpoints/training_state.safetensors" -newer "$OUT/policy.yaml" 2>/dev/null \
+  until find "runs/$EXP/runs" "runs/${EXP}_rl/runs" -path "*checkpoints/training_state.safetensors" -newer "$OUT/policy.yaml" 2>/dev/null \
         | grep -q .; do
-    if ! kill -0 "$pid" 2>/dev/null; then echo "$tag ended before its first training state"; tail -20 "$OUT/$tag.first.log"; return 1; fi
+    if ! kill -0 "$pid" 2>/dev/null; then  # ended on its own: finished before (a rerun of this script) or failed
+      if wait "$pid"; then echo "$tag: ended without a kill"; tail -3 "$OUT/$tag.first.log"; return 0; fi
+      echo "$tag failed before its first training state"; tail -20 "$OUT/$tag.first.log"; return 1
+    fi
     sleep 2
   done
   sleep 1
@@ -65,9 +68,11 @@ kill_then_resume() {
 sft=(robot sft "${common[@]}" --base "$base" --sft.datasets "[\"$OUT/demos\"]" --sft.optim.batch_size 16
      --sft.optim.max_steps "$SFT_STEPS" --sft.optim.lr 1e-5)
 # RL's new task is close_drawer here: a random-weight 7B never picks the can, so pick-can RL would make no update
-# (binary success, no rows with a learning signal), while random pushes close an open drawer now and then
-rl=(robot rl "${common[@]}" --base "$base" --task close_drawer --probes '["open_drawer"]' --rl.grid "[4, 4]" --rl.episodes_per_point 4 --rl.iterations 2
-    --rl.max_steps 16 --rl.optim.batch_size 16 --rl.optim.lr 1e-5 --rl.eval_every 0 --eval.kl_every 0)
+# (binary success, no rows with a learning signal), while random pushes close an open drawer now and then; its own
+# experiment, since an experiment's KL frames and base evaluation belong to one new task
+rl=(robot rl "${common[@]}" --experiment "${EXP}_rl" --base "$base" --task close_drawer --collect.task close_drawer
+    --probes '["open_drawer"]' --rl.grid "[4, 4]"
+    --rl.episodes_per_point 4 --rl.iterations 2 --rl.max_steps 16 --rl.optim.batch_size 16 --rl.optim.lr 1e-5 --rl.eval_every 0 --eval.kl_every 0)
 kill_then_resume sft_lora "${sft[@]}" --lora.enabled true --sft.run_name sft_lora
 kill_then_resume rl_lora "${rl[@]}" --lora.enabled true --rl.run_name rl_lora --checkpoint_every 1
 kill_then_resume sft_full "${sft[@]}" --sft.run_name sft_full
@@ -86,7 +91,7 @@ import json, sys
 from pathlib import Path
 exp = Path("runs") / sys.argv[1]
 out = {}
-for run in sorted((exp / "runs").iterdir()):
+for run in sorted([*(exp / "runs").iterdir(), *(Path("runs") / f"{sys.argv[1]}_rl" / "runs").iterdir()]):
     rows = [json.loads(l) for l in (run / "metrics.jsonl").read_text().splitlines() if l.strip()]
     train = [r for r in rows if r["split"] == "train"]
     last = {}
