@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from data_collection.collect import CollectConfig
-from envs.tasks import TaskId, get_task
+from envs.tasks import DEFAULT_PROBES, DEFAULT_TASK, TaskId, get_task
 from vla_razor.config import ConfigError, option
 from vla_razor.optim import OptimConfig, refuse_unused
 from vla_razor.lora import LoraOptions
@@ -218,7 +218,7 @@ class SimplerVariantsConfig:
         "variant_aggregation: scenes, lightings, table textures / cabinets, distractors; visual_matching: the real "
         "image overlaid, four robot recolorings",
     )
-    tasks: list[str] = option(["pick_can", "open_drawer", "close_drawer"], "our tasks whose variants are run")
+    tasks: list[str] = option([DEFAULT_TASK, *DEFAULT_PROBES], "our tasks whose variants are run")
     only: list[str] = option([], "run only the variants whose name contains one of these (empty: all)")
     episodes_per_variant: int = option(
         0, "the first this many of each variant's episodes (0: SimplerEnv's all: 25 coke can, 9 drawers)", ge=0
@@ -232,12 +232,12 @@ class SimplerVariantsConfig:
 class RobotConfig:
     experiment: str = option("robot", "experiment name: runs go to <runs_dir>/<experiment>", plain_name=True)
     task: TaskId = option(
-        "pick_can",
+        DEFAULT_TASK,
         "the new task the base is fine-tuned on (SFT demonstrations, RL, new-task success, KL frames): a task id "
         "of envs/tasks.py",
     )
     probes: list[TaskId] = option(
-        ["open_drawer", "close_drawer"], "the prior tasks whose success measures retention (ids of envs/tasks.py)"
+        list(DEFAULT_PROBES), "the prior tasks whose success measures retention (ids of envs/tasks.py)"
     )
     runs_dir: Path = option(Path("runs"), "where experiments are written")
     base: Path = option(Path("assets/base_policy_embedded"), "the base policy folder (openvla-7b layout)")
