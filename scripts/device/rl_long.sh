@@ -8,7 +8,7 @@
 #   every poll also `remote.sh pack ...` and, last, `remote.sh packrun runs/rl_long` (the run with its
 #   training state, to resume from next session).
 set -x
-EXPERIMENT=rl_long WORKERS=14 ITERATIONS=60 bash scripts/robot_learning_curve.sh python3 \
+EXPERIMENT=rl_long WORKERS=${RL_WORKERS:-14} ITERATIONS=60 bash scripts/robot_learning_curve.sh python3 \
   --rl.baseline group --rl.advantage normalized --rl.length_normalize true --rl.clip_ratio 0.2 \
   --rl.optim.lr 3e-5 --rl.optim.batch_size 64 --rl.optim.epochs 1 --rl.max_steps 16 --rl.placements uniform \
   --eval.temperature 1 --eval.probe_episodes 100 --rl.eval_every 5 --rl.run_name rl_norm_ln_clip0.2_uniform_long

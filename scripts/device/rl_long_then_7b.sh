@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Session 12's device job: the rest of the long RL run (#19 item 3: iterations 50-60, resumed from the state
+# packed in session 11) and, beside it, the 7B through the CLI (#21 item 8: scripts/device/cli_7b.sh). The RL run
+# needs the CPU (10 simulator workers) and little GPU; the 7B runs need the GPU and 6 workers, so they share the
+# machine. Calls (each one `run`, back to back):
+#   install1 / install2 / install3 (scripts/device/remote.sh);
+#   here, before: bash scripts/device/stage_run.sh /work/.device/session11/poll_6  -> .stage/run.tgz.part00, part01;
+#   one `remote.sh stage` per piece (carry [".stage/run.tgz.part00"], then [".stage/run.tgz.part01"]);
+#   remote.sh start "bash scripts/device/rl_long_then_7b.sh";
+#   then polls: remote.sh poll 270 30; remote.sh pack "runs/cli_7b*/*.log" "runs/cli_7b/wall_s.txt";
+#   remote.sh packrun runs/rl_long  (the RL run, in case it is cut again).
+set -x
+RL_WORKERS=10 bash scripts/device/rl_long.sh > rl_long.log 2>&1 &
+WORKERS=6 bash scripts/device/cli_7b.sh python3 > cli_7b.log 2>&1 &
+wait
+echo JOB DONE
