@@ -43,8 +43,9 @@ class StaticLlamaDecoder:
         cfg = lm.config
         self.owner, self.lm = owner, lm
         self.layers = list(lm.model.layers)
+        self.signature = parameter_signature(owner)
         self.fused = fused_projections(lm) if fused else None
-        self.fused_generation = self.fused.sync() if self.fused is not None else 0
+        self.fused_generation = self.fused.sync(self.signature) if self.fused is not None else 0
         self.heads = cfg.num_attention_heads
         self.kv_heads = cfg.num_key_value_heads
         self.head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
@@ -54,7 +55,6 @@ class StaticLlamaDecoder:
             isinstance(layer.mlp.act_fn, nn.SiLU) or type(layer.mlp.act_fn).__name__ == "SiLUActivation"
             for layer in self.layers
         )
-        self.signature = parameter_signature(owner)
         weight = lm.get_input_embeddings().weight
         shape = (len(self.layers), batch, self.kv_heads, max_len, self.head_dim)
         self.keys = torch.zeros(shape, dtype=weight.dtype, device=weight.device)
@@ -72,9 +72,10 @@ class StaticLlamaDecoder:
     def matches(self, owner: nn.Module) -> bool:
         """Whether this decoder still serves ``owner``: the same parameters, and fused copies that are up to date
         (synced here) in the same buffers its CUDA graphs read."""
-        if owner is not self.owner or parameter_signature(owner) != self.signature:
+        signature = parameter_signature(owner)
+        if owner is not self.owner or signature != self.signature:
             return False
-        return self.fused is None or self.fused.sync() == self.fused_generation
+        return self.fused is None or self.fused.sync(signature) == self.fused_generation
 
     # ------------------------------------------------------------------ prefill
     def _prefill_embeds(self, embeds: Tensor, mask: Tensor, positions: Tensor, padded: bool) -> Tensor:
@@ -331,6 +332,11 @@ class FusedProjections:
         self.generation = 0
         self.structure: tuple = ()
         self.versions: tuple = ()
+        self.signature: tuple | None = None
+        self.sources: list[list[_Source | None]] = []
+        self.tensors: list[Tensor] = []
+        self.lora_modules: list[nn.Module] = []
+        self.lora_key: tuple = ()
 
     def _groups(self) -> list[list[nn.Module]]:
         groups = []
@@ -340,8 +346,15 @@ class FusedProjections:
             groups.append([mlp.gate_proj, mlp.up_proj])
         return groups
 
-    def sync(self) -> int:
-        """Brings the copies up to date with the layers; returns ``generation`` (changed when buffers were made)."""
+    def sync(self, signature: tuple | None = None) -> int:
+        """Brings the copies up to date with the layers; returns ``generation`` (changed when buffers were made).
+        ``signature``: the owner's `parameter_signature`; while it and the adapters' state are those of the last
+        call, the modules and tensors are those of the last call too, and only their versions are compared."""
+        if signature is not None and signature == self.signature and _lora_state(self.lora_modules) == self.lora_key:
+            versions = (_OPTIMIZER_STEPS, *(t._version for t in self.tensors))
+            if versions != self.versions:
+                self._refill(self.sources, versions)
+            return self.generation
         groups = self._groups()
         sources = [[_fold_source(m) for m in group] for group in groups]
         versions = (_OPTIMIZER_STEPS, *(t._version for group in sources for src in group if src for t in src.tensors))
@@ -350,17 +363,29 @@ class FusedProjections:
             for group, srcs in zip(groups, sources)
             for m, src in zip(group, srcs)
         )
+        self.signature, self.sources = signature, sources
+        self.tensors = [t for group in sources for src in group if src for t in src.tensors]
+        self.lora_modules = [m for group in groups for m in group if hasattr(m, "lora_A")]
+        self.lora_key = _lora_state(self.lora_modules)
         if structure != self.structure:
             self.structure, self.versions = structure, versions
             products = [_fused_product(srcs) for srcs in sources]
             self.qkv, self.gate_up = products[0::2], products[1::2]
             self.generation += 1
         elif versions != self.versions:
-            self.versions = versions
-            for srcs, product in zip(sources, [p for pair in zip(self.qkv, self.gate_up) for p in pair]):
-                if product is not None:
-                    _fill(product, srcs)
+            self._refill(sources, versions)
         return self.generation
+
+    def _refill(self, sources: list[list[_Source | None]], versions: tuple) -> None:
+        self.versions = versions
+        for srcs, product in zip(sources, [p for pair in zip(self.qkv, self.gate_up) for p in pair]):
+            if product is not None:
+                _fill(product, srcs)
+
+
+def _lora_state(modules: list[nn.Module]) -> tuple:
+    """What decides whether and how each LoRA layer folds, besides its tensors."""
+    return tuple((m.merged, m.disable_adapters, tuple(m.active_adapters)) for m in modules)
 
 
 @dataclass
