@@ -285,11 +285,12 @@ def test_graph_engine_equals_static_engine_on_gpu(contexts):
     policy = OpenVLAPolicy.from_config(tiny_config(), device="cuda", seed=0)
     images, instructions = contexts
 
-    def agree(batch, **kw) -> None:
-        graph = policy.sample(batch, engine="graph", **kw)
-        static = policy.sample(batch, engine="static", **kw)
-        assert torch.equal(graph.tokens, static.tokens)
-        torch.testing.assert_close(graph.logits, static.logits, atol=1e-4, rtol=1e-4)
+    def agree(batch, **kw) -> None:  # the graph engine, fused (the default) and not, against the static unfused one
+        static = policy.sample(batch, engine="static", fused_projections=False, **kw)
+        for fused in (True, False):
+            graph = policy.sample(batch, engine="graph", fused_projections=fused, **kw)
+            assert torch.equal(graph.tokens, static.tokens)
+            torch.testing.assert_close(graph.logits, static.logits, atol=1e-4, rtol=1e-4)
 
     padded = policy.encode(images, instructions)
     agree(padded, temperature=0)  # captures
@@ -299,6 +300,7 @@ def test_graph_engine_equals_static_engine_on_gpu(contexts):
     agree(other, temperature=0)
     same = policy.encode([images[0]] * 3, [instructions[0]] * 3)  # unpadded: the causal prefill graph
     agree(same, temperature=0)
+    agree(padded, temperature=0)  # the cache holds 4 decoders per model: the padded ones are the latest here
     decoders = generation.DECODERS.decoders[policy.model]
     graphs = {k: v for k, v in decoders.items() if k[2]}
     with torch.no_grad():
