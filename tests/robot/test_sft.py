@@ -383,7 +383,7 @@ def test_float32_master_weights_follow_the_float32_curve(
     """bf16 parameters with float32 master weights and moments (`optim.master_weights: float32`) follow the float32
     run's 200-update SFT loss curve (the tiny base on the angled pick-can demonstrations, lr 3e-5: the default);
     plain bf16 AdamW drifts far from it, its updates (~lr) mostly below half a bf16 step of the weights. Resumed at
-    update 100, the master-weight run repeats the uninterrupted curve exactly (master and moments are saved).
+    update 20, the master-weight run repeats the uninterrupted curve exactly (master and moments are saved).
 
     Tolerance: per update |loss - float32 loss| <= 0.03 on average and <= 0.1 at most. A master-weight run differs
     from float32 only by bf16 rounding of the forward and backward (logits ~2^-8 relative) and of the weights the
@@ -406,8 +406,10 @@ def test_float32_master_weights_follow_the_float32_curve(
     assert curves["float32"][-20:].mean() < curves["float32"][:20].mean() - 1.0, "the reference must learn"
     assert gaps["bf16_master"].mean() <= 0.03 and gaps["bf16_master"].max() <= 0.1, gaps["bf16_master"]
     assert gaps["bf16"].mean() >= 10 * gaps["bf16_master"].mean()
+    # resumed at update 20 of 40 (the schedule is constant after warmup, the batches a function of (seed, epoch)):
+    # the same losses as updates 21-40 of the uninterrupted run
     half = tmp_path / "half"
-    _sft_curve(tiny_base, data, half, torch.bfloat16, "float32", 100)
+    _sft_curve(tiny_base, data, half, torch.bfloat16, "float32", 20)
     shutil.copytree(half / "checkpoints", tmp_path / "resumed" / "checkpoints")
-    resumed = _sft_curve(tiny_base, data, tmp_path / "resumed", torch.bfloat16, "float32", 200)
-    assert resumed == list(curves["bf16_master"][100:])
+    resumed = _sft_curve(tiny_base, data, tmp_path / "resumed", torch.bfloat16, "float32", 40)
+    assert resumed == list(curves["bf16_master"][20:40])
