@@ -8,6 +8,8 @@ decode steps. Timed: ``policy.sample`` on prepared inputs (image preprocessing e
 (eager transformers, the static-K/V decoder, its CUDA-graph replay), and the ViTs + projector alone. The FLOP
 fraction is prefill FLOPs per action x actions/s / the bf16 (or fp32 on CPU) matmul rate measured in the
 same process; decode FLOPs are reported beside it. Results merge into --out under the device's name.
+``--fused on off`` times the static / graph engines with and without q/k/v and gate/up as single products
+(rows carry ``fused_projections``); ``fused_sync_us`` is the per-call staleness check of the fused copies.
 """
 
 from __future__ import annotations
@@ -169,6 +171,13 @@ def main() -> None:
     parser.add_argument(
         "--threads", type=int, default=1, help="torch threads (1: oversubscription on a loaded 2-core box costs 20x)"
     )
+    parser.add_argument(
+        "--fused",
+        nargs="+",
+        default=["on"],
+        choices=("on", "off"),
+        help="static / graph engines: q/k/v and gate/up as single products over concatenated weights (on) or not",
+    )
     parser.add_argument("--profile-batch", type=int, default=0, help="print the top kernels of one call at this batch")
     parser.add_argument("--out", default="docs/results/policy/bench.json")
     args = parser.parse_args()
@@ -180,6 +189,7 @@ def main() -> None:
     from vla_razor.policies.openvla.modeling_openvla import DTYPES, build_model
     from vla_razor.policies.openvla.policy import OpenVLAPolicy
     from vla_razor.policies.openvla.processor_openvla import ByteTokenizer, OpenVLAProcessor
+    from vla_razor.policies.static_decoder import fused_projections, parameter_signature
 
     started = time.perf_counter()
     torch.manual_seed(0)
@@ -189,6 +199,8 @@ def main() -> None:
     rate = matmul_rate(args.device, DTYPES[cfg.dtype], 8192 if args.device == "cuda" else 1024)
     device_name = device_label(args.device, args.threads)
     engines = [resolve_engine(e, torch.device(args.device)) for e in args.engines]
+    settings = [(e, f == "on") for e in engines for f in dict.fromkeys(args.fused) if e != "eager"]
+    settings = [(e, False) for e in engines if e == "eager"] + settings  # eager runs transformers' own layers
     rows = []
     for batch_size in args.batches:
         batch = make_batch(policy, batch_size, args.prompt_tokens, args.device)
@@ -197,24 +209,30 @@ def main() -> None:
         reference = None
         with torch.no_grad():
             vision_s = time_calls(lambda: model.embed_images(batch["pixel_values"]), args.repeats, args.device)
-        for engine in engines:
+        for engine, fused in settings:
             if engine == "eager" and args.eager_batches is not None and batch_size not in args.eager_batches:
                 continue
             sync(args.device)
             first = time.perf_counter()
             try:
-                sample = policy.sample(batch, temperature=0, engine=engine)
+                sample = policy.sample(batch, temperature=0, engine=engine, fused_projections=fused)
             except Exception as err:  # noqa: BLE001 (a bench reports a failing engine and times the others)
-                rows.append({"engine": engine, "batch": batch_size, "error": repr(err)[:500]})
+                rows.append(
+                    {"engine": engine, "fused_projections": fused, "batch": batch_size, "error": repr(err)[:500]}
+                )
                 print(json.dumps(rows[-1]), flush=True)
                 continue
             sync(args.device)
             first_call_s = time.perf_counter() - first  # with graph capture and compilation
             if reference is None:
-                reference = (engine, sample)
+                reference = (f"{engine}, fused {'on' if fused else 'off'}", sample)
             with torch.no_grad():  # this engine's logits against a teacher-forced transformers forward on its tokens
                 forced = policy.action_logits(batch, sample.tokens)
-            elapsed = time_calls(lambda: policy.sample(batch, temperature=0, engine=engine), args.repeats, args.device)
+            elapsed = time_calls(
+                lambda: policy.sample(batch, temperature=0, engine=engine, fused_projections=fused),
+                args.repeats,
+                args.device,
+            )
             prefill_s = time_calls(
                 lambda: generate_action_tokens(
                     model,
@@ -224,6 +242,7 @@ def main() -> None:
                     policy.vocab_ids,
                     action_dim=1,
                     engine=engine,
+                    fused_projections=fused,
                 ),
                 args.repeats,
                 args.device,
@@ -231,6 +250,7 @@ def main() -> None:
             actions_per_s = batch_size / elapsed
             row = {
                 "engine": engine,
+                "fused_projections": fused,
                 "batch": batch_size,
                 "prompt_tokens": seq,
                 "sequence_tokens": seq + model.num_patches,
@@ -245,7 +265,7 @@ def main() -> None:
                 "fraction_incl_decode": (flops["total"] + flops["decode_total"]) * actions_per_s / rate,
                 # greedy tokens of this engine against the first engine timed at this batch (bf16 rounding may
                 # flip near-ties; the CPU tests hold the engines to float32 agreement)
-                "tokens_equal_to": reference[0],
+                "tokens_equal_to": f"{reference[0]}",
                 "token_agreement": float((sample.tokens == reference[1].tokens).float().mean()),
                 "max_logit_diff": float((sample.logits - reference[1].logits).abs().max()),
                 "teacher_forced_max_diff": float((sample.logits - forced).abs().max()),
@@ -257,10 +277,22 @@ def main() -> None:
             print(json.dumps(row), flush=True)
         if batch_size == args.profile_batch:
             print(
-                profile_table(lambda: policy.sample(batch, temperature=0, engine=engines[-1]), args.device), flush=True
+                profile_table(
+                    lambda: policy.sample(
+                        batch, temperature=0, engine=settings[-1][0], fused_projections=settings[-1][1]
+                    ),
+                    args.device,
+                ),
+                flush=True,
             )
+    signature = parameter_signature(model)  # the decoders' existing check of replaced parameters, every call
+    fused = fused_projections(model.language_model)
+    fused.sync(signature)
+    sync_s = time_calls(lambda: fused.sync(signature), 200, "cpu") if any(f for _, f in settings) else None
     result = {
         "device": device_name,
+        "fused_sync_us": None if sync_s is None else 1e6 * sync_s,  # the fused copies' check, weights unchanged
+        "parameter_signature_us": 1e6 * time_calls(lambda: parameter_signature(model), 200, "cpu"),
         "config": args.config,
         "dtype": cfg.dtype,
         "parameters": sum(p.numel() for p in model.parameters()),
@@ -274,15 +306,15 @@ def main() -> None:
     existing[f"{args.config}@{args.device}"] = result
     atomic_write_json(out, existing)
     print(
-        f"{'engine':>7} {'batch':>5} {'actions/s':>10} {'ms/batch':>9} {'vision':>7} {'prefill':>8} {'ceiling':>8} "
+        f"{'engine':>7} {'fused':>5} {'batch':>5} {'actions/s':>10} {'ms/batch':>9} {'vision':>7} {'prefill':>8} {'ceiling':>8} "
         f"{'agree':>6} {'tf diff':>8} {'first s':>8}"
     )
     for r in rows:
         if "error" in r:
-            print(f"{r['engine']:>7} {r['batch']:>5} failed: {r['error'][:100]}")
+            print(f"{r['engine']:>7} {r['fused_projections']!s:>5} {r['batch']:>5} failed: {r['error'][:100]}")
             continue
         print(
-            f"{r['engine']:>7} {r['batch']:>5} {r['actions_per_s']:>10.1f} {r['ms_per_batch']:>9.1f} "
+            f"{r['engine']:>7} {r['fused_projections']!s:>5} {r['batch']:>5} {r['actions_per_s']:>10.1f} {r['ms_per_batch']:>9.1f} "
             f"{r['vision_ms_per_batch']:>7.1f} {r['prefill_ms_per_batch']:>8.1f} {r['fraction_of_flop_ceiling']:>8.3f} "
             f"{r['token_agreement']:>6.2f} {r['teacher_forced_max_diff']:>8.4f} {r['first_call_s']:>8.1f}"
         )

@@ -10,7 +10,10 @@ the action tokens over the 256 bins, backward, grad-norm clipping, AdamW (fused 
 measured in the same process, with model FLOPs = 3 x forward FLOPs for full fine-tuning ("6N": forward +
 both backward matmuls) and 2 x forward for LoRA ("4N": no weight gradients of the frozen layers);
 activation recomputation is not counted, as usual for MFU. Forward FLOPs include the vision backbones.
-Results merge into --out under "<config>/<mode>@<device>".
+``--master-weights float32`` trains with float32 master weights and AdamW moments over bf16 parameters
+(vla_razor.optim.MasterWeightAdamW, `optim.master_weights: float32`), as users train; ``none`` keeps AdamW's states in
+the parameters' dtype (fused on CUDA). ``--dtype bfloat16`` runs the tiny config in bf16 on a CPU.
+Results merge into --out under "<config>/<mode>/checkpointing-<c>[/master-<m>]@<device>".
 """
 
 from __future__ import annotations
@@ -58,6 +61,13 @@ def main() -> None:
         default="on",
         help="activation recomputation: everywhere, the Llama layers only, or none",
     )
+    parser.add_argument(
+        "--master-weights",
+        choices=("none", "float32"),
+        default="none",
+        help="none: AdamW states in the parameters' dtype; float32: float32 master weights and moments",
+    )
+    parser.add_argument("--dtype", default=None, help="parameter dtype (default: the config's; float32 on a CPU)")
     parser.add_argument("--prompt-tokens", type=int, default=20, help="prompt length (the 7B has no tokenizer here)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", default="docs/results/perf/train_step.json")
@@ -65,6 +75,9 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     cfg = bench_config(args.config, args.device)
+    if args.dtype is not None:
+        cfg.dtype = args.dtype
+    from vla_razor.optim import OptimConfig, make_adamw
     from vla_razor.policies.openvla.modeling_openvla import DTYPES, build_model
     from vla_razor.policies.openvla.policy import OpenVLAPolicy
     from vla_razor.policies.openvla.processor_openvla import ByteTokenizer, OpenVLAProcessor
@@ -84,7 +97,10 @@ def main() -> None:
     model.train()
     policy = OpenVLAPolicy(model, OpenVLAProcessor(cfg, ByteTokenizer()))
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=1e-5, weight_decay=0.0, fused=args.device == "cuda")
+    if args.master_weights == "float32":
+        optimizer = make_adamw(params, OptimConfig(lr=1e-5, weight_decay=0.0, master_weights="float32"))
+    else:
+        optimizer = torch.optim.AdamW(params, lr=1e-5, weight_decay=0.0, fused=args.device == "cuda")
     build_s = time.perf_counter() - started
     rate = matmul_rate(args.device, DTYPES[cfg.dtype], 8192 if args.device == "cuda" else 1024)
     device_name = device_label(args.device, args.threads)
@@ -148,7 +164,12 @@ def main() -> None:
         "lora_rank": args.lora_rank if args.mode == "lora" else None,
         "parameters": sum(p.numel() for p in model.parameters()),
         "trainable_parameters": sum(p.numel() for p in params),
-        "optimizer": "AdamW (fused on CUDA), states in the parameters' dtype",
+        "master_weights": args.master_weights,
+        "optimizer": (
+            "MasterWeightAdamW: float32 master weights and moments, bf16 parameters"
+            if args.master_weights == "float32"
+            else "AdamW (fused on CUDA), states in the parameters' dtype"
+        ),
         "matmul_tflops_measured": rate / 1e12,
         "build_seconds": build_s,
         "torch": torch.__version__,
@@ -156,7 +177,8 @@ def main() -> None:
     }
     out = Path(args.out)
     existing = json.loads(out.read_text()) if out.is_file() else {}
-    existing[f"{args.config}/{args.mode}/checkpointing-{args.checkpointing}@{args.device}"] = result
+    master = "" if args.master_weights == "none" else f"/master-{args.master_weights}"
+    existing[f"{args.config}/{args.mode}/checkpointing-{args.checkpointing}{master}@{args.device}"] = result
     atomic_write_json(out, existing)
     print(json.dumps({k: v for k, v in result.items() if k != "rows"}))
 

@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from vla_razor.optim import StackedAdamW, lr_multiplier
+from vla_razor.optim import MasterWeightAdamW, OptimConfig, StackedAdamW, lr_multiplier, make_adamw
 
 
 def test_lr_multiplier_schedules():
@@ -66,6 +66,7 @@ def test_one_optim_config_keeps_each_domains_defaults():
         ("robot", {"rl.optim.micro_batch_size": 4}, "rl.optim.micro_batch_size"),
         ("llm", {"grpo.optim.image_shift": 2}, "grpo.optim.image_shift"),
         ("llm", {"simpo.optim.micro_batch_size": None}, "simpo.optim.micro_batch_size"),
+        ("llm", {"sft.optim.master_weights": "float32"}, "sft.optim.master_weights"),
     ],
 )
 def test_a_field_the_domain_does_not_use_is_refused_by_name(cls, override, field):
@@ -75,3 +76,78 @@ def test_a_field_the_domain_does_not_use_is_refused_by_name(cls, override, field
 
     with pytest.raises(ConfigError, match=field.replace(".", r"\.")):
         load_config(RobotConfig if cls == "robot" else LLMConfig, None, override)
+
+
+def _steps(optimizer, params, grads) -> None:
+    for g in grads:
+        for p, gp in zip(params, g):
+            p.grad = gp.to(p.dtype)
+        optimizer.step()
+
+
+def test_master_weight_adamw_is_adamw_on_float32_and_keeps_a_float32_master_for_bf16():
+    """On float32 parameters it is torch's AdamW exactly; on bf16 ones the master follows AdamW on the rounded
+    gradients (to float32 rounding) and the parameter is the master rounded to bf16 after every step, where bf16
+    AdamW loses the updates smaller than half a bf16 step (lr 1e-5 on weights ~1: all of them)."""
+    gen = torch.Generator().manual_seed(0)
+    init = [1 + 0.5 * torch.rand(17, 5, generator=gen), 1 + 0.5 * torch.rand(9, generator=gen)]  # bf16 step 2^-7
+    grads = [[torch.randn(17, 5, generator=gen), torch.randn(9, generator=gen)] for _ in range(6)]
+    ref = [torch.nn.Parameter(t.clone()) for t in init]
+    mine = [torch.nn.Parameter(t.clone()) for t in init]
+    _steps(torch.optim.AdamW(ref, lr=1e-2, weight_decay=0.1), ref, grads)
+    _steps(MasterWeightAdamW(mine, lr=1e-2, weight_decay=0.1, chunk_elements=10), mine, grads)
+    for a, b in zip(ref, mine):
+        assert torch.equal(a, b)
+
+    low = [torch.nn.Parameter(t.bfloat16()) for t in init]
+    optimizer = make_adamw(low, OptimConfig(lr=1e-5, master_weights="float32"))
+    _steps(optimizer, low, grads)
+    rounded = [torch.nn.Parameter(t.bfloat16().float()) for t in init]  # float32 AdamW from the same bf16 start
+    _steps(torch.optim.AdamW(rounded, lr=1e-5, weight_decay=0.0), rounded, [[g.bfloat16() for g in gs] for gs in grads])
+    for p, r in zip(low, rounded):
+        master = optimizer.state[p]["master"]
+        assert p.dtype == torch.bfloat16 and master.dtype == torch.float32
+        assert optimizer.state[p]["exp_avg"].dtype == torch.float32
+        torch.testing.assert_close(master, r.detach(), rtol=0, atol=1e-7)
+        assert torch.equal(p, master.bfloat16())
+    plain = [torch.nn.Parameter(t.bfloat16()) for t in init]
+    _steps(make_adamw(plain, OptimConfig(lr=1e-5)), plain, grads)
+    assert all(torch.equal(p, t.bfloat16()) for p, t in zip(plain, init))  # every update rounded away
+
+
+def test_master_weights_and_moments_resume_from_the_training_state(tmp_path):
+    """The master copy and float32 moments are saved with the training state and restored: steps after a resume
+    equal the steps of a run that never stopped."""
+    from vla_razor.training_state import load_training_state, save_training_state
+
+    gen = torch.Generator().manual_seed(1)
+    grads = [[torch.randn(8, 4, generator=gen).bfloat16()] for _ in range(6)]
+    start = torch.randn(8, 4, generator=gen)
+
+    def model():
+        m = torch.nn.Linear(4, 8, bias=False).bfloat16()
+        with torch.no_grad():
+            m.weight.copy_(start)
+        return m
+
+    whole = model()
+    _steps(MasterWeightAdamW(whole.parameters(), lr=1e-3), [whole.weight], grads)
+    first = model()
+    opt = MasterWeightAdamW(first.parameters(), lr=1e-3)
+    _steps(opt, [first.weight], grads[:3])
+    save_training_state(tmp_path / "state.safetensors", first, opt, {"step": 3})
+    second = model()
+    opt2 = MasterWeightAdamW(second.parameters(), lr=1e-3)
+    assert load_training_state(tmp_path / "state.safetensors", second, opt2) == {"step": 3}
+    assert opt2.state[second.weight]["master"].dtype == torch.float32
+    _steps(opt2, [second.weight], grads[3:])
+    assert torch.equal(second.weight, whole.weight)
+
+
+def test_master_weights_are_refused_under_torchrun():
+    from vla_razor.config import ConfigError
+    from vla_razor.distributed import Distributed, check_distributed
+
+    ctx = Distributed(world_size=2)
+    with pytest.raises(ConfigError, match="optim.master_weights"):
+        check_distributed(OptimConfig(batch_size=8, master_weights="float32"), ctx)

@@ -314,6 +314,11 @@ def check_distributed(optim: Any, ctx: Distributed, has_hooks: bool = False) -> 
             f"({ctx.world_size}): each takes an equal share of every batch; use e.g. "
             f"{ctx.world_size * max(1, round(optim.batch_size / ctx.world_size))}"
         )
+    if getattr(optim, "master_weights", "none") != "none":
+        raise ConfigError(
+            "optim.master_weights: float32 master weights under torchrun come from FSDP's mixed precision: "
+            "leave optim.master_weights at 'none' and set fsdp.mixed_precision: bf16"
+        )
     if has_hooks:
         raise ConfigError(
             "mid-training evaluations and live KL checks (eval.during_training_every, eval.kl_every, "

@@ -12,10 +12,12 @@ from dataclasses import dataclass, fields
 from typing import Literal
 
 import torch
+from torch.optim.adamw import adamw
 
 from vla_razor.config import ConfigError, option
 
 Schedule = Literal["constant", "cosine"]
+MasterWeights = Literal["none", "float32"]
 
 
 @dataclass
@@ -37,6 +39,12 @@ class OptimConfig:
     schedule: Schedule = option("constant", "'constant' (with warmup) or 'cosine' (with warmup)")
     max_grad_norm: float = option(1.0, "gradient clipping norm", gt=0)
     weight_decay: float = option(0.0, "AdamW weight decay", ge=0)
+    master_weights: MasterWeights = option(
+        "none",
+        "robot only: 'none' (AdamW in the parameters' own dtype: a bf16 policy keeps bf16 moments and rounds each "
+        "update to bf16) or 'float32' (mixed precision as usually trained: float32 master weights and AdamW "
+        "moments, the bf16 parameters a rounded copy of the master after every step; 6 more bytes a parameter)",
+    )
     image_shift: int = option(
         0,
         "robot behaviour cloning only: shift each training image by up to this many pixels (edge-padded random "
@@ -85,6 +93,97 @@ def lr_multiplier(step: int, total_steps: int, warmup_steps: int, schedule: Sche
         progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
         return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
     raise ValueError(f"unknown schedule {schedule!r}: expected 'constant' or 'cosine'")
+
+
+def make_adamw(params: list[torch.nn.Parameter], optim: OptimConfig) -> torch.optim.Optimizer:
+    """The trainers' optimizer: torch's AdamW, or `MasterWeightAdamW` with ``optim.master_weights: float32``."""
+    if optim.master_weights == "float32":
+        return MasterWeightAdamW(params, lr=optim.lr, weight_decay=optim.weight_decay)
+    if optim.master_weights != "none":
+        raise ConfigError(f"optim.master_weights: expected 'none' or 'float32', got {optim.master_weights!r}")
+    return torch.optim.AdamW(params, lr=optim.lr, weight_decay=optim.weight_decay)
+
+
+class MasterWeightAdamW(torch.optim.Optimizer):
+    """AdamW over float32 master weights for parameters kept in a lower precision (bf16) for compute.
+
+    Per parameter the state holds ``master`` (float32, made from the parameter at its first step), ``exp_avg``
+    and ``exp_avg_sq`` (float32) and ``step``. A step takes the (bf16) gradient to float32, makes torch's own
+    AdamW update on the master (`torch.optim.adamw.adamw`, so the arithmetic is AdamW's exactly), and copies the
+    master, rounded to nearest, into the parameter: small updates accumulate in the master instead of being lost
+    to bf16 rounding. Float32 parameters need no master and are updated in place (then this is AdamW). The
+    float32 temporaries are made a chunk of at most ``chunk_elements`` values at a time. Its state saves and
+    restores like AdamW's (vla_razor.training_state: every per-parameter tensor, the master too).
+    """
+
+    def __init__(
+        self,
+        params,
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 1e-2,
+        chunk_elements: int = 1 << 28,
+    ) -> None:
+        super().__init__(params, {"lr": lr, "betas": betas, "eps": eps, "weight_decay": weight_decay})
+        self.chunk_elements = chunk_elements
+
+    @torch.no_grad()
+    def step(self, closure=None):  # noqa: ANN001 (torch.optim.Optimizer's signature)
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            chunk: list[torch.nn.Parameter] = []
+            size = 0
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                chunk.append(p)
+                size += p.numel()
+                if size >= self.chunk_elements:
+                    self._update(group, chunk)
+                    chunk, size = [], 0
+            if chunk:
+                self._update(group, chunk)
+        return loss
+
+    def _update(self, group: dict, params: list[torch.nn.Parameter]) -> None:
+        masters, grads, exp_avgs, exp_avg_sqs, steps = [], [], [], [], []
+        for p in params:
+            state = self.state[p]
+            if not state:
+                state["step"] = torch.tensor(0.0)
+                if p.dtype != torch.float32:
+                    state["master"] = p.detach().float()
+                state["exp_avg"] = torch.zeros_like(p, dtype=torch.float32, memory_format=torch.preserve_format)
+                state["exp_avg_sq"] = torch.zeros_like(p, dtype=torch.float32, memory_format=torch.preserve_format)
+            masters.append(state.get("master", p))
+            grads.append(p.grad.float())
+            exp_avgs.append(state["exp_avg"])
+            exp_avg_sqs.append(state["exp_avg_sq"])
+            steps.append(state["step"])
+        beta1, beta2 = group["betas"]
+        adamw(
+            masters,
+            grads,
+            exp_avgs,
+            exp_avg_sqs,
+            [],
+            steps,
+            foreach=masters[0].device.type == "cuda",
+            amsgrad=False,
+            beta1=beta1,
+            beta2=beta2,
+            lr=group["lr"],
+            weight_decay=group["weight_decay"],
+            eps=group["eps"],
+            maximize=False,
+        )
+        for p, master in zip(params, masters):
+            if master is not p:
+                p.copy_(master)
 
 
 class StackedAdamW:

@@ -105,11 +105,13 @@ def test_row_noise_sampling_follows_the_policy_distribution(policy, contexts):
 
 
 def _engines_agree(policy, batch, **kw) -> None:
+    """The static engine, with and without fused q / k / v and gate / up products, against transformers'."""
     eager = policy.sample(batch, engine="eager", **kw)
-    static = policy.sample(batch, engine="static", **kw)
-    assert torch.equal(static.tokens, eager.tokens)
-    torch.testing.assert_close(static.logits, eager.logits, atol=1e-4, rtol=1e-4)
-    torch.testing.assert_close(static.logprobs, eager.logprobs, atol=1e-4, rtol=1e-4)
+    for fused in (True, False):
+        static = policy.sample(batch, engine="static", fused_projections=fused, **kw)
+        assert torch.equal(static.tokens, eager.tokens)
+        torch.testing.assert_close(static.logits, eager.logits, atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(static.logprobs, eager.logprobs, atol=1e-4, rtol=1e-4)
 
 
 def test_static_cache_engine_equals_transformers_generation(policy, contexts):
@@ -161,7 +163,9 @@ def test_static_decoder_is_reused_and_follows_the_weights(policy, contexts):
     try:
         with torch.no_grad():
             head.mul_(-1.0)
-        _engines_agree(policy, first, temperature=0)
+        eager, static = (policy.sample(first, temperature=0, engine=e) for e in ("eager", "static"))
+        assert torch.equal(static.tokens, eager.tokens)
+        torch.testing.assert_close(static.logits, eager.logits, atol=1e-4, rtol=1e-4)
         assert dict(decoders) == made
     finally:
         with torch.no_grad():
@@ -191,6 +195,83 @@ def test_static_cache_engine_with_lora_adapters(contexts):
     batch = policy.encode(*contexts)
     assert not torch.allclose(policy.sample(batch, temperature=0).logits, plain.sample(batch, temperature=0).logits)
     _engines_agree(policy, batch, temperature=0)
+    fused = fused_copies(policy)
+    assert all(p is not None for p in fused.qkv + fused.gate_up)  # the adapters are folded, not bypassed
+    with torch.no_grad():  # an adapter update in place (what a LoRA optimizer step does)
+        for name, p in policy.model.named_parameters():
+            if "lora_A" in name:
+                p.mul_(-1.5)
+    _engines_agree(policy, batch, temperature=0)
+
+
+def fused_copies(policy):
+    from vla_razor.policies.static_decoder import fused_projections
+
+    return fused_projections(policy.model.language_model)
+
+
+def test_fused_projections_follow_training(contexts):
+    """The fused q / k / v and gate / up copies stay equal to the layers' weights: after AdamW steps (foreach and
+    fused kernels: the fused one bumps no version counter), after load_state_dict, after a parameter is replaced,
+    and after a step on LoRA adapters; each time the static engine's tokens and logits equal transformers'."""
+    from vla_razor.lora import LoraOptions, apply_lora
+    from vla_razor.policies.openvla.policy import OpenVLAPolicy
+
+    policy = OpenVLAPolicy.from_config(tiny_config(), seed=0)
+    batch = policy.encode(*contexts)
+    _engines_agree(policy, batch, temperature=0)
+    copies = fused_copies(policy)
+    buffer = copies.qkv[0].weight
+    targets = policy.vocab_ids[torch.randint(0, 256, (3, 7), generator=torch.Generator().manual_seed(2))]
+
+    def train_step(optimizer) -> None:
+        optimizer.zero_grad()
+        logits = policy.action_logits(batch, targets)
+        (logits.logsumexp(-1).mean() - logits.mean()).backward()
+        optimizer.step()
+
+    for kind in ({"foreach": True}, {"fused": True}):
+        trainable = [p for p in policy.model.parameters() if p.requires_grad]
+        train_step(torch.optim.AdamW(trainable, lr=0.05, **kind))
+        _engines_agree(policy, batch, temperature=0)
+        attn = policy.model.language_model.model.layers[0].self_attn
+        expected = torch.cat([attn.q_proj.weight, attn.k_proj.weight, attn.v_proj.weight])
+        assert torch.equal(copies.qkv[0].weight, expected)
+        assert copies.qkv[0].weight is buffer  # rewritten in place: captured CUDA graphs stay valid
+    state = {k: v + 0.1 * torch.randn_like(v) for k, v in policy.model.state_dict().items() if "mlp" in k}
+    policy.model.load_state_dict(state, strict=False)
+    _engines_agree(policy, batch, temperature=0)
+    up = policy.model.language_model.model.layers[1].mlp.up_proj
+    up.weight = torch.nn.Parameter(torch.randn_like(up.weight) * 0.2)  # replaced: new storage, new buffers
+    _engines_agree(policy, batch, temperature=0)
+    assert torch.equal(copies.gate_up[1].weight[up.weight.shape[0] :], up.weight)
+    policy.model = apply_lora(policy.model, LoraOptions(enabled=True, r=4, alpha=8, target_modules="language"))
+    with torch.no_grad():
+        for name, p in policy.model.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.5)
+    _engines_agree(policy, batch, temperature=0)
+    train_step(torch.optim.AdamW([p for p in policy.model.parameters() if p.requires_grad], lr=0.05))
+    _engines_agree(policy, batch, temperature=0)
+    assert all(p is not None for p in copies.qkv + copies.gate_up)
+    policy.merge_adapters()  # folded into the weights: the copies must not fold them a second time
+    _engines_agree(policy, batch, temperature=0)
+
+
+def test_lora_dropout_keeps_the_layers_own_projections(contexts):
+    """An adapter with dropout cannot be folded (its branch is random per call): those layers run unfused."""
+    from vla_razor.lora import LoraOptions, apply_lora
+    from vla_razor.policies.openvla.policy import OpenVLAPolicy
+
+    policy = OpenVLAPolicy.from_config(tiny_config(), seed=0)
+    policy.model = apply_lora(
+        policy.model, LoraOptions(enabled=True, r=4, alpha=8, dropout=0.1, target_modules="q_proj|up_proj")
+    )
+    policy.model.eval()
+    policy.sample(policy.encode(*contexts), temperature=0, engine="static")
+    copies = fused_copies(policy)
+    assert copies.qkv == [None, None] and copies.gate_up == [None, None]
+    _engines_agree(policy, policy.encode(*contexts), temperature=0)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="the CUDA-graph engine needs a GPU")
@@ -204,11 +285,12 @@ def test_graph_engine_equals_static_engine_on_gpu(contexts):
     policy = OpenVLAPolicy.from_config(tiny_config(), device="cuda", seed=0)
     images, instructions = contexts
 
-    def agree(batch, **kw) -> None:
-        graph = policy.sample(batch, engine="graph", **kw)
-        static = policy.sample(batch, engine="static", **kw)
-        assert torch.equal(graph.tokens, static.tokens)
-        torch.testing.assert_close(graph.logits, static.logits, atol=1e-4, rtol=1e-4)
+    def agree(batch, **kw) -> None:  # the graph engine, fused (the default) and not, against the static unfused one
+        static = policy.sample(batch, engine="static", fused_projections=False, **kw)
+        for fused in (True, False):
+            graph = policy.sample(batch, engine="graph", fused_projections=fused, **kw)
+            assert torch.equal(graph.tokens, static.tokens)
+            torch.testing.assert_close(graph.logits, static.logits, atol=1e-4, rtol=1e-4)
 
     padded = policy.encode(images, instructions)
     agree(padded, temperature=0)  # captures
@@ -218,6 +300,7 @@ def test_graph_engine_equals_static_engine_on_gpu(contexts):
     agree(other, temperature=0)
     same = policy.encode([images[0]] * 3, [instructions[0]] * 3)  # unpadded: the causal prefill graph
     agree(same, temperature=0)
+    agree(padded, temperature=0)  # the cache holds 4 decoders per model: the padded ones are the latest here
     decoders = generation.DECODERS.decoders[policy.model]
     graphs = {k: v for k, v in decoders.items() if k[2]}
     with torch.no_grad():

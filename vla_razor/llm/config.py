@@ -65,7 +65,14 @@ def llm_optim(**changes: Any) -> OptimConfig:
 
 
 def _check_optim(optim: OptimConfig, where: str) -> None:
-    refuse_unused(optim, where, {"image_shift": "image shifts are for the robot's behaviour cloning"})
+    refuse_unused(
+        optim,
+        where,
+        {
+            "image_shift": "image shifts are for the robot's behaviour cloning",
+            "master_weights": "float32 master weights are implemented for the robot's trainers only",
+        },
+    )
     if optim.micro_batch_size is None:
         raise ConfigError(
             f"{where}.micro_batch_size: the LLM trainers accumulate gradients over micro-batches; "

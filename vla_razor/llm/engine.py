@@ -65,8 +65,8 @@ class TextDecoder(StaticLlamaDecoder):
     """A causal LM's own decoder over static K/V buffers; the prefill embeds token ids, the head is the full
     output layer."""
 
-    def __init__(self, lm: nn.Module, batch: int, max_len: int, graph: bool) -> None:
-        super().__init__(lm, lm, batch, max_len, graph)
+    def __init__(self, lm: nn.Module, batch: int, max_len: int, graph: bool, fused: bool = True) -> None:
+        super().__init__(lm, lm, batch, max_len, graph, fused)
 
     def start(self, input_ids: Tensor, attention_mask: Tensor) -> TextDecoder:
         """Runs the left-padded prompts into the buffers (eagerly: prompt lengths vary by round); the first

@@ -8,16 +8,22 @@ step is a call of fixed shapes that a CUDA graph can replay. The weights are rea
 decoder follows in-place updates (training between rollouts); ``matches`` tells the caller when parameters were
 replaced (``.to()``, merged adapters) and the buffers and graphs must be made again. All graphs of a decoder
 share one memory pool: they run one after another, and what one returns is copied out before the next.
+
+With ``fused`` (the default), q / k / v run as one matrix product and gate / up as another, over concatenated
+copies of the weights (`FusedProjections`, one per model, shared by its decoders) that are brought up to date
+before every generation call in which the weights changed.
 """
 
 from __future__ import annotations
 
 import weakref
+from dataclasses import dataclass
 from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.optim.optimizer import register_optimizer_step_post_hook
 
 LENGTH_BUCKET = 16
 """Static K/V buffers are this many positions longer at a time, so prompts of nearby lengths share a graph."""
@@ -31,10 +37,15 @@ class StaticLlamaDecoder:
     ``start`` that calls ``_prefill_embeds``; ``advance`` then appends one token per row.
     """
 
-    def __init__(self, lm: nn.Module, owner: nn.Module, batch: int, max_len: int, graph: bool) -> None:
+    def __init__(
+        self, lm: nn.Module, owner: nn.Module, batch: int, max_len: int, graph: bool, fused: bool = True
+    ) -> None:
         cfg = lm.config
         self.owner, self.lm = owner, lm
         self.layers = list(lm.model.layers)
+        self.signature = parameter_signature(owner)
+        self.fused = fused_projections(lm) if fused else None
+        self.fused_generation = self.fused.sync(self.signature) if self.fused is not None else 0
         self.heads = cfg.num_attention_heads
         self.kv_heads = cfg.num_key_value_heads
         self.head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
@@ -44,7 +55,6 @@ class StaticLlamaDecoder:
             isinstance(layer.mlp.act_fn, nn.SiLU) or type(layer.mlp.act_fn).__name__ == "SiLUActivation"
             for layer in self.layers
         )
-        self.signature = parameter_signature(owner)
         weight = lm.get_input_embeddings().weight
         shape = (len(self.layers), batch, self.kv_heads, max_len, self.head_dim)
         self.keys = torch.zeros(shape, dtype=weight.dtype, device=weight.device)
@@ -60,7 +70,12 @@ class StaticLlamaDecoder:
         self.pool: tuple[int, int] | None = None
 
     def matches(self, owner: nn.Module) -> bool:
-        return owner is self.owner and parameter_signature(owner) == self.signature
+        """Whether this decoder still serves ``owner``: the same parameters, and fused copies that are up to date
+        (synced here) in the same buffers its CUDA graphs read."""
+        signature = parameter_signature(owner)
+        if owner is not self.owner or signature != self.signature:
+            return False
+        return self.fused is None or self.fused.sync(signature) == self.fused_generation
 
     # ------------------------------------------------------------------ prefill
     def _prefill_embeds(self, embeds: Tensor, mask: Tensor, positions: Tensor, padded: bool) -> Tensor:
@@ -131,11 +146,17 @@ class StaticLlamaDecoder:
         gqa = self.kv_heads != self.heads
         first = self.layers[0].input_layernorm
         x = ops.rms_norm(h, first.weight, first.variance_epsilon)
+        fused = self.fused
         for i, layer in enumerate(self.layers):
             attn = layer.self_attn
-            q = attn.q_proj(x).view(batch, length, self.heads, self.head_dim).transpose(1, 2)
-            k = attn.k_proj(x).view(batch, length, self.kv_heads, self.head_dim).transpose(1, 2)
-            v = attn.v_proj(x).view(batch, length, self.kv_heads, self.head_dim).transpose(1, 2)
+            qkv = fused.qkv[i] if fused is not None else None
+            if qkv is not None:  # one product; q, k, v are column blocks of its output
+                q, k, v = F.linear(x, qkv.weight, qkv.bias).split(qkv.splits, dim=-1)
+            else:
+                q, k, v = attn.q_proj(x), attn.k_proj(x), attn.v_proj(x)
+            q = q.view(batch, length, self.heads, self.head_dim).transpose(1, 2)
+            k = k.view(batch, length, self.kv_heads, self.head_dim).transpose(1, 2)
+            v = v.view(batch, length, self.kv_heads, self.head_dim).transpose(1, 2)
             q, k = ops.rotary(q, k, cos, sin)
             if prefill:  # positions 0 .. T-1: a plain copy
                 self.keys[i][:, :, :length].copy_(k)
@@ -156,10 +177,12 @@ class StaticLlamaDecoder:
                 h, attn.o_proj(out.transpose(1, 2).reshape(batch, length, -1)), post.weight, post.variance_epsilon
             )
             mlp = layer.mlp
-            if self.gated_silu:
-                gated = ops.silu_mul(mlp.gate_proj(x), mlp.up_proj(x))
+            gate_up = fused.gate_up[i] if fused is not None else None
+            if gate_up is not None:
+                gate, up = F.linear(x, gate_up.weight, gate_up.bias).split(gate_up.splits, dim=-1)
             else:
-                gated = mlp.act_fn(mlp.gate_proj(x)) * mlp.up_proj(x)
+                gate, up = mlp.gate_proj(x), mlp.up_proj(x)
+            gated = ops.silu_mul(gate, up) if self.gated_silu else mlp.act_fn(gate) * up
             norm = self.layers[i + 1].input_layernorm if i + 1 < len(self.layers) else self.lm.model.norm
             h, x = ops.add_rms_norm(h, mlp.down_proj(gated), norm.weight, norm.variance_epsilon)
         return x
@@ -228,26 +251,224 @@ class DecoderCache:
     (``matches``). ``make(model, batch, max_len, graph)`` builds a decoder; the OpenVLA and LLM engines each keep one."""
 
     def __init__(
-        self, make: Callable[[nn.Module, int, int, bool], StaticLlamaDecoder], bucket: int, per_model: int
+        self, make: Callable[[nn.Module, int, int, bool, bool], StaticLlamaDecoder], bucket: int, per_model: int
     ) -> None:
         self.make, self.bucket, self.per_model = make, bucket, per_model
-        self.decoders: weakref.WeakKeyDictionary[nn.Module, dict[tuple[int, int, bool], StaticLlamaDecoder]] = (
+        self.decoders: weakref.WeakKeyDictionary[nn.Module, dict[tuple[int, int, bool, bool], StaticLlamaDecoder]] = (
             weakref.WeakKeyDictionary()
         )
 
-    def get(self, model: nn.Module, batch: int, length: int, graph: bool) -> StaticLlamaDecoder:
-        """The model's decoder for this batch size and a length of at least ``length``."""
+    def get(self, model: nn.Module, batch: int, length: int, graph: bool, fused: bool = True) -> StaticLlamaDecoder:
+        """The model's decoder for this batch size and a length of at least ``length``, its fused weight copies
+        (``fused``) up to date."""
         bucket = -(-length // self.bucket) * self.bucket
         decoders = self.decoders.setdefault(model, {})
-        key = (batch, bucket, graph)
+        key = (batch, bucket, graph, fused)
         decoder = decoders.pop(key, None)
         if decoder is None or not decoder.matches(model):
+            decoder = None  # its buffers and graphs go before the new ones are made
             while len(decoders) >= self.per_model:
                 decoders.pop(next(iter(decoders)))
-            decoder = self.make(model, batch, bucket, graph)
+            decoder = self.make(model, batch, bucket, graph, fused)
         decoders[key] = decoder  # most recently used last
         return decoder
 
     def release(self, model: nn.Module) -> None:
-        """Frees the model's K/V buffers and CUDA graphs (e.g. before a training phase that needs the memory)."""
-        self.decoders.pop(model, None)
+        """Frees the model's K/V buffers, CUDA graphs and fused weight copies (e.g. before a training phase that
+        needs the memory)."""
+        for decoder in self.decoders.pop(model, {}).values():
+            _FUSED.pop(decoder.lm.model.layers, None)
+
+
+@dataclass
+class FusedProduct:
+    """One concatenated projection: ``F.linear(x, weight, bias).split(splits, -1)`` gives the separate outputs."""
+
+    weight: Tensor
+    bias: Tensor | None
+    splits: list[int]
+
+
+_OPTIMIZER_STEPS = 0
+"""Optimizer steps taken in this process (a global post-step hook): a fused optimizer kernel (AdamW(fused=True))
+writes the weights without bumping their version counters, so the staleness check counts steps too."""
+
+
+def _count_optimizer_step(*_: object) -> None:
+    global _OPTIMIZER_STEPS
+    _OPTIMIZER_STEPS += 1
+
+
+register_optimizer_step_post_hook(_count_optimizer_step)
+
+
+class FusedProjections:
+    """Each layer's q / k / v weights as one [(H + 2 KV) D, hidden] matrix and gate / up as one [2 I, hidden], so
+    the decoder makes two products where the layers make five. ``qkv[i]`` / ``gate_up[i]`` is None where layer i
+    keeps its own projections (see below).
+
+    The copies follow the model. ``sync()``, called before every generation (``StaticLlamaDecoder.matches``),
+    compares a signature of their sources with the last one: each source tensor's in-place version counter
+    (``_version``: bumped by an optimizer's foreach or per-tensor update, ``load_state_dict``'s ``copy_``,
+    ``mul_`` under no_grad), the count of optimizer steps taken in the process (a fused AdamW kernel bumps no
+    counter), and each projection module's identity, storage and adapter state. A changed version rewrites the
+    copies in place, so CUDA graphs captured over them stay valid; a changed structure (replaced parameters, a
+    LoRA layer merged or disabled) makes new buffers and a new ``generation``, which remakes the decoders.
+    Writes through ``.data`` bypass the version counter: call ``release_decoders`` after those.
+
+    LoRA adapters are folded into the copy: W + (alpha / r) B A, recomputed whenever the base weight or the
+    adapter changes (after every optimizer step while training LoRA: a rank-r product per projection, small
+    against a generation call). Folding keeps the fused products exactly where they matter most, rollouts of a
+    LoRA-trained 7B; the alternative (the unfused path whenever adapters are on) would lose them there. Folded,
+    the product rounds once instead of twice (W x + s B (A x)), which the tests hold to the unfused logits. A
+    layer keeps its own projections (unfused) when an adapter cannot be folded exactly: LoRA dropout (random
+    per call), DoRA, several active adapters, or an unknown wrapper.
+    """
+
+    def __init__(self, lm: nn.Module) -> None:
+        self.layers = list(lm.model.layers)
+        self.qkv: list[FusedProduct | None] = []
+        self.gate_up: list[FusedProduct | None] = []
+        self.generation = 0
+        self.structure: tuple = ()
+        self.versions: tuple = ()
+        self.signature: tuple | None = None
+        self.sources: list[list[_Source | None]] = []
+        self.tensors: list[Tensor] = []
+        self.lora_modules: list[nn.Module] = []
+        self.lora_key: tuple = ()
+
+    def _groups(self) -> list[list[nn.Module]]:
+        groups = []
+        for layer in self.layers:
+            attn, mlp = layer.self_attn, layer.mlp
+            groups.append([attn.q_proj, attn.k_proj, attn.v_proj])
+            groups.append([mlp.gate_proj, mlp.up_proj])
+        return groups
+
+    def sync(self, signature: tuple | None = None) -> int:
+        """Brings the copies up to date with the layers; returns ``generation`` (changed when buffers were made).
+        ``signature``: the owner's `parameter_signature`; while it and the adapters' state are those of the last
+        call, the modules and tensors are those of the last call too, and only their versions are compared."""
+        if signature is not None and signature == self.signature and _lora_state(self.lora_modules) == self.lora_key:
+            versions = (_OPTIMIZER_STEPS, *(t._version for t in self.tensors))
+            if versions != self.versions:
+                self._refill(self.sources, versions)
+            return self.generation
+        groups = self._groups()
+        sources = [[_fold_source(m) for m in group] for group in groups]
+        versions = (_OPTIMIZER_STEPS, *(t._version for group in sources for src in group if src for t in src.tensors))
+        structure = tuple(
+            (id(m), src.structure if src else None)
+            for group, srcs in zip(groups, sources)
+            for m, src in zip(group, srcs)
+        )
+        self.signature, self.sources = signature, sources
+        self.tensors = [t for group in sources for src in group if src for t in src.tensors]
+        self.lora_modules = [m for group in groups for m in group if hasattr(m, "lora_A")]
+        self.lora_key = _lora_state(self.lora_modules)
+        if structure != self.structure:
+            self.structure, self.versions = structure, versions
+            products = [_fused_product(srcs) for srcs in sources]
+            self.qkv, self.gate_up = products[0::2], products[1::2]
+            self.generation += 1
+        elif versions != self.versions:
+            self._refill(sources, versions)
+        return self.generation
+
+    def _refill(self, sources: list[list[_Source | None]], versions: tuple) -> None:
+        self.versions = versions
+        for srcs, product in zip(sources, [p for pair in zip(self.qkv, self.gate_up) for p in pair]):
+            if product is not None:
+                _fill(product, srcs)
+
+
+def _lora_state(modules: list[nn.Module]) -> tuple:
+    """What decides whether and how each LoRA layer folds, besides its tensors."""
+    return tuple((m.merged, m.disable_adapters, tuple(m.active_adapters)) for m in modules)
+
+
+@dataclass
+class _Source:
+    """A projection's effective weight: ``weight`` (+ ``scale`` B A with LoRA) and ``bias``."""
+
+    weight: Tensor
+    bias: Tensor | None
+    lora: tuple[Tensor, Tensor, float] | None
+
+    @property
+    def tensors(self) -> list[Tensor]:
+        extra = [self.lora[0], self.lora[1]] if self.lora is not None else []
+        return [self.weight] + ([self.bias] if self.bias is not None else []) + extra
+
+    @property
+    def structure(self) -> tuple:
+        return tuple((t.data_ptr(), t.shape, t.dtype, t.device) for t in self.tensors) + (
+            self.lora[2] if self.lora else None,
+        )
+
+
+def _fold_source(module: nn.Module) -> _Source | None:
+    """The projection as weight (+ folded LoRA), or None where it cannot be folded exactly."""
+    if type(module) is nn.Linear:
+        return _Source(module.weight, module.bias, None)
+    base = getattr(module, "base_layer", None)
+    if not (hasattr(module, "lora_A") and type(base) is nn.Linear):
+        return None  # an unknown wrapper
+    if getattr(module, "merged", False) or getattr(module, "disable_adapters", False):
+        return _Source(base.weight, base.bias, None)  # peft's forward is the base layer's alone
+    active = [a for a in module.active_adapters if a in module.lora_A]
+    if not active:
+        return _Source(base.weight, base.bias, None)
+    if len(active) > 1:
+        return None
+    (name,) = active
+    if module.use_dora.get(name, False) or not isinstance(module.lora_dropout[name], nn.Identity):
+        return None
+    lora = (module.lora_A[name].weight, module.lora_B[name].weight, float(module.scaling[name]))
+    return _Source(base.weight, base.bias, lora)
+
+
+def _fused_product(sources: list[_Source | None]) -> FusedProduct | None:
+    if any(src is None for src in sources):
+        return None
+    first = sources[0].weight
+    if any(s.weight.dtype != first.dtype or s.weight.device != first.device for s in sources):
+        return None
+    rows = [s.weight.shape[0] for s in sources]
+    weight = torch.empty(sum(rows), first.shape[1], dtype=first.dtype, device=first.device)
+    bias = None
+    if any(s.bias is not None for s in sources):
+        bias = torch.zeros(sum(rows), dtype=first.dtype, device=first.device)
+    product = FusedProduct(weight, bias, rows)
+    _fill(product, sources)
+    return product
+
+
+@torch.no_grad()
+def _fill(product: FusedProduct, sources: list[_Source]) -> None:
+    """Writes the sources' effective weights into the product's buffers (in place: same storage)."""
+    start = 0
+    for src in sources:
+        rows = src.weight.shape[0]
+        block = product.weight[start : start + rows]
+        if src.lora is None:
+            block.copy_(src.weight)
+        else:
+            lora_a, lora_b, scale = src.lora
+            block.copy_(torch.addmm(src.weight.float(), lora_b.float(), lora_a.float(), alpha=scale))
+        if product.bias is not None and src.bias is not None:
+            product.bias[start : start + rows].copy_(src.bias)
+        start += rows
+
+
+_FUSED: weakref.WeakKeyDictionary[nn.Module, FusedProjections] = weakref.WeakKeyDictionary()
+
+
+def fused_projections(lm: nn.Module) -> FusedProjections:
+    """The LM's fused weight copies (one per model, shared by all its decoders)."""
+    layers = lm.model.layers
+    fused = _FUSED.get(layers)
+    if fused is None:
+        fused = _FUSED[layers] = FusedProjections(lm)
+    return fused

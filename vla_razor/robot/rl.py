@@ -43,7 +43,7 @@ import torch
 from envs.tasks import DEFAULT_TASK
 from vla_razor import core
 from vla_razor.config import ConfigError
-from vla_razor.optim import check_finite, lr_multiplier
+from vla_razor.optim import check_finite, lr_multiplier, make_adamw
 from vla_razor.policies.base import TokenPolicy
 from vla_razor.robot.config import RLConfig
 from vla_razor.runtime import peak_memory_metrics
@@ -128,9 +128,10 @@ def check_settings(r: RLConfig) -> None:
 
 
 def make_optimizer(policy: TokenPolicy, r: RLConfig) -> torch.optim.Optimizer:
-    """AdamW over the policy's trainable parameters (its learning rate is set before every update)."""
+    """AdamW over the policy's trainable parameters (its learning rate is set before every update); float32
+    master weights with ``rl.optim.master_weights: float32``."""
     params = list(trainable_parameters(policy.model).values())
-    return torch.optim.AdamW(params, lr=r.optim.lr, weight_decay=r.optim.weight_decay)
+    return make_adamw(params, r.optim)
 
 
 def train(

@@ -36,7 +36,7 @@ from vla_razor.distributed import (
     save_sharded_policy,
     save_sharded_training_state,
 )
-from vla_razor.optim import OptimConfig, check_finite, lr_multiplier
+from vla_razor.optim import OptimConfig, check_finite, lr_multiplier, make_adamw
 from vla_razor.policies.base import TokenPolicy
 from vla_razor.robot.config import FSDPConfig
 from vla_razor.robot.data import DemoTransitions, random_shifts
@@ -107,7 +107,7 @@ def behaviour_clone(
         progress = progress and ctx.is_main
     model = policy.model
     params = list(trainable_parameters(model).values())
-    optimizer = torch.optim.AdamW(params, lr=optim.lr, weight_decay=optim.weight_decay)
+    optimizer = make_adamw(params, optim)
     total = total_updates(len(data), optim)
     per_epoch = math.ceil(len(data) / optim.batch_size)
     state_path = training_state_path(run.path)

@@ -14,7 +14,8 @@ Three engines compute the same tokens (tests/policies/test_generation.py):
 - ``eager``: transformers' own forward with its dynamic KV cache; the reference.
 - ``static``: the Llama's layers driven over K/V buffers allocated once for the whole action
   (`StaticKVDecoder`, on vla_razor/policies/static_decoder.py): prefill with causal SDPA (flash attention when no row is padded), each decode step a
-  fixed-shape call, the output layer applied to the 256 action rows only.
+  fixed-shape call, the output layer applied to the 256 action rows only; q / k / v and gate / up each one
+  matrix product over a concatenated weight copy kept in step with training and LoRA (``fused_projections``, the default).
 - ``graph``: ``static`` with the prefill (ViTs, projector, Llama) and each decode step replayed as CUDA
   graphs, captured once per (batch, length bucket; prefill: prompt length) and kept per model, and the
   Llama's elementwise work (RMSNorm, rotary embedding, SiLU gate, residual adds) fused by torch.compile.
@@ -73,8 +74,11 @@ def generate_action_tokens(
     generator: torch.Generator | None = None,
     uniform_noise: Tensor | None = None,
     engine: Engine = "auto",
+    fused_projections: bool = True,
 ) -> ActionTokens:
-    """Generates ``action_dim`` action tokens per row with a KV cache (see the module docstring)."""
+    """Generates ``action_dim`` action tokens per row with a KV cache (see the module docstring). ``fused_projections``: the
+    static and graph engines run q / k / v and gate / up as single products over concatenated weight copies
+    (vla_razor/policies/static_decoder.py, `FusedProjections`); off, the layers' own five products."""
     if temperature < 0:
         raise ValueError(f"temperature must be >= 0, got {temperature}")
     gumbel = None
@@ -93,7 +97,7 @@ def generate_action_tokens(
         steps: _EagerSteps | StaticKVDecoder = _EagerSteps(model.language_model, embeds, mask, positions, vocab_ids)
     else:
         length = input_ids.shape[1] + model.num_patches + action_dim - 1
-        decoder = DECODERS.get(model, input_ids.shape[0], length, engine == "graph")
+        decoder = DECODERS.get(model, input_ids.shape[0], length, engine == "graph", fused_projections)
         steps = decoder.start(input_ids, attention_mask, pixel_values, vocab_ids)
     tokens, bins, logprobs, all_logits = [], [], [], []
     for step in range(action_dim):
@@ -158,8 +162,8 @@ class StaticKVDecoder(StaticLlamaDecoder):
     layer is applied to the action rows only, gathered from the live weights at every step.
     """
 
-    def __init__(self, model: OpenVLAModel, batch: int, max_len: int, graph: bool) -> None:
-        super().__init__(model.language_model, model, batch, max_len, graph)
+    def __init__(self, model: OpenVLAModel, batch: int, max_len: int, graph: bool, fused: bool = True) -> None:
+        super().__init__(model.language_model, model, batch, max_len, graph, fused)
         self.model = model
         self.vocab_ids = torch.zeros(0, dtype=torch.long, device=self.token.device)
         self.prefill_graphs: dict[tuple[int, bool], _PrefillGraph] = {}

@@ -154,10 +154,12 @@ class OpenVLAPolicy:
         generator: torch.Generator | None = None,
         uniform_noise: Tensor | None = None,
         engine: Engine = "auto",
+        fused_projections: bool = True,
     ) -> ActionSample:
         """Generates D action tokens per row (temperature 0: greedy) and decodes them to actions; sampling uses
         `generator`, or each row's own `uniform_noise` [B, D, n_bins]. `engine`: see generation.py (auto: CUDA
-        graphs on a GPU, the static-cache decoder elsewhere)."""
+        graphs on a GPU, the static-cache decoder elsewhere); `fused_projections`: q / k / v and gate / up as single products
+        there."""
         gen = generate_action_tokens(
             self.model,
             batch["input_ids"],
@@ -169,6 +171,7 @@ class OpenVLAPolicy:
             generator,
             uniform_noise,
             engine,
+            fused_projections,
         )
         normalized = self.tokenizer.decode(gen.tokens.cpu())
         return ActionSample(
