@@ -223,7 +223,7 @@ def sft_transitions(cfg: RobotConfig) -> DemoTransitions:
             raise DatasetError(f"sft.datasets: {folder} is listed twice")
         seen.add(Path(folder).resolve())
     data = DemoTransitions(list(cfg.sft.datasets))
-    others = [t for t in data.tasks if t != cfg.task]
+    others = [t for t in data.tasks if t not in cfg.new_tasks]
     if others:
         raise DatasetError(
             f"sft.datasets: episodes of {', '.join(others)} in {', '.join(map(str, cfg.sft.datasets))}; "
@@ -403,6 +403,8 @@ def _flat(summary: dict[str, Any], task: str) -> dict[str, float]:
     }
     if "new_task_heldout" in summary:
         flat[f"{task}_heldout"] = summary["new_task_heldout"]
+    for name, interval in summary.get("success_intervals", {}).get("tasks", {}).items():  # a suite's tasks
+        flat[name] = interval["value"]
     if "forecast" in summary:
         flat["forecast/prior_mean"] = summary["forecast"]["prior_mean"]
     return flat
