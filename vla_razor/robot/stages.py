@@ -506,7 +506,7 @@ def run_rl(cfg: RobotConfig) -> StageResult:
                 r,
                 seed=cfg.seed,
                 backend=cfg.backend,
-                task=cfg.task,
+                tasks=cfg.new_tasks,
                 base=base,
                 iteration=iteration,
                 update=update,
