@@ -222,7 +222,9 @@ def sft_transitions(cfg: RobotConfig) -> DemoTransitions:
         if Path(folder).resolve() in seen:
             raise DatasetError(f"sft.datasets: {folder} is listed twice")
         seen.add(Path(folder).resolve())
-    data = DemoTransitions(list(cfg.sft.datasets))
+    # LIBERO demonstrations are read as the policy sees LIBERO's envs: at camera_size, its gripper convention
+    gripper = tuple(cfg.libero_env_kwargs.get("gripper_range", (0.0, 1.0)))
+    data = DemoTransitions(list(cfg.sft.datasets), image_size=cfg.camera_size, gripper_range=gripper)
     others = [t for t in data.tasks if t not in cfg.new_tasks]
     if others:
         raise DatasetError(
