@@ -55,3 +55,9 @@ def test_suites_name_their_tasks_and_may_not_overlap() -> None:
         )
     with pytest.raises(ConfigError, match="LIBERO's tasks need backend: libero"):
         load_robot_config(None, {"task": "pick_can", "probes": ["libero_goal"]})
+    suite = load_robot_config(Path(__file__).resolve().parents[2] / "configs" / "libero_suite_cpu.yaml")
+    assert suite.new_tasks == ("libero_spatial_0", "libero_spatial_1")
+    assert [suite.tasks_of(p) for p in suite.probes] == [
+        ("libero_object_0", "libero_object_1"),
+        ("libero_goal_0", "libero_goal_1"),
+    ]
