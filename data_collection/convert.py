@@ -3,6 +3,7 @@
     ours      data_collection/dataset.py (trajectory.json + h5 episodes), what SFT reads
     lerobot   LeRobotDataset v3.0 (meta/info.json + parquet), read and written with the `lerobot` package
     rlds      a TFDS builder folder (dataset_info.json, features.json, *.tfrecord-*), read only
+    libero    LIBERO's demonstrations, a folder of <task>_demo.hdf5 files (data_collection/libero_format.py), read only
 
 lerobot cannot share the main venv (its pins: see the Makefile's setup-lerobot), so a conversion that involves it
 runs data_collection/lerobot_format.py in .venv-lerobot (or the interpreter VLA_RAZOR_LEROBOT_PYTHON names)
@@ -28,7 +29,7 @@ from typing import Literal
 from data_collection.dataset import TRAJECTORY_JSON, DatasetError
 from vla_razor.config import option
 
-Format = Literal["auto", "ours", "lerobot", "rlds"]
+Format = Literal["auto", "ours", "lerobot", "rlds", "libero"]
 REPO = Path(__file__).resolve().parents[1]
 LEROBOT_VENV = REPO / ".venv-lerobot"
 
@@ -52,9 +53,13 @@ class ConvertConfig:
     rlds_transform: str = option(
         "", "OpenVLA's standardization of an RLDS source (default: by its name; see data_collection/rlds.py)"
     )
+    image_size: int = option(0, "a LIBERO source's frames resized to this side, as the policy sees them (0: as stored)")
+    gripper_range: list[float] = option(
+        [0.0, 1.0], "a LIBERO source's gripper written on the policy's (closed, open) values (OpenVLA's: [0, 1])"
+    )
 
 
-def detect_format(path: Path) -> Literal["ours", "lerobot", "rlds"]:
+def detect_format(path: Path) -> Literal["ours", "lerobot", "rlds", "libero"]:
     """Which format a folder holds, from its files; DatasetError naming what was looked for if none."""
     path = Path(path)
     if not path.is_dir():
@@ -65,9 +70,11 @@ def detect_format(path: Path) -> Literal["ours", "lerobot", "rlds"]:
         return "lerobot"
     if (path / "dataset_info.json").is_file() and (path / "features.json").is_file():
         return "rlds"
+    if any(path.glob("*_demo.hdf5")):
+        return "libero"
     raise DatasetError(
         f"{path}: not a dataset folder of a known format (looked for {TRAJECTORY_JSON} (ours), "
-        "meta/info.json (LeRobotDataset) and dataset_info.json + features.json (RLDS/TFDS))"
+        "meta/info.json (LeRobotDataset), dataset_info.json + features.json (RLDS/TFDS) and *_demo.hdf5 (LIBERO))"
     )
 
 
@@ -117,6 +124,12 @@ def convert(cfg: ConvertConfig) -> int:
     if fmt == cfg.to:
         raise DatasetError(f"{src}: already in format {fmt!r}; nothing to convert (copy the folder instead)")
     name = cfg.dataset_name
+    if fmt == "libero":
+        from data_collection.libero_format import libero_to_ours
+
+        if cfg.to != "ours":
+            raise DatasetError(f"{src}: a LIBERO folder converts to ours only; convert that to {cfg.to} after")
+        return libero_to_ours(src, dst, cfg.image_size, tuple(cfg.gripper_range), name)
     if fmt == "rlds":
         from data_collection.rlds import rlds_to_ours
 
@@ -147,24 +160,34 @@ def convert(cfg: ConvertConfig) -> int:
     return _run_lerobot(["from-lerobot", str(src), str(dst), "--image-key", cfg.image_key, "--dataset-name", name])
 
 
-def cache_dir_for(src: Path) -> Path:
-    """Where `as_ours` keeps the conversion of `src`: named after it, keyed on its path and on the names, sizes and
-    modification times of its files (a rewritten shard or parquet file gives a new conversion)."""
+def cache_dir_for(src: Path, options: dict | None = None) -> Path:
+    """Where `as_ours` keeps the conversion of `src`: named after it, keyed on its path, on the names, sizes and
+    modification times of its files (a rewritten shard or parquet file gives a new conversion) and on the
+    conversion's `options` where they matter (a LIBERO source's image size and gripper range)."""
     src = Path(src).resolve()
     files = sorted(
         (str(p.relative_to(src)), p.stat().st_size, p.stat().st_mtime_ns) for p in src.rglob("*") if p.is_file()
     )
-    key = hashlib.sha256(json.dumps([str(src), files]).encode()).hexdigest()[:12]
+    key = hashlib.sha256(json.dumps([str(src), files, *([options] if options else [])]).encode()).hexdigest()[:12]
     root = Path(os.environ.get("VLA_RAZOR_DATASET_CACHE", REPO / ".cache" / "datasets"))
     return root / f"{src.parent.name}-{src.name}-{key}"  # a TFDS builder folder is named by its version
 
 
-def as_ours(path: Path, fmt: Format = "auto", image_key: str = "", rlds_transform: str = "") -> Path:
-    """`path` as a folder of our format: itself if it is one, else its conversion (made once, then reused)."""
+def as_ours(
+    path: Path,
+    fmt: Format = "auto",
+    image_key: str = "",
+    rlds_transform: str = "",
+    image_size: int = 0,
+    gripper_range: tuple[float, float] = (0.0, 1.0),
+) -> Path:
+    """`path` as a folder of our format: itself if it is one, else its conversion (made once, then reused); a
+    LIBERO source is read as the policy sees LIBERO: frames at `image_size`, gripper on `gripper_range`."""
     fmt = detect_format(path) if fmt == "auto" else fmt
     if fmt == "ours":
         return Path(path)
-    cached = cache_dir_for(path)
+    libero = {"image_size": image_size, "gripper_range": [float(v) for v in gripper_range]}
+    cached = cache_dir_for(path, libero if fmt == "libero" else None)
     if not (cached / TRAJECTORY_JSON).is_file() or not (cached / "dataset_statistics.json").is_file():
         convert(
             ConvertConfig(
@@ -174,6 +197,7 @@ def as_ours(path: Path, fmt: Format = "auto", image_key: str = "", rlds_transfor
                 to="ours",
                 image_key=image_key,
                 rlds_transform=rlds_transform,
+                **libero,
             )
         )
     return cached

@@ -98,6 +98,14 @@ def gripper_command(opening: float, gripper_range: tuple[float, float] = (0.0, 1
     return -float(np.sign(normalized))
 
 
+def gripper_opening(command: Any, gripper_range: tuple[float, float] = (0.0, 1.0)) -> np.ndarray:
+    """LIBERO's gripper command (-1 open .. +1 close, as its demonstrations store it) -> the policy's opening, as
+    OpenVLA's LIBERO data transform makes its training labels: clipped to [0, 1] and inverted (1 open, 0 closed),
+    then put on gripper_range (closed, open). `gripper_command` takes it back to the command."""
+    closed, opened = (float(v) for v in gripper_range)
+    return opened + (closed - opened) * np.clip(np.asarray(command, dtype=np.float64), 0.0, 1.0)
+
+
 def env_action(action: Any, gripper_range: tuple[float, float] = (0.0, 1.0)) -> np.ndarray:
     """The policy's 7-D action -> LIBERO's: the 6 arm components as they are, the gripper converted."""
     out = np.asarray(action, dtype=np.float64).reshape(7).copy()

@@ -11,7 +11,8 @@ scripted expert's plans (envs/experts.py), its SimplerEnv twin and the gripper c
 Adding a task: its env file in envs/embedded/ (ManiSkill's shape), its expert plan, and its record below.
 LIBERO's 130 tasks (its suites libero_spatial, libero_object, libero_goal, libero_10, libero_90) are records too, made
 from LIBERO's own task list (envs/libero_suites.py): id "<suite>_<index>" (e.g. "libero_spatial_3", the index in
-LIBERO's task order 0), backend "libero" only, the task's 50 stored initial states as its placement grid.
+LIBERO's task order 0), backend "libero" only, the task's 50 stored initial states as its placement grid. A suite's
+id ("libero_spatial") names the group of its tasks where a config takes a task or a suite (`group_tasks`).
 This module imports no simulator, so that configs can check a task id cheaply.
 """
 
@@ -210,6 +211,22 @@ DEFAULT_PROBES = ("open_drawer", "close_drawer")
 
 TaskId = Literal[tuple(TASKS)]  # type: ignore[valid-type]
 """A config field's type for a task id: the config loader refuses other values, naming the known ids."""
+
+TASK_GROUPS: dict[str, tuple[str, ...]] = {
+    suite: tuple(f"{suite}_{i}" for i in range(len(names))) for suite, names in SUITE_TASKS.items()
+}
+"""LIBERO's suites as groups of task ids, in LIBERO's task order: "libero_spatial" -> libero_spatial_0 .. _9."""
+TaskOrGroup = Literal[tuple(TASKS) + tuple(TASK_GROUPS)]  # type: ignore[valid-type]
+"""A config field's type for a task id or a group's (a LIBERO suite's) id."""
+
+
+def group_tasks(name: str, limit: int = 0) -> tuple[str, ...]:
+    """The task ids `name` stands for: a group's tasks (its first `limit` when `limit` > 0), or a task id itself."""
+    if name in TASK_GROUPS:
+        tasks = TASK_GROUPS[name]
+        return tasks[:limit] if limit > 0 else tasks
+    get_task(name)  # a ValueError naming the known ids
+    return (name,)
 
 
 def get_task(task_id: str) -> Task:

@@ -15,6 +15,7 @@ from envs.libero import (
     check_suite,
     env_action,
     gripper_command,
+    gripper_opening,
     init_state_index,
     make_proprio,
     preprocess_image,
@@ -99,6 +100,14 @@ def test_gripper_follows_openvla_normalize_binarize_invert():
     assert gripper_command(1.0, (-1, 1)) == -1.0 and gripper_command(-0.3, (-1, 1)) == 1.0
     with pytest.raises(ValueError, match="must differ"):
         gripper_command(0.0, (1, 1))
+
+
+def test_demonstrated_gripper_commands_become_the_policy_openings_they_came_from():
+    """LIBERO's demos store the command (-1 open, +1 close); OpenVLA's transform clips to [0, 1] and inverts."""
+    np.testing.assert_array_equal(gripper_opening([-1.0, 1.0, 0.0]), [1.0, 0.0, 1.0])
+    np.testing.assert_array_equal(gripper_opening([-1.0, 1.0], (-1, 1)), [1.0, -1.0])
+    for closed_open in ((0.0, 1.0), (-1.0, 1.0)):
+        assert [gripper_command(g, closed_open) for g in gripper_opening([-1.0, 1.0], closed_open)] == [-1.0, 1.0]
 
 
 def test_action_mapping_keeps_the_arm_and_converts_the_gripper():

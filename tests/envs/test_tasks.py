@@ -8,7 +8,7 @@ import pytest
 import envs
 from envs.experts import make_expert
 from envs.grids import default_region, grid_points, placement_options
-from envs.tasks import TASKS, check_tasks, get_task
+from envs.tasks import TASK_GROUPS, TASKS, check_tasks, get_task, group_tasks
 
 
 def test_lookup_by_id_and_unknown_ids_name_the_known_ones():
@@ -60,3 +60,14 @@ def test_the_can_region_matches_the_embedded_world():
     from envs.embedded.scene import ROBOT_BASE_XY
 
     assert GRID_X == (ROBOT_BASE_XY[0] + 0.40, ROBOT_BASE_XY[0] + 0.63) and GRID_Y == (-0.22, 0.22)
+
+
+def test_a_suite_id_stands_for_its_tasks_and_a_task_id_for_itself():
+    assert group_tasks("libero_object") == tuple(f"libero_object_{i}" for i in range(10))
+    assert group_tasks("libero_90")[-1] == "libero_90_89" and len(group_tasks("libero_90")) == 90
+    assert group_tasks("libero_goal", limit=2) == ("libero_goal_0", "libero_goal_1")
+    assert group_tasks("libero_goal_3") == ("libero_goal_3",) and group_tasks("pick_can", limit=2) == ("pick_can",)
+    assert set(TASK_GROUPS) == {"libero_spatial", "libero_object", "libero_goal", "libero_10", "libero_90"}
+    assert not set(TASK_GROUPS) & set(TASKS)  # a group's id never names a task
+    with pytest.raises(ValueError, match="unknown task 'libero_long'"):
+        group_tasks("libero_long")

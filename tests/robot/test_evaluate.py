@@ -13,7 +13,16 @@ import torch
 from vla_razor.policies.openvla import OpenVLAConfig
 from vla_razor.policies.openvla.kl import chain_rule_kl_terms, mean_and_se
 from vla_razor.policies.openvla.policy import OpenVLAPolicy
-from vla_razor.robot.evaluate import KLObservations, _sample_prefixes, kl_to_base, new_task_specs
+from vla_razor.robot.evaluate import (
+    EvalSpec,
+    KLObservations,
+    _sample_prefixes,
+    evaluation_episodes,
+    kl_to_base,
+    new_task_specs,
+    success_intervals,
+    with_groups,
+)
 from vla_razor.robot.rl import episode_key
 
 
@@ -276,3 +285,67 @@ def test_a_summary_without_per_episode_results_still_loads_and_reports(tmp_path)
     assert point.new_task_examples == [] and point.prior_examples == {} and point.episode_set is None
     markdown = write_report(tmp_path / "runs", tmp_path / "report", n_boot=2).markdown_path.read_text()
     assert "| rl | rl | 0.500 | 1.000 [n/a] | 0.500 [n/a] | +0.000 [n/a] | 0.0100 |" in markdown
+
+
+def _suite_spec() -> EvalSpec:
+    """libero_spatial's first two tasks as the new task (2 episodes each), libero_goal's first two and
+    libero_object_1 as probes (4 episodes each)."""
+    return EvalSpec(
+        pick_can_episodes=2,
+        probe_episodes=4,
+        backend="libero",
+        task="libero_spatial",
+        probes=("libero_goal", "libero_object_1"),
+        groups={
+            "libero_spatial": ("libero_spatial_0", "libero_spatial_1"),
+            "libero_goal": ("libero_goal_0", "libero_goal_1"),
+        },
+    )
+
+
+def test_a_suite_is_evaluated_task_by_task_and_reported_as_their_mean():
+    spec = _suite_spec()
+    episodes = evaluation_episodes(spec)
+    assert list(episodes) == [
+        "libero_spatial_0",
+        "libero_spatial_1",
+        "libero_goal_0",
+        "libero_goal_1",
+        "libero_object_1",
+    ]
+    assert [len(v) for v in episodes.values()] == [2, 2, 4, 4, 4]
+    assert all(e.task == task for task, specs in episodes.items() for e in specs)
+    successes = with_groups(SUITE_EPISODES, spec)
+    # a suite's episodes: its tasks' one after the other, so episode i pairs across models and the rate is the mean
+    assert successes["libero_spatial"] == [1.0, 0.0, 0.0, 0.0] and np.mean(successes["libero_goal"]) == 0.625
+    assert "libero_object" not in successes  # libero_object_1 is a task of its own
+
+
+SUITE_EPISODES = {
+    "libero_spatial_0": [1.0, 0.0],
+    "libero_spatial_1": [0.0, 0.0],
+    "libero_goal_0": [1.0, 1.0, 1.0, 1.0],
+    "libero_goal_1": [0.0, 1.0, 0.0, 0.0],
+    "libero_object_1": [1.0, 1.0, 0.0, 1.0],
+}
+
+
+def test_the_summary_gives_each_task_its_wilson_interval_and_each_suite_its_mean():
+    spec = _suite_spec()
+    rates = {k: float(np.mean(v)) for k, v in with_groups(SUITE_EPISODES, spec).items()}
+    out = success_intervals(rates, spec)
+    tasks = out["tasks"]
+    assert list(tasks) == ["libero_spatial_0", "libero_spatial_1", "libero_goal_0", "libero_goal_1", "libero_object_1"]
+    # Wilson, z = 1.96, by hand: 1 of 2 -> 0.5 +- 0.4055; 0 of 2 -> [0, 2 * 0.3288]
+    assert tasks["libero_spatial_0"]["n"] == 2 and tasks["libero_spatial_0"]["method"] == "wilson"
+    assert tasks["libero_spatial_0"]["low"] == pytest.approx(0.0945, abs=1e-4)
+    assert tasks["libero_spatial_0"]["high"] == pytest.approx(0.9055, abs=1e-4)
+    assert tasks["libero_spatial_1"]["low"] == pytest.approx(0.0, abs=1e-12)
+    assert tasks["libero_spatial_1"]["high"] == pytest.approx(0.6576, abs=1e-4)
+    assert tasks["libero_object_1"]["n"] == 4  # probes: probe_episodes each
+    # the suite's mean: 1 success in its 4 episodes, Wilson by hand: centre 0.3725, half-width 0.3269
+    spatial = out["groups"]["libero_spatial"]
+    assert spatial["tasks"] == ["libero_spatial_0", "libero_spatial_1"] and spatial["value"] == 0.25
+    assert spatial["low"] == pytest.approx(0.0456, abs=1e-4) and spatial["high"] == pytest.approx(0.6994, abs=1e-4)
+    assert spatial["n"] == 4 and out["groups"]["libero_goal"]["n"] == 8  # probes: 4 episodes a task
+    assert set(out["groups"]) == {"libero_spatial", "libero_goal"}  # libero_object_1 is a task of its own

@@ -264,17 +264,64 @@ def test_iteration_points_fixed_grid_or_fresh_uniform_placements() -> None:
     from vla_razor.robot.config import RLConfig
     from vla_razor.robot.rl import iteration_points
 
+    def xy(*args: object) -> np.ndarray:
+        points = iteration_points(*args)
+        assert all(task == "pick_can" for task, _ in points)
+        return np.stack([p for _, p in points])
+
     grid = RLConfig(grid=[3, 4])
-    np.testing.assert_array_equal(iteration_points(grid, 0, 0), grid_points("pick_can", "embedded", (3, 4)))
-    np.testing.assert_array_equal(iteration_points(grid, 0, 5), iteration_points(grid, 1, 0))
+    np.testing.assert_array_equal(xy(grid, 0, 0), grid_points("pick_can", "embedded", (3, 4)))
+    np.testing.assert_array_equal(xy(grid, 0, 5), xy(grid, 1, 0))
     uniform = dataclasses.replace(grid, placements="uniform")
-    first = iteration_points(uniform, 0, 0)
+    first = xy(uniform, 0, 0)
     (x0, x1), (y0, y1) = default_region("pick_can", "embedded")
     assert first.shape == (12, 2)
     assert np.all((first[:, 0] >= x0) & (first[:, 0] <= x1) & (first[:, 1] >= y0) & (first[:, 1] <= y1))
-    np.testing.assert_array_equal(first, iteration_points(uniform, 0, 0))
-    assert not np.allclose(first, iteration_points(uniform, 0, 1))
-    assert not np.allclose(first, iteration_points(uniform, 1, 0))
+    np.testing.assert_array_equal(first, xy(uniform, 0, 0))
+    assert not np.allclose(first, xy(uniform, 0, 1))
+    assert not np.allclose(first, xy(uniform, 1, 0))
+
+
+def test_a_suite_iteration_groups_episodes_by_task_and_init_state() -> None:
+    """RL on two LIBERO tasks at two stored init states, k = 2: four (task, init state) points, each point's
+    episodes one baseline group, each episode its own task (and so its own instruction)."""
+    from envs.libero import init_state_index
+    from envs.tasks import get_task
+    from vla_razor.robot.config import RLConfig
+    from vla_razor.robot.rl import iteration_points, iteration_specs
+
+    tasks = ("libero_spatial_0", "libero_spatial_1")
+    points = iteration_points(RLConfig(grid=[2, 1]), 0, 0, "libero", tasks)
+    specs, groups = iteration_specs(points, 2, seed=0, iteration=0, max_steps=5, backend="libero")
+    assert [s.task for s in specs] == [tasks[0]] * 4 + [tasks[1]] * 4
+    assert [init_state_index(s.options, s.seed) for s in specs] == [0, 0, 49, 49, 0, 0, 49, 49]
+    np.testing.assert_array_equal(groups, [0, 0, 1, 1, 2, 2, 3, 3])
+    assert len({s.seed for s in specs}) == 8  # k episodes of a point differ (their env seeds)
+    assert get_task(specs[0].task).instruction != get_task(specs[4].task).instruction
+    successes = np.array([1, 0, 1, 1, 0, 1, 0, 0])
+    np.testing.assert_allclose(
+        episode_advantages(successes, groups, "group"), [1, -1, 0, 0, -1, 1, 0, 0], atol=1e-5
+    )  # the same init state of the other task is another group
+    np.testing.assert_array_equal(episode_advantages(successes, groups, "group", "one_zero"), successes)
+    # rows carry each episode's own instruction (the trajectory's, from its task's env)
+    results = [
+        EpisodeResult(
+            s,
+            bool(ok),
+            1,
+            Trajectory(
+                np.zeros((1, 8, 8, 3), np.uint8),
+                np.zeros((1, 8), np.float32),
+                np.zeros((1, 7), np.float32),
+                np.zeros(1, np.float32),
+                get_task(s.task).instruction,
+            ),
+        )
+        for s, ok in zip(specs, successes)
+    ]
+    tokens = {(e, 0): torch.zeros(7, dtype=torch.long) for e in range(8)}
+    rows = rows_from_rollouts(results, tokens, episode_advantages(successes, groups, "group"))
+    assert rows.instructions == [get_task(t).instruction for t in (tasks[0], tasks[0], tasks[1], tasks[1])]
 
 
 def test_settings_rl_cannot_honour_are_refused() -> None:

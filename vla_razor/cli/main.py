@@ -29,6 +29,7 @@ torch, the simulator, transformers or Ray.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 import typing
@@ -226,9 +227,33 @@ def cmd_robot_eval(args: argparse.Namespace) -> None:
         print(f"  {probe:<14}{value:>8.2f}{base['prior'][probe]:>8.2f}")
     for name, value in summary["predictors"].items():
         print(f"  {name:<14}{value:>8.4f}")
+    _print_success_intervals(summary)
     if args.out:
         atomic_write_json(Path(args.out), summary)
         print(f"written: {args.out}")
+
+
+def _print_success_intervals(summary: dict[str, Any]) -> None:
+    """Where the evaluation named suites: each task's success and the suites' means, with 95 % intervals."""
+    intervals = summary.get("success_intervals")
+    if not intervals:
+        return
+    base = summary["base"]["success_intervals"]
+
+    def cell(i: dict[str, Any]) -> str:
+        low, high = (math.nan if v is None else v for v in (i["low"], i["high"]))
+        return f"{i['value']:.2f} [{low:.2f}, {high:.2f}]"
+
+    print(f"  {'success (95 % interval)':<24}{'policy':>20}{'base':>20}   episodes")
+    for name, group in intervals["groups"].items():
+        for task in group["tasks"]:
+            i, b = intervals["tasks"][task], base["tasks"][task]
+            print(f"    {task:<22}{cell(i):>20}{cell(b):>20}   {i['n']}")
+        print(f"  {name + ' (mean)':<24}{cell(group):>20}{cell(base['groups'][name]):>20}")
+    grouped = {t for group in intervals["groups"].values() for t in group["tasks"]}
+    for task, i in intervals["tasks"].items():  # tasks named on their own beside the suites
+        if task not in grouped:
+            print(f"  {task:<24}{cell(i):>20}{cell(base['tasks'][task]):>20}   {i['n']}")
 
 
 def cmd_robot_variants(args: argparse.Namespace) -> None:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from data_collection.collect import CollectConfig
-from envs.tasks import DEFAULT_PROBES, DEFAULT_TASK, TaskId, get_task
+from envs.tasks import DEFAULT_PROBES, DEFAULT_TASK, TaskOrGroup, get_task, group_tasks
 from vla_razor.config import ConfigError, option
 from vla_razor.optim import OptimConfig, refuse_unused
 from vla_razor.lora import LoraOptions
@@ -231,13 +231,18 @@ class SimplerVariantsConfig:
 @dataclass
 class RobotConfig:
     experiment: str = option("robot", "experiment name: runs go to <runs_dir>/<experiment>", plain_name=True)
-    task: TaskId = option(
+    task: TaskOrGroup = option(
         DEFAULT_TASK,
         "the new task the base is fine-tuned on (SFT demonstrations, RL, new-task success, KL frames): a task id "
-        "of envs/tasks.py",
+        "of envs/tasks.py, or a LIBERO suite's id (libero_spatial, ...) for all its tasks",
     )
-    probes: list[TaskId] = option(
-        list(DEFAULT_PROBES), "the prior tasks whose success measures retention (ids of envs/tasks.py)"
+    probes: list[TaskOrGroup] = option(
+        list(DEFAULT_PROBES),
+        "the prior tasks whose success measures retention (ids of envs/tasks.py); a LIBERO suite's id stands for "
+        "its tasks, its retention the mean over them",
+    )
+    suite_tasks: int = option(
+        0, "a suite named in task or probes stands for its first this many tasks (0: all; a short run's subset)", ge=0
     )
     runs_dir: Path = option(Path("runs"), "where experiments are written")
     base: Path = option(Path("assets/base_policy_embedded"), "the base policy folder (openvla-7b layout)")
@@ -310,17 +315,21 @@ class RobotConfig:
     fsdp: FSDPConfig = option(FSDPConfig(), "sharding when pretrain / sft run under torchrun with several processes")
 
     def __post_init__(self) -> None:
-        if self.task in self.probes or len(set(self.probes)) < len(self.probes) or not self.probes:
+        probe_tasks = [t for p in self.probes for t in self.tasks_of(p)]
+        if set(self.new_tasks) & set(probe_tasks) or len(set(probe_tasks)) < len(probe_tasks) or not self.probes:
             raise ConfigError(
-                f"probes: {self.probes} must be one or more distinct tasks other than the new task ({self.task!r})"
+                f"probes: {self.probes} must be one or more distinct tasks (or suites) other than the new task "
+                f"({self.task!r}), none of their tasks named twice"
             )
         libero = self.backend == "libero"
-        misplaced = [t for t in (self.task, *self.probes) if (get_task(t).libero is not None) != libero]
+        misplaced = [
+            t for t in (self.task, *self.probes) if (get_task(self.tasks_of(t)[0]).libero is not None) != libero
+        ]
         if misplaced:
             raise ConfigError(
                 f"task / probes {misplaced}: backend {self.backend!r} "
                 + (
-                    "runs LIBERO's tasks only (<suite>_<index>, e.g. libero_spatial_0)"
+                    "runs LIBERO's tasks only (<suite>_<index>, e.g. libero_spatial_0, or a suite, libero_spatial)"
                     if libero
                     else "runs the embedded world's tasks; LIBERO's tasks need backend: libero"
                 )
@@ -330,6 +339,15 @@ class RobotConfig:
                 f"collect.task ({self.collect.task!r}) differs from task ({self.task!r}): the collection is the new "
                 "task's SFT demonstrations; leave collect.task out (it follows task) or set them alike"
             )
+
+    def tasks_of(self, name: str) -> tuple[str, ...]:
+        """The task ids `name` (the new task or a probe) stands for: a suite's (its first `suite_tasks`), or itself."""
+        return group_tasks(name, self.suite_tasks)
+
+    @property
+    def new_tasks(self) -> tuple[str, ...]:
+        """The task ids of the new task: one, or a suite's."""
+        return self.tasks_of(self.task)
 
     @property
     def experiment_dir(self) -> Path:

@@ -1,6 +1,7 @@
 """Demonstration transitions for behaviour cloning and SFT: (image, instruction, action) rows over one or
-more datasets of data_collection/dataset.py. A LeRobotDataset or RLDS folder is detected by its files and
-converted once into our format (data_collection/convert.py's `as_ours`, cached), so configs list any of the three. When all their frames fit `memory_budget_bytes` (the embedded
+more datasets of data_collection/dataset.py. A LeRobotDataset, RLDS or LIBERO folder is detected by its files and
+converted once into our format (data_collection/convert.py's `as_ours`, cached; LIBERO's frames at `image_size`,
+its gripper on the policy's `gripper_range`), so configs list any of the four. When all their frames fit `memory_budget_bytes` (the embedded
 world's 112 px datasets do: 37 KB a frame), each episode's frames are read whole once and kept in memory, so a
 shuffled batch costs no file opening or decompression; otherwise frames are read one by one (episode files keep
 one gzip chunk per frame) through a few open files.
@@ -26,12 +27,21 @@ from data_collection.dataset import DatasetError, DemoDataset, action_mask, arra
 class DemoTransitions:
     """Every step of every episode of `roots`, as rows; images are read on demand."""
 
-    def __init__(self, roots: list[Path], max_open_files: int = 64, memory_budget_bytes: int = 4 << 30):
+    def __init__(
+        self,
+        roots: list[Path],
+        max_open_files: int = 64,
+        memory_budget_bytes: int = 4 << 30,
+        image_size: int = 0,
+        gripper_range: tuple[float, float] = (0.0, 1.0),
+    ):
         if not roots:
             raise DatasetError(
                 "no demonstration datasets given (a list of folders made by data_collection/rt1_grid.py)"
             )
-        self.datasets = [DemoDataset(as_ours(root)) for root in roots]
+        self.datasets = [
+            DemoDataset(as_ours(root, image_size=image_size, gripper_range=gripper_range)) for root in roots
+        ]
         rows = [
             (d, e, t) for d, ds in enumerate(self.datasets) for e, m in enumerate(ds.episodes) for t in range(m.steps)
         ]

@@ -6,6 +6,9 @@ results are keyed by task id.
   (`eval.pick_can_placements: grid`) at the RL grid's points, the placements RL practises, with
   `heldout_episodes` uniform placements beside them as <task>_heldout;
 - retention: success on each probe from fixed seeds (the forgetting probes);
+- suites: a LIBERO suite named as the new task or a probe stands for its tasks (RobotConfig.tasks_of); each task is
+  evaluated on its own episodes, the suite's success is the mean over its tasks, and the summary adds each task's
+  success with its 95 % Wilson interval (`success_intervals`);
 - KL: E_x[KL(pi0(.|x) || pi(.|x))] over whole 7-token actions, on a fixed set of new-task observations x (frames
   of the base policy's own new-task rollouts on held-out placements, made once per experiment and stored as
   kl_observations.npz with K actions per frame sampled from the base): by the chain rule, the mean over those
@@ -31,7 +34,7 @@ import hashlib
 import io
 import json
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +44,7 @@ import torch
 from envs.grids import grid_points, placement_options, uniform_points
 from envs.rollout import EpisodeSpec, ParallelRollout
 from envs.tasks import DEFAULT_PROBES, DEFAULT_TASK, get_task
-from vla_razor.analysis.intervals import interval_summary
+from vla_razor.analysis.intervals import Interval, interval_summary, wilson
 from vla_razor.config import ConfigError, to_dict
 from vla_razor.policies.base import TokenPolicy, require_token_policy
 from vla_razor.policies.openvla.kl import action_tv_terms, chain_rule_kl_terms, mean_and_se
@@ -79,6 +82,12 @@ class EvalSpec:
     """The new task (an id of envs/tasks.py)."""
     probes: tuple[str, ...] = DEFAULT_PROBES
     """The prior tasks whose success measures retention."""
+    groups: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    """The new task or a probe that names a group (a LIBERO suite) -> the task ids it stands for."""
+
+    def tasks_of(self, name: str) -> tuple[str, ...]:
+        """The task ids the new task or a probe `name` stands for (a group's, or itself)."""
+        return self.groups.get(name, (name,))
 
 
 def new_task_specs(
@@ -111,6 +120,38 @@ def evaluation_actor(policy: TokenPolicy, spec: EvalSpec) -> PolicyActor:
     return PolicyActor(policy, temperature=spec.temperature, seed=spec.seed)
 
 
+def evaluation_episodes(spec: EvalSpec, tasks: tuple[str, ...] | None = None) -> dict[str, list[Any]]:
+    """Each task's episodes, keyed by task id (default: the new task's tasks, then the probes'): the new task's at
+    its placements, with `spec.pick_can_points` and `heldout_episodes` <task>_heldout beside each; a probe's from
+    its fixed seeds."""
+    groups: dict[str, list[Any]] = {}
+    for name in (spec.task, *spec.probes) if tasks is None else tasks:
+        for task in spec.tasks_of(name):
+            if name == spec.task:
+                groups[task] = new_task_specs(
+                    task, spec.pick_can_episodes, spec.seed, spec.max_steps, spec.backend, spec.pick_can_points
+                )
+                if spec.pick_can_points is not None and spec.heldout_episodes > 0:
+                    groups[f"{task}_heldout"] = new_task_specs(
+                        task, spec.heldout_episodes, spec.seed + 1, spec.max_steps, spec.backend
+                    )
+            else:
+                groups[task] = probe_specs(task, spec.probe_episodes, spec.seed, spec.max_steps)
+    return groups
+
+
+def with_groups(successes: dict[str, list[float]], spec: EvalSpec) -> dict[str, list[float]]:
+    """Per-episode successes per task id, with each group's (a suite's) beside them: its tasks' episodes one after
+    the other (and their <task>_heldout's), so its rate is the mean over its tasks (each has as many episodes) and
+    its episode i is the same episode for every model, as a task's is."""
+    out = dict(successes)
+    for name, tasks in spec.groups.items():
+        for suffix in ("", "_heldout"):
+            if all(f"{t}{suffix}" in successes for t in tasks):
+                out[f"{name}{suffix}"] = [v for t in tasks for v in successes[f"{t}{suffix}"]]
+    return out
+
+
 def episode_successes(
     policy: TokenPolicy,
     rollout: Any,
@@ -118,29 +159,19 @@ def episode_successes(
     tasks: tuple[str, ...] | None = None,
     progress: str | None = None,
 ) -> dict[str, list[float]]:
-    """Success (1.0 / 0.0) of each episode per task (default: the new task, then the probes), in the task's fixed
-    episode order, at `spec.temperature` (0: greedy), all tasks' episodes in one batched run (a progress bar under
-    `progress`); with `spec.pick_can_points` and `heldout_episodes`, <task>_heldout beside the new task. Episode i
-    of a task is the same episode (placement, env seed, sampling noise) for every policy evaluated with `spec`."""
-    groups: dict[str, list[Any]] = {}
-    for task in (spec.task, *spec.probes) if tasks is None else tasks:
-        if task == spec.task:
-            groups[task] = new_task_specs(
-                task, spec.pick_can_episodes, spec.seed, spec.max_steps, spec.backend, spec.pick_can_points
-            )
-            if spec.pick_can_points is not None and spec.heldout_episodes > 0:
-                groups[f"{task}_heldout"] = new_task_specs(
-                    task, spec.heldout_episodes, spec.seed + 1, spec.max_steps, spec.backend
-                )
-        else:
-            groups[task] = probe_specs(task, spec.probe_episodes, spec.seed, spec.max_steps)
+    """Success (1.0 / 0.0) of each episode per task (default: the new task, then the probes; a group's tasks each,
+    and the group: `with_groups`), in the task's fixed episode order, at `spec.temperature` (0: greedy), all tasks'
+    episodes in one batched run (a progress bar under `progress`); with `spec.pick_can_points` and
+    `heldout_episodes`, <task>_heldout beside the new task. Episode i of a task is the same episode (placement, env
+    seed, sampling noise) for every policy evaluated with `spec`."""
+    groups = evaluation_episodes(spec, tasks)
     episodes = [e for specs in groups.values() for e in specs]
     results = rollout.run(evaluation_actor(policy, spec), episodes, progress=progress)
     successes, start = {}, 0
     for name, specs in groups.items():
         successes[name] = [float(bool(r.success)) for r in results[start : start + len(specs)]]
         start += len(specs)
-    return successes
+    return with_groups(successes, spec)
 
 
 def success_rates(
@@ -162,6 +193,31 @@ def episode_set(spec: EvalSpec, camera_size: int, world: dict[str, Any]) -> str:
     points = None if spec.pick_can_points is None else np.asarray(spec.pick_can_points).tolist()
     text = json.dumps({**fields, "pick_can_points": points, "camera_size": camera_size, **world}, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def success_intervals(rates: dict[str, float], spec: EvalSpec) -> dict[str, dict[str, Any]]:
+    """{"tasks": {task id: its success with the 95 % Wilson interval over its episodes}, "groups": {group: the mean
+    over its tasks with the Wilson interval over all their episodes}} over the new task's and the probes' tasks (and
+    <task>_heldout), as JSON: what an evaluation that names groups (suites) reports beside the rates. Every task of
+    a group has as many episodes, so the group's mean is its pooled success rate; treating the tasks as fixed
+    strata, the pooled interval is a little wider than the stratified one, and stays within [0, 1]."""
+    entries = [(name, spec.tasks_of(name), spec.pick_can_episodes) for name in (spec.task,)]
+    if spec.pick_can_points is not None and spec.heldout_episodes > 0:
+        heldout = tuple(f"{t}_heldout" for t in spec.tasks_of(spec.task))
+        entries.append((f"{spec.task}_heldout", heldout, spec.heldout_episodes))
+    entries += [(name, spec.tasks_of(name), spec.probe_episodes) for name in spec.probes]
+    tasks: dict[str, Interval] = {}
+    groups: dict[str, dict[str, Any]] = {}
+    for name, members, n in entries:
+        for m in members:
+            low, high = wilson(round(rates[m] * n), n)
+            tasks[m] = Interval(rates[m], low, high, n, "wilson")
+        if name.removesuffix("_heldout") in spec.groups:  # equal episodes per task: the mean is the pooled rate
+            successes = sum(round(rates[m] * n) for m in members)
+            low, high = wilson(successes, n * len(members))
+            pooled = Interval(rates[name], low, high, n * len(members), "wilson over the tasks' episodes")
+            groups[name] = {**pooled.to_json(), "tasks": list(members)}
+    return {"tasks": {t: i.to_json() for t, i in tasks.items()}, "groups": groups}
 
 
 @dataclass
@@ -233,19 +289,20 @@ def make_kl_observations(
     max_steps: int | None = None,
     backend: str = "embedded",
     progress: str | None = None,
-    task: str = DEFAULT_TASK,
+    tasks: tuple[str, ...] = (DEFAULT_TASK,),
 ) -> KLObservations:
-    """Frames of the base's greedy rollouts of the new `task` on held-out placements (`per_episode` evenly spaced
-    each), with `samples` actions per frame drawn from the base at temperature 1 (noise fixed by `seed`)."""
+    """Frames of the base's greedy rollouts of the new task on held-out placements (`per_episode` evenly spaced
+    each), with `samples` actions per frame drawn from the base at temperature 1 (noise fixed by `seed`). A new
+    task of several `tasks` (a suite's) shares the `n_episodes` among them, task i taking episodes i, i + T, ..."""
     require_token_policy(base, "the KL frames (the base)")
     if samples < 1:
         raise ValueError(f"eval.kl_samples_per_frame: expected >= 1, got {samples}")
-    results = rollout.run(
-        PolicyActor(base, temperature=0.0),
-        new_task_specs(task, n_episodes, seed + 7, max_steps, backend),
-        record=True,
-        progress=progress,
-    )
+    specs = [
+        s
+        for i, task in enumerate(tasks)
+        for s in new_task_specs(task, len(range(i, n_episodes, len(tasks))), seed + 7, max_steps, backend)
+    ]
+    results = rollout.run(PolicyActor(base, temperature=0.0), specs, record=True, progress=progress)
     images, instructions, episodes = [], [], []
     for e, r in enumerate(results):
         t = r.trajectory
@@ -383,8 +440,8 @@ class Evaluator:
         if e.temperature < 0:
             raise ConfigError(f"eval.temperature: must be >= 0 (0: greedy), got {e.temperature}")
         points = None
-        if e.pick_can_placements == "grid":
-            points = grid_points(cfg.task, cfg.backend, tuple(cfg.rl.grid))
+        if e.pick_can_placements == "grid":  # a suite's tasks share one region (their stored init states)
+            points = grid_points(cfg.new_tasks[0], cfg.backend, tuple(cfg.rl.grid))
         elif e.heldout_episodes:
             raise ConfigError(
                 "eval.heldout_episodes: held-out placements are for eval.pick_can_placements 'grid' "
@@ -401,6 +458,7 @@ class Evaluator:
             e.heldout_episodes,
             cfg.task,
             tuple(cfg.probes),
+            {name: cfg.tasks_of(name) for name in (cfg.task, *cfg.probes) if cfg.tasks_of(name) != (name,)},
         )
         self.settings = {
             "eval": to_dict(e),
@@ -428,8 +486,9 @@ class Evaluator:
         if cfg.backend == "simpler":  # a missing SimplerEnv scene is said here, before any simulator starts
             from envs.simpler import checked_env  # optional backend
 
-            for task in (cfg.task, *cfg.probes):
-                checked_env(task, **cfg.simpler_env_kwargs)
+            for name in (cfg.task, *cfg.probes):
+                for task in cfg.tasks_of(name):
+                    checked_env(task, **cfg.simpler_env_kwargs)
         if cfg.backend == "libero":  # LIBERO's adapter converts the policies' gripper by libero_env_kwargs
             env_kwargs = dict(cfg.libero_env_kwargs)
         self.rollout = ParallelRollout(
@@ -469,6 +528,8 @@ class Evaluator:
         world: dict[str, Any] = {"dataset_name": cfg.dataset_name, "sim_backend": cfg.sim_backend}
         if cfg.task != DEFAULT_TASK or tuple(cfg.probes) != DEFAULT_PROBES:  # left out for the paper's tasks, so
             world["tasks"] = {"task": cfg.task, "probes": list(cfg.probes)}  # results made before stay valid
+            if cfg.suite_tasks:
+                world["tasks"]["suite_tasks"] = cfg.suite_tasks
         if cfg.backend == "simpler":
             world["simpler_env_kwargs"] = dict(cfg.simpler_env_kwargs)
         if cfg.backend == "libero":
@@ -523,7 +584,7 @@ class Evaluator:
                     e.max_steps,
                     self.cfg.backend,
                     self._bar("KL frames (base)"),
-                    self.cfg.task,
+                    self.cfg.new_tasks,
                 )
                 self._obs.save(path)
         return self._obs
@@ -596,6 +657,9 @@ class Evaluator:
             summary["base"]["new_task_heldout"] = base[f"{task}_heldout"]
             summary["new_task_heldout_examples"] = results.get("new_task_heldout_examples", [])
             summary["base"]["new_task_heldout_examples"] = base.get("new_task_heldout_examples", [])
+        if self.spec.groups:  # suites: each task's success with its interval, and the suites' means
+            summary["success_intervals"] = success_intervals(results, self.spec)
+            summary["base"]["success_intervals"] = success_intervals(base, self.spec)
         if self.forecast is not None:
             summary["forecast"] = {
                 "prior_mean": self.forecast.predict(results["forward_kl"]),

@@ -1,15 +1,16 @@
 """On-policy REINFORCE on the new task (pick-can by default) with a reward-normalization baseline (paper, B.2).
 
 One iteration (`reinforce_iteration`, read top to bottom):
-  1. roll out `episodes_per_point` episodes (default 5) at every grid point (or, `placements: uniform`, at as
-     many placements drawn afresh over the region: `iteration_points`) with the current policy,
+  1. roll out `episodes_per_point` episodes (default 5) at every point, a (task, placement) pair: every grid point
+     (or, `placements: uniform`, as many placements drawn afresh over the region) of each of the new task's tasks,
+     one or a suite's (`iteration_points`; on LIBERO a placement is a stored init state), with the current policy,
      sampling the 7 action tokens at `temperature` (1.0: the policy's own distribution) with `PolicyActor`, on
      the parallel simulator workers (envs/rollout.py);
   2. reward = 1 if the episode succeeded, else 0; the advantage of an episode is its reward normalized
-     within the episodes of its grid point, A = (r - mean) / (std + eps) (`baseline: group`), or within the
+     within the episodes of its point, A = (r - mean) / (std + eps) (`baseline: group`), or within the
      whole iteration (`baseline: batch`); a group whose episodes all succeeded or all failed gives A = 0
      (`advantage: one_zero`: A = r, 1-0 Reinforce);
-  3. every step of an episode is a (image, instruction, 7 sampled tokens) row carrying the episode's A (with
+  3. every step of an episode is a (image, its task's instruction, 7 sampled tokens) row carrying the episode's A (with
      `length_normalize`, scaled by mean length / episode length, so long failures do not outweigh short
      successes);
   4. the rows with A != 0 are shuffled and cut into batches of `optim.batch_size`, `optim.epochs` times (each
@@ -142,7 +143,7 @@ def train(
     *,
     seed: int,
     backend: str = "embedded",
-    task: str = DEFAULT_TASK,
+    tasks: Sequence[str] = (DEFAULT_TASK,),
     base: TokenPolicy | None = None,
     iteration: int = 0,
     update: int = 0,
@@ -150,13 +151,14 @@ def train(
     progress: bool = False,
 ) -> tuple[int, int, bool]:
     """Iterations `iteration`..`r.iterations` - 1 of REINFORCE on `policy`, in place, on `rollout`'s workers, on the
-    new `task` (an id of envs/tasks.py), starting at update count `update` (a resumed run passes its saved counts).
+    new task's `tasks` (ids of envs/tasks.py: one, or a suite's), starting at update count `update` (a resumed run
+    passes its saved counts).
 
     After each iteration, `after_iteration(iterations_done, updates_done, metrics)` does the caller's bookkeeping;
     True stops training there (e.g. a KL budget reached). Returns (iterations done, updates done, stopped)."""
     started, made, stopped = time.perf_counter(), 0, False
     while iteration < r.iterations and not stopped:
-        points = iteration_points(r, seed, iteration, backend, task)
+        points = iteration_points(r, seed, iteration, backend, tasks)
         metrics, update = reinforce_iteration(
             policy,
             optimizer,
@@ -167,7 +169,6 @@ def train(
             iteration=iteration,
             update=update,
             backend=backend,
-            task=task,
             base=base,
             progress=progress,
         )
@@ -183,21 +184,20 @@ def reinforce_iteration(
     policy: TokenPolicy,
     optimizer: torch.optim.Optimizer,
     rollout: Any,
-    points: np.ndarray,
+    points: list[Point],
     r: RLConfig,
     *,
     seed: int,
     iteration: int,
     update: int,
     backend: str = "embedded",
-    task: str = DEFAULT_TASK,
     base: TokenPolicy | None = None,
     progress: bool = False,
 ) -> tuple[dict[str, float], int]:
     """One iteration, as the module docstring numbers it; returns its metrics and the update count after it."""
     o = r.optim
-    # 1. rollouts: every grid point x episodes_per_point, sampled by the current policy
-    specs, groups = iteration_specs(points, r.episodes_per_point, seed, iteration, r.max_steps, backend, task)
+    # 1. rollouts: every (task, placement) point x episodes_per_point, sampled by the current policy
+    specs, groups = iteration_specs(points, r.episodes_per_point, seed, iteration, r.max_steps, backend)
     actor = PolicyActor(policy, temperature=r.temperature, seed=seed * 100_003 + iteration, record=True)
     policy.model.eval()
     t0 = time.perf_counter()
@@ -363,35 +363,46 @@ def policy_gradient_step(
     return metrics
 
 
+Point = tuple[str, np.ndarray]
+"""An iteration's point: (task id, placement xy); its episodes are one baseline group."""
+
+
 def iteration_points(
-    r: RLConfig, seed: int, iteration: int, backend: str = "embedded", task: str = DEFAULT_TASK
-) -> np.ndarray:
-    """[grid_x * grid_y, 2] placements of the task's object in one iteration: the fixed grid (`rl.placements: grid`, the paper's
-    protocol), or as many drawn uniformly over the region afresh each iteration from (seed, iteration)
+    r: RLConfig, seed: int, iteration: int, backend: str = "embedded", tasks: Sequence[str] = (DEFAULT_TASK,)
+) -> list[Point]:
+    """The iteration's (task, placement) points: for each of `tasks` (the new task's), grid_x * grid_y placements of
+    its object, the fixed grid (`rl.placements: grid`, the paper's protocol; on LIBERO, stored init states), or as
+    many drawn uniformly over the region afresh each iteration from (seed, iteration, the task's position)
     (`uniform`: what is learned must transfer between placements, as the evaluation's uniform placements ask)."""
     from envs.grids import grid_points, uniform_points
 
-    if r.placements == "grid":
-        return grid_points(task, backend, tuple(r.grid))
-    return uniform_points(task, backend, int(np.prod(r.grid)), np.random.default_rng([seed, iteration, 3]))
+    points = []
+    for k, task in enumerate(tasks):
+        if r.placements == "grid":
+            xy = grid_points(task, backend, tuple(r.grid))
+        else:  # the first task keeps the stream a one-task run has always drawn from
+            rng = np.random.default_rng([seed, iteration, 3, *([k] if k else [])])
+            xy = uniform_points(task, backend, int(np.prod(r.grid)), rng)
+        points += [(task, p) for p in xy]
+    return points
 
 
 def iteration_specs(
-    points_xy: np.ndarray,
+    points: list[Point],
     episodes_per_point: int,
     seed: int,
     iteration: int,
     max_steps: int | None,
     backend: str = "embedded",
-    task: str = DEFAULT_TASK,
 ) -> tuple[list[Any], np.ndarray]:
-    """The iteration's episodes (every point x episodes_per_point) and each one's point (its baseline group)."""
+    """The iteration's episodes (every (task, placement) point x episodes_per_point) and each one's point (its
+    baseline group)."""
     from data_collection.collect import attempt_seed
     from envs.grids import placement_options
     from envs.rollout import EpisodeSpec
 
     specs, groups = [], []
-    for p, xy in enumerate(points_xy):
+    for p, (task, xy) in enumerate(points):
         for j in range(episodes_per_point):
             s = attempt_seed(seed + 7919 * (iteration + 1), p, j)
             specs.append(EpisodeSpec(task, s, placement_options(task, backend, xy), max_steps))

@@ -222,8 +222,10 @@ def sft_transitions(cfg: RobotConfig) -> DemoTransitions:
         if Path(folder).resolve() in seen:
             raise DatasetError(f"sft.datasets: {folder} is listed twice")
         seen.add(Path(folder).resolve())
-    data = DemoTransitions(list(cfg.sft.datasets))
-    others = [t for t in data.tasks if t != cfg.task]
+    # LIBERO demonstrations are read as the policy sees LIBERO's envs: at camera_size, its gripper convention
+    gripper = tuple(cfg.libero_env_kwargs.get("gripper_range", (0.0, 1.0)))
+    data = DemoTransitions(list(cfg.sft.datasets), image_size=cfg.camera_size, gripper_range=gripper)
+    others = [t for t in data.tasks if t not in cfg.new_tasks]
     if others:
         raise DatasetError(
             f"sft.datasets: episodes of {', '.join(others)} in {', '.join(map(str, cfg.sft.datasets))}; "
@@ -403,6 +405,8 @@ def _flat(summary: dict[str, Any], task: str) -> dict[str, float]:
     }
     if "new_task_heldout" in summary:
         flat[f"{task}_heldout"] = summary["new_task_heldout"]
+    for name, interval in summary.get("success_intervals", {}).get("tasks", {}).items():  # a suite's tasks
+        flat[name] = interval["value"]
     if "forecast" in summary:
         flat["forecast/prior_mean"] = summary["forecast"]["prior_mean"]
     return flat
@@ -504,7 +508,7 @@ def run_rl(cfg: RobotConfig) -> StageResult:
                 r,
                 seed=cfg.seed,
                 backend=cfg.backend,
-                task=cfg.task,
+                tasks=cfg.new_tasks,
                 base=base,
                 iteration=iteration,
                 update=update,
