@@ -18,6 +18,7 @@ W=${WORKERS:-14}
 SFT_STEPS=${SFT_STEPS:-200}
 EVERY=${EVERY:-50}        # checkpoint_every: the first training state, where each run is killed
 EXP=${EXP:-cli_7b}
+SHM=/dev/shm/vla_razor_runs
 OUT=runs/$EXP
 mkdir -p "$OUT"
 
@@ -47,8 +48,9 @@ kill_then_resume() {
   echo "=== $tag: start"
   setsid "$PY" -m vla_razor.cli.main "$@" > "$OUT/$tag.first.log" 2>&1 &
   local pid=$!
-  until find "runs/$EXP/runs" "runs/${EXP}_rl/runs" -path "*checkpoints/training_state.safetensors" -newer "$OUT/policy.yaml" 2>/dev/null \
-        | grep -q .; do
+  # (find fails on the folders that do not exist; under pipefail that would hide what it found)
+  until { find {runs,"$SHM"}/{"$EXP","${EXP}_rl"}/runs -path "*checkpoints/training_state.safetensors" \
+            -newer "$OUT/policy.yaml" 2>/dev/null || true; } | grep -q .; do
     if ! kill -0 "$pid" 2>/dev/null; then  # ended on its own: finished before (a rerun of this script) or failed
       if wait "$pid"; then echo "$tag: ended without a kill"; tail -3 "$OUT/$tag.first.log"; return 0; fi
       echo "$tag failed before its first training state"; tail -20 "$OUT/$tag.first.log"; return 1
@@ -73,17 +75,25 @@ sft=(robot sft "${common[@]}" --base "$base" --sft.datasets "[\"$OUT/demos\"]" -
 rl=(robot rl "${common[@]}" --experiment "${EXP}_rl" --base "$base" --task close_drawer --collect.task close_drawer
     --probes '["open_drawer"]' --rl.grid "[4, 4]"
     --rl.episodes_per_point 4 --rl.iterations 2 --rl.max_steps 16 --rl.optim.batch_size 16 --rl.optim.lr 1e-5 --rl.eval_every 0 --eval.kl_every 0)
+prune() {  # a measured 7B run's weights and training state go (disk); its metrics and summary stay
+  [ "$POLICY" = configs/policy_tiny.yaml ] || rm -rf "$1"/policy "$1"/checkpoints
+}
 kill_then_resume sft_lora "${sft[@]}" --lora.enabled true --sft.run_name sft_lora
+prune "runs/$EXP/runs/sft_lora"
 kill_then_resume rl_lora "${rl[@]}" --lora.enabled true --rl.run_name rl_lora --checkpoint_every 1
-kill_then_resume sft_full "${sft[@]}" --sft.run_name sft_full
-"$PY" - "$EXP" <<'EOF'
-import shutil, sys
-from pathlib import Path
-run = Path("runs") / sys.argv[1] / "runs" / "sft_full"
-for sub in ("policy", "checkpoints"):  # measured: make room for the full RL run
-    shutil.rmtree(run / sub, ignore_errors=True)
-EOF
-kill_then_resume rl_full "${rl[@]}" --rl.run_name rl_full --checkpoint_every 1
+prune "runs/${EXP}_rl/runs/rl_lora"
+# A full 7B run holds the base (15 GB), its training state (bf16 weights + AdamW moments, 45 GB) and its policy (15
+# GB) at its end: 75 GB, more than this machine's 64 GiB disk. Where the disk is short and /dev/shm (RAM) has room,
+# the full runs' folders go there.
+full_dir=runs
+if [ "$(df --output=avail -BG runs | tail -1 | tr -dc 0-9)" -lt 64 ] && [ "$POLICY" != configs/policy_tiny.yaml ]; then
+  if [ "$(df --output=avail -BG /dev/shm | tail -1 | tr -dc 0-9)" -ge 64 ]; then full_dir=$SHM; fi
+  echo "full runs in $full_dir (disk: $(df -h --output=avail runs | tail -1), /dev/shm: $(df -h --output=avail /dev/shm | tail -1))"
+fi
+kill_then_resume sft_full "${sft[@]}" --runs_dir "$full_dir" --sft.run_name sft_full || echo "sft_full failed"
+prune "$full_dir/$EXP/runs/sft_full"
+kill_then_resume rl_full "${rl[@]}" --runs_dir "$full_dir" --rl.run_name rl_full --checkpoint_every 1 || echo "rl_full failed"
+prune "$full_dir/${EXP}_rl/runs/rl_full"
 
 # 3. what each run measured: per-update / per-iteration time and peak GPU memory
 "$PY" - "$EXP" <<'EOF'
@@ -91,7 +101,8 @@ import json, sys
 from pathlib import Path
 exp = Path("runs") / sys.argv[1]
 out = {}
-for run in sorted([*(exp / "runs").iterdir(), *(Path("runs") / f"{sys.argv[1]}_rl" / "runs").iterdir()]):
+folders = [Path(root) / name / "runs" for root in ("runs", "/dev/shm/vla_razor_runs") for name in (exp.name, f"{exp.name}_rl")]
+for run in sorted(r for f in folders if f.is_dir() for r in f.iterdir()):
     rows = [json.loads(l) for l in (run / "metrics.jsonl").read_text().splitlines() if l.strip()]
     train = [r for r in rows if r["split"] == "train"]
     last = {}
