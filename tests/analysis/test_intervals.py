@@ -34,10 +34,20 @@ def test_score_interval_is_wilson_for_0_1_scores_and_normal_otherwise():
 
 
 def test_paired_difference_by_hand():
-    base, model = [1, 1, 0, 1, 0], [1, 0, 0, 1, 1]  # d = 0, 1, 0, 0, -1: mean 0, sd sqrt(0.5)
+    # 0 / 1 scores: Bonett-Price. One example lost, one gained of 5: p_lost = p_gained = (1 + 1) / 7, centre 0,
+    # se = sqrt((2/7 + 2/7 - 0) / 7) = 2 / 7
+    base, model = [1, 1, 0, 1, 0], [1, 0, 0, 1, 1]
     d = paired_difference(base, model)
-    assert d.value == 0.0 and d.n == 5 and d.method == "paired normal"
-    assert d.half_width == pytest.approx(Z95 * math.sqrt(0.5) / math.sqrt(5))
+    assert d.value == 0.0 and d.n == 5 and d.method == "paired Bonett-Price"
+    assert (d.low, d.high) == pytest.approx((-Z95 * 2 / 7, Z95 * 2 / 7))
+    # two models that agree on all 16 episodes: not [0, 0], but +- z sqrt((2/18) / 18)
+    same = paired_difference([1] * 16, [1] * 16)
+    assert same.value == 0.0 and same.half_width == pytest.approx(Z95 * math.sqrt(2 / 18 / 18))
+    assert same.half_width > 0.1
+    # scores in between: normal on the differences d = 0.1, 0, 0.2 (mean 0.1, sd 0.1)
+    graded = paired_difference([0.2, 0.5, 0.9], [0.1, 0.5, 0.7])
+    assert graded.method == "paired normal" and graded.value == pytest.approx(0.1)
+    assert graded.half_width == pytest.approx(Z95 * 0.1 / math.sqrt(3))
     assert paired_difference([1, 0, 1], [1, 0]).n == 2  # the examples both measured
     # probes are disjoint examples: standard errors add in quadrature, the mean divides by the probe count
     both = mean_of_probes([paired_difference([1, 0, 1], [0, 0, 1]), d])

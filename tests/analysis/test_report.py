@@ -171,7 +171,9 @@ def test_models_table_prints_intervals_from_per_example_scores(planted_runs: Pat
     per_probe = {row[0]: row for row in markdown_table(markdown, "## Forgetting per probe")}
     row = per_probe["exp/sft_lr0.001"]
     assert row[2] == f"+0.075 [{paired['probe_a'].low:+.3f}, {paired['probe_a'].high:+.3f}]"
-    assert row[3] == "+0.000 [+0.000, +0.000]", "the same answers: no forgetting, and no doubt about it"
+    # the same answers: no forgetting measured, and an interval of honest width around it, not [0, 0]
+    same = paired["probe_b"]
+    assert row[3] == f"+0.000 [{same.low:+.3f}, {same.high:+.3f}]" and same.value == 0 and same.half_width > 0
     assert "Examples per probe: probe_a 200, probe_b 200." in markdown
     assert "chat template (as instruct models are used): probe_b; on plain text: probe_a." in markdown
 
@@ -246,15 +248,16 @@ def test_robot_report_shows_episode_intervals_and_the_matched_comparison(tmp_pat
         a = json.loads((tmp_path / "runs" / rl["run"] / "summary.json").read_text())["prior_examples"]
         b = json.loads((tmp_path / "runs" / sft["run"] / "summary.json").read_text())["prior_examples"]
         ses, means = [], []
-        for probe in a:  # paired: per-episode differences of the same episodes
-            d = [x - y for x, y in zip(a[probe], b[probe])]
-            mean = sum(d) / len(d)
-            sd = (sum((x - mean) ** 2 for x in d) / (len(d) - 1)) ** 0.5
-            means.append(mean)
-            ses.append(sd / len(d) ** 0.5)
+        for probe in a:  # paired over the same episodes, 0 / 1: Bonett-Price (a pseudo-count in each discordant cell)
+            n = len(a[probe])
+            lost = sum(x == 1 and y == 0 for x, y in zip(a[probe], b[probe]))
+            gained = sum(x == 0 and y == 1 for x, y in zip(a[probe], b[probe]))
+            p_lost, p_gained = (lost + 1) / (n + 2), (gained + 1) / (n + 2)
+            means.append((lost - gained) / n)
+            ses.append(((p_lost + p_gained - (p_lost - p_gained) ** 2) / (n + 2)) ** 0.5)
         value, half = sum(means) / 2, Z95 * (ses[0] ** 2 + ses[1] ** 2) ** 0.5 / 2
         assert row[-1] == f"{value:+.3f} [{value - half:+.3f}, {value + half:+.3f}]"
-        assert summary["differences"][i]["method"] == "paired normal, mean of probes"
+        assert summary["differences"][i]["method"] == "paired Bonett-Price, mean of probes"
         assert rl["retention_interval"]["low"] < rl["retention"] < rl["retention_interval"]["high"]
     assert "not the choice of the frontier model among many" in markdown
 

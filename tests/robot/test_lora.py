@@ -79,7 +79,7 @@ def weights(policy_dir: Path) -> dict[str, torch.Tensor]:
 def test_lora_sft_trains_adapters_only_resumes_and_saves_merged(
     demo_dirs: dict[str, Path], tiny_base: Path, tmp_path: Path
 ) -> None:
-    assert cli(sft_args(demo_dirs, tiny_base, tmp_path / "reference")) == 0
+    assert cli(sft_args(demo_dirs, tiny_base, tmp_path / "reference", "--keep_training_state", "true")) == 0
     run = tmp_path / "reference" / "lora" / "runs" / "sft_lr0.001_bs8_ep1_lora4_s0"
     with safe_open(run / "checkpoints" / "training_state.safetensors", "pt") as f:
         trained = [k for k in f.keys() if k.startswith("model.")]

@@ -185,6 +185,7 @@ def test_rl_end_to_end_then_resume(tiny_base: Path, tmp_path: Path, capsys: pyte
     capsys.readouterr()
     assert cli(killed) == 0
     assert "rl: 2 iterations" in (out := capsys.readouterr().out) and "resumed from iteration 1" in out
+    assert not state.exists(), "a finished run's training state is deleted (keep_training_state: false)"
 
     def rows(name: str) -> list[tuple]:
         return [

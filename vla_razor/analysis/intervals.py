@@ -4,9 +4,11 @@ A probe's per-example results are a list of scores in [0, 1], one per example, i
 one model pairs with example i of another). Invariants:
 - a score's interval is Wilson's score interval when every example scores 0 or 1 (accuracy, pass@1), else the
   normal interval mean +- z sd / sqrt(n) (TruthfulQA's MC2 probabilities);
-- forgetting on a probe, base minus model, has the paired interval: normal on the per-example differences
-  d_i = base_i - model_i over the examples both measured, mean(d) +- z sd(d) / sqrt(n). Two models that agree on
-  most examples give a far narrower interval than two independent intervals would;
+- forgetting on a probe, base minus model, has a paired interval over the examples both measured. With 0 / 1
+  scores it is Bonett and Price's adjusted Wald interval for paired proportions (2012: one pseudo-success added
+  to each discordant cell, so that two models agreeing on every example still get an interval of honest width
+  rather than [0, 0]); otherwise normal on the per-example differences d_i = base_i - model_i, mean(d) +- z sd(d)
+  / sqrt(n). Two models that agree on most examples give a far narrower interval than two independent intervals;
 - forgetting averaged over probes combines the probes' standard errors as independent (disjoint examples):
   se = sqrt(sum se_k^2) / K.
 An interval with fewer than 2 examples is NaN wide (nothing to estimate a spread from).
@@ -72,7 +74,7 @@ def wilson(successes: float, n: int, z: float = Z95) -> tuple[float, float]:
     denominator = 1 + z * z / n
     centre = (p + z * z / (2 * n)) / denominator
     half = z / denominator * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
-    return centre - half, centre + half
+    return max(0.0, centre - half), min(1.0, centre + half)  # within [0, 1] (rounding gave -0.000 at p = 0)
 
 
 def score_interval(values: Sequence[float]) -> Interval:
@@ -88,10 +90,17 @@ def score_interval(values: Sequence[float]) -> Interval:
 
 def paired_difference(base: Sequence[float], model: Sequence[float]) -> Interval:
     """base - model over the examples both measured (the first min(len) of each, in document order), with the
-    paired 95 % interval (normal on the per-example differences)."""
+    paired 95 % interval: Bonett-Price for 0 / 1 scores, else normal on the per-example differences."""
     a, b = _values(base, "paired_difference: base"), _values(model, "paired_difference: model")
     n = min(a.size, b.size)
-    d = a[:n] - b[:n]
+    a, b = a[:n], b[:n]
+    d = a - b
+    if np.isin(a, (0.0, 1.0)).all() and np.isin(b, (0.0, 1.0)).all():
+        lost, gained = float(np.sum((a == 1) & (b == 0))), float(np.sum((a == 0) & (b == 1)))
+        p_lost, p_gained = (lost + 1) / (n + 2), (gained + 1) / (n + 2)
+        centre = p_lost - p_gained
+        half = Z95 * math.sqrt(max(p_lost + p_gained - centre**2, 0.0) / (n + 2))
+        return Interval(float(d.mean()), max(-1.0, centre - half), min(1.0, centre + half), n, "paired Bonett-Price")
     return _normal(float(d.mean()), d, "paired normal")
 
 

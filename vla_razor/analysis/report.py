@@ -286,16 +286,17 @@ def _retention_interval(p: Point) -> Interval | None:
 
 
 def _retention_difference(a: Point, b: Point) -> Interval | None:
-    """a's retention minus b's, over the probes both scored: paired over the same examples / episodes (normal on
-    the per-example differences) when both kept them for the same set (robot: the same `episode_set`; others:
+    """a's retention minus b's, over the probes both scored: paired over the same examples / episodes
+    (intervals.paired_difference) when both kept them for the same set (robot: the same `episode_set`; others:
     document order), else unpaired; probes combined as independent. None without per-example results."""
     shared = [n for n in a.prior if n in b.prior]
     if not shared or any(not a.prior_examples.get(n) or not b.prior_examples.get(n) for n in shared):
         return None
     paired = a.episode_set == b.episode_set or a.episode_set is None or b.episode_set is None
     difference = paired_difference if paired else unpaired_difference
-    mean = mean_of_probes([difference(a.prior_examples[n], b.prior_examples[n]) for n in shared])
-    return replace(mean, method=f"{'paired' if paired else 'unpaired'} normal, mean of probes")
+    parts = [difference(a.prior_examples[n], b.prior_examples[n]) for n in shared]
+    methods = " / ".join(sorted({part.method for part in parts}))  # e.g. "paired Bonett-Price" for 0 / 1 episodes
+    return replace(mean_of_probes(parts), method=f"{methods}, mean of probes")
 
 
 def _matched_json(matched: MatchedModels) -> dict[str, Any]:
@@ -400,8 +401,9 @@ def _intervals_note(unit: str) -> str:
     return (
         f"Brackets: 95 % intervals. A score's (a probe's, or the new task's where its per-{singular} results were "
         f"kept) is Wilson's score interval over its n {unit} (normal on the per-{singular} scores where they are not "
-        f"0 / 1); forgetting's (base minus model) is paired over the same {unit} (normal on the per-{singular} "
-        "differences), the mean over probes combining the probes' standard errors as independent. n/a: the run's "
+        f"0 / 1); forgetting's (base minus model) is paired over the same {unit} (Bonett and Price's adjusted "
+        f"interval for paired 0 / 1 results, which stays honest when the two models agree on every {singular}; "
+        f"normal on the per-{singular} differences otherwise), the mean over probes combining the probes' standard errors as independent. n/a: the run's "
         f"files hold no per-{singular} results (made before they were kept), or too few (under 2) for a spread."
     )
 
@@ -483,7 +485,7 @@ def _matched_blocks(matched: MatchedModels, unit: str) -> list[Block]:
     if pair:
         text += (
             f" {pair[0]} minus {pair[1]}: the difference of the two models' retentions, paired over the same {unit} "
-            f"(normal on the per-{singular} differences, probes combined as independent) when both kept per-"
+            f"(as forgetting's above, probes combined as independent) when both kept per-"
             f"{singular} results of the same {unit}, else unpaired (marked)."
         )
     text += (

@@ -283,6 +283,12 @@ class RobotConfig:
     threads: int = option(2, "torch CPU threads", ge=1)
     seed: int = option(0, "data order and sampling seed", ge=0)
     checkpoint_every: int = option(50, "updates between resumable checkpoints", ge=1)
+    keep_training_state: bool = option(
+        False,
+        "keep a finished SFT / RL run's training state (checkpoints/training_state.safetensors); off: it is deleted "
+        "once summary.json marks the run finished, since a finished run is never resumed and its policy/ holds the "
+        "weights (for a full 7B fine-tune the state is 45 GB: weights and AdamW moments)",
+    )
     progress: bool = option(True, "show progress bars")
     wandb: Literal["auto", "offline", "online", "off"] = option("auto", "Weights & Biases mirror of the metrics")
     forecast: Path | None = option(

@@ -84,6 +84,7 @@ _HOW_IT_RUNS = (
     "threads",
     "device",
     "checkpoint_every",
+    "keep_training_state",
     "forecast",
     "runs_dir",
     "fsdp.reshard_after_forward",
@@ -316,8 +317,16 @@ def _final_sft_evaluation(
     if meta.get("stopped"):
         summary["stopped_at_kl_budget"] = True
     run.log(step, "eval", _flat(summary, cfg.task))
-    run.finish(summary)
+    _finish(run, cfg, summary)
     return summary
+
+
+def _finish(run: RunFolder, cfg: RobotConfig, summary: dict[str, Any]) -> None:
+    """summary.json marks the run finished; then its training state goes unless `keep_training_state` (a finished
+    run is skipped, never resumed, so the state is only disk: 3x the policy for a full fine-tune)."""
+    run.finish(summary)
+    if not cfg.keep_training_state:
+        training_state_path(run.path).unlink(missing_ok=True)
 
 
 def _run_sft_sharded(cfg: RobotConfig, run: RunFolder, ctx: Distributed) -> StageResult:
@@ -523,7 +532,7 @@ def run_rl(cfg: RobotConfig) -> StageResult:
         if stopped:
             summary["stopped_at_kl_budget"] = True
         run.log(iteration, "eval", _flat(summary, cfg.task))
-        run.finish(summary)
+        _finish(run, cfg, summary)
     finally:
         bar.close()
         wandb.finish()
