@@ -287,6 +287,20 @@ def _leaf_fields(cls: type, prefix: str = "") -> list[tuple[str, Any, dataclasse
     return out
 
 
+MAX_LISTED_CHOICES = 8
+"""A choice field's help lists this many of its values, then their count (the task ids are 134)."""
+
+
+def _metavar(tp: Any) -> str:
+    if get_origin(tp) is not Literal:
+        return _type_name(tp).upper()
+    values = get_args(tp)
+    if len(values) <= MAX_LISTED_CHOICES:
+        return "{" + _type_name(tp) + "}"
+    shown = " | ".join(repr(v) for v in values[:4])
+    return "{" + f"{shown} | ... {len(values)} in all" + "}"
+
+
 def add_config_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
     """Adds one ``--dotted.name`` flag per config field; values are parsed as YAML scalars/lists."""
     group = parser.add_argument_group(f"{cls.__name__} fields (override the YAML file)")
@@ -294,7 +308,7 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
         group.add_argument(
             f"--{name}",
             dest=f"cfg::{name}",
-            metavar=_type_name(tp).upper() if get_origin(tp) is not Literal else "{" + _type_name(tp) + "}",
+            metavar=_metavar(tp),
             default=argparse.SUPPRESS,
             help=f.metadata.get("help", ""),
         )
