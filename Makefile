@@ -7,6 +7,9 @@ DEB_PACKAGES := dataset-fashion-mnist
 # ManiSkill3 reads assets from here and never waits at a download prompt.
 export MS_ASSET_DIR := $(CURDIR)/.cache/maniskill
 export MS_SKIP_ASSET_DOWNLOAD_PROMPT := 1
+# No pip wheel cache: the four venvs take ~17 GB, and a cache of their wheels (the LeRobot venv's CUDA torch alone is
+# ~3 GB of wheels) once filled a CI disk (stop 38: 'No space left on device' installing .venv-lerobot).
+export PIP_NO_CACHE_DIR := 1
 
 RT1_VENV := .venv-rt1
 LEROBOT_VENV := .venv-lerobot
@@ -47,6 +50,7 @@ setup-rt1: $(RT1_VENV)/.installed
 # (PyPI's CUDA torch build, which runs on the CPU; the CPU torch 2.13 fails with PyPI's torchvision), plus what our
 # format's code needs; data_collection/convert.py runs data_collection/lerobot_format.py here (repo on PYTHONPATH).
 $(LEROBOT_VENV)/.installed: pyproject.toml
+	@bash scripts/need_disk.sh 10 "the LeRobot venv (lerobot 0.4.4 with PyPI's CUDA torch: 8.3 GB)"
 	test -x $(LEROBOT_VENV)/bin/python || python3 -m venv $(LEROBOT_VENV)
 	$(LEROBOT_VENV)/bin/python -m pip install -q 'lerobot==0.4.4'
 	$(LEROBOT_VENV)/bin/python -m pip install -q 'h5py>=3.9' 'pyyaml>=6' 'safetensors>=0.4'
