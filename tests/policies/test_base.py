@@ -29,7 +29,9 @@ class GaussianActionPolicy:
         self.stats = ActionStats(-np.ones(action_dim), np.ones(action_dim), np.ones(action_dim, bool))
 
     @classmethod
-    def from_pretrained(cls, directory: Path | str, device: str = "cpu", dataset: str | None = None) -> Any:
+    def from_pretrained(
+        cls, directory: Path | str, device: str = "cpu", dataset: str | None = None, dtype: str | None = None
+    ) -> Any:
         policy = cls()
         policy.model.load_state_dict(torch.load(Path(directory) / "model.pt"))
         return policy

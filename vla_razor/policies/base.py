@@ -67,9 +67,12 @@ class Policy(Protocol):
     """D, the dimensions of one action (7: xyz, rotation, gripper)."""
 
     @classmethod
-    def from_pretrained(cls, directory: Path | str, device: str = "cpu", dataset: str | None = None) -> Policy:
+    def from_pretrained(
+        cls, directory: Path | str, device: str = "cpu", dataset: str | None = None, dtype: str | None = None
+    ) -> Policy:
         """The policy saved in `directory` (its own layout), on `device`, its actions un-normalized with the
-        statistics of `dataset` (None: the folder's default)."""
+        statistics of `dataset` (None: the folder's default), its weights converted to `dtype` ("float32",
+        "bfloat16"; None: as saved)."""
         ...
 
     @classmethod

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from vla_razor.config import ConfigError, option
 from vla_razor.policies.base import Policy
@@ -35,6 +36,17 @@ class PolicyConfig:
     """Which policy implementation the stages load, train and save (its weights come from `base` and the runs)."""
 
     type: str = option(DEFAULT_POLICY, "policy implementation, a name in vla_razor.policies.registry (openvla)")
+    dtype: Literal["saved", "float32", "bfloat16"] = option(
+        "saved",
+        "the dtype the stages load the base and every run's policy in (saved: each folder's own); bfloat16 samples "
+        "and trains faster on CPUs with AMX or avx512_bf16 (docs/results/perf/rollout.json): train it with "
+        "optim.master_weights float32",
+    )
+
+    @property
+    def load_dtype(self) -> str | None:
+        """The dtype to convert to on loading, None to keep the saved one."""
+        return None if self.dtype == "saved" else self.dtype
 
 
 def register_policy(name: str, policy_class: Callable[[], type]) -> None:
@@ -51,9 +63,11 @@ def policy_class(name: str) -> type:
     return POLICY_TYPES[name]()
 
 
-def load_policy(name: str, directory: Path | str, device: str = "cpu", dataset: str | None = None) -> Policy:
-    """The saved policy in `directory`, loaded by the class of type `name`."""
-    return policy_class(name).from_pretrained(directory, device=device, dataset=dataset)
+def load_policy(
+    name: str, directory: Path | str, device: str = "cpu", dataset: str | None = None, dtype: str | None = None
+) -> Policy:
+    """The saved policy in `directory`, loaded by the class of type `name` (converted to `dtype` if given)."""
+    return policy_class(name).from_pretrained(directory, device=device, dataset=dataset, dtype=dtype)
 
 
 def new_policy(name: str, config_path: Path | str, device: str = "cpu", seed: int | None = 0) -> Policy:

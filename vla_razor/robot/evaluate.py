@@ -534,6 +534,8 @@ class Evaluator:
             world["simpler_env_kwargs"] = dict(cfg.simpler_env_kwargs)
         if cfg.backend == "libero":
             world["libero_env_kwargs"] = dict(cfg.libero_env_kwargs)
+        if cfg.policy.dtype != "saved":  # the base sampled in another dtype takes other actions
+            world["policy_dtype"] = cfg.policy.dtype
         return world
 
     def kl_settings(self) -> dict[str, Any]:

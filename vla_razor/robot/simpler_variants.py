@@ -41,11 +41,9 @@ def run_variants(cfg: Any, policy_dir: Path | None = None) -> dict[str, Any]:
     writes the results JSON: per variant its successes or why it did not run, per task SimplerEnv's aggregate."""
     from envs.rollout import EpisodeSpec, ParallelRollout
     from envs.simpler import checked_env
-    from vla_razor.policies.openvla import OpenVLAPolicy
     from vla_razor.robot.evaluate import EvalSpec, evaluation_actor, simpler_env_kwargs
-    from vla_razor.robot.stages import load_base, one_process_only
+    from vla_razor.robot.stages import configured_policy, load_base, one_process_only
     from vla_razor.runs import atomic_write_json
-    from vla_razor.runtime import resolve_device
 
     one_process_only("robot variants")
     if cfg.backend != "simpler":
@@ -55,7 +53,7 @@ def run_variants(cfg: Any, policy_dir: Path | None = None) -> dict[str, Any]:
     if policy_dir.resolve() == Path(cfg.base).resolve():
         policy = load_base(cfg)
     else:
-        policy = OpenVLAPolicy.from_pretrained(policy_dir, device=resolve_device(cfg.device), dataset=cfg.dataset_name)
+        policy = configured_policy(cfg, policy_dir)
         policy.model.eval().requires_grad_(False)
     actor = evaluation_actor(policy, EvalSpec(seed=cfg.eval.seed, temperature=sv.temperature))
     shared = simpler_env_kwargs(cfg, policy.config.gripper)

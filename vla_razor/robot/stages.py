@@ -348,7 +348,7 @@ def _run_sft_sharded(cfg: RobotConfig, run: RunFolder, ctx: Distributed) -> Stag
         ctx.init()
         torch.set_num_threads(cfg.threads)
         seed_everything(cfg.seed)
-        policy = load_policy(cfg.policy.type, cfg.base, device=ctx.device, dataset=cfg.dataset_name)
+        policy = configured_policy(cfg, cfg.base, ctx.device)
         data = sft_transitions(cfg)
         check_action_range(policy, data, cfg)
         if ctx.is_main:
@@ -360,7 +360,7 @@ def _run_sft_sharded(cfg: RobotConfig, run: RunFolder, ctx: Distributed) -> Stag
     base = load_base(cfg)
     evaluator = Evaluator(cfg, base)
     try:
-        policy = load_policy(cfg.policy.type, run.path / POLICY_DIR, device=ctx.device, dataset=cfg.dataset_name)
+        policy = configured_policy(cfg, run.path / POLICY_DIR, ctx.device)
         summary = _final_sft_evaluation(run, cfg, evaluator, policy, hparams)
     finally:
         evaluator.close()
@@ -540,10 +540,22 @@ def run_rl(cfg: RobotConfig) -> StageResult:
     return StageResult(run.path, run.path / POLICY_DIR, None, summary, iteration, update, resumed_from)
 
 
+def configured_policy(cfg: RobotConfig, directory: Path, device: str | None = None) -> TokenPolicy:
+    """The policy saved in `directory`, loaded as the config's policy type and dtype, its actions in the
+    config's dataset statistics, on `device` (default: the config's)."""
+    return load_policy(
+        cfg.policy.type,
+        directory,
+        device=device or resolve_device(cfg.device),
+        dataset=cfg.dataset_name,
+        dtype=cfg.policy.load_dtype,
+    )
+
+
 def trainable_policy(cfg: RobotConfig, source: Path, adapters: bool = True) -> TokenPolicy:
     """The policy SFT or RL trains: `source` loaded as `policy.type`, with LoRA adapters when `lora.enabled` (and
     `adapters`), so that only they train."""
-    policy = load_policy(cfg.policy.type, source, device=resolve_device(cfg.device), dataset=cfg.dataset_name)
+    policy = configured_policy(cfg, source)
     if cfg.lora.enabled and adapters:
         policy.add_adapters(cfg.lora)
     return policy
@@ -555,7 +567,7 @@ def load_base(cfg: RobotConfig) -> TokenPolicy:
             f"base: {cfg.base} is not a policy folder (no config.json); "
             "run `vla-razor robot pretrain` or point --base at one"
         )
-    base = load_policy(cfg.policy.type, cfg.base, device=resolve_device(cfg.device), dataset=cfg.dataset_name)
+    base = configured_policy(cfg, cfg.base)
     base.model.eval().requires_grad_(False)
     return base
 
@@ -570,7 +582,7 @@ def run_eval(cfg: RobotConfig, policy_dir: Path) -> dict[str, Any]:
     try:
         if Path(policy_dir).resolve() == Path(cfg.base).resolve():
             return evaluator.summary("eval", {}, cfg.seed, 0, evaluator.base_results())
-        policy = load_policy(cfg.policy.type, policy_dir, device=resolve_device(cfg.device), dataset=cfg.dataset_name)
+        policy = configured_policy(cfg, policy_dir)
         return evaluator.summary("eval", {}, cfg.seed, 0, evaluator.evaluate(policy, str(policy_dir)))
     finally:
         evaluator.close()
