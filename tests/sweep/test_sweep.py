@@ -316,5 +316,8 @@ def test_committed_robot_sweeps_expand_into_their_runs():
     assert (exp.eval.pick_can_episodes, exp.eval.probe_episodes) == (100, 100)
     assert exp.eval.kl_episodes * exp.eval.kl_frames_per_episode >= 200
     assert exp.rl.grid == [10, 10] and exp.rl.episodes_per_point == 5
+    assert (exp.rl.advantage, exp.rl.baseline, exp.rl.kl_coef) == ("normalized", "group", 0.0), "the paper's RL"
+    assert exp.rl.length_normalize and exp.rl.clip_ratio == 0.2, "the guards this base needs (#19)"
+    assert exp.eval.temperature == 1.0
     _, paper = sweep_tasks(load_config(SweepConfig, ROOT / "configs/sweep_robot_paper.yaml"))
     assert len(paper) == 3 * 7 + 7
