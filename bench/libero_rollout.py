@@ -19,10 +19,10 @@ For each setting and worker count the workers are started and their envs made (`
 zero actions (`sim_steps_per_s`) and with the policy's sampled actions at --temperature through vla_razor.robot's
 PolicyActor (`policy_steps_per_s`); `rollout_vs_sim` is their ratio. Env steps/s count control steps only; the
 resets (and LIBERO's 10 settling steps after each) are inside the time, so --max-steps sets how much of it they are
-(LIBERO's own episodes: 220 to 520 steps). Both cameras render (LIBERO's default camera_names); the policy sees the
-agent view. --policy none measures the no-op rows only. Results merge into --out under "<policy>@<device>" (the
-layout of bench/rl_rollout_throughput.py, with the setting's options and the machine's load average in each row);
-a table is printed at the end.
+(LIBERO's own episodes: 220 to 520 steps). Only the agent view renders (make_libero without wrist: camera_names
+["agentview"], not LIBERO's default two); the policy sees it. --policy none measures the no-op rows only. Results
+merge into --out under "<policy>@<device>" (the layout of bench/rl_rollout_throughput.py, with the setting's options
+and the machine's load average in each row); a table is printed at the end.
 """
 
 from __future__ import annotations
@@ -183,7 +183,7 @@ def main() -> None:
         "tasks": args.tasks,
         "camera_size": args.camera_size,
         "render_size": args.render_size,
-        "cameras": ["agentview", "robot0_eye_in_hand"],  # LIBERO renders both; the policy sees the agent view
+        "cameras": ["agentview"],  # make_libero without wrist renders the agent view alone; the policy sees it
         "MUJOCO_GL": os.environ.get("MUJOCO_GL"),
         "temperature": args.temperature,
         "max_steps": args.max_steps,

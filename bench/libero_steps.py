@@ -107,7 +107,8 @@ def main() -> None:
         "settings": {
             "camera_size": args.camera_size,
             "render_size": args.render_size,
-            "cameras": ["agentview", "robot0_eye_in_hand"],  # LIBERO renders both whether or not wrist is kept
+            # without --wrist make_libero has LIBERO render the agent view alone (LIBERO's default adds the wrist's)
+            "cameras": ["agentview", "robot0_eye_in_hand"] if args.wrist else ["agentview"],
             "wrist_kept": args.wrist,
             "cheap_render": args.cheap_render,
             "MUJOCO_GL": os.environ.get("MUJOCO_GL"),

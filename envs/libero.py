@@ -46,6 +46,10 @@ NO_CONFIG_HINT = (
 )
 DUMMY_ACTION = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0, -1.0)
 """What the robot does while objects settle at reset: nothing, gripper open (LIBERO's -1)."""
+AGENTVIEW_ONLY = ("agentview",)
+"""The cameras make_libero has LIBERO render when the wrist image is not kept (LIBERO's default adds
+robot0_eye_in_hand): each camera is its own offscreen render of the same state, so leaving one out changes no other
+observation (tests/envs/test_libero_render.py compares every frame with the two-camera env's)."""
 CHEAP_RENDER_PARTS = ("antialiasing", "reflections")
 """What `cheap_render` turns off (True: both): MuJoCo's 4x multisample anti-aliasing of the offscreen buffer (the
 model's visual/quality offsamples 4 -> 0) and reflections (the scene's mjRND_REFLECTION flag: a reflective box or
@@ -292,7 +296,9 @@ def make_libero(
     """LIBERO's `task` (a registry id, e.g. "libero_spatial_0") behind the vla-razor contract.
 
     render_size: side LIBERO's cameras render at (256 as OpenVLA's evaluation), before the resize to camera_size;
-    render=False: no cameras (proprio only); wrist: also the wrist camera as obs["wrist_image"];
+    render=False: no cameras (proprio only); wrist: also the wrist camera as obs["wrist_image"] (without it LIBERO
+    renders only the agent view, camera_names AGENTVIEW_ONLY: the same images and states as with both cameras, one
+    render a step instead of two; a camera_names kwarg overrides it);
     hard_reset: LIBERO's default True rebuilds the MuJoCo model at every reset; False reuses it (much cheaper; the
     stored initial state is set either way, but episodes come out close to, not bit-identical with, a hard reset's:
     docs/results/libero/); num_steps_wait: settling steps at reset; gripper_range: the policy's
@@ -309,6 +315,8 @@ def make_libero(
 
     check_suite([t.name for t in suite.tasks], where.suite, SUITE_TASKS[where.suite])
     libero_task = suite.get_task(where.index)
+    if not wrist:  # LIBERO's default renders the wrist camera too, every step, whether or not it is kept
+        kwargs.setdefault("camera_names", list(AGENTVIEW_ONLY))
     env = env_class(
         bddl_file_name=os.path.join(get_libero_path("bddl_files"), libero_task.problem_folder, libero_task.bddl_file),
         camera_heights=render_size,
