@@ -255,3 +255,39 @@ def test_render_options_reach_make_libero_from_a_config(monkeypatch):
     with ParallelRollout(0, backend="libero", camera_size=32, env_kwargs=cfg.libero_env_kwargs) as rollout:
         rollout.run(lambda batch: np.zeros((len(batch), 7)), [EpisodeSpec("libero_spatial_0", seed=0, max_steps=1)])
     assert made == [{"camera_size": 32, "render": True, **kwargs}]
+
+
+def test_the_wrist_camera_is_rendered_only_when_kept(monkeypatch):
+    """Without wrist, LIBERO's env is asked for the agent view alone (its default renders robot0_eye_in_hand too);
+    with it, LIBERO's default two cameras; a camera_names kwarg wins. tests/envs/test_libero_render.py checks on the
+    real LIBERO that the agent view and the proprio do not change."""
+    made: list[dict] = []
+
+    class FakeTask:
+        problem_folder, bddl_file, language = "folder", "task.bddl", "do it"
+
+    class FakeSuite:
+        tasks = [type("T", (), {"name": name}) for name in SUITE_TASKS["libero_spatial"]]
+
+        def get_task(self, index: int) -> FakeTask:
+            return FakeTask()
+
+        def get_task_init_states(self, index: int) -> np.ndarray:
+            return np.zeros((50, 3))
+
+    class FakeEnv(_FakeLibero):
+        sim = None
+
+        def __init__(self, **kwargs) -> None:
+            super().__init__()
+            made.append(kwargs)
+
+    benchmark = type("B", (), {"get_benchmark_dict": staticmethod(lambda: {"libero_spatial": FakeSuite})})
+    monkeypatch.setattr(envs.libero, "_import_libero", lambda: (benchmark, lambda name: "/bddl", FakeEnv))
+    make_libero("libero_spatial_0", render_size=64)
+    make_libero("libero_spatial_0", render_size=64, wrist=True)
+    make_libero("libero_spatial_0", render_size=64, camera_names=["frontview"])
+    assert made[0]["camera_names"] == ["agentview"] == list(envs.libero.AGENTVIEW_ONLY)
+    assert made[0]["camera_heights"] == made[0]["camera_widths"] == 64  # robosuite gives an int to every camera
+    assert "camera_names" not in made[1]  # LIBERO's default: agentview and robot0_eye_in_hand
+    assert made[2]["camera_names"] == ["frontview"]

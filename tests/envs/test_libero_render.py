@@ -1,6 +1,7 @@
-"""make_libero's cheap_render on the real LIBERO (skipped where LIBERO is not installed, as in CI; run it in
-.venv-libero: PYTHONPATH=. .venv-libero/bin/python -m pytest tests/envs/test_libero_render.py). Three envs of
-libero_spatial_0 at 64 px (its stove base is a reflective box, so both parts show in its agent view)."""
+"""make_libero's rendering on the real LIBERO (skipped where LIBERO is not installed, as in CI; run it in
+.venv-libero: PYTHONPATH=. .venv-libero/bin/python -m pytest tests/envs/test_libero_render.py): cheap_render, on
+envs of libero_spatial_0 at 64 px (its stove base is a reflective box, so both parts show in its agent view), and
+the agent view rendered alone when the wrist image is not kept."""
 
 from __future__ import annotations
 
@@ -59,3 +60,50 @@ def test_each_part_alone_changes_the_image():
         image, states = _first_image({"cheap_render": [part]}, hard_reset=False)
         assert states == [state] * 3, part
         assert np.abs(default - image).mean() > 0.5, part  # measured: antialiasing 3.7, reflections 1.1
+
+
+def _rendered_episode(monkeypatch, wrist: bool, hard_reset: bool) -> tuple[list[dict], list[dict], set[str]]:
+    """Two resets to the same stored state, each followed by the same 5 actions: the adapter's observations, LIBERO's
+    raw ones (agent view, proprio, object states) and the cameras LIBERO rendered."""
+    from robosuite.utils.binding_utils import MjSim
+
+    rendered: set[str] = set()
+    render = MjSim.render
+
+    def recording_render(self, *args, camera_name=None, **kwargs):
+        rendered.add(camera_name)
+        return render(self, *args, camera_name=camera_name, **kwargs)
+
+    monkeypatch.setattr(MjSim, "render", recording_render)  # every sim, a hard reset's new ones too
+    env = envs.make(TASK, "libero", camera_size=None, render_size=64, jpeg=False, hard_reset=hard_reset, wrist=wrist)
+    raw: list[dict] = []
+    convert = env._convert
+    env._convert = lambda obs: (raw.append({k: np.array(v) for k, v in obs.items()}), convert(obs))[1]
+    actions = np.random.default_rng(0).uniform(-1, 1, (5, 7))
+    try:
+        seen = []
+        for _ in range(2):
+            seen.append(env.reset(seed=0, options=STATE)[0])
+            seen += [env.step(action)[0] for action in actions]
+        return seen, raw, rendered
+    finally:
+        env.close()
+        monkeypatch.undo()
+
+
+@pytest.mark.parametrize("hard_reset", [True, False])
+def test_without_wrist_only_the_agent_view_renders_and_nothing_else_changes(monkeypatch, hard_reset):
+    """wrist=False renders agentview alone (LIBERO's default also renders robot0_eye_in_hand every step); every
+    frame's agent view, proprio and LIBERO's other observations stay bit-identical to the two-camera env's."""
+    alone, alone_raw, alone_cameras = _rendered_episode(monkeypatch, wrist=False, hard_reset=hard_reset)
+    both, both_raw, both_cameras = _rendered_episode(monkeypatch, wrist=True, hard_reset=hard_reset)
+    assert alone_cameras == {"agentview"} and both_cameras == {"agentview", "robot0_eye_in_hand"}
+    assert len(alone) == len(both) == 12
+    for one, two, one_raw, two_raw in zip(alone, both, alone_raw, both_raw):
+        assert set(one) == {"instruction", "proprio", "image"} and set(two) == set(one) | {"wrist_image"}
+        np.testing.assert_array_equal(one["image"], two["image"])
+        np.testing.assert_array_equal(one["proprio"], two["proprio"])
+        assert set(two_raw) - set(one_raw) == {"robot0_eye_in_hand_image"}
+        for key in one_raw:
+            np.testing.assert_array_equal(one_raw[key], two_raw[key], err_msg=key)
+    assert len({a["image"].tobytes() for a in alone}) > 2  # the actions moved the arm: the frames are not one
