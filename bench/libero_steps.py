@@ -3,6 +3,9 @@ second per task, with the render settings and the machine's load written beside 
 
     .venv-libero/bin/python bench/libero_steps.py --tasks libero_spatial_0 libero_object_1 --out docs/results/libero
     .venv-libero/bin/python bench/libero_steps.py --compare_hard_reset --out docs/results/libero
+    .venv-libero/bin/python bench/libero_steps.py --cheap_render --out /tmp/lib_bench128_cheap   # no AA, no reflections
+
+Rollouts through N worker processes and a policy, per render setting: bench/libero_rollout.py.
 """
 
 from __future__ import annotations
@@ -19,12 +22,20 @@ import numpy as np
 import envs
 
 
-def measure(task: str, steps: int, camera_size: int, render_size: int, wrist: bool) -> dict:
+def measure(task: str, steps: int, camera_size: int, render_size: int, wrist: bool, cheap_render: bool = False) -> dict:
     """Seconds to make the env, to reset it with hard_reset True and False, and control steps per second."""
     out: dict = {"task": task}
     for hard in (True, False):
         start = time.perf_counter()
-        env = envs.make(task, "libero", camera_size=camera_size, render_size=render_size, wrist=wrist, hard_reset=hard)
+        env = envs.make(
+            task,
+            "libero",
+            camera_size=camera_size,
+            render_size=render_size,
+            wrist=wrist,
+            hard_reset=hard,
+            cheap_render=cheap_render,
+        )
         out.setdefault("make_s", time.perf_counter() - start)
         env.reset(seed=0)  # the first reset builds the scene either way
         start = time.perf_counter()
@@ -78,6 +89,9 @@ def main() -> None:
     parser.add_argument("--camera_size", type=int, default=112)
     parser.add_argument("--render_size", type=int, default=128)
     parser.add_argument("--wrist", action="store_true", help="also render and convert the wrist camera")
+    parser.add_argument(
+        "--cheap_render", action="store_true", help="make_libero's cheap_render: no anti-aliasing, no reflections"
+    )
     parser.add_argument("--compare_hard_reset", action="store_true", help="only hard_reset_difference, per task")
     parser.add_argument("--out", type=Path, default=None, help="folder for libero_steps.json")
     args = parser.parse_args()
@@ -85,13 +99,18 @@ def main() -> None:
     if args.compare_hard_reset:
         rows = [hard_reset_difference(t, args.camera_size, args.render_size) for t in args.tasks]
     else:
-        rows = [measure(t, args.steps, args.camera_size, args.render_size, args.wrist) for t in args.tasks]
+        rows = [
+            measure(t, args.steps, args.camera_size, args.render_size, args.wrist, args.cheap_render)
+            for t in args.tasks
+        ]
     result = {
         "settings": {
             "camera_size": args.camera_size,
             "render_size": args.render_size,
-            "cameras": ["agentview", "robot0_eye_in_hand"],  # LIBERO renders both whether or not wrist is kept
+            # without --wrist make_libero has LIBERO render the agent view alone (LIBERO's default adds the wrist's)
+            "cameras": ["agentview", "robot0_eye_in_hand"] if args.wrist else ["agentview"],
             "wrist_kept": args.wrist,
+            "cheap_render": args.cheap_render,
             "MUJOCO_GL": os.environ.get("MUJOCO_GL"),
             "cpus": os.cpu_count(),
             "machine": platform.machine(),

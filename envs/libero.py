@@ -29,7 +29,7 @@ from __future__ import annotations
 import io
 import math
 import os
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -46,6 +46,15 @@ NO_CONFIG_HINT = (
 )
 DUMMY_ACTION = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0, -1.0)
 """What the robot does while objects settle at reset: nothing, gripper open (LIBERO's -1)."""
+AGENTVIEW_ONLY = ("agentview",)
+"""The cameras make_libero has LIBERO render when the wrist image is not kept (LIBERO's default adds
+robot0_eye_in_hand): each camera is its own offscreen render of the same state, so leaving one out changes no other
+observation (tests/envs/test_libero_render.py compares every frame with the two-camera env's)."""
+CHEAP_RENDER_PARTS = ("antialiasing", "reflections")
+"""What `cheap_render` turns off (True: both): MuJoCo's 4x multisample anti-aliasing of the offscreen buffer (the
+model's visual/quality offsamples 4 -> 0) and reflections (the scene's mjRND_REFLECTION flag: a reflective box or
+plane, e.g. LIBERO's stove base, has the whole scene drawn again mirrored every frame). LIBERO's lights cast no
+shadows already (castshadow="false" in every scene), so shadows are not a part."""
 
 
 def libero_record(task: str) -> Any:
@@ -143,6 +152,56 @@ def check_suite(installed: list[str], suite: str, ours: tuple[str, ...]) -> None
         )
 
 
+def cheap_render_parts(value: bool | str | Sequence[str] | None) -> tuple[str, ...]:
+    """make_libero's `cheap_render` as the parts it turns off: True all of CHEAP_RENDER_PARTS, False / None none,
+    a name or a list of names those (a ValueError names the known ones)."""
+    if value is None or value is False:
+        return ()
+    if value is True:
+        return CHEAP_RENDER_PARTS
+    names = (value,) if isinstance(value, str) else tuple(value)
+    unknown = [n for n in names if n not in CHEAP_RENDER_PARTS]
+    if unknown:
+        raise ValueError(
+            f"cheap_render: unknown part(s) {unknown}; known: true, false or a list of {CHEAP_RENDER_PARTS}"
+        )
+    return tuple(n for n in CHEAP_RENDER_PARTS if n in names)
+
+
+def without_antialiasing(xml: str) -> str:
+    """A robosuite model's XML with offscreen multisampling off (<visual><quality offsamples="0"/>): what a hard
+    reset compiles, so that the render context it makes has no multisample buffer."""
+    from xml.etree import ElementTree
+
+    root = ElementTree.fromstring(xml)
+    visual = root.find("visual")
+    if visual is None:
+        visual = ElementTree.SubElement(root, "visual")
+    quality = visual.find("quality")
+    if quality is None:
+        quality = ElementTree.SubElement(visual, "quality")
+    quality.set("offsamples", "0")
+    return ElementTree.tostring(root, encoding="unicode")
+
+
+def apply_cheap_render(sim: Any, parts: Sequence[str]) -> None:
+    """Turns `parts` off on `sim`'s offscreen render context (robosuite makes a new one at every hard reset):
+    reflections by the scene's flag; anti-aliasing by rebuilding the context without multisampling where the
+    model it was made from still asks for it (at make time; a hard reset's model already says offsamples 0)."""
+    context = getattr(sim, "_render_context_offscreen", None)
+    if context is None or not parts:
+        return
+    import mujoco
+
+    if "reflections" in parts:
+        context.scn.flags[mujoco.mjtRndFlag.mjRND_REFLECTION] = 0
+    if "antialiasing" in parts and context.con.offSamples != 0:
+        context.gl_ctx.make_current()
+        context.model.vis.quality.offsamples = 0
+        context.con.free()
+        context._set_mujoco_context_and_buffers()
+
+
 def _import_libero() -> tuple[Any, Any, Any]:
     """LIBERO's benchmark, path lookup and env class, with a clear error where it is missing or unconfigured."""
     config = os.path.join(os.environ.get("LIBERO_CONFIG_PATH", os.path.expanduser("~/.libero")), "config.yaml")
@@ -175,8 +234,10 @@ class LiberoAdapter:
         num_steps_wait: int = 10,
         gripper_range: tuple[float, float] = (0.0, 1.0),
         jpeg: bool = True,
+        cheap_render: Sequence[str] = (),
     ):
         self.env, self.task, self.init_states, self.instruction = env, task, init_states, instruction
+        self.cheap_render = tuple(cheap_render)
         self.camera_size, self.render_images, self.wrist = camera_size, render, wrist
         self.num_steps_wait, self.gripper_range, self.jpeg = num_steps_wait, tuple(gripper_range), jpeg
         self.init_state = 0
@@ -201,6 +262,8 @@ class LiberoAdapter:
         if seed is not None:
             self.env.seed(int(seed) % 2**31)
         self.env.reset()
+        if self.cheap_render:  # a hard reset made a new render context, with the scene's default flags
+            apply_cheap_render(self.env.sim, self.cheap_render)
         obs = self.env.set_init_state(self.init_states[self.init_state])
         for _ in range(self.num_steps_wait):
             obs, _, _, _ = self.env.step(list(DUMMY_ACTION))
@@ -227,18 +290,24 @@ def make_libero(
     num_steps_wait: int = 10,
     gripper_range: tuple[float, float] | list[float] = (0.0, 1.0),
     jpeg: bool = True,
+    cheap_render: bool | str | Sequence[str] = False,
     **kwargs: Any,
 ) -> LiberoAdapter:
     """LIBERO's `task` (a registry id, e.g. "libero_spatial_0") behind the vla-razor contract.
 
     render_size: side LIBERO's cameras render at (256 as OpenVLA's evaluation), before the resize to camera_size;
-    render=False: no cameras (proprio only); wrist: also the wrist camera as obs["wrist_image"];
+    render=False: no cameras (proprio only); wrist: also the wrist camera as obs["wrist_image"] (without it LIBERO
+    renders only the agent view, camera_names AGENTVIEW_ONLY: the same images and states as with both cameras, one
+    render a step instead of two; a camera_names kwarg overrides it);
     hard_reset: LIBERO's default True rebuilds the MuJoCo model at every reset; False reuses it (much cheaper; the
     stored initial state is set either way, but episodes come out close to, not bit-identical with, a hard reset's:
     docs/results/libero/); num_steps_wait: settling steps at reset; gripper_range: the policy's
     (closed, open) gripper values ([-1, 1] for the embedded world's policies); jpeg: the JPEG round trip of OpenVLA's
-    training images; kwargs go to LIBERO's env (e.g. control_freq, camera_names).
+    training images; cheap_render: True renders without anti-aliasing and reflections (CHEAP_RENDER_PARTS; a list
+    names some of them), several times faster on a CPU's software renderer but other images than LIBERO's and
+    OpenVLA's, so off by default; kwargs go to LIBERO's env (e.g. control_freq, camera_names, render_gpu_device_id).
     """
+    parts = cheap_render_parts(cheap_render)
     where = libero_record(task)
     benchmark, get_libero_path, env_class = _import_libero()
     suite = benchmark.get_benchmark_dict()[where.suite]()
@@ -246,6 +315,8 @@ def make_libero(
 
     check_suite([t.name for t in suite.tasks], where.suite, SUITE_TASKS[where.suite])
     libero_task = suite.get_task(where.index)
+    if not wrist:  # LIBERO's default renders the wrist camera too, every step, whether or not it is kept
+        kwargs.setdefault("camera_names", list(AGENTVIEW_ONLY))
     env = env_class(
         bddl_file_name=os.path.join(get_libero_path("bddl_files"), libero_task.problem_folder, libero_task.bddl_file),
         camera_heights=render_size,
@@ -254,6 +325,9 @@ def make_libero(
         hard_reset=hard_reset,
         **kwargs,
     )
+    if "antialiasing" in parts:  # hard resets compile the model without multisampling ...
+        env.env.set_xml_processor(without_antialiasing)
+    apply_cheap_render(env.sim, parts)  # ... and the context made now loses it here
     env.seed(0)
     return LiberoAdapter(
         env,
@@ -266,4 +340,5 @@ def make_libero(
         num_steps_wait=num_steps_wait,
         gripper_range=tuple(gripper_range),
         jpeg=jpeg,
+        cheap_render=parts,
     )

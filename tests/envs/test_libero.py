@@ -4,6 +4,9 @@ run is docs/results/libero/)."""
 from __future__ import annotations
 
 import importlib.util
+import inspect
+from pathlib import Path
+from xml.etree import ElementTree
 
 import numpy as np
 import pytest
@@ -11,18 +14,24 @@ import pytest
 import envs
 from envs.grids import grid_points, placement_options, uniform_points
 from envs.libero import (
+    CHEAP_RENDER_PARTS,
     LiberoAdapter,
+    cheap_render_parts,
     check_suite,
     env_action,
     gripper_command,
     gripper_opening,
     init_state_index,
+    make_libero,
     make_proprio,
     preprocess_image,
     quat_to_axis_angle,
+    without_antialiasing,
 )
 from envs.libero_suites import SUITE_TASKS
+from envs.rollout import EpisodeSpec, ParallelRollout
 from envs.tasks import LIBERO_INIT_STATES, LIBERO_TASKS, TASKS, get_task, libero_instruction
+from vla_razor.robot.stages import load_robot_config
 
 HAS_LIBERO = importlib.util.find_spec("libero") is not None
 
@@ -205,3 +214,80 @@ def test_backends_refuse_each_others_tasks():
 def test_without_libero_the_backend_says_how_to_get_it():
     with pytest.raises(ImportError, match="make setup-libero"):
         envs.make("libero_spatial_0", "libero")
+
+
+def test_cheap_render_is_off_by_default_and_names_its_parts():
+    """Cheap rendering changes images, so LIBERO's own rendering (and its hard reset) stays the default."""
+    params = inspect.signature(make_libero).parameters
+    assert params["cheap_render"].default is False and params["hard_reset"].default is True
+    assert cheap_render_parts(False) == () == cheap_render_parts(None)
+    assert cheap_render_parts(True) == CHEAP_RENDER_PARTS == ("antialiasing", "reflections")
+    assert cheap_render_parts("reflections") == ("reflections",)
+    assert cheap_render_parts(["reflections", "antialiasing"]) == CHEAP_RENDER_PARTS
+    with pytest.raises(ValueError, match="unknown part"):
+        cheap_render_parts(["shadows"])  # LIBERO's lights cast none
+
+
+def test_hard_resets_compile_the_model_without_multisampling():
+    xml = '<mujoco model="m"><visual><map znear="0.001"/></visual><worldbody/></mujoco>'  # robosuite's base.xml
+    root = ElementTree.fromstring(without_antialiasing(xml))
+    assert root.find("visual/quality").get("offsamples") == "0" and root.find("visual/map").get("znear") == "0.001"
+    xml = '<mujoco><visual><quality shadowsize="2048" offsamples="8"/></visual></mujoco>'
+    assert ElementTree.fromstring(without_antialiasing(xml)).find("visual/quality").attrib == {
+        "shadowsize": "2048",
+        "offsamples": "0",
+    }
+    assert ElementTree.fromstring(without_antialiasing("<mujoco/>")).find("visual/quality").get("offsamples") == "0"
+
+
+def test_render_options_reach_make_libero_from_a_config(monkeypatch):
+    """libero_env_kwargs go unchanged to every worker's make_libero (evaluate.py hands them to ParallelRollout)."""
+    config = Path(__file__).resolve().parents[2] / "configs" / "libero_cpu.yaml"
+    kwargs = {"render_size": 64, "hard_reset": False, "cheap_render": True, "gripper_range": [-1, 1]}
+    cfg = load_robot_config(config, {"libero_env_kwargs": kwargs})
+    made: list[dict] = []
+
+    def fake_make(task: str, **options):
+        made.append(options)
+        return LiberoAdapter(_FakeLibero(), task, np.zeros((50, 3)), "x", camera_size=options["camera_size"])
+
+    monkeypatch.setattr(envs.libero, "make_libero", fake_make)
+    with ParallelRollout(0, backend="libero", camera_size=32, env_kwargs=cfg.libero_env_kwargs) as rollout:
+        rollout.run(lambda batch: np.zeros((len(batch), 7)), [EpisodeSpec("libero_spatial_0", seed=0, max_steps=1)])
+    assert made == [{"camera_size": 32, "render": True, **kwargs}]
+
+
+def test_the_wrist_camera_is_rendered_only_when_kept(monkeypatch):
+    """Without wrist, LIBERO's env is asked for the agent view alone (its default renders robot0_eye_in_hand too);
+    with it, LIBERO's default two cameras; a camera_names kwarg wins. tests/envs/test_libero_render.py checks on the
+    real LIBERO that the agent view and the proprio do not change."""
+    made: list[dict] = []
+
+    class FakeTask:
+        problem_folder, bddl_file, language = "folder", "task.bddl", "do it"
+
+    class FakeSuite:
+        tasks = [type("T", (), {"name": name}) for name in SUITE_TASKS["libero_spatial"]]
+
+        def get_task(self, index: int) -> FakeTask:
+            return FakeTask()
+
+        def get_task_init_states(self, index: int) -> np.ndarray:
+            return np.zeros((50, 3))
+
+    class FakeEnv(_FakeLibero):
+        sim = None
+
+        def __init__(self, **kwargs) -> None:
+            super().__init__()
+            made.append(kwargs)
+
+    benchmark = type("B", (), {"get_benchmark_dict": staticmethod(lambda: {"libero_spatial": FakeSuite})})
+    monkeypatch.setattr(envs.libero, "_import_libero", lambda: (benchmark, lambda name: "/bddl", FakeEnv))
+    make_libero("libero_spatial_0", render_size=64)
+    make_libero("libero_spatial_0", render_size=64, wrist=True)
+    make_libero("libero_spatial_0", render_size=64, camera_names=["frontview"])
+    assert made[0]["camera_names"] == ["agentview"] == list(envs.libero.AGENTVIEW_ONLY)
+    assert made[0]["camera_heights"] == made[0]["camera_widths"] == 64  # robosuite gives an int to every camera
+    assert "camera_names" not in made[1]  # LIBERO's default: agentview and robot0_eye_in_hand
+    assert made[2]["camera_names"] == ["frontview"]

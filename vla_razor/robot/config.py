@@ -263,8 +263,9 @@ class RobotConfig:
     libero_env_kwargs: dict[str, Any] = option(
         {},
         "backend libero: options of envs/libero.py's make_libero (render_size, wrist, hard_reset, num_steps_wait, "
-        "gripper_range: the policy's (closed, open) gripper values, [-1, 1] for the embedded world's policies; jpeg) "
-        "and LIBERO's env",
+        "gripper_range: the policy's (closed, open) gripper values, [-1, 1] for the embedded world's policies; jpeg; "
+        "cheap_render: true renders without anti-aliasing and reflections, faster on a CPU but other images) and "
+        "LIBERO's env",
     )
     sim_backend: Literal["physx_cpu", "physx_cuda"] = option(
         "physx_cpu", "physics of the embedded world (physx_cuda needs ManiSkill to fetch GPU PhysX once)"
