@@ -164,7 +164,7 @@ def load_causal_lm(path: Path, device: torch.device, dtype: str = "float32") -> 
 def byte_level_tokenizer() -> Any:
     """A byte-level BPE tokenizer without merges (259 tokens: 256 bytes + 3 specials) and a ChatML
     template: any text round-trips, nothing to download."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers  # transformers' (optional: the llm extra)
 
     transformers = import_transformers()
     alphabet = pre_tokenizers.ByteLevel.alphabet()
