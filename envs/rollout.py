@@ -588,10 +588,10 @@ class ParallelRollout:
         next turn sends. With G = 1 the next group is the same one: step everything, wait, one policy call.
         With G >= 2 the policy call for one group runs while the other groups' workers step.
 
-        A reset (a fresh scene: ~10-15 steps' time) does not hold up the round: its episode joins its group's
-        batch in the first turn after its observation arrives. So which rows share a policy call depends on
-        timing; a policy whose action for a row depends only on that row (and its `steps` / `episodes` /
-        `specs`) still gives the same results whatever the timing and the grouping."""
+        A reset (a fresh scene: several steps' time, docs/PERFORMANCE.md) does not hold up the round: its episode
+        joins its group's batch in the first turn after its observation arrives. So which rows share a policy call
+        depends on timing; a policy whose action for a row depends only on that row (and its `steps` / `episodes`
+        / `specs`) still gives the same results whatever the timing and the grouping."""
         workers = self._workers
         assert workers is not None
         groups = self._pipeline_groups()

@@ -158,7 +158,7 @@ def _ifeval(max_new_tokens: int) -> str:
 def ensure_punkt(folder: Path) -> Path:
     """NLTK's English punkt sentence model for the IFEval checkers: found where NLTK looks, or trained once
     into `folder` (NLTK's unsupervised PunktTrainer on SciQ's support passages and HellaSwag's contexts, 4 MB of
-    English: ~20 s once; less text misses abbreviations such as 'Dr.')."""
+    English, once: less text misses abbreviations such as 'Dr.')."""
     folder = Path(folder).resolve()
     os.environ["NLTK_DATA"] = os.pathsep.join([str(folder), *filter(None, [os.environ.get("NLTK_DATA")])])
     import nltk  # optional (the llm extra), and it reads NLTK_DATA when first imported: so here, after setting it
