@@ -19,8 +19,9 @@ atomically), so after Ctrl-C or kill -9 the same collection continues where it s
 duplicated. Attempt k at grid point p always runs with seed `attempt_seed(seed, p, k)`, so a resumed
 collection is the same as an uninterrupted one. Changing what the data depends on (task, grid, demonstrator,
 ...) in an existing folder is refused; counts and workers may change.
-Imports inside functions: torch (through vla_razor.runs), the simulator's rollout workers, SimplerEnv and
-TensorFlow (RT-1) load only when collecting, so that the configs that embed CollectConfig load fast.
+The one import inside functions is vla_razor.runs (torch): heavy, and needed only when collecting, so that the
+configs that embed CollectConfig load fast (the simulator's workers, SimplerEnv and TensorFlow load inside
+envs/rollout.py, envs/simpler.py and rt1.py's functions, when collecting).
 """
 
 from __future__ import annotations
@@ -33,7 +34,26 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+from tqdm import tqdm
 
+import envs
+from data_collection.convert import ConvertConfig, convert
+from data_collection.dataset import (
+    EPISODES_DIR,
+    DatasetError,
+    DemoDataset,
+    Episode,
+    EpisodeMeta,
+    episode_filename,
+    read_episode_meta,
+    write_episode,
+    write_index,
+)
+from data_collection.rt1 import RT1Demonstrator
+from envs.grids import default_region, grid_points, placement_options
+from envs.gripper import relative_to_absolute
+from envs.rollout import EpisodeSpec, ExpertPolicy, ParallelRollout
+from envs.simpler import SIMPLER_TASKS, checked_env
 from envs.tasks import DEFAULT_TASK, TaskId, get_task
 from vla_razor.config import ConfigError, option, to_dict
 
@@ -147,7 +167,6 @@ def stored_actions(executed: np.ndarray, backend: str) -> np.ndarray:
     relative gripper commands become OpenVLA's absolute openings, the convention a base policy is trained in."""
     if backend != "simpler":
         return executed
-    from envs.gripper import relative_to_absolute
 
     out = np.array(executed, dtype=np.float32, copy=True)
     out[:, 6] = relative_to_absolute(out[:, 6])
@@ -212,7 +231,6 @@ def open_collection(cfg: CollectConfig, grid_xy: np.ndarray) -> Collection:
     """The folder's collection (new, or resumed after reconciling it with the episode files on disk). The
     folder is locked for this process first (`.lock`, as a run folder): a second collection into it is refused
     instead of deleting the first one's temporaries and interleaving episodes."""
-    from data_collection.dataset import EPISODES_DIR, DatasetError, read_episode_meta
     from vla_razor.runs import RunFolder
 
     root = cfg.out
@@ -274,8 +292,6 @@ class Collector:
     """Runs the attempts a collection still needs and stores each one as it ends."""
 
     def __init__(self, cfg: CollectConfig):
-        from envs.grids import default_region, grid_points
-
         if cfg.task is None:
             cfg = replace(cfg, task=DEFAULT_TASK)
         self.cfg = cfg
@@ -305,8 +321,6 @@ class Collector:
                 "on --backend simpler use --demonstrator rt1"
             )
         if cfg.backend == "simpler":  # a missing SimplerEnv scene is said here, before any simulator starts
-            from envs.simpler import checked_env
-
             checked_env(cfg.task, **cfg.env_kwargs)
         self.collection = open_collection(cfg, self.grid_xy)
         self.env_info = {
@@ -351,9 +365,6 @@ class Collector:
         return np.clip(xy, self.region[:, 0], self.region[:, 1])
 
     def spec(self, point: int, attempt: int) -> Any:
-        from envs.grids import placement_options
-        from envs.rollout import EpisodeSpec
-
         options = _merge(
             placement_options(self.cfg.task, self.cfg.backend, self.placement(point, attempt)), self.cfg.reset_options
         )
@@ -361,8 +372,6 @@ class Collector:
 
     # ---- storing -----------------------------------------------------------------------------------
     def store(self, point: int, attempt: int, result: Any) -> None:
-        from data_collection.dataset import Episode, EpisodeMeta, episode_filename, write_episode
-
         spec, traj = result.spec, result.trajectory
         file = None
         if result.success or self.cfg.keep_failures:
@@ -389,14 +398,10 @@ class Collector:
             self.write_index()
 
     def write_index(self) -> None:
-        from data_collection.dataset import write_index
-
         metas = self._metas()
         write_index(self.cfg.out, metas, self.env_info, self.source_type, self.source_desc)
 
     def _metas(self) -> list[Any]:
-        from data_collection.dataset import EpisodeMeta
-
         metas = []
         for a in self.collection.attempts:
             if a.file is None:
@@ -421,13 +426,10 @@ class Collector:
     # ---- running -----------------------------------------------------------------------------------
     def policy(self) -> Any:
         if self.cfg.demonstrator == "scripted":
-            from envs.rollout import ExpertPolicy
-
             if not self.cfg.expert_noise >= 0:
                 raise ConfigError(f"expert_noise: expected >= 0 metres, got {self.cfg.expert_noise}")
             styles = get_task(self.cfg.task).experts
             return ExpertPolicy(self.cfg.expert_style if len(styles) > 1 else None, self.cfg.expert_noise)
-        from data_collection.rt1 import RT1Demonstrator
 
         r = self.cfg.rt1
         return RT1Demonstrator(
@@ -438,9 +440,6 @@ class Collector:
         )
 
     def run(self) -> dict[str, Any]:
-        from tqdm import tqdm
-
-        from envs.rollout import ParallelRollout
         from vla_razor.runs import RunFolder
 
         cfg, c = self.cfg, self.collection
@@ -489,8 +488,6 @@ class Collector:
         return summary
 
     def write_statistics(self) -> None:
-        from data_collection.dataset import DemoDataset
-
         DemoDataset(self.cfg.out).write_statistics(self.cfg.dataset_name)
 
     def summary(self, seconds_this_run: float) -> dict[str, Any]:
@@ -533,26 +530,18 @@ def _merge(base: dict, extra: dict) -> dict:
 
 
 def _env_id(cfg: CollectConfig) -> str:
-    import envs
-
     if cfg.backend == "simpler":
-        from envs.simpler import SIMPLER_TASKS
-
         return SIMPLER_TASKS[cfg.task]
     return envs.TASKS[cfg.task]
 
 
 def _instruction(cfg: CollectConfig) -> str:
-    import envs
-
     return envs.INSTRUCTIONS[cfg.task]
 
 
 def write_lerobot_copy(cfg: CollectConfig) -> Path:
     """The finished collection as a LeRobotDataset: our folder stays the resumable original, the copy is rewritten
     whole (atomically) after each run."""
-    from data_collection.convert import ConvertConfig, convert
-
     dst = cfg.lerobot_out or cfg.out.with_name(f"{cfg.out.name}_lerobot")
     convert(ConvertConfig(src=cfg.out, dst=dst, to="lerobot", repo_id=f"local/{cfg.out.name}"))
     return dst

@@ -20,6 +20,7 @@ import hashlib
 import importlib.util
 import json
 import os
+import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -27,6 +28,8 @@ from pathlib import Path
 from typing import Literal
 
 from data_collection.dataset import TRAJECTORY_JSON, DatasetError
+from data_collection.libero_format import libero_to_ours
+from data_collection.rlds import rlds_to_ours
 from vla_razor.config import option
 
 Format = Literal["auto", "ours", "lerobot", "rlds", "libero"]
@@ -125,14 +128,10 @@ def convert(cfg: ConvertConfig) -> int:
         raise DatasetError(f"{src}: already in format {fmt!r}; nothing to convert (copy the folder instead)")
     name = cfg.dataset_name
     if fmt == "libero":
-        from data_collection.libero_format import libero_to_ours
-
         if cfg.to != "ours":
             raise DatasetError(f"{src}: a LIBERO folder converts to ours only; convert that to {cfg.to} after")
         return libero_to_ours(src, dst, cfg.image_size, tuple(cfg.gripper_range), name)
     if fmt == "rlds":
-        from data_collection.rlds import rlds_to_ours
-
         if cfg.to == "ours":
             return rlds_to_ours(src, dst, cfg.rlds_transform, cfg.image_key, name)
         staged = dst.parent / f".{dst.name}.ours"
@@ -150,8 +149,6 @@ def convert(cfg: ConvertConfig) -> int:
                 ]
             )
         finally:
-            import shutil
-
             shutil.rmtree(staged, ignore_errors=True)
     if fmt == "ours":
         return _run_lerobot(

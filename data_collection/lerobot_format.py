@@ -3,7 +3,8 @@
 lerobot's pins (torch < 2.11, datasets < 5, huggingface-hub < 0.36) clash with the main venv's, so this module runs
 in its own venv (`make setup-lerobot` builds .venv-lerobot); data_collection/convert.py calls it there as
 `python -m data_collection.lerobot_format {to-lerobot,from-lerobot} SRC DST`. It never touches the Hub
-(HF_HUB_OFFLINE=1): a LeRobotDataset is always a local folder.
+(HF_HUB_OFFLINE=1): a LeRobotDataset is always a local folder. `lerobot` is imported inside the functions that
+need it: it exists only in that venv.
 
 A LeRobotDataset written from ours has, per frame (images inside the parquet, use_videos=False: no ffmpeg):
     observation.images.rgb  image   [H, W, 3]    the frame the action was taken on

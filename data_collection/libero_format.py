@@ -13,6 +13,7 @@ evaluation show it: the agent-view frame rotated 180 degrees, through the JPEG r
 (`preprocess_image`); the gripper put on the policy's (closed, open) `gripper_range` (`gripper_opening`, OpenVLA's
 transform); proprio = ee_states + gripper_states (envs/libero.py's make_proprio). The task is the registry's id
 (libero_spatial_3) found by the file's task name, the instruction the file's own. h5py only: no LIBERO needed.
+h5py (optional) and vla_razor.runs (torch) are imported where files are read or written.
 """
 
 from __future__ import annotations

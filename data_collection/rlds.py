@@ -20,6 +20,7 @@ Actions as OpenVLA's data pipeline sees them (its `oxe/transforms.py`, re-implem
     (any other name)      action must already be 7-D (`steps/action`); instruction language_instruction or
                           observation/natural_language_instruction; the first image feature.
 The gripper stays un-normalized (mask false), as in OpenVLA.
+Imported where used: crc32c (optional), PIL (optional, to decode images) and vla_razor.runs (torch, to write).
 """
 
 from __future__ import annotations

@@ -20,7 +20,8 @@ Outputs -> the env's 7-D action:
                             starting open (c = 0), action = 1 - 2c (+1 open .. -1 closed).
     terminate_episode is ignored (episodes end on success or at the step limit, as in SimplerEnv).
 
-tensorflow and tf-agents come from the `rt1` extra (`pip install -e '.[rt1]'`).
+tensorflow and tf-agents come from the `rt1` extra (`pip install -e '.[rt1]'`): optional and heavy, so they are
+imported only when RT-1 loads.
 """
 
 from __future__ import annotations

@@ -9,8 +9,9 @@ Backends:
     "embedded": ManiSkill3 tasks built from the mani-skill wheel alone (envs/embedded/), offline;
     "simpler":  the real SimplerEnv Google-robot tasks (needs `simpler_env`; not available offline);
     "libero":   LIBERO's tasks (ids "<suite>_<index>", e.g. "libero_spatial_0"; needs LIBERO: make setup-libero).
-Tasks are looked up by id in the registry, envs/tasks.py (one record each). mani_skill is imported only when an
-env is made, so `import envs` is cheap and works without it.
+Tasks are looked up by id in the registry, envs/tasks.py (one record each). mani_skill (with gymnasium), the other
+backends and torch are imported only when an env is made: heavy or optional, so `import envs` is cheap and works
+without them.
 """
 
 from __future__ import annotations

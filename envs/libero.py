@@ -2,8 +2,9 @@
 vector, instruction string, info["success"], 7-D action [xyz delta, rotation delta, gripper].
 
 LIBERO pins robosuite 1.4.0, bddl 1.0.1 and mujoco < 3.9, so it lives in its own venv: `make setup-libero` builds
-.venv-libero (scripts/setup_libero.sh). `libero` is imported only when a "libero" env is made; everything else here
-is plain numpy, so the conversions are tested without it.
+.venv-libero (scripts/setup_libero.sh). `libero` (optional) is imported only when a "libero" env is made, PIL
+(optional) only where images are JPEG-coded or resized; everything else here is plain numpy, so the conversions are
+tested without it.
 
 Tasks are the registry's LIBERO records (envs/tasks.py: id "<suite>_<index>"). A task's placements are its 50 stored
 initial states: reset option obj_init_options.init_state = [index, _] (x of the placement grid, floored; without it
@@ -33,6 +34,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from envs.libero_suites import SUITE_TASKS
 from envs.tasks import LIBERO_INIT_STATES, get_task
 
 INSTALL_HINT = (
@@ -311,7 +313,6 @@ def make_libero(
     where = libero_record(task)
     benchmark, get_libero_path, env_class = _import_libero()
     suite = benchmark.get_benchmark_dict()[where.suite]()
-    from envs.libero_suites import SUITE_TASKS
 
     check_suite([t.name for t in suite.tasks], where.suite, SUITE_TASKS[where.suite])
     libero_task = suite.get_task(where.index)

@@ -57,6 +57,11 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence, Union
 
 import numpy as np
+from tqdm import tqdm
+
+import envs
+from envs.experts import make_expert
+from envs.tasks import check_tasks
 
 PolicyFn = Callable[["ObsBatch"], Any]
 
@@ -182,8 +187,6 @@ class _EpisodeRunner:
 
     def _env(self, task: str) -> Any:
         if task not in self.envs:
-            import envs
-
             cfg = dict(self.env_config)
             backend = cfg.pop("backend", "embedded")
             env_kwargs = cfg.pop("env_kwargs", {}) or {}
@@ -210,8 +213,6 @@ class _EpisodeRunner:
         raise ValueError(f"unknown worker command {op!r}")
 
     def expert_episode(self, spec: EpisodeSpec, policy: ExpertPolicy, record: bool, fresh_scene: bool) -> EpisodeResult:
-        from envs.experts import make_expert
-
         env = self._env(spec.task)
         style = {"style": policy.style} if policy.style else {}
         expert = make_expert(spec.task, **style, noise=policy.noise, seed=spec.seed)
@@ -238,7 +239,7 @@ class _EpisodeRunner:
 
 def _worker_main(conn: mp_connection.Connection, env_config: dict[str, Any], threads: int) -> None:
     """Entry point of a worker process: answer commands until "close" (or the pipe closes)."""
-    import torch
+    import torch  # heavy: only the worker processes need it (their thread count)
 
     torch.set_num_threads(threads)
     runner = _EpisodeRunner(env_config)
@@ -370,8 +371,6 @@ class _ProgressBar:
     """An on_result callback that advances a tqdm bar: episodes, success so far, env steps per second."""
 
     def __init__(self, desc: str, total: int, then: Callable[[int, EpisodeResult], None] | None):
-        from tqdm import tqdm
-
         self.bar = tqdm(total=total, desc=desc, unit="ep", dynamic_ncols=True)
         self.then = then
         self.started = time.perf_counter()
@@ -589,10 +588,10 @@ class ParallelRollout:
         next turn sends. With G = 1 the next group is the same one: step everything, wait, one policy call.
         With G >= 2 the policy call for one group runs while the other groups' workers step.
 
-        A reset (a fresh scene: ~10-15 steps' time) does not hold up the round: its episode joins its group's
-        batch in the first turn after its observation arrives. So which rows share a policy call depends on
-        timing; a policy whose action for a row depends only on that row (and its `steps` / `episodes` /
-        `specs`) still gives the same results whatever the timing and the grouping."""
+        A reset (a fresh scene: several steps' time, docs/PERFORMANCE.md) does not hold up the round: its episode
+        joins its group's batch in the first turn after its observation arrives. So which rows share a policy call
+        depends on timing; a policy whose action for a row depends only on that row (and its `steps` / `episodes`
+        / `specs`) still gives the same results whatever the timing and the grouping."""
         workers = self._workers
         assert workers is not None
         groups = self._pipeline_groups()
@@ -716,8 +715,6 @@ class ParallelRollout:
     # ---- helpers --------------------------------------------------------------------------------------
     @staticmethod
     def _check_tasks(tasks: Sequence[str]) -> None:
-        from envs.tasks import check_tasks
-
         check_tasks(sorted(set(tasks)), "the episode specs")
 
     @staticmethod

@@ -5,8 +5,9 @@ envs/wrapper.py: uint8 image, proprio vector, instruction string, info["success"
 SimplerEnv is not on PyPI and pins SAPIEN 2.2.2 / numpy < 2, so it lives in its own venv:
     git clone https://github.com/simpler-env/SimplerEnv --recurse-submodules
     make setup-simpler SIMPLER_DIR=SimplerEnv        # .venv-simpler; on a CPU also a Vulkan layer for lavapipe
-`simpler_env` is imported only when a "simpler" env is made. On lavapipe the ray-tracing shader of SimplerEnv's
-drawer setups crashes: pick a variant (`variants`, envs/simpler_variants.py) with shader_dir="ibl". Plain
+`simpler_env` (optional), gymnasium and PIL are imported only when a "simpler" env is made. On lavapipe the
+ray-tracing shader of SimplerEnv's drawer setups crashes: pick a variant (`variants`, envs/simpler_variants.py)
+with shader_dir="ibl". Plain
 prepackaged_config=False is not SimplerEnv's setup (20 Hz control, default scene and robot pose):
 docs/results/simpler/README.md.
 
@@ -30,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from envs.gripper import GripperConvention, StickyRelativeGripper
+from envs.simpler_variants import find_variant
 from envs.tasks import TASKS, SimplerTwin, get_task
 
 SIMPLER_TASKS: dict[str, str] = {t.id: t.simpler.name for t in TASKS.values() if t.simpler is not None}
@@ -202,8 +204,6 @@ def resolve_env(
     envs/simpler_variants.py, which also picks the SimplerEnv task); kwargs; `task_kwargs[task]`. Without a
     variant, `simpler_tasks[task]` (default SIMPLER_TASKS) picks the SimplerEnv task. An `env_id` option replaces
     the task's env id (the coke can's distractor variants); a relative `rgb_overlay_path` is a clone path."""
-    from envs.simpler_variants import find_variant
-
     twin = check_twin(task, simpler_tasks, variants)
     variant = find_variant(task, variants[task]) if variants and task in variants else None
     name = variant.simpler_task if variant else {**SIMPLER_TASKS, **(simpler_tasks or {})}[task]

@@ -1,4 +1,5 @@
 """Imports of the Hugging Face model libraries (timm, transformers), with one repair for a broken torchvision.
+They are imported inside the functions: heavy, and optional (the robot and llm extras).
 
 timm imports torchvision at import time. On a machine with a CPU-only torch build and the PyPI torchvision
 wheel (built against CUDA torch), torchvision's compiled ops fail to load and torchvision's own import then

@@ -57,7 +57,7 @@ def apply_lora(model: nn.Module, options: LoraOptions, adapter: str = "default")
     """`model` with adapters on `options.target_modules` (in place), only they trainable."""
     import_transformers()  # peft imports transformers: through the helper that repairs a broken torchvision
     try:
-        import peft
+        import peft  # optional (the robot and llm extras), and it imports transformers (heavy)
     except ImportError as err:
         raise ImportError("LoRA needs peft: pip install 'vla-razor[robot]' (or [llm])") from err
     config = peft.LoraConfig(

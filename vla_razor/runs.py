@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import yaml
 from safetensors.torch import load_file, save_file
 
 from vla_razor.config import ConfigError
@@ -276,8 +277,6 @@ class RunFolder:
         """Refuses to resume, or to call finished, a run that its folder says was made with other settings: a
         run's identity is all of its resolved config, less the keys (dotted names, or prefixes ending in '.') in
         `ignore` that do not change what it computes (progress bars, worker counts, other stages' sections)."""
-        import yaml
-
         path = self.path / "config.yaml"
         if not path.is_file() or not self.holds_work():
             return  # a try that failed before saving anything: its logs go when the run starts afresh
@@ -306,8 +305,6 @@ class RunFolder:
     def start(self, config: Mapping[str, Any], fresh: bool = True) -> None:
         """Creates the folder and writes the resolved config; ``fresh`` drops logs of an unfinished try. A folder
         that exists with content but no config.yaml is not a run and is never written into."""
-        import yaml
-
         if (
             self.path.is_dir()
             and not (self.path / "config.yaml").is_file()
@@ -370,7 +367,7 @@ class WandbMirror:
         if mode == "off":
             return
         try:
-            import wandb
+            import wandb  # optional (the wandb extra)
         except ImportError:
             if mode == "auto":
                 return

@@ -15,7 +15,7 @@ import torch
 from mani_skill.utils.registration import register_env
 from mani_skill.utils.structs.pose import Pose
 
-from envs.embedded.scene import ROBOT_BASE_XY, RazorTabletopEnv
+from envs.embedded.scene import ROBOT_BASE_XY, RazorTabletopEnv, fixed_xy, init_options
 from envs.tasks import CABINET_OFFSET_RANGE, get_task
 
 OPEN_TASK, CLOSE_TASK = get_task("open_drawer"), get_task("close_drawer")
@@ -114,10 +114,9 @@ class DrawerEnv(RazorTabletopEnv):
     def _initialize_episode(self, env_idx: torch.Tensor, options: dict) -> None:
         super()._initialize_episode(env_idx, options)
         b = len(env_idx)
-        init = (options or {}).get("obj_init_options", {}) or {}
-        if "cabinet_xy" in init:
-            offset = torch.as_tensor(init["cabinet_xy"], dtype=torch.float32).reshape(-1, 2).expand(b, 2)
-        else:
+        init = init_options(options)
+        offset = fixed_xy(init, "cabinet_xy", b)
+        if offset is None:
             lo = torch.tensor([r[0] for r in CABINET_OFFSET_RANGE])
             hi = torch.tensor([r[1] for r in CABINET_OFFSET_RANGE])
             offset = lo + torch.rand((b, 2)) * (hi - lo)

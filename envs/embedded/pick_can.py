@@ -10,7 +10,7 @@ from mani_skill.utils.registration import register_env
 from mani_skill.utils.structs.pose import Pose
 
 from envs.grids import grid_points
-from envs.embedded.scene import RazorTabletopEnv
+from envs.embedded.scene import RazorTabletopEnv, fixed_xy, init_options
 from envs.tasks import get_task
 
 TASK = get_task("pick_can")
@@ -92,13 +92,12 @@ class PickCanEnv(RazorTabletopEnv):
     def _initialize_episode(self, env_idx: torch.Tensor, options: dict) -> None:
         super()._initialize_episode(env_idx, options)
         b = len(env_idx)
-        init = (options or {}).get("obj_init_options", {}) or {}
+        init = init_options(options)
         grid = torch.as_tensor(can_grid(), dtype=torch.float32)
-        if "init_xy" in init:
-            xy = torch.as_tensor(init["init_xy"], dtype=torch.float32).reshape(-1, 2).expand(b, 2)
-        elif "grid_index" in init:
+        xy = fixed_xy(init, "init_xy", b)
+        if xy is None and "grid_index" in init:
             xy = grid[torch.as_tensor(init["grid_index"]).reshape(-1)].expand(b, 2)
-        else:
+        elif xy is None:
             xy = grid[torch.randint(len(grid), (b,))]
         yaw = torch.rand(b) * 2 * np.pi
         quat = torch.as_tensor(np.array([self._can_quat(float(a)) for a in yaw]), dtype=torch.float32)

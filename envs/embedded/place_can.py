@@ -14,6 +14,7 @@ from mani_skill.utils.registration import register_env
 from mani_skill.utils.structs.pose import Pose
 
 from envs.embedded.pick_can import CAN_HEIGHT, PickCanEnv
+from envs.embedded.scene import fixed_xy, init_options
 from envs.tasks import get_task
 
 TASK = get_task("place_can")
@@ -54,10 +55,8 @@ class PlaceCanEnv(PickCanEnv):
     def _initialize_episode(self, env_idx: torch.Tensor, options: dict) -> None:
         super()._initialize_episode(env_idx, options)
         b = len(env_idx)
-        init = (options or {}).get("obj_init_options", {}) or {}
-        if "mark_xy" in init:
-            xy = torch.as_tensor(init["mark_xy"], dtype=torch.float32).reshape(-1, 2).expand(b, 2)
-        else:  # 16 draws from the episode's seeded torch RNG; the first far enough from the can (else the farthest)
+        xy = fixed_xy(init_options(options), "mark_xy", b)
+        if xy is None:  # 16 draws from the episode's torch RNG; the first far enough from the can (else the farthest)
             (x0, x1), (y0, y1) = TASK.regions["embedded"]
             lo, hi = torch.tensor([x0, y0]), torch.tensor([x1, y1])
             candidates = lo + torch.rand((b, 16, 2)) * (hi - lo)

@@ -163,6 +163,18 @@ class RazorPanda(Panda):
         return dict(pd_ee_delta_pose=dict(arm=arm, gripper=gripper))
 
 
+def init_options(options: dict | None) -> dict[str, Any]:
+    """A reset's `obj_init_options` ({} when it gives none): what the episode's placement is fixed to."""
+    return (options or {}).get("obj_init_options", {}) or {}
+
+
+def fixed_xy(init: dict[str, Any], key: str, b: int) -> torch.Tensor | None:
+    """`init[key]`, one (x, y) for every env or one per env, as a float32 [b, 2]; None when the reset leaves it free."""
+    if key not in init:
+        return None
+    return torch.as_tensor(init[key], dtype=torch.float32).reshape(-1, 2).expand(b, 2)
+
+
 # --------------------------------------------------------------------------------------------------------
 # Base environment
 # --------------------------------------------------------------------------------------------------------

@@ -23,7 +23,8 @@ from typing import Any
 import numpy as np
 
 from vla_razor.analysis.fits import poly_fit
-from vla_razor.analysis.runs import Point
+from vla_razor.analysis.runs import Point, load_points
+from vla_razor.runs import atomic_write_json
 
 PREDICTOR = "forward_kl"
 TARGET = "prior_mean"
@@ -50,8 +51,6 @@ class RetentionForecast:
         return float(value) if value.ndim == 0 else value
 
     def save(self, path: Path) -> None:
-        from vla_razor.runs import atomic_write_json
-
         atomic_write_json(Path(path), asdict(self))
 
     @classmethod
@@ -144,9 +143,6 @@ def holdout_error(points: list[Point], folds: int = 5, seed: int = 0, degree: in
 def write_forecast(runs_dir: Path, out: Path, folds: int = 5, seed: int = 0) -> dict[str, Any]:
     """forecast.json from every finished run under `runs_dir`: the law fitted on all of them, plus its error on
     held-out runs. A run given `forecast: <that file>` logs its predicted retention from its live KL."""
-    from vla_razor.analysis.runs import load_points
-    from vla_razor.runs import atomic_write_json
-
     points, _ = load_points(Path(runs_dir))
     result = {**asdict(fit_forecast(points)), **holdout_error(points, folds=folds, seed=seed)}
     atomic_write_json(Path(out), result)

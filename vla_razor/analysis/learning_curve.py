@@ -19,6 +19,8 @@ import math
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from vla_razor.runs import atomic_write_json, read_jsonl
 
 CURVE_JSON = "learning_curve.json"
@@ -86,8 +88,6 @@ def read_curve(run_dir: Path) -> dict[str, Any]:
 
 def _eval_temperature(run_dir: Path) -> float:
     """The evaluation's decoding temperature from the run's config.yaml (0, greedy, when it says nothing)."""
-    import yaml
-
     path = run_dir / "config.yaml"
     config = yaml.safe_load(path.read_text()) if path.is_file() else None
     evaluation = config.get("eval") if isinstance(config, dict) else None
@@ -96,7 +96,7 @@ def _eval_temperature(run_dir: Path) -> float:
 
 def plot_curve(curve: dict[str, Any], path: Path) -> Path:
     """Success (training rollouts, evaluations, probes) over steps, and forward KL below."""
-    import matplotlib
+    import matplotlib  # heavy: only when a curve is plotted
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

@@ -11,7 +11,7 @@ import html
 import json
 import math
 import re
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +29,9 @@ from vla_razor.analysis.intervals import (
 )
 from vla_razor.analysis.pareto import ExponentialFit, fit_exponential, near_frontier, pareto_frontier
 from vla_razor.analysis.plots import plot_forgetting_vs, plot_new_task_vs, plot_tradeoff
-from vla_razor.analysis.runs import LoadStats, Point, by_method, load_points
+from vla_razor.analysis.forecast import fit_forecast, holdout_error
+from vla_razor.analysis.runs import EXPERIMENT_KIND, SUMMARY_FILE, LoadStats, Point, by_method, load_points
+from vla_razor.runs import atomic_write_json
 
 KEY_PREDICTOR = "forward_kl"
 FRONTIER_TOL = 0.02  # "within 2 accuracy points of the Pareto frontier" (Appendix B.1)
@@ -91,9 +93,6 @@ def write_experiment_summary(
     """The end of a domain's pipeline: the experiment's summary.json (``kind: experiment`` and the domain's
     ``fields``: its table of runs, base, config) and the report over every finished run in ``experiment_dir/runs``.
     One place, so that report / forecast tell an experiment's table from a run's summary in every domain."""
-    from vla_razor.analysis.runs import EXPERIMENT_KIND, SUMMARY_FILE
-    from vla_razor.runs import atomic_write_json
-
     summary_path = Path(experiment_dir) / SUMMARY_FILE
     atomic_write_json(summary_path, {"kind": EXPERIMENT_KIND, **fields})
     report = write_report(Path(experiment_dir) / "runs", Path(experiment_dir) / "report", title=title, extra=extra)
@@ -522,10 +521,6 @@ def _matched_blocks(matched: MatchedModels, unit: str) -> list[Block]:
 
 def _forecast(points: list[Point]) -> dict[str, Any] | None:
     """The retention forecast from forward KL and its error on held-out runs (None with fewer than 2 runs)."""
-    from dataclasses import asdict
-
-    from vla_razor.analysis.forecast import fit_forecast, holdout_error
-
     try:
         return {**asdict(fit_forecast(points)), **holdout_error(points)}
     except ValueError:

@@ -143,11 +143,17 @@ def _print_stage(name: str, result, task: str) -> None:
             if "new_task_heldout" in s
             else ""
         )
-        print(
-            f"  {task} {s['new_task']:.2f} (base {s['base']['new_task']:.2f}), {heldout}"
-            + ", ".join(f"{p} {v:.2f} (base {s['base']['prior'][p]:.2f})" for p, v in s["prior"].items())
-            + f", forward KL {s['predictors']['forward_kl']:.4f}"
-        )
+        print(_summary_line(s, task, 2, heldout))
+
+
+def _summary_line(s: dict[str, Any], task: str, digits: int, extra: str = "") -> str:
+    """A run summary's new-task and prior (probe) scores beside the base's, and its forward KL, on one line."""
+    base = s["base"]
+    return (
+        f"  {task} {s['new_task']:.{digits}f} (base {base['new_task']:.{digits}f}), {extra}"
+        + ", ".join(f"{p} {v:.{digits}f} (base {base['prior'][p]:.{digits}f})" for p, v in s["prior"].items())
+        + f", forward KL {s['predictors']['forward_kl']:.4f}"
+    )
 
 
 def cmd_robot_collect(args: argparse.Namespace) -> None:
@@ -334,12 +340,7 @@ def cmd_llm_train(args: argparse.Namespace) -> None:
         resumed = f", resumed from update {result.resumed_from}" if result.resumed_from else ""
         print(f"{args.method}: {result.steps} updates{resumed}, {result.seconds:.0f} s")
     print(f"  run folder: {result.run_dir}  (config.yaml, metrics.jsonl, summary.json, model/)")
-    s = result.summary
-    print(
-        f"  new task {s['new_task']:.3f} (base {s['base']['new_task']:.3f}), "
-        + ", ".join(f"{p} {v:.3f} (base {s['base']['prior'][p]:.3f})" for p, v in s["prior"].items())
-        + f", forward KL {s['predictors']['forward_kl']:.4f}"
-    )
+    print(_summary_line(result.summary, "new task", 3))
 
 
 def cmd_llm_eval(args: argparse.Namespace) -> None:

@@ -58,60 +58,43 @@ def _check_same_shape(base_logits: Tensor, logits: Tensor) -> None:
         raise ValueError(f"logit shapes differ: {tuple(base_logits.shape)} vs {tuple(logits.shape)}")
 
 
-def forward_kl(
-    base_logits: Tensor,
-    logits: Tensor,
-    mask: Tensor | None = None,
-    vocab_ids: Tensor | None = None,
-    reduction: str = "mean",
-) -> Tensor:
-    """KL(p_base || p) = sum_v p_base (log p_base - log p): the paper's forgetting predictor."""
-    _check_same_shape(base_logits, logits)
-    values = _kl(_log_probs(base_logits, vocab_ids), _log_probs(logits, vocab_ids))
-    return reduce_positions(values, mask, reduction)
+def _tv(log_p_base: Tensor, log_p: Tensor) -> Tensor:
+    return 0.5 * (log_p.exp() - log_p_base.exp()).abs().sum(dim=-1)
 
 
-def reverse_kl(
-    base_logits: Tensor,
-    logits: Tensor,
-    mask: Tensor | None = None,
-    vocab_ids: Tensor | None = None,
-    reduction: str = "mean",
-) -> Tensor:
-    """KL(p || p_base) = sum_v p (log p - log p_base)."""
-    _check_same_shape(base_logits, logits)
-    values = _kl(_log_probs(logits, vocab_ids), _log_probs(base_logits, vocab_ids))
-    return reduce_positions(values, mask, reduction)
+def _l2(log_p_base: Tensor, log_p: Tensor) -> Tensor:
+    return torch.linalg.vector_norm(log_p.exp() - log_p_base.exp(), ord=2, dim=-1)
 
 
-def total_variation(
-    base_logits: Tensor,
-    logits: Tensor,
-    mask: Tensor | None = None,
-    vocab_ids: Tensor | None = None,
-    reduction: str = "mean",
-) -> Tensor:
-    """0.5 * sum_v |p - p_base|."""
-    _check_same_shape(base_logits, logits)
-    p_base = _log_probs(base_logits, vocab_ids).exp()
-    p = _log_probs(logits, vocab_ids).exp()
-    values = 0.5 * (p - p_base).abs().sum(dim=-1)
-    return reduce_positions(values, mask, reduction)
+def _divergence(name: str, per_position: Callable[[Tensor, Tensor], Tensor], doc: str) -> Callable[..., Tensor]:
+    """A public divergence: `per_position(log p_base, log p)` [...] on the (restricted) log-softmaxes, reduced."""
+
+    def divergence(
+        base_logits: Tensor,
+        logits: Tensor,
+        mask: Tensor | None = None,
+        vocab_ids: Tensor | None = None,
+        reduction: str = "mean",
+    ) -> Tensor:
+        _check_same_shape(base_logits, logits)
+        values = per_position(_log_probs(base_logits, vocab_ids), _log_probs(logits, vocab_ids))
+        return reduce_positions(values, mask, reduction)
+
+    divergence.__name__ = divergence.__qualname__ = name
+    divergence.__doc__ = doc
+    return divergence
 
 
-def l2_distance(
-    base_logits: Tensor,
-    logits: Tensor,
-    mask: Tensor | None = None,
-    vocab_ids: Tensor | None = None,
-    reduction: str = "mean",
-) -> Tensor:
-    """Euclidean norm ||p - p_base||_2 of the difference of the two probability vectors."""
-    _check_same_shape(base_logits, logits)
-    p_base = _log_probs(base_logits, vocab_ids).exp()
-    p = _log_probs(logits, vocab_ids).exp()
-    values = torch.linalg.vector_norm(p - p_base, ord=2, dim=-1)
-    return reduce_positions(values, mask, reduction)
+forward_kl = _divergence(
+    "forward_kl", _kl, "KL(p_base || p) = sum_v p_base (log p_base - log p): the paper's forgetting predictor."
+)
+reverse_kl = _divergence(
+    "reverse_kl", lambda log_p_base, log_p: _kl(log_p, log_p_base), "KL(p || p_base) = sum_v p (log p - log p_base)."
+)
+total_variation = _divergence("total_variation", _tv, "0.5 * sum_v |p - p_base|.")
+l2_distance = _divergence(
+    "l2_distance", _l2, "Euclidean norm ||p - p_base||_2 of the difference of the two probability vectors."
+)
 
 
 DIVERGENCES: dict[str, Callable[..., Tensor]] = {

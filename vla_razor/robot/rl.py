@@ -41,6 +41,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from data_collection.collect import attempt_seed
+from envs.grids import grid_points, placement_options, uniform_points
+from envs.rollout import EpisodeSpec
 from envs.tasks import DEFAULT_TASK
 from vla_razor import core
 from vla_razor.config import ConfigError
@@ -374,8 +377,6 @@ def iteration_points(
     its object, the fixed grid (`rl.placements: grid`, the paper's protocol; on LIBERO, stored init states), or as
     many drawn uniformly over the region afresh each iteration from (seed, iteration, the task's position)
     (`uniform`: what is learned must transfer between placements, as the evaluation's uniform placements ask)."""
-    from envs.grids import grid_points, uniform_points
-
     points = []
     for k, task in enumerate(tasks):
         if r.placements == "grid":
@@ -397,10 +398,6 @@ def iteration_specs(
 ) -> tuple[list[Any], np.ndarray]:
     """The iteration's episodes (every (task, placement) point x episodes_per_point) and each one's point (its
     baseline group)."""
-    from data_collection.collect import attempt_seed
-    from envs.grids import placement_options
-    from envs.rollout import EpisodeSpec
-
     specs, groups = [], []
     for p, (task, xy) in enumerate(points):
         for j in range(episodes_per_point):

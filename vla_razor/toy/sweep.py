@@ -48,7 +48,7 @@ def sweep_throughput(experiment_dir: Path) -> dict:
 
 
 def write_toy_report(cfg: ToyConfig, out_dir: Path | None = None) -> Path:
-    from vla_razor.analysis.report import write_report
+    from vla_razor.analysis.report import write_report  # matplotlib: only when a report is written
 
     out_dir = out_dir or cfg.experiment_dir / "report"
     throughput = sweep_throughput(cfg.experiment_dir)

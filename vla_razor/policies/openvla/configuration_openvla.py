@@ -18,6 +18,7 @@ from dataclasses import dataclass, fields
 from typing import Any, Literal
 
 from vla_razor.config import option
+from vla_razor.hf_imports import import_transformers
 from vla_razor.lora import LoraOptions
 from vla_razor.policies.openvla.action_tokenizer import (
     EMBEDDED,
@@ -82,7 +83,6 @@ def with_llama_defaults(text_config: dict[str, Any]) -> dict[str, Any]:
     missing = [k for k in LLAMA2_7B_TEXT_CONFIG if k not in text_config]
     if not missing:
         return text_config
-    from vla_razor.hf_imports import import_transformers
 
     model_type = text_config.get("model_type", "llama")
     if model_type != "llama":
@@ -164,7 +164,6 @@ class OpenVLAConfig:
             )
 
     def llama_config(self):  # -> transformers.LlamaConfig
-        from vla_razor.hf_imports import import_transformers
 
         transformers = import_transformers()
         values = {k: v for k, v in self.text_config.items() if k in LLAMA_KEYS}

@@ -79,7 +79,7 @@ def preprocessor_config(config: Any) -> dict[str, Any]:
 def export_openvla(policy_dir: Path, out: Path, code_from: Path) -> Path:
     """Writes the export of `policy_dir` (a policy folder, or a run folder holding policy/) to `out`, whole or
     not at all; returns `out`."""
-    from vla_razor.policies.openvla import OpenVLAPolicy
+    from vla_razor.policies.openvla import OpenVLAPolicy  # the model code: the CLI imports ExportError on any error
 
     policy_dir, out, code_from = Path(policy_dir), Path(out), Path(code_from)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):

@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from vla_razor.policies.openvla.modeling_openvla import OpenVLAModel
+from vla_razor.policies.openvla.modeling_openvla import OpenVLAModel, check_left_padded
 from vla_razor.policies.static_decoder import LENGTH_BUCKET, DecoderCache, StaticLlamaDecoder
 
 Engine = Literal["auto", "eager", "static", "graph"]
@@ -173,8 +173,6 @@ class StaticKVDecoder(StaticLlamaDecoder):
         self, input_ids: Tensor, attention_mask: Tensor, pixel_values: Tensor, vocab_ids: Tensor
     ) -> StaticKVDecoder:
         """Runs the prefill into the buffers; the first logits are then ready."""
-        from vla_razor.policies.openvla.modeling_openvla import check_left_padded
-
         batch, length = input_ids.shape
         if batch != self.batch or length + self.model.num_patches >= self.max_len:
             raise ValueError(

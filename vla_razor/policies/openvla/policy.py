@@ -23,13 +23,13 @@ from torch import Tensor
 
 from vla_razor import core
 from vla_razor.config import load_config as load_yaml_config
-from vla_razor.lora import LoraOptions
+from vla_razor.lora import LoraOptions, apply_lora, has_lora, merge_lora
 from vla_razor.policies.base import ActionSample
 from vla_razor.policies.openvla.action_tokenizer import ActionStats, ActionTokenizer, action_stats
 from vla_razor.policies.openvla.configuration_openvla import OpenVLAConfig
 from vla_razor.policies.openvla.generation import Engine, generate_action_tokens
 from vla_razor.policies.openvla.loading import from_pretrained, load_config, save_pretrained
-from vla_razor.policies.openvla.modeling_openvla import OpenVLAModel, build_model
+from vla_razor.policies.openvla.modeling_openvla import DTYPES, OpenVLAModel, build_model
 from vla_razor.policies.openvla.processor_openvla import OpenVLAProcessor
 
 
@@ -77,14 +77,10 @@ class OpenVLAPolicy:
 
     def add_adapters(self, options: LoraOptions) -> None:
         """LoRA adapters on the model (OpenVLA's recipe by default); only they train."""
-        from vla_razor.lora import apply_lora
-
         self.model = apply_lora(self.model, options)
 
     def merge_adapters(self) -> None:
         """Folds LoRA adapters, if any, into the weights (in place): the model saves in the plain openvla layout."""
-        from vla_razor.lora import has_lora, merge_lora
-
         if has_lora(self.model):
             self.model = merge_lora(self.model)
 
@@ -98,8 +94,6 @@ class OpenVLAPolicy:
         """A plain model built from this config carrying `state` in the config's dtype (FSDP's bf16 mixed precision
         trains float32 master weights), with this processor and dataset: for save_pretrained (built on the meta
         device, so no 7B random init; the rotary buffers stay unmade, so it does not run)."""
-        from vla_razor.policies.openvla.modeling_openvla import DTYPES
-
         dtype = DTYPES[self.config.dtype]
         plain = build_model(self.config, device="meta")
         plain.load_state_dict(

@@ -15,6 +15,8 @@ first action token.
 from __future__ import annotations
 
 from collections.abc import Sequence
+import importlib.util
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +26,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from vla_razor.policies.openvla.configuration_openvla import OpenVLAConfig
+from vla_razor.hf_imports import import_transformers
 
 PROMPT = "In: What action should the robot take to {instruction}?\nOut:"
 
@@ -62,13 +65,9 @@ class PretrainedTokenizer:
     """A transformers tokenizer from a local folder (the checkpoint's Llama tokenizer), BOS added."""
 
     def __init__(self, directory: Path | str) -> None:
-        from vla_razor.hf_imports import import_transformers
-
         transformers = import_transformers()
         folder = self.directory = Path(directory)
         if (folder / "tokenizer.model").is_file() and not (folder / "tokenizer.json").is_file():
-            import importlib.util
-
             if importlib.util.find_spec("sentencepiece") is None:
                 raise FileNotFoundError(
                     f"{folder}: its tokenizer is tokenizer.model (SentencePiece), which needs the "
@@ -91,8 +90,6 @@ class PretrainedTokenizer:
         """The tokenizer's files, copied as they are from the folder it was loaded from, into `directory`: a saved
         policy folder loads on its own, and OpenVLA's code (transformers 4.40) reads them as it read the originals
         (a re-save by another transformers version renames the tokenizer class)."""
-        import shutil
-
         for name in TOKENIZER_FILES:
             if (self.directory / name).is_file() and self.directory.resolve() != Path(directory).resolve():
                 shutil.copyfile(self.directory / name, Path(directory) / name)
@@ -128,7 +125,7 @@ class ImageProcessor:
 
     def _resized(self, image: Any, size: int) -> Tensor:
         if type(image).__module__.startswith("PIL."):
-            from PIL import Image
+            from PIL import Image  # optional (the sim extra): only PIL images need it
 
             resized = image.convert("RGB").resize((size, size), Image.Resampling.BICUBIC)
             return _to_float_chw(np.asarray(resized))
