@@ -17,7 +17,7 @@ WORKERS=${WORKERS:-7}
 VR="python3 -m vla_razor.cli.main"
 export PYTHONUNBUFFERED=1
 mkdir -p runs/razor_sweeps
-python3 - "$SWEEP" "$WORKERS" <<'PY' || exit
+EXP=$(python3 - "$SWEEP" "$WORKERS" <<'PY'
 import sys
 
 import yaml
@@ -30,7 +30,7 @@ for method in ("sft", "rl"):
         yaml.safe_dump({**cfg, "grid": {method: cfg["grid"][method]}}, f, sort_keys=False)
 print(cfg["overrides"]["experiment"])
 PY
-EXP=$(python3 -c "import yaml; print(yaml.safe_load(open('$SWEEP'))['overrides']['experiment'])")
+) || exit
 $VR sweep runs/razor_sweeps/sft.yaml --quiet > runs/razor_sweeps/sft.log 2>&1 &
 sft=$!
 # the RL sweep reads what the shared step made: wait for the base's evaluation (or for the SFT sweep to end)

@@ -43,10 +43,9 @@ def recorded_type():
     del POLICY_TYPES["recorded_openvla"]
 
 
-def test_sft_loads_base_and_policy_through_the_configured_type(
-    recorded_type: str, tiny_base: Path, demo_dirs: dict[str, Path], tmp_path: Path, capsys
-) -> None:
-    args = [
+def two_update_sft(tiny_base: Path, demo_dirs: dict[str, Path], tmp_path: Path) -> list[str]:
+    """`robot sft` of two updates on the angled demonstrations into experiment e under tmp_path/runs."""
+    return [
         "robot",
         "sft",
         "--base",
@@ -63,6 +62,12 @@ def test_sft_loads_base_and_policy_through_the_configured_type(
         "2",
         *quick_args(),
     ]
+
+
+def test_sft_loads_base_and_policy_through_the_configured_type(
+    recorded_type: str, tiny_base: Path, demo_dirs: dict[str, Path], tmp_path: Path, capsys
+) -> None:
+    args = two_update_sft(tiny_base, demo_dirs, tmp_path)
     assert cli([*args, "--policy.type", "octo"]) == 2
     assert "policy.type: unknown policy type 'octo'; known types: openvla, recorded_openvla" in capsys.readouterr().err
     assert cli([*args, "--policy.type", recorded_type]) == 0
@@ -81,27 +86,13 @@ def test_policy_dtype_loads_base_and_runs_in_bfloat16(
     float32 master weights and saves the run's policy in bfloat16."""
     assert json.loads((tiny_base / "config.json").read_text())["text_config"]["torch_dtype"] == "float32"
     args = [
-        "robot",
-        "sft",
-        "--base",
-        str(tiny_base),
-        "--runs_dir",
-        str(tmp_path / "runs"),
-        "--experiment",
-        "e",
-        "--sft.datasets",
-        json.dumps([str(demo_dirs["pick_can_angled"])]),
-        "--sft.optim.batch_size",
-        "4",
-        "--sft.optim.max_steps",
-        "2",
+        *two_update_sft(tiny_base, demo_dirs, tmp_path),
         "--sft.optim.master_weights",
         "float32",
         "--policy.type",
         recorded_type,
         "--policy.dtype",
         "bfloat16",
-        *quick_args(),
     ]
     assert cli(args) == 0
     assert RecordedOpenVLA.dtypes and set(RecordedOpenVLA.dtypes) == {"bfloat16"}
