@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Session 12's device job: the rest of the long RL run (#19 item 3: iterations 50-60, resumed from the state
+# Session 12's device job (run in session 13): the rest of the long RL run (#19 item 3: iterations 50-60, resumed from the state
 # packed in session 11) and, beside it, the 7B through the CLI (#21 item 8: scripts/device/cli_7b.sh). The RL run
 # needs the CPU (10 simulator workers) and little GPU; the 7B runs need the GPU and 6 workers, so they share the
 # machine. Calls (each one `run`, back to back):
@@ -11,6 +11,8 @@
 #   remote.sh packrun runs/rl_long  (the RL run, in case it is cut again).
 set -x
 RL_WORKERS=10 bash scripts/device/rl_long.sh > rl_long.log 2>&1 &
-WORKERS=6 bash scripts/device/cli_7b.sh python3 > cli_7b.log 2>&1 &
+# the GPU's queue after the CLI runs: #26's benches (scripts/device/perf26.sh; its JSON lands in docs/results/perf)
+{ WORKERS=6 bash scripts/device/cli_7b.sh python3 > cli_7b.log 2>&1
+  for step in test gen lora full; do bash scripts/device/perf26.sh python3 $step > "perf26_$step.log" 2>&1; done; } &
 wait
 echo JOB DONE
