@@ -173,8 +173,45 @@ def test_static_decoder_is_reused_and_follows_the_weights(policy, contexts):
     lm = policy.model.language_model
     lm.lm_head.weight = torch.nn.Parameter(saved.clone())  # a replaced parameter: new storage
     policy.sample(first, temperature=0, engine="static")
-    (key,) = [k for k in made if k[0] == 1]
+    key = (1, bucket(first) * generation.LENGTH_BUCKET, False, True)  # batch, length, graph, fused
     assert decoders[key] is not made[key]
+
+
+def test_row_buckets():
+    from vla_razor.policies.openvla.generation import row_bucket
+
+    rows = (1, 2, 3, 5, 8, 9, 14, 16, 17, 33, 64, 100)
+    assert [row_bucket(n) for n in rows] == [1, 2, 4, 8, 8, 16, 16, 16, 32, 48, 64, 112]
+    with pytest.raises(ValueError, match="at least one row"):
+        row_bucket(0)
+
+
+@pytest.mark.parametrize("rows", [3, 5])
+def test_padded_rows_change_no_row(policy, contexts, rows):
+    """A batch run at its row bucket (what the graph engine does, so a rollout's changing batch sizes meet a few
+    captured graphs) gives every real row the tokens, logits and log-probs it gets unpadded: greedy, with per-row
+    noise and with one generator stream; and the decoder is the bucket's."""
+    from vla_razor.policies.openvla import generation
+
+    images, instructions = contexts
+    batch = policy.encode([images[i % 3] for i in range(rows)], [instructions[i % 3][: 20 - i] for i in range(rows)])
+    noise = torch.rand((rows, policy.action_dim, 256), generator=torch.Generator().manual_seed(5))
+
+    def generate(pad: bool, **kw):
+        inputs = (batch["input_ids"], batch["attention_mask"], batch["pixel_values"], policy.vocab_ids)
+        return generation.generate_action_tokens(
+            policy.model, *inputs, policy.action_dim, engine="static", pad_rows=pad, **kw
+        )
+
+    for kw in ({"temperature": 0.0}, {"temperature": 1.0, "uniform_noise": noise}):
+        plain, padded = generate(False, **kw), generate(True, **kw)
+        assert padded.tokens.shape == (rows, policy.action_dim)
+        assert torch.equal(padded.tokens, plain.tokens)
+        torch.testing.assert_close(padded.logits, plain.logits, atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(padded.logprobs, plain.logprobs, atol=1e-4, rtol=1e-4)
+    streams = [generate(pad, temperature=1.0, generator=torch.Generator().manual_seed(9)) for pad in (False, True)]
+    assert torch.equal(streams[0].tokens, streams[1].tokens)  # the padded rows draw nothing from the stream
+    assert list(generation.DECODERS.decoders[policy.model])[-1][0] == generation.row_bucket(rows)
 
 
 def test_static_cache_engine_with_lora_adapters(contexts):
@@ -300,7 +337,7 @@ def test_graph_engine_equals_static_engine_on_gpu(contexts):
     agree(other, temperature=0)
     same = policy.encode([images[0]] * 3, [instructions[0]] * 3)  # unpadded: the causal prefill graph
     agree(same, temperature=0)
-    agree(padded, temperature=0)  # the cache holds 4 decoders per model: the padded ones are the latest here
+    agree(padded, temperature=0)  # the padded ones are the most recently used decoders here
     decoders = generation.DECODERS.decoders[policy.model]
     graphs = {k: v for k, v in decoders.items() if k[2]}
     with torch.no_grad():
@@ -313,3 +350,6 @@ def test_graph_engine_equals_static_engine_on_gpu(contexts):
     agree(padded, temperature=0)
     latest = decoders[list(decoders)[-1]]  # the decoder of the last call (most recently used last)
     assert all(latest is not g for g in graphs.values())  # replaced parameters: captured again
+    for rows in (5, 6, 7):  # a rollout's changing batch sizes: one decoder (and its graphs) at 8 rows serves them
+        agree(policy.encode([images[0]] * rows, [instructions[0]] * rows), temperature=0)
+    assert [k[0] for k in decoders if k[2] and k[0] > 4] == [8]

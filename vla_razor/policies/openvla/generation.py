@@ -22,6 +22,11 @@ Three engines compute the same tokens (tests/policies/test_generation.py):
   A 7B action is ~4,000 kernel launches; eager, their launch overhead sets batch-1 latency, and at large
   batches the unfused elementwise passes cost as much as the matrix products (issue #9). CUDA only.
 ``auto`` is ``graph`` on CUDA and ``static`` elsewhere.
+
+Decoders (and their graphs) are made per batch size, and a rollout's batches change size at every step as its
+workers' episodes end and reset: on the graph engine, a batch is padded with copies of its last row up to
+`row_bucket` (1, 2, 4, 8, 16, then multiples of 16), so a rollout meets a handful of sizes instead of one per
+worker count, and the padded rows' outputs are dropped before sampling (``pad_rows``).
 """
 
 from __future__ import annotations
@@ -37,7 +42,18 @@ from vla_razor.policies.openvla.modeling_openvla import OpenVLAModel, check_left
 from vla_razor.policies.static_decoder import LENGTH_BUCKET, DecoderCache, StaticLlamaDecoder
 
 Engine = Literal["auto", "eager", "static", "graph"]
-MAX_GRAPHS_PER_MODEL = 4
+MAX_GRAPHS_PER_MODEL = 8
+ROW_BUCKET_STEP = 16
+"""Above this many rows, batches are padded to a multiple of it; at or below, to the next power of two."""
+
+
+def row_bucket(rows: int) -> int:
+    """The batch size a padded batch of ``rows`` rows is run at (see the module docstring)."""
+    if rows < 1:
+        raise ValueError(f"a batch needs at least one row, got {rows}")
+    if rows <= ROW_BUCKET_STEP:
+        return 1 << (rows - 1).bit_length()
+    return -(-rows // ROW_BUCKET_STEP) * ROW_BUCKET_STEP
 
 
 @dataclass
@@ -75,10 +91,13 @@ def generate_action_tokens(
     uniform_noise: Tensor | None = None,
     engine: Engine = "auto",
     fused_projections: bool = True,
+    pad_rows: bool | None = None,
 ) -> ActionTokens:
     """Generates ``action_dim`` action tokens per row with a KV cache (see the module docstring). ``fused_projections``: the
     static and graph engines run q / k / v and gate / up as single products over concatenated weight copies
-    (vla_razor/policies/static_decoder.py, `FusedProjections`); off, the layers' own five products."""
+    (vla_razor/policies/static_decoder.py, `FusedProjections`); off, the layers' own five products. ``pad_rows``:
+    run the static / graph decoder at `row_bucket` rows (None: on the graph engine only; on a CPU the extra rows
+    cost their compute)."""
     if temperature < 0:
         raise ValueError(f"temperature must be >= 0, got {temperature}")
     gumbel = None
@@ -92,16 +111,18 @@ def generate_action_tokens(
     device = input_ids.device
     vocab_ids = vocab_ids.to(device)
     engine = resolve_engine(engine, device)
+    rows = input_ids.shape[0]
     if engine == "eager":
         embeds, mask, positions = model.multimodal_inputs(input_ids, attention_mask, pixel_values)
         steps: _EagerSteps | StaticKVDecoder = _EagerSteps(model.language_model, embeds, mask, positions, vocab_ids)
     else:
         length = input_ids.shape[1] + model.num_patches + action_dim - 1
-        decoder = DECODERS.get(model, input_ids.shape[0], length, engine == "graph", fused_projections)
-        steps = decoder.start(input_ids, attention_mask, pixel_values, vocab_ids)
+        padded_rows = row_bucket(rows) if (engine == "graph" if pad_rows is None else pad_rows) else rows
+        decoder = DECODERS.get(model, padded_rows, length, engine == "graph", fused_projections)
+        steps = decoder.start(*(_pad(x, padded_rows) for x in (input_ids, attention_mask, pixel_values)), vocab_ids)
     tokens, bins, logprobs, all_logits = [], [], [], []
     for step in range(action_dim):
-        logits = steps.logits()  # [B, n_bins] float32
+        logits = steps.logits()[:rows]  # [B, n_bins] float32; a padded batch's extra rows dropped
         if temperature == 0:
             k = logits.argmax(dim=-1)
         elif gumbel is not None:
@@ -115,13 +136,20 @@ def generate_action_tokens(
         logprobs.append(torch.log_softmax(logits, dim=-1).gather(-1, k[:, None]).squeeze(-1))
         all_logits.append(logits.clone())
         if step < action_dim - 1:
-            steps.advance(token)
+            steps.advance(token if engine == "eager" else _pad(token, padded_rows))
     return ActionTokens(
         tokens=torch.stack(tokens, dim=1),
         bins=torch.stack(bins, dim=1),
         logprobs=torch.stack(logprobs, dim=1),
         logits=torch.stack(all_logits, dim=1),
     )
+
+
+def _pad(x: Tensor, rows: int) -> Tensor:
+    """``x`` with copies of its last row appended up to ``rows`` rows (each row is computed on its own, so the
+    copies change nothing for the others)."""
+    extra = rows - x.shape[0]
+    return x if extra == 0 else torch.cat([x, x[-1:].expand(extra, *x.shape[1:])])
 
 
 class _EagerSteps:
