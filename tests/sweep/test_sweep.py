@@ -336,6 +336,48 @@ def test_committed_robot_sweeps_expand_into_their_runs():
     assert len(paper) == 3 * 7 + 7
 
 
+def expanded(path: str) -> dict[str, dict]:
+    """The sweep's runs, by name, as the settings each one trains with (the experiment config, the sweep's
+    overrides, its grid point)."""
+    cfg = load_config(SweepConfig, ROOT / path)
+    _, tasks = sweep_tasks(cfg)
+    return {t.name: t.payload["overrides"] for t in tasks}
+
+
+def test_committed_sweeps_that_replace_scripts_run_the_scripts_runs():
+    """configs/sweep_robot_embedded_cpu.yaml and _runs.yaml run the runs (and flags) of the scripts they replaced,
+    scripts/robot_embedded_cpu.sh and robot_embedded_runs.sh."""
+    cpu = expanded("configs/sweep_robot_embedded_cpu.yaml")
+    assert list(cpu) == [
+        "sft_lr0.0001_bs32_ep1_s0",
+        "sft_lr3e-05_bs32_ep1_s0",
+        "sft_topdown_lr0.0001_bs32_ep1_s0",
+        "rl_lr0.0001_bs32_k4_10_s0",
+        "rl_lr0.0001_bs8_k4_10_s0",
+    ]
+    assert all(o["experiment"] == "robot_embedded_cpu" and o["workers"] == 6 for o in cpu.values())
+    assert cpu["sft_lr0.0001_bs32_ep1_s0"]["sft.datasets"] == ["data/demos/pick_can_angled_112_5"]
+    topdown = cpu["sft_topdown_lr0.0001_bs32_ep1_s0"]
+    assert topdown["collect.expert_style"] == "top_down"
+    assert topdown["sft.datasets"] == [topdown["collect.out"]] == ["data/demos/pick_can_top_down_112_5"]
+    rl = cpu["rl_lr0.0001_bs8_k4_10_s0"]
+    assert (rl["rl.grid"], rl["rl.episodes_per_point"], rl["rl.iterations"], rl["rl.eval_every"]) == ([5, 5], 4, 3, 0)
+    assert load_config(SweepConfig, ROOT / "configs/sweep_robot_embedded_cpu.yaml").in_process, "one after another"
+
+    runs = expanded("configs/sweep_robot_embedded_runs.yaml")
+    assert list(runs) == [
+        "sft_lr0.0001_bs32_ep1_s0",
+        "sft_lr3e-05_bs32_ep1_s0",
+        "sft_lr0.0003_bs32_ep1_s0",
+        "sft_lr0.0003_bs32_ep3_s0",
+        "rl_lr1e-05_bs32_k2_ln_s0",
+        "rl_lr3e-05_bs32_k2_10_s0",
+    ]
+    assert all(o["experiment"] == "robot_embedded" and o["workers"] == 5 for o in runs.values())
+    ln = runs["rl_lr1e-05_bs32_k2_ln_s0"]
+    assert (ln["rl.iterations"], ln["rl.eval_every"], ln["rl.length_normalize"]) == (4, 2, True)
+
+
 def finished_run(run_dir: Path) -> Path:
     """A run folder as a trainer leaves it: two iterations' training success and live KL, a final evaluation."""
     run_dir.mkdir(parents=True)
