@@ -346,7 +346,8 @@ def expanded(path: str) -> dict[str, dict]:
 
 def test_committed_sweeps_that_replace_scripts_run_the_scripts_runs():
     """configs/sweep_robot_embedded_cpu.yaml and _runs.yaml run the runs (and flags) of the scripts they replaced,
-    scripts/robot_embedded_cpu.sh and robot_embedded_runs.sh."""
+    scripts/robot_embedded_cpu.sh and robot_embedded_runs.sh; sweep_robot_sft_curve.yaml, robot_sft_curve.sh's
+    run and its learning curve."""
     cpu = expanded("configs/sweep_robot_embedded_cpu.yaml")
     assert list(cpu) == [
         "sft_lr0.0001_bs32_ep1_s0",
@@ -376,6 +377,12 @@ def test_committed_sweeps_that_replace_scripts_run_the_scripts_runs():
     assert all(o["experiment"] == "robot_embedded" and o["workers"] == 5 for o in runs.values())
     ln = runs["rl_lr1e-05_bs32_k2_ln_s0"]
     assert (ln["rl.iterations"], ln["rl.eval_every"], ln["rl.length_normalize"]) == (4, 2, True)
+
+    sft_curve = load_config(SweepConfig, ROOT / "configs/sweep_robot_sft_curve.yaml")
+    assert sft_curve.curves == Path("docs/results/robot/learning_curve") and sft_curve.in_process
+    (name, sft), *more = expanded("configs/sweep_robot_sft_curve.yaml").items()
+    assert name == "sft_lr0.0001_bs32_ep5_s0" and not more
+    assert (sft["workers"], sft["eval.during_training_every"], sft["eval.probe_episodes"]) == (14, 200, 50)
 
 
 def finished_run(run_dir: Path) -> Path:
