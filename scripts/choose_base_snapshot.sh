@@ -2,6 +2,8 @@
 # Evaluates the base run's snapshots (greedy; 100 uniform pick-can placements, 100 grid points, 50 episodes of
 # each drawer; bench/robot_sampling_success.py) into runs/robot_base/base/snapshot_eval/<step>.json, newest last.
 # Usage: bash scripts/choose_base_snapshot.sh [PYTHON] [STEP ...]  (default: every snapshot)
+# A script, not a sweep config: it evaluates the snapshots of one finished pretrain run through a bench, and
+# launches no training run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${1:-.venv/bin/python}

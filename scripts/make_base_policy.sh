@@ -10,6 +10,8 @@
 # committed base's recipe, 1,024 distinct pick-can placements (docs/results/robot/base_v5/).
 # The committed base is the snapshot chosen by scripts/choose_base_snapshot.sh
 # (assets/base_policy_embedded/README.md says which and why).
+# A script, not a sweep config: the base's recipe (four collections of three tasks, then `robot pretrain`); a sweep
+# fans SFT / RL runs out from a base.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${1:-.venv/bin/python}

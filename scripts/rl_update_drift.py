@@ -6,6 +6,7 @@ rollouts' own actions, 256 fixed rows) and the mean per-token entropy after ever
 Variants: one_zero, norm (normalized, every step once), norm_ln (+ length_normalize), neg_only / pos_only (its
 negative / positive rows), and any of them with a `_clip` suffix (rl.clip_ratio 0.2).
 Usage: MS_ASSET_DIR=.cache/maniskill .venv/bin/python scripts/rl_update_drift.py [VARIANTS,...] [LR]
+A script, not a sweep config: a one-off analysis of one iteration's update rows, with no run folders.
 """
 
 from __future__ import annotations

@@ -6,6 +6,9 @@
 # Usage: [EXPERIMENT=robot_curve] [WORKERS=14] [ITERATIONS=15] bash scripts/robot_learning_curve.sh [PYTHON] [more vla-razor flags ...]
 #   e.g. ... python3 --rl.optim.lr 3e-6                      (the normalized baseline at a small learning rate)
 #        ... python3 --rl.advantage one_zero --rl.optim.lr 1e-4   (1-0 Reinforce, as the quickstart)
+# A script, not a sweep config: the device recipes (scripts/device/rl_*.sh; rl_long.sh still resumes its run across
+# sessions) call it once per run, each run with its own EXPERIMENT, WORKERS and flags. The sweep form of the same job
+# is configs/sweep_robot_sft_curve.yaml's (`curves:` writes each finished run's learning curve).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${1:-.venv/bin/python}

@@ -14,7 +14,7 @@ import yaml
 
 from vla_razor.config import ConfigError, load_config
 from vla_razor.sweep.config import SweepConfig
-from vla_razor.sweep.sweep import _experiment, grid_points, sweep_tasks
+from vla_razor.sweep.sweep import _experiment, grid_points, method_points, sweep_tasks, write_curves
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -44,6 +44,19 @@ def test_grid_points_are_the_product_in_field_order():
     ]
     with pytest.raises(ConfigError, match="grid: b must list at least one value"):
         grid_points({"a": [1], "b": []})
+
+
+def test_a_list_of_grids_is_their_products_one_after_another():
+    """Settings that share no grid (1-0 Reinforce at one rate, the normalized reward at another) are a list."""
+    grids = [{"a": [1, 2]}, {"a": [3], "b": ["x", "y"]}]
+    assert method_points(grids) == [{"a": 1}, {"a": 2}, {"a": 3, "b": "x"}, {"a": 3, "b": "y"}]
+    assert method_points({"a": [1, 2]}) == grid_points({"a": [1, 2]})
+    _, tasks = sweep_tasks(
+        robot_sweep({"rl": [{"rl.optim.lr": [1e-6]}, {"rl.advantage": ["normalized"], "rl.optim.lr": [1e-5]}]})
+    )
+    assert [t.name for t in tasks] == ["rl_lr1e-06_bs32_k4_10_s0", "rl_lr1e-05_bs32_k4_s0"]
+    with pytest.raises(ConfigError, match="would share the run folder"):
+        sweep_tasks(robot_sweep({"rl": [{"rl.optim.lr": [1e-6]}, {"rl.optim.lr": [1e-6, 1e-5]}]}))
 
 
 def test_robot_grid_becomes_one_task_per_run_with_its_own_folder():
@@ -321,3 +334,83 @@ def test_committed_robot_sweeps_expand_into_their_runs():
     assert exp.eval.temperature == 1.0
     _, paper = sweep_tasks(load_config(SweepConfig, ROOT / "configs/sweep_robot_paper.yaml"))
     assert len(paper) == 3 * 7 + 7
+
+
+def expanded(path: str) -> dict[str, dict]:
+    """The sweep's runs, by name, as the settings each one trains with (the experiment config, the sweep's
+    overrides, its grid point)."""
+    cfg = load_config(SweepConfig, ROOT / path)
+    _, tasks = sweep_tasks(cfg)
+    return {t.name: t.payload["overrides"] for t in tasks}
+
+
+def test_committed_sweeps_that_replace_scripts_run_the_scripts_runs():
+    """configs/sweep_robot_embedded_cpu.yaml and _runs.yaml run the runs (and flags) of the scripts they replaced,
+    scripts/robot_embedded_cpu.sh and robot_embedded_runs.sh; sweep_robot_sft_curve.yaml, robot_sft_curve.sh's
+    run and its learning curve."""
+    cpu = expanded("configs/sweep_robot_embedded_cpu.yaml")
+    assert list(cpu) == [
+        "sft_lr0.0001_bs32_ep1_s0",
+        "sft_lr3e-05_bs32_ep1_s0",
+        "sft_topdown_lr0.0001_bs32_ep1_s0",
+        "rl_lr0.0001_bs32_k4_10_s0",
+        "rl_lr0.0001_bs8_k4_10_s0",
+    ]
+    assert all(o["experiment"] == "robot_embedded_cpu" and o["workers"] == 6 for o in cpu.values())
+    assert cpu["sft_lr0.0001_bs32_ep1_s0"]["sft.datasets"] == ["data/demos/pick_can_angled_112_5"]
+    topdown = cpu["sft_topdown_lr0.0001_bs32_ep1_s0"]
+    assert topdown["collect.expert_style"] == "top_down"
+    assert topdown["sft.datasets"] == [topdown["collect.out"]] == ["data/demos/pick_can_top_down_112_5"]
+    rl = cpu["rl_lr0.0001_bs8_k4_10_s0"]
+    assert (rl["rl.grid"], rl["rl.episodes_per_point"], rl["rl.iterations"], rl["rl.eval_every"]) == ([5, 5], 4, 3, 0)
+    assert load_config(SweepConfig, ROOT / "configs/sweep_robot_embedded_cpu.yaml").in_process, "one after another"
+
+    runs = expanded("configs/sweep_robot_embedded_runs.yaml")
+    assert list(runs) == [
+        "sft_lr0.0001_bs32_ep1_s0",
+        "sft_lr3e-05_bs32_ep1_s0",
+        "sft_lr0.0003_bs32_ep1_s0",
+        "sft_lr0.0003_bs32_ep3_s0",
+        "rl_lr1e-05_bs32_k2_ln_s0",
+        "rl_lr3e-05_bs32_k2_10_s0",
+    ]
+    assert all(o["experiment"] == "robot_embedded" and o["workers"] == 5 for o in runs.values())
+    ln = runs["rl_lr1e-05_bs32_k2_ln_s0"]
+    assert (ln["rl.iterations"], ln["rl.eval_every"], ln["rl.length_normalize"]) == (4, 2, True)
+
+    sft_curve = load_config(SweepConfig, ROOT / "configs/sweep_robot_sft_curve.yaml")
+    assert sft_curve.curves == Path("docs/results/robot/learning_curve") and sft_curve.in_process
+    (name, sft), *more = expanded("configs/sweep_robot_sft_curve.yaml").items()
+    assert name == "sft_lr0.0001_bs32_ep5_s0" and not more
+    assert (sft["workers"], sft["eval.during_training_every"], sft["eval.probe_episodes"]) == (14, 200, 50)
+
+
+def finished_run(run_dir: Path) -> Path:
+    """A run folder as a trainer leaves it: two iterations' training success and live KL, a final evaluation."""
+    run_dir.mkdir(parents=True)
+    rows = [
+        {"step": step, "split": split, "name": name, "value": value}
+        for step, split, name, value in [(1, "train", "rollout_success", 0.25), (1, "live", "forward_kl", 0.01)]
+    ]
+    (run_dir / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    summary = {"step": 2, "method": "rl", "new_task": 0.5, "prior": {}, "predictors": {"forward_kl": 0.02}}
+    (run_dir / "summary.json").write_text(json.dumps({**summary, "base": {"new_task": 0.25, "prior": {}}}))
+    return run_dir
+
+
+def test_curves_are_written_for_every_finished_run(tmp_path: Path):
+    """`curves`: each finished run's learning curve into <curves>/<run>/, with the sweep's command beside it; a run
+    not yet finished has none; a sweep whose runs have no curves (toy, llm) is refused."""
+    from vla_razor.sweep.sweep import SweepTask
+
+    done = finished_run(tmp_path / "runs" / "rl_a")
+    (tmp_path / "runs" / "rl_b").mkdir()
+    tasks = [SweepTask("rl_a", (str(done),), {}), SweepTask("rl_b", (str(tmp_path / "runs" / "rl_b"),), {})]
+    written = write_curves(tasks, tmp_path / "curves", "vla-razor sweep s.yaml")
+    assert written == [tmp_path / "curves" / "rl_a" / "learning_curve.json"]
+    curve = json.loads(written[0].read_text())
+    assert curve["command"] == "vla-razor sweep s.yaml"
+    assert [e["new_task"] for e in curve["evaluations"]] == [0.25, 0.5] and curve["train"][0]["live_forward_kl"] == 0.01
+    assert (tmp_path / "curves" / "rl_a" / "learning_curve.png").is_file()
+    with pytest.raises(ConfigError, match="curves: learning curves are read from robot runs"):
+        sweep_tasks(load_config(SweepConfig, ROOT / "configs/sweep_toy_quick.yaml", {"curves": str(tmp_path)}))

@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import shlex
 import sys
 import typing
 from pathlib import Path
@@ -429,7 +430,7 @@ def cmd_sweep(args: argparse.Namespace) -> None:
     from vla_razor.sweep.sweep import run_sweep
 
     cfg = load_config(SweepConfig, Path(args.config), overrides_from_args(args))
-    result = run_sweep(cfg, progress=not args.quiet)
+    result = run_sweep(cfg, progress=not args.quiet, command=shlex.join(["vla-razor", *args.argv]))
     print(
         f"sweep {result.experiment_dir}: {len(result.finished)} tasks run, {len(result.skipped)} already finished, "
         f"{len(result.failed)} failed ({result.seconds:.0f} s); status: {result.experiment_dir / 'sweep_status.json'}"
@@ -659,6 +660,7 @@ def main(argv: list[str] | None = None) -> int:
     type and exit code 1, with the traceback under --debug: never a page of stack from deep inside."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = sys.argv[1:] if argv is None else list(argv)  # the command line, recorded beside what it makes
     debug = args.debug or os.environ.get("VLA_RAZOR_DEBUG", "") not in ("", "0")
     try:
         args.func(args)

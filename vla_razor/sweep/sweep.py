@@ -11,7 +11,8 @@
    runs it again (robot and llm runs resume from their last checkpoint). Ctrl-C cancels the running tasks: a run
    counts as finished only once its summary.json, written last and atomically, exists, so nothing half-written
    is ever skipped.
-4. `<experiment>/sweep_status.json` records what was finished, skipped, failed or interrupted; then the report.
+4. `<experiment>/sweep_status.json` records what was finished, skipped, failed or interrupted; then, with
+   `curves`, each finished run's learning curve; then the report.
 Tasks receive plain data (config path, dotted overrides, the working directory), so a cluster's nodes need the
 project and the runs folder at the same paths.
 The domains' configs and trainers are imported inside the functions that use them (torch, the simulator,
@@ -103,6 +104,8 @@ def _payload(cfg: SweepConfig, kind: str, overrides: dict[str, Any], **extra: An
 
 def sweep_tasks(cfg: SweepConfig) -> tuple[SweepTask, list[SweepTask]]:
     """The shared step and the runs' tasks of the sweep, in a fixed order."""
+    if cfg.curves is not None and cfg.domain != "robot":
+        raise ConfigError(f"curves: learning curves are read from robot runs' folders; a {cfg.domain} sweep has none")
     if cfg.domain == "toy":
         return _toy_tasks(cfg)
     return _method_tasks(cfg)
@@ -144,6 +147,13 @@ def grid_points(grid: dict[str, list[Any]]) -> list[dict[str, Any]]:
     return [dict(zip(names, combo)) for combo in itertools.product(*(grid[n] for n in names))]
 
 
+def method_points(grid: dict[str, list[Any]] | list[dict[str, list[Any]]]) -> list[dict[str, Any]]:
+    """A method's grid points: the product of its fields' values, or of each grid of a list, one after another."""
+    if isinstance(grid, dict):
+        return grid_points(grid)
+    return [point for one in grid for point in grid_points(one)]
+
+
 def _run_name(cfg: SweepConfig, exp: Any, method: str) -> str:
     if cfg.domain == "llm":
         from vla_razor.llm.train import run_name
@@ -167,7 +177,7 @@ def _method_tasks(cfg: SweepConfig) -> tuple[SweepTask, list[SweepTask]]:
         raise ConfigError(f"grid: unknown method {unknown[0]!r} ({cfg.domain} methods: {', '.join(methods)})")
     tasks, seen = [], {}
     for method in methods:
-        for point in grid_points(cfg.grid.get(method, {})) if method in cfg.grid else []:
+        for point in method_points(cfg.grid[method]) if method in cfg.grid else []:
             exp = _experiment(cfg, point)
             name = _run_name(cfg, exp, method)
             if name in seen:
@@ -302,9 +312,10 @@ def _write_status(path: Path, result: SweepResult, pending: list[str], interrupt
     )
 
 
-def run_sweep(cfg: SweepConfig, progress: bool = True) -> SweepResult:
+def run_sweep(cfg: SweepConfig, progress: bool = True, command: str | None = None) -> SweepResult:
     """Runs every unfinished task of the sweep on Ray, or in this process (`in_process`), see the module
-    docstring, and writes the report."""
+    docstring, and writes the learning curves (`curves`) and the report; `command`, the command line that ran
+    the sweep, is recorded beside each curve."""
     prepare, tasks = sweep_tasks(cfg)
     experiment_dir = _experiment(cfg).experiment_dir
     result = SweepResult(experiment_dir)
@@ -321,6 +332,8 @@ def run_sweep(cfg: SweepConfig, progress: bool = True) -> SweepResult:
     result.runs_trained = sum(runs[name] for name in result.finished)
     result.runs_skipped = sum(runs[name] for name in result.skipped)
     _write_status(experiment_dir / STATUS, result, [], interrupted=False)
+    if cfg.curves is not None:
+        write_curves(tasks, cfg.curves, command)
     if cfg.report and (result.finished or result.skipped):
         result.report_dir = write_sweep_report(cfg)
     return result
@@ -392,6 +405,18 @@ def _run_on_ray(
             raise
         finally:
             ray.shutdown()
+
+
+def write_curves(tasks: list[SweepTask], out: Path, command: str | None) -> list[Path]:
+    """Each finished run's learning curve into out/<run>/ (a run of this sweep or of an earlier one)."""
+    from vla_razor.analysis.learning_curve import write_curve
+
+    written = []
+    for task in tasks:
+        for run_dir in map(Path, task.run_dirs):
+            if RunFolder(run_dir).is_finished():
+                written.append(write_curve(run_dir, out / run_dir.name, command=command)[0])
+    return written
 
 
 def write_sweep_report(cfg: SweepConfig) -> Path:
