@@ -38,13 +38,13 @@ def test_a_killed_lora_run_resumes_to_the_same_merged_model(tiny_llm, tmp_path, 
         ]
 
     assert main(args("whole")) == 0  # uninterrupted, in this process
-    run = tmp_path / "cut" / "runs" / "sft_lr0.003_bs2_lora4"
+    run = tmp_path / "cut" / "runs" / "sft_lr0.003_bs2_ep6_lora4"
     kill_after_checkpoint(args("cut"), run / "checkpoints" / "training_state.safetensors", step=10)
     assert not (run / "summary.json").exists()
     capsys.readouterr()
     assert main(args("cut")) == 0
     assert "resumed from update" in capsys.readouterr().out
-    whole = load_file(str(tmp_path / "whole" / "runs" / "sft_lr0.003_bs2_lora4" / "model" / "model.safetensors"))
+    whole = load_file(str(tmp_path / "whole" / "runs" / "sft_lr0.003_bs2_ep6_lora4" / "model" / "model.safetensors"))
     cut = load_file(str(run / "model" / "model.safetensors"))
     base = load_file(str(tiny_llm / "model.safetensors"))
     assert whole.keys() == cut.keys() == base.keys()  # merged: the base's own layout, no adapter tensors

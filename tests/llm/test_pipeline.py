@@ -162,7 +162,7 @@ def _train_cmd(tiny_llm: Path, runs: Path, experiment: str) -> list[str]:
 def test_a_killed_run_resumes_to_the_same_model(tiny_llm, tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     assert main(_train_cmd(tiny_llm, tmp_path, "whole")[3:]) == 0  # uninterrupted, in this process
-    run = tmp_path / "cut" / "runs" / "sft_lr0.003_bs2"
+    run = tmp_path / "cut" / "runs" / "sft_lr0.003_bs2_ep6"
     state = run / "checkpoints" / "training_state.safetensors"
     proc = subprocess.Popen(
         _train_cmd(tiny_llm, tmp_path, "cut"),
@@ -183,7 +183,7 @@ def test_a_killed_run_resumes_to_the_same_model(tiny_llm, tmp_path):
     )
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert "resumed from update" in resumed.stdout
-    a = load_file(str(tmp_path / "whole" / "runs" / "sft_lr0.003_bs2" / "model" / "model.safetensors"))
+    a = load_file(str(tmp_path / "whole" / "runs" / "sft_lr0.003_bs2_ep6" / "model" / "model.safetensors"))
     b = load_file(str(run / "model" / "model.safetensors"))
     assert a.keys() == b.keys() and all((a[k] == b[k]).all() for k in a)
     steps = [

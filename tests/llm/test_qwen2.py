@@ -58,7 +58,7 @@ def test_qwen2_trains_saves_and_evaluates(tiny_qwen2, tmp_path):
     grpo = [json.loads(line) for line in (runs / "grpo_lr0.003_mu2_g4" / "metrics.jsonl").read_text().splitlines()]
     assert [m["step"] for m in grpo if m["name"] == "reward"] == [0, 1, 2, 3]
     assert (runs / "grpo_lr0.003_mu2_g4" / "model" / "config.json").is_file()
-    run = runs / "sft_lr0.003_bs4"
+    run = runs / "sft_lr0.003_bs4_ep2"
     summary = json.loads((run / "summary.json").read_text())
     assert summary["predictors"]["forward_kl"] > 0.01  # SFT at lr 3e-3 moves the model off the base
 

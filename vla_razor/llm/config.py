@@ -85,7 +85,9 @@ class SFTConfig:
     """Supervised fine-tuning on the task's solutions (the shipped worked solutions or your annotations)."""
 
     optim: OptimConfig = option(llm_optim(), "SFT optimisation")
-    run_name: str | None = option(None, "run folder name (default: sft_lr<lr>_bs<batch>)", plain_name=True)
+    run_name: str | None = option(
+        None, "run folder name (default: sft_lr<lr>_bs<batch>, _ep<epochs> when not 1)", plain_name=True
+    )
 
     def __post_init__(self) -> None:
         _check_optim(self.optim, "sft.optim")
@@ -122,7 +124,9 @@ class SimPOConfig:
     margin: float = option(1.0, "target margin (paper: 1)", ge=0)
     length_normalize: bool = option(False, "mean token log-prob instead of the sum (original SimPO)")
     optim: OptimConfig = option(llm_optim(), "SimPO optimisation")
-    run_name: str | None = option(None, "run folder name (default: simpo_lr<lr>_bs<batch>)", plain_name=True)
+    run_name: str | None = option(
+        None, "run folder name (default: simpo_lr<lr>_bs<batch>, _ep<epochs> when not 1)", plain_name=True
+    )
 
     def __post_init__(self) -> None:
         _check_optim(self.optim, "simpo.optim")

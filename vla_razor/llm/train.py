@@ -74,11 +74,13 @@ class RunResult:
 
 
 def run_name(cfg: LLMConfig, method: str) -> str:
+    """The run folder's default name: the method and the settings a sweep varies (epochs only when not 1)."""
     lora = f"_lora{cfg.lora.r}" if cfg.lora.enabled else ""
-    if method == "sft":
-        return cfg.sft.run_name or f"sft_lr{cfg.sft.optim.lr:g}_bs{cfg.sft.optim.batch_size}{lora}"
-    if method == "simpo":
-        return cfg.simpo.run_name or f"simpo_lr{cfg.simpo.optim.lr:g}_bs{cfg.simpo.optim.batch_size}{lora}"
+    if method in ("sft", "simpo"):
+        section = getattr(cfg, method)
+        o = section.optim
+        epochs = f"_ep{o.epochs}" if o.epochs != 1 else ""
+        return section.run_name or f"{method}_lr{o.lr:g}_bs{o.batch_size}{epochs}{lora}"
     g = cfg.grpo
     return g.run_name or f"{method}_lr{g.optim.lr:g}_mu{g.mu}_g{g.group_size}{lora}"
 
