@@ -319,12 +319,12 @@ def test_llm_tasks_run_their_stage_from_plain_data(tiny_llm: Path, tmp_path: Pat
 
 
 def test_committed_robot_sweeps_expand_into_their_runs():
-    """The committed sweep configs load and expand (no Ray): #20's razor experiment is 20 runs, each in its own
-    folder, at the evaluation the issue names."""
+    """The committed sweep configs load and expand (no Ray): #20's razor experiment is 15 runs (then 2 seeds of each
+    method's best), each in its own folder, at the evaluation the issue names."""
     embedded = load_config(SweepConfig, ROOT / "configs/sweep_robot_embedded.yaml")
     _, tasks = sweep_tasks(embedded)
-    assert len(tasks) == 20 and len({t.name for t in tasks}) == 20
-    assert sum(t.name.startswith("sft_") for t in tasks) == 10 and any("_ep3_" in t.name for t in tasks)
+    assert len(tasks) == 15 and len({t.name for t in tasks}) == 15
+    assert sum(t.name.startswith("sft_") for t in tasks) == 10 and sum(t.name.startswith("rl_") for t in tasks) == 5
     exp = _experiment(embedded)
     assert (exp.eval.pick_can_episodes, exp.eval.probe_episodes) == (100, 100)
     assert exp.eval.kl_episodes * exp.eval.kl_frames_per_episode >= 200
@@ -332,6 +332,7 @@ def test_committed_robot_sweeps_expand_into_their_runs():
     assert (exp.rl.advantage, exp.rl.baseline, exp.rl.kl_coef) == ("normalized", "group", 0.0), "the paper's RL"
     assert exp.rl.length_normalize and exp.rl.clip_ratio == 0.2, "the guards this base needs (#19)"
     assert exp.eval.temperature == 1.0
+    assert exp.rl.eval_every and exp.rl.iterations // exp.rl.eval_every >= 3, "mid-training points for RL"
     _, paper = sweep_tasks(load_config(SweepConfig, ROOT / "configs/sweep_robot_paper.yaml"))
     assert len(paper) == 3 * 7 + 7
 
