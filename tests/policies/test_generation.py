@@ -327,7 +327,9 @@ def test_graph_engine_equals_static_engine_on_gpu(contexts):
         for fused in (True, False):
             graph = policy.sample(batch, engine="graph", fused_projections=fused, **kw)
             assert torch.equal(graph.tokens, static.tokens)
-            torch.testing.assert_close(graph.logits, static.logits, atol=1e-4, rtol=1e-4)
+            # the graph runs a batch at its row bucket (3 rows as 4): other matrix shapes, other summation orders;
+            # on the H200 that moved 5 of 5,376 logits by up to 1.1e-4 (session 13)
+            torch.testing.assert_close(graph.logits, static.logits, atol=5e-4, rtol=1e-4)
 
     padded = policy.encode(images, instructions)
     agree(padded, temperature=0)  # captures
