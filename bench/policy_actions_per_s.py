@@ -185,7 +185,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     cfg = bench_config(args.config, args.device)
 
-    from vla_razor.policies.openvla.generation import generate_action_tokens, resolve_engine
+    from vla_razor.policies.openvla.generation import generate_action_tokens, release_decoders, resolve_engine
     from vla_razor.policies.openvla.modeling_openvla import DTYPES, build_model
     from vla_razor.policies.openvla.policy import OpenVLAPolicy
     from vla_razor.policies.openvla.processor_openvla import ByteTokenizer, OpenVLAProcessor
@@ -275,6 +275,11 @@ def main() -> None:
                 row["peak_memory_gib"] = torch.cuda.max_memory_allocated() / 2**30
             rows.append(row)
             print(json.dumps(row), flush=True)
+            # each setting's K/V buffers and CUDA graphs go before the next: at a 7B's batch 128 a decoder holds
+            # ~20 GB, and the cache keeps several per model (session 13: out of memory without this)
+            release_decoders(model)
+            if args.device == "cuda":
+                torch.cuda.empty_cache()
         if batch_size == args.profile_batch:
             print(
                 profile_table(

@@ -7,8 +7,8 @@
 # On the device (scripts/device/remote.sh): install1-3, then `start "bash scripts/device/cli_7b.sh python3"`.
 # The same steps at the tiny size on a CPU (a dry run of the commands):
 #   POLICY=configs/policy_tiny.yaml CAMERA=112 WORKERS=2 SFT_STEPS=6 EVERY=2 bash scripts/device/cli_7b.sh .venv/bin/python
-# Full 7B runs are removed once measured: a full run's training state (weights + AdamW moments) is ~45 GB, and the
-# machine's disk holds 64 GiB.
+# 7B runs' weights are removed once measured: a full run's training state (weights + AdamW moments) is ~45 GB, and
+# the machine's disk holds 64 GiB with its image; the runs go to /dev/shm when it has more room.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 PY=${1:-python3}
@@ -21,6 +21,15 @@ EXP=${EXP:-cli_7b}
 SHM=/dev/shm/vla_razor_runs
 OUT=runs/$EXP
 mkdir -p "$OUT"
+avail_gb() { df --output=avail -BG "$1" | tail -1 | tr -dc 0-9; }
+# Session 13 on the H200: the LoRA SFT's merged policy (15 GB) beside the base (15 GB) did not fit the disk
+# ("No space left on device"): the machine's 64 GiB disk also holds its image. So the 7B runs go where there is
+# more room, RAM's /dev/shm when it has more, and every measured run's weights go at once (prune).
+echo "free: disk $(avail_gb runs 2>/dev/null || avail_gb .) GB, /dev/shm $(avail_gb /dev/shm) GB"
+run_dir=runs
+if [ "$POLICY" != configs/policy_tiny.yaml ] && [ "$(avail_gb /dev/shm)" -gt "$(avail_gb .)" ]; then run_dir=$SHM; fi
+mkdir -p "$run_dir"
+echo "the 7B runs in $run_dir"
 
 # the 7B policy config with the byte tokenizer (a random-weight model has no tokenizer folder)
 grep -v "^tokenizer:" "$POLICY" > "$OUT/policy.yaml" && echo "tokenizer: bytes" >> "$OUT/policy.yaml"
@@ -40,6 +49,7 @@ start=$SECONDS
   --pretrain.optim.warmup_steps 0 --pretrain.snapshot_every 0 --pretrain.out "$OUT/base"
 echo "pretrain $((SECONDS - start))" >> "$OUT/wall_s.txt"
 base=$OUT/base/policy
+[ "$POLICY" = configs/policy_tiny.yaml ] || rm -rf "$OUT/base/checkpoints"  # its training state: the policy is kept
 
 # Runs `vla-razor ARGS` in the background, kills it (SIGKILL, as a lost machine would) once its run folder holds
 # a training state, then runs the same command to the end: it must resume, not restart.
@@ -75,25 +85,25 @@ sft=(robot sft "${common[@]}" --base "$base" --sft.datasets "[\"$OUT/demos\"]" -
 rl=(robot rl "${common[@]}" --experiment "${EXP}_rl" --base "$base" --task close_drawer --collect.task close_drawer
     --probes '["open_drawer"]' --rl.grid "[4, 4]"
     --rl.episodes_per_point 4 --rl.iterations 2 --rl.max_steps 16 --rl.optim.batch_size 16 --rl.optim.lr 1e-5 --rl.eval_every 0 --eval.kl_every 0)
-prune() {  # a measured 7B run's weights and training state go (disk); its metrics and summary stay
-  [ "$POLICY" = configs/policy_tiny.yaml ] || rm -rf "$1"/policy "$1"/checkpoints
+prune() {  # a measured 7B run's weights and training state go (disk); its metrics and summary stay, copied beside
+  [ "$POLICY" = configs/policy_tiny.yaml ] || rm -rf "$1"/policy "$1"/checkpoints   # the logs (it may be in /dev/shm)
+  mkdir -p "$OUT/measured" && cp -r "$1" "$OUT/measured/" 2>/dev/null || true
 }
-kill_then_resume sft_lora "${sft[@]}" --lora.enabled true --sft.run_name sft_lora
-prune "runs/$EXP/runs/sft_lora"
-kill_then_resume rl_lora "${rl[@]}" --lora.enabled true --rl.run_name rl_lora --checkpoint_every 1
-prune "runs/${EXP}_rl/runs/rl_lora"
-# A full 7B run holds the base (15 GB), its training state (bf16 weights + AdamW moments, 45 GB) and its policy (15
-# GB) at its end: 75 GB, more than this machine's 64 GiB disk. Where the disk is short and /dev/shm (RAM) has room,
-# the full runs' folders go there.
-full_dir=runs
-if [ "$(df --output=avail -BG runs | tail -1 | tr -dc 0-9)" -lt 64 ] && [ "$POLICY" != configs/policy_tiny.yaml ]; then
-  if [ "$(df --output=avail -BG /dev/shm | tail -1 | tr -dc 0-9)" -ge 64 ]; then full_dir=$SHM; fi
-  echo "full runs in $full_dir (disk: $(df -h --output=avail runs | tail -1), /dev/shm: $(df -h --output=avail /dev/shm | tail -1))"
+kill_then_resume sft_lora "${sft[@]}" --runs_dir "$run_dir" --lora.enabled true --sft.run_name sft_lora || echo "sft_lora failed"
+prune "$run_dir/$EXP/runs/sft_lora"
+kill_then_resume rl_lora "${rl[@]}" --runs_dir "$run_dir" --lora.enabled true --rl.run_name rl_lora --checkpoint_every 1 \
+  || echo "rl_lora failed"
+prune "$run_dir/${EXP}_rl/runs/rl_lora"
+# A full 7B run holds its training state (bf16 weights + AdamW moments, 45 GB) and, at its end, its policy (15 GB):
+# 60 GB beside the base's 15 on the disk. Where that room is missing, the full runs are skipped and say so.
+if [ "$POLICY" = configs/policy_tiny.yaml ] || [ "$(avail_gb "$run_dir")" -ge 62 ]; then
+  kill_then_resume sft_full "${sft[@]}" --runs_dir "$run_dir" --sft.run_name sft_full || echo "sft_full failed"
+  prune "$run_dir/$EXP/runs/sft_full"
+  kill_then_resume rl_full "${rl[@]}" --runs_dir "$run_dir" --rl.run_name rl_full --checkpoint_every 1 || echo "rl_full failed"
+  prune "$run_dir/${EXP}_rl/runs/rl_full"
+else
+  echo "full runs skipped: $run_dir has $(avail_gb "$run_dir") GB free, a full 7B run needs ~62"
 fi
-kill_then_resume sft_full "${sft[@]}" --runs_dir "$full_dir" --sft.run_name sft_full || echo "sft_full failed"
-prune "$full_dir/$EXP/runs/sft_full"
-kill_then_resume rl_full "${rl[@]}" --runs_dir "$full_dir" --rl.run_name rl_full --checkpoint_every 1 || echo "rl_full failed"
-prune "$full_dir/${EXP}_rl/runs/rl_full"
 
 # 3. what each run measured: per-update / per-iteration time and peak GPU memory
 "$PY" - "$EXP" <<'EOF'

@@ -42,7 +42,10 @@ from vla_razor.policies.openvla.modeling_openvla import OpenVLAModel, check_left
 from vla_razor.policies.static_decoder import LENGTH_BUCKET, DecoderCache, StaticLlamaDecoder
 
 Engine = Literal["auto", "eager", "static", "graph"]
-MAX_GRAPHS_PER_MODEL = 8
+MAX_GRAPHS_PER_MODEL = 4
+"""Decoders kept per model: each holds K/V buffers for its rows (a 7B's batch 128: ~20 GB) and its graphs' pool; 8
+put a generation bench out of memory on the H200 beside a 7B (session 13). A rollout meets ~5 row buckets, so it
+makes one again at most about once an iteration."""
 ROW_BUCKET_STEP = 16
 """Above this many rows, batches are padded to a multiple of it; at or below, to the next power of two."""
 
