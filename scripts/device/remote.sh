@@ -24,7 +24,7 @@ install2) whl=$T/sapien-3.0.3-cp312-cp312-manylinux_2_28_x86_64.whl
           cat $T/parts/sapien.part.aa .whl/p2/sapien.part.ab > $whl
           pip install -q --no-index --no-deps --no-compile --target $T/site $whl .whl/p2/*.whl 2>&1 | grep -v WARN ;;
 install3) pip install -q --no-index --no-deps --no-compile --target $T/site .whl/ms/*.whl 2>&1 | grep -v WARN ;;
-site) mkdir -p $T/parts && cp "$2"/*/* $T/parts/ && cd $T/parts || exit
+site) mkdir -p $T/parts && for d in "$2"/*/; do cp "$d"* $T/parts/ || exit; done; cd $T/parts || exit
       shopt -s nullglob; lists=(*.parts); [ ${#lists[@]} -gt 0 ] || { echo "no NAME.parts in $2/*/"; exit 1; }
       for list in "${lists[@]}"; do  # NAME.parts lists an archive's pieces, NAME.sha256 its checksum
         name=${list%.parts}; missing=$(while read -r p; do [ -f "$p" ] || echo "$p"; done < "$list")
