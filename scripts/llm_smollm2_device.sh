@@ -54,6 +54,7 @@ for whl in sorted(Path(sys.argv[1]).glob("*.whl")):
 PY
   python3 -m pip install -q --no-deps --no-index --no-compile --only-binary=:all: $tags --target "$work/site" "$work"/whl/*.whl
   rm -rf "$work/site/bin"; find "$work/site" -name direct_url.json -delete  # scripts and paths of this machine
+  sed -i '/^\.\.\/\.\.\/bin\/\|direct_url\.json,/d' "$work"/site/*.dist-info/RECORD
   python3 - "$work/data" "$work/site" "$GGUF_SHA256" <<'PY'
 import hashlib, re, sys, zipfile
 from pathlib import Path
