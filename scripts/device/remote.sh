@@ -19,7 +19,8 @@
 set -u
 T="${REMOTE_TMP:-/tmp}"
 case "${1:-}" in
-install1) for f in .gl/*.deb; do dpkg -x "$f" /; done; ldconfig; mkdir -p $T/parts; cp .whl/p1/sapien.part.aa $T/parts/ ;;
+install1) for f in .gl/*.deb; do dpkg -x "$f" /; done; ldconfig
+          mkdir -p $T/parts; cp .whl/p1/sapien.part.aa $T/parts/ ;;
 install2) whl=$T/sapien-3.0.3-cp312-cp312-manylinux_2_28_x86_64.whl
           cat $T/parts/sapien.part.aa .whl/p2/sapien.part.ab > $whl
           pip install -q --no-index --no-deps --no-compile --target $T/site $whl .whl/p2/*.whl 2>&1 | grep -v WARN ;;
@@ -31,7 +32,8 @@ site) mkdir -p $T/parts && for d in "$2"/*/; do cp "$d"* $T/parts/ || exit; done
         if [ -f "$name.done" ]; then echo "$name: unpacked already"
         elif [ -n "$missing" ]; then echo "$name: waiting for" $missing
         else cat $(cat "$list") > "$name" && sha256sum -c "$name.sha256" && mkdir -p $T/site \
-               && tar -xJf "$name" -C $T/site && rm "$name" && touch "$name.done" && echo "$name: unpacked into $T/site" \
+               && tar -xJf "$name" -C $T/site && rm "$name" && touch "$name.done" \
+               && echo "$name: unpacked into $T/site" \
                || { rm -f "$name"; echo "$name: broken (a piece from another build?)"; exit 1; }
         fi
       done ;;
@@ -50,6 +52,7 @@ pack) cd $T/w; shift; find . -path ./.whl -prune -o -type f \( -name "*.json" -o
 packrun) dir=$2; shift 2; cd $T/w && tar czf $T/run.tgz "${@/#/--exclude=}" "$dir" && rm -f "$OUT"/run.tgz.part* \
            && split -b 15M -d $T/run.tgz "$OUT/run.tgz.part"
          ls -la "$OUT" ;;
-*) echo "usage: remote.sh install1|install2|install3|site DIR|stage|start CMD|poll [S] [N]|pack [GLOB...]|packrun DIR [NAME...]"
+*) verbs="install1|install2|install3|site DIR|stage|start CMD|poll [S] [N]|pack [GLOB...]|packrun DIR [NAME...]"
+   echo "usage: remote.sh $verbs"
    exit 2 ;;
 esac
