@@ -40,7 +40,7 @@ import os
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 
@@ -80,10 +80,13 @@ class EpisodeMeta:
     attempt: int
     steps: int
     success: bool
-    file: str
-    """Path of the episode file relative to the dataset folder."""
+    file: str = ""
+    """Path of the episode file relative to the dataset folder; left empty, episode_filename(grid_point, attempt)."""
     reset_kwargs: dict[str, Any] = field(default_factory=dict)
     """What `env.reset(**reset_kwargs)` took (seed and options): enough to re-create the initial state."""
+
+    def __post_init__(self) -> None:
+        self.file = self.file or episode_filename(self.grid_point, self.attempt)
 
 
 @dataclass
@@ -254,6 +257,31 @@ def write_index(
             "episodes": entries,
         },
     )
+
+
+def write_dataset(
+    root: Path,
+    src: Path,
+    episodes: Iterable[Episode],
+    env_info: dict[str, Any],
+    source_type: str,
+    source_desc: str,
+    statistics_name: str | Callable[[list[EpisodeMeta]], str],
+) -> int:
+    """A whole dataset converted from `src`, written into the empty folder `root` (a converter's atomic_write_folder):
+    each of `episodes` as it comes, so one is in memory at a time, then the index and the statistics under
+    `statistics_name` (or the name it gives for the episodes written). Returns the number of frames; DatasetError
+    naming `src` if there are no episodes."""
+    metas = []
+    for episode in episodes:
+        write_episode(root, episode)
+        metas.append(episode.meta)
+    if not metas:
+        raise DatasetError(f"{src}: holds no episodes to convert")
+    write_index(root, metas, env_info, source_type, source_desc)
+    name = statistics_name if isinstance(statistics_name, str) else statistics_name(metas)
+    DemoDataset(root).write_statistics(name)
+    return sum(m.steps for m in metas)
 
 
 # ------------------------------------------------------------------------------------------- statistics

@@ -30,7 +30,7 @@ import shutil
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -40,10 +40,8 @@ from data_collection.dataset import (
     DemoDataset,
     Episode,
     EpisodeMeta,
-    episode_filename,
     read_dataset_json,
-    write_episode,
-    write_index,
+    write_dataset,
 )
 
 SIDECAR = "meta/vla_razor.json"
@@ -219,6 +217,8 @@ def read_lerobot(src: Path, dst: Path, image_key: str = "", dataset_name: str = 
     """Writes the LeRobotDataset `src` as our dataset at `dst` (atomically), with its statistics under
     `dataset_name` (default: the key of a carried dataset_statistics.json, else the folder's name); returns the
     number of frames."""
+    from vla_razor.runs import atomic_write_folder
+
     ds = _open(src)
     features = ds.meta.features
     info = src / "meta" / "info.json"
@@ -235,66 +235,58 @@ def read_lerobot(src: Path, dst: Path, image_key: str = "", dataset_name: str = 
     side_eps = sidecar.get("episodes", [])
     if side_eps and len(side_eps) != ds.meta.total_episodes:
         raise DatasetError(f"{sidecar_path}: {len(side_eps)} episodes, but {info} has {ds.meta.total_episodes}")
+    episodes = _episodes(ds, src, key, side_eps)
+    env_info = sidecar.get("env_info", {"lerobot_repo_id": ds.meta.repo_id, "fps": ds.meta.fps})
+    source_type = sidecar.get("source_type", "lerobot")
+    source_desc = sidecar.get("source_desc", f"converted from LeRobotDataset {src}")
+
+    def write(root: Path) -> int:
+        name = dataset_name or _statistics_name(src)
+        frames = write_dataset(root, src, episodes, env_info, source_type, source_desc, name)
+        for file, value in sidecar.get("files", {}).items():
+            if file in CARRIED:
+                (root / file).write_text(json.dumps(value, indent=1))
+        return frames
+
+    return atomic_write_folder(Path(dst), write)
+
+
+def _episodes(ds: Any, src: Path, key: str, side_eps: list[dict[str, Any]]) -> Iterator[Episode]:
+    """The LeRobotDataset's episodes as ours, one at a time: the fields our sidecar carries (`side_eps`, one entry an
+    episode) restored, a foreign dataset's taken from its frames or set to defaults."""
     hf = ds.hf_dataset.with_format(None)
     tasks = {int(i): str(task) for task, i in ds.meta.tasks["task_index"].items()}
-    tmp, inner = _atomic_dir(dst)
-    try:
-        inner.mkdir()
-        metas, frames = [], 0
-        for e in range(ds.meta.total_episodes):
-            row = ds.meta.episodes[e]
-            lo, hi = int(row["dataset_from_index"]), int(row["dataset_to_index"])
-            try:
-                part = hf.select(range(lo, hi))[:]
-            except Exception as err:  # noqa: BLE001
-                raise DatasetError(
-                    f"{src}: episode {e} (frames {lo}..{hi}) cannot be read "
-                    f"({type(err).__name__}: {' '.join(str(err).split())[:300]})"
-                ) from None
-            images = np.stack([np.asarray(im.convert("RGB"), np.uint8) for im in part[key]])
-            actions = np.asarray(part["action"], np.float32)
-            t = len(actions)
-            proprio = np.asarray(part[STATE_KEY], np.float32) if STATE_KEY in part else np.zeros((t, 0), np.float32)
-            rewards = (
-                np.asarray(part["next.reward"], np.float32).reshape(t)
-                if "next.reward" in part
-                else np.zeros(t, np.float32)
-            )
-            success = bool(np.asarray(part["next.success"]).reshape(t)[-1]) if "next.success" in part else False
-            s = side_eps[e] if side_eps else {}
-            grid_point = int(s.get("grid_point", e))
-            attempt = int(s.get("attempt", 0))
-            meta = EpisodeMeta(
-                task=str(s.get("task", ds.meta.repo_id.split("/")[-1])),
-                instruction=tasks[int(part["task_index"][0])],
-                seed=int(s.get("seed", e)),
-                grid_point=grid_point,
-                grid_xy=[float(v) for v in s.get("grid_xy", [])],
-                attempt=attempt,
-                steps=t,
-                success=bool(s.get("success", success)),
-                file=episode_filename(grid_point, attempt),
-                reset_kwargs=s.get("reset_kwargs", {}),
-            )
-            write_episode(inner, Episode(images=images, proprio=proprio, actions=actions, rewards=rewards, meta=meta))
-            metas.append(meta)
-            frames += t
-        write_index(
-            inner,
-            metas,
-            sidecar.get("env_info", {"lerobot_repo_id": ds.meta.repo_id, "fps": ds.meta.fps}),
-            sidecar.get("source_type", "lerobot"),
-            sidecar.get("source_desc", f"converted from LeRobotDataset {src}"),
+    for e in range(ds.meta.total_episodes):
+        row = ds.meta.episodes[e]
+        lo, hi = int(row["dataset_from_index"]), int(row["dataset_to_index"])
+        try:
+            part = hf.select(range(lo, hi))[:]
+        except Exception as err:  # noqa: BLE001
+            raise DatasetError(
+                f"{src}: episode {e} (frames {lo}..{hi}) cannot be read "
+                f"({type(err).__name__}: {' '.join(str(err).split())[:300]})"
+            ) from None
+        images = np.stack([np.asarray(im.convert("RGB"), np.uint8) for im in part[key]])
+        actions = np.asarray(part["action"], np.float32)
+        t = len(actions)
+        proprio = np.asarray(part[STATE_KEY], np.float32) if STATE_KEY in part else np.zeros((t, 0), np.float32)
+        rewards = (
+            np.asarray(part["next.reward"], np.float32).reshape(t) if "next.reward" in part else np.zeros(t, np.float32)
         )
-        DemoDataset(inner).write_statistics(dataset_name or _statistics_name(src))
-        for name, value in sidecar.get("files", {}).items():
-            if name in CARRIED:
-                (inner / name).write_text(json.dumps(value, indent=1))
-        _publish(tmp, inner, dst)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return frames
+        success = bool(np.asarray(part["next.success"]).reshape(t)[-1]) if "next.success" in part else False
+        s = side_eps[e] if side_eps else {}
+        meta = EpisodeMeta(
+            task=str(s.get("task", ds.meta.repo_id.split("/")[-1])),
+            instruction=tasks[int(part["task_index"][0])],
+            seed=int(s.get("seed", e)),
+            grid_point=int(s.get("grid_point", e)),
+            grid_xy=[float(v) for v in s.get("grid_xy", [])],
+            attempt=int(s.get("attempt", 0)),
+            steps=t,
+            success=bool(s.get("success", success)),
+            reset_kwargs=s.get("reset_kwargs", {}),
+        )
+        yield Episode(images=images, proprio=proprio, actions=actions, rewards=rewards, meta=meta)
 
 
 def main(argv: list[str] | None = None) -> int:

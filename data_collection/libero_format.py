@@ -24,16 +24,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from data_collection.dataset import (
-    ACTION_DIM,
-    DatasetError,
-    DemoDataset,
-    Episode,
-    EpisodeMeta,
-    episode_filename,
-    write_episode,
-    write_index,
-)
+from data_collection.dataset import ACTION_DIM, DatasetError, Episode, EpisodeMeta, write_dataset
 from envs.libero import gripper_opening, preprocess_image
 from envs.tasks import LIBERO_TASKS
 
@@ -124,7 +115,6 @@ def _episode(
         attempt=0,
         steps=t,
         success=bool(t and rewards[-1] > 0),
-        file=episode_filename(e, 0),
         reset_kwargs={"libero_file": path.name, "demo": demo},
     )
     return Episode(images, proprio.astype(np.float32), actions, rewards, meta)
@@ -141,31 +131,18 @@ def libero_to_ours(
     the tasks' suite when they share one, OpenVLA's unnorm key, else src's folder name); returns the frames."""
     from vla_razor.runs import atomic_write_folder
 
-    frames = 0
+    env_info = {
+        "libero_files": sorted(p.name for p in Path(src).glob(f"*{SUFFIX}")),
+        "image": f"agentview_rgb rotated 180 degrees, JPEG round trip, resized to {image_size or 'as stored'}",
+        "gripper": f"the policy's (closed, open) = {list(gripper_range)}, from LIBERO's -1 open .. +1 close",
+    }
 
-    def write(root: Path) -> None:
-        nonlocal frames
-        metas = []
-        for episode in read_libero_episodes(src, image_size, gripper_range):
-            write_episode(root, episode)
-            metas.append(episode.meta)
-            frames += episode.meta.steps
-        if not metas:
-            raise DatasetError(f"{src}: its LIBERO files hold no demos")
+    def suite(metas: list[EpisodeMeta]) -> str:
         suites = {LIBERO_TASKS[m.task].libero.suite for m in metas if m.task in LIBERO_TASKS}
-        write_index(
-            root,
-            metas,
-            {
-                "libero_files": sorted(p.name for p in Path(src).glob(f"*{SUFFIX}")),
-                "image": f"agentview_rgb rotated 180 degrees, JPEG round trip, resized to {image_size or 'as stored'}",
-                "gripper": f"the policy's (closed, open) = {list(gripper_range)}, from LIBERO's -1 open .. +1 close",
-            },
-            "libero",
-            f"converted from LIBERO demonstrations {src}",
-        )
-        name = dataset_name or (next(iter(suites)) if len(suites) == 1 else Path(src).name)
-        DemoDataset(root).write_statistics(name)
+        return next(iter(suites)) if len(suites) == 1 else Path(src).name
 
-    atomic_write_folder(Path(dst), write)
-    return frames
+    episodes = read_libero_episodes(src, image_size, gripper_range)
+    desc = f"converted from LIBERO demonstrations {src}"
+    return atomic_write_folder(
+        Path(dst), lambda root: write_dataset(root, src, episodes, env_info, "libero", desc, dataset_name or suite)
+    )

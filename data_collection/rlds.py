@@ -33,17 +33,7 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
-from data_collection.dataset import (
-    ACTION_DIM,
-    DatasetError,
-    DemoDataset,
-    Episode,
-    EpisodeMeta,
-    episode_filename,
-    read_dataset_json,
-    write_episode,
-    write_index,
-)
+from data_collection.dataset import ACTION_DIM, DatasetError, Episode, EpisodeMeta, read_dataset_json, write_dataset
 
 DEFAULT_TEMPLATE = "{DATASET}-{SPLIT}.{FILEFORMAT}-{SHARD_X_OF_Y}"
 OPENVLA_GRIPPER = "absolute, OpenVLA's: 1 open, 0 closed (RLDS source, OpenVLA's per-dataset transform)"
@@ -408,50 +398,36 @@ def rlds_to_ours(src: Path, dst: Path, transform: str = "", image_key: str = "",
     from vla_razor.runs import atomic_write_folder
 
     builder = RLDSBuilder(src, transform, image_key)
-    name = dataset_name or builder.name
-    frames = 0
-
-    def write(root: Path) -> None:
-        nonlocal frames
-        metas = []
-        for e, (where, steps) in enumerate(builder.episodes()):
-            t = len(steps.actions)
-            meta = EpisodeMeta(
+    episodes = (
+        Episode(
+            images=steps.images,
+            proprio=steps.proprio,
+            actions=steps.actions,
+            rewards=steps.rewards,
+            meta=EpisodeMeta(
                 task=builder.name,
                 instruction=steps.instruction,
                 seed=e,
                 grid_point=e,
                 grid_xy=[],
                 attempt=0,
-                steps=t,
+                steps=len(steps.actions),
                 success=False,
-                file=episode_filename(e, 0),
                 reset_kwargs={"rlds_episode": where},
-            )
-            write_episode(
-                root,
-                Episode(
-                    images=steps.images, proprio=steps.proprio, actions=steps.actions, rewards=steps.rewards, meta=meta
-                ),
-            )
-            metas.append(meta)
-            frames += t
-        if not metas:
-            raise DatasetError(f"{src}: its shards hold no episodes")
-        write_index(
-            root,
-            metas,
-            {
-                "rlds_name": builder.name,
-                "rlds_version": builder.info.get("version", ""),
-                "transform": builder.transform,
-                "image_key": builder.image_key,
-                "gripper": OPENVLA_GRIPPER,
-            },
-            "rlds",
-            f"converted from RLDS {src}",
+            ),
         )
-        DemoDataset(root).write_statistics(name)
-
-    atomic_write_folder(Path(dst), write)
-    return frames
+        for e, (where, steps) in enumerate(builder.episodes())
+    )
+    env_info = {
+        "rlds_name": builder.name,
+        "rlds_version": builder.info.get("version", ""),
+        "transform": builder.transform,
+        "image_key": builder.image_key,
+        "gripper": OPENVLA_GRIPPER,
+    }
+    return atomic_write_folder(
+        Path(dst),
+        lambda root: write_dataset(
+            root, src, episodes, env_info, "rlds", f"converted from RLDS {src}", dataset_name or builder.name
+        ),
+    )

@@ -122,7 +122,23 @@ class Task:
         return next(iter(self.experts))
 
 
-DRAWER_NO_SIMPLER_REGION = "SimplerEnv varies the robot pose for its drawer tasks, not the cabinet"
+def _drawer_task(verb: str, success: str, expert: Callable[[Any], list[experts.Waypoint]], eval_stream: int) -> Task:
+    """The cabinet's top-drawer task `verb`: "open" (open_drawer, RazorOpenDrawer-v1) or "close" (close_drawer,
+    RazorCloseDrawer-v1), on envs/embedded/drawer.py's cabinet, with SimplerEnv's twin."""
+    return Task(
+        id=f"{verb}_drawer",
+        env_id=f"Razor{verb.capitalize()}Drawer-v1",
+        instruction=f"{verb} top drawer",
+        success=success,
+        max_steps=113,
+        regions={"embedded": CABINET_OFFSET_RANGE},
+        placement_key="cabinet_xy",
+        experts={"default": expert},
+        eval_stream=eval_stream,
+        simpler=SimplerTwin(f"google_robot_{verb}_top_drawer"),
+        no_region={"simpler": "SimplerEnv varies the robot pose for its drawer tasks, not the cabinet"},
+    )
+
 
 TASKS: dict[str, Task] = {
     t.id: t
@@ -139,32 +155,10 @@ TASKS: dict[str, Task] = {
             eval_stream=2,
             simpler=SimplerTwin("google_robot_pick_coke_can", {"success_from_episode_stats": False}),
         ),
-        Task(
-            id="open_drawer",
-            env_id="RazorOpenDrawer-v1",
-            instruction="open top drawer",
-            success="the top drawer open 0.15 m or more (of 0.2 m travel)",
-            max_steps=113,
-            regions={"embedded": CABINET_OFFSET_RANGE},
-            placement_key="cabinet_xy",
-            experts={"default": experts.open_drawer},
-            eval_stream=0,
-            simpler=SimplerTwin("google_robot_open_top_drawer"),
-            no_region={"simpler": DRAWER_NO_SIMPLER_REGION},
+        _drawer_task(
+            "open", "the top drawer open 0.15 m or more (of 0.2 m travel)", experts.open_drawer, eval_stream=0
         ),
-        Task(
-            id="close_drawer",
-            env_id="RazorCloseDrawer-v1",
-            instruction="close top drawer",
-            success="the top drawer open 0.05 m or less",
-            max_steps=113,
-            regions={"embedded": CABINET_OFFSET_RANGE},
-            placement_key="cabinet_xy",
-            experts={"default": experts.close_drawer},
-            eval_stream=1,
-            simpler=SimplerTwin("google_robot_close_top_drawer"),
-            no_region={"simpler": DRAWER_NO_SIMPLER_REGION},
-        ),
+        _drawer_task("close", "the top drawer open 0.05 m or less", experts.close_drawer, eval_stream=1),
         Task(
             id="place_can",
             env_id="RazorPlaceCan-v1",

@@ -19,7 +19,7 @@ import tempfile
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 import yaml
@@ -28,6 +28,7 @@ from safetensors.torch import load_file, save_file
 from vla_razor.config import ConfigError
 
 SUMMARY = "summary.json"
+T = TypeVar("T")
 
 
 def default_file_mode(directory: bool = False) -> int:
@@ -55,21 +56,22 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         raise
 
 
-def atomic_write_folder(path: Path, write: Callable[[Path], None]) -> None:
+def atomic_write_folder(path: Path, write: Callable[[Path], T]) -> T:
     """`write(tmp)` fills a fresh temporary folder next to `path`, which then replaces `path` by a rename: a reader
-    sees the whole folder (a saved model) or none of it."""
+    sees the whole folder (a saved model) or none of it. Returns what `write` returns."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}."))
     try:
         os.chmod(tmp, default_file_mode(directory=True))
-        write(tmp)
+        result = write(tmp)
         if path.exists():
             shutil.rmtree(path)
         tmp.rename(path)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    return result
 
 
 def save_policy(policy: Any, directory: Path) -> None:

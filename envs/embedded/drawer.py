@@ -143,11 +143,8 @@ class DrawerEnv(RazorTabletopEnv):
         """How far the task drawer is open, metres, [num_envs]."""
         return self.cabinet.get_qpos()[:, self.drawer_joint_index]
 
-    def _get_obs_extra(self, info: dict) -> dict:
-        obs = super()._get_obs_extra(info)
-        if "state" in self.obs_mode:
-            obs.update(drawer_qpos=self.drawer_qpos(), handle_pose=self.handle_pose.raw_pose)
-        return obs
+    def _object_state(self) -> dict[str, torch.Tensor]:
+        return {**super()._object_state(), "drawer_qpos": self.drawer_qpos(), "handle_pose": self.handle_pose.raw_pose}
 
 
 @register_env(OPEN_TASK.env_id, max_episode_steps=OPEN_TASK.max_steps)

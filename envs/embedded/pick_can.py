@@ -118,8 +118,5 @@ class PickCanEnv(RazorTabletopEnv):
             "lift": lift,
         }
 
-    def _get_obs_extra(self, info: dict) -> dict:
-        obs = super()._get_obs_extra(info)
-        if "state" in self.obs_mode:
-            obs.update(can_pose=self.can.pose.raw_pose)
-        return obs
+    def _object_state(self) -> dict[str, torch.Tensor]:
+        return {**super()._object_state(), "can_pose": self.can.pose.raw_pose}

@@ -81,8 +81,5 @@ class PlaceCanEnv(PickCanEnv):
             "distance": distance,
         }
 
-    def _get_obs_extra(self, info: dict) -> dict:
-        obs = super()._get_obs_extra(info)
-        if "state" in self.obs_mode:
-            obs.update(mark_pose=self.mark.pose.raw_pose)
-        return obs
+    def _object_state(self) -> dict[str, torch.Tensor]:
+        return {**super()._object_state(), "mark_pose": self.mark.pose.raw_pose}

@@ -182,7 +182,7 @@ class RazorTabletopEnv(BaseEnv):
     """Shared scaffolding: agent, table, lighting, camera, 3 Hz control, observation extras.
 
     Subclasses add their objects in `_load_scene` (after calling `super()._load_scene`), place them in
-    `_initialize_episode`, and define `evaluate`. `instruction` is the task's language instruction.
+    `_initialize_episode`, define `evaluate` and say their objects' state in `_object_state`. `instruction` is the task's language instruction.
     """
 
     SUPPORTED_ROBOTS = ["panda_razor"]
@@ -268,7 +268,14 @@ class RazorTabletopEnv(BaseEnv):
         self.agent.robot.set_pose(sapien.Pose(p=[ROBOT_BASE_XY[0], ROBOT_BASE_XY[1], 0.0]))
 
     def _get_obs_extra(self, info: dict) -> dict:
-        return dict(tcp_pose=self.agent.tcp.pose.raw_pose)
+        obs = dict(tcp_pose=self.agent.tcp.pose.raw_pose)
+        if "state" in self.obs_mode:
+            obs.update(self._object_state())
+        return obs
+
+    def _object_state(self) -> dict[str, torch.Tensor]:
+        """What a state observation adds about the task's objects (a subclass extends its parent's)."""
+        return {}
 
     def compute_dense_reward(self, obs: Any, action: torch.Tensor, info: dict) -> torch.Tensor:
         return info["success"].float()

@@ -139,6 +139,23 @@ def test_drawer_experts_succeed(task):
     env.close()
 
 
+@pytest.mark.parametrize(
+    "task, objects",
+    [
+        ("pick_can", ["can_pose"]),
+        ("place_can", ["can_pose", "mark_pose"]),
+        ("open_drawer", ["drawer_qpos", "handle_pose"]),
+    ],
+)
+def test_state_observation_adds_the_task_objects(task, objects):
+    env = envs.make(task, render=False)
+    env.reset(seed=0)
+    extra = env.unwrapped.get_obs()["extra"]
+    env.close()
+    assert list(extra) == ["tcp_pose", *objects]
+    assert all(extra[k].shape == (1, 7) for k in extra if k.endswith("_pose"))
+
+
 def test_unknown_task_and_backend_errors():
     with pytest.raises(ValueError, match="unknown task"):
         envs.make("stack_cubes")

@@ -485,6 +485,21 @@ class _Parser(argparse.ArgumentParser):
         self.exit(BAD_INPUT_EXIT, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
+def _config_commands(domain: argparse.ArgumentParser, config_cls: type, default_config: str, *rows: tuple) -> Any:
+    """The commands of a domain (`vla-razor <domain> <command>`), a row (name, function, help[, {flag:
+    add_argument's keywords}]) a command: each takes --config (default `default_config`), its own flags, then every
+    field of `config_cls` as a flag. Returns the domain's subparsers, for commands of another shape."""
+    subcommands = domain.add_subparsers(dest=f"{domain.prog.split()[-1]}_command", required=True)
+    for name, fn, text, *flags in rows:
+        sub = subcommands.add_parser(name, help=text)
+        sub.add_argument("--config", help=f"YAML config (default: {default_config} if present)")
+        for flag, kwargs in (flags[0] if flags else {}).items():
+            sub.add_argument(flag, **kwargs)
+        add_config_arguments(sub, config_cls)
+        sub.set_defaults(func=fn)
+    return subcommands
+
+
 def build_parser() -> argparse.ArgumentParser:
     from vla_razor.toy.config import ToyConfig
 
@@ -494,43 +509,46 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True)
 
-    toy = commands.add_parser("toy", help="the paper's ParityMNIST experiment (Appendix B.3)")
-    toy_commands = toy.add_subparsers(dest="toy_command", required=True)
-    for name, fn, help_text in (
+    _config_commands(
+        commands.add_parser("toy", help="the paper's ParityMNIST experiment (Appendix B.3)"),
+        ToyConfig,
+        DEFAULT_TOY_CONFIG,
         ("pretrain", cmd_toy_pretrain, "pretrain the base MLP on ParityMNIST + FashionMNIST"),
         ("sweep", cmd_toy_sweep, "fine-tune every method over the hyperparameter grid, then write the report"),
-        ("report", cmd_toy_report, "rewrite the report from the experiment's run folders"),
-    ):
-        sub = toy_commands.add_parser(name, help=help_text)
-        sub.add_argument("--config", help=f"YAML config (default: {DEFAULT_TOY_CONFIG} if present)")
-        if name == "report":
-            sub.add_argument("--out", help="report folder (default: <experiment>/report)")
-        add_config_arguments(sub, ToyConfig)
-        sub.set_defaults(func=fn)
+        (
+            "report",
+            cmd_toy_report,
+            "rewrite the report from the experiment's run folders",
+            {"--out": {"help": "report folder (default: <experiment>/report)"}},
+        ),
+    )
 
     from vla_razor.robot.config import RobotConfig
 
-    robot = commands.add_parser("robot", help="the main job: fine-tune a VLA on pick-can, measure drawer retention")
-    robot_commands = robot.add_subparsers(dest="robot_command", required=True)
-    for name, fn, help_text in (
+    policy = {"--policy": {"help": "policy folder to evaluate (default: the base itself)"}}
+    robot_commands = _config_commands(
+        commands.add_parser("robot", help="the main job: fine-tune a VLA on pick-can, measure drawer retention"),
+        RobotConfig,
+        DEFAULT_ROBOT_CONFIG,
         ("pipeline", cmd_robot_pipeline, "the main job: SFT demos, SFT, RL, evaluation of each, forgetting report"),
         ("collect", cmd_robot_collect, "collect the SFT demonstrations of the config's collect section (resumable)"),
         ("pretrain", cmd_robot_pretrain, "train the base policy by behaviour cloning on expert demonstrations"),
         ("sft", cmd_robot_sft, "fine-tune the base on pick-can demonstrations (paper, Appendix B.2)"),
         ("rl", cmd_robot_rl, "on-policy REINFORCE on pick-can with a reward-normalization baseline (B.2)"),
-        ("eval", cmd_robot_eval, "pick-can success, drawer retention and KL to the base of one policy folder"),
+        (
+            "eval",
+            cmd_robot_eval,
+            "pick-can success, drawer retention and KL to the base of one policy folder",
+            {**policy, "--out": {"help": "also write the results to this JSON file"}},
+        ),
         ("report", cmd_robot_report, "summary.json and the report over every finished run of the experiment"),
-        ("variants", cmd_robot_variants, "SimplerEnv's variant aggregation or visual matching of one policy folder"),
-    ):
-        sub = robot_commands.add_parser(name, help=help_text)
-        sub.add_argument("--config", help=f"YAML config (default: {DEFAULT_ROBOT_CONFIG} if present)")
-        if name == "eval":
-            sub.add_argument("--policy", help="policy folder to evaluate (default: the base itself)")
-            sub.add_argument("--out", help="also write the results to this JSON file")
-        if name == "variants":
-            sub.add_argument("--policy", help="policy folder to evaluate (default: the base itself)")
-        add_config_arguments(sub, RobotConfig)
-        sub.set_defaults(func=fn)
+        (
+            "variants",
+            cmd_robot_variants,
+            "SimplerEnv's variant aggregation or visual matching of one policy folder",
+            policy,
+        ),
+    )
     export = robot_commands.add_parser(
         "export", help="a policy (or a run's policy/) as a folder OpenVLA's own code loads, LoRA merged"
     )
@@ -547,40 +565,46 @@ def build_parser() -> argparse.ArgumentParser:
     from vla_razor.llm.config import LLMConfig
     from vla_razor.llm.train import METHODS as LLM_METHODS
 
-    llm = commands.add_parser(
-        "llm", help="fine-tune a causal LM on a verifiable task (GRPO, 1-0, SFT, SimPO), forgetting on lm-eval probes"
-    )
-    llm_commands = llm.add_subparsers(dest="llm_command", required=True)
-    for name, fn, help_text in (
+    _config_commands(
+        commands.add_parser(
+            "llm",
+            help="fine-tune a causal LM on a verifiable task (GRPO, 1-0, SFT, SimPO), forgetting on lm-eval probes",
+        ),
+        LLMConfig,
+        DEFAULT_LLM_CONFIG,
         ("pipeline", cmd_llm_pipeline, "base evaluation, each of the config's methods, summary.json and the report"),
-        ("train", cmd_llm_train, "one run of one method (resumes an interrupted one), evaluated at the end"),
-        ("eval", cmd_llm_eval, "new-task accuracy, probes and forward KL of the base or a saved model"),
+        (
+            "train",
+            cmd_llm_train,
+            "one run of one method (resumes an interrupted one), evaluated at the end",
+            {"--method": {"required": True, "choices": LLM_METHODS, "help": "what to train"}},
+        ),
+        (
+            "eval",
+            cmd_llm_eval,
+            "new-task accuracy, probes and forward KL of the base or a saved model",
+            {
+                "--model-dir": {"help": "a saved model folder (a run's model/); default: the base only"},
+                "--out": {"help": "also write the results to this JSON file"},
+            },
+        ),
         ("report", cmd_llm_report, "summary.json and the report over every finished run of the experiment"),
         (
             "probe-size",
             cmd_llm_probe_size,
             "from the base's per-example probe scores: the examples per probe for a +-2-point paired forgetting "
             "interval",
+            {
+                "--base-eval": {"help": "a base_eval.json (default: the config's experiment's)"},
+                "--half-width": {"type": float, "default": 0.02, "help": "target half-width (default 0.02)"},
+                "--churn": {
+                    "type": float,
+                    "default": 0.25,
+                    "help": "assumed fraction of examples whose score a fine-tuned model redraws (default 0.25)",
+                },
+            },
         ),
-    ):
-        sub = llm_commands.add_parser(name, help=help_text)
-        sub.add_argument("--config", help=f"YAML config (default: {DEFAULT_LLM_CONFIG} if present)")
-        if name == "probe-size":
-            sub.add_argument("--base-eval", help="a base_eval.json (default: the config's experiment's)")
-            sub.add_argument("--half-width", type=float, default=0.02, help="target half-width (default 0.02)")
-            sub.add_argument(
-                "--churn",
-                type=float,
-                default=0.25,
-                help="assumed fraction of examples whose score a fine-tuned model redraws (default 0.25)",
-            )
-        if name == "train":
-            sub.add_argument("--method", required=True, choices=LLM_METHODS, help="what to train")
-        if name == "eval":
-            sub.add_argument("--model-dir", help="a saved model folder (a run's model/); default: the base only")
-            sub.add_argument("--out", help="also write the results to this JSON file")
-        add_config_arguments(sub, LLMConfig)
-        sub.set_defaults(func=fn)
+    )
 
     from vla_razor.sweep.config import SweepConfig
 

@@ -65,6 +65,7 @@ def llm_optim(**changes: Any) -> OptimConfig:
 
 
 def _check_optim(optim: OptimConfig, where: str) -> None:
+    """Refuses what the LLM trainers would ignore in a method's optim section, and a missing micro-batch size."""
     refuse_unused(
         optim,
         where,
@@ -89,9 +90,6 @@ class SFTConfig:
         None, "run folder name (default: sft_lr<lr>_bs<batch>, _ep<epochs> when not 1)", plain_name=True
     )
 
-    def __post_init__(self) -> None:
-        _check_optim(self.optim, "sft.optim")
-
 
 @dataclass
 class GRPOConfig:
@@ -110,9 +108,6 @@ class GRPOConfig:
     optim: OptimConfig = option(llm_optim(lr=2e-5), "update settings (batch_size unused: a generation is a batch)")
     run_name: str | None = option(None, "run folder name (default: <method>_lr<lr>_mu<mu>)", plain_name=True)
 
-    def __post_init__(self) -> None:
-        _check_optim(self.optim, "grpo.optim")
-
 
 @dataclass
 class SimPOConfig:
@@ -127,9 +122,6 @@ class SimPOConfig:
     run_name: str | None = option(
         None, "run folder name (default: simpo_lr<lr>_bs<batch>, _ep<epochs> when not 1)", plain_name=True
     )
-
-    def __post_init__(self) -> None:
-        _check_optim(self.optim, "simpo.optim")
 
 
 @dataclass
@@ -211,6 +203,10 @@ class LLMConfig:
         "and are checkpointed; evaluation, KL and probes see the adapted model; the saved model/ has "
         "them merged into the weights. Run names get a _lora<r> suffix",
     )
+
+    def __post_init__(self) -> None:
+        for method in ("sft", "grpo", "simpo"):
+            _check_optim(getattr(self, method).optim, f"{method}.optim")
 
     @property
     def experiment_dir(self) -> Path:

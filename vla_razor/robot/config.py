@@ -79,9 +79,6 @@ class PretrainConfig:
         ge=0,
     )
 
-    def __post_init__(self) -> None:
-        _refuse_micro_batches(self.optim, "pretrain.optim")
-
 
 @dataclass
 class SFTConfig:
@@ -97,9 +94,6 @@ class SFTConfig:
     allow_clipped_actions: bool = option(
         False, "train even when many demonstrated actions lie outside the base's action range (they are clipped)"
     )
-
-    def __post_init__(self) -> None:
-        _refuse_micro_batches(self.optim, "sft.optim")
 
 
 @dataclass
@@ -157,9 +151,6 @@ class RLConfig:
     run_name: str | None = option(
         None, "run folder name under <experiment_dir>/runs (default: from lr and k)", plain_name=True
     )
-
-    def __post_init__(self) -> None:
-        _refuse_micro_batches(self.optim, "rl.optim")
 
 
 @dataclass
@@ -322,6 +313,8 @@ class RobotConfig:
     fsdp: FSDPConfig = option(FSDPConfig(), "sharding when pretrain / sft run under torchrun with several processes")
 
     def __post_init__(self) -> None:
+        for stage in ("pretrain", "sft", "rl"):
+            _refuse_micro_batches(getattr(self, stage).optim, f"{stage}.optim")
         probe_tasks = [t for p in self.probes for t in self.tasks_of(p)]
         if set(self.new_tasks) & set(probe_tasks) or len(set(probe_tasks)) < len(probe_tasks) or not self.probes:
             raise ConfigError(

@@ -176,17 +176,6 @@ def episode_successes(
     return with_groups(successes, spec)
 
 
-def success_rates(
-    policy: TokenPolicy,
-    rollout: Any,
-    spec: EvalSpec,
-    tasks: tuple[str, ...] | None = None,
-    progress: str | None = None,
-) -> dict[str, float]:
-    """Success rate per task: the mean of `episode_successes`."""
-    return {k: float(np.mean(v)) for k, v in episode_successes(policy, rollout, spec, tasks, progress).items()}
-
-
 def episode_set(spec: EvalSpec, camera_size: int, world: dict[str, Any]) -> str:
     """A fingerprint of the episodes an evaluation runs (their specs and sampling noise, what the policy sees and
     how its tokens become actions): two models with the same one were measured on the same episodes, in the same
