@@ -10,9 +10,11 @@
 #                                                    .lvp/lvp.tar.xz.partNN pieces of 25 MB (one per call)
 #   device: install1-3 (remote.sh), then one call per piece: `bash scripts/device/lavapipe.sh piece`
 #           (carry [".lvp/lvp.tar.xz.partNN"]), then `bash scripts/device/lavapipe.sh bench` (no carry): the rollout
-#           bench with a no-op and with the tiny base, 14 workers, GPU rendering then lavapipe, JSON into $OUT
+#           bench with a no-op and with the tiny base, 14 workers, GPU rendering then lavapipe, JSON into $OUT;
+#           a job renders on lavapipe after `eval "$(bash scripts/device/lavapipe.sh env)"` (razor20.sh: RENDERER=lavapipe)
 #   here (the same mechanics on this CPU): bash scripts/device/lavapipe.sh pack && LVP_PIECES=.lvp \
 #           bash scripts/device/lavapipe.sh piece && WORKERS=2 EPISODES=4 PY=.venv/bin/python bash scripts/device/lavapipe.sh bench
+#           (session 13: rc 0; a simulator under `env` maps /tmp/lvp/libvulkan_lvp.so and renders its camera)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 PIECES=/tmp/lvp_pieces
@@ -37,16 +39,20 @@ pack)
   ls -la .lvp ;;
 piece)
   mkdir -p "$PIECES" && cp "${LVP_PIECES:-.lvp}"/lvp.tar.xz.part* "$PIECES"/ && ls -la "$PIECES" ;;
+unpack)
+  rm -rf "$ROOT" && mkdir -p "$ROOT" && cat "$PIECES"/lvp.tar.xz.part* | tar -C "$ROOT" -xJ && ls "$ROOT" | head -3 ;;
+env)  # the variables that make a process (and its simulator workers) render on lavapipe: eval "$(lavapipe.sh env)"
+  echo "export VK_ICD_FILENAMES=$ROOT/lvp_icd.json VK_DRIVER_FILES=$ROOT/lvp_icd.json LP_NUM_THREADS=1" \
+       "LD_LIBRARY_PATH=$ROOT\${LD_LIBRARY_PATH:+:\$LD_LIBRARY_PATH}" ;;
 bench)
   PY=${PY:-python3}
-  rm -rf "$ROOT" && mkdir -p "$ROOT" && cat "$PIECES"/lvp.tar.xz.part* | tar -C "$ROOT" -xJ
+  bash "$0" unpack
   out=${OUT:-docs/results/perf}
   args=(--device "${DEVICE:-cuda}" --workers "${WORKERS:-14}" --pipeline-groups 1 --episodes "${EPISODES:-112}"
         --max-steps 16 --camera-size 112 --threads 4 --temperature 1)
   echo "== GPU rendering (the machine's own Vulkan driver)"
   "$PY" bench/rl_rollout_throughput.py "${args[@]}" --out "$out/render_gpu.json" 2>&1 | tail -3
   echo "== lavapipe, one render thread per worker"
-  VK_ICD_FILENAMES=$ROOT/lvp_icd.json VK_DRIVER_FILES=$ROOT/lvp_icd.json LD_LIBRARY_PATH=$ROOT${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH} \
-    LP_NUM_THREADS=1 "$PY" bench/rl_rollout_throughput.py "${args[@]}" --out "$out/render_lavapipe.json" 2>&1 | tail -3 ;;
-*) echo "usage: lavapipe.sh pack|piece|bench"; exit 2 ;;
+  ( eval "$(bash "$0" env)"; "$PY" bench/rl_rollout_throughput.py "${args[@]}" --out "$out/render_lavapipe.json" 2>&1 | tail -3 ) ;;
+*) echo "usage: lavapipe.sh pack|piece|unpack|env|bench"; exit 2 ;;
 esac

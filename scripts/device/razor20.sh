@@ -16,6 +16,13 @@ SWEEP=${SWEEP:-configs/sweep_robot_embedded.yaml}
 WORKERS=${WORKERS:-14}
 VR="python3 -m vla_razor.cli.main"
 export PYTHONUNBUFFERED=1
+# RENDERER=lavapipe: every simulator renders on its own CPU core (scripts/device/lavapipe.sh: its pieces carried and
+# `piece` run before), where the H200 machine's bench says that is faster; one renderer for the whole experiment
+if [ "${RENDERER:-gpu}" = lavapipe ]; then
+  [ -f /tmp/lvp/lvp_icd.json ] || bash scripts/device/lavapipe.sh unpack || exit
+  eval "$(bash scripts/device/lavapipe.sh env)"
+fi
+echo "renderer: ${RENDERER:-gpu}"
 mkdir -p runs/razor_sweeps
 EXP=$(python3 - "$SWEEP" "$WORKERS" "${GRID:-}" <<'PY'
 import sys
