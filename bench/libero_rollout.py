@@ -31,6 +31,7 @@ import argparse
 import json
 import os
 import platform
+import sys
 import time
 from pathlib import Path
 
@@ -75,14 +76,6 @@ def episode_specs(tasks: list[str], episodes: int, max_steps: int, first: int = 
     ]
 
 
-def steps_per_s(rollout, policy, specs) -> tuple[float, int, float]:
-    started = time.perf_counter()
-    results = rollout.run(policy, specs)
-    seconds = time.perf_counter() - started
-    steps = sum(r.steps for r in results)
-    return steps / seconds, steps, seconds
-
-
 def table(rows: list[dict]) -> str:
     """The rows as a markdown table (what docs/results/libero/README.md's speed section takes)."""
     head = "| setting | workers | make s | no-op steps/s | policy steps/s | rollout / sim |"
@@ -122,7 +115,10 @@ def main() -> None:
 
     from envs.rollout import ParallelRollout
     from vla_razor.robot.rl import PolicyActor
-    from vla_razor.runs import atomic_write_json
+    from vla_razor.runs import update_json
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from rl_rollout_throughput import steps_per_s  # the embedded world's rollout bench: the same measurement
 
     torch.set_num_threads(args.threads)
     actor = None
@@ -192,10 +188,7 @@ def main() -> None:
         "rows": rows,
     }
     print(table(rows))
-    out = Path(args.out)
-    existing = json.loads(out.read_text()) if out.is_file() else {}
-    existing[f"{Path(args.policy).name}@{args.device}"] = result
-    atomic_write_json(out, existing)
+    update_json(Path(args.out), f"{Path(args.policy).name}@{args.device}", result)
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ import torch
 
 from vla_razor.config import load_config
 from vla_razor.policies.openvla import OpenVLAConfig
-from vla_razor.runs import atomic_write_json
+from vla_razor.runs import update_json
 
 
 def vit_flops(embed: int, depth_used: int, mlp: int, tokens: int, patch_pixels: int, patches: int) -> float:
@@ -306,10 +306,7 @@ def main() -> None:
         "torch": torch.__version__,
         "rows": rows,
     }
-    out = Path(args.out)
-    existing = json.loads(out.read_text()) if out.is_file() else {}
-    existing[f"{args.config}@{args.device}"] = result
-    atomic_write_json(out, existing)
+    update_json(Path(args.out), f"{args.config}@{args.device}", result)
     print(
         f"{'engine':>7} {'fused':>5} {'batch':>5} {'actions/s':>10} {'ms/batch':>9} {'vision':>7} {'prefill':>8} {'ceiling':>8} "
         f"{'agree':>6} {'tf diff':>8} {'first s':>8}"

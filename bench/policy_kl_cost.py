@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from policy_actions_per_s import bench_config, device_label, make_batch, time_calls  # noqa: E402
 
 from vla_razor.policies.openvla.kl import chain_rule_kl_terms  # noqa: E402
-from vla_razor.runs import atomic_write_json  # noqa: E402
+from vla_razor.runs import update_json  # noqa: E402
 
 
 def main() -> None:
@@ -93,10 +93,7 @@ def main() -> None:
         "torch": torch.__version__,
         "rows": rows,
     }
-    out = Path(args.out)
-    existing = json.loads(out.read_text()) if out.is_file() else {}
-    existing[f"{args.config}@{args.device}"] = result
-    atomic_write_json(out, existing)
+    update_json(Path(args.out), f"{args.config}@{args.device}", result)
 
 
 if __name__ == "__main__":

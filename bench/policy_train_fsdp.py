@@ -34,7 +34,7 @@ from policy_train_step import enable_checkpointing  # noqa: E402
 from vla_razor import core  # noqa: E402
 from vla_razor.distributed import Distributed, shard_model  # noqa: E402
 from vla_razor.distributed import clip_sharded_grad_norm  # noqa: E402
-from vla_razor.runs import atomic_write_json  # noqa: E402
+from vla_razor.runs import update_json  # noqa: E402
 
 
 def all_reduce(value: float, ctx: Distributed, op: str) -> float:
@@ -201,14 +201,11 @@ def main() -> None:
         "rows": rows,
     }
     if ctx.is_main:
-        out = Path(args.out)
-        existing = json.loads(out.read_text()) if out.is_file() else {}
         key = (
             f"{args.config}/world-{ctx.world_size}/master-{master}/checkpointing-{args.checkpointing}"
             f"/reshard-{args.reshard_after_forward}@{kind}"
         )
-        existing[key] = result
-        atomic_write_json(out, existing)
+        update_json(Path(args.out), key, result)
         print(json.dumps({k: v for k, v in result.items() if k != "rows"}), flush=True)
     ctx.barrier()
     ctx.teardown()

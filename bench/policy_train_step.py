@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from policy_actions_per_s import bench_config, device_label, make_batch, matmul_rate, prefill_flops, sync  # noqa: E402
 
 from vla_razor import core  # noqa: E402
-from vla_razor.runs import atomic_write_json  # noqa: E402
+from vla_razor.runs import update_json  # noqa: E402
 
 
 def enable_checkpointing(model: torch.nn.Module, where: str = "on") -> None:
@@ -175,11 +175,9 @@ def main() -> None:
         "torch": torch.__version__,
         "rows": rows,
     }
-    out = Path(args.out)
-    existing = json.loads(out.read_text()) if out.is_file() else {}
     master = "" if args.master_weights == "none" else f"/master-{args.master_weights}"
-    existing[f"{args.config}/{args.mode}/checkpointing-{args.checkpointing}{master}@{args.device}"] = result
-    atomic_write_json(out, existing)
+    key = f"{args.config}/{args.mode}/checkpointing-{args.checkpointing}{master}@{args.device}"
+    update_json(Path(args.out), key, result)
     print(json.dumps({k: v for k, v in result.items() if k != "rows"}))
 
 

@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from vla_razor.runs import atomic_write_json
+from vla_razor.runs import update_json
 
 
 def load_policy(name: str, device: str):
@@ -166,10 +166,7 @@ def main() -> None:
         "torch": torch.__version__,
         "rows": rows,
     }
-    out = Path(args.out)
-    existing = json.loads(out.read_text()) if out.is_file() else {}
-    existing[f"{Path(args.policy).name}@{args.device}"] = result
-    atomic_write_json(out, existing)
+    update_json(Path(args.out), f"{Path(args.policy).name}@{args.device}", result)
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from vla_razor.runs import RunFolder, atomic_write_json, load_tensors, read_jsonl, save_tensors_atomic
+from vla_razor.runs import RunFolder, atomic_write_json, load_tensors, read_jsonl, save_tensors_atomic, update_json
 
 
 def test_run_folder_lifecycle(tmp_path):
@@ -55,6 +55,15 @@ def test_atomic_json_replaces_whole_file(tmp_path):
     atomic_write_json(path, {"x": 1})
     atomic_write_json(path, {"x": [1, 2]})
     assert json.loads(path.read_text()) == {"x": [1, 2]}
+
+
+def test_update_json_keeps_the_other_entries(tmp_path):
+    """The benches' results files: a run replaces its own entry and keeps the others'."""
+    path = tmp_path / "sub" / "bench.json"
+    update_json(path, "tiny@cpu", {"rows": [1]})
+    update_json(path, "7b@cuda", {"rows": [2]})
+    update_json(path, "tiny@cpu", {"rows": [3]})
+    assert json.loads(path.read_text()) == {"tiny@cpu": {"rows": [3]}, "7b@cuda": {"rows": [2]}}
 
 
 def test_atomic_write_folder_replaces_whole_or_keeps_the_old(tmp_path):

@@ -146,6 +146,15 @@ def atomic_write_json(path: Path, value: Any) -> None:
     atomic_write_text(path, to_json(value) + "\n")
 
 
+def update_json(path: Path, key: str, value: Any) -> None:
+    """``value`` under ``key`` of the JSON object at ``path`` (made when missing), written atomically: the benches
+    keep one results file with an entry per setting and device, each run replacing its own."""
+    path = Path(path)
+    existing = json.loads(path.read_text()) if path.is_file() else {}
+    existing[key] = value
+    atomic_write_json(path, existing)
+
+
 def save_tensors_atomic(
     path: Path, tensors: Mapping[str, torch.Tensor], metadata: dict[str, str] | None = None
 ) -> None:
