@@ -115,12 +115,13 @@ def generate_action_tokens(
     vocab_ids = vocab_ids.to(device)
     engine = resolve_engine(engine, device)
     rows = input_ids.shape[0]
+    pad = engine == "graph" if pad_rows is None else pad_rows
+    padded_rows = row_bucket(rows) if pad and engine != "eager" else rows
     if engine == "eager":
         embeds, mask, positions = model.multimodal_inputs(input_ids, attention_mask, pixel_values)
         steps: _EagerSteps | StaticKVDecoder = _EagerSteps(model.language_model, embeds, mask, positions, vocab_ids)
     else:
         length = input_ids.shape[1] + model.num_patches + action_dim - 1
-        padded_rows = row_bucket(rows) if (engine == "graph" if pad_rows is None else pad_rows) else rows
         decoder = DECODERS.get(model, padded_rows, length, engine == "graph", fused_projections)
         steps = decoder.start(*(_pad(x, padded_rows) for x in (input_ids, attention_mask, pixel_values)), vocab_ids)
     tokens, bins, logprobs, all_logits = [], [], [], []
@@ -139,7 +140,7 @@ def generate_action_tokens(
         logprobs.append(torch.log_softmax(logits, dim=-1).gather(-1, k[:, None]).squeeze(-1))
         all_logits.append(logits.clone())
         if step < action_dim - 1:
-            steps.advance(token if engine == "eager" else _pad(token, padded_rows))
+            steps.advance(_pad(token, padded_rows))
     return ActionTokens(
         tokens=torch.stack(tokens, dim=1),
         bins=torch.stack(bins, dim=1),
