@@ -7,7 +7,7 @@
 # state. The experiment outlasts one 30-minute lease (~3 sessions), so every session: install1-3; if runs were
 # packed before, `bash scripts/device/stage_run.sh FILES` here and one `remote.sh stage` per .stage piece; then
 #   remote.sh start "bash scripts/device/razor20.sh"
-# and every poll `remote.sh pack "runs/razor_sweeps/*.log"` and, last, `remote.sh packrun runs/razor_embedded`.
+# and every poll `remote.sh pack "runs/razor_sweeps/*.log"` and, last, `remote.sh packsweep runs/razor_embedded`.
 # SWEEP=<sweep yaml> runs another sweep the same way; GRID='{...}' replaces its grid (e.g. the best settings'
 # seeds). CPU dry run: the committed sweep with tiny overrides (a 2x2 collection, 2-episode evaluations, 2 RL
 # iterations on a [2, 1] grid, one run each), WORKERS=2, PATH=.venv/bin:$PATH: rc 0 in 86 s (session 13).

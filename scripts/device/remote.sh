@@ -12,6 +12,9 @@
 #   packrun DIR [NAME...]  DIR (a run or experiment folder, checkpoints included, less files and folders called
 #                      NAME) as $OUT/run.tgz.partNN pieces of 15 MiB, to resume it in a later session
 #                      (scripts/device/stage_run.sh prepares the carries)
+#   packsweep DIR      like packrun, for a sweep's experiment folder too large to come back whole: less its demos/
+#                      (a resumed collection makes them again) and the policy/ and checkpoints/ of every finished
+#                      run (summary.json); a cut run keeps its training state, so the next session resumes it
 #   stage              before start: the carried .stage/run.tgz.partNN pieces (one or two per call) to /tmp/stage;
 #                      start unpacks them into /tmp/w, so the job resumes the runs they hold
 # The sapien wheel is reassembled from its two halves; everything installs into /tmp/site (PYTHONPATH).
@@ -52,7 +55,13 @@ pack) cd $T/w; shift; find . -path ./.whl -prune -o -type f \( -name "*.json" -o
 packrun) dir=$2; shift 2; cd $T/w && tar czf $T/run.tgz "${@/#/--exclude=}" "$dir" && rm -f "$OUT"/run.tgz.part* \
            && split -b 15M -d $T/run.tgz "$OUT/run.tgz.part"
          ls -la "$OUT" ;;
-*) verbs="install1|install2|install3|site DIR|stage|start CMD|poll [S] [N]|pack [GLOB...]|packrun DIR [NAME...]"
+packsweep) dir=$2; cd $T/w || exit
+           { echo "$dir/demos"; find "$dir" -name summary.json -path "*/runs/*" | while read -r s; do
+               echo "$(dirname "$s")/policy"; echo "$(dirname "$s")/checkpoints"; done; } > $T/exclude.txt
+           tar czf $T/run.tgz -X $T/exclude.txt "$dir" && rm -f "$OUT"/run.tgz.part* \
+           && split -b 15M -d $T/run.tgz "$OUT/run.tgz.part"
+           ls -la "$OUT" ;;
+*) verbs="install1|install2|install3|site DIR|stage|start CMD|poll [S] [N]|pack [GLOB...]|packrun DIR [NAME...]|packsweep DIR"
    echo "usage: remote.sh $verbs"
    exit 2 ;;
 esac
