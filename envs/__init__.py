@@ -31,8 +31,20 @@ it)."""
 BACKENDS = ("embedded", "simpler", "libero")
 
 
+RENDER_BACKEND_ENV = "VLA_RAZOR_RENDER_BACKEND"
+"""Environment variable that picks the embedded world's renderer for every process of a run (simulator workers
+included): "cpu" (Mesa lavapipe, e.g. one render thread per worker on a many-core GPU machine:
+scripts/device/lavapipe.sh env) or "gpu". Unset: "gpu" where CUDA is visible, else "cpu"."""
+
+
 def _default_render_backend() -> str:
-    """ "gpu" where CUDA is visible (SAPIEN renders through the GPU's Vulkan), else "cpu" (Mesa lavapipe)."""
+    """The renderer when `make` is given none: RENDER_BACKEND_ENV, else "gpu" where CUDA is visible (SAPIEN renders
+    through the GPU's Vulkan), else "cpu" (Mesa lavapipe). Renderers differ in their images: one per experiment."""
+    chosen = os.environ.get(RENDER_BACKEND_ENV, "").strip()
+    if chosen:
+        if chosen not in ("cpu", "gpu"):
+            raise ValueError(f"{RENDER_BACKEND_ENV}={chosen!r}: expected 'cpu' (Mesa lavapipe) or 'gpu'")
+        return chosen
     try:
         import torch
 
@@ -55,7 +67,7 @@ def make(
 
     camera_size: side of the square RGB image; render=False skips the camera (fast, for scripted experts);
     sim_backend: "physx_cpu" (works offline) or "physx_cuda" (ManiSkill downloads GPU PhysX at first use);
-    render_backend: "cpu" or "gpu" (default: "gpu" if CUDA is visible, else "cpu");
+    render_backend: "cpu" or "gpu" (default: $VLA_RAZOR_RENDER_BACKEND, else "gpu" if CUDA is visible, else "cpu");
     kwargs: passed to the task (e.g. control_freq, sim_substeps, robot_init_qpos_noise).
     """
     record = get_task(task)  # an unknown id is refused here, naming the known ones

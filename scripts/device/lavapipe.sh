@@ -15,6 +15,9 @@
 #   here (the same mechanics on this CPU): bash scripts/device/lavapipe.sh pack && LVP_PIECES=.lvp \
 #           bash scripts/device/lavapipe.sh piece && WORKERS=2 EPISODES=4 PY=.venv/bin/python bash scripts/device/lavapipe.sh bench
 #           (session 13: rc 0; a simulator under `env` maps /tmp/lvp/libvulkan_lvp.so and renders its camera)
+#   session 14 on the device: GPU rendering 528.6 (no-op) / 289.7 (tiny base) env steps/s; lavapipe failed with
+#   "Failed to find a supported physical device cuda:0" (ManiSkill asked for a CUDA render device because CUDA was
+#   visible); `env` now also sets VLA_RAZOR_RENDER_BACKEND=cpu (envs/__init__.py), so that it asks for lavapipe
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 PIECES=/tmp/lvp_pieces
@@ -42,8 +45,8 @@ piece)
 unpack)
   rm -rf "$ROOT" && mkdir -p "$ROOT" && cat "$PIECES"/lvp.tar.xz.part* | tar -C "$ROOT" -xJ && ls "$ROOT" | head -3 ;;
 env)  # the variables that make a process (and its simulator workers) render on lavapipe: eval "$(lavapipe.sh env)"
-  echo "export VK_ICD_FILENAMES=$ROOT/lvp_icd.json VK_DRIVER_FILES=$ROOT/lvp_icd.json LP_NUM_THREADS=1" \
-       "LD_LIBRARY_PATH=$ROOT\${LD_LIBRARY_PATH:+:\$LD_LIBRARY_PATH}" ;;
+  echo "export VLA_RAZOR_RENDER_BACKEND=cpu VK_ICD_FILENAMES=$ROOT/lvp_icd.json VK_DRIVER_FILES=$ROOT/lvp_icd.json" \
+       "LP_NUM_THREADS=1 LD_LIBRARY_PATH=$ROOT\${LD_LIBRARY_PATH:+:\$LD_LIBRARY_PATH}" ;;
 bench)
   PY=${PY:-python3}
   bash "$0" unpack

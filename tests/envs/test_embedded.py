@@ -229,3 +229,17 @@ def test_place_can_expert_succeeds(place_env):
     for seed in range(6):
         success, steps = run(place_env, make_expert("place_can"), seed, {})
         assert success and steps <= 40, f"place_can expert, seed {seed}: success {success} after {steps} steps"
+
+
+def test_render_backend_variable_picks_the_renderer_and_refuses_unknown_names(monkeypatch: pytest.MonkeyPatch):
+    """VLA_RAZOR_RENDER_BACKEND reaches the simulator (scripts/device/lavapipe.sh sets "cpu" so that a GPU machine's
+    workers render on lavapipe); an unknown value names the variable instead of failing inside SAPIEN."""
+    monkeypatch.setenv(envs.RENDER_BACKEND_ENV, "cpu")
+    env = envs.make("pick_can", camera_size=32)
+    try:
+        assert env.unwrapped.backend.render_backend == "sapien_cpu"
+    finally:
+        env.close()
+    monkeypatch.setenv(envs.RENDER_BACKEND_ENV, "vulkan")
+    with pytest.raises(ValueError, match="VLA_RAZOR_RENDER_BACKEND='vulkan'"):
+        envs.make("pick_can", camera_size=32)
