@@ -12,9 +12,11 @@
 #   packrun DIR [NAME...]  DIR (a run or experiment folder, checkpoints included, less files and folders called
 #                      NAME) as $OUT/run.tgz.partNN pieces of 15 MiB, to resume it in a later session
 #                      (scripts/device/stage_run.sh prepares the carries)
-#   packsweep DIR      like packrun, for a sweep's experiment folder too large to come back whole: less its demos/
-#                      (a resumed collection makes them again) and the policy/ and checkpoints/ of every finished
-#                      run (summary.json); a cut run keeps its training state, so the next session resumes it
+#   packsweep DIR      like packrun, for a sweep's experiment folder too large to come back whole: less the policy/
+#                      and checkpoints/ of every finished run (summary.json; a cut run keeps its training state, so
+#                      the next session resumes it), plus the datasets this job collected (data/demos/*, as
+#                      demos.tgz.partNN: 2,000 demonstrations took 440 s to collect on the H200 machine); where both
+#                      do not fit a call's 64 MiB, the cut runs are left out (they start afresh), then the datasets
 #   stage              before start: the carried .stage/run.tgz.partNN pieces (one or two per call) to /tmp/stage;
 #                      start unpacks them into /tmp/w, so the job resumes the runs they hold
 # The sapien wheel is reassembled from its two halves; everything installs into /tmp/site (PYTHONPATH).
@@ -55,11 +57,24 @@ pack) cd $T/w; shift; find . -path ./.whl -prune -o -type f \( -name "*.json" -o
 packrun) dir=$2; shift 2; cd $T/w && tar czf $T/run.tgz "${@/#/--exclude=}" "$dir" && rm -f "$OUT"/run.tgz.part* \
            && split -b 15M -d $T/run.tgz "$OUT/run.tgz.part"
          ls -la "$OUT" ;;
-packsweep) dir=$2; cd $T/w || exit
+packsweep) dir=$2; cd $T/w || exit  # (see the header; the 64 MiB a call returns decide what fits)
            { echo "$dir/demos"; find "$dir" -name summary.json -path "*/runs/*" | while read -r s; do
                echo "$(dirname "$s")/policy"; echo "$(dirname "$s")/checkpoints"; done; } > $T/exclude.txt
-           tar czf $T/run.tgz -X $T/exclude.txt "$dir" && rm -f "$OUT"/run.tgz.part* \
-           && split -b 15M -d $T/run.tgz "$OUT/run.tgz.part"
+           tar czf $T/run.tgz -X $T/exclude.txt "$dir" || exit
+           data=$(find data/demos -mindepth 1 -maxdepth 1 -type d -newer .started 2>/dev/null)
+           rm -f $T/demos.tgz; [ -n "$data" ] && tar czf $T/demos.tgz $data
+           mib() { echo $(( $(stat -c %s "$1" 2>/dev/null || echo 0) / 1048576 )); }
+           if [ -f $T/demos.tgz ] && [ $(( $(mib $T/run.tgz) + $(mib $T/demos.tgz) )) -gt 58 ]; then
+             # both do not fit: the cut runs start afresh next time (their folders dropped whole), the datasets stay
+             find "$dir" -mindepth 2 -maxdepth 2 -path "*/runs/*" -type d | while read -r r; do
+               [ -f "$r/summary.json" ] || { echo "$r" >> $T/exclude.txt; echo "packsweep: left out the cut run $r"; }
+             done
+             tar czf $T/run.tgz -X $T/exclude.txt "$dir" || exit
+             [ $(( $(mib $T/run.tgz) + $(mib $T/demos.tgz) )) -gt 58 ] && { echo "packsweep: datasets left out"; rm $T/demos.tgz; }
+           fi
+           rm -f "$OUT"/run.tgz.part* "$OUT"/demos.tgz.part*
+           split -b 15M -d $T/run.tgz "$OUT/run.tgz.part"
+           [ -f $T/demos.tgz ] && split -b 15M -d $T/demos.tgz "$OUT/demos.tgz.part"
            ls -la "$OUT" ;;
 *) verbs="install1|install2|install3|site DIR|stage|start CMD|poll [S] [N]|pack [GLOB...]|packrun DIR [NAME...]|packsweep DIR"
    echo "usage: remote.sh $verbs"
