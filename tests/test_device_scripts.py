@@ -116,3 +116,60 @@ def test_packrun_leaves_out_the_folders_it_is_told_to(tmp_path: Path) -> None:
         names = tar.getnames()
     assert "runs/exp/runs/sft/summary.json" in names
     assert not [n for n in names if "checkpoints" in n]
+
+
+def _sweep_on_machine(machine: Path) -> None:
+    """A sweep's tree as the device job leaves it: a finished run with weights, a cut run, a dataset it collected."""
+    tree = machine / "w"
+    tree.mkdir(parents=True)
+    (tree / ".started").touch()
+    os.utime(tree / ".started", (1, 1))  # the job's start, before everything below
+    finished = tree / "runs/exp/runs/sft_a"
+    for folder in ("policy", "checkpoints"):
+        (finished / folder).mkdir(parents=True)
+        (finished / folder / "weights.safetensors").write_bytes(os.urandom(4000))
+    (finished / "summary.json").write_text("{}")
+    (finished / "metrics.jsonl").write_text("{}\n")
+    cut = tree / "runs/exp/runs/sft_b"
+    (cut / "checkpoints").mkdir(parents=True)
+    (cut / "checkpoints/training_state.safetensors").write_bytes(os.urandom(4000))
+    (tree / "runs/exp/base_eval.json").write_text("{}")
+    (tree / "data/demos/angled").mkdir(parents=True)
+    (tree / "data/demos/angled/episode.h5").write_bytes(os.urandom(4000))
+
+
+def _names(out: Path, archive: str) -> list[str]:
+    data = b"".join(p.read_bytes() for p in sorted(out.glob(f"{archive}.tgz.part*")))
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        return tar.getnames()
+
+
+def test_packsweep_keeps_results_cut_runs_and_datasets_and_drops_finished_weights(tmp_path: Path) -> None:
+    machine, out = tmp_path / "machine", tmp_path / "out"
+    _sweep_on_machine(machine)
+    out.mkdir()
+    result = bash(REMOTE, "packsweep", "runs/exp", cwd=tmp_path, REMOTE_TMP=str(machine), OUT=str(out))
+    assert result.returncode == 0, result.stdout + result.stderr
+    runs = _names(out, "run")
+    assert "runs/exp/runs/sft_a/summary.json" in runs and "runs/exp/base_eval.json" in runs
+    assert not [n for n in runs if n.startswith("runs/exp/runs/sft_a/") and ("policy" in n or "checkpoints" in n)]
+    assert "runs/exp/runs/sft_b/checkpoints/training_state.safetensors" in runs  # the cut run resumes
+    assert "data/demos/angled/episode.h5" in _names(out, "demos")
+
+
+def test_packsweep_leaves_out_cut_runs_then_datasets_when_they_do_not_fit(tmp_path: Path) -> None:
+    machine, out = tmp_path / "machine", tmp_path / "out"
+    _sweep_on_machine(machine)
+    out.mkdir()
+    fits_without_cut_run = bash(
+        REMOTE, "packsweep", "runs/exp", cwd=tmp_path, REMOTE_TMP=str(machine), OUT=str(out), PACK_LIMIT_BYTES="5000"
+    )
+    assert "left out the cut run runs/exp/runs/sft_b" in fits_without_cut_run.stdout
+    assert not [n for n in _names(out, "run") if "sft_b" in n]  # the whole folder: it starts afresh next time
+    assert "data/demos/angled/episode.h5" in _names(out, "demos")
+    nothing_fits = bash(
+        REMOTE, "packsweep", "runs/exp", cwd=tmp_path, REMOTE_TMP=str(machine), OUT=str(out), PACK_LIMIT_BYTES="100"
+    )
+    assert "datasets left out" in nothing_fits.stdout
+    assert not list(out.glob("demos.tgz.part*"))
+    assert "runs/exp/runs/sft_a/summary.json" in _names(out, "run")

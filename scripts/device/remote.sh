@@ -17,8 +17,8 @@
 #                      the next session resumes it), plus the datasets this job collected (data/demos/*, as
 #                      demos.tgz.partNN: 2,000 demonstrations took 440 s to collect on the H200 machine); where both
 #                      do not fit a call's 64 MiB, the cut runs are left out (they start afresh), then the datasets
-#   stage              before start: the carried .stage/run.tgz.partNN pieces (one or two per call) to /tmp/stage;
-#                      start unpacks them into /tmp/w, so the job resumes the runs they hold
+#   stage              before start: the carried .stage/{run,demos}.tgz.partNN pieces (one or two per call) to
+#                      /tmp/stage; start unpacks them into /tmp/w, so the job resumes the runs they hold
 # The sapien wheel is reassembled from its two halves; everything installs into /tmp/site (PYTHONPATH).
 # REMOTE_TMP (default /tmp) moves every folder above, for tests.
 set -u
@@ -42,9 +42,11 @@ site) mkdir -p $T/parts && for d in "$2"/*/; do cp "$d"* $T/parts/ || exit; done
                || { rm -f "$name"; echo "$name: broken (a piece from another build?)"; exit 1; }
         fi
       done ;;
-stage) mkdir -p $T/stage && cp .stage/run.tgz.part* $T/stage/ && ls -la $T/stage ;;
+stage) mkdir -p $T/stage && cp .stage/*.tgz.part* $T/stage/ && ls -la $T/stage ;;
 start) rm -rf $T/w && mkdir -p $T/w && cp -r . $T/w/ && cd $T/w
-       if ls $T/stage/run.tgz.part* >/dev/null 2>&1; then cat $T/stage/run.tgz.part* | tar xz -C $T/w; fi
+       for a in run demos; do  # what `stage` brought: a packed run or experiment folder, packsweep's datasets
+         if ls $T/stage/$a.tgz.part* >/dev/null 2>&1; then cat $T/stage/$a.tgz.part* | tar xz -C $T/w; fi
+       done
        touch .started
        export PYTHONPATH=$T/site:$T/w MS_ASSET_DIR=$T/w/.cache/maniskill MS_SKIP_ASSET_DOWNLOAD_PROMPT=1
        nohup setsid bash -c "$2" > $T/w/job.log 2>&1 < /dev/null &
@@ -63,14 +65,17 @@ packsweep) dir=$2; cd $T/w || exit  # (see the header; the 64 MiB a call returns
            tar czf $T/run.tgz -X $T/exclude.txt "$dir" || exit
            data=$(find data/demos -mindepth 1 -maxdepth 1 -type d -newer .started 2>/dev/null)
            rm -f $T/demos.tgz; [ -n "$data" ] && tar czf $T/demos.tgz $data
-           mib() { echo $(( $(stat -c %s "$1" 2>/dev/null || echo 0) / 1048576 )); }
-           if [ -f $T/demos.tgz ] && [ $(( $(mib $T/run.tgz) + $(mib $T/demos.tgz) )) -gt 58 ]; then
+           size() { stat -c %s "$1" 2>/dev/null || echo 0; }
+           limit=${PACK_LIMIT_BYTES:-60817408}  # 58 MiB: a call returns 64 MiB, results.tgz and the rest beside
+           if [ -f $T/demos.tgz ] && [ $(( $(size $T/run.tgz) + $(size $T/demos.tgz) )) -gt "$limit" ]; then
              # both do not fit: the cut runs start afresh next time (their folders dropped whole), the datasets stay
              find "$dir" -mindepth 2 -maxdepth 2 -path "*/runs/*" -type d | while read -r r; do
                [ -f "$r/summary.json" ] || { echo "$r" >> $T/exclude.txt; echo "packsweep: left out the cut run $r"; }
              done
              tar czf $T/run.tgz -X $T/exclude.txt "$dir" || exit
-             [ $(( $(mib $T/run.tgz) + $(mib $T/demos.tgz) )) -gt 58 ] && { echo "packsweep: datasets left out"; rm $T/demos.tgz; }
+             if [ $(( $(size $T/run.tgz) + $(size $T/demos.tgz) )) -gt "$limit" ]; then
+               echo "packsweep: datasets left out"; rm $T/demos.tgz
+             fi
            fi
            rm -f "$OUT"/run.tgz.part* "$OUT"/demos.tgz.part*
            split -b 15M -d $T/run.tgz "$OUT/run.tgz.part"
