@@ -60,6 +60,8 @@ from vla_razor.config import ConfigError, option, to_dict
 COLLECTION_JSON = "collection.json"
 SUMMARY_JSON = "summary.json"
 COLLECTION_FORMAT = "vla-razor-collection/1"
+SAVE_EVERY_S = 10.0
+"""How often a running collection rewrites collection.json and its index (Collector.save)."""
 EPISODE_FILE = re.compile(r"^p(\d{4,})_a(\d{4,})\.h5$")
 
 
@@ -191,7 +193,8 @@ class Attempt:
 
 @dataclass
 class Collection:
-    """collection.json: what was asked, what was tried. The resume state; rewritten after every attempt."""
+    """collection.json: what was asked, what was tried. The resume state; rewritten every SAVE_EVERY_S seconds
+    and at the end (an episode file written since is adopted on resume, a failure not recorded is tried again)."""
 
     root: Path
     config: dict[str, Any]
@@ -295,6 +298,7 @@ class Collector:
         if cfg.task is None:
             cfg = replace(cfg, task=DEFAULT_TASK)
         self.cfg = cfg
+        self._saved = time.perf_counter()  # when collection.json and the index were last written
         region = tuple(tuple(r) for r in cfg.region) if cfg.region else None
         if not cfg.placement_jitter >= 0:
             raise ConfigError(f"placement_jitter: expected >= 0 metres, got {cfg.placement_jitter}")
@@ -393,9 +397,17 @@ class Collector:
                 Episode(traj.images, traj.proprio, stored_actions(traj.actions, self.cfg.backend), traj.rewards, meta),
             )
         self.collection.attempts.append(Attempt(point, attempt, spec.seed, bool(result.success), result.steps, file))
+        if time.perf_counter() - self._saved >= SAVE_EVERY_S:
+            self.save()
+
+    def save(self) -> None:
+        """collection.json and the index over every stored episode. Both grow with the collection, so they are
+        written every SAVE_EVERY_S seconds rather than after each episode: once per episode, 2,000 episodes spent
+        most of a 440 s collection rewriting them (quadratic)."""
         self.collection.save()
-        if file:
+        if any(a.file for a in self.collection.attempts):
             self.write_index()
+        self._saved = time.perf_counter()
 
     def write_index(self) -> None:
         metas = self._metas()
@@ -452,7 +464,7 @@ class Collector:
             dynamic_ncols=True,
         )
         bar.update(sum(self.point_done(p) for p in self.points))
-        started = time.perf_counter()
+        started = self._saved = time.perf_counter()
         rollout = ParallelRollout(
             cfg.workers, backend=cfg.backend, camera_size=cfg.camera_size, env_kwargs=cfg.env_kwargs
         )
@@ -478,10 +490,10 @@ class Collector:
                 self._tick = time.perf_counter()
                 rollout.run(policy, specs, record=True, on_result=on_result)
         finally:
+            self.save()  # also when interrupted: everything recorded has its episode file written already
             rollout.close()
             bar.close()
         if c.attempts and any(a.file for a in c.attempts):
-            self.write_index()
             self.write_statistics()
         summary = self.summary(time.perf_counter() - started)
         RunFolder(cfg.out).unlock()
