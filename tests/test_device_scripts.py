@@ -138,7 +138,7 @@ def test_libero_script_is_well_formed_and_bench_runs_the_gpu_command(tmp_path: P
     assert subprocess.run(["bash", "-n", str(LIBERO)], check=False).returncode == 0
     machine, out = tmp_path / "machine", tmp_path / "out"
     out.mkdir()
-    env = {"REMOTE_TMP": str(machine), "OUT": str(out), "PYTHON": str(fake_python(tmp_path))}
+    env = {"REMOTE_TMP": str(machine), "OUT": str(out), "PYTHON": str(fake_python(tmp_path)), "PYTHONPATH": ""}
     result = bash(LIBERO, "bench", "--settings", "cheap_render_soft", cwd=tmp_path, **env)
     assert result.returncode == 0, result.stdout + result.stderr
     args = next(line for line in result.stdout.splitlines() if line.startswith("ARGS "))

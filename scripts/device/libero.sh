@@ -19,15 +19,22 @@
 # settings, libero_spatial_0, the committed tiny base; extra arguments go to it and override these). Why: 40 control
 # steps an episode as the 2-core CPU figures (docs/results/libero/libero_rollout.json), so that resets weigh the same
 # in both; 16 episodes, a whole number of rounds at every worker count (one round at 16 workers, the device's cores).
-# Estimate, from the CPU rows (an idle core: ~25-55 ms a control step with software rendering, ~1-2 s a hard reset;
-# the GPU renders 128 px almost for free): ~2.5-4 s a round of 40-step episodes, so ~20-45 s a worker count (making
-# the workers' envs ~10 s, a warm-up reset, the no-op and the policy pass), 12 rows ~5-6 minutes. Each row is printed
-# (and teed into $OUT/libero_rollout_h200.log) as it finishes, so a run cut at the call's 10 minutes still gives
-# the rows done; `bench --settings libero_default cheap_render_soft` (say) runs a part in a call.
-# Locally (tests/test_device_scripts.py; the cp311 variant of the archive for this machine's Python 3.11):
+# Estimate: on an idle core here a libero_spatial_0 control step costs 14-15 ms of physics (make_libero with
+# render=False; 50 ms with Mesa's software rendering at 128 px, cheap_render), a hard reset 1.3 s and a soft one
+# 0.2 s; the GPU renders 128 px almost for free. So a round of 40-step episodes is ~2-3 s with hard resets and ~1 s
+# with soft ones, ~1 s more with the tiny base's 40 batched calls; with the workers' making (~6-8 s) and warm-up
+# resets a row takes ~12-30 s, the 12 rows ~4 minutes, 6 with 1.5x slack (a slower core, 16 processes on 16 cores).
+# Each row is printed (and teed into $OUT/libero_rollout_h200.log) as it finishes, so a run cut at the call's 10
+# minutes still gives the rows done; `bench --settings libero_default cheap_render_soft` (say) runs a part in a call.
+# Locally, the same tree for this machine's Python 3.11 (the device's 3.12 binaries do not import here), with what
+# stands for the device's image: .venv's torch, timm, transformers, ..., and numba / llvmlite, which .venv lacks
+# (IMAGE: a folder of links to .venv-libero's), on PYTHONPATH after the tree (check and bench put it first):
 #   LIBERO_PYVER=3.11 LIBERO_CARRY=/tmp/libero311 bash scripts/device/libero.sh pack
-#   REMOTE_TMP=/tmp/libero_sim bash scripts/device/remote.sh site /tmp/libero311
-#   REMOTE_TMP=/tmp/libero_sim PYTHON=.venv/bin/python bash scripts/device/libero.sh check
+#   REMOTE_TMP=/tmp/libero_sim bash scripts/device/remote.sh site /tmp/libero311    (or piece by piece, as there)
+#   export REMOTE_TMP=/tmp/libero_sim PYTHON=.venv/bin/python PYTHONPATH=IMAGE
+#   bash scripts/device/libero.sh check; bash scripts/device/libero.sh bench --device cpu --workers 1 --episodes 1 \
+#     --max-steps 3
+# tests/test_device_scripts.py runs check's and bench's commands with a fake python (no network, no LIBERO).
 set -uo pipefail
 SITE="${REMOTE_TMP:-/tmp}/site"  # where remote.sh site unpacks the archive
 CONFIG_DIR="${REMOTE_TMP:-/tmp}/libero_config"  # LIBERO_CONFIG_PATH: LIBERO's config.yaml, written by check / bench
@@ -152,9 +159,13 @@ PY
 }
 
 environment() {  # the variables of check and bench, and LIBERO's config (its first import would ask on stdin)
-  export PYTHONPATH="$SITE:$PWD" MUJOCO_GL=egl PYOPENGL_PLATFORM=egl LIBERO_CONFIG_PATH="$CONFIG_DIR"
+  export PYTHONPATH="$SITE:$PWD${PYTHONPATH:+:$PYTHONPATH}" MUJOCO_GL=egl PYOPENGL_PLATFORM=egl LIBERO_CONFIG_PATH="$CONFIG_DIR"
   local root="$SITE/libero/libero"
   mkdir -p "$CONFIG_DIR"
+  local nv=/usr/local/nvidia/share/glvnd/egl_vendor.d/10_nvidia.json  # the device's driver mount (its README)
+  if [ -f "$nv" ] && ! ls /usr/share/glvnd/egl_vendor.d/*nvidia* /etc/glvnd/egl_vendor.d/*nvidia* > /dev/null 2>&1
+  then export __EGL_VENDOR_LIBRARY_FILENAMES="${__EGL_VENDOR_LIBRARY_FILENAMES:-$nv}"  # glvnd would not find it
+  fi
   printf 'benchmark_root: %s\nbddl_files: %s\ninit_states: %s\ndatasets: %s\nassets: %s\n' \
     "$root" "$root/bddl_files" "$root/init_files" "$CONFIG_DIR/datasets" "$root/assets" > "$CONFIG_DIR/config.yaml"
 }
