@@ -23,6 +23,11 @@
 # REMOTE_TMP (default /tmp) moves every folder above, for tests.
 set -u
 T="${REMOTE_TMP:-/tmp}"
+snapshot() {  # tar czf ARCHIVE ARGS... of a tree the job may still be writing: tar's 1 ("file changed as we read
+  # it": a log appended to) is fine, files written atomically (checkpoints, summaries) are whole either way
+  tar czf "$@"; local rc=$?
+  [ $rc -le 1 ] || { echo "tar failed ($rc)"; return $rc; }
+}
 case "${1:-}" in
 install1) for f in .gl/*.deb; do dpkg -x "$f" /; done; ldconfig
           mkdir -p $T/parts; cp .whl/p1/sapien.part.aa $T/parts/ ;;
@@ -56,15 +61,15 @@ pack) cd $T/w; shift; find . -path ./.whl -prune -o -type f \( -name "*.json" -o
         -o -name "*.png" -o -name "*.yaml" -o -name "*.md" \) -newer .started -print 2>/dev/null > $T/list.txt
       for g in "$@"; do ls -d $g >> $T/list.txt 2>/dev/null; done
       tar czf "$OUT/results.tgz" -T $T/list.txt job.log; ls -la "$OUT" ;;
-packrun) dir=$2; shift 2; cd $T/w && tar czf $T/run.tgz "${@/#/--exclude=}" "$dir" && rm -f "$OUT"/run.tgz.part* \
+packrun) dir=$2; shift 2; cd $T/w && snapshot $T/run.tgz "${@/#/--exclude=}" "$dir" && rm -f "$OUT"/run.tgz.part* \
            && split -b 15M -d $T/run.tgz "$OUT/run.tgz.part"
          ls -la "$OUT" ;;
 packsweep) dir=$2; cd $T/w || exit  # (see the header; the 64 MiB a call returns decide what fits)
            { echo "$dir/demos"; find "$dir" -name summary.json -path "*/runs/*" | while read -r s; do
                echo "$(dirname "$s")/policy"; echo "$(dirname "$s")/checkpoints"; done; } > $T/exclude.txt
-           tar czf $T/run.tgz -X $T/exclude.txt "$dir" || exit
+           snapshot $T/run.tgz -X $T/exclude.txt "$dir" || exit
            data=$(find data/demos -mindepth 1 -maxdepth 1 -type d -newer .started 2>/dev/null)
-           rm -f $T/demos.tgz; [ -n "$data" ] && tar czf $T/demos.tgz $data
+           rm -f $T/demos.tgz; [ -n "$data" ] && snapshot $T/demos.tgz $data
            size() { stat -c %s "$1" 2>/dev/null || echo 0; }
            limit=${PACK_LIMIT_BYTES:-60817408}  # 58 MiB: a call returns 64 MiB, results.tgz and the rest beside
            if [ -f $T/demos.tgz ] && [ $(( $(size $T/run.tgz) + $(size $T/demos.tgz) )) -gt "$limit" ]; then
@@ -72,7 +77,7 @@ packsweep) dir=$2; cd $T/w || exit  # (see the header; the 64 MiB a call returns
              find "$dir" -mindepth 2 -maxdepth 2 -path "*/runs/*" -type d | while read -r r; do
                [ -f "$r/summary.json" ] || { echo "$r" >> $T/exclude.txt; echo "packsweep: left out the cut run $r"; }
              done
-             tar czf $T/run.tgz -X $T/exclude.txt "$dir" || exit
+             snapshot $T/run.tgz -X $T/exclude.txt "$dir" || exit
              if [ $(( $(size $T/run.tgz) + $(size $T/demos.tgz) )) -gt "$limit" ]; then
                echo "packsweep: datasets left out"; rm $T/demos.tgz
              fi
