@@ -214,3 +214,35 @@ def test_libero_script_is_well_formed_and_bench_runs_the_gpu_command(tmp_path: P
     check = bash(LIBERO, "check", cwd=tmp_path, **env)
     assert check.returncode == 0, check.stdout + check.stderr
     assert "ARGS -c " in check.stdout and "make_libero('libero_spatial_0'" in check.stdout
+
+
+def test_a_second_job_runs_beside_the_first_in_its_own_tree_with_its_own_files(tmp_path: Path) -> None:
+    """JOB=NAME: #25's LLM sweep beside #20's robot sweep in one lease; each resumes its own staged run and
+    returns files that do not overwrite the other's."""
+    machine, out = tmp_path / "machine", tmp_path / "out"
+    out.mkdir()
+    tree = tmp_path / "tree"
+    (tree / ".stage").mkdir(parents=True)
+    for job, folder in (("", "robot"), ("llm_", "llm")):  # what stage_run.sh made of each job's last pieces
+        packed = tmp_path / f"{folder}.tgz"
+        with tarfile.open(packed, "w:gz") as tar:
+            info = tarfile.TarInfo(f"runs/{folder}/summary.json")
+            info.size = 2
+            tar.addfile(info, io.BytesIO(b"{}"))
+        shutil.copy(packed, tree / ".stage" / f"{job}run.tgz.part00")
+    env = {"REMOTE_TMP": str(machine), "OUT": str(out), "START_WAIT": "1"}
+    for job in ("", "llm"):
+        jobs = {"JOB": job} if job else {}
+        assert bash(REMOTE, "stage", cwd=tree, **env, **jobs).returncode == 0
+        started = bash(REMOTE, "start", "echo running; sleep 3", cwd=tree, **env, **jobs)
+        assert started.returncode == 0 and "running" in started.stdout, started.stdout + started.stderr
+    assert (machine / "w/runs/robot/summary.json").is_file() and not (machine / "w/runs/llm").exists()
+    assert (machine / "llm/runs/llm/summary.json").is_file() and not (machine / "llm/runs/robot").exists()
+    for job, name in (("", "results.tgz"), ("llm", "llm_results.tgz")):
+        jobs = {"JOB": job} if job else {}
+        assert bash(REMOTE, "pack", cwd=tree, **env, **jobs).returncode == 0
+        assert (out / name).is_file()
+        packed = bash(REMOTE, "packrun", "runs", cwd=tree, **env, **jobs)
+        assert packed.returncode == 0, packed.stderr
+    assert "runs/robot/summary.json" in _names(out, "run")
+    assert "runs/llm/summary.json" in _names(out, "llm_run")

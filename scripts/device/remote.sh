@@ -19,10 +19,16 @@
 #                      do not fit a call's 64 MiB, the cut runs are left out (they start afresh), then the datasets
 #   stage              before start: the carried .stage/{run,demos}.tgz.partNN pieces (one or two per call) to
 #                      /tmp/stage; start unpacks them into /tmp/w, so the job resumes the runs they hold
+# JOB=NAME before any verb from stage on runs a second job beside the first in the same lease (e.g. #25's GPU-bound
+# LLM sweep beside #20's simulator-bound robot sweep): its tree is /tmp/NAME, its stage /tmp/NAME_stage, and the
+# files it carries or returns are named NAME_run.tgz.partNN, NAME_demos.tgz.partNN, NAME_results.tgz.
 # The sapien wheel is reassembled from its two halves; everything installs into /tmp/site (PYTHONPATH).
 # REMOTE_TMP (default /tmp) moves every folder above, for tests.
 set -u
 T="${REMOTE_TMP:-/tmp}"
+P="${JOB:+${JOB}_}"  # JOB=NAME: a second job beside the first (its own tree $T/NAME, stage and file names)
+W="$T/${JOB:-w}"
+STAGE="$T/${P}stage"
 snapshot() {  # tar czf ARCHIVE ARGS... of a tree the job may still be writing: tar's 1 ("file changed as we read
   # it": a log appended to) is fine, files written atomically (checkpoints, summaries) are whole either way
   tar czf "$@"; local rc=$?
@@ -47,24 +53,24 @@ site) mkdir -p $T/parts && for d in "$2"/*/; do cp "$d"* $T/parts/ || exit; done
                || { rm -f "$name"; echo "$name: broken (a piece from another build?)"; exit 1; }
         fi
       done ;;
-stage) mkdir -p $T/stage && cp .stage/*.tgz.part* $T/stage/ && ls -la $T/stage ;;
-start) rm -rf $T/w && mkdir -p $T/w && cp -r . $T/w/ && cd $T/w
+stage) mkdir -p $STAGE && for a in run demos; do cp .stage/$P$a.tgz.part* $STAGE/ 2>/dev/null; done; ls -la $STAGE ;;
+start) rm -rf $W && mkdir -p $W && cp -r . $W/ && cd $W
        for a in run demos; do  # what `stage` brought: a packed run or experiment folder, packsweep's datasets
-         if ls $T/stage/$a.tgz.part* >/dev/null 2>&1; then cat $T/stage/$a.tgz.part* | tar xz -C $T/w; fi
+         if ls $STAGE/$P$a.tgz.part* >/dev/null 2>&1; then cat $STAGE/$P$a.tgz.part* | tar xz -C $W; fi
        done
        touch .started
-       export PYTHONPATH=$T/site:$T/w MS_ASSET_DIR=$T/w/.cache/maniskill MS_SKIP_ASSET_DOWNLOAD_PROMPT=1
-       nohup setsid bash -c "$2" > $T/w/job.log 2>&1 < /dev/null &
-       sleep 15; tail -5 $T/w/job.log ;;
-poll) sleep "${2:-200}"; cd $T/w; date; uptime; tail -n "${3:-20}" job.log | tr '\r' '\n' | tail -n "${3:-20}" ;;
-pack) cd $T/w; shift; find . -path ./.whl -prune -o -type f \( -name "*.json" -o -name "*.jsonl" -o -name "*.log" \
+       export PYTHONPATH=$T/site:$W MS_ASSET_DIR=$W/.cache/maniskill MS_SKIP_ASSET_DOWNLOAD_PROMPT=1
+       nohup setsid bash -c "$2" > $W/job.log 2>&1 < /dev/null &
+       sleep "${START_WAIT:-15}"; tail -5 $W/job.log ;;
+poll) sleep "${2:-200}"; cd $W; date; uptime; tail -n "${3:-20}" job.log | tr '\r' '\n' | tail -n "${3:-20}" ;;
+pack) cd $W; shift; find . -path ./.whl -prune -o -type f \( -name "*.json" -o -name "*.jsonl" -o -name "*.log" \
         -o -name "*.png" -o -name "*.yaml" -o -name "*.md" \) -newer .started -print 2>/dev/null > $T/list.txt
       for g in "$@"; do ls -d $g >> $T/list.txt 2>/dev/null; done
-      tar czf "$OUT/results.tgz" -T $T/list.txt job.log; ls -la "$OUT" ;;
-packrun) dir=$2; shift 2; cd $T/w && snapshot $T/run.tgz "${@/#/--exclude=}" "$dir" && rm -f "$OUT"/run.tgz.part* \
-           && split -b 15M -d $T/run.tgz "$OUT/run.tgz.part"
+      tar czf "$OUT/${P}results.tgz" -T $T/list.txt job.log; ls -la "$OUT" ;;
+packrun) dir=$2; shift 2; cd $W && snapshot $T/run.tgz "${@/#/--exclude=}" "$dir" && rm -f "$OUT"/${P}run.tgz.part* \
+           && split -b 15M -d $T/run.tgz "$OUT/${P}run.tgz.part"
          ls -la "$OUT" ;;
-packsweep) dir=$2; cd $T/w || exit  # (see the header; the 64 MiB a call returns decide what fits)
+packsweep) dir=$2; cd $W || exit  # (see the header; the 64 MiB a call returns decide what fits)
            { echo "$dir/demos"; find "$dir" -name summary.json -path "*/runs/*" | while read -r s; do
                echo "$(dirname "$s")/policy"; echo "$(dirname "$s")/checkpoints"; done; } > $T/exclude.txt
            snapshot $T/run.tgz -X $T/exclude.txt "$dir" || exit
@@ -82,9 +88,9 @@ packsweep) dir=$2; cd $T/w || exit  # (see the header; the 64 MiB a call returns
                echo "packsweep: datasets left out"; rm $T/demos.tgz
              fi
            fi
-           rm -f "$OUT"/run.tgz.part* "$OUT"/demos.tgz.part*
-           split -b 15M -d $T/run.tgz "$OUT/run.tgz.part"
-           [ -f $T/demos.tgz ] && split -b 15M -d $T/demos.tgz "$OUT/demos.tgz.part"
+           rm -f "$OUT"/${P}run.tgz.part* "$OUT"/${P}demos.tgz.part*
+           split -b 15M -d $T/run.tgz "$OUT/${P}run.tgz.part"
+           [ -f $T/demos.tgz ] && split -b 15M -d $T/demos.tgz "$OUT/${P}demos.tgz.part"
            ls -la "$OUT" ;;
 *) verbs="install1|install2|install3|site DIR|stage|start CMD|poll [S] [N]|pack [GLOB...]|packrun DIR [NAME...]|packsweep DIR"
    echo "usage: remote.sh $verbs"
