@@ -29,6 +29,10 @@ T="${REMOTE_TMP:-/tmp}"
 P="${JOB:+${JOB}_}"  # JOB=NAME: a second job beside the first (its own tree $T/NAME, stage and file names)
 W="$T/${JOB:-w}"
 STAGE="$T/${P}stage"
+quiet_pip() {  # pip's own exit status, without its warnings (a plain `| grep -v WARN` returned 1 on silence)
+  pip install -q --no-index --no-deps --no-compile --target $T/site "$@" > $T/pip.log 2>&1; local rc=$?
+  grep -v WARN $T/pip.log; return $rc
+}
 snapshot() {  # tar czf ARCHIVE ARGS... of a tree the job may still be writing: tar's 1 ("file changed as we read
   # it": a log appended to) is fine, files written atomically (checkpoints, summaries) are whole either way
   tar czf "$@"; local rc=$?
@@ -39,8 +43,8 @@ install1) for f in .gl/*.deb; do dpkg -x "$f" /; done; ldconfig
           mkdir -p $T/parts; cp .whl/p1/sapien.part.aa $T/parts/ ;;
 install2) whl=$T/sapien-3.0.3-cp312-cp312-manylinux_2_28_x86_64.whl
           cat $T/parts/sapien.part.aa .whl/p2/sapien.part.ab > $whl
-          pip install -q --no-index --no-deps --no-compile --target $T/site $whl .whl/p2/*.whl 2>&1 | grep -v WARN ;;
-install3) pip install -q --no-index --no-deps --no-compile --target $T/site .whl/ms/*.whl 2>&1 | grep -v WARN ;;
+          quiet_pip $whl .whl/p2/*.whl ;;
+install3) quiet_pip .whl/ms/*.whl ;;
 site) mkdir -p $T/parts && for d in "$2"/*/; do cp "$d"* $T/parts/ || exit; done; cd $T/parts || exit
       shopt -s nullglob; lists=(*.parts); [ ${#lists[@]} -gt 0 ] || { echo "no NAME.parts in $2/*/"; exit 1; }
       for list in "${lists[@]}"; do  # NAME.parts lists an archive's pieces, NAME.sha256 its checksum
