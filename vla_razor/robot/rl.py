@@ -101,8 +101,9 @@ class PolicyActor:
         noise = self.row_noise([episode_key(s) for s in batch.specs], batch.steps) if self.temperature > 0 else None
         sample = self.policy.sample(inputs, temperature=self.temperature, uniform_noise=noise)
         if self.record:
+            tokens = sample.tokens.cpu()  # one device-to-host copy for the batch, not one wait per row
             for row, (episode, step) in enumerate(zip(batch.episodes, batch.steps)):
-                self.tokens[(int(episode), int(step))] = sample.tokens[row].cpu()
+                self.tokens[(int(episode), int(step))] = tokens[row].clone()
         return np.asarray(sample.actions, dtype=np.float32)
 
 
