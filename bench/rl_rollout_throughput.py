@@ -136,8 +136,15 @@ def main() -> None:
             for (dtype, actor), threads, g in [(a, t, g) for a in actors.items() for t in args.threads for g in groups]:
                 torch.set_num_threads(threads)
                 rollout.pipeline_groups = g
-                # the policy's first call at this batch size (CUDA graph capture, compilation) is not rollout time
-                rollout.run(actor, new_task_specs("pick_can", max(1, workers), seed=4242, max_steps=2))
+                # graph captures and compilation are not rollout time: on CUDA an untimed pass over the same
+                # episodes first (a rollout's batches shrink as its episodes end, and each row bucket, 1 2 4 8 16 ...,
+                # has its own CUDA graphs, which a short run would otherwise time), elsewhere the full batch's first call
+                warmup = (
+                    specs
+                    if args.device == "cuda"
+                    else new_task_specs("pick_can", max(1, workers), seed=4242, max_steps=2)
+                )
+                rollout.run(actor, warmup)
                 pol, pol_steps, pol_s = steps_per_s(rollout, actor, specs)
                 row = {
                     "setting": f"{workers} workers, pipeline_groups {g}, {threads} policy threads, {dtype}",
@@ -164,6 +171,7 @@ def main() -> None:
         "temperature": args.temperature,
         "max_steps": args.max_steps,
         "torch": torch.__version__,
+        "warmup": "cuda: one untimed pass over the same episodes per setting; cpu: the full batch's first call",
         "rows": rows,
     }
     update_json(Path(args.out), f"{Path(args.policy).name}@{args.device}", result)
