@@ -246,3 +246,35 @@ def test_a_second_job_runs_beside_the_first_in_its_own_tree_with_its_own_files(t
         assert packed.returncode == 0, packed.stderr
     assert "runs/robot/summary.json" in _names(out, "run")
     assert "runs/llm/summary.json" in _names(out, "llm_run")
+
+
+def test_stage_run_keeps_staged_datasets_that_a_later_pack_did_not_bring_back(tmp_path: Path) -> None:
+    """Session N packs runs and the datasets its job collected; session N+1's packsweep has no datasets (they came
+    from the stage): staging its pieces replaces the runs and keeps the staged datasets."""
+    stage_run = ROOT / "scripts/device/stage_run.sh"
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+
+    def packed(folder: Path, name: str, member: str) -> None:
+        folder.mkdir(exist_ok=True)
+        with tarfile.open(folder / f"{name}.tgz.part00", "w:gz") as tar:
+            info = tarfile.TarInfo(member)
+            info.size = 2
+            tar.addfile(info, io.BytesIO(b"{}"))
+
+    first, second = tmp_path / "session1", tmp_path / "session2"
+    packed(first, "run", "runs/exp/runs/a/summary.json")
+    packed(first, "demos", "data/demos/angled/summary.json")
+    packed(second, "run", "runs/exp/runs/b/summary.json")
+    for folder in (first, second):
+        result = bash(stage_run, str(folder), cwd=repo)
+        assert result.returncode == 0, result.stdout + result.stderr
+
+    def staged(name: str) -> list[str]:
+        data = b"".join(p.read_bytes() for p in sorted((repo / ".stage").glob(f"{name}.tgz.part*")))
+        with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+            return tar.getnames()
+
+    assert staged("run") == ["runs/exp/runs/b/summary.json"]
+    assert staged("demos") == ["data/demos/angled/summary.json"]

@@ -11,7 +11,9 @@ set -euo pipefail
 P="${2:+${2}_}"
 cd "$(git rev-parse --show-toplevel)"
 ex=$(git rev-parse --git-path info/exclude); grep -qx "/.stage/" "$ex" 2>/dev/null || echo "/.stage/" >> "$ex"
-mkdir -p .stage && rm -f .stage/${P}run.tgz* .stage/${P}demos.tgz*
+mkdir -p .stage && rm -f .stage/${P}run.tgz*
+# a later packsweep brings no datasets back (it packs only those its own job collected): the staged ones stay
+ls "$1"/${P}demos.tgz.part* > /dev/null 2>&1 && rm -f .stage/${P}demos.tgz*
 cat "$1"/${P}run.tgz.part* > .stage/${P}run.tgz
 tar tzf .stage/${P}run.tgz > /dev/null   # a missing or truncated piece stops here
 tar tzf .stage/${P}run.tgz | grep -m3 training_state || echo "note: no training state in the archive (nothing to resume)"
