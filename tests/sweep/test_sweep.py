@@ -82,6 +82,26 @@ def test_robot_grid_becomes_one_task_per_run_with_its_own_folder():
     assert not any(t.is_finished() for t in tasks)
 
 
+def test_shared_step_collects_only_while_an_sft_run_is_unfinished(tmp_path: Path):
+    """A sweep resumed with only RL runs left skips the demonstrations' collection; one SFT run left keeps it."""
+    from vla_razor.runs import atomic_write_json
+    from vla_razor.sweep.sweep import shared_step_for
+
+    cfg = robot_sweep({"sft": {"sft.optim.lr": [1e-5, 3e-5]}, "rl": {"rl.optim.lr": [1e-6]}})
+    cfg.overrides["runs_dir"] = str(tmp_path)
+    prepare, tasks = sweep_tasks(cfg)
+    assert shared_step_for(prepare, tasks).payload["collect"] is True
+    for task in tasks[:1]:
+        Path(task.run_dirs[0]).mkdir(parents=True)
+        atomic_write_json(Path(task.run_dirs[0]) / "summary.json", {"method": "sft"})
+    todo = [t for t in tasks if not t.is_finished()]
+    assert [t.name for t in todo] == ["sft_lr3e-05_bs16_ep1_s0", "rl_lr1e-06_bs32_k4_10_s0"]
+    assert shared_step_for(prepare, todo).payload["collect"] is True
+    only_rl = shared_step_for(prepare, todo[1:])
+    assert only_rl.payload["collect"] is False and only_rl.payload["kind"] == "prepare"
+    assert prepare.payload["collect"] is True  # the expansion itself is left as it was
+
+
 @pytest.mark.parametrize(
     "grid, message",
     [

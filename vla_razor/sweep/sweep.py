@@ -321,6 +321,7 @@ def run_sweep(cfg: SweepConfig, progress: bool = True, command: str | None = Non
     result = SweepResult(experiment_dir)
     todo = [task for task in tasks if not task.is_finished()]
     result.skipped = [task.name for task in tasks if task not in todo]
+    prepare = shared_step_for(prepare, todo)
     started = time.perf_counter()
     experiment_dir.mkdir(parents=True, exist_ok=True)
     if cfg.in_process:
@@ -337,6 +338,14 @@ def run_sweep(cfg: SweepConfig, progress: bool = True, command: str | None = Non
     if cfg.report and (result.finished or result.skipped):
         result.report_dir = write_sweep_report(cfg)
     return result
+
+
+def shared_step_for(prepare: SweepTask, todo: list[SweepTask]) -> SweepTask:
+    """The shared step as the unfinished tasks need it: a robot sweep whose SFT runs are all finished does not
+    collect their demonstrations again (2,000 of them took minutes of a device lease that had only RL runs left)."""
+    if prepare.payload.get("collect") and not any(t.payload.get("method") == "sft" for t in todo):
+        return SweepTask("the base's evaluation", prepare.run_dirs, {**prepare.payload, "collect": False})
+    return prepare
 
 
 def _run_in_process(prepare: SweepTask, todo: list[SweepTask], result: SweepResult, progress: bool) -> None:
