@@ -202,6 +202,7 @@ def test_probe_scores_of_a_tiny_model(tiny_loaded, tmp_path):
             ifeval_max_tokens=4,
             nltk_dir=tmp_path / "nltk_data",
             sizes={"winogrande": 5},
+            generation_batch_size=2,
         )
         assert model.training
     finally:
@@ -222,6 +223,13 @@ def test_probe_scores_of_a_tiny_model(tiny_loaded, tmp_path):
 
 def test_probes_are_grouped_by_size_and_chat_template():
     groups = probe_groups(["hellaswag", "mmlu", "ifeval", "humaneval"], 300, {"mmlu": 1200}, ["ifeval"], True)
-    assert groups == {(300, False): ["hellaswag", "humaneval"], (1200, False): ["mmlu"], (300, True): ["ifeval"]}
-    no_template = probe_groups(["hellaswag", "ifeval"], None, {}, ["ifeval"], False)
-    assert no_template == {(None, False): ["hellaswag", "ifeval"]}, "without a template every probe is plain text"
+    assert groups == {
+        (300, False, False): ["hellaswag"],
+        (300, False, True): ["humaneval"],
+        (1200, False, False): ["mmlu"],
+        (300, True, True): ["ifeval"],
+    }
+    no_template = probe_groups(["hellaswag", "ifeval", "winogrande"], None, {}, ["ifeval"], False)
+    assert no_template == {(None, False, False): ["hellaswag", "winogrande"], (None, False, True): ["ifeval"]}, (
+        "without a template every probe is plain text; the generating ones still go apart (their own batch size)"
+    )

@@ -148,6 +148,12 @@ class EvalConfig:
         "scored that way); the others are scored on plain text",
     )
     probe_batch_size: int = option(16, "lm-eval batch size", ge=1)
+    probe_generation_batch_size: int | None = option(
+        None,
+        "lm-eval batch size of the probes that generate (IFEval, HumanEval; None: probe_batch_size): on a GPU one "
+        "batch of all 541 IFEval prompts decodes in about the time of one of 64",
+        ge=1,
+    )
     kl_prompts: int = option(64, "new-task (eval split) prompts whose base responses give the forward KL", ge=1)
     kl_chunk_tokens: int = option(512, "positions whose full-vocabulary logits are held at once in the KL", ge=1)
     every: int = option(0, "also evaluate every this many updates into points.jsonl (0: only at the end)", ge=0)

@@ -148,6 +148,7 @@ class LLMEvaluator:
                 Path(self.cfg.cache_dir) / "nltk_data",
                 e.probe_sizes,
                 e.chat_template_probes,
+                e.probe_generation_batch_size,
             )
             kl = kl_to_base(
                 self.base,
