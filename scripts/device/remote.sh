@@ -43,7 +43,7 @@ install1) for f in .gl/*.deb; do dpkg -x "$f" /; done; ldconfig
           mkdir -p $T/parts; cp .whl/p1/sapien.part.aa $T/parts/ ;;
 install2) whl=$T/sapien-3.0.3-cp312-cp312-manylinux_2_28_x86_64.whl
           cat $T/parts/sapien.part.aa .whl/p2/sapien.part.ab > $whl
-          quiet_pip $whl .whl/p2/*.whl ;;
+          quiet_pip $whl ;;
 install3) quiet_pip .whl/ms/*.whl ;;
 site) mkdir -p $T/parts && for d in "$2"/*/; do cp "$d"* $T/parts/ || exit; done; cd $T/parts || exit
       shopt -s nullglob; lists=(*.parts); [ ${#lists[@]} -gt 0 ] || { echo "no NAME.parts in $2/*/"; exit 1; }
