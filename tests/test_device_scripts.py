@@ -290,6 +290,7 @@ def test_keep_state_commits_finished_runs_and_seed_brings_them_back(tmp_path: Pa
     out.mkdir()
     big_log = "".join(f'{{"step": {i}, "name": "loss", "value": 0.5}}\n' for i in range(3000))  # > 64 KB
     (machine / "w/runs/exp/runs/sft_a/metrics.jsonl").write_text(big_log)
+    (machine / "w/runs/exp/runs/sft_a/.lock").write_text("")  # as the run left it
     packed = bash(REMOTE, "packsweep", "runs/exp", cwd=tmp_path, REMOTE_TMP=str(machine), OUT=str(out))
     assert packed.returncode == 0, packed.stdout + packed.stderr
     state = tmp_path / "docs/results/exp/experiment"

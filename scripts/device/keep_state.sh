@@ -32,6 +32,7 @@ keep)
     fi
   done
   find "$exp" -name '*.jsonl' -size +64k -exec gzip -9n {} +
+  find "$exp" -name .lock -delete  # a process's hold on its run (flock), not a result
   rm -rf "$dest" && mkdir -p "$(dirname "$dest")" && cp -r "$exp" "$dest"
   echo "$dest: $(find "$dest" -name summary.json -path '*/runs/*' | wc -l) finished runs, $(du -sh "$dest" | cut -f1)"
   ;;
