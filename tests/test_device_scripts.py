@@ -11,8 +11,11 @@ import lzma
 import os
 import shutil
 import subprocess
+import sys
 import tarfile
 from pathlib import Path
+
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 REMOTE = ROOT / "scripts/device/remote.sh"
@@ -316,3 +319,24 @@ def test_keep_state_commits_finished_runs_and_seed_brings_them_back(tmp_path: Pa
     assert fresh.returncode == 0 and "starts afresh" in fresh.stdout
     broken = bash(keep_state, "keep", str(tmp_path / "nothing"), str(state), cwd=tmp_path)
     assert broken.returncode == 1 and "no run.tgz.partNN pieces" in broken.stdout
+
+
+def test_razor20_seeds_the_experiment_and_runs_one_sweep_per_method_in_the_order_asked(tmp_path: Path) -> None:
+    """#20's device job on a copy of the repo's configs and scripts, with `vla-razor sweep` replaced by echo: it
+    seeds the experiment from the committed state, then writes one sweep config per method of METHODS (the grid
+    cut to that method, the machine's workers set) and runs them in that order; an unknown method is refused."""
+    for name in ("configs", "scripts", "docs"):
+        (tmp_path / name).symlink_to(ROOT / name)
+    python_bin = str(Path(sys.executable).parent)
+    env = {"PATH": f"{python_bin}:{os.environ['PATH']}", "VR": "echo", "WORKERS": "3"}
+    job = bash(ROOT / "scripts/device/razor20.sh", cwd=tmp_path, METHODS="rl,sft", **env)
+    assert job.returncode == 0, job.stdout + job.stderr
+    assert "seeded runs/razor_embedded" in job.stdout + job.stderr
+    assert (tmp_path / "runs/razor_embedded/base_eval.json").is_file()
+    assert "sweep of runs/razor_embedded (rl) rc=0" in job.stdout
+    assert job.stdout.index("(rl) rc=0") < job.stdout.index("(sft) rc=0")
+    last = yaml.safe_load((tmp_path / "runs/razor_sweeps/sweep.yaml").read_text())
+    assert list(last["grid"]) == ["sft"] and last["overrides"]["workers"] == 3 and last["in_process"] is True
+    refused = bash(ROOT / "scripts/device/razor20.sh", cwd=tmp_path, METHODS="ppo", **env)
+    assert "METHODS: 'ppo' is not a method of the grid (sft, rl)" in refused.stderr
+    assert "(ppo) rc" not in refused.stdout

@@ -15,12 +15,13 @@
 # Session 14: RENDERER=gpu (the renderer of this experiment: keep it), 4 of 15 runs, lost with its ignored .stage
 # pieces (a new checkout has none): hence the committed state.
 # SWEEP=<sweep yaml> runs another sweep the same way; GRID='{...}' replaces its grid (e.g. the best settings'
-# seeds). CPU dry run: the committed sweep with tiny overrides (a 2x2 collection, 2-episode evaluations, 2 RL
-# iterations on a [2, 1] grid, one run each), WORKERS=2, PATH=.venv/bin:$PATH: rc 0 in 86 s (session 13).
+# seeds); METHODS=rl,sft runs one method's runs after the other's. CPU dry run: the committed sweep with tiny
+# overrides (a 2x2 collection, 2-episode evaluations, 2 RL iterations on a [2, 1] grid, one run each), WORKERS=2,
+# PATH=.venv/bin:$PATH: rc 0 in 86 s (session 13).
 set -x
 SWEEP=${SWEEP:-configs/sweep_robot_embedded.yaml}
 WORKERS=${WORKERS:-14}
-VR="python3 -m vla_razor.cli.main"
+VR=${VR:-python3 -m vla_razor.cli.main}  # (tests: VR=echo)
 export PYTHONUNBUFFERED=1
 # RENDERER=lavapipe: every simulator renders on its own CPU core (scripts/device/lavapipe.sh: its pieces carried and
 # `piece` run before), where the H200 machine's bench says that is faster; one renderer for the whole experiment
@@ -30,7 +31,8 @@ if [ "${RENDERER:-gpu}" = lavapipe ]; then
 fi
 echo "renderer: ${RENDERER:-gpu}"
 mkdir -p runs/razor_sweeps
-EXP=$(python3 - "$SWEEP" "$WORKERS" "${GRID:-}" <<'PY'
+sweep_yaml() {  # runs/razor_sweeps/sweep.yaml for this machine, its grid cut to method $1 (all: the whole grid)
+  python3 - "$SWEEP" "$WORKERS" "${GRID:-}" "$1" <<'PY'
 import sys
 
 import yaml
@@ -46,13 +48,23 @@ cfg["resources"] = {"cpus": workers + 1, "gpus": 0}
 cfg["in_process"] = True
 if sys.argv[3]:
     cfg["grid"] = yaml.safe_load(sys.argv[3])
+if sys.argv[4] != "all":
+    if sys.argv[4] not in cfg["grid"]:
+        sys.exit(f"METHODS: {sys.argv[4]!r} is not a method of the grid ({', '.join(cfg['grid'])})")
+    cfg["grid"] = {sys.argv[4]: cfg["grid"][sys.argv[4]]}
 with open("runs/razor_sweeps/sweep.yaml", "w") as f:
     yaml.safe_dump(cfg, f, sort_keys=False)
 print(cfg["overrides"]["experiment"])
 PY
-) || exit
+}
+EXP=$(sweep_yaml all) || exit
 # the finished runs and the base's evaluation of earlier leases, committed (scripts/device/keep_state.sh)
 bash scripts/device/keep_state.sh seed "${STATE:-docs/results/robot/razor_embedded/experiment}" "runs/$EXP" || exit
-$VR sweep runs/razor_sweeps/sweep.yaml --quiet > runs/razor_sweeps/sweep.log 2>&1  # the report at its end too
-echo "sweep of runs/$EXP rc=$?"
+# METHODS=rl,sft: one sweep per method in that order (e.g. RL's runs before SFT's last ones); default: the grid's order
+IFS=, read -ra ORDER <<< "${METHODS:-all}"
+for method in "${ORDER[@]}"; do
+  sweep_yaml "$method" > /dev/null || exit
+  $VR sweep runs/razor_sweeps/sweep.yaml --quiet >> runs/razor_sweeps/sweep.log 2>&1  # the report at its end too
+  echo "sweep of runs/$EXP ($method) rc=$?"
+done
 echo JOB DONE
