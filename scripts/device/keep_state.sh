@@ -21,7 +21,7 @@ keep)
   ls "$folder"/${P}run.tgz.part* > /dev/null 2>&1 || { echo "$folder: no ${P}run.tgz.partNN pieces"; exit 1; }
   work=$(mktemp -d /tmp/keep_state.XXXXXX); trap 'rm -rf "$work"' EXIT
   cat "$folder"/${P}run.tgz.part* | tar xz -C "$work"  # a missing or truncated piece stops here
-  exp=$(find "$work" -name base_eval.json -printf '%h\n' | head -1)
+  exp=$(find "$work" -name base_eval.json -printf '%h\n' -quit)
   [ -n "$exp" ] || { echo "$folder: the archive holds no experiment folder (no base_eval.json)"; exit 1; }
   for run in "$exp"/runs/*/; do
     [ -d "$run" ] || continue
