@@ -381,21 +381,23 @@ def test_float32_master_weights_follow_the_float32_curve(
     demo_dirs: dict[str, Path], tiny_base: Path, tmp_path: Path
 ) -> None:
     """bf16 parameters with float32 master weights and moments (`optim.master_weights: float32`) follow the float32
-    run's 200-update SFT loss curve (the tiny base on the angled pick-can demonstrations, lr 3e-5: the default);
-    plain bf16 AdamW drifts far from it, its updates (~lr) mostly below half a bf16 step of the weights. Resumed at
+    run's 100-update SFT loss curve (the tiny base on the angled pick-can demonstrations, lr 3e-5: the default);
+    plain bf16 AdamW drifts from it, its updates (~lr) mostly below half a bf16 step of the weights. Resumed at
     update 20, the master-weight run repeats the uninterrupted curve exactly (master and moments are saved).
 
     Tolerance: per update |loss - float32 loss| <= 0.03 on average and <= 0.1 at most. A master-weight run differs
     from float32 only by bf16 rounding of the forward and backward (logits ~2^-8 relative) and of the weights the
-    forward reads, ~0.01 of a loss of 2.5-4.6; measured (2-core CPU): mean 0.008, max 0.023, against plain bf16's
-    mean 0.75 (1.32 over the last 50 updates; final loss 3.87 against float32's 2.58). The plain run must be at
-    least 10x farther on average (docs/results/perf/master_weights_curve_cpu.json)."""
+    forward reads, ~0.01 of a loss of 3.8-4.8; measured over 100 updates (2-core CPU): mean 0.007, max 0.023, against
+    plain bf16's mean 0.27 (0.42 over the last 50 updates; the float32 loss falls from 4.76 to 3.78, first and last
+    20 updates' means, plain bf16's to 4.44 only). The plain run must be at least 10x farther on average. Over 200
+    updates the gap grows to 0.75 (docs/results/perf/master_weights_curve_cpu.json); 100 keep the test at half the
+    time (it was the suite's slowest)."""
     import shutil
 
     data = DemoTransitions([demo_dirs["pick_can_angled"]])
     torch.set_num_threads(1)
     curves = {
-        name: np.array(_sft_curve(tiny_base, data, tmp_path / name, dtype, master, 200))
+        name: np.array(_sft_curve(tiny_base, data, tmp_path / name, dtype, master, 100))
         for name, dtype, master in (
             ("float32", torch.float32, "none"),
             ("bf16_master", torch.bfloat16, "float32"),
@@ -403,7 +405,7 @@ def test_float32_master_weights_follow_the_float32_curve(
         )
     }
     gaps = {name: np.abs(curves[name] - curves["float32"]) for name in ("bf16_master", "bf16")}
-    assert curves["float32"][-20:].mean() < curves["float32"][:20].mean() - 1.0, "the reference must learn"
+    assert curves["float32"][-20:].mean() < curves["float32"][:20].mean() - 0.8, "the reference must learn"
     assert gaps["bf16_master"].mean() <= 0.03 and gaps["bf16_master"].max() <= 0.1, gaps["bf16_master"]
     assert gaps["bf16"].mean() >= 10 * gaps["bf16_master"].mean()
     # resumed at update 20 of 40 (the schedule is constant after warmup, the batches a function of (seed, epoch)):
