@@ -318,7 +318,38 @@ def test_keep_state_commits_finished_runs_and_seed_brings_them_back(tmp_path: Pa
     fresh = bash(keep_state, "seed", str(tmp_path / "nothing"), "runs/exp", cwd=tree)
     assert fresh.returncode == 0 and "starts afresh" in fresh.stdout
     broken = bash(keep_state, "keep", str(tmp_path / "nothing"), str(state), cwd=tmp_path)
-    assert broken.returncode == 1 and "no run.tgz.partNN pieces" in broken.stdout
+    assert broken.returncode == 1 and "no run.tgz.partNN pieces and no results.tgz" in broken.stdout
+
+
+def test_keep_state_takes_a_polls_pack_when_the_lease_ended_early_and_keeps_what_it_lacks(tmp_path: Path) -> None:
+    """A lease lost before its final packsweep leaves only the last poll's JSON-and-logs pack: its newly finished
+    run joins the committed state, and what the pack cannot hold (the KL frames) or no longer holds stays."""
+    keep_state = ROOT / "scripts/device/keep_state.sh"
+    machine, out = tmp_path / "machine", tmp_path / "out"
+    _sweep_on_machine(machine)
+    out.mkdir()
+    (machine / "w/runs/exp/runs/sft_a/metrics.jsonl").write_text("new\n")
+    packed = bash(REMOTE, "pack", cwd=tmp_path, REMOTE_TMP=str(machine), OUT=str(out))
+    assert packed.returncode == 0, packed.stdout + packed.stderr
+    state = tmp_path / "docs/results/exp/experiment"
+    (state / "runs/sft_old").mkdir(parents=True)
+    (state / "runs/sft_old/summary.json").write_text('{"old": 1}')
+    (state / "kl_observations.npz").write_bytes(b"frames")
+    (state / "runs/sft_a").mkdir()
+    (state / "runs/sft_a/metrics.jsonl.gz").write_bytes(b"stale")  # from an earlier keep; the pack's log wins
+    kept = bash(keep_state, "keep", str(out), str(state), cwd=tmp_path)
+    assert kept.returncode == 0, kept.stdout + kept.stderr
+    assert "2 finished runs" in kept.stdout  # (the cut run's training state is no JSON: the pack has none of it)
+    files = sorted(str(p.relative_to(state)) for p in state.rglob("*") if p.is_file())
+    assert files == [
+        "base_eval.json",
+        "kl_observations.npz",
+        "runs/sft_a/metrics.jsonl",
+        "runs/sft_a/summary.json",
+        "runs/sft_old/summary.json",
+    ]
+    assert (state / "runs/sft_a/metrics.jsonl").read_text() == "new\n"
+    assert (state / "kl_observations.npz").read_bytes() == b"frames"
 
 
 def test_razor20_seeds_the_experiment_and_runs_one_sweep_per_method_in_the_order_asked(tmp_path: Path) -> None:
