@@ -10,6 +10,7 @@ runs without one. Every file that a reader may load is written to a temporary na
 from __future__ import annotations
 
 import fcntl
+import gzip
 import json
 import math
 import os
@@ -19,7 +20,7 @@ import tempfile
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import IO, Any, TypeVar
 
 import torch
 import yaml
@@ -182,10 +183,30 @@ def load_tensors(path: Path) -> dict[str, torch.Tensor]:
         raise CorruptFileError(f"{path}: not a readable safetensors file ({err})") from None
 
 
+def _gzipped(path: Path) -> Path:
+    return path.with_name(path.name + ".gz")
+
+
+def jsonl_exists(path: Path) -> bool:
+    """Whether the JSON-lines file `path` is there, plain or gzipped (NAME.gz: a committed experiment keeps its large
+    logs gzipped, scripts/device/keep_state.sh)."""
+    return Path(path).is_file() or _gzipped(Path(path)).is_file()
+
+
+def open_jsonl(path: Path) -> IO[str]:
+    """The JSON-lines file `path` for reading, or its gzipped copy NAME.gz where only that is there."""
+    path = Path(path)
+    if not path.is_file() and _gzipped(path).is_file():
+        return gzip.open(_gzipped(path), "rt", encoding="utf-8")
+    return path.open(encoding="utf-8")
+
+
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    """Reads a JSON-lines file; a broken line is an error naming the file and line."""
+    """Reads a JSON-lines file (or its gzipped NAME.gz); a broken line is an error naming the file and line."""
     rows = []
-    for lineno, line in enumerate(Path(path).read_text().splitlines(), start=1):
+    with open_jsonl(path) as f:
+        text = f.read()
+    for lineno, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
         try:

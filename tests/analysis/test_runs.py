@@ -158,3 +158,26 @@ def test_per_episode_results_load_and_older_summaries_without_them_too(tmp_path:
     synth.write_run(tmp_path / "new", {**newer, "new_task_examples": {"pick_can": [1]}})
     with pytest.raises(ValueError, match="'new_task_examples' must be a list"):
         load_points(tmp_path)
+
+
+def test_gzipped_logs_of_a_committed_experiment_read_as_the_plain_ones(planted_runs: Path, tmp_path: Path) -> None:
+    """A committed experiment keeps its large logs gzipped (scripts/device/keep_state.sh): the report and the learning
+    curve read points.jsonl.gz and metrics.jsonl.gz where the plain file is not there, so no mid-training point is
+    lost from the fits."""
+    import gzip
+    import shutil
+
+    from vla_razor.analysis.learning_curve import read_curve
+
+    zipped = tmp_path / "zipped"
+    shutil.copytree(planted_runs, zipped)
+    for log in [*zipped.rglob("points.jsonl"), *zipped.rglob("metrics.jsonl")]:
+        log.with_name(log.name + ".gz").write_bytes(gzip.compress(log.read_bytes()))
+        log.unlink()
+    plain, zipped_points = load_points(planted_runs), load_points(zipped)
+    assert zipped_points[1].points == plain[1].points == 24
+    assert [(p.run, p.step, p.forgetting) for p in zipped_points[0]] == [
+        (p.run, p.step, p.forgetting) for p in plain[0]
+    ]
+    run = next(p for p in zipped.rglob("summary.json")).parent
+    assert read_curve(run)["train"] == read_curve(planted_runs / run.relative_to(zipped))["train"] != []

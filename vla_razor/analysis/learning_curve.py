@@ -21,7 +21,7 @@ from typing import Any
 
 import yaml
 
-from vla_razor.runs import atomic_write_json, read_jsonl
+from vla_razor.runs import atomic_write_json, jsonl_exists, read_jsonl
 
 CURVE_JSON = "learning_curve.json"
 CURVE_PNG = "learning_curve.png"
@@ -35,7 +35,7 @@ def read_curve(run_dir: Path) -> dict[str, Any]:
     """The curve of one run folder: {"run", "method", "train": [...], "evaluations": [...]}."""
     run_dir = Path(run_dir)
     metrics_path = run_dir / "metrics.jsonl"
-    if not metrics_path.is_file():
+    if not jsonl_exists(metrics_path):
         raise CurveError(f"{run_dir}: no metrics.jsonl (not a run folder, or the run has not logged yet)")
     rows = read_jsonl(metrics_path)
     by_step: dict[int, dict[str, float]] = {}
@@ -48,7 +48,7 @@ def read_curve(run_dir: Path) -> dict[str, Any]:
     summary_path = run_dir / "summary.json"
     summary = json.loads(summary_path.read_text()) if summary_path.is_file() else None
     points_path = run_dir / "points.jsonl"
-    points = read_jsonl(points_path) if points_path.is_file() else []
+    points = read_jsonl(points_path) if jsonl_exists(points_path) else []
     evaluations: list[dict[str, Any]] = []
     # the base's scores (step 0): the summary's, or, for a run cut before its end, its first mid-training point's
     base = next((p["base"] for p in ([summary] if summary else []) + points if p.get("base")), None)

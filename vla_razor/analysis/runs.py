@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from vla_razor.runs import CorruptFileError
+from vla_razor.runs import CorruptFileError, jsonl_exists, open_jsonl
 
 SUMMARY_FILE = "summary.json"
 REPORT_FILE = "report.json"
@@ -182,7 +182,7 @@ def _load_run(run_dir: Path, runs_dir: Path, include_mid_training: bool) -> list
 
     mid_records: list[tuple[dict[str, Any], str]] = []
     points_path = run_dir / POINTS_FILE
-    if include_mid_training and points_path.is_file():
+    if include_mid_training and jsonl_exists(points_path):
         mid_records = _read_jsonl_objects(points_path)
 
     # The summary may omit "step"; then it is taken to come after every mid-training checkpoint.
@@ -244,7 +244,7 @@ def _read_json_object(path: Path) -> dict[str, Any]:
 def _read_jsonl_objects(path: Path) -> list[tuple[dict[str, Any], str]]:
     """Parse a JSON-lines file; blank lines are allowed. Returns (record, 'file:line') pairs."""
     records: list[tuple[dict[str, Any], str]] = []
-    with path.open(encoding="utf-8") as handle:
+    with open_jsonl(path) as handle:
         for line_number, line in enumerate(handle, start=1):
             if not line.strip():
                 continue
