@@ -360,12 +360,17 @@ def test_razor20_seeds_the_experiment_and_runs_one_sweep_per_method_in_the_order
         (tmp_path / name).symlink_to(ROOT / name)
     python_bin = str(Path(sys.executable).parent)
     env = {"PATH": f"{python_bin}:{os.environ['PATH']}", "VR": "echo", "WORKERS": "3"}
-    job = bash(ROOT / "scripts/device/razor20.sh", cwd=tmp_path, METHODS="rl,sft", **env)
+    job = bash(ROOT / "scripts/device/razor20.sh", cwd=tmp_path, METHODS="rl:1,sft", **env)
     assert job.returncode == 0, job.stdout + job.stderr
     assert "seeded runs/razor_embedded" in job.stdout + job.stderr
     assert (tmp_path / "runs/razor_embedded/base_eval.json").is_file()
-    assert "sweep of runs/razor_embedded (rl) rc=0" in job.stdout
-    assert job.stdout.index("(rl) rc=0") < job.stdout.index("(sft) rc=0")
+    assert "sweep of runs/razor_embedded (rl:1) rc=0" in job.stdout
+    assert job.stdout.index("(rl:1) rc=0") < job.stdout.index("(sft) rc=0")
+    calls = (tmp_path / "runs/razor_sweeps/sweep.log").read_text().splitlines()  # what echo was given
+    assert calls == [
+        "sweep runs/razor_sweeps/sweep.yaml --quiet --max_new_tasks 1",
+        "sweep runs/razor_sweeps/sweep.yaml --quiet",
+    ]
     last = yaml.safe_load((tmp_path / "runs/razor_sweeps/sweep.yaml").read_text())
     assert list(last["grid"]) == ["sft"] and last["overrides"]["workers"] == 3 and last["in_process"] is True
     refused = bash(ROOT / "scripts/device/razor20.sh", cwd=tmp_path, METHODS="ppo", **env)

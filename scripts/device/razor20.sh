@@ -5,7 +5,7 @@
 # another run trains on the GPU only briefly (an SFT run's updates take ~1 minute; its evaluations, like RL's
 # rollouts, need the simulators). Resumable: a finished run is skipped, a cut one continues from its training
 # state. The experiment outlasts one 30-minute lease (~3 sessions), so every session: install1-3; then
-#   remote.sh start "bash scripts/device/razor20.sh"
+#   remote.sh start "METHODS=rl:1,sft bash scripts/device/razor20.sh"
 # (it seeds the sweep from the committed state of earlier leases, below), every poll `remote.sh pack
 # "runs/razor_sweeps/*.log"`, last `remote.sh packsweep runs/razor_embedded`, and here, after the lease,
 #   bash scripts/device/keep_state.sh keep FILES docs/results/robot/razor_embedded/experiment   # then commit it
@@ -60,11 +60,15 @@ PY
 EXP=$(sweep_yaml all) || exit
 # the finished runs and the base's evaluation of earlier leases, committed (scripts/device/keep_state.sh)
 bash scripts/device/keep_state.sh seed "${STATE:-docs/results/robot/razor_embedded/experiment}" "runs/$EXP" || exit
-# METHODS=rl,sft: one sweep per method in that order (e.g. RL's runs before SFT's last ones); default: the grid's order
+# METHODS=rl,sft: one sweep per method in that order (e.g. RL's runs before SFT's last ones); default: the grid's order.
+# METHOD:N starts at most N of that method's unfinished runs (sweep max_new_tasks), so that a lease finishes what it
+# starts: METHODS=rl:1,sft is one RL run (~18 minutes) and then SFT runs (~4 minutes each) until the lease ends
 IFS=, read -ra ORDER <<< "${METHODS:-all}"
-for method in "${ORDER[@]}"; do
+for entry in "${ORDER[@]}"; do
+  method=${entry%%:*} limit=()
+  [ "$method" = "$entry" ] || limit=(--max_new_tasks "${entry#*:}")
   sweep_yaml "$method" > /dev/null || exit
-  $VR sweep runs/razor_sweeps/sweep.yaml --quiet >> runs/razor_sweeps/sweep.log 2>&1  # the report at its end too
-  echo "sweep of runs/$EXP ($method) rc=$?"
+  $VR sweep runs/razor_sweeps/sweep.yaml --quiet "${limit[@]}" >> runs/razor_sweeps/sweep.log 2>&1  # + its report
+  echo "sweep of runs/$EXP ($entry) rc=$?"
 done
 echo JOB DONE

@@ -232,6 +232,32 @@ def test_local_ray_sweep_killed_then_resumed(tmp_path):
     assert (tmp_path / "runs" / "tiny" / "report" / "report.html").is_file()
 
 
+def test_max_new_tasks_starts_that_many_unfinished_runs_and_leaves_the_rest(tmp_path):
+    """`max_new_tasks` (a device lease that should finish what it starts): each call trains the next unfinished
+    run in the grid's order and records the others as unfinished; a call without it trains the rest."""
+    config = write_tiny_toy_sweep(tmp_path)
+    runs, status_path = tmp_path / "runs" / "tiny" / "runs", tmp_path / "runs" / "tiny" / "sweep_status.json"
+    first = subprocess.run(
+        [*sweep_command(config), "--in_process", "true", "--max_new_tasks", "1"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert first.returncode == 0, first.stdout + first.stderr
+    status = json.loads(status_path.read_text())
+    assert len(summaries(runs)) == 1 and len(status["finished"]) == 1 and len(status["unfinished"]) == 2
+    assert not set(status["unfinished"]) & set(status["finished"])
+    first_finished = status["finished"]
+    rest = subprocess.run(
+        [*sweep_command(config), "--in_process", "true"], cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
+    assert rest.returncode == 0, rest.stdout + rest.stderr
+    status = json.loads(status_path.read_text())
+    assert len(summaries(runs)) == 3 and status["skipped"] == first_finished and status["unfinished"] == []
+    assert sorted(status["finished"] + status["skipped"]) == sorted(summaries(runs))
+
+
 def test_failed_shared_step_is_reported_and_nothing_counts_as_finished(tmp_path):
     config = write_tiny_toy_sweep(tmp_path, data={"fashion_dir": str(tmp_path / "no-fashion-mnist")})
     done = subprocess.run(

@@ -67,6 +67,12 @@ class SweepConfig:
     num_cpus: int | None = option(None, "CPUs of the local Ray instance (none: all of this machine's)", ge=1)
     num_gpus: int | None = option(None, "GPUs of the local Ray instance (none: those Ray finds)", ge=0)
     resources: RunResources = option(RunResources(), "what each task reserves")
+    max_new_tasks: int | None = option(
+        None,
+        "start at most this many of the unfinished tasks, in the grid's order, and leave the rest to the next call "
+        "(a device lease's time: a robot RL run takes ~18 of its 30 minutes; none: all)",
+        ge=1,
+    )
     report: bool = option(True, "write the experiment's report over every finished run at the end")
     curves: Path | None = option(
         None,

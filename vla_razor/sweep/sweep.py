@@ -321,6 +321,8 @@ def run_sweep(cfg: SweepConfig, progress: bool = True, command: str | None = Non
     result = SweepResult(experiment_dir)
     todo = [task for task in tasks if not task.is_finished()]
     result.skipped = [task.name for task in tasks if task not in todo]
+    left = [task.name for task in todo[cfg.max_new_tasks :]] if cfg.max_new_tasks is not None else []
+    todo = todo[: cfg.max_new_tasks]
     prepare = shared_step_for(prepare, todo)
     started = time.perf_counter()
     experiment_dir.mkdir(parents=True, exist_ok=True)
@@ -332,7 +334,7 @@ def run_sweep(cfg: SweepConfig, progress: bool = True, command: str | None = Non
     runs = {task.name: len(task.run_dirs) for task in tasks}
     result.runs_trained = sum(runs[name] for name in result.finished)
     result.runs_skipped = sum(runs[name] for name in result.skipped)
-    _write_status(experiment_dir / STATUS, result, [], interrupted=False)
+    _write_status(experiment_dir / STATUS, result, left, interrupted=False)
     if cfg.curves is not None:
         write_curves(tasks, cfg.curves, command)
     if cfg.report and (result.finished or result.skipped):
