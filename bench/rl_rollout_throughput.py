@@ -61,6 +61,46 @@ def steps_per_s(rollout, policy, specs) -> tuple[float, int, float]:
     return steps / seconds, steps, seconds
 
 
+def measure_workers(rollout, workers: int, groups: list[int], fresh: bool, actors: dict, noop, specs, args) -> list:
+    """The rows of one worker count and reset kind: the simulator alone (no-op policy), then each policy setting."""
+    from vla_razor.robot.evaluate import new_task_specs
+
+    rollout.fresh_scene = fresh
+    rollout.pipeline_groups = 1
+    sim, sim_steps, sim_s = steps_per_s(rollout, noop, specs)
+    rows = []
+    for (dtype, actor), threads, g in [(a, t, g) for a in actors.items() for t in args.threads for g in groups]:
+        torch.set_num_threads(threads)
+        rollout.pipeline_groups = g
+        # graph captures and compilation are not rollout time: on CUDA an untimed pass over the same episodes first
+        # (a rollout's batches shrink as its episodes end, and each row bucket, 1 2 4 8 16 ..., has its own CUDA
+        # graphs, which a short run would otherwise time), elsewhere the full batch's first call
+        warmup = specs if args.device == "cuda" else new_task_specs("pick_can", max(1, workers), seed=4242, max_steps=2)
+        rollout.run(actor, warmup)
+        pol, pol_steps, pol_s = steps_per_s(rollout, actor, specs)
+        resets = "" if fresh else ", plain resets"
+        row = {
+            "setting": f"{workers} workers, pipeline_groups {g}, {threads} policy threads, {dtype}{resets}",
+            "workers": workers,
+            "pipeline_groups": g,
+            "threads": threads,
+            "dtype": dtype,
+            "fresh_scene": fresh,
+            "episodes": len(specs),
+            "sim_steps_per_s": sim,
+            "policy_steps_per_s": pol,
+            "rollout_vs_sim": pol / sim,
+            "sim_steps": sim_steps,
+            "policy_steps": pol_steps,
+            "sim_seconds": sim_s,
+            "policy_seconds": pol_s,
+            "cpus": os.cpu_count(),
+        }
+        rows.append(row)
+        print(json.dumps(row))
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -94,6 +134,13 @@ def main() -> None:
         default=["float32"],
         choices=["float32", "bfloat16"],
         help="the policy's weights cast to each of these in turn (a copy per dtype)",
+    )
+    parser.add_argument(
+        "--fresh-scene",
+        nargs="+",
+        default=["true"],
+        choices=["true", "false"],
+        help="rebuild the scene at each reset (true, the default) or plain resets (false: rl.fresh_scene), each in turn",
     )
     parser.add_argument("--out", default="docs/results/perf/rollout.json")
     args = parser.parse_args()
@@ -132,38 +179,8 @@ def main() -> None:
             )
         with ParallelRollout(workers, camera_size=args.camera_size) as rollout:
             rollout.run(noop, specs[: max(1, workers)])  # start the workers and make their scenes
-            sim, sim_steps, sim_s = steps_per_s(rollout, noop, specs)
-            for (dtype, actor), threads, g in [(a, t, g) for a in actors.items() for t in args.threads for g in groups]:
-                torch.set_num_threads(threads)
-                rollout.pipeline_groups = g
-                # graph captures and compilation are not rollout time: on CUDA an untimed pass over the same
-                # episodes first (a rollout's batches shrink as its episodes end, and each row bucket, 1 2 4 8 16 ...,
-                # has its own CUDA graphs, which a short run would otherwise time), elsewhere the full batch's first call
-                warmup = (
-                    specs
-                    if args.device == "cuda"
-                    else new_task_specs("pick_can", max(1, workers), seed=4242, max_steps=2)
-                )
-                rollout.run(actor, warmup)
-                pol, pol_steps, pol_s = steps_per_s(rollout, actor, specs)
-                row = {
-                    "setting": f"{workers} workers, pipeline_groups {g}, {threads} policy threads, {dtype}",
-                    "workers": workers,
-                    "pipeline_groups": g,
-                    "threads": threads,
-                    "dtype": dtype,
-                    "episodes": len(specs),
-                    "sim_steps_per_s": sim,
-                    "policy_steps_per_s": pol,
-                    "rollout_vs_sim": pol / sim,
-                    "sim_steps": sim_steps,
-                    "policy_steps": pol_steps,
-                    "sim_seconds": sim_s,
-                    "policy_seconds": pol_s,
-                    "cpus": os.cpu_count(),
-                }
-                rows.append(row)
-                print(json.dumps(row))
+            for fresh in [value == "true" for value in args.fresh_scene]:
+                rows += measure_workers(rollout, workers, groups, fresh, actors, noop, specs, args)
     result = {
         "device": device_name,
         "policy": args.policy,

@@ -413,3 +413,27 @@ def test_clip_ratio_is_reinforce_at_the_rollout_policy_and_bounds_how_far_rows_p
     clipped_drop, metrics = pushed_down(0.2)
     assert metrics["clipped_fraction"] > 0.5
     assert 0 < clipped_drop < plain_drop / 3, (clipped_drop, plain_drop)
+
+
+def test_fresh_scene_false_makes_training_resets_plain_and_gives_the_evaluator_its_rebuilds_back(
+    tiny_base: Path,
+) -> None:
+    """`rl.fresh_scene: false` (plain resets in training rollouts, where resets weigh on short episodes): the
+    simulator keeps its scene across the iteration's episodes, while the default rebuilds it at every reset; either
+    way the rollout the evaluator shares is left rebuilding (evaluations stay bitwise independent of worker counts)."""
+    from envs.rollout import ParallelRollout
+    from vla_razor.robot.config import RLConfig
+    from vla_razor.robot.rl import iteration_points, make_optimizer, reinforce_iteration
+
+    policy = OpenVLAPolicy.from_pretrained(tiny_base)
+    with ParallelRollout(0, camera_size=32) as rollout:
+        rollout.start(["pick_can"])
+        env = rollout._workers[0].runner.envs["pick_can"].unwrapped
+        for fresh in (False, True):
+            r = RLConfig(grid=[1, 2], episodes_per_point=1, iterations=1, max_steps=2, fresh_scene=fresh)
+            scene = env.scene
+            metrics, _ = reinforce_iteration(
+                policy, make_optimizer(policy, r), rollout, iteration_points(r, 0, 0), r, seed=0, iteration=0, update=0
+            )
+            assert metrics["env_steps"] == 4 and rollout.fresh_scene is True
+            assert (env.scene is scene) is not fresh, f"fresh_scene={fresh}: the scene was {'not ' * fresh}rebuilt"

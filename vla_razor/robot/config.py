@@ -146,6 +146,12 @@ class RLConfig:
         ge=0,
     )
     max_steps: int | None = option(None, "cap on rollout episode length (None: the task's own, 80 pick-can)", ge=1)
+    fresh_scene: bool = option(
+        True,
+        "rebuild the physics scene at each training episode's reset, so rollouts are bitwise the same for any worker "
+        "count; false: plain resets, faster where short episodes make resets weigh, though PhysX then carries contact "
+        "state between a worker's episodes (~1e-4 rad). Evaluations always rebuild (paired comparisons)",
+    )
     optim: OptimConfig = option(robot_optim(), "update settings (the paper: as SFT; schedule constant with warmup)")
     eval_every: int = option(0, "evaluate every this many iterations into points.jsonl (0: only at the end)", ge=0)
     run_name: str | None = option(

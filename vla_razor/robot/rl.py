@@ -205,9 +205,13 @@ def reinforce_iteration(
     actor = PolicyActor(policy, temperature=r.temperature, seed=seed * 100_003 + iteration, record=True)
     policy.model.eval()
     t0 = time.perf_counter()
-    results = rollout.run(
-        actor, specs, record=True, progress=f"rollouts, iteration {iteration + 1}" if progress else None
-    )
+    rebuilds, rollout.fresh_scene = rollout.fresh_scene, r.fresh_scene  # the evaluator's simulators: set back after
+    try:
+        results = rollout.run(
+            actor, specs, record=True, progress=f"rollouts, iteration {iteration + 1}" if progress else None
+        )
+    finally:
+        rollout.fresh_scene = rebuilds
     rollout_s = time.perf_counter() - t0
     t1 = time.perf_counter()
     # 2. advantages from binary success
