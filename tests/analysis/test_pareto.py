@@ -65,6 +65,9 @@ def test_exponential_fit_two_points_is_the_line_through_them() -> None:
     # Linear limit: a - b exp(cx) equals the line up to |slope| c x^2 / 2.
     x = np.linspace(0, 1, 11)
     assert np.allclose(fit(x), 1.0 - 0.5 * x, atol=1e-6)
+    # the report shows the line itself, not a and b of order 1 / LINEAR_LIMIT_C that cancel
+    assert fit.describe() == "prior = 1 - 0.5 new (straight line)"
+    assert fit_exponential(np.array([0.5]), np.array([0.7])).describe() == "prior = 0.7 (constant: one new-task value)"
 
 
 def test_exponential_fit_degenerate_inputs_do_not_raise() -> None:

@@ -111,6 +111,18 @@ class ExponentialFit:
     def as_dict(self) -> dict[str, float | str]:
         return {"a": self.a, "b": self.b, "c": self.c, "method": self.method}
 
+    def describe(self) -> str:
+        """The fit as a reader should see it: the straight-line limit as its slope and intercept (its a and b are
+        huge and cancel, e.g. a=8499, b=8498 for a line through two points), the others as fitted."""
+        if self.method == "empty":
+            return "none (no points)"
+        if self.method == "constant":
+            return f"prior = {self.a:.4g} (constant: one new-task value)"
+        if self.method == "linear":
+            slope, intercept = -self.b * self.c, self.a - self.b
+            return f"prior = {intercept:.4g} {'-' if slope < 0 else '+'} {abs(slope):.4g} new (straight line)"
+        return f"a={self.a:.4g}, b={self.b:.4g}, c={self.c:.4g}"
+
 
 def fit_exponential(x: np.ndarray, y: np.ndarray) -> ExponentialFit:
     """Least-squares fit of y = a - b * exp(c * x); never raises.

@@ -623,12 +623,11 @@ def _report_blocks(
             "Pareto frontier of new-task vs prior-task performance (Appendix B.1). Retention: "
             "prior-task performance (mean over probes) of the frontier model with the best "
             "new-task performance. Frontier fit: prior = a - b exp(c new) on the near-frontier "
-            "points.",
+            "points, or a straight line where they are under 3 or a line fits them as well.",
         )
     )
     method_rows = []
     for method, summary in methods.items():
-        fit = summary.exp_fit
         method_rows.append(
             [
                 method,
@@ -637,7 +636,7 @@ def _report_blocks(
                 str(summary.near_frontier),
                 _fmt(summary.best_new_task),
                 _fmt(summary.retention_at_best_new_task),
-                f"a={fit.a:.4g}, b={fit.b:.4g}, c={fit.c:.4g} ({fit.method})",
+                summary.exp_fit.describe(),
             ]
         )
     blocks.append(
