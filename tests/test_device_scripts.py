@@ -166,22 +166,29 @@ def test_packsweep_keeps_results_cut_runs_and_datasets_and_drops_finished_weight
     assert "data/demos/angled/episode.h5" in _names(out, "demos")
 
 
-def test_packsweep_leaves_out_cut_runs_then_datasets_when_they_do_not_fit(tmp_path: Path) -> None:
+def test_packsweep_leaves_out_datasets_then_cut_runs_when_they_do_not_fit(tmp_path: Path) -> None:
+    """The datasets go first (collected again in a minute), a cut run's training state only when the runs alone do
+    not fit (an RL run's ~47 MiB is most of a call's 64 MiB)."""
     machine, out = tmp_path / "machine", tmp_path / "out"
     _sweep_on_machine(machine)
     out.mkdir()
-    fits_without_cut_run = bash(
+    fits_without_datasets = bash(
         REMOTE, "packsweep", "runs/exp", cwd=tmp_path, REMOTE_TMP=str(machine), OUT=str(out), PACK_LIMIT_BYTES="5000"
     )
-    assert "left out the cut run runs/exp/runs/sft_b" in fits_without_cut_run.stdout
-    assert not [n for n in _names(out, "run") if "sft_b" in n]  # the whole folder: it starts afresh next time
-    assert "data/demos/angled/episode.h5" in _names(out, "demos")
+    assert "datasets left out" in fits_without_datasets.stdout
+    assert not list(out.glob("demos.tgz.part*"))
+    assert "runs/exp/runs/sft_b/checkpoints/training_state.safetensors" in _names(out, "run")
     nothing_fits = bash(
         REMOTE, "packsweep", "runs/exp", cwd=tmp_path, REMOTE_TMP=str(machine), OUT=str(out), PACK_LIMIT_BYTES="100"
     )
-    assert "datasets left out" in nothing_fits.stdout
-    assert not list(out.glob("demos.tgz.part*"))
+    assert "left out the cut run runs/exp/runs/sft_b" in nothing_fits.stdout
+    assert not [n for n in _names(out, "run") if "sft_b" in n]  # the whole folder: it starts afresh next time
     assert "runs/exp/runs/sft_a/summary.json" in _names(out, "run")
+    shutil.rmtree(machine / "w/data")  # a lease that collected nothing: the limit still holds
+    no_datasets = bash(
+        REMOTE, "packsweep", "runs/exp", cwd=tmp_path, REMOTE_TMP=str(machine), OUT=str(out), PACK_LIMIT_BYTES="100"
+    )
+    assert "left out the cut run runs/exp/runs/sft_b" in no_datasets.stdout
 
 
 def fake_python(tmp_path: Path) -> Path:

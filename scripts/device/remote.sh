@@ -15,8 +15,9 @@
 #   packsweep DIR      like packrun, for a sweep's experiment folder too large to come back whole: less the policy/
 #                      and checkpoints/ of every finished run (summary.json; a cut run keeps its training state, so
 #                      the next session resumes it), plus the datasets this job collected (data/demos/*, as
-#                      demos.tgz.partNN: 2,000 demonstrations took 440 s to collect on the H200 machine); where both
-#                      do not fit a call's 64 MiB, the cut runs are left out (they start afresh), then the datasets
+#                      demos.tgz.partNN); what does not fit a call's 64 MiB is left out: the datasets first (2,000
+#                      demonstrations are collected again in ~50 s), then the cut runs (they start afresh; an RL
+#                      run's training state is ~47 MiB gzipped, so it comes back with JSON only)
 #   stage              before start: the carried .stage/{run,demos}.tgz.partNN pieces (one or two per call) to
 #                      /tmp/stage; start unpacks them into /tmp/w, so the job resumes the runs they hold
 # JOB=NAME before any verb from stage on runs a second job beside the first in the same lease (e.g. #25's GPU-bound
@@ -83,14 +84,13 @@ packsweep) dir=$2; cd $W || exit  # (see the header; the 64 MiB a call returns d
            size() { stat -c %s "$1" 2>/dev/null || echo 0; }
            limit=${PACK_LIMIT_BYTES:-60817408}  # 58 MiB: a call returns 64 MiB, results.tgz and the rest beside
            if [ -f $T/demos.tgz ] && [ $(( $(size $T/run.tgz) + $(size $T/demos.tgz) )) -gt "$limit" ]; then
-             # both do not fit: the cut runs start afresh next time (their folders dropped whole), the datasets stay
+             echo "packsweep: datasets left out"; rm $T/demos.tgz  # collected again in a minute, unlike a cut run
+           fi
+           if [ "$(size $T/run.tgz)" -gt "$limit" ]; then  # the cut runs start afresh (their folders dropped whole)
              find "$dir" -mindepth 2 -maxdepth 2 -path "*/runs/*" -type d | while read -r r; do
                [ -f "$r/summary.json" ] || { echo "$r" >> $T/exclude.txt; echo "packsweep: left out the cut run $r"; }
              done
              snapshot $T/run.tgz -X $T/exclude.txt "$dir" || exit
-             if [ $(( $(size $T/run.tgz) + $(size $T/demos.tgz) )) -gt "$limit" ]; then
-               echo "packsweep: datasets left out"; rm $T/demos.tgz
-             fi
            fi
            rm -f "$OUT"/${P}run.tgz.part* "$OUT"/${P}demos.tgz.part*
            split -b 15M -d $T/run.tgz "$OUT/${P}run.tgz.part"
