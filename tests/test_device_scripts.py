@@ -301,6 +301,8 @@ def test_keep_state_commits_finished_runs_and_seed_brings_them_back(tmp_path: Pa
     big_log = "".join(f'{{"step": {i}, "name": "loss", "value": 0.5}}\n' for i in range(3000))  # > 64 KB
     (machine / "w/runs/exp/runs/sft_a/metrics.jsonl").write_text(big_log)
     (machine / "w/runs/exp/runs/sft_a/.lock").write_text("")  # as the run left it
+    (machine / "w/runs/exp/report").mkdir()
+    (machine / "w/runs/exp/report/report.md").write_text("# the sweep's report\n")  # remade here, not kept
     packed = bash(REMOTE, "packsweep", "runs/exp", cwd=tmp_path, REMOTE_TMP=str(machine), OUT=str(out))
     assert packed.returncode == 0, packed.stdout + packed.stderr
     state = tmp_path / "docs/results/exp/experiment"

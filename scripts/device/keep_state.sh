@@ -42,6 +42,7 @@ keep)
   done
   find "$exp" -name '*.jsonl' -size +64k -exec gzip -9nf {} +
   find "$exp" -name .lock -delete  # a process's hold on its run (flock), not a result
+  rm -rf "$exp/report"  # the sweep's own report: remade from these files by `vla-razor report` beside DEST
   rm -rf "$dest" && mkdir -p "$(dirname "$dest")" && cp -r "$exp" "$dest"
   echo "$dest: $(find "$dest" -name summary.json -path '*/runs/*' | wc -l) finished runs, $(du -sh "$dest" | cut -f1)"
   ;;
