@@ -11,6 +11,7 @@ from vla_razor.core.predictors import (
     cknna,
     fisher_diagonal,
     fisher_weighted_l2,
+    module_weight_change_l1,
     spectral_norm_change,
     update_rank,
     update_sparsity,
@@ -30,6 +31,43 @@ def test_weight_change_l1_sums_absolute_deltas() -> None:
 def test_mismatched_parameter_names_raise() -> None:
     with pytest.raises(ValueError, match="only in base"):
         weight_change_l1({"a": torch.zeros(1)}, {"b": torch.zeros(1)})
+
+
+def test_weight_change_of_live_models_counts_unmerged_lora_as_its_merged_weights() -> None:
+    """The evaluators' weight_l1 between the base and a model in training: plain parameters as the state-dict
+    version computes them; a LoRA-adapted model (peft, unmerged, adapters on one of two layers, bf16 weights) scores
+    as the same model merged, in float64; names that do not match are refused."""
+    import copy
+
+    from vla_razor.lora import LoraOptions, apply_lora, merge_lora
+
+    torch.manual_seed(0)
+    base = nn.Sequential(nn.Linear(6, 5), nn.ReLU(), nn.Linear(5, 3)).to(torch.bfloat16)
+    tuned = copy.deepcopy(base)
+    with torch.no_grad():
+        tuned[2].bias.add_(0.25)
+    expected = weight_change_l1(base.state_dict(), tuned.state_dict())
+    assert expected == pytest.approx(0.75)
+    assert module_weight_change_l1(base, tuned) == pytest.approx(expected)
+    assert module_weight_change_l1(base, base) == 0.0
+
+    adapted = apply_lora(copy.deepcopy(tuned), LoraOptions(enabled=True, r=2, alpha=4, target_modules="^0$"))
+    assert module_weight_change_l1(base, adapted) == pytest.approx(expected)  # B = 0 at the start: no update yet
+    with torch.no_grad():
+        adapted[0].lora_B["default"].weight.normal_()
+    merged = merge_lora(copy.deepcopy(adapted)).float()
+    lora_update = (adapted[0].lora_B["default"].weight.double() @ adapted[0].lora_A["default"].weight.double()) * 2
+    assert lora_update.abs().sum() > 0.1
+    plain = {k: v.double() for k, v in base.state_dict().items()}
+    exact = weight_change_l1(
+        plain,
+        {**{k: v.double() for k, v in tuned.state_dict().items()}, "0.weight": tuned[0].weight.double() + lora_update},
+    )
+    assert module_weight_change_l1(base, adapted) == pytest.approx(exact, rel=1e-9)
+    assert module_weight_change_l1(base, merged) == pytest.approx(exact, rel=1e-2)  # merging rounds to bf16
+
+    with pytest.raises(ValueError, match="not in the base"):
+        module_weight_change_l1(nn.Sequential(nn.Linear(6, 5)), tuned)
 
 
 def test_fisher_weighted_l2_uses_only_fisher_entries() -> None:

@@ -12,6 +12,7 @@ from safetensors.torch import load_file
 from tests.conftest import REPO, kill_after_checkpoint
 from tests.llm.conftest import llm_flags
 from vla_razor.cli.main import main
+from vla_razor.core.predictors import weight_change_l1
 from vla_razor.hf_imports import import_transformers
 
 import_transformers()  # peft imports transformers: repair a torchvision that does not match torch first
@@ -84,6 +85,8 @@ def test_lora_on_qwen2_under_the_paper_config(tiny_qwen2, tmp_path):
     base, merged = load_file(str(tiny_qwen2 / "model.safetensors")), load_file(str(run / "model" / "model.safetensors"))
     changed = {k for k in base if not torch.equal(base[k], merged[k])}
     assert changed == {f"model.layers.{i}.self_attn.{p}_proj.weight" for i in range(2) for p in "qv"}
+    # weight_l1 measured on the adapted model (unmerged LoRA) is the change of the merged weights it saved
+    assert summary["predictors"]["weight_l1"] == pytest.approx(weight_change_l1(base, merged), rel=1e-3)
     out = tmp_path / "eval.json"
     assert main(["llm", "eval", *flags, "--model-dir", str(run / "model"), "--out", str(out)]) == 0
     reloaded = json.loads(out.read_text())["model"]

@@ -40,7 +40,9 @@ def test_pipeline_trains_each_method_and_writes_summary_and_report(tiny_llm, tmp
         "forward_kl_per_token",
         "reverse_kl_on_base_responses",
         "tv_per_token",
+        "weight_l1",
     }
+    assert run_summary["predictors"]["weight_l1"] > 0
     assert (run / "model" / "config.json").is_file() and not (
         run / "checkpoints" / "training_state.safetensors"
     ).exists()

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from vla_razor.cli.main import main as cli
+from vla_razor.core.predictors import weight_change_l1
 from vla_razor.policies.openvla import OpenVLAPolicy
 from vla_razor.robot.data import DemoTransitions
 from vla_razor.robot.stages import ACTION_NAMES, clipped_fractions, load_robot_config, run_pretrain
@@ -206,18 +207,25 @@ def test_pretrain_then_sft_from_the_cli(
     base_prior = np.mean(list(summary["base"]["prior"].values()))
     assert summary["forgetting"] == pytest.approx(base_prior - np.mean(list(summary["prior"].values())))
     assert summary["predictors"]["forward_kl"] > 0 and 0 < summary["predictors"]["tv"] <= 1
-    assert summary["predictor_se"]["forward_kl"] > 0 and set(summary["predictor_se"]) == set(summary["predictors"])
+    assert summary["predictor_se"]["forward_kl"] > 0 and set(summary["predictor_se"]) == {
+        "forward_kl",
+        "reverse_kl",
+        "tv",
+    }
+    # the weight change (the paper's Table 1 "weight change, L1") of the evaluated policy is that of its saved weights
+    assert summary["predictors"]["weight_l1"] == pytest.approx(weight_change_l1(before, after), rel=1e-6)
+    assert summary["predictors"]["weight_l1"] > 0
     # mid-training evaluations every 5 updates: points the analysis counts beside the final model
     points = read_jsonl(sft_dir / "points.jsonl")
     n_updates = -(-n_rows // 4)
     assert [p["step"] for p in points] == list(range(5, n_updates, 5))
-    assert all(p["method"] == "sft" and "forward_kl" in p["predictors"] for p in points)
+    assert all(p["method"] == "sft" and {"forward_kl", "weight_l1"} <= set(p["predictors"]) for p in points)
     from vla_razor.analysis.runs import load_points
 
     loaded, _ = load_points(runs / "e" / "runs")
     assert sorted(p.step for p in loaded) == sorted([p["step"] for p in points] + [summary["step"]])
     base_eval = json.loads((runs / "e" / "base_eval.json").read_text())["results"]
-    assert base_eval["forward_kl"] == 0.0 and base_eval["tv"] == 0.0  # the base against itself
+    assert base_eval["forward_kl"] == 0.0 and base_eval["tv"] == 0.0 and base_eval["weight_l1"] == 0.0  # vs itself
     frames = np.load(runs / "e" / "kl_observations.npz")
     assert frames["images"].shape == (6, 32, 32, 3) and frames["tokens"].shape == (6, 4, 7)  # 4 base samples a frame
     assert frames["episodes"].tolist() == [0, 0, 0, 1, 1, 1]  # 3 frames of each of 2 rollouts: the SE's clusters
@@ -242,6 +250,7 @@ def test_pretrain_then_sft_from_the_cli(
     redo = json.loads(again.read_text())
     assert redo["new_task"] == summary["new_task"] and redo["prior"] == summary["prior"]
     assert redo["predictors"]["forward_kl"] == pytest.approx(summary["predictors"]["forward_kl"], rel=1e-5)
+    assert redo["predictors"]["weight_l1"] == pytest.approx(summary["predictors"]["weight_l1"], rel=1e-6)
     # `robot eval` of the base is the experiment's base evaluation: read from base_eval.json, not redone
     stamp = (runs / "e" / "base_eval.json").stat().st_mtime_ns
     assert cli(eval_base) == 0

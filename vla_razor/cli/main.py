@@ -207,7 +207,10 @@ def cmd_robot_report(args: argparse.Namespace) -> None:
 
 def _print_pipeline(result: Any, task: str, probes: list[str]) -> None:
     heldout = (f"{task}_heldout",) if all(f"{task}_heldout" in row for row in result.table) else ()
-    columns = (task, *heldout, *probes, "forward_kl", "reverse_kl", "tv")  # heldout: beside the RL grid's points
+    from vla_razor.robot.evaluate import ROBOT_PREDICTORS
+
+    predictors = [c for c in ROBOT_PREDICTORS if all(c in row for row in result.table)]  # older runs lack some
+    columns = (task, *heldout, *probes, *predictors)  # heldout: beside the RL grid's points
     print()
     print(f"  {'model':<32}" + "".join(f"{c:>{max(14, len(c) + 2)}}" for c in columns))
     for row in result.table:

@@ -73,6 +73,60 @@ def weight_change_l1(base: Mapping[str, Tensor], tuned: Mapping[str, Tensor]) ->
     return float(weight_change_l1_per_model(base, _one(tuned))[0])
 
 
+def _lora_delta(layer: nn.Module) -> Tensor | None:
+    """float64 update a peft LoRA layer adds to its base weight (B A x scaling per active adapter); None when it adds
+    none (merged into the weight already, or disabled)."""
+    if getattr(layer, "merged", False) or getattr(layer, "disable_adapters", False):
+        return None
+    delta = None
+    for adapter in layer.active_adapters:
+        if adapter not in layer.lora_A:
+            continue
+        a, b = layer.lora_A[adapter].weight.detach().double(), layer.lora_B[adapter].weight.detach().double()
+        product = (b @ a) * layer.scaling[adapter]
+        if getattr(layer, "fan_in_fan_out", False):
+            product = product.T
+        delta = product if delta is None else delta + product
+    return delta
+
+
+def _effective_parameters(model: nn.Module) -> Iterator[tuple[str, Tensor, Tensor | None]]:
+    """(name, parameter, LoRA update or None) of every parameter as the model computes with it: a peft LoRA layer's
+    weight under its own name (not `base_layer`'s) with its adapters' update; the adapter tensors themselves left
+    out. Lazily, one tensor at a time, so a 7B model is never copied."""
+    lora_layers = {name: m for name, m in model.named_modules() if hasattr(m, "lora_A") and hasattr(m, "base_layer")}
+    for name, param in model.named_parameters():
+        if ".lora_" in name:
+            continue
+        owner, sep, leaf = name.rpartition(".base_layer.")
+        if sep and owner in lora_layers:
+            yield f"{owner}.{leaf}", param, _lora_delta(lora_layers[owner]) if leaf == "weight" else None
+        else:
+            yield name, param, None
+
+
+def module_weight_change_l1(base: nn.Module, tuned: nn.Module) -> float:
+    """weight_l1 (sum of |theta - theta0| over every parameter entry; the paper's Table 1 "weight change, L1") between
+    two live models of one architecture, tensor by tensor in float64: `tuned` as it computes, so a LoRA-adapted model
+    counts its unmerged adapters' update B A x scaling, and scores as it would merged. Names and shapes must agree."""
+    reference = {name: param for name, param, _ in _effective_parameters(base)}
+    total, seen = 0.0, set()
+    for name, param, lora in _effective_parameters(tuned):
+        if name not in reference:
+            raise ValueError(f"weight change: the tuned model's parameter {name} is not in the base")
+        ref = reference[name]
+        if ref.shape != param.shape:
+            raise ValueError(f"weight change: shape of {name} differs: {tuple(ref.shape)} vs {tuple(param.shape)}")
+        delta = param.detach().double() - ref.detach().to(param.device).double()
+        if lora is not None:
+            delta = delta + lora.to(param.device)
+        total += float(delta.abs().sum())
+        seen.add(name)
+    if missing := sorted(set(reference) - seen):
+        raise ValueError(f"weight change: the base's parameters {missing[:3]} are not in the tuned model")
+    return total
+
+
 class _ForwardWrapper(nn.Module):
     """Lets functional_call run a custom forward(model, inputs) with substituted parameters."""
 

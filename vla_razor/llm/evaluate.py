@@ -17,6 +17,7 @@ import torch
 from vla_razor.analysis.intervals import interval_summary
 from vla_razor.config import ConfigError, to_dict
 from vla_razor.llm.engine import Engine
+from vla_razor.core.predictors import module_weight_change_l1
 from vla_razor.llm.kl import LLM_PREDICTORS, KLResponses, kl_to_base
 from vla_razor.llm.probes import check_probes, run_probes
 from vla_razor.llm.sampling import generate, prompt_ids
@@ -117,7 +118,8 @@ class LLMEvaluator:
         return self._responses
 
     def evaluate(self, model: Any, name: str = "model") -> dict[str, Any]:
-        """{"new_task", "probe/<probe>"..., *LLM_PREDICTORS} of `model`, with "probe_examples" ({probe: per-example
+        """{"new_task", "probe/<probe>"..., *LLM_PREDICTORS, "weight_l1"} of `model` (weight_l1: sum |theta - theta0|
+        against the base, LoRA counted as merged), with "probe_examples" ({probe: per-example
         scores}) and "probe_chat_template" ({probe: whether its prompts went through the chat template})."""
         e, s = self.cfg.eval, self.cfg.sampling
         was_training = model.training
@@ -164,6 +166,7 @@ class LLMEvaluator:
             "new_task": new_task,
             **{f"probe/{k}": v.score for k, v in probes.items()},
             **kl,
+            "weight_l1": module_weight_change_l1(self.base, model),
             "probe_examples": {k: v.examples for k, v in probes.items()},
             "probe_chat_template": {k: v.chat_template for k, v in probes.items()},
         }
@@ -192,7 +195,7 @@ class LLMEvaluator:
             "new_task": results["new_task"],
             "prior": prior,
             "forgetting": float(np.mean([base_prior[p] - prior[p] for p in probes])),
-            "predictors": {k: results[k] for k in LLM_PREDICTORS},
+            "predictors": {k: results[k] for k in (*LLM_PREDICTORS, "weight_l1") if k in results},
             "base": {"new_task": base["new_task"], "prior": base_prior, "prior_examples": base_examples},
             "prior_examples": examples,
             "chat_template": results.get("probe_chat_template", {}),

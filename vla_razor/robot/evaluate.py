@@ -48,6 +48,7 @@ from envs.tasks import DEFAULT_PROBES, DEFAULT_TASK, get_task
 from vla_razor.analysis.intervals import Interval, interval_summary, wilson
 from vla_razor.analysis.forecast import RetentionForecast
 from vla_razor.config import ConfigError, to_dict
+from vla_razor.core.predictors import module_weight_change_l1
 from vla_razor.policies.base import TokenPolicy, require_token_policy
 from vla_razor.policies.openvla.kl import action_tv_terms, chain_rule_kl_terms, mean_and_se
 from vla_razor.robot.rl import PolicyActor
@@ -391,6 +392,19 @@ def kl_to_base(
 
 
 BASE_EVAL = "base_eval.json"
+ROBOT_PREDICTORS = ("forward_kl", "reverse_kl", "tv", "weight_l1")
+"""A robot run's predictors of forgetting (summary.json's `predictors`): the divergences over whole actions from
+`kl_to_base`, and the weight change (L1) from the base where both policies expose their torch module."""
+
+
+def weight_change_to_base(base: Any, policy: Any) -> dict[str, float]:
+    """{"weight_l1": sum |theta - theta0|} of `policy` against the base (LoRA counted as merged), or {} for a
+    policy without a torch module of the base's architecture to compare (a policy plugged in through the registry
+    may hold none)."""
+    model, base_model = getattr(policy, "model", None), getattr(base, "model", None)
+    if not isinstance(model, torch.nn.Module) or not isinstance(base_model, torch.nn.Module):
+        return {}
+    return {"weight_l1": module_weight_change_l1(base_model, model)}
 
 
 def base_fingerprint(policy_dir: Any) -> str:
@@ -582,7 +596,7 @@ class Evaluator:
         return desc if self.cfg.progress else None
 
     def evaluate(self, policy: TokenPolicy, name: str = "policy") -> dict[str, Any]:
-        """{<task>, <each probe>, "forward_kl", "reverse_kl", "tv"} of `policy` (`name` labels the progress bar),
+        """{<task>, <each probe>, *ROBOT_PREDICTORS} of `policy` (`name` labels the progress bar),
         with each episode's success in the LLM side's names: "new_task_examples" (and "new_task_heldout_examples"
         beside <task>_heldout) and "probe_examples" ({probe: [0 / 1 per episode]})."""
         require_token_policy(policy, f"evaluating {name} (its KL to the base)")
@@ -590,6 +604,7 @@ class Evaluator:
         episodes = episode_successes(policy, self.rollout, self.spec, progress=self._bar(f"evaluating {name}"))
         results: dict[str, Any] = {k: float(np.mean(v)) for k, v in episodes.items()}
         results.update(kl_to_base(self.base, policy, self.kl_observations()))
+        results.update(weight_change_to_base(self.base, policy))
         results["new_task_examples"] = episodes[task]
         if f"{task}_heldout" in episodes:
             results["new_task_heldout_examples"] = episodes[f"{task}_heldout"]
@@ -626,8 +641,8 @@ class Evaluator:
             "new_task": results[task],
             "prior": {p: results[p] for p in probes},
             "forgetting": forgetting,
-            "predictors": {k: results[k] for k in ("forward_kl", "reverse_kl", "tv")},
-            "predictor_se": {k: results[f"{k}_se"] for k in ("forward_kl", "reverse_kl", "tv") if f"{k}_se" in results},
+            "predictors": {k: results[k] for k in ROBOT_PREDICTORS if k in results},
+            "predictor_se": {k: results[f"{k}_se"] for k in ROBOT_PREDICTORS if f"{k}_se" in results},
             "base": {
                 "new_task": base[task],
                 "prior": {p: base[p] for p in probes},

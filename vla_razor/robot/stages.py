@@ -32,7 +32,7 @@ from vla_razor.policies.registry import load_policy, new_policy
 from vla_razor.robot import rl
 from vla_razor.robot.config import RobotConfig
 from vla_razor.robot.data import DemoTransitions
-from vla_razor.robot.evaluate import Evaluator
+from vla_razor.robot.evaluate import ROBOT_PREDICTORS, Evaluator
 from vla_razor.robot.sft import POLICY_DIR, TrainResult, behaviour_clone
 from vla_razor.runs import RunFolder, WandbMirror, save_policy
 from vla_razor.runtime import resolve_device, seed_everything
@@ -682,9 +682,7 @@ def summarize_experiment(cfg: RobotConfig, extra: dict[str, str] | None = None) 
             **_heldout(base, cfg.task),
             **base["prior"],
             "forgetting": 0.0,
-            "forward_kl": 0.0,
-            "reverse_kl": 0.0,
-            "tv": 0.0,
+            **dict.fromkeys(ROBOT_PREDICTORS, 0.0),
         },
         *runs,
     ]
