@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import sys
 import tarfile
+import time
 from pathlib import Path
 
 import yaml
@@ -385,3 +386,24 @@ def test_razor20_seeds_the_experiment_and_runs_one_sweep_per_method_in_the_order
     refused = bash(ROOT / "scripts/device/razor20.sh", cwd=tmp_path, METHODS="ppo", **env)
     assert "METHODS: 'ppo' is not a method of the grid (sft, rl)" in refused.stderr
     assert "(ppo) rc" not in refused.stdout
+
+
+def test_poll_fails_at_once_on_a_replaced_machine_instead_of_sleeping(tmp_path: Path) -> None:
+    """A lease lost between calls hands the next call a fresh machine (session 19): `poll 540` must not spend
+    nine minutes of the budget there, neither before its sleep nor when the machine goes during it."""
+    machine, tree = tmp_path / "machine", tmp_path / "tree"
+    tree.mkdir()
+    env = {"REMOTE_TMP": str(machine), "START_WAIT": "1"}
+    fresh = bash(REMOTE, "poll", "540", cwd=tree, **env)
+    assert fresh.returncode == 3 and "machine was replaced" in fresh.stdout, fresh.stdout + fresh.stderr
+    started = bash(REMOTE, "start", "echo step 1 of 3; sleep 30", cwd=tree, **env)
+    assert started.returncode == 0, started.stderr
+    polled = bash(REMOTE, "poll", "1", "3", cwd=tree, **env)
+    assert polled.returncode == 0 and "step 1 of 3" in polled.stdout, polled.stdout + polled.stderr
+    waiting = subprocess.Popen(
+        ["bash", str(REMOTE), "poll", "540"], cwd=tree, env={**os.environ, **env}, stdout=subprocess.PIPE, text=True
+    )
+    time.sleep(1.5)  # past poll's first check, into its sleep
+    (machine / "w/.started").unlink()  # the machine's /tmp is gone mid-poll
+    stdout, _ = waiting.communicate(timeout=60)
+    assert waiting.returncode == 3 and "machine was replaced" in stdout

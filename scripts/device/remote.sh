@@ -6,7 +6,9 @@
 #                      completes an archive checks its sha256 and unpacks it into /tmp/site
 #   start "COMMAND"   the command in the background, in a private copy of the tree at /tmp/w (the tree of later
 #                     calls is replaced; /tmp/w and /tmp/site stay while the machine is held), log /tmp/w/job.log
-#   poll [SECONDS] [LINES]   wait, then the log's tail and the load
+#   poll [SECONDS] [LINES]   wait, then the log's tail and the load; exit 3 at once when the machine holds no started
+#                      job (a lease lost between calls gives a fresh machine: session 19's second poll slept 540 s
+#                      of the lease's budget on one)
 #   pack [PATH...]     JSON / logs / curves / configs written since start, and PATHs, as $OUT/results.tgz
 #                      (returned files are at most 16 MiB each: split weights with `split -b 9M`)
 #   packrun DIR [NAME...]  DIR (a run or experiment folder, checkpoints included, less files and folders called
@@ -67,7 +69,12 @@ start) rm -rf $W && mkdir -p $W && cp -r . $W/ && cd $W
        export PYTHONPATH=$T/site:$W MS_ASSET_DIR=$W/.cache/maniskill MS_SKIP_ASSET_DOWNLOAD_PROMPT=1
        nohup setsid bash -c "$2" > $W/job.log 2>&1 < /dev/null &
        sleep "${START_WAIT:-15}"; tail -5 $W/job.log ;;
-poll) sleep "${2:-200}"; cd $W; date; uptime; tail -n "${3:-20}" job.log | tr '\r' '\n' | tail -n "${3:-20}" ;;
+poll) gone() { echo "poll: no job here ($W/.started is missing): the machine was replaced (lease lost); what the last" \
+              "call returned is all there is: install again and start, or give the lease back"; exit 3; }
+      [ -f $W/.started ] || gone  # a fresh machine: fail now, not after a sleep that spends the lease's minutes
+      end=$((SECONDS + ${2:-200}))
+      while [ $SECONDS -lt $end ]; do sleep $(( end - SECONDS < 2 ? end - SECONDS : 2 )); [ -f $W/.started ] || gone; done
+      cd $W; date; uptime; tail -n "${3:-20}" job.log | tr '\r' '\n' | tail -n "${3:-20}" ;;
 pack) cd $W; shift; find . -path ./.whl -prune -o -type f \( -name "*.json" -o -name "*.jsonl" -o -name "*.log" \
         -o -name "*.png" -o -name "*.yaml" -o -name "*.md" \) -newer .started -print 2>/dev/null > $T/list.txt
       for g in "$@"; do ls -d $g >> $T/list.txt 2>/dev/null; done
