@@ -107,7 +107,7 @@ test: test-main test-rt1 test-datasets
 test-main: setup
 	$(VENV)/bin/ruff check vla_razor envs data_collection bench tests scripts
 	$(VENV)/bin/ruff format --check vla_razor envs data_collection bench tests scripts
-	$(PY) -m pytest -q --durations=15 --ignore=tests/datasets
+	$(PY) -m pytest -q -n 2 --dist loadfile --durations=15 --ignore=tests/datasets
 
 test-rt1: setup-rt1
 	$(RT1_VENV)/bin/python -m pytest -q tests/data_collection/test_rt1.py
