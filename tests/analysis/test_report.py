@@ -44,6 +44,11 @@ def test_write_report_on_two_methods(planted_runs: Path, tmp_path: Path) -> None
     assert "| forward_kl | 1.000 +- 0.000 | 1.000 | 6 | 24 |" in result.markdown_path.read_text()
     assert summary["r2"]["forward_kl"] == pytest.approx(1.0, abs=1e-9)
     assert (summary["n_points"], summary["runs"], summary["unfinished_runs"]) == (24, 6, 1)
+    # the unfinished run's latest evaluation is listed apart, in no fit (n stays 24 above)
+    assert [(p["run"], p["step"]) for p in summary["in_progress"]] == [("exp/sft_crashed", 100)]
+    markdown = result.markdown_path.read_text()
+    assert "## Runs in progress (not in the analysis)" in markdown
+    assert "| exp/sft_crashed | sft | 100 | 0.500 |" in markdown
     assert summary["steps_per_s"] == 123.4
     assert set(summary["methods"]) == {"rl", "sft"}
     rl = summary["methods"]["rl"]

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from vla_razor.analysis.runs import by_method, load_points
+from vla_razor.analysis.runs import by_method, load_points, load_progress
 
 
 def test_load_points_reads_finished_runs_and_counts_unfinished(planted_runs: Path) -> None:
@@ -181,3 +181,19 @@ def test_gzipped_logs_of_a_committed_experiment_read_as_the_plain_ones(planted_r
     ]
     run = next(p for p in zipped.rglob("summary.json")).parent
     assert read_curve(run)["train"] == read_curve(planted_runs / run.relative_to(zipped))["train"] != []
+
+
+def test_load_progress_gives_each_unfinished_runs_latest_point_and_load_points_none(planted_runs: Path, synth) -> None:
+    """A run cut by a lost machine keeps its mid-training evaluations: the report shows the latest, apart."""
+    exp = planted_runs / "exp"
+    steps = (12, 30, 6)  # written out of order: the latest is the highest step, not the last line
+    synth.write_run(exp / "rl_cut", None, [synth.make_record("rl", s, 0.3 + s / 100, s / 100, 0.0) for s in steps])
+    synth.write_run(exp / "rl_started", None)  # no evaluation yet: no point
+    progress = load_progress(planted_runs)
+    assert [(p.run, p.step, p.final) for p in progress] == [
+        ("exp/rl_cut", 30, False),
+        ("exp/sft_crashed", 100, False),
+    ]
+    assert progress[0].new_task == pytest.approx(0.6) and progress[0].predictors["forward_kl"] == pytest.approx(0.3)
+    points, stats = load_points(planted_runs)
+    assert stats.unfinished_runs == 3 and not any(p.run in ("exp/rl_cut", "exp/sft_crashed") for p in points)

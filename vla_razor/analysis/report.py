@@ -30,7 +30,15 @@ from vla_razor.analysis.intervals import (
 from vla_razor.analysis.pareto import ExponentialFit, fit_exponential, near_frontier, pareto_frontier
 from vla_razor.analysis.plots import plot_forgetting_vs, plot_new_task_vs, plot_tradeoff
 from vla_razor.analysis.forecast import fit_forecast, holdout_error
-from vla_razor.analysis.runs import EXPERIMENT_KIND, SUMMARY_FILE, LoadStats, Point, by_method, load_points
+from vla_razor.analysis.runs import (
+    EXPERIMENT_KIND,
+    SUMMARY_FILE,
+    LoadStats,
+    Point,
+    by_method,
+    load_points,
+    load_progress,
+)
 from vla_razor.runs import atomic_write_json
 
 KEY_PREDICTOR = "forward_kl"
@@ -141,8 +149,20 @@ def write_report(
         plot_forgetting_vs(points, name, out_dir / file_name)
         forgetting_plots[name] = file_name
 
+    in_progress = load_progress(runs_dir)
     blocks = _report_blocks(
-        title, points, stats, pooled, table, methods, comparison, forgetting_plots, extra, forecast, matched
+        title,
+        points,
+        stats,
+        pooled,
+        table,
+        methods,
+        comparison,
+        forgetting_plots,
+        extra,
+        forecast,
+        matched,
+        in_progress,
     )
     markdown_path = out_dir / "report.md"
     html_path = out_dir / "report.html"
@@ -163,6 +183,7 @@ def write_report(
         "n_points": len(points),
         "runs": stats.finished_runs,
         "unfinished_runs": stats.unfinished_runs,
+        "in_progress": [_progress_json(p) for p in in_progress],
         "domains": sorted({p.domain for p in points}),
         "methods": {method: _method_json(method_summary) for method, method_summary in methods.items()},
         "frontier_comparison": {
@@ -471,6 +492,41 @@ def _model_blocks(points: list[Point]) -> list[Block]:
     ]
 
 
+def _progress_blocks(in_progress: list[Point]) -> list[Block]:
+    """Unfinished runs' latest mid-training evaluations, so that a report made while a sweep runs (or after a run
+    was cut) shows how far each has come; none of them enters a fit, a frontier or a comparison."""
+    if not in_progress:
+        return []
+    probes = sorted({name for p in in_progress for name in p.prior})
+    rows = [
+        [p.run, p.method, str(p.step), _fmt(p.new_task)]
+        + [_fmt(p.prior.get(n)) for n in probes]
+        + [_fmt(p.forgetting), _fmt(p.predictors.get(KEY_PREDICTOR), 4)]
+        for p in in_progress
+    ]
+    text = (
+        f"{len(in_progress)} unfinished runs (no summary.json) have mid-training evaluations; each one's latest is "
+        "below. They are left out of every fit, frontier and comparison in this report until they finish."
+    )
+    return [
+        ("h2", "Runs in progress (not in the analysis)"),
+        ("p", text),
+        ("table", ["run", "method", "step", "new task"] + probes + ["forgetting", KEY_PREDICTOR], rows),
+    ]
+
+
+def _progress_json(p: Point) -> dict[str, Any]:
+    return {
+        "run": p.run,
+        "method": p.method,
+        "step": p.step,
+        "new_task": p.new_task,
+        "prior": p.prior,
+        "forgetting": p.forgetting,
+        "predictors": p.predictors,
+    }
+
+
 def _matched_blocks(matched: MatchedModels, unit: str) -> list[Block]:
     """The measured models behind the fitted frontiers at the matched levels, with their 95 % intervals."""
     singular = unit[:-1]
@@ -558,6 +614,7 @@ def _report_blocks(
     extra: dict,
     forecast: dict[str, Any] | None = None,
     matched: MatchedModels | None = None,
+    in_progress: list[Point] | None = None,
 ) -> list[Block]:
     domains = ", ".join(sorted({p.domain for p in points}))
     blocks: list[Block] = [
@@ -565,9 +622,10 @@ def _report_blocks(
         (
             "p",
             f"Domain: {domains}. {stats.finished_runs} finished runs, {len(points)} points, "
-            f"{stats.unfinished_runs} unfinished runs ignored.",
+            f"{stats.unfinished_runs} unfinished runs left out of the analysis.",
         ),
     ]
+    blocks += _progress_blocks(in_progress or [])
     blocks += _model_blocks(points)
     blocks += [
         ("h2", "What was pooled"),

@@ -107,6 +107,26 @@ def load_points(runs_dir: Path, include_mid_training: bool = True) -> tuple[list
     return points, stats
 
 
+def load_progress(runs_dir: Path) -> list[Point]:
+    """The latest mid-training point of each unfinished run under ``runs_dir`` (its ``points.jsonl``, no
+    ``summary.json`` yet), sorted by run: what a sweep in progress, or a run cut by a lost machine, has measured
+    so far. A report lists them apart and fits nothing on them, since such a point is not a finished model; an
+    unfinished run with no point yet gives none."""
+    runs_dir = Path(runs_dir)
+    if not runs_dir.is_dir():
+        raise ValueError(f"runs directory {runs_dir} does not exist or is not a directory")
+    latest: list[Point] = []
+    for run_dir in _find_run_dirs(runs_dir)[1]:
+        path = run_dir / POINTS_FILE
+        records = _read_jsonl_objects(path) if jsonl_exists(path) else []
+        if not records:
+            continue
+        record, where = max(records, key=lambda item: _require_int(item[0], "step", item[1]))
+        run = run_dir.relative_to(runs_dir).as_posix()
+        latest.append(_make_point(record, {}, run, final=False, where=where, default_step=0))
+    return latest
+
+
 def by_method(points: list[Point]) -> dict[str, list[Point]]:
     """Group points by training method (keys sorted, so colours and tables come out in a fixed order)."""
     groups: dict[str, list[Point]] = {}
