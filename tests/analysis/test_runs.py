@@ -189,11 +189,15 @@ def test_load_progress_gives_each_unfinished_runs_latest_point_and_load_points_n
     steps = (12, 30, 6)  # written out of order: the latest is the highest step, not the last line
     synth.write_run(exp / "rl_cut", None, [synth.make_record("rl", s, 0.3 + s / 100, s / 100, 0.0) for s in steps])
     synth.write_run(exp / "rl_started", None)  # no evaluation yet: no point
+    live = synth.write_run(exp / "rl_live", None, [synth.make_record("rl", 6, 0.4, 0.1, 0.0)])
+    with (live / "points.jsonl").open("a") as f:  # the trainer mid-append: a torn line, not yet a point
+        f.write(json.dumps(synth.make_record("rl", 12, 0.5, 0.2, 0.0))[:40])
     progress = load_progress(planted_runs)
     assert [(p.run, p.step, p.final) for p in progress] == [
         ("exp/rl_cut", 30, False),
+        ("exp/rl_live", 6, False),
         ("exp/sft_crashed", 100, False),
     ]
     assert progress[0].new_task == pytest.approx(0.6) and progress[0].predictors["forward_kl"] == pytest.approx(0.3)
     points, stats = load_points(planted_runs)
-    assert stats.unfinished_runs == 3 and not any(p.run in ("exp/rl_cut", "exp/sft_crashed") for p in points)
+    assert stats.unfinished_runs == 4 and not any(p.run in ("exp/rl_cut", "exp/sft_crashed") for p in points)

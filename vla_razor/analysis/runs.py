@@ -111,14 +111,14 @@ def load_progress(runs_dir: Path) -> list[Point]:
     """The latest mid-training point of each unfinished run under ``runs_dir`` (its ``points.jsonl``, no
     ``summary.json`` yet), sorted by run: what a sweep in progress, or a run cut by a lost machine, has measured
     so far. A report lists them apart and fits nothing on them, since such a point is not a finished model; an
-    unfinished run with no point yet gives none."""
+    unfinished run with no point yet gives none. The runs may be live: a line still being appended is not read."""
     runs_dir = Path(runs_dir)
     if not runs_dir.is_dir():
         raise ValueError(f"runs directory {runs_dir} does not exist or is not a directory")
     latest: list[Point] = []
     for run_dir in _find_run_dirs(runs_dir)[1]:
         path = run_dir / POINTS_FILE
-        records = _read_jsonl_objects(path) if jsonl_exists(path) else []
+        records = _read_jsonl_objects(path, complete_lines_only=True) if jsonl_exists(path) else []
         if not records:
             continue
         record, where = max(records, key=lambda item: _require_int(item[0], "step", item[1]))
@@ -261,11 +261,14 @@ def _read_json_object(path: Path) -> dict[str, Any]:
     return _parse_object(path.read_text(encoding="utf-8"), path)
 
 
-def _read_jsonl_objects(path: Path) -> list[tuple[dict[str, Any], str]]:
-    """Parse a JSON-lines file; blank lines are allowed. Returns (record, 'file:line') pairs."""
+def _read_jsonl_objects(path: Path, complete_lines_only: bool = False) -> list[tuple[dict[str, Any], str]]:
+    """Parse a JSON-lines file; blank lines are allowed. Returns (record, 'file:line') pairs. With
+    ``complete_lines_only``, a last line without its newline (a live run's writer mid-append) is not read."""
     records: list[tuple[dict[str, Any], str]] = []
     with open_jsonl(path) as handle:
         for line_number, line in enumerate(handle, start=1):
+            if complete_lines_only and not line.endswith("\n"):
+                break
             if not line.strip():
                 continue
             records.append((_parse_object(line, path, line_number), f"{path}:{line_number}"))
