@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import yaml
+
 from vla_razor.analysis.learning_curve import read_curve, write_curve
 
 
@@ -36,3 +38,26 @@ def test_a_cut_run_starts_its_curve_at_the_base(tmp_path: Path) -> None:
     assert curve["evaluations"][0]["prior"] == {"open_drawer": 0.77} and curve["method"] == "rl"
     json_path, png_path = write_curve(run, tmp_path / "out")
     assert json.loads(json_path.read_text())["evaluations"][0]["model"] == "base" and png_path.stat().st_size > 10_000
+
+
+def test_the_curve_names_where_training_and_evaluation_place_the_can(tmp_path: Path) -> None:
+    """RL on the paper's grid is scored on uniform placements: the JSON (and the plot's legend) says which is which,
+    from the run's config.yaml, so a gap between the two curves reads as transfer, not as noise."""
+    run = tmp_path / "rl_grid"
+    run.mkdir()
+    rows = [{"step": s, "split": "train", "name": "rollout_success", "value": 0.4 + 0.1 * s} for s in (1, 2)]
+    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (run / "points.jsonl").write_text(json.dumps(_point(2, 0.45)) + "\n")
+    config = {
+        "rl": {"placements": "grid", "grid": [10, 10]},
+        "eval": {"pick_can_placements": "uniform", "pick_can_episodes": 100, "temperature": 1.0},
+    }
+    (run / "config.yaml").write_text(yaml.safe_dump(config))
+    curve = read_curve(run)
+    assert curve["train_placements"] == "the 10 x 10 grid's 100 fixed placements"
+    assert curve["eval_placements"] == "100 uniform placements" and curve["eval_temperature"] == 1.0
+    config["rl"]["placements"] = "uniform"
+    (run / "config.yaml").write_text(yaml.safe_dump(config))
+    assert read_curve(run)["train_placements"] == "100 placements drawn afresh each iteration"
+    (run / "config.yaml").unlink()  # an older run folder: no names, no error
+    assert "train_placements" not in read_curve(run) and "eval_placements" not in read_curve(run)

@@ -81,17 +81,46 @@ def read_curve(run_dir: Path) -> dict[str, Any]:
         "run": run_dir.name,
         "method": method,
         "eval_temperature": _eval_temperature(run_dir),
+        **_placements(run_dir),
         "train": train,
         "evaluations": evaluations,
     }
 
 
-def _eval_temperature(run_dir: Path) -> float:
-    """The evaluation's decoding temperature from the run's config.yaml (0, greedy, when it says nothing)."""
+def _config_section(run_dir: Path, name: str) -> dict[str, Any]:
+    """One section of the run's config.yaml ({} when the file or the section is absent)."""
     path = run_dir / "config.yaml"
     config = yaml.safe_load(path.read_text()) if path.is_file() else None
-    evaluation = config.get("eval") if isinstance(config, dict) else None
-    return float(evaluation.get("temperature", 0.0) or 0.0) if isinstance(evaluation, dict) else 0.0
+    section = config.get(name) if isinstance(config, dict) else None
+    return section if isinstance(section, dict) else {}
+
+
+def _eval_temperature(run_dir: Path) -> float:
+    """The evaluation's decoding temperature from the run's config.yaml (0, greedy, when it says nothing)."""
+    return float(_config_section(run_dir, "eval").get("temperature", 0.0) or 0.0)
+
+
+def _placements(run_dir: Path) -> dict[str, str]:
+    """Where RL's training rollouts and the new-task evaluation put the object, in words, from config.yaml: on the
+    paper's protocol RL practises 100 fixed grid placements and is scored on 100 uniform ones, so the two curves
+    differ by how far what is learned transfers between placements, and the plot must say which is which."""
+    rl, evaluation = _config_section(run_dir, "rl"), _config_section(run_dir, "eval")
+    out = {}
+    grid = rl.get("grid")
+    if rl.get("placements") in ("grid", "uniform") and isinstance(grid, list) and len(grid) == 2:
+        n = int(grid[0]) * int(grid[1])
+        out["train_placements"] = (
+            f"the {grid[0]} x {grid[1]} grid's {n} fixed placements"
+            if rl["placements"] == "grid"
+            else f"{n} placements drawn afresh each iteration"
+        )
+    if evaluation.get("pick_can_placements") in ("grid", "uniform") and evaluation.get("pick_can_episodes"):
+        out["eval_placements"] = (
+            f"{evaluation['pick_can_episodes']} uniform placements"
+            if evaluation["pick_can_placements"] == "uniform"
+            else "the grid's placements"
+        )
+    return out
 
 
 def plot_curve(curve: dict[str, Any], path: Path) -> Path:
@@ -106,11 +135,13 @@ def plot_curve(curve: dict[str, Any], path: Path) -> Path:
     evals = curve["evaluations"]
     rollout = [(t["step"], t["rollout_success"]) for t in train if "rollout_success" in t]
     if rollout:
-        top.plot(*zip(*rollout), "o-", color="tab:blue", label="training rollouts (sampled)")
+        where = f"; {curve['train_placements']}" if curve.get("train_placements") else ""
+        top.plot(*zip(*rollout), "o-", color="tab:blue", label=f"training rollouts (sampled{where})")
     scored = [(e["step"], e["new_task"]) for e in evals if e.get("new_task") is not None]
     if scored:
         decoding = "greedy" if not curve.get("eval_temperature") else f"sampled at T={curve['eval_temperature']:g}"
-        top.plot(*zip(*scored), "s-", color="tab:green", label=f"evaluation: pick-can ({decoding})")
+        where = f"; {curve['eval_placements']}" if curve.get("eval_placements") else ""
+        top.plot(*zip(*scored), "s-", color="tab:green", label=f"evaluation: pick-can ({decoding}{where})")
     probes = sorted({name for e in evals for name in e.get("prior", {})})
     for probe, style in zip(probes, ("^--", "v--", "d--")):
         values = [(e["step"], e["prior"][probe]) for e in evals if probe in e.get("prior", {})]
