@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from vla_razor.analysis.intervals import paired_difference
 from vla_razor.analysis.report import write_report
 
 from tests.analysis.conftest import BASE, planted_forgetting
@@ -189,15 +190,22 @@ def _episodes(successes: int, n: int, shift: int = 0) -> list[float]:
     return values[shift:] + values[:shift]
 
 
-def _robot_runs(runs_dir: Path, episode_sets: tuple[str, str] = ("e1", "e1")) -> Path:
-    """Two methods x 3 robot runs, each summary holding per-episode results (20 episodes a task) the way
-    robot/evaluate.py writes them; RL keeps more drawer episodes than SFT at the same pick-can success."""
+def _robot_runs(
+    runs_dir: Path,
+    episode_sets: tuple[str, str] = ("e1", "e1"),
+    picks: tuple[tuple[int, ...], tuple[int, ...]] = ((8, 12, 16), (8, 12, 16)),
+) -> Path:
+    """Two methods x 3 robot runs (`picks`: each run's pick-can successes of 20, per method), each summary holding
+    per-episode results (20 episodes a task) the way robot/evaluate.py writes them; RL keeps more drawer episodes
+    than SFT at the same pick-can success."""
     from tests.analysis.conftest import write_run
 
     n = 20
     base_examples = {"open_drawer": _episodes(16, n), "close_drawer": _episodes(18, n)}
-    for method, lost, episode_set in (("rl", 1, episode_sets[0]), ("sft", 4, episode_sets[1])):
-        for k, picked in enumerate((8, 12, 16)):
+    for (method, lost, episode_set), method_picks in zip(
+        (("rl", 1, episode_sets[0]), ("sft", 4, episode_sets[1])), picks
+    ):
+        for k, picked in enumerate(method_picks):
             examples = {probe: _episodes(int(sum(v)) - lost * (k + 1) // 2, n) for probe, v in base_examples.items()}
             prior = {probe: sum(v) / n for probe, v in examples.items()}
             base_prior = {probe: sum(v) / n for probe, v in base_examples.items()}
@@ -262,11 +270,36 @@ def test_robot_report_shows_episode_intervals_and_the_matched_comparison(tmp_pat
             ses.append(((p_lost + p_gained - (p_lost - p_gained) ** 2) / (n + 2)) ** 0.5)
         value, half = sum(means) / 2, Z95 * (ses[0] ** 2 + ses[1] ** 2) ** 0.5 / 2
         assert row[-1] == f"{value:+.3f} [{value - half:+.3f}, {value + half:+.3f}]"
+        # the match itself: the two models' new-task difference, paired over the same episodes (here the same)
+        gap = paired_difference(
+            json.loads((tmp_path / "runs" / rl["run"] / "summary.json").read_text())["new_task_examples"],
+            json.loads((tmp_path / "runs" / sft["run"] / "summary.json").read_text())["new_task_examples"],
+        )
+        assert row[-2] == f"{gap.value:+.3f} [{gap.low:+.3f}, {gap.high:+.3f}]" and gap.low <= 0 <= gap.high
+        assert summary["new_task_differences"][i]["method"] == "paired Bonett-Price" and not summary["not_matched"][i]
         assert summary["differences"][i]["method"] == "paired Bonett-Price, mean of probes"
         assert rl["retention_interval"]["low"] < rl["retention"] < rl["retention_interval"]["high"]
     assert "not the choice of the frontier model among many" in markdown
+    assert matched[0][-2] == "rl minus sft new task" and "matched within the noise of their episodes" in markdown
 
     # measured on other episodes: the difference is not paired, and says so
     result = write_report(_robot_runs(tmp_path / "other", ("e1", "e2")), tmp_path / "report2", n_boot=5)
     rows = markdown_table(result.markdown_path.read_text(), "Measured models at the matched levels")[1:]
     assert rows and all(row[-1].endswith("(unpaired)") for row in rows)
+
+
+def test_the_matched_comparison_says_when_the_models_are_not_matched(tmp_path: Path) -> None:
+    """SFT has no model near RL's pick-can levels (0.50-0.60): its nearest frontier model scores 0.85, so the rows
+    whose new-task difference excludes 0 are marked (and only those), and the report says the retention gap there
+    is not the method's alone (the committed robot report had SFT's 0.40 model stand for levels up to 0.52)."""
+    result = write_report(_robot_runs(tmp_path / "runs", picks=((10, 11, 12), (2, 17))), tmp_path / "report", n_boot=5)
+    markdown = result.markdown_path.read_text()
+    rows = markdown_table(markdown, "Measured models at the matched levels")[1:]
+    summary = json.loads(result.summary_path.read_text())["frontier_comparison"]["matched_models"]
+    assert rows and all(row[4] == "sft_1 @ 10" for row in rows)
+    gaps = summary["new_task_differences"]
+    assert [row[-2].endswith("(not matched)") for row in rows] == summary["not_matched"]
+    assert summary["not_matched"] == [g["high"] < 0 for g in gaps]  # rl 0.50-0.60 minus sft 0.85
+    apart = sum(summary["not_matched"])
+    assert 0 < apart < len(rows)  # the 0.50 model is 0.35 from SFT's, beyond noise; the 0.60 one is 0.25, within
+    assert f"At {apart} of {len(rows)} levels it lies beyond its 95 % interval (marked not matched)" in markdown

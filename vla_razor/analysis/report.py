@@ -11,7 +11,7 @@ import html
 import json
 import math
 import re
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -89,6 +89,8 @@ class MatchedModels:
     models: dict[str, list[Point]]  # method -> the model chosen at each level
     difference: tuple[str, str] | None  # (a, b): the rows' a minus b; None unless exactly two methods
     differences: list[Interval | None]  # a minus b in retention at each level (None: no per-example results)
+    # a minus b in new-task success at each level: the match itself, which the retention difference presumes
+    new_task_differences: list[Interval | None] = field(default_factory=list)
 
 
 class NoRunsError(ValueError):
@@ -292,7 +294,26 @@ def _matched_models(groups: dict[str, list[Point]], levels: list[float]) -> Matc
     differences = (
         [_retention_difference(models[pair[0]][i], models[pair[1]][i]) for i in range(len(levels))] if pair else []
     )
-    return MatchedModels(list(levels) if models else [], models, pair, differences)
+    new_task_differences = (
+        [_new_task_difference(models[pair[0]][i], models[pair[1]][i]) for i in range(len(levels))] if pair else []
+    )
+    return MatchedModels(list(levels) if models else [], models, pair, differences, new_task_differences)
+
+
+def _new_task_difference(a: Point, b: Point) -> Interval | None:
+    """a's new-task success minus b's, paired over the same episodes / examples when both kept them for the same set,
+    else unpaired; None without per-example results. Its interval says whether the two models are matched at all:
+    the nearest frontier model of each method may sit far from the level (a method with no model near it)."""
+    if not a.new_task_examples or not b.new_task_examples:
+        return None
+    paired = a.episode_set == b.episode_set or a.episode_set is None or b.episode_set is None
+    difference = paired_difference if paired else unpaired_difference
+    return difference(a.new_task_examples, b.new_task_examples)
+
+
+def _not_matched(d: Interval | None) -> bool:
+    """The two models' new-task success differs beyond its 95 % interval (0 outside it)."""
+    return d is not None and math.isfinite(d.low) and math.isfinite(d.high) and not d.low <= 0.0 <= d.high
 
 
 def _retention_interval(p: Point) -> Interval | None:
@@ -336,6 +357,8 @@ def _matched_json(matched: MatchedModels) -> dict[str, Any]:
         "models": {method: [model(p) for p in chosen] for method, chosen in matched.models.items()},
         "difference": list(matched.difference) if matched.difference else None,
         "differences": [d.to_json() if d else None for d in matched.differences],
+        "new_task_differences": [d.to_json() if d else None for d in matched.new_task_differences],
+        "not_matched": [_not_matched(d) for d in matched.new_task_differences],
     }
 
 
@@ -553,7 +576,7 @@ def _matched_blocks(matched: MatchedModels, unit: str) -> list[Block]:
     for method in matched.models:
         headers += [f"{method} model", f"{method} new task", f"{method} retention"]
     if pair:
-        headers.append(f"{pair[0]} minus {pair[1]} retention")
+        headers += [f"{pair[0]} minus {pair[1]} new task", f"{pair[0]} minus {pair[1]} retention"]
     kept = any(p.new_task_examples for chosen in matched.models.values() for p in chosen)
     rows = []
     for i, level in enumerate(matched.levels):
@@ -568,11 +591,38 @@ def _matched_blocks(matched: MatchedModels, unit: str) -> list[Block]:
             ]
         if pair:
             a, b = matched.models[pair[0]][i], matched.models[pair[1]][i]
+            gap = matched.new_task_differences[i] if i < len(matched.new_task_differences) else None
+            cell = _with_interval(a.new_task - b.new_task, gap, sign="+")
+            row.append(cell + (" (not matched)" if _not_matched(gap) else ""))
             d = matched.differences[i]
             cell = _with_interval(a.prior_mean - b.prior_mean, d, sign="+")
             row.append(cell + (" (unpaired)" if d is not None and d.method.startswith("unpaired") else ""))
         rows.append(row)
-    return [("p", text), ("table", headers, rows)]
+    blocks: list[Block] = [("p", text), ("table", headers, rows)]
+    if pair and matched.new_task_differences:
+        tested = [d for d in matched.new_task_differences if d is not None and math.isfinite(d.low)]
+        apart = sum(_not_matched(d) for d in tested)
+        levels = "every level" if len(tested) == len(matched.levels) else f"the {len(tested)} levels with them"
+        if not tested:
+            verdict = f"The chosen models kept no per-{singular} new-task results (n/a), so the match cannot be tested."
+        elif apart:
+            verdict = (
+                f"At {apart} of {len(tested)} levels it lies beyond its 95 % interval (marked not matched): there the "
+                "retention difference compares models of different new-task success, and part of it may be that "
+                "difference rather than the method."
+            )
+        else:
+            verdict = (
+                f"At {levels} 0 lies inside its 95 % interval: the models are matched within the noise of their {unit}."
+            )
+        blocks.append(
+            (
+                "p",
+                f"{pair[0]} minus {pair[1]} new task: the two chosen models' new-task difference (paired where they "
+                f"share {unit}), the test of the match itself. {verdict}",
+            )
+        )
+    return blocks
 
 
 def _forecast(points: list[Point]) -> dict[str, Any] | None:
