@@ -99,12 +99,19 @@ def test_runs_keep_per_example_probe_scores_and_intervals(tiny_llm, tmp_path, ca
     assert summary["chat_template"] == {"winogrande": False, "humaneval": False}
     assert summary["intervals"]["prior"]["winogrande"]["method"] == "wilson"
     assert summary["intervals"]["forgetting"]["mean"]["n"] == 5
+    # the new task's per-example rewards too (eval order), the base's beside them: its accuracy gets an interval
+    rewards, base_rewards = summary["new_task_examples"], summary["base"]["new_task_examples"]
+    assert len(rewards) == len(base_rewards) > 0 and set(rewards) <= {0.0, 1.0}
+    assert sum(rewards) / len(rewards) == pytest.approx(summary["new_task"])
+    assert sum(base_rewards) / len(base_rewards) == pytest.approx(summary["base"]["new_task"])
+    assert summary["intervals"]["new_task"]["n"] == len(rewards) and "base_new_task" in summary["intervals"]
     base_eval = json.loads((experiment / "base_eval.json").read_text())["results"]
     assert base_eval["probe_examples"] == summary["base"]["prior_examples"]
     table = json.loads((experiment / "summary.json").read_text())
     row = table["runs"][0]
     assert set(row["probe_intervals"]) == {"winogrande", "humaneval"} and "mean" in row["forgetting_intervals"]
     assert set(table["base"]["probe_intervals"]) == {"winogrande", "humaneval"}
+    assert row["new_task_interval"]["n"] == len(rewards) and table["base"]["new_task_interval"]["n"] == len(rewards)
     report = (experiment / "report" / "report.md").read_text()
     assert "Examples per probe: humaneval 2, winogrande 3." in report and "[n/a]" not in report
     capsys.readouterr()
@@ -115,13 +122,14 @@ def test_runs_keep_per_example_probe_scores_and_intervals(tiny_llm, tmp_path, ca
     assert main(["llm", "probe-size", *flags, "--churn", "2"]) == 2
     assert "--churn" in capsys.readouterr().err
 
-    for key in ("prior_examples", "chat_template", "intervals"):  # as written before per-example scores were kept
-        summary.pop(key)
+    for key in ("prior_examples", "chat_template", "intervals", "new_task_examples"):  # as written before they
+        summary.pop(key)  # were kept
     summary["base"].pop("prior_examples")
+    summary["base"].pop("new_task_examples")
     (run / "summary.json").write_text(json.dumps(summary))
     assert main(["llm", "report", *flags]) == 0
     row = json.loads((experiment / "summary.json").read_text())["runs"][0]
-    assert row["probe_intervals"] == {} and row["forgetting_intervals"] == {}
+    assert row["probe_intervals"] == {} and row["forgetting_intervals"] == {} and row["new_task_interval"] is None
     assert "[n/a]" in (experiment / "report" / "report.md").read_text()
 
 

@@ -39,8 +39,9 @@ def accuracy(
     progress: str | None = None,
     engine: Engine = "static",
     extra_stop_ids: Sequence[int] = (),
-) -> tuple[float, list[str]]:
-    """Mean reward of the greedy completions (the paper's accuracy: the final answer, reasoning ignored)."""
+) -> tuple[float, list[float]]:
+    """Mean reward of the greedy completions (the paper's accuracy: the final answer, reasoning ignored), and each
+    example's reward in `examples`' order (the per-example results intervals and paired differences need)."""
     prompts = [prompt_ids(tokenizer, ex.prompt) for ex in examples]
     completions = generate(
         model,
@@ -54,8 +55,8 @@ def accuracy(
         extra_stop_ids=extra_stop_ids,
     )
     texts = tokenizer.batch_decode(completions, skip_special_tokens=True)
-    rewards = [task.reward(ex, text) for ex, text in zip(examples, texts)]
-    return float(np.mean(rewards)) if rewards else 0.0, texts
+    rewards = [float(task.reward(ex, text)) for ex, text in zip(examples, texts)]
+    return float(np.mean(rewards)) if rewards else 0.0, rewards
 
 
 class LLMEvaluator:
@@ -119,13 +120,14 @@ class LLMEvaluator:
 
     def evaluate(self, model: Any, name: str = "model") -> dict[str, Any]:
         """{"new_task", "probe/<probe>"..., *LLM_PREDICTORS, "weight_l1"} of `model` (weight_l1: sum |theta - theta0|
-        against the base, LoRA counted as merged), with "probe_examples" ({probe: per-example
-        scores}) and "probe_chat_template" ({probe: whether its prompts went through the chat template})."""
+        against the base, LoRA counted as merged), with "new_task_examples" (each eval example's reward),
+        "probe_examples" ({probe: per-example scores}) and "probe_chat_template" ({probe: whether its prompts went
+        through the chat template})."""
         e, s = self.cfg.eval, self.cfg.sampling
         was_training = model.training
         model.eval()  # no dropout (LoRA's): a model is measured as it is used, and training resumes in train mode
         try:
-            new_task, _texts = accuracy(
+            new_task, new_task_examples = accuracy(
                 model,
                 self.tokenizer,
                 self.task,
@@ -164,6 +166,7 @@ class LLMEvaluator:
             model.train(was_training)
         return {
             "new_task": new_task,
+            "new_task_examples": new_task_examples,
             **{f"probe/{k}": v.score for k, v in probes.items()},
             **kl,
             "weight_l1": module_weight_change_l1(self.base, model),
@@ -185,6 +188,9 @@ class LLMEvaluator:
         base_prior = {p: base[f"probe/{p}"] for p in probes}
         examples = results.get("probe_examples", {})
         base_examples = base.get("probe_examples", {})
+        # per-example new-task rewards (absent from results made before they were kept: a cached base_eval.json)
+        new_task_examples = results.get("new_task_examples", [])
+        base_new_task = base.get("new_task_examples", [])
         return {
             "domain": "llm",
             "method": method,
@@ -196,8 +202,14 @@ class LLMEvaluator:
             "prior": prior,
             "forgetting": float(np.mean([base_prior[p] - prior[p] for p in probes])),
             "predictors": {k: results[k] for k in (*LLM_PREDICTORS, "weight_l1") if k in results},
-            "base": {"new_task": base["new_task"], "prior": base_prior, "prior_examples": base_examples},
+            "base": {
+                "new_task": base["new_task"],
+                "prior": base_prior,
+                "prior_examples": base_examples,
+                **({"new_task_examples": base_new_task} if base_new_task else {}),
+            },
             "prior_examples": examples,
+            **({"new_task_examples": new_task_examples} if new_task_examples else {}),
             "chat_template": results.get("probe_chat_template", {}),
-            "intervals": interval_summary(base_examples, examples),
+            "intervals": interval_summary(base_examples, examples, base_new_task, new_task_examples),
         }

@@ -43,9 +43,12 @@ def experiment_rows(experiment_dir: Path) -> tuple[list[dict[str, Any]], dict[st
     """Every finished LLM run of the experiment as a row, and the base results they were measured against."""
 
     def columns(s: dict[str, Any]) -> dict[str, Any]:
-        intervals = interval_summary(s["base"].get("prior_examples", {}), s.get("prior_examples", {}))
+        intervals = interval_summary(
+            s["base"].get("prior_examples", {}), s.get("prior_examples", {}), (), s.get("new_task_examples", [])
+        )
         return {
             "new_task": s["new_task"],
+            "new_task_interval": intervals.get("new_task"),  # None for runs made before per-example rewards were kept
             "probes": s["prior"],
             "forgetting": s["forgetting"],
             **s["predictors"],
@@ -73,6 +76,7 @@ def summarize_experiment(cfg: LLMConfig, extra: dict[str, str] | None = None) ->
                 "new_task": base["new_task"],
                 "probes": base["prior"],
                 "probe_intervals": interval_summary(base.get("prior_examples", {}), {})["base_prior"],
+                "new_task_interval": interval_summary({}, {}, base.get("new_task_examples", [])).get("base_new_task"),
             },
             "config": to_dict(cfg),
         },
