@@ -61,3 +61,34 @@ def test_the_curve_names_where_training_and_evaluation_place_the_can(tmp_path: P
     assert read_curve(run)["train_placements"] == "100 placements drawn afresh each iteration"
     (run / "config.yaml").unlink()  # an older run folder: no names, no error
     assert "train_placements" not in read_curve(run) and "eval_placements" not in read_curve(run)
+
+
+def test_an_llm_run_plots_its_task_its_reward_and_every_probe(tmp_path: Path) -> None:
+    """An LLM run's curve names its task (not pick-can), draws the sampled groups' reward, and every one of its
+    seven probes (a fixed list of three line styles once dropped four of them without a word)."""
+    from vla_razor.analysis.learning_curve import success_series
+
+    probes = ["hellaswag", "winogrande", "mmlu", "arc_easy", "piqa", "sciq", "ifeval"]
+    run = tmp_path / "grpo"
+    run.mkdir()
+    rows = [{"step": s, "split": "train", "name": "reward", "value": 0.1 * s} for s in range(5)]
+    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    point = {
+        "domain": "llm",
+        "method": "grpo",
+        "task": "arithmetic",
+        "step": 4,
+        "new_task": 0.8,
+        "prior": {p: 0.5 for p in probes},
+        "predictors": {"forward_kl": 20.0},
+        "base": {"new_task": 0.27, "prior": {p: 0.5 for p in probes}},
+    }
+    (run / "points.jsonl").write_text(json.dumps(point) + "\n")
+    curve = read_curve(run)
+    assert curve["new_task_name"] == "arithmetic" and [t["rollout_reward"] for t in curve["train"]][-1] == 0.4
+    labels = [label for label, _values, _style in success_series(curve)]
+    assert labels[:2] == ["training reward (sampled groups)", "evaluation: arithmetic (greedy)"]
+    assert labels[2:] == [f"evaluation: {p.replace('_', ' ')}" for p in sorted(probes)]
+    colors = [style["color"] for _label, _values, style in success_series(curve)[2:]]
+    assert len(set(colors)) == len(probes) and not {"tab:blue", "tab:green", "C0", "C2"} & set(colors)
+    assert write_curve(run, tmp_path / "out")[1].stat().st_size > 10_000

@@ -5,7 +5,8 @@ success, the live forward KL to the base, and the evaluations made during traini
 
 writes ``learning_curve.json`` (the rows below, plus where they came from) and ``learning_curve.png`` (success
 over the top panel, forward KL below). Sources, all written by the trainers into the run folder:
-- ``metrics.jsonl`` split ``train``: ``rollout_success`` (RL: the iteration's sampled episodes), ``env_steps``;
+- ``metrics.jsonl`` split ``train``: ``rollout_success`` (robot RL: the iteration's sampled episodes), ``env_steps``;
+  ``reward`` (LLM GRPO / 1-0: the update's sampled groups' mean reward, as ``rollout_reward``);
 - ``metrics.jsonl`` split ``live``: ``forward_kl`` (``eval.kl_every``: KL(pi0 || pi) on the fixed frames);
 - ``points.jsonl`` (``rl.eval_every``): the evaluation's new-task success, probes and predictors;
 - ``summary.json``: the final evaluation, with the base's own scores (step 0 of the curve; a run cut before its
@@ -42,6 +43,8 @@ def read_curve(run_dir: Path) -> dict[str, Any]:
     for r in rows:
         if r.get("split") == "train" and r.get("name") in ("rollout_success", "env_steps", "updates", "loss"):
             by_step.setdefault(int(r["step"]), {})[r["name"]] = float(r["value"])
+        elif r.get("split") == "train" and r.get("name") == "reward":  # the LLM side's sampled groups (GRPO, 1-0)
+            by_step.setdefault(int(r["step"]), {})["rollout_reward"] = float(r["value"])
         elif r.get("split") == "live" and r.get("name") == "forward_kl":
             by_step.setdefault(int(r["step"]), {})["live_forward_kl"] = float(r["value"])
     train = [{"step": step, **values} for step, values in sorted(by_step.items())]
@@ -77,9 +80,11 @@ def read_curve(run_dir: Path) -> dict[str, Any]:
     if not train and not evaluations:
         raise CurveError(f"{run_dir}: metrics.jsonl has no training success, live KL or evaluations to plot")
     method = next((p.get("method") for p in points if p.get("method")), None)  # the summary is the last point
+    task = next((p["task"] for p in points if isinstance(p.get("task"), str)), None)  # LLM points name it
     return {
         "run": run_dir.name,
         "method": method,
+        "new_task_name": task or _config_value(run_dir, "task") or "new task",
         "eval_temperature": _eval_temperature(run_dir),
         **_placements(run_dir),
         "train": train,
@@ -93,6 +98,14 @@ def _config_section(run_dir: Path, name: str) -> dict[str, Any]:
     config = yaml.safe_load(path.read_text()) if path.is_file() else None
     section = config.get(name) if isinstance(config, dict) else None
     return section if isinstance(section, dict) else {}
+
+
+def _config_value(run_dir: Path, name: str) -> str | None:
+    """A top-level string field of the run's config.yaml (robot runs: `task`, e.g. pick_can)."""
+    path = run_dir / "config.yaml"
+    config = yaml.safe_load(path.read_text()) if path.is_file() else None
+    value = config.get(name) if isinstance(config, dict) else None
+    return value if isinstance(value, str) else None
 
 
 def _eval_temperature(run_dir: Path) -> float:
@@ -123,6 +136,38 @@ def _placements(run_dir: Path) -> dict[str, str]:
     return out
 
 
+PROBE_MARKERS = ("^", "v", "d", "<", ">", "p", "h", "*")
+PROBE_COLORS = ("C1", "C3", "C4", "C5", "C6", "C7", "C8", "C9")  # not C0 / C2: training and the new task
+
+
+def success_series(curve: dict[str, Any]) -> list[tuple[str, list[tuple[int, float]], dict[str, Any]]]:
+    """The top panel's lines, (label, [(step, value)], style): training success or reward, the new task's
+    evaluation, and every probe (however many: the LLM sweep has seven)."""
+    series = []
+    train = curve["train"]
+    evals = curve["evaluations"]
+    rollout = [(t["step"], t["rollout_success"]) for t in train if "rollout_success" in t]
+    if rollout:
+        where = f"; {curve['train_placements']}" if curve.get("train_placements") else ""
+        series.append((f"training rollouts (sampled{where})", rollout, {"fmt": "o-", "color": "tab:blue"}))
+    reward = [(t["step"], t["rollout_reward"]) for t in train if "rollout_reward" in t]
+    if reward:
+        series.append(("training reward (sampled groups)", reward, {"fmt": "-", "color": "tab:blue", "alpha": 0.5}))
+    scored = [(e["step"], e["new_task"]) for e in evals if e.get("new_task") is not None]
+    if scored:
+        decoding = "greedy" if not curve.get("eval_temperature") else f"sampled at T={curve['eval_temperature']:g}"
+        where = f"; {curve['eval_placements']}" if curve.get("eval_placements") else ""
+        name = str(curve.get("new_task_name") or "new task").replace("_", "-")
+        series.append((f"evaluation: {name} ({decoding}{where})", scored, {"fmt": "s-", "color": "tab:green"}))
+    probes = sorted({name for e in evals for name in e.get("prior", {})})
+    for k, probe in enumerate(probes):
+        values = [(e["step"], e["prior"][probe]) for e in evals if probe in e.get("prior", {})]
+        style = {"fmt": PROBE_MARKERS[k % len(PROBE_MARKERS)] + "--", "color": PROBE_COLORS[k % len(PROBE_COLORS)]}
+        style["alpha"] = 0.7
+        series.append((f"evaluation: {probe.replace('_', ' ')}", values, style))
+    return series
+
+
 def plot_curve(curve: dict[str, Any], path: Path) -> Path:
     """Success (training rollouts, evaluations, probes) over steps, and forward KL below."""
     import matplotlib  # heavy: only when a curve is plotted
@@ -133,23 +178,14 @@ def plot_curve(curve: dict[str, Any], path: Path) -> Path:
     figure, (top, bottom) = plt.subplots(2, 1, figsize=(7, 6), sharex=True)
     train = curve["train"]
     evals = curve["evaluations"]
-    rollout = [(t["step"], t["rollout_success"]) for t in train if "rollout_success" in t]
-    if rollout:
-        where = f"; {curve['train_placements']}" if curve.get("train_placements") else ""
-        top.plot(*zip(*rollout), "o-", color="tab:blue", label=f"training rollouts (sampled{where})")
-    scored = [(e["step"], e["new_task"]) for e in evals if e.get("new_task") is not None]
-    if scored:
-        decoding = "greedy" if not curve.get("eval_temperature") else f"sampled at T={curve['eval_temperature']:g}"
-        where = f"; {curve['eval_placements']}" if curve.get("eval_placements") else ""
-        top.plot(*zip(*scored), "s-", color="tab:green", label=f"evaluation: pick-can ({decoding}{where})")
-    probes = sorted({name for e in evals for name in e.get("prior", {})})
-    for probe, style in zip(probes, ("^--", "v--", "d--")):
-        values = [(e["step"], e["prior"][probe]) for e in evals if probe in e.get("prior", {})]
-        top.plot(*zip(*values), style, alpha=0.7, label=f"evaluation: {probe.replace('_', ' ')}")
+    series = success_series(curve)
+    for label, values, style in series:
+        style = dict(style)
+        top.plot(*zip(*values), style.pop("fmt"), label=label, **style)
     top.set_ylabel("success")
     top.set_ylim(-0.02, 1.02)
     top.grid(alpha=0.3)
-    top.legend(fontsize=7, loc="best")
+    top.legend(fontsize=7, loc="best", ncol=2 if len(series) > 5 else 1)
     top.set_title(f"{curve['run']}: learning curve", fontsize=10)
     live = [(t["step"], t["live_forward_kl"]) for t in train if "live_forward_kl" in t]
     if live:
