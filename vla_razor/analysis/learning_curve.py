@@ -80,44 +80,42 @@ def read_curve(run_dir: Path) -> dict[str, Any]:
     if not train and not evaluations:
         raise CurveError(f"{run_dir}: metrics.jsonl has no training success, live KL or evaluations to plot")
     method = next((p.get("method") for p in points if p.get("method")), None)  # the summary is the last point
-    task = next((p["task"] for p in points if isinstance(p.get("task"), str)), None)  # LLM points name it
+    config = _read_config(run_dir)
+    # LLM points name their task; robot runs' config.yaml does (e.g. pick_can)
+    task = next((p["task"] for p in points if isinstance(p.get("task"), str)), config.get("task"))
     return {
         "run": run_dir.name,
         "method": method,
-        "new_task_name": task or _config_value(run_dir, "task") or "new task",
-        "eval_temperature": _eval_temperature(run_dir),
-        **_placements(run_dir),
+        "new_task_name": task if isinstance(task, str) else "new task",
+        "eval_temperature": _eval_temperature(config),
+        **_placements(config),
         "train": train,
         "evaluations": evaluations,
     }
 
 
-def _config_section(run_dir: Path, name: str) -> dict[str, Any]:
-    """One section of the run's config.yaml ({} when the file or the section is absent)."""
+def _read_config(run_dir: Path) -> dict[str, Any]:
+    """The run's config.yaml ({} when absent: an older or foreign run folder)."""
     path = run_dir / "config.yaml"
     config = yaml.safe_load(path.read_text()) if path.is_file() else None
-    section = config.get(name) if isinstance(config, dict) else None
+    return config if isinstance(config, dict) else {}
+
+
+def _section(config: dict[str, Any], name: str) -> dict[str, Any]:
+    section = config.get(name)
     return section if isinstance(section, dict) else {}
 
 
-def _config_value(run_dir: Path, name: str) -> str | None:
-    """A top-level string field of the run's config.yaml (robot runs: `task`, e.g. pick_can)."""
-    path = run_dir / "config.yaml"
-    config = yaml.safe_load(path.read_text()) if path.is_file() else None
-    value = config.get(name) if isinstance(config, dict) else None
-    return value if isinstance(value, str) else None
+def _eval_temperature(config: dict[str, Any]) -> float:
+    """The evaluation's decoding temperature (0, greedy, when the config says nothing)."""
+    return float(_section(config, "eval").get("temperature", 0.0) or 0.0)
 
 
-def _eval_temperature(run_dir: Path) -> float:
-    """The evaluation's decoding temperature from the run's config.yaml (0, greedy, when it says nothing)."""
-    return float(_config_section(run_dir, "eval").get("temperature", 0.0) or 0.0)
-
-
-def _placements(run_dir: Path) -> dict[str, str]:
-    """Where RL's training rollouts and the new-task evaluation put the object, in words, from config.yaml: on the
-    paper's protocol RL practises 100 fixed grid placements and is scored on 100 uniform ones, so the two curves
-    differ by how far what is learned transfers between placements, and the plot must say which is which."""
-    rl, evaluation = _config_section(run_dir, "rl"), _config_section(run_dir, "eval")
+def _placements(config: dict[str, Any]) -> dict[str, str]:
+    """Where RL's training rollouts and the new-task evaluation put the object, in words: on the paper's protocol
+    RL practises 100 fixed grid placements and is scored on 100 uniform ones, so the two curves differ by how far
+    what is learned transfers between placements, and the plot must say which is which."""
+    rl, evaluation = _section(config, "rl"), _section(config, "eval")
     out = {}
     grid = rl.get("grid")
     if rl.get("placements") in ("grid", "uniform") and isinstance(grid, list) and len(grid) == 2:

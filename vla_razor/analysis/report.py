@@ -13,6 +13,7 @@ import math
 import re
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -306,9 +307,14 @@ def _new_task_difference(a: Point, b: Point) -> Interval | None:
     the nearest frontier model of each method may sit far from the level (a method with no model near it)."""
     if not a.new_task_examples or not b.new_task_examples:
         return None
+    return _difference_of(a, b)(a.new_task_examples, b.new_task_examples)
+
+
+def _difference_of(a: Point, b: Point) -> Callable[[Sequence[float], Sequence[float]], Interval]:
+    """Paired over the same episodes / examples when the two kept them for the same set (robot: the same
+    `episode_set`; others: document order), else unpaired."""
     paired = a.episode_set == b.episode_set or a.episode_set is None or b.episode_set is None
-    difference = paired_difference if paired else unpaired_difference
-    return difference(a.new_task_examples, b.new_task_examples)
+    return paired_difference if paired else unpaired_difference
 
 
 def _not_matched(d: Interval | None) -> bool:
@@ -333,8 +339,7 @@ def _retention_difference(a: Point, b: Point) -> Interval | None:
     shared = [n for n in a.prior if n in b.prior]
     if not shared or any(not a.prior_examples.get(n) or not b.prior_examples.get(n) for n in shared):
         return None
-    paired = a.episode_set == b.episode_set or a.episode_set is None or b.episode_set is None
-    difference = paired_difference if paired else unpaired_difference
+    difference = _difference_of(a, b)
     parts = [difference(a.prior_examples[n], b.prior_examples[n]) for n in shared]
     methods = " / ".join(sorted({part.method for part in parts}))  # e.g. "paired Bonett-Price" for 0 / 1 episodes
     return replace(mean_of_probes(parts), method=f"{methods}, mean of probes")
@@ -591,7 +596,7 @@ def _matched_blocks(matched: MatchedModels, unit: str) -> list[Block]:
             ]
         if pair:
             a, b = matched.models[pair[0]][i], matched.models[pair[1]][i]
-            gap = matched.new_task_differences[i] if i < len(matched.new_task_differences) else None
+            gap = matched.new_task_differences[i]
             cell = _with_interval(a.new_task - b.new_task, gap, sign="+")
             row.append(cell + (" (not matched)" if _not_matched(gap) else ""))
             d = matched.differences[i]
