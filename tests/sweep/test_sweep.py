@@ -377,12 +377,16 @@ def test_llm_tasks_run_their_stage_from_plain_data(tiny_llm: Path, tmp_path: Pat
 
 
 def test_committed_robot_sweeps_expand_into_their_runs():
-    """The committed sweep configs load and expand (no Ray): #20's razor experiment is 15 runs (then 2 seeds of each
-    method's best), each in its own folder, at the evaluation the issue names."""
+    """The committed sweep configs load and expand (no Ray): #20's razor experiment is 18 runs (then 2 seeds of each
+    method's best), each in its own folder, at the evaluation the issue names: RL on the paper's grid at 5 rates and
+    on fresh uniform placements at 3."""
     embedded = load_config(SweepConfig, ROOT / "configs/sweep_robot_embedded.yaml")
     _, tasks = sweep_tasks(embedded)
-    assert len(tasks) == 15 and len({t.name for t in tasks}) == 15
-    assert sum(t.name.startswith("sft_") for t in tasks) == 10 and sum(t.name.startswith("rl_") for t in tasks) == 5
+    assert len(tasks) == 18 and len({t.name for t in tasks}) == 18
+    assert sum(t.name.startswith("sft_") for t in tasks) == 10 and sum(t.name.startswith("rl_") for t in tasks) == 8
+    placements = [t.payload["overrides"].get("rl.placements", "grid") for t in tasks if t.name.startswith("rl_")]
+    assert placements.count("grid") == 5 and placements.count("uniform") == 3
+    assert sum(t.name.endswith("_uniform_s0") for t in tasks) == 3, "the two arms' runs are told apart by name"
     exp = _experiment(embedded)
     assert (exp.eval.pick_can_episodes, exp.eval.probe_episodes) == (100, 100)
     assert exp.eval.kl_episodes * exp.eval.kl_frames_per_episode >= 200
