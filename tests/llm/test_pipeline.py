@@ -67,6 +67,7 @@ def test_pipeline_trains_each_method_and_writes_summary_and_report(tiny_llm, tmp
     assert "(4 runs," in capsys.readouterr().out
     from vla_razor.analysis.runs import load_points
 
+    assert (summary["n_runs"], summary["n_points"]) == (4, len(load_points(experiment)[0])), "what the report pooled"
     assert sorted(p.method for p in load_points(experiment)[0]) == sorted(r["method"] for r in summary["runs"])
     # forecast reads the same runs; their 4 final points are too few to hold runs out (a clear refusal, not a crash)
     assert main(["forecast", str(experiment), "--out", str(tmp_path / "forecast.json"), "--folds", "2"]) == 2

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from vla_razor.cli.main import main as cli
+from vla_razor.analysis.runs import load_points
 
 from tests.robot.conftest import QUICK
 
@@ -105,10 +106,14 @@ def test_pipeline_end_to_end(tiny_base: Path, tmp_path: Path, capsys: pytest.Cap
 
     # the generic analysis on the experiment folder itself: its summary.json is the experiment's table, not a run
     assert summary["kind"] == "experiment"
+    assert (summary["n_runs"], summary["n_points"]) == (3, len(load_points(experiment)[0])), "what the report pooled"
     capsys.readouterr()
-    assert cli(["report", str(experiment), "--out", str(tmp_path / "generic")]) == 0
+    headline = tmp_path / "results" / "summary.json"
+    assert cli(["report", str(experiment), "--out", str(tmp_path / "generic"), "--summary-out", str(headline)]) == 0
     assert "(3 runs," in capsys.readouterr().out
-    from vla_razor.analysis.runs import load_points
+    assert json.loads(headline.read_text()) == summary, "the experiment's table, with what the report pooled"
+    assert cli(["report", str(experiment / "runs"), "--out", str(tmp_path / "g2"), "--summary-out", str(headline)]) == 2
+    assert "an experiment's summary.json was expected" in capsys.readouterr().err
 
     assert sorted(p.method for p in load_points(experiment)[0]) == sorted(r["method"] for r in summary["runs"])
     # forecast reads the same runs; their 3 final points are too few to hold runs out (a clear refusal, not a crash)

@@ -103,11 +103,37 @@ def write_experiment_summary(
 ) -> tuple[Path, ReportResult]:
     """The end of a domain's pipeline: the experiment's summary.json (``kind: experiment`` and the domain's
     ``fields``: its table of runs, base, config) and the report over every finished run in ``experiment_dir/runs``.
-    One place, so that report / forecast tell an experiment's table from a run's summary in every domain."""
+    One place, so that report / forecast tell an experiment's table from a run's summary in every domain. Once the
+    report is made, the summary also says what it pooled: ``n_runs`` finished runs and ``n_points`` points (final and
+    mid-training checkpoints)."""
     summary_path = Path(experiment_dir) / SUMMARY_FILE
-    atomic_write_json(summary_path, {"kind": EXPERIMENT_KIND, **fields})
+    atomic_write_json(summary_path, {"kind": EXPERIMENT_KIND, **fields})  # kept should the report find no run
     report = write_report(Path(experiment_dir) / "runs", Path(experiment_dir) / "report", title=title, extra=extra)
+    atomic_write_json(
+        summary_path, {"kind": EXPERIMENT_KIND, "n_runs": report.runs, "n_points": report.points, **fields}
+    )
     return summary_path, report
+
+
+def write_results_summary(experiment_dir: Path, out: Path, report: ReportResult) -> Path:
+    """``out``: the experiment's summary.json (its table of runs with their intervals, the base, the config) with
+    ``n_runs`` / ``n_points`` set to what ``report`` pooled: a results folder's headline file
+    (docs/results/<domain>/summary.json), made from the committed experiment folder by the same command as its
+    report, so the two cannot disagree."""
+    source = Path(experiment_dir) / SUMMARY_FILE
+    try:
+        summary = json.loads(source.read_text())
+    except (OSError, ValueError) as err:
+        raise NoRunsError(f"{source}: an experiment's summary.json was expected for --summary-out ({err})") from None
+    if not isinstance(summary, dict) or summary.get("kind") != EXPERIMENT_KIND:
+        raise NoRunsError(
+            f"{source}: not an experiment's summary (kind {EXPERIMENT_KIND!r}, as `robot pipeline` / `llm pipeline` "
+            "and `vla-razor sweep` write it); --summary-out takes an experiment folder"
+        )
+    summary.update(n_runs=report.runs, n_points=report.points)
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(Path(out), summary)
+    return Path(out)
 
 
 def write_report(

@@ -415,6 +415,10 @@ def cmd_report(args: argparse.Namespace) -> None:
     out = Path(args.out) if args.out else runs_dir / "report"
     result = write_report(runs_dir, out, title=args.title)
     print(f"report: {result.html_path} ({result.runs} runs, {result.points} points)")
+    if args.summary_out:
+        from vla_razor.analysis.report import write_results_summary
+
+        print(f"summary: {write_results_summary(runs_dir, Path(args.summary_out), result)}")
 
 
 def cmd_curve(args: argparse.Namespace) -> None:
@@ -651,6 +655,12 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("runs_dir", help="folder searched for run folders (summary.json)")
     report.add_argument("--out", help="report folder (default: RUNS_DIR/report)")
     report.add_argument("--title", default=None, help="report title")
+    report.add_argument(
+        "--summary-out",
+        default=None,
+        help="also write RUNS_DIR's experiment summary.json here with n_runs / n_points of this report "
+        "(the results' headline file, e.g. docs/results/robot/summary.json)",
+    )
     report.set_defaults(func=cmd_report)
     return parser
 
