@@ -101,8 +101,12 @@ quickstart-toy: setup
 	$(VENV)/bin/vla-razor toy sweep --config configs/toy_quick.yaml
 
 # The whole suite: everything in the main venv, then the RT-1 SavedModel test in the RT-1 venv, then the dataset
-# formats (main venv; lerobot runs in .venv-lerobot, the tiny RLDS builders are written in .venv-rt1).
-test: test-main test-rt1 test-datasets
+# formats (main venv; lerobot runs in .venv-lerobot, the tiny RLDS builders are written in .venv-rt1). From a fresh
+# clone the RT-1 and LeRobot venvs (~7 minutes of downloads and unpacking, little CPU) install while the main suite
+# runs on the cores; each target's output is printed whole when it ends. CI's budget is 30 minutes on 2 cores.
+test: setup
+	$(MAKE) --no-print-directory -j 3 --output-sync=target test-main setup-rt1 setup-lerobot
+	$(MAKE) --no-print-directory test-rt1 test-datasets
 
 test-main: setup
 	$(VENV)/bin/ruff check vla_razor envs data_collection bench tests scripts
@@ -113,7 +117,7 @@ test-rt1: setup-rt1
 	$(RT1_VENV)/bin/python -m pytest -q tests/data_collection/test_rt1.py
 
 test-datasets: setup setup-rt1 setup-lerobot
-	$(PY) -m pytest -q --durations=5 tests/datasets
+	$(PY) -m pytest -q -n 2 --dist loadfile --durations=5 tests/datasets
 
 bench: setup
 	$(PY) bench/toy_runs_per_minute.py
