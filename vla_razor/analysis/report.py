@@ -115,25 +115,34 @@ def write_experiment_summary(
     return summary_path, report
 
 
-def write_results_summary(experiment_dir: Path, out: Path, report: ReportResult) -> Path:
-    """``out``: the experiment's summary.json (its table of runs with their intervals, the base, the config) with
-    ``n_runs`` / ``n_points`` set to what ``report`` pooled: a results folder's headline file
-    (docs/results/<domain>/summary.json), made from the committed experiment folder by the same command as its
-    report, so the two cannot disagree."""
+class NotAnExperimentError(ValueError):
+    """A folder handed over as an experiment holds no experiment summary.json (kind ``experiment``)."""
+
+
+def read_experiment_summary(experiment_dir: Path) -> dict:
+    """The experiment's summary.json, which `robot pipeline` / `llm pipeline` / `vla-razor sweep` write (its table
+    of runs with their intervals, the base, the config); NotAnExperimentError naming the file otherwise."""
     source = Path(experiment_dir) / SUMMARY_FILE
     try:
         summary = json.loads(source.read_text())
     except (OSError, ValueError) as err:
-        raise NoRunsError(f"{source}: an experiment's summary.json was expected for --summary-out ({err})") from None
+        raise NotAnExperimentError(f"{source}: an experiment's summary.json was expected ({err})") from None
     if not isinstance(summary, dict) or summary.get("kind") != EXPERIMENT_KIND:
-        raise NoRunsError(
+        raise NotAnExperimentError(
             f"{source}: not an experiment's summary (kind {EXPERIMENT_KIND!r}, as `robot pipeline` / `llm pipeline` "
-            "and `vla-razor sweep` write it); --summary-out takes an experiment folder"
+            "and `vla-razor sweep` write it); give the experiment folder"
         )
-    summary.update(n_runs=report.runs, n_points=report.points)
-    Path(out).parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(Path(out), summary)
-    return Path(out)
+    return summary
+
+
+def write_results_summary(summary: dict, out: Path, report: ReportResult) -> Path:
+    """``out``: an experiment's ``summary`` with ``n_runs`` / ``n_points`` set to what ``report`` pooled: a results
+    folder's headline file (docs/results/<domain>/summary.json), made from the committed experiment folder by the
+    same command as its report, so the two cannot disagree."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(out, {**summary, "n_runs": report.runs, "n_points": report.points})
+    return out
 
 
 def write_report(

@@ -413,12 +413,20 @@ def cmd_report(args: argparse.Namespace) -> None:
     if not runs_dir.is_dir():
         raise UserError(f"runs directory {runs_dir} does not exist")
     out = Path(args.out) if args.out else runs_dir / "report"
+    experiment = None
+    if args.summary_out:  # checked before the report is made
+        from vla_razor.analysis.report import NotAnExperimentError, read_experiment_summary
+
+        try:
+            experiment = read_experiment_summary(runs_dir)
+        except NotAnExperimentError as err:
+            raise UserError(f"--summary-out: {err}") from None
     result = write_report(runs_dir, out, title=args.title)
     print(f"report: {result.html_path} ({result.runs} runs, {result.points} points)")
-    if args.summary_out:
+    if experiment is not None:
         from vla_razor.analysis.report import write_results_summary
 
-        print(f"summary: {write_results_summary(runs_dir, Path(args.summary_out), result)}")
+        print(f"summary: {write_results_summary(experiment, Path(args.summary_out), result)}")
 
 
 def cmd_curve(args: argparse.Namespace) -> None:
