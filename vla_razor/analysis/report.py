@@ -37,6 +37,7 @@ from vla_razor.analysis.runs import (
     LoadStats,
     Point,
     by_method,
+    is_experiment_summary,
     load_points,
     load_progress,
 )
@@ -109,10 +110,13 @@ def write_experiment_summary(
     summary_path = Path(experiment_dir) / SUMMARY_FILE
     atomic_write_json(summary_path, {"kind": EXPERIMENT_KIND, **fields})  # kept should the report find no run
     report = write_report(Path(experiment_dir) / "runs", Path(experiment_dir) / "report", title=title, extra=extra)
-    atomic_write_json(
-        summary_path, {"kind": EXPERIMENT_KIND, "n_runs": report.runs, "n_points": report.points, **fields}
-    )
+    atomic_write_json(summary_path, _with_pooled({"kind": EXPERIMENT_KIND, **fields}, report))
     return summary_path, report
+
+
+def _with_pooled(summary: dict, report: ReportResult) -> dict:
+    """``summary`` with what ``report`` pooled: ``n_runs`` finished runs, ``n_points`` points."""
+    return {**summary, "n_runs": report.runs, "n_points": report.points}
 
 
 class NotAnExperimentError(ValueError):
@@ -123,16 +127,13 @@ def read_experiment_summary(experiment_dir: Path) -> dict:
     """The experiment's summary.json, which `robot pipeline` / `llm pipeline` / `vla-razor sweep` write (its table
     of runs with their intervals, the base, the config); NotAnExperimentError naming the file otherwise."""
     source = Path(experiment_dir) / SUMMARY_FILE
-    try:
-        summary = json.loads(source.read_text())
-    except (OSError, ValueError) as err:
-        raise NotAnExperimentError(f"{source}: an experiment's summary.json was expected ({err})") from None
-    if not isinstance(summary, dict) or summary.get("kind") != EXPERIMENT_KIND:
+    if not is_experiment_summary(source):
+        why = "missing" if not source.is_file() else "unreadable, or a run's summary"
         raise NotAnExperimentError(
-            f"{source}: not an experiment's summary (kind {EXPERIMENT_KIND!r}, as `robot pipeline` / `llm pipeline` "
-            "and `vla-razor sweep` write it); give the experiment folder"
+            f"{source}: an experiment's summary.json was expected ({why}; `robot pipeline` / `llm pipeline` and "
+            "`vla-razor sweep` write one in the experiment folder); give the experiment folder"
         )
-    return summary
+    return json.loads(source.read_text())
 
 
 def write_results_summary(summary: dict, out: Path, report: ReportResult) -> Path:
@@ -141,7 +142,7 @@ def write_results_summary(summary: dict, out: Path, report: ReportResult) -> Pat
     same command as its report, so the two cannot disagree."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(out, {**summary, "n_runs": report.runs, "n_points": report.points})
+    atomic_write_json(out, _with_pooled(summary, report))
     return out
 
 
