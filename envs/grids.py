@@ -15,7 +15,7 @@ import numpy as np
 
 from envs.tasks import Region, get_task
 
-__all__ = ["Region", "default_region", "grid_points", "placement_options", "uniform_points"]
+__all__ = ["Region", "checked_region", "default_region", "grid_points", "placement_options", "uniform_points"]
 
 
 def default_region(task: str, backend: str) -> Region:
@@ -28,6 +28,26 @@ def default_region(task: str, backend: str) -> Region:
             f"{', '.join(record.regions)}"
         )
     return record.regions[backend]
+
+
+def checked_region(task: str, backend: str, region: object, field: str = "region") -> Region:
+    """`region` ([[x_min, x_max], [y_min, y_max]], metres) as a Region, refused in one line naming `field` unless it
+    is a non-empty part of the task's own region on `backend` (where its object can be placed and reached)."""
+    own = default_region(task, backend)
+    try:
+        (x0, x1), (y0, y1) = ((float(a), float(b)) for a, b in region)  # type: ignore[union-attr,misc]
+    except (TypeError, ValueError):
+        raise ValueError(f"{field}: expected [[x_min, x_max], [y_min, y_max]] in metres, got {region!r}") from None
+    (ox0, ox1), (oy0, oy1) = own
+    if not (x0 < x1 and y0 < y1):
+        raise ValueError(f"{field}: expected x_min < x_max and y_min < y_max, got {region!r}")
+    eps = 1e-9
+    if x0 < ox0 - eps or x1 > ox1 + eps or y0 < oy0 - eps or y1 > oy1 + eps:
+        raise ValueError(
+            f"{field}: {region!r} must lie inside {task}'s region on the {backend!r} backend, "
+            f"[[{ox0:.3f}, {ox1:.3f}], [{oy0:.3f}, {oy1:.3f}]] (envs/tasks.py)"
+        )
+    return (x0, x1), (y0, y1)
 
 
 def grid_points(
@@ -43,9 +63,12 @@ def grid_points(
     return np.stack(np.meshgrid(xs, ys, indexing="ij"), axis=-1).reshape(-1, 2)
 
 
-def uniform_points(task: str, backend: str, n: int, rng: np.random.Generator) -> np.ndarray:
-    """[n, 2] (x, y) points drawn uniformly over the task's region from `rng` (all x first, then all y)."""
-    (x0, x1), (y0, y1) = default_region(task, backend)
+def uniform_points(
+    task: str, backend: str, n: int, rng: np.random.Generator, region: Region | None = None
+) -> np.ndarray:
+    """[n, 2] (x, y) points drawn uniformly over `region` (default: the task's) from `rng` (all x first, then
+    all y)."""
+    (x0, x1), (y0, y1) = region or default_region(task, backend)
     return np.stack([rng.uniform(x0, x1, n), rng.uniform(y0, y1, n)], axis=1)
 
 

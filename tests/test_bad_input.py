@@ -106,6 +106,10 @@ FLAG_CASES: list[tuple[str, list[str], str]] = [
     ("robot sft", ["--probes", '["open_drawer", "juggle"]'], "--probes[1]"),
     ("robot sft", ["--probes", '["pick_can"]'], "probes"),
     ("robot collect", ["--collect.task", "open_drawer"], "collect.task"),
+    ("robot rl", ["--region", "[[-0.3, -0.05], [-0.08, 0.08]]"], "region"),  # outside the can's region
+    ("robot rl", ["--region", "[[-0.05, -0.15], [-0.08, 0.08]]"], "region"),  # x_min > x_max
+    ("robot eval", ["--region", "[[-0.15, -0.05]]"], "region"),
+    ("robot collect", ["--collect.region", "[[-0.2, -0.1], [-0.1, 0.1]]"], "collect.region"),  # not the region
     # LLM
     ("llm train --method sft", ["--sampling.temperature", "0"], "--sampling.temperature"),
     ("llm train --method sft", ["--sampling.max_new_tokens", "0"], "--sampling.max_new_tokens"),

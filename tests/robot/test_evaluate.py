@@ -162,9 +162,9 @@ def test_drawer_episodes_sample_the_same_with_other_episodes_evaluated_before_th
 
 
 def test_kl_frames_made_in_another_world_are_refused(policies, tmp_path):
-    """The KL frames are stamped with everything that shaped the base's rollouts; a set made with another physics
-    or norm_stats key (or by a version that did not record them) is refused, naming the field, and one made with
-    these settings is used."""
+    """The KL frames are stamped with everything that shaped the base's rollouts; a set made with another physics,
+    norm_stats key or placement region (or by a version that did not record them) is refused, naming the field, and
+    one made with these settings is used."""
     from vla_razor.config import ConfigError
     from vla_razor.robot.evaluate import KL_OBSERVATIONS, Evaluator
     from vla_razor.robot.stages import load_robot_config
@@ -183,6 +183,7 @@ def test_kl_frames_made_in_another_world_are_refused(policies, tmp_path):
         ({"sim_backend": "physx_cuda"}, "sim_backend 'physx_cuda' there, 'physx_cpu' here"),
         ({"dataset_name": "fractal20220817_data"}, "dataset_name 'fractal20220817_data' there"),
         ({"dataset_name": None}, "dataset_name 'not recorded' there"),
+        ({"region": [[-0.15, -0.05], [-0.08, 0.08]]}, r"region \[\[-0.15, -0.05\], \[-0.08, 0.08\]\] there, None here"),
     ):
         settings = {**wanted, **changed}
         obs.settings = {k: v for k, v in settings.items() if v is not None}

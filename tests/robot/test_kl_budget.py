@@ -121,6 +121,8 @@ def test_rl_kl_budget_stops_at_the_first_iteration_whose_check_reaches_it(tmp_pa
     common = [
         "robot",
         "rl",
+        "--region",
+        "null",  # the whole can region (the default config narrows it), whose corners the base picks at
         "--base",
         str(REPO / "assets" / "base_policy_embedded"),
         "--runs_dir",

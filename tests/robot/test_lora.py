@@ -108,6 +108,8 @@ def test_lora_rl_iteration_updates_adapters_only(tmp_path: Path) -> None:
     args = [
         "robot",
         "rl",
+        "--region",
+        "null",  # the whole can region (the default config narrows it), whose corners the base picks at
         *TINY,
         "--camera_size",
         "112",

@@ -15,11 +15,28 @@ from vla_razor.analysis.runs import load_points
 from tests.robot.conftest import QUICK
 
 
-def test_pipeline_end_to_end(tiny_base: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+def test_pipeline_end_to_end(
+    tiny_base: Path, tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The main job as the quickstart runs it, on a part of the can's region (`region`): every pick-can episode it
+    rolls out (RL's, the evaluations', the KL frames') and every demonstration it collects is placed there."""
+    from envs.rollout import ParallelRollout
+
+    placed: list[list[float]] = []  # a spy: the real rollouts run, their pick-can placements are noted
+    real_run = ParallelRollout.run
+
+    def noting_run(self: ParallelRollout, actor: object, specs: list, *a: object, **k: object) -> list:
+        placed.extend(s.options["obj_init_options"]["init_xy"] for s in specs if s.task == "pick_can")
+        return real_run(self, actor, specs, *a, **k)
+
+    monkeypatch.setattr(ParallelRollout, "run", noting_run)
+    region = [[-0.15, -0.05], [-0.08, 0.08]]
     demos = tmp_path / "demos"
     args = [
         "robot",
         "pipeline",
+        "--region",
+        json.dumps(region),
         "--base",
         str(tiny_base),
         "--runs_dir",
@@ -78,6 +95,12 @@ def test_pipeline_end_to_end(tiny_base: Path, tmp_path: Path, capsys: pytest.Cap
     } <= {p.name for p in report.iterdir()}
     assert "| base | - |" in (report / "report.md").read_text()
     assert (demos / "dataset_statistics.json").is_file()
+    demo_xy = [e["grid_xy"] for e in json.loads((demos / "trajectory.json").read_text())["episodes"]]
+    (x0, x1), (y0, y1) = region
+    for xy in (placed, demo_xy):  # RL's grid (2 x 2: the region's corners), the evaluations, the KL frames; demos
+        assert len(xy) >= 4 and all(x0 <= x <= x1 and y0 <= y <= y1 for x, y in xy), xy
+    assert {(x0, y0), (x1, y1)} <= {tuple(p) for p in placed} and {(x0, y0), (x1, y1)} <= {tuple(p) for p in demo_xy}
+    assert json.loads((experiment / "base_eval.json").read_text())["settings"]["region"] == region
     # each run keeps its per-episode successes (and its base's): the report's rates carry 95 % intervals, not n/a
     for run in summary["runs"]:
         kept = json.loads((experiment / "runs" / run["run"] / "summary.json").read_text())

@@ -208,6 +208,8 @@ def test_rl_on_the_committed_base_updates_the_policy(tmp_path: Path) -> None:
     args = [
         "robot",
         "rl",
+        "--region",
+        "null",  # the whole can region (the default config narrows it), whose corners the base picks at
         "--base",
         str(base),
         "--runs_dir",
@@ -281,6 +283,28 @@ def test_iteration_points_fixed_grid_or_fresh_uniform_placements() -> None:
     np.testing.assert_array_equal(first, xy(uniform, 0, 0))
     assert not np.allclose(first, xy(uniform, 0, 1))
     assert not np.allclose(first, xy(uniform, 1, 0))
+
+
+def test_iteration_points_keep_to_the_configured_region() -> None:
+    """With `region` (a part of the can's region), the grid spans that part, corners included, and uniform
+    placements are drawn inside it: the same stream as over the whole region, scaled into it."""
+    from envs.grids import default_region
+    from vla_razor.robot.config import RLConfig
+    from vla_razor.robot.rl import iteration_points
+
+    region = ((-0.15, -0.05), (-0.08, 0.08))
+    grid = np.stack([p for _, p in iteration_points(RLConfig(grid=[2, 3]), 0, 0, "embedded", ("pick_can",), region)])
+    np.testing.assert_allclose(
+        grid, [[-0.15, -0.08], [-0.15, 0.0], [-0.15, 0.08], [-0.05, -0.08], [-0.05, 0.0], [-0.05, 0.08]]
+    )
+    uniform = RLConfig(grid=[10, 10], placements="uniform")
+    inside = np.stack([p for _, p in iteration_points(uniform, 0, 3, "embedded", ("pick_can",), region)])
+    whole = np.stack([p for _, p in iteration_points(uniform, 0, 3)])
+    (x0, x1), (y0, y1) = region
+    assert np.all((inside[:, 0] >= x0) & (inside[:, 0] <= x1) & (inside[:, 1] >= y0) & (inside[:, 1] <= y1))
+    (wx0, wx1), (wy0, wy1) = default_region("pick_can", "embedded")
+    np.testing.assert_allclose((inside[:, 0] - x0) / (x1 - x0), (whole[:, 0] - wx0) / (wx1 - wx0))
+    np.testing.assert_allclose((inside[:, 1] - y0) / (y1 - y0), (whole[:, 1] - wy0) / (wy1 - wy0))
 
 
 def test_a_suite_iteration_groups_episodes_by_task_and_init_state() -> None:

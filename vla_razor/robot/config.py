@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from data_collection.collect import CollectConfig
+from envs.grids import Region, checked_region
 from envs.tasks import DEFAULT_PROBES, DEFAULT_TASK, TaskOrGroup, get_task, group_tasks
 from vla_razor.config import ConfigError, option
 from vla_razor.optim import OptimConfig, refuse_unused
@@ -233,6 +234,13 @@ class RobotConfig:
         "the new task the base is fine-tuned on (SFT demonstrations, RL, new-task success, KL frames): a task id "
         "of envs/tasks.py, or a LIBERO suite's id (libero_spatial, ...) for all its tasks",
     )
+    region: list[list[float]] | None = option(
+        None,
+        "[[x_min, x_max], [y_min, y_max]] (metres): the part of the new task's placement region its placements "
+        "come from, in RL (grid or uniform), the evaluation, the KL frames and the collected demonstrations "
+        "(none: the task's whole region, envs/tasks.py); a smaller region is a narrower new task, learned from "
+        "fewer episodes (the quickstart's)",
+    )
     probes: list[TaskOrGroup] = option(
         list(DEFAULT_PROBES),
         "the prior tasks whose success measures retention (ids of envs/tasks.py); a LIBERO suite's id stands for "
@@ -340,6 +348,19 @@ class RobotConfig:
                     else "runs the embedded world's tasks; LIBERO's tasks need backend: libero"
                 )
             )
+        if self.region is not None:
+            if libero:
+                raise ConfigError("region: LIBERO's placements are its stored init states; leave region out")
+            for task in self.new_tasks:
+                try:
+                    checked_region(task, self.backend, self.region)
+                except ValueError as e:
+                    raise ConfigError(f"{e}; region: null places it over the task's whole region") from None
+            if self.collect.region is not None and self.collect.region != self.region:
+                raise ConfigError(
+                    f"collect.region ({self.collect.region}) differs from region ({self.region}): the collection is "
+                    "the new task's SFT demonstrations; leave collect.region out (it follows region) or set them alike"
+                )
         if self.collect.task is not None and self.collect.task != self.task:
             raise ConfigError(
                 f"collect.task ({self.collect.task!r}) differs from task ({self.task!r}): the collection is the new "
@@ -349,6 +370,11 @@ class RobotConfig:
     def tasks_of(self, name: str) -> tuple[str, ...]:
         """The task ids `name` (the new task or a probe) stands for: a suite's (its first `suite_tasks`), or itself."""
         return group_tasks(name, self.suite_tasks)
+
+    @property
+    def placement_region(self) -> Region | None:
+        """`region` as a checked Region (None: each task's own)."""
+        return None if self.region is None else checked_region(self.new_tasks[0], self.backend, self.region)
 
     @property
     def new_tasks(self) -> tuple[str, ...]:

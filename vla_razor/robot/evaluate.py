@@ -41,7 +41,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from envs.grids import grid_points, placement_options, uniform_points
+from envs.grids import Region, grid_points, placement_options, uniform_points
 from envs.rollout import EpisodeSpec, ParallelRollout
 from envs.simpler import checked_env
 from envs.tasks import DEFAULT_PROBES, DEFAULT_TASK, get_task
@@ -87,6 +87,8 @@ class EvalSpec:
     """The prior tasks whose success measures retention."""
     groups: dict[str, tuple[str, ...]] = field(default_factory=dict)
     """The new task or a probe that names a group (a LIBERO suite) -> the task ids it stands for."""
+    region: Region | None = None
+    """The part of the new task's region its uniform placements are drawn from (None: the task's own)."""
 
     def tasks_of(self, name: str) -> tuple[str, ...]:
         """The task ids the new task or a probe `name` stands for (a group's, or itself)."""
@@ -100,12 +102,13 @@ def new_task_specs(
     max_steps: int | None = None,
     backend: str = "embedded",
     points: np.ndarray | None = None,
+    region: Region | None = None,
 ) -> list[Any]:
-    """`n` episodes of `task` at placements drawn uniformly over its grid region, fixed by `seed`; or at `points`
-    ([P, 2]) in turn, each episode with its own seed."""
+    """`n` episodes of `task` at placements drawn uniformly over `region` (default: its grid region), fixed by
+    `seed`; or at `points` ([P, 2]) in turn, each episode with its own seed."""
 
     rng = np.random.default_rng([seed, 1])
-    xy = uniform_points(task, backend, n, rng) if points is None else np.resize(np.asarray(points), (n, 2))
+    xy = uniform_points(task, backend, n, rng, region) if points is None else np.resize(np.asarray(points), (n, 2))
     seeds = rng.integers(0, 2**31 - 1, n)
     return [EpisodeSpec(task, int(s), placement_options(task, backend, p), max_steps) for s, p in zip(seeds, xy)]
 
@@ -132,11 +135,17 @@ def evaluation_episodes(spec: EvalSpec, tasks: tuple[str, ...] | None = None) ->
         for task in spec.tasks_of(name):
             if name == spec.task:
                 groups[task] = new_task_specs(
-                    task, spec.pick_can_episodes, spec.seed, spec.max_steps, spec.backend, spec.pick_can_points
+                    task,
+                    spec.pick_can_episodes,
+                    spec.seed,
+                    spec.max_steps,
+                    spec.backend,
+                    spec.pick_can_points,
+                    spec.region,
                 )
                 if spec.pick_can_points is not None and spec.heldout_episodes > 0:
                     groups[f"{task}_heldout"] = new_task_specs(
-                        task, spec.heldout_episodes, spec.seed + 1, spec.max_steps, spec.backend
+                        task, spec.heldout_episodes, spec.seed + 1, spec.max_steps, spec.backend, region=spec.region
                     )
             else:
                 groups[task] = probe_specs(task, spec.probe_episodes, spec.seed, spec.max_steps)
@@ -181,7 +190,7 @@ def episode_set(spec: EvalSpec, camera_size: int, world: dict[str, Any]) -> str:
     """A fingerprint of the episodes an evaluation runs (their specs and sampling noise, what the policy sees and
     how its tokens become actions): two models with the same one were measured on the same episodes, in the same
     order, so their per-episode results pair."""
-    fields = {k: v for k, v in to_dict(spec).items() if k != "pick_can_points"}
+    fields = {k: v for k, v in to_dict(spec).items() if k not in ("pick_can_points", "region")}  # region: in world
     points = None if spec.pick_can_points is None else np.asarray(spec.pick_can_points).tolist()
     text = json.dumps({**fields, "pick_can_points": points, "camera_size": camera_size, **world}, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
@@ -282,6 +291,7 @@ def make_kl_observations(
     backend: str = "embedded",
     progress: str | None = None,
     tasks: tuple[str, ...] = (DEFAULT_TASK,),
+    region: Region | None = None,
 ) -> KLObservations:
     """Frames of the base's greedy rollouts of the new task on held-out placements (`per_episode` evenly spaced
     each), with `samples` actions per frame drawn from the base at temperature 1 (noise fixed by `seed`). A new
@@ -292,7 +302,9 @@ def make_kl_observations(
     specs = [
         s
         for i, task in enumerate(tasks)
-        for s in new_task_specs(task, len(range(i, n_episodes, len(tasks))), seed + 7, max_steps, backend)
+        for s in new_task_specs(
+            task, len(range(i, n_episodes, len(tasks))), seed + 7, max_steps, backend, region=region
+        )
     ]
     results = rollout.run(PolicyActor(base, temperature=0.0), specs, record=True, progress=progress)
     images, instructions, episodes = [], [], []
@@ -446,7 +458,7 @@ class Evaluator:
             raise ConfigError(f"eval.temperature: must be >= 0 (0: greedy), got {e.temperature}")
         points = None
         if e.pick_can_placements == "grid":  # a suite's tasks share one region (their stored init states)
-            points = grid_points(cfg.new_tasks[0], cfg.backend, tuple(cfg.rl.grid))
+            points = grid_points(cfg.new_tasks[0], cfg.backend, tuple(cfg.rl.grid), cfg.placement_region)
         elif e.heldout_episodes:
             raise ConfigError(
                 "eval.heldout_episodes: held-out placements are for eval.pick_can_placements 'grid' "
@@ -464,6 +476,7 @@ class Evaluator:
             cfg.task,
             tuple(cfg.probes),
             {name: cfg.tasks_of(name) for name in (cfg.task, *cfg.probes) if cfg.tasks_of(name) != (name,)},
+            cfg.placement_region,
         )
         self.settings = {
             "eval": to_dict(e),
@@ -525,12 +538,14 @@ class Evaluator:
     @staticmethod
     def _world(cfg: Any) -> dict[str, Any]:
         """What else shapes the base's rollouts: how its tokens become actions (the norm_stats key), the physics,
-        and SimplerEnv's env options."""
+        the new task's placement region, and SimplerEnv's env options."""
         world: dict[str, Any] = {"dataset_name": cfg.dataset_name, "sim_backend": cfg.sim_backend}
         if cfg.task != DEFAULT_TASK or tuple(cfg.probes) != DEFAULT_PROBES:  # left out for the paper's tasks, so
             world["tasks"] = {"task": cfg.task, "probes": list(cfg.probes)}  # results made before stay valid
             if cfg.suite_tasks:
                 world["tasks"]["suite_tasks"] = cfg.suite_tasks
+        if cfg.region is not None:  # where the new task's placements come from (left out for the whole region)
+            world["region"] = [list(axis) for axis in cfg.placement_region]
         if cfg.backend == "simpler":
             world["simpler_env_kwargs"] = dict(cfg.simpler_env_kwargs)
         if cfg.backend == "libero":
@@ -552,6 +567,7 @@ class Evaluator:
             "camera_size": self.cfg.camera_size,
             "base_fingerprint": self.settings["base_fingerprint"],
             **self._world(self.cfg),
+            "region": self._world(self.cfg).get("region"),  # recorded as None too: frames of a region are not reused
         }
 
     def kl_observations(self) -> KLObservations:
@@ -588,6 +604,7 @@ class Evaluator:
                     self.cfg.backend,
                     self._bar("KL frames (base)"),
                     self.cfg.new_tasks,
+                    self.cfg.placement_region,
                 )
                 self._obs.save(path)
         return self._obs

@@ -42,7 +42,7 @@ import numpy as np
 import torch
 
 from data_collection.collect import attempt_seed
-from envs.grids import grid_points, placement_options, uniform_points
+from envs.grids import Region, grid_points, placement_options, uniform_points
 from envs.rollout import EpisodeSpec
 from envs.tasks import DEFAULT_TASK
 from vla_razor import core
@@ -148,6 +148,7 @@ def train(
     seed: int,
     backend: str = "embedded",
     tasks: Sequence[str] = (DEFAULT_TASK,),
+    region: Region | None = None,
     base: TokenPolicy | None = None,
     iteration: int = 0,
     update: int = 0,
@@ -155,14 +156,15 @@ def train(
     progress: bool = False,
 ) -> tuple[int, int, bool]:
     """Iterations `iteration`..`r.iterations` - 1 of REINFORCE on `policy`, in place, on `rollout`'s workers, on the
-    new task's `tasks` (ids of envs/tasks.py: one, or a suite's), starting at update count `update` (a resumed run
+    new task's `tasks` (ids of envs/tasks.py: one, or a suite's) at placements in `region` (None: each task's own),
+    starting at update count `update` (a resumed run
     passes its saved counts).
 
     After each iteration, `after_iteration(iterations_done, updates_done, metrics)` does the caller's bookkeeping;
     True stops training there (e.g. a KL budget reached). Returns (iterations done, updates done, stopped)."""
     started, made, stopped = time.perf_counter(), 0, False
     while iteration < r.iterations and not stopped:
-        points = iteration_points(r, seed, iteration, backend, tasks)
+        points = iteration_points(r, seed, iteration, backend, tasks, region)
         metrics, update = reinforce_iteration(
             policy,
             optimizer,
@@ -376,19 +378,25 @@ Point = tuple[str, np.ndarray]
 
 
 def iteration_points(
-    r: RLConfig, seed: int, iteration: int, backend: str = "embedded", tasks: Sequence[str] = (DEFAULT_TASK,)
+    r: RLConfig,
+    seed: int,
+    iteration: int,
+    backend: str = "embedded",
+    tasks: Sequence[str] = (DEFAULT_TASK,),
+    region: Region | None = None,
 ) -> list[Point]:
     """The iteration's (task, placement) points: for each of `tasks` (the new task's), grid_x * grid_y placements of
     its object, the fixed grid (`rl.placements: grid`, the paper's protocol; on LIBERO, stored init states), or as
     many drawn uniformly over the region afresh each iteration from (seed, iteration, the task's position)
-    (`uniform`: what is learned must transfer between placements, as the evaluation's uniform placements ask)."""
+    (`uniform`: what is learned must transfer between placements, as the evaluation's uniform placements ask), over
+    `region` (None: each task's own)."""
     points = []
     for k, task in enumerate(tasks):
         if r.placements == "grid":
-            xy = grid_points(task, backend, tuple(r.grid))
+            xy = grid_points(task, backend, tuple(r.grid), region)
         else:  # the first task keeps the stream a one-task run has always drawn from
             rng = np.random.default_rng([seed, iteration, 3, *([k] if k else [])])
-            xy = uniform_points(task, backend, int(np.prod(r.grid)), rng)
+            xy = uniform_points(task, backend, int(np.prod(r.grid)), rng, region)
         points += [(task, p) for p in xy]
     return points
 

@@ -95,6 +95,7 @@ NOT_IN_RUN_IDENTITY = {
         *_HOW_IT_RUNS,
         "experiment",
         "base",
+        "region",
         "kl_budget",
         "camera_size",
         "backend",
@@ -518,6 +519,7 @@ def run_rl(cfg: RobotConfig) -> StageResult:
                 seed=cfg.seed,
                 backend=cfg.backend,
                 tasks=cfg.new_tasks,
+                region=cfg.placement_region,
                 base=base,
                 iteration=iteration,
                 update=update,
@@ -622,7 +624,9 @@ def collect_sft_demos(cfg: RobotConfig) -> None:
             f"({cfg.collect.out}) is not what sft.datasets asks for; collect them first"
         )
     print(f"collecting SFT demonstrations of {cfg.task} into {cfg.collect.out}")
-    print_summary(Collector(replace(cfg.collect, task=cfg.task)).run(), cfg.collect.out)
+    print_summary(
+        Collector(replace(cfg.collect, task=cfg.task, region=cfg.collect.region or cfg.region)).run(), cfg.collect.out
+    )
 
 
 def experiment_runs(experiment_dir: Path, task: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
