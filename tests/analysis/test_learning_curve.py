@@ -42,7 +42,8 @@ def test_a_cut_run_starts_its_curve_at_the_base(tmp_path: Path) -> None:
 
 def test_the_curve_names_where_training_and_evaluation_place_the_can(tmp_path: Path) -> None:
     """RL on the paper's grid is scored on uniform placements: the JSON (and the plot's legend) says which is which,
-    from the run's config.yaml, so a gap between the two curves reads as transfer, not as noise."""
+    and the part of the region both lie in where the run has one, from the run's config.yaml, so a gap between the
+    two curves reads as transfer, not as noise."""
     run = tmp_path / "rl_grid"
     run.mkdir()
     rows = [{"step": s, "split": "train", "name": "rollout_success", "value": 0.4 + 0.1 * s} for s in (1, 2)]
@@ -59,6 +60,11 @@ def test_the_curve_names_where_training_and_evaluation_place_the_can(tmp_path: P
     config["rl"]["placements"] = "uniform"
     (run / "config.yaml").write_text(yaml.safe_dump(config))
     assert read_curve(run)["train_placements"] == "100 placements drawn afresh each iteration"
+    config["region"] = [[-0.15, -0.05], [-0.08, 0.08]]  # a part of the can's region: both sets lie in it
+    (run / "config.yaml").write_text(yaml.safe_dump(config))
+    within = " in x [-0.15, -0.05], y [-0.08, 0.08] m"
+    assert read_curve(run)["train_placements"] == "100 placements drawn afresh each iteration" + within
+    assert read_curve(run)["eval_placements"] == "100 uniform placements" + within
     (run / "config.yaml").unlink()  # an older run folder: no names, no error
     assert "train_placements" not in read_curve(run) and "eval_placements" not in read_curve(run)
 

@@ -116,6 +116,11 @@ def _placements(config: dict[str, Any]) -> dict[str, str]:
     RL practises 100 fixed grid placements and is scored on 100 uniform ones, so the two curves differ by how far
     what is learned transfers between placements, and the plot must say which is which."""
     rl, evaluation = _section(config, "rl"), _section(config, "eval")
+    region = config.get("region")  # a part of the task's region (robot `region`); both sets lie in it
+    within = ""
+    if isinstance(region, list) and len(region) == 2 and all(isinstance(r, list) and len(r) == 2 for r in region):
+        (x0, x1), (y0, y1) = region
+        within = f" in x [{x0:g}, {x1:g}], y [{y0:g}, {y1:g}] m"
     out = {}
     grid = rl.get("grid")
     if rl.get("placements") in ("grid", "uniform") and isinstance(grid, list) and len(grid) == 2:
@@ -124,13 +129,13 @@ def _placements(config: dict[str, Any]) -> dict[str, str]:
             f"the {grid[0]} x {grid[1]} grid's {n} fixed placements"
             if rl["placements"] == "grid"
             else f"{n} placements drawn afresh each iteration"
-        )
+        ) + within
     if evaluation.get("pick_can_placements") in ("grid", "uniform") and evaluation.get("pick_can_episodes"):
         out["eval_placements"] = (
             f"{evaluation['pick_can_episodes']} uniform placements"
             if evaluation["pick_can_placements"] == "uniform"
             else "the grid's placements"
-        )
+        ) + within
     return out
 
 
