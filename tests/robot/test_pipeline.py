@@ -19,14 +19,18 @@ def test_pipeline_end_to_end(
     tiny_base: Path, tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The main job as the quickstart runs it, on a part of the can's region (`region`): every pick-can episode it
-    rolls out (RL's, the evaluations', the KL frames') and every demonstration it collects is placed there."""
-    from envs.rollout import ParallelRollout
+    rolls out (RL's, the evaluations', the KL frames') and every demonstration it collects is placed there, and the
+    SFT and RL stages share one set of simulator workers (started once)."""
+    from envs.rollout import ExpertPolicy, ParallelRollout
 
     placed: list[list[float]] = []  # a spy: the real rollouts run, their pick-can placements are noted
+    pools: set[int] = set()  # and which simulator pools the policies' rollouts ran on
     real_run = ParallelRollout.run
 
     def noting_run(self: ParallelRollout, actor: object, specs: list, *a: object, **k: object) -> list:
         placed.extend(s.options["obj_init_options"]["init_xy"] for s in specs if s.task == "pick_can")
+        if not isinstance(actor, ExpertPolicy):  # not the demonstrations' collection
+            pools.add(id(self))
         return real_run(self, actor, specs, *a, **k)
 
     monkeypatch.setattr(ParallelRollout, "run", noting_run)
@@ -75,6 +79,7 @@ def test_pipeline_end_to_end(
     assert cli(args) == 0
     out = capsys.readouterr().out
     assert "collecting SFT demonstrations" in out and "report:" in out
+    assert len(pools) == 1, "the evaluations and RL's rollouts share one set of simulator workers"
     lines = [line.split() for line in out.splitlines() if line.strip().startswith(("base", "sft:", "rl:"))]
     assert [line[0] for line in lines] == ["base", "sft:", "rl:"]
 

@@ -246,9 +246,10 @@ def _lora_suffix(cfg: RobotConfig) -> str:
     return f"_lora{cfg.lora.r}" if cfg.lora.enabled else ""
 
 
-def run_sft(cfg: RobotConfig) -> StageResult:
+def run_sft(cfg: RobotConfig, evaluator: Evaluator | None = None) -> StageResult:
     """SFT of the base on `sft.datasets` with the base's own action statistics (its tokenizer is kept), then
-    the evaluation; summary.json, written last, marks the run finished."""
+    the evaluation; summary.json, written last, marks the run finished. `evaluator`: the experiment's, with its
+    base and simulator workers, shared with the caller's other stages (the caller closes it); default: its own."""
     run = RunFolder(cfg.experiment_dir / "runs" / sft_run_name(cfg))
     run.check_settings(_run_config(cfg, "sft"), NOT_IN_RUN_IDENTITY["sft"])
     if run.is_finished():
@@ -256,12 +257,12 @@ def run_sft(cfg: RobotConfig) -> StageResult:
     ctx = Distributed.from_env(cfg.device)
     if ctx.enabled:
         return _run_sft_sharded(cfg, run, ctx)
-    base = load_base(cfg)
+    own_evaluator = evaluator is None
+    evaluator = evaluator or Evaluator(cfg, load_base(cfg))
     torch.set_num_threads(cfg.threads)
     seed_everything(cfg.seed)
     o = cfg.sft.optim
     hparams = _sft_hparams(cfg)
-    evaluator = Evaluator(cfg, base)
     try:
         train = None
         trained = _trained(run)  # killed after training, during the final evaluation: evaluate the saved policy
@@ -283,7 +284,8 @@ def run_sft(cfg: RobotConfig) -> StageResult:
             train = _train(run, cfg, "sft", policy, data, o, evaluate_point, check)
         summary = _final_sft_evaluation(run, cfg, evaluator, policy, hparams)
     finally:
-        evaluator.close()
+        if own_evaluator:
+            evaluator.close()
     return StageResult(run.path, run.path / POLICY_DIR, train, summary)
 
 
@@ -444,8 +446,9 @@ def rl_run_name(cfg: RobotConfig) -> str:
     )
 
 
-def run_rl(cfg: RobotConfig) -> StageResult:
+def run_rl(cfg: RobotConfig, evaluator: Evaluator | None = None) -> StageResult:
     """On-policy REINFORCE from the base (vla_razor/robot/rl.py), evaluated at the end into summary.json.
+    `evaluator`: as run_sft's (its simulator workers also roll out RL's episodes).
 
     The loop is rl.train; this stage wraps it: it resumes from the run's training state, and after every
     iteration logs the metrics (metrics.jsonl, wandb, the progress bar), evaluates every rl.eval_every
@@ -457,7 +460,9 @@ def run_rl(cfg: RobotConfig) -> StageResult:
     run.check_settings(_run_config(cfg, "rl"), NOT_IN_RUN_IDENTITY["rl"])
     if run.is_finished():
         return StageResult(run.path, run.path / POLICY_DIR, None)
-    base = load_base(cfg)
+    own_evaluator = evaluator is None
+    evaluator = evaluator or Evaluator(cfg, load_base(cfg))
+    base = evaluator.base
     torch.set_num_threads(cfg.threads)
     seed_everything(cfg.seed)
     policy = trainable_policy(cfg, cfg.base)
@@ -486,7 +491,6 @@ def run_rl(cfg: RobotConfig) -> StageResult:
     if cfg.kl_budget is not None:
         hparams["kl_budget"] = cfg.kl_budget
     check_every = cfg.eval.kl_every or (1 if cfg.kl_budget is not None else 0)
-    evaluator = Evaluator(cfg, base)
     wandb = WandbMirror(
         cfg.wandb, "vla-razor", f"{cfg.experiment}/{run.path.name}", {"stage": "rl", **to_dict(cfg)}, run.path
     )
@@ -538,7 +542,8 @@ def run_rl(cfg: RobotConfig) -> StageResult:
     finally:
         bar.close()
         wandb.finish()
-        evaluator.close()
+        if own_evaluator:
+            evaluator.close()
     return StageResult(run.path, run.path / POLICY_DIR, None, summary, iteration, update, resumed_from)
 
 
@@ -712,8 +717,12 @@ def run_pipeline(cfg: RobotConfig) -> PipelineResult:
     one_process_only("robot pipeline")
     started = time.perf_counter()
     collect_sft_demos(cfg)
-    run_sft(cfg)
-    run_rl(cfg)
+    evaluator = Evaluator(cfg, load_base(cfg))  # one base and one set of simulator workers for both stages
+    try:
+        run_sft(cfg, evaluator)
+        run_rl(cfg, evaluator)
+    finally:
+        evaluator.close()
     result = summarize_experiment(cfg, {"pipeline seconds": f"{time.perf_counter() - started:.0f}"})
     result.seconds = time.perf_counter() - started
     return result
