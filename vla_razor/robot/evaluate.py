@@ -566,8 +566,8 @@ class Evaluator:
             "backend": self.cfg.backend,
             "camera_size": self.cfg.camera_size,
             "base_fingerprint": self.settings["base_fingerprint"],
-            **self._world(self.cfg),
-            "region": self._world(self.cfg).get("region"),  # recorded as None too: frames of a region are not reused
+            "region": None,  # the whole region's, recorded too, so frames of a part are not reused for it (and back)
+            **self._world(self.cfg),  # a part's region, when set
         }
 
     def kl_observations(self) -> KLObservations:
