@@ -11,6 +11,7 @@ import pytest
 
 from vla_razor.cli.main import main as cli
 from vla_razor.analysis.runs import load_points
+from vla_razor.robot import stages
 
 from tests.robot.conftest import QUICK
 
@@ -119,15 +120,21 @@ def test_pipeline_end_to_end(
     assert "[n/a]" not in models and models.count(" [") >= 3 * 4 + 2 * 2  # every rate and forgetting
     assert "over its n episodes" in models and "Episodes per probe: close_drawer 2, open_drawer 2." in models
 
-    # everything finished: a rerun redoes nothing and gives the same table
+    # everything finished: a rerun redoes nothing, loads no base (a spy: the real loader runs when called) and
+    # gives the same table
+    bases_loaded: list[Path] = []
+    real_load_base = stages.load_base
+    monkeypatch.setattr(stages, "load_base", lambda cfg: bases_loaded.append(cfg.base) or real_load_base(cfg))
     assert cli(args) == 0
     again = capsys.readouterr().out
     assert "collecting" not in again
     assert [line.split() for line in again.splitlines() if line.strip().startswith(("base", "sft:", "rl:"))] == lines
+    assert bases_loaded == []
 
     # another SFT setting: its run joins the summary and the report, the finished ones are not redone
     assert cli([*args, "--sft.optim.lr", "1e-3"]) == 0
     assert "collecting" not in capsys.readouterr().out
+    assert bases_loaded == [tiny_base]  # once, for the new run
     summary = json.loads((experiment / "summary.json").read_text())
     assert [(r["method"], r["hparams"]["lr"]) for r in summary["runs"]] == [("sft", 3e-4), ("sft", 1e-3), ("rl", 1e-4)]
     assert (report / "report.md").read_text().count("| sft |") >= 2

@@ -246,10 +246,10 @@ def _lora_suffix(cfg: RobotConfig) -> str:
     return f"_lora{cfg.lora.r}" if cfg.lora.enabled else ""
 
 
-def run_sft(cfg: RobotConfig, evaluator: Evaluator | None = None) -> StageResult:
+def run_sft(cfg: RobotConfig, shared: SharedEvaluator | None = None) -> StageResult:
     """SFT of the base on `sft.datasets` with the base's own action statistics (its tokenizer is kept), then
-    the evaluation; summary.json, written last, marks the run finished. `evaluator`: the experiment's, with its
-    base and simulator workers, shared with the caller's other stages (the caller closes it); default: its own."""
+    the evaluation; summary.json, written last, marks the run finished. `shared`: the experiment's evaluator, with
+    its base and simulator workers, shared with the caller's other stages (the caller closes it); default: its own."""
     run = RunFolder(cfg.experiment_dir / "runs" / sft_run_name(cfg))
     run.check_settings(_run_config(cfg, "sft"), NOT_IN_RUN_IDENTITY["sft"])
     if run.is_finished():
@@ -257,8 +257,9 @@ def run_sft(cfg: RobotConfig, evaluator: Evaluator | None = None) -> StageResult
     ctx = Distributed.from_env(cfg.device)
     if ctx.enabled:
         return _run_sft_sharded(cfg, run, ctx)
-    own_evaluator = evaluator is None
-    evaluator = evaluator or Evaluator(cfg, load_base(cfg))
+    own = shared is None
+    shared = shared or SharedEvaluator(cfg)
+    evaluator = shared.get()
     torch.set_num_threads(cfg.threads)
     seed_everything(cfg.seed)
     o = cfg.sft.optim
@@ -284,8 +285,8 @@ def run_sft(cfg: RobotConfig, evaluator: Evaluator | None = None) -> StageResult
             train = _train(run, cfg, "sft", policy, data, o, evaluate_point, check)
         summary = _final_sft_evaluation(run, cfg, evaluator, policy, hparams)
     finally:
-        if own_evaluator:
-            evaluator.close()
+        if own:
+            shared.close()
     return StageResult(run.path, run.path / POLICY_DIR, train, summary)
 
 
@@ -446,9 +447,9 @@ def rl_run_name(cfg: RobotConfig) -> str:
     )
 
 
-def run_rl(cfg: RobotConfig, evaluator: Evaluator | None = None) -> StageResult:
+def run_rl(cfg: RobotConfig, shared: SharedEvaluator | None = None) -> StageResult:
     """On-policy REINFORCE from the base (vla_razor/robot/rl.py), evaluated at the end into summary.json.
-    `evaluator`: as run_sft's (its simulator workers also roll out RL's episodes).
+    `shared`: as run_sft's (its simulator workers also roll out RL's episodes).
 
     The loop is rl.train; this stage wraps it: it resumes from the run's training state, and after every
     iteration logs the metrics (metrics.jsonl, wandb, the progress bar), evaluates every rl.eval_every
@@ -460,8 +461,9 @@ def run_rl(cfg: RobotConfig, evaluator: Evaluator | None = None) -> StageResult:
     run.check_settings(_run_config(cfg, "rl"), NOT_IN_RUN_IDENTITY["rl"])
     if run.is_finished():
         return StageResult(run.path, run.path / POLICY_DIR, None)
-    own_evaluator = evaluator is None
-    evaluator = evaluator or Evaluator(cfg, load_base(cfg))
+    own = shared is None
+    shared = shared or SharedEvaluator(cfg)
+    evaluator = shared.get()
     base = evaluator.base
     torch.set_num_threads(cfg.threads)
     seed_everything(cfg.seed)
@@ -542,8 +544,8 @@ def run_rl(cfg: RobotConfig, evaluator: Evaluator | None = None) -> StageResult:
     finally:
         bar.close()
         wandb.finish()
-        if own_evaluator:
-            evaluator.close()
+        if own:
+            shared.close()
     return StageResult(run.path, run.path / POLICY_DIR, None, summary, iteration, update, resumed_from)
 
 
@@ -566,6 +568,25 @@ def trainable_policy(cfg: RobotConfig, source: Path, adapters: bool = True) -> T
     if cfg.lora.enabled and adapters:
         policy.add_adapters(cfg.lora)
     return policy
+
+
+class SharedEvaluator:
+    """An experiment's evaluator (its base and simulator workers), made when a stage first needs one: stages
+    that share it start the workers once, and a rerun whose stages are all finished loads nothing."""
+
+    def __init__(self, cfg: RobotConfig):
+        self.cfg = cfg
+        self._evaluator: Evaluator | None = None
+
+    def get(self) -> Evaluator:
+        if self._evaluator is None:
+            self._evaluator = Evaluator(self.cfg, load_base(self.cfg))
+        return self._evaluator
+
+    def close(self) -> None:
+        if self._evaluator is not None:
+            self._evaluator.close()
+            self._evaluator = None
 
 
 def load_base(cfg: RobotConfig) -> TokenPolicy:
@@ -717,12 +738,12 @@ def run_pipeline(cfg: RobotConfig) -> PipelineResult:
     one_process_only("robot pipeline")
     started = time.perf_counter()
     collect_sft_demos(cfg)
-    evaluator = Evaluator(cfg, load_base(cfg))  # one base and one set of simulator workers for both stages
+    shared = SharedEvaluator(cfg)  # one base and one set of simulator workers for both stages
     try:
-        run_sft(cfg, evaluator)
-        run_rl(cfg, evaluator)
+        run_sft(cfg, shared)
+        run_rl(cfg, shared)
     finally:
-        evaluator.close()
+        shared.close()
     result = summarize_experiment(cfg, {"pipeline seconds": f"{time.perf_counter() - started:.0f}"})
     result.seconds = time.perf_counter() - started
     return result
