@@ -51,18 +51,17 @@ def demo_dirs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return out
 
 
-@pytest.fixture(scope="session")
-def tiny_base(demo_dirs: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A base policy folder: the tiny OpenVLA behaviour-cloned for 12 updates on top-down pick-can + drawer, its
-    action range covering the angled pick-can demonstrations too (what the SFT tests fine-tune on)."""
+def pretrain_small_base(demo_dirs: dict[str, Path], out: Path, policy_config: Path) -> Path:
+    """A base policy folder of `policy_config`'s shape, behaviour-cloned for 12 updates on top-down pick-can +
+    drawer, its action range covering the angled pick-can demonstrations too (what the SFT tests fine-tune on)."""
     from tests.robot.conftest import QUICK
     from vla_razor.robot.stages import load_robot_config, run_pretrain
 
-    out = tmp_path_factory.mktemp("base")
     cfg = load_robot_config(
         None,
         {
             **QUICK,
+            "pretrain.policy_config": policy_config,
             "pretrain.out": out,
             "pretrain.optim.max_steps": 12,
             "pretrain.optim.batch_size": 8,
@@ -75,6 +74,12 @@ def tiny_base(demo_dirs: dict[str, Path], tmp_path_factory: pytest.TempPathFacto
         },
     )
     return run_pretrain(cfg).policy_dir
+
+
+@pytest.fixture(scope="session")
+def tiny_base(demo_dirs: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A base policy folder: the tiny OpenVLA (configs/policy_tiny.yaml) of pretrain_small_base."""
+    return pretrain_small_base(demo_dirs, tmp_path_factory.mktemp("base"), REPO / "configs/policy_tiny.yaml")
 
 
 @pytest.fixture(scope="session")

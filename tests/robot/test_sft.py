@@ -378,8 +378,7 @@ def micro_base(demo_dirs: dict[str, Path], tmp_path_factory: pytest.TempPathFact
     where PyTorch emulates bf16 matmuls (AVX2-only CPUs: ~70x float32's time)."""
     import yaml
 
-    from tests.robot.conftest import QUICK
-    from vla_razor.robot.stages import load_robot_config, run_pretrain
+    from tests.conftest import pretrain_small_base
 
     out = tmp_path_factory.mktemp("micro_base")
     config = yaml.safe_load((REPO / "configs/policy_tiny.yaml").read_text())
@@ -389,23 +388,7 @@ def micro_base(demo_dirs: dict[str, Path], tmp_path_factory: pytest.TempPathFact
         hidden_size=64, intermediate_size=168, num_hidden_layers=1, num_attention_heads=1, num_key_value_heads=1
     )
     (out / "policy_micro.yaml").write_text(yaml.safe_dump(config))
-    cfg = load_robot_config(
-        None,
-        {
-            **QUICK,
-            "pretrain.policy_config": out / "policy_micro.yaml",
-            "pretrain.out": out / "run",
-            "pretrain.optim.max_steps": 12,
-            "pretrain.optim.batch_size": 8,
-            "pretrain.datasets": [demo_dirs["pick_can_top_down"], demo_dirs["open_drawer"]],
-            "pretrain.norm_stats_datasets": [
-                demo_dirs["pick_can_top_down"],
-                demo_dirs["open_drawer"],
-                demo_dirs["pick_can_angled"],
-            ],
-        },
-    )
-    return run_pretrain(cfg).policy_dir
+    return pretrain_small_base(demo_dirs, out / "run", out / "policy_micro.yaml")
 
 
 def _sft_curve(policy_dir: Path, data: DemoTransitions, run_dir: Path, dtype: torch.dtype, master: str, steps: int):
