@@ -12,9 +12,10 @@ in one batched call. Sampled actions at `--temperature` (as RL rollouts), throug
 same workers (issue #9's target: >= 0.8). `--pipeline-groups`: one row per value for each worker count, named by
 its "setting", on the same workers: G >= 2 splits the workers into G groups that step while the policy computes
 another group's actions (ParallelRollout's pipeline_groups); the no-op baseline always runs with G = 1.
-`--policy`: tiny (a random tiny OpenVLA), 7b (random OpenVLA-7B, bf16), a policy config YAML (random weights of
-that shape: what a policy of another size would cost before one is trained), or a policy folder (default: the
-committed base). `--dtype`: the policy's weights cast to each dtype in turn (bfloat16 runs on CPUs with AMX or
+`--policy`: tiny (a random tiny OpenVLA), `tiny:hidden=192,layers=3,image_size=56` (a random one of another shape:
+OpenVLAConfig.tiny's arguments; what a cheaper base would cost before one is trained), 7b (random OpenVLA-7B, bf16),
+a policy config YAML (random weights of that shape), or a policy folder (default: the committed base); several are
+measured in turn against one no-op baseline a worker count, their rows named by policy (JSON key: --key). `--dtype`: the policy's weights cast to each dtype in turn (bfloat16 runs on CPUs with AMX or
 avx512_bf16 through oneDNN's bf16 kernels), what sampling in lower precision would give. Results merge into --out
 under "<policy>@<device>".
 """
@@ -39,8 +40,9 @@ def load_policy(name: str, device: str):
     from vla_razor.policies.openvla import OpenVLAConfig
     from vla_razor.policies.openvla.policy import OpenVLAPolicy
 
-    if name in ("tiny", "7b"):
-        cfg = OpenVLAConfig.tiny() if name == "tiny" else OpenVLAConfig.openvla_7b()
+    if name in ("tiny", "7b") or name.startswith("tiny:"):
+        shape = {k: int(v) for k, v in (kv.split("=") for kv in name.partition(":")[2].split(",") if kv)}
+        cfg = OpenVLAConfig.openvla_7b() if name == "7b" else OpenVLAConfig.tiny(**shape)
         if device == "cpu":
             cfg.dtype = "float32"
         if name == "7b":
@@ -69,7 +71,7 @@ def measure_workers(rollout, workers: int, groups: list[int], fresh: bool, actor
     rollout.pipeline_groups = 1
     sim, sim_steps, sim_s = steps_per_s(rollout, noop, specs)
     rows = []
-    for (dtype, actor), threads, g in [(a, t, g) for a in actors.items() for t in args.threads for g in groups]:
+    for ((name, dtype), actor), threads, g in [(a, t, g) for a in actors.items() for t in args.threads for g in groups]:
         torch.set_num_threads(threads)
         rollout.pipeline_groups = g
         # graph captures and compilation are not rollout time: on CUDA an untimed pass over the same episodes first
@@ -79,8 +81,10 @@ def measure_workers(rollout, workers: int, groups: list[int], fresh: bool, actor
         rollout.run(actor, warmup)
         pol, pol_steps, pol_s = steps_per_s(rollout, actor, specs)
         resets = "" if fresh else ", plain resets"
+        of = f"{name}: " if len(args.policy) > 1 else ""
         row = {
-            "setting": f"{workers} workers, pipeline_groups {g}, {threads} policy threads, {dtype}{resets}",
+            "setting": f"{of}{workers} workers, pipeline_groups {g}, {threads} policy threads, {dtype}{resets}",
+            "policy": name,
             "workers": workers,
             "pipeline_groups": g,
             "threads": threads,
@@ -105,9 +109,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--policy",
-        default="assets/base_policy_embedded",
-        help="tiny, 7b, a policy config YAML (random weights), or a policy folder",
+        nargs="+",
+        default=["assets/base_policy_embedded"],
+        help="tiny, tiny:<shape>, 7b, a policy config YAML (random weights), or a policy folder; several in turn",
     )
+    parser.add_argument("--key", default=None, help="the JSON key (default: <policy folder name>@<device>)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--workers", type=int, nargs="+", default=[2])
     parser.add_argument(
@@ -150,17 +156,20 @@ def main() -> None:
     from vla_razor.robot.evaluate import new_task_specs
     from vla_razor.robot.rl import PolicyActor
 
-    policy = load_policy(args.policy, args.device)
-    action_dim = policy.action_dim
+    if len(args.policy) > 1 and args.key is None:
+        parser.error("--key: name the JSON entry of several policies")
     actors = {}
-    for name in args.dtype:
-        dtype = getattr(torch, name)
-        cast = (
-            policy
-            if next(policy.model.parameters()).dtype == dtype
-            else type(policy)(copy.deepcopy(policy.model).to(dtype), policy.processor, policy.dataset)
-        )
-        actors[name] = PolicyActor(cast, temperature=args.temperature, seed=0)
+    for policy_name in args.policy:
+        policy = load_policy(policy_name, args.device)
+        action_dim = policy.action_dim
+        for name in args.dtype:
+            dtype = getattr(torch, name)
+            cast = (
+                policy
+                if next(policy.model.parameters()).dtype == dtype
+                else type(policy)(copy.deepcopy(policy.model).to(dtype), policy.processor, policy.dataset)
+            )
+            actors[policy_name, name] = PolicyActor(cast, temperature=args.temperature, seed=0)
 
     def noop(batch) -> np.ndarray:
         return np.zeros((len(batch), action_dim), dtype=np.float32)
@@ -183,7 +192,7 @@ def main() -> None:
                 rows += measure_workers(rollout, workers, groups, fresh, actors, noop, specs, args)
     result = {
         "device": device_name,
-        "policy": args.policy,
+        "policy": args.policy[0] if len(args.policy) == 1 else args.policy,
         "camera_size": args.camera_size,
         "temperature": args.temperature,
         "max_steps": args.max_steps,
@@ -191,7 +200,7 @@ def main() -> None:
         "warmup": "cuda: one untimed pass over the same episodes per setting; cpu: the full batch's first call",
         "rows": rows,
     }
-    update_json(Path(args.out), f"{Path(args.policy).name}@{args.device}", result)
+    update_json(Path(args.out), args.key or f"{Path(args.policy[0]).name}@{args.device}", result)
 
 
 if __name__ == "__main__":
