@@ -15,7 +15,10 @@ another group's actions (ParallelRollout's pipeline_groups); the no-op baseline 
 `--policy`: tiny (a random tiny OpenVLA), `tiny:hidden=192,layers=3,image_size=56` (a random one of another shape:
 OpenVLAConfig.tiny's arguments; what a cheaper base would cost before one is trained), 7b (random OpenVLA-7B, bf16),
 a policy config YAML (random weights of that shape), or a policy folder (default: the committed base); several are
-measured in turn against one no-op baseline a worker count, their rows named by policy (JSON key: --key). `--dtype`: the policy's weights cast to each dtype in turn (bfloat16 runs on CPUs with AMX or
+measured in turn against one no-op baseline a worker count, their rows named by policy (JSON key: --key).
+`--prompt-template`: measure with another prompt than OpenVLA's (e.g. '{instruction}': 14 byte positions instead of
+62, about what a word-level tokenizer would make of OpenVLA's prompt): what a shorter prompt would cost, for a
+policy trained with one; no trained policy here uses any but OpenVLA's. `--dtype`: the policy's weights cast to each dtype in turn (bfloat16 runs on CPUs with AMX or
 avx512_bf16 through oneDNN's bf16 kernels), what sampling in lower precision would give. Results merge into --out
 under "<policy>@<device>".
 """
@@ -148,8 +151,19 @@ def main() -> None:
         choices=["true", "false"],
         help="rebuild the scene at each reset (true, the default) or plain resets (false: rl.fresh_scene), each in turn",
     )
+    parser.add_argument(
+        "--prompt-template",
+        default=None,
+        help="a prompt with {instruction} to measure instead of OpenVLA's (no trained policy uses another)",
+    )
     parser.add_argument("--out", default="docs/results/perf/rollout.json")
     args = parser.parse_args()
+    if args.prompt_template is not None:
+        from vla_razor.policies.openvla import processor_openvla
+
+        if "{instruction}" not in args.prompt_template:
+            parser.error("--prompt-template: must contain {instruction}")
+        processor_openvla.PROMPT = args.prompt_template  # build_prompt reads it at each call
 
     os.environ.setdefault("MS_SKIP_ASSET_DOWNLOAD_PROMPT", "1")
     from envs.rollout import ParallelRollout
@@ -196,6 +210,7 @@ def main() -> None:
         "camera_size": args.camera_size,
         "temperature": args.temperature,
         "max_steps": args.max_steps,
+        "prompt_template": args.prompt_template or "OpenVLA's",
         "torch": torch.__version__,
         "warmup": "cuda: one untimed pass over the same episodes per setting; cpu: the full batch's first call",
         "rows": rows,
