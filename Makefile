@@ -17,6 +17,10 @@ LEROBOT_VENV := .venv-lerobot
 RT1_GB := 4
 LEROBOT_GB := 9
 SUITE_GB := 2
+# The RT-1 SavedModel test (in the RT-1 venv) and the dataset formats' tests, as test-rt1, test-datasets and
+# make test's second half run them.
+RT1_TESTS = $(RT1_VENV)/bin/python -m pytest -q tests/data_collection/test_rt1.py
+DATASET_TESTS = $(PY) -m pytest -q -n 2 --dist loadfile --durations=5 -rs tests/datasets
 # Prefixes the RT-1 and LeRobot venvs' installs; `make test` sets it to `nice -n 19` while they run beside the suite.
 BACKGROUND :=
 
@@ -122,9 +126,9 @@ test: setup
 # The second half of `make test`: the RT-1 SavedModel test where its venv is installed, then the dataset formats
 # (their cross-checks skip, naming the venv they need, where it is not).
 test-installed: setup
-	@if [ -f $(RT1_VENV)/.installed ]; then $(RT1_VENV)/bin/python -m pytest -q tests/data_collection/test_rt1.py; \
+	@if [ -f $(RT1_VENV)/.installed ]; then $(RT1_TESTS); \
 	else echo "skipped tests/data_collection/test_rt1.py: $(RT1_VENV) is not installed (make setup-rt1)"; fi
-	$(PY) -m pytest -q -n 2 --dist loadfile --durations=5 -rs tests/datasets
+	$(DATASET_TESTS)
 
 test-main: setup
 	$(VENV)/bin/ruff check vla_razor envs data_collection bench tests scripts
@@ -132,10 +136,10 @@ test-main: setup
 	$(PY) -m pytest -q -n 2 --dist loadfile --durations=15 --ignore=tests/datasets
 
 test-rt1: setup-rt1
-	$(RT1_VENV)/bin/python -m pytest -q tests/data_collection/test_rt1.py
+	$(RT1_TESTS)
 
 test-datasets: setup setup-rt1 setup-lerobot
-	$(PY) -m pytest -q -n 2 --dist loadfile --durations=5 tests/datasets
+	$(DATASET_TESTS)
 
 bench: setup
 	$(PY) bench/toy_runs_per_minute.py
