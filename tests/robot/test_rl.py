@@ -20,6 +20,7 @@ from data_collection.dataset import DemoDataset
 from envs.rollout import EpisodeResult, EpisodeSpec, Trajectory
 from vla_razor.cli.main import main as cli
 from vla_razor.policies.openvla import OpenVLAPolicy
+from vla_razor.robot import stages
 from vla_razor.robot.rl import episode_advantages, policy_gradient_step, rows_from_rollouts
 from vla_razor.runs import load_tensors, read_jsonl
 from vla_razor.training_state import read_training_state_meta
@@ -182,6 +183,24 @@ def test_rl_end_to_end_then_resume(tiny_base: Path, tmp_path: Path, capsys: pyte
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     assert read_training_state_meta(state)["iteration"] == 1
+
+    # a damaged training state: a clear error naming the file, and the evaluator the stage made is closed
+    saved = state.read_bytes()
+    state.write_bytes(b"not a safetensors file")
+    closed: list[bool] = []
+    real_close = stages.SharedEvaluator.close
+
+    def spy_close(self: stages.SharedEvaluator) -> None:
+        closed.append(self._evaluator is not None)
+        real_close(self)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(stages.SharedEvaluator, "close", spy_close)
+        assert cli(killed) != 0
+    assert "training_state.safetensors: not a readable training state" in capsys.readouterr().err
+    assert closed == [True], "run_rl closes the evaluator it made when the run fails"
+    state.write_bytes(saved)
+
     capsys.readouterr()
     assert cli(killed) == 0
     assert "rl: 2 iterations" in (out := capsys.readouterr().out) and "resumed from iteration 1" in out

@@ -259,12 +259,12 @@ def run_sft(cfg: RobotConfig, shared: SharedEvaluator | None = None) -> StageRes
         return _run_sft_sharded(cfg, run, ctx)
     own = shared is None
     shared = shared or SharedEvaluator(cfg)
-    evaluator = shared.get()
-    torch.set_num_threads(cfg.threads)
-    seed_everything(cfg.seed)
-    o = cfg.sft.optim
-    hparams = _sft_hparams(cfg)
     try:
+        evaluator = shared.get()
+        torch.set_num_threads(cfg.threads)
+        seed_everything(cfg.seed)
+        o = cfg.sft.optim
+        hparams = _sft_hparams(cfg)
         train = None
         trained = _trained(run)  # killed after training, during the final evaluation: evaluate the saved policy
         source = run.path / POLICY_DIR if trained else cfg.base
@@ -463,7 +463,16 @@ def run_rl(cfg: RobotConfig, shared: SharedEvaluator | None = None) -> StageResu
         return StageResult(run.path, run.path / POLICY_DIR, None)
     own = shared is None
     shared = shared or SharedEvaluator(cfg)
-    evaluator = shared.get()
+    try:
+        return _train_rl(cfg, run, shared.get())
+    finally:
+        if own:
+            shared.close()
+
+
+def _train_rl(cfg: RobotConfig, run: RunFolder, evaluator: Evaluator) -> StageResult:
+    """run_rl's body: the training (resumed from the run's training state) and the final evaluation."""
+    r = cfg.rl
     base = evaluator.base
     torch.set_num_threads(cfg.threads)
     seed_everything(cfg.seed)
@@ -544,8 +553,6 @@ def run_rl(cfg: RobotConfig, shared: SharedEvaluator | None = None) -> StageResu
     finally:
         bar.close()
         wandb.finish()
-        if own:
-            shared.close()
     return StageResult(run.path, run.path / POLICY_DIR, None, summary, iteration, update, resumed_from)
 
 
