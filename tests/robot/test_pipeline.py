@@ -149,6 +149,13 @@ def test_pipeline_end_to_end(
     assert json.loads(headline.read_text()) == summary, "the experiment's table, with what the report pooled"
     assert cli(["report", str(experiment / "runs"), "--out", str(tmp_path / "g2"), "--summary-out", str(headline)]) == 2
     assert "--summary-out: " in capsys.readouterr().err and not (tmp_path / "g2").exists(), "refused before the report"
+    # a summary.json older than the last run (a sweep cut before its end writes none) is not passed on as the headline
+    stale = {**summary, "runs": summary["runs"][:2]}
+    (experiment / "summary.json").write_text(json.dumps(stale))
+    assert cli(["report", str(experiment), "--out", str(tmp_path / "g3"), "--summary-out", str(headline)]) == 2
+    assert "lists 2 finished runs, its runs folder holds 3" in capsys.readouterr().err
+    assert json.loads(headline.read_text()) == summary, "the headline is not overwritten by the stale table"
+    (experiment / "summary.json").write_text(json.dumps(summary))
 
     assert sorted(p.method for p in load_points(experiment)[0]) == sorted(r["method"] for r in summary["runs"])
     # forecast reads the same runs; their 3 final points are too few to hold runs out (a clear refusal, not a crash)

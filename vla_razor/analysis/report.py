@@ -119,6 +119,10 @@ def _with_pooled(summary: dict, report: ReportResult) -> dict:
     return {**summary, "n_runs": report.runs, "n_points": report.points}
 
 
+class StaleSummaryError(ValueError):
+    """An experiment's summary.json whose table of runs is not the runs its folder holds now."""
+
+
 class NotAnExperimentError(ValueError):
     """A folder handed over as an experiment holds no experiment summary.json (kind ``experiment``)."""
 
@@ -140,6 +144,13 @@ def write_results_summary(summary: dict, out: Path, report: ReportResult) -> Pat
     """``out``: an experiment's ``summary`` with ``n_runs`` / ``n_points`` set to what ``report`` pooled: a results
     folder's headline file (docs/results/<domain>/summary.json), made from the committed experiment folder by the
     same command as its report, so the two cannot disagree."""
+    listed = len(summary.get("runs", []))
+    if listed != report.runs:
+        raise StaleSummaryError(
+            f"the experiment's summary.json lists {listed} finished runs, its runs folder holds {report.runs}: it "
+            "predates the last runs (a sweep cut before its end writes none). Remake it first, with `vla-razor robot "
+            "report` / `llm report` on the experiment's config, or `vla-razor sweep` on its sweep config"
+        )
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out, _with_pooled(summary, report))

@@ -424,9 +424,12 @@ def cmd_report(args: argparse.Namespace) -> None:
     result = write_report(runs_dir, out, title=args.title)
     print(f"report: {result.html_path} ({result.runs} runs, {result.points} points)")
     if experiment is not None:
-        from vla_razor.analysis.report import write_results_summary
+        from vla_razor.analysis.report import StaleSummaryError, write_results_summary
 
-        print(f"summary: {write_results_summary(experiment, Path(args.summary_out), result)}")
+        try:
+            print(f"summary: {write_results_summary(experiment, Path(args.summary_out), result)}")
+        except StaleSummaryError as err:
+            raise UserError(f"--summary-out: {runs_dir / 'summary.json'}: {err}") from None
 
 
 def cmd_curve(args: argparse.Namespace) -> None:
