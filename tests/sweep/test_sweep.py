@@ -270,6 +270,31 @@ def test_max_new_tasks_starts_that_many_unfinished_runs_and_leaves_the_rest(tmp_
     assert sorted(status["finished"] + status["skipped"]) == sorted(summaries(runs))
 
 
+def test_in_process_sweep_killed_mid_way_leaves_a_report_of_every_finished_run(tmp_path):
+    """A lease taken back mid-sweep (kill -9 of the in-process sweep): the report it leaves counts the runs that
+    finished before the kill, not those of an earlier sweep (it is remade after every run, not only at the end)."""
+    config = write_tiny_toy_sweep(tmp_path)
+    runs, report = tmp_path / "runs" / "tiny" / "runs", tmp_path / "runs" / "tiny" / "report" / "summary.json"
+    sweep = subprocess.Popen(
+        [*sweep_command(config), "--in_process", "true"],
+        cwd=ROOT,
+        start_new_session=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    deadline = time.monotonic() + 240
+    while not report.is_file() and sweep.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    running = sweep.poll() is None
+    kill_session(sweep.pid)
+    output = sweep.communicate()[0]
+    assert running and report.is_file(), f"no report while the sweep ran\n{output}"
+    finished = len(summaries(runs))
+    assert 1 <= finished < 3, f"the kill should land mid-sweep; {finished} runs finished\n{output}"
+    assert json.loads(report.read_text())["runs"] == finished
+
+
 def test_failed_shared_step_is_reported_and_nothing_counts_as_finished(tmp_path):
     config = write_tiny_toy_sweep(tmp_path, data={"fashion_dir": str(tmp_path / "no-fashion-mnist")})
     done = subprocess.run(

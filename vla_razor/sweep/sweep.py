@@ -26,6 +26,7 @@ import itertools
 import json
 import os
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -327,7 +328,9 @@ def run_sweep(cfg: SweepConfig, progress: bool = True, command: str | None = Non
     started = time.perf_counter()
     experiment_dir.mkdir(parents=True, exist_ok=True)
     if cfg.in_process:
-        _run_in_process(prepare, todo, result, progress)
+        # the report after every run, so that a sweep cut mid-way (a lease taken back) leaves an experiment
+        # summary.json that lists every finished run
+        _run_in_process(prepare, todo, result, progress, (lambda: write_sweep_report(cfg)) if cfg.report else None)
     else:
         _run_on_ray(cfg, prepare, todo, len(tasks), result, progress)
     result.seconds = time.perf_counter() - started
@@ -350,14 +353,23 @@ def shared_step_for(prepare: SweepTask, todo: list[SweepTask]) -> SweepTask:
     return prepare
 
 
-def _run_in_process(prepare: SweepTask, todo: list[SweepTask], result: SweepResult, progress: bool) -> None:
-    """The tasks one after another, here; an error stops the sweep (nothing half-written counts as finished)."""
+def _run_in_process(
+    prepare: SweepTask,
+    todo: list[SweepTask],
+    result: SweepResult,
+    progress: bool,
+    after_task: Callable[[], Any] | None = None,
+) -> None:
+    """The tasks one after another, here, `after_task` after each; an error stops the sweep (nothing half-written
+    counts as finished)."""
     if not todo:
         return
     execute_task(prepare.payload)
     for task in tqdm(todo, desc=f"sweep {result.experiment_dir.name}", unit="task", disable=not progress):
         execute_task(task.payload)
         result.finished.append(task.name)
+        if after_task is not None:
+            after_task()
 
 
 def _run_on_ray(
