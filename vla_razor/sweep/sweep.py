@@ -369,7 +369,10 @@ def _run_in_process(
         execute_task(task.payload)
         result.finished.append(task.name)
         if after_task is not None:
-            after_task()
+            try:
+                after_task()
+            except Exception as err:  # a report that cannot be made yet must not stop the runs (the last one raises)
+                print(f"sweep: the report after {task.name} failed ({type(err).__name__}: {err}); the sweep goes on")
 
 
 def _run_on_ray(
