@@ -328,9 +328,14 @@ def run_sweep(cfg: SweepConfig, progress: bool = True, command: str | None = Non
     started = time.perf_counter()
     experiment_dir.mkdir(parents=True, exist_ok=True)
     if cfg.in_process:
+
+        def report_now() -> None:
+            result.report_dir = None  # set again only if this report is made
+            result.report_dir = write_sweep_report(cfg)
+
         # the report after every run, so that a sweep cut mid-way (a lease taken back) leaves an experiment
         # summary.json that lists every finished run
-        _run_in_process(prepare, todo, result, progress, (lambda: write_sweep_report(cfg)) if cfg.report else None)
+        _run_in_process(prepare, todo, result, progress, report_now if cfg.report else None)
     else:
         _run_on_ray(cfg, prepare, todo, len(tasks), result, progress)
     result.seconds = time.perf_counter() - started
@@ -340,7 +345,7 @@ def run_sweep(cfg: SweepConfig, progress: bool = True, command: str | None = Non
     _write_status(experiment_dir / STATUS, result, left, interrupted=False)
     if cfg.curves is not None:
         write_curves(tasks, cfg.curves, command)
-    if cfg.report and (result.finished or result.skipped):
+    if cfg.report and (result.finished or result.skipped) and result.report_dir is None:  # not made after the last run
         result.report_dir = write_sweep_report(cfg)
     return result
 
