@@ -13,12 +13,12 @@ same workers (issue #9's target: >= 0.8). `--pipeline-groups`: one row per value
 its "setting", on the same workers: G >= 2 splits the workers into G groups that step while the policy computes
 another group's actions (ParallelRollout's pipeline_groups); the no-op baseline always runs with G = 1.
 `--policy`: tiny (a random tiny OpenVLA), `tiny:hidden=192,layers=3,image_size=56` (a random one of another shape:
-OpenVLAConfig.tiny's arguments; what a cheaper base would cost before one is trained), 7b (random OpenVLA-7B, bf16),
+OpenVLAConfig.tiny's arguments and config fields, e.g. `patch_size=28,action_decoding=parallel`; what a cheaper base
+would cost before one is trained), 7b (random OpenVLA-7B, bf16),
 a policy config YAML (random weights of that shape), or a policy folder (default: the committed base); several are
 measured in turn against one no-op baseline a worker count, their rows named by policy (JSON key: --key).
-`--prompt-template`: measure with another prompt than OpenVLA's (e.g. '{instruction}': 14 byte positions instead of
-62, about what a word-level tokenizer would make of OpenVLA's prompt): what a shorter prompt would cost, for a
-policy trained with one; no trained policy here uses any but OpenVLA's. `--dtype`: the policy's weights cast to each dtype in turn (bfloat16 runs on CPUs with AMX or
+`--prompt-template`: measure with another prompt than the policy's own (config.prompt_template; e.g. '{instruction}':
+14 byte positions instead of OpenVLA's 62). `--dtype`: the policy's weights cast to each dtype in turn (bfloat16 runs on CPUs with AMX or
 avx512_bf16 through oneDNN's bf16 kernels), what sampling in lower precision would give. Results merge into --out
 under "<policy>@<device>".
 """
@@ -44,7 +44,10 @@ def load_policy(name: str, device: str):
     from vla_razor.policies.openvla.policy import OpenVLAPolicy
 
     if name in ("tiny", "7b") or name.startswith("tiny:"):
-        shape = {k: int(v) for k, v in (kv.split("=") for kv in name.partition(":")[2].split(",") if kv)}
+        shape = {
+            k: int(v) if v.isdigit() else v
+            for k, v in (kv.split("=") for kv in name.partition(":")[2].split(",") if kv)
+        }
         cfg = OpenVLAConfig.openvla_7b() if name == "7b" else OpenVLAConfig.tiny(**shape)
         if device == "cpu":
             cfg.dtype = "float32"
@@ -154,16 +157,12 @@ def main() -> None:
     parser.add_argument(
         "--prompt-template",
         default=None,
-        help="a prompt with {instruction} to measure instead of OpenVLA's (no trained policy uses another)",
+        help="a prompt with {instruction} to measure instead of the policy's own (config.prompt_template)",
     )
     parser.add_argument("--out", default="docs/results/perf/rollout.json")
     args = parser.parse_args()
-    if args.prompt_template is not None:
-        from vla_razor.policies.openvla import processor_openvla
-
-        if "{instruction}" not in args.prompt_template:
-            parser.error("--prompt-template: must contain {instruction}")
-        processor_openvla.PROMPT = args.prompt_template  # build_prompt reads it at each call
+    if args.prompt_template is not None and "{instruction}" not in args.prompt_template:
+        parser.error("--prompt-template: must contain {instruction}")
 
     os.environ.setdefault("MS_SKIP_ASSET_DOWNLOAD_PROMPT", "1")
     from envs.rollout import ParallelRollout
@@ -175,6 +174,8 @@ def main() -> None:
     actors = {}
     for policy_name in args.policy:
         policy = load_policy(policy_name, args.device)
+        if args.prompt_template is not None:
+            policy.config.prompt_template = args.prompt_template  # the processor reads the policy's config
         action_dim = policy.action_dim
         for name in args.dtype:
             dtype = getattr(torch, name)

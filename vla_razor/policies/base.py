@@ -4,8 +4,9 @@ chosen by the config's `policy.type`; OpenVLA (vla_razor/policies/openvla/policy
 
 Two levels:
 - `Policy`: any policy the evaluator can roll out, save and load, fine-tune with LoRA;
-- `TokenPolicy`: a policy whose action is `action_dim` discrete tokens decoded one after another, each over a fixed
-  restricted vocabulary of `n_bins` ids (OpenVLA: 7 tokens over 256 bins). The trainers' losses (core.sft_loss,
+- `TokenPolicy`: a policy whose action is `action_dim` discrete tokens, each over a fixed restricted vocabulary of
+  `n_bins` ids (OpenVLA: 7 tokens over 256 bins), decoded one after another (each given the earlier ones) or all
+  at once (parallel decoding: each independent given the context; the chain rule below then holds trivially). The trainers' losses (core.sft_loss,
   core.reinforce_loss, core.grpo_loss) and the KL (vla_razor/policies/openvla/kl.py) take its restricted logits.
 
 The KL needs a token policy. The forward KL of a whole action is computed exactly over the bins at each dimension and

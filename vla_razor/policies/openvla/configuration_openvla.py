@@ -29,6 +29,8 @@ from vla_razor.policies.openvla.action_tokenizer import (
 
 DINOV2_MEAN, DINOV2_STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
 SIGLIP_MEAN, SIGLIP_STD = [0.5, 0.5, 0.5], [0.5, 0.5, 0.5]
+OPENVLA_PROMPT = "In: What action should the robot take to {instruction}?\nOut:"
+"""OpenVLA's prompt around the instruction (its training prompts)."""
 LLAMA2_SPACE_TOKEN = 29871
 """Llama-2's empty "▁" token: OpenVLA's training prompts end with it after "Out:", so inference appends it."""
 
@@ -122,6 +124,11 @@ class OpenVLAConfig:
     tokenizer: Literal["pretrained", "bytes"] = option(
         "pretrained", "'pretrained': the checkpoint folder's Llama tokenizer; 'bytes': built-in byte tokenizer"
     )
+    prompt_template: str = option(
+        OPENVLA_PROMPT,
+        "the prompt around the instruction ({instruction}); OpenVLA's unless the policy was trained with another "
+        "(a small CPU base: '{instruction}', 14 positions instead of 62)",
+    )
     action_prefix_token_ids: list[int] = option(
         [LLAMA2_SPACE_TOKEN], "ids appended after the prompt, before the action tokens (OpenVLA: [29871])"
     )
@@ -132,6 +139,12 @@ class OpenVLAConfig:
         "what the action's last dimension means: absolute, a target opening (OpenVLA-7B: 1 open, 0 "
         "closed; the embedded panda: +1 open .. -1 closed), or relative, a change (RT-1: +1 close); "
         "the SimplerEnv adapter converts an absolute policy's for the Google robot (envs/gripper.py)",
+    )
+    action_decoding: Literal["autoregressive", "parallel"] = option(
+        "autoregressive",
+        "autoregressive: the D action tokens one after another, each given the earlier ones (OpenVLA); parallel: all "
+        "D in one forward pass from D query positions after the prompt, each dimension independent given the "
+        "context (OpenVLA-OFT's parallel decoding with discrete tokens; no decode steps)",
     )
     lora: LoraOptions = option(LoraOptions(), "LoRA fine-tuning")
 
@@ -158,6 +171,14 @@ class OpenVLAConfig:
             raise ValueError(f"policy config: timm_kwargs needs {n} entries or none")
         if self.vocab_end < self.n_action_bins:
             raise ValueError("policy config: text_config.vocab_size - pad_to_multiple_of < n_action_bins")
+        if "{instruction}" not in self.prompt_template:
+            raise ValueError(
+                f"policy config: prompt_template must contain {{instruction}}, got {self.prompt_template!r}"
+            )
+        if self.action_decoding not in ("autoregressive", "parallel"):
+            raise ValueError(
+                f"policy config: action_decoding must be autoregressive or parallel, got {self.action_decoding!r}"
+            )
         if self.default_dataset is not None and self.norm_stats and self.default_dataset not in self.norm_stats:
             raise ValueError(
                 f"policy config: default_dataset {self.default_dataset!r} is not in norm_stats {sorted(self.norm_stats)}"
@@ -187,6 +208,7 @@ class OpenVLAConfig:
         hidden: int = 256,
         layers: int = 4,
         fused: bool = False,
+        patch_size: int = 14,
         **overrides: Any,
     ) -> OpenVLAConfig:
         """The same structure at a size that trains on 2 CPU cores; byte tokenizer, float32.
@@ -194,10 +216,13 @@ class OpenVLAConfig:
         One SigLIP-style ViT by default (``fused=True``: a tiny DINOv2 + SigLIP pair, as the 7B). The
         vocabulary is 3 specials + 256 bytes below vocab_end = 512, the action ids are 256..511 (bytes
         0xFD-0xFF, never valid in UTF-8 text, share ids with the top action bins, as OpenVLA overwrites
-        Llama's least-used tokens), and 64 pad rows follow (pad id 512).
+        Llama's least-used tokens), and 64 pad rows follow (pad id 512). ``patch_size`` 28 at 112 px: 16 patches
+        that still see every pixel (56 px at 14 would see a quarter of them).
         """
         heads = max(1, vision_dim // 32)
-        vit = {"embed_dim": vision_dim, "depth": vision_depth, "num_heads": heads, "mlp_ratio": 4.0}
+        vit: dict[str, Any] = {"embed_dim": vision_dim, "depth": vision_depth, "num_heads": heads, "mlp_ratio": 4.0}
+        if patch_size != 14:  # the timm ids' own patch size is 14; another one is saved with the ViT's kwargs
+            vit["patch_size"] = patch_size
         if fused:
             ids = ["vit_large_patch14_reg4_dinov2.lvd142m", "vit_so400m_patch14_siglip_224"]
             values: dict[str, Any] = dict(
@@ -278,9 +303,11 @@ class OpenVLAConfig:
         "image_stds",
         "default_dataset",
         "tokenizer",
+        "prompt_template",
         "action_prefix_token_ids",
         "attn_implementation",
         "gripper",
+        "action_decoding",
     )
 
     def to_hf_dict(self) -> dict[str, Any]:

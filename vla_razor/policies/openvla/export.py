@@ -20,6 +20,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from vla_razor.policies.openvla.configuration_openvla import OPENVLA_PROMPT
 from vla_razor.runs import atomic_write_folder, atomic_write_json
 
 OPENVLA_CODE_FILES = ("configuration_prismatic.py", "modeling_prismatic.py", "processing_prismatic.py")
@@ -44,6 +45,16 @@ def check_exportable(config: Any) -> None:
             f"{config.vision_backbone_id}: this policy's ViTs are resized (timm_kwargs "
             f"{config.timm_kwargs}); OpenVLA's code builds the released backbones from "
             "vision_backbone_id alone, so it could not load these weights"
+        )
+    if getattr(config, "action_decoding", "autoregressive") != "autoregressive":
+        raise ExportError(
+            f"action_decoding: {config.action_decoding}; OpenVLA's predict_action decodes the action tokens one "
+            "after another, so it would not compute this policy's actions"
+        )
+    if getattr(config, "prompt_template", OPENVLA_PROMPT) != OPENVLA_PROMPT:
+        raise ExportError(
+            f"prompt_template: {config.prompt_template!r}; OpenVLA's users prompt with {OPENVLA_PROMPT!r}, so an "
+            "export would be asked what this policy was never trained on"
         )
     if config.tokenizer == "bytes":
         raise ExportError(

@@ -106,11 +106,7 @@ def generate_action_tokens(
     gumbel = None
     if uniform_noise is not None:
         expected = (input_ids.shape[0], action_dim, vocab_ids.numel())
-        if tuple(uniform_noise.shape) != expected:
-            raise ValueError(
-                f"uniform_noise has shape {tuple(uniform_noise.shape)}; expected {expected} (rows, dims, bins)"
-            )
-        gumbel = -torch.log(-torch.log(uniform_noise.to(input_ids.device, torch.float32).clamp(1e-20, 1.0 - 1e-7)))
+        gumbel = gumbel_from_uniform(uniform_noise, expected, input_ids.device)
     device = input_ids.device
     vocab_ids = vocab_ids.to(device)
     engine = resolve_engine(engine, device)
@@ -127,13 +123,7 @@ def generate_action_tokens(
     tokens, bins, logprobs, all_logits = [], [], [], []
     for step in range(action_dim):
         logits = steps.logits()[:rows]  # [B, n_bins] float32; a padded batch's extra rows dropped
-        if temperature == 0:
-            k = logits.argmax(dim=-1)
-        elif gumbel is not None:
-            k = (logits / temperature + gumbel[:, step]).argmax(dim=-1)
-        else:
-            probs = torch.softmax(logits / temperature, dim=-1)
-            k = torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+        k = choose_bins(logits, temperature, generator, None if gumbel is None else gumbel[:, step])
         token = vocab_ids[k]
         tokens.append(token)
         bins.append(k)
@@ -147,6 +137,46 @@ def generate_action_tokens(
         logprobs=torch.stack(logprobs, dim=1),
         logits=torch.stack(all_logits, dim=1),
     )
+
+
+def choose_bins(
+    logits: Tensor, temperature: float, generator: torch.Generator | None = None, gumbel: Tensor | None = None
+) -> Tensor:
+    """Bins [...] chosen from restricted logits [..., n_bins]: greedy at temperature 0, else sampled at
+    `temperature` from `gumbel` noise of the logits' shape (Gumbel-max) or with `generator`."""
+    if temperature == 0:
+        return logits.argmax(dim=-1)
+    if gumbel is not None:
+        return (logits / temperature + gumbel).argmax(dim=-1)
+    probs = torch.softmax(logits / temperature, dim=-1)
+    flat = torch.multinomial(probs.reshape(-1, probs.shape[-1]), 1, generator=generator)
+    return flat.reshape(probs.shape[:-1])
+
+
+def gumbel_from_uniform(uniform_noise: Tensor, shape: tuple[int, ...], device: torch.device) -> Tensor:
+    """Gumbel noise -log(-log u) of each row's own uniforms [B, D, n_bins] (checked against `shape`)."""
+    if tuple(uniform_noise.shape) != shape:
+        raise ValueError(f"uniform_noise has shape {tuple(uniform_noise.shape)}; expected {shape} (rows, dims, bins)")
+    return -torch.log(-torch.log(uniform_noise.to(device, torch.float32).clamp(1e-20, 1.0 - 1e-7)))
+
+
+@torch.no_grad()
+def sample_parallel_tokens(
+    logits: Tensor,
+    vocab_ids: Tensor,
+    temperature: float = 0.0,
+    generator: torch.Generator | None = None,
+    uniform_noise: Tensor | None = None,
+) -> ActionTokens:
+    """All D action tokens at once from a parallel-decoding policy's restricted logits [B, D, n_bins] (each
+    dimension independent given the context; the same choices `generate_action_tokens` makes step by step)."""
+    if temperature < 0:
+        raise ValueError(f"temperature must be >= 0, got {temperature}")
+    logits = logits.float()
+    gumbel = None if uniform_noise is None else gumbel_from_uniform(uniform_noise, tuple(logits.shape), logits.device)
+    bins = choose_bins(logits, temperature, generator, gumbel)
+    logprobs = torch.log_softmax(logits, dim=-1).gather(-1, bins[..., None]).squeeze(-1)
+    return ActionTokens(tokens=vocab_ids.to(logits.device)[bins], bins=bins, logprobs=logprobs, logits=logits)
 
 
 def _pad(x: Tensor, rows: int) -> Tensor:

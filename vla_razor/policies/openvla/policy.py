@@ -27,9 +27,10 @@ from vla_razor.lora import LoraOptions, apply_lora, has_lora, merge_lora
 from vla_razor.policies.base import ActionSample
 from vla_razor.policies.openvla.action_tokenizer import ActionStats, ActionTokenizer, action_stats
 from vla_razor.policies.openvla.configuration_openvla import OpenVLAConfig
-from vla_razor.policies.openvla.generation import Engine, generate_action_tokens
+from vla_razor.policies.openvla.generation import ActionTokens, Engine, generate_action_tokens, sample_parallel_tokens
 from vla_razor.policies.openvla.loading import from_pretrained, load_config, save_pretrained
 from vla_razor.policies.openvla.modeling_openvla import DTYPES, OpenVLAModel, build_model
+from vla_razor.policies.openvla.parallel import query_logits
 from vla_razor.policies.openvla.processor_openvla import OpenVLAProcessor
 
 
@@ -123,10 +124,31 @@ class OpenVLAPolicy:
         """Model inputs for a batch of contexts, on the model's device."""
         return {k: v.to(self.device) for k, v in self.processor(images, instructions).items()}
 
+    @property
+    def parallel(self) -> bool:
+        """Whether the D action tokens come from one forward pass (config.action_decoding == "parallel")."""
+        return self.config.action_decoding == "parallel"
+
+    def action_query_ids(self, dim: int) -> Tensor:
+        """The D token ids a parallel-decoding policy appends after the prompt, one per action dimension: the pad
+        rows after the pad id (never text, never padding, each with its own trained embedding row, as OpenVLA-OFT's
+        learned action queries; no parameter outside OpenVLA's layout)."""
+        first = self.config.pad_token_id + 1
+        if first + dim > int(self.config.text_config["vocab_size"]):
+            raise ValueError(
+                f"parallel decoding needs {dim} embedding rows after pad_token_id {self.config.pad_token_id}; "
+                f"text_config.vocab_size is {self.config.text_config['vocab_size']}"
+            )
+        return torch.arange(first, first + dim, device=self.device)
+
     def action_logits(self, batch: dict[str, Tensor], action_tokens: Tensor) -> Tensor:
-        """Teacher-forced logits [B, D, n_bins] of the D given action tokens (gradients flow)."""
+        """Teacher-forced logits [B, D, n_bins] of the D given action tokens (gradients flow). A parallel-decoding
+        policy's logits do not depend on the tokens (each dimension is independent given the context), only on
+        their number."""
         action_tokens = action_tokens.to(self.device)
         dim = action_tokens.shape[1]
+        if self.parallel:
+            return self._parallel_logits(batch, dim)
         input_ids = torch.cat([batch["input_ids"], action_tokens], dim=1)
         mask = torch.cat([batch["attention_mask"], torch.ones_like(action_tokens)], dim=1)
         embeds, full_mask, positions = self.model.multimodal_inputs(input_ids, mask, batch["pixel_values"])
@@ -135,6 +157,18 @@ class OpenVLAPolicy:
         )
         # position t predicts token t + 1: the last prompt position predicts action token 0, ...
         return core.restrict_logits(out.logits[:, :dim].float(), self.vocab_ids)
+
+    def _parallel_logits(self, batch: dict[str, Tensor], dim: int) -> Tensor:
+        """[B, D, n_bins]: the prompt followed by the D query ids, one forward pass (parallel.py), the logits at the
+        queries (query d's logits are dimension d's). The queries attend causally, so query d sees queries < d,
+        which carry nothing about the action: the dimensions stay independent given the context."""
+        rows = batch["input_ids"].shape[0]
+        queries = self.action_query_ids(dim).expand(rows, dim)
+        input_ids = torch.cat([batch["input_ids"], queries], dim=1)
+        mask = torch.cat([batch["attention_mask"], torch.ones_like(queries)], dim=1)
+        embeds, full_mask, positions = self.model.multimodal_inputs(input_ids, mask, batch["pixel_values"])
+        logits = query_logits(self.model.language_model, embeds, full_mask, positions, dim)
+        return core.restrict_logits(logits.float(), self.vocab_ids)
 
     def token_logprobs(self, batch: dict[str, Tensor], action_tokens: Tensor) -> Tensor:
         """log pi(action token d | context, tokens < d), [B, D], over the bins."""
@@ -152,8 +186,13 @@ class OpenVLAPolicy:
     ) -> ActionSample:
         """Generates D action tokens per row (temperature 0: greedy) and decodes them to actions; sampling uses
         `generator`, or each row's own `uniform_noise` [B, D, n_bins]. `engine`: see generation.py (auto: CUDA
-        graphs on a GPU, the static-cache decoder elsewhere); `fused_projections`: q / k / v and gate / up as single products
-        there."""
+        graphs on a GPU, the static-cache decoder elsewhere); `fused_projections`: q / k / v and gate / up as single
+        products there. A parallel-decoding policy makes one forward pass (engine and fusion do not apply)."""
+        if self.parallel:
+            with torch.no_grad():
+                logits = self._parallel_logits(batch, self.action_dim)
+            gen = sample_parallel_tokens(logits, self.vocab_ids, temperature, generator, uniform_noise)
+            return self._action_sample(gen)
         gen = generate_action_tokens(
             self.model,
             batch["input_ids"],
@@ -167,6 +206,9 @@ class OpenVLAPolicy:
             engine,
             fused_projections,
         )
+        return self._action_sample(gen)
+
+    def _action_sample(self, gen: ActionTokens) -> ActionSample:
         normalized = self.tokenizer.decode(gen.tokens.cpu())
         return ActionSample(
             actions=self.stats.unnormalize(normalized),

@@ -6,7 +6,8 @@ stacked on channels -> ``pixel_values [B, 3 * n_vits, S, S]``. PIL images are re
 to OpenVLA's processor); arrays and tensors (H x W x 3 uint8, or float in [0, 1]) by torch's antialiased
 bicubic, which differs from PIL by rounding only.
 
-Prompt: ``"In: What action should the robot take to {instruction}?\\nOut:"``, tokenized with BOS, followed
+Prompt: ``config.prompt_template``, OpenVLA's ``"In: What action should the robot take to {instruction}?\\nOut:"``
+unless a policy was trained with another (a small CPU base: the bare instruction), tokenized with BOS, followed
 by ``action_prefix_token_ids`` (OpenVLA's Llama tokenizer: the empty "▁" token 29871, which its training
 prompts end with). Batches are left-padded with ``pad_token_id`` so that every row's next token is its
 first action token.
@@ -25,15 +26,16 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from vla_razor.policies.openvla.configuration_openvla import OpenVLAConfig
+from vla_razor.policies.openvla.configuration_openvla import OPENVLA_PROMPT, OpenVLAConfig
 from vla_razor.hf_imports import import_transformers
 
-PROMPT = "In: What action should the robot take to {instruction}?\nOut:"
+PROMPT = OPENVLA_PROMPT
 
 
-def build_prompt(instruction: str) -> str:
-    """OpenVLA's prompt for one instruction, used verbatim (callers lowercase it if their data did)."""
-    return PROMPT.format(instruction=instruction)
+def build_prompt(instruction: str, template: str = PROMPT) -> str:
+    """The prompt for one instruction (OpenVLA's by default), used verbatim (callers lowercase it if their data
+    did)."""
+    return template.format(instruction=instruction)
 
 
 class ByteTokenizer:
@@ -166,7 +168,8 @@ class OpenVLAProcessor:
         self.tokenizer.save(directory)
 
     def prompt_ids(self, instruction: str) -> list[int]:
-        return self.tokenizer.encode(build_prompt(instruction)) + list(self.config.action_prefix_token_ids)
+        prompt = build_prompt(instruction, self.config.prompt_template)
+        return self.tokenizer.encode(prompt) + list(self.config.action_prefix_token_ids)
 
     def tokenize(self, instructions: Sequence[str]) -> tuple[Tensor, Tensor]:
         """Left-padded ids [B, T] and attention mask [B, T] (1 on real tokens)."""
