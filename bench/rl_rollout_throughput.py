@@ -9,7 +9,10 @@ Pick-can episodes at placements drawn over the grid region, camera on (`--camera
 lockstep (envs.rollout.ParallelRollout): every control step the running episodes' observations go to the policy
 in one batched call. Sampled actions at `--temperature` (as RL rollouts), through vla_razor.robot's PolicyActor.
 `rollout_vs_sim` = env steps/s with the policy / env steps/s with the no-op policy (zero actions), same specs,
-same workers (issue #9's target: >= 0.8). `--pipeline-groups`: one row per value for each worker count, named by
+same workers (issue #9's target: >= 0.8). A trained policy's successes end episodes early, so its run pays more
+resets per env step than the no-op's (which never succeeds): `rollout_vs_sim_matched` divides by the no-op over the
+same episodes cut at the lengths the policy gave them (`sim_matched_steps_per_s`: the same steps and resets), the
+policy's own cost in the loop. `--pipeline-groups`: one row per value for each worker count, named by
 its "setting", on the same workers: G >= 2 splits the workers into G groups that step while the policy computes
 another group's actions (ParallelRollout's pipeline_groups); the no-op baseline always runs with G = 1.
 `--policy`: tiny (a random tiny OpenVLA), `tiny:hidden=192,layers=3,image_size=56` (a random one of another shape:
@@ -27,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import json
 import os
 import platform
@@ -61,12 +65,19 @@ def load_policy(name: str, device: str):
     return OpenVLAPolicy.from_pretrained(name, device=device)
 
 
-def steps_per_s(rollout, policy, specs) -> tuple[float, int, float]:
+def steps_per_s(rollout, policy, specs) -> tuple[float, int, float, list[int]]:
+    """Env steps/s, env steps, seconds, and each episode's steps (in the order of `specs`)."""
     started = time.perf_counter()
     results = rollout.run(policy, specs)
     seconds = time.perf_counter() - started
-    steps = sum(r.steps for r in results)
-    return steps / seconds, steps, seconds
+    lengths = [r.steps for r in results]
+    return sum(lengths) / seconds, sum(lengths), seconds, lengths
+
+
+def matched_specs(specs: list, lengths: list[int]) -> list:
+    """The same episodes cut at the lengths a policy gave them: a trained policy's successes end episodes early
+    (more resets per env step), and the no-op over these pays the same resets for the same steps."""
+    return [dataclasses.replace(spec, max_steps=n) for spec, n in zip(specs, lengths)]
 
 
 def measure_workers(rollout, workers: int, groups: list[int], fresh: bool, actors: dict, noop, specs, args) -> list:
@@ -75,7 +86,8 @@ def measure_workers(rollout, workers: int, groups: list[int], fresh: bool, actor
 
     rollout.fresh_scene = fresh
     rollout.pipeline_groups = 1
-    sim, sim_steps, sim_s = steps_per_s(rollout, noop, specs)
+    sim, sim_steps, sim_s, _ = steps_per_s(rollout, noop, specs)
+    matched: dict[tuple[int, ...], float] = {}  # the no-op over the episodes a policy cut short, by their lengths
     rows = []
     for ((name, dtype), actor), threads, g in [(a, t, g) for a in actors.items() for t in args.threads for g in groups]:
         torch.set_num_threads(threads)
@@ -85,7 +97,11 @@ def measure_workers(rollout, workers: int, groups: list[int], fresh: bool, actor
         # graphs, which a short run would otherwise time), elsewhere the full batch's first call
         warmup = specs if args.device == "cuda" else new_task_specs("pick_can", max(1, workers), seed=4242, max_steps=2)
         rollout.run(actor, warmup)
-        pol, pol_steps, pol_s = steps_per_s(rollout, actor, specs)
+        pol, pol_steps, pol_s, lengths = steps_per_s(rollout, actor, specs)
+        if tuple(lengths) not in matched:
+            rollout.pipeline_groups = 1
+            matched[tuple(lengths)] = steps_per_s(rollout, noop, matched_specs(specs, lengths))[0]
+        sim_matched = matched[tuple(lengths)]
         resets = "" if fresh else ", plain resets"
         of = f"{name}: " if len(args.policy) > 1 else ""
         row = {
@@ -100,6 +116,8 @@ def measure_workers(rollout, workers: int, groups: list[int], fresh: bool, actor
             "sim_steps_per_s": sim,
             "policy_steps_per_s": pol,
             "rollout_vs_sim": pol / sim,
+            "sim_matched_steps_per_s": sim_matched,
+            "rollout_vs_sim_matched": pol / sim_matched,
             "sim_steps": sim_steps,
             "policy_steps": pol_steps,
             "sim_seconds": sim_s,

@@ -216,19 +216,27 @@ def test_rl_end_to_end_then_resume(tiny_base: Path, tmp_path: Path, capsys: pyte
     assert rows("killed") == rows("reference") and len(rows("reference")) == 8
 
 
-def test_rl_on_the_committed_base_updates_the_policy(tmp_path: Path) -> None:
-    """RL from the CLI on the committed base (112 px, the real simulator) at the 2 x 2 grid (the region's corners),
+QUICK_PATCH = "[[-0.15, -0.05], [-0.08, 0.08]]"
+"""configs/robot_quick.yaml's region."""
+
+
+@pytest.mark.parametrize(
+    "base_name, region", [("base_policy_embedded", "null"), ("base_policy_fast", QUICK_PATCH)], ids=["embedded", "fast"]
+)
+def test_rl_on_the_committed_base_updates_the_policy(tmp_path: Path, base_name: str, region: str) -> None:
+    """RL from the CLI on a committed base (112 px, the real simulator) at the 2 x 2 grid (the region's corners),
     2 episodes each, cut at 24 steps: some of the base's sampled episodes succeed there (about 15 steps each; the
     base's pick-can is partial over the whole region). With 1-0 advantages every success's steps are rows, so the
     iteration makes updates (`rl.optim.epochs` 2: two passes over its rows), and the saved policy is no longer the
-    base."""
-    base = REPO / "assets" / "base_policy_embedded"
+    base. Both bases: the committed experiments' (autoregressive; the whole can region, whose corners it picks at)
+    and the fast one (parallel decoding; the quickstart's patch, whose corners it picks at)."""
+    base = REPO / "assets" / base_name
     runs = tmp_path / "runs"
     args = [
         "robot",
         "rl",
         "--region",
-        "null",  # the whole can region (the default config narrows it), whose corners the base picks at
+        region,  # where the base's sampled episodes succeed at the 2 x 2 grid's corners
         "--base",
         str(base),
         "--runs_dir",
