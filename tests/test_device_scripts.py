@@ -415,3 +415,77 @@ def test_poll_fails_at_once_on_a_replaced_machine_instead_of_sleeping(tmp_path: 
     (machine / "w/.started").unlink()  # the machine's /tmp is gone mid-poll
     stdout, _ = waiting.communicate(timeout=60)
     assert waiting.returncode == 3 and "machine was replaced" in stdout
+
+
+def pure_wheel(folder: Path, name: str, payload: bytes) -> Path:
+    """A real pure-Python wheel `name` 1.0 whose module `name` holds `payload` (pip installs it)."""
+    import base64
+    import zipfile
+
+    files = {
+        f"{name}/__init__.py": b"DATA = " + repr(payload).encode() + b"\n",
+        f"{name}-1.0.dist-info/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n".encode(),
+        f"{name}-1.0.dist-info/WHEEL": b"Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+    }
+    record = "".join(
+        f"{path},sha256={base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b'=').decode()},{len(data)}\n"
+        for path, data in files.items()
+    )
+    path = folder / f"{name}-1.0-py3-none-any.whl"
+    with zipfile.ZipFile(path, "w") as zf:
+        for member, data in files.items():
+            zf.writestr(member, data)
+        zf.writestr(f"{name}-1.0.dist-info/RECORD", record + f"{name}-1.0.dist-info/RECORD,,\n")
+    return path
+
+
+def test_install_verbs_gather_the_split_wheel_over_calls_and_install_it_whole(tmp_path: Path) -> None:
+    """pack_wheels.sh's layout (.whl/p1 .. p4: a quarter of one wheel each, with its list and sha256, plus small
+    wheels; .whl/p5: more wheels), each carried alone: every call installs its own wheels with the real pip, and the
+    call that completes the split wheel checks it and installs it, whatever order the carries come in."""
+    big = pure_wheel(tmp_path, "bigpkg", os.urandom(4000))
+    (tmp_path / "split").mkdir()
+    subprocess.run(["split", "-n", "4", str(big), str(tmp_path / "split" / "sapien.part.")], check=True)
+    sha = hashlib.sha256(big.read_bytes()).hexdigest()
+    carries = tmp_path / "carries"
+    for k, suffix in enumerate("abcd", start=1):
+        part = carries / f"p{k}"
+        part.mkdir(parents=True)
+        shutil.copy(tmp_path / "split" / f"sapien.part.a{suffix}", part)
+        (part / "sapien.parts").write_text("".join(f"sapien.part.a{s}\n" for s in "abcd"))
+        (part / "sapien.sha256").write_text(f"{sha}  {big.name}\n")
+    (carries / "p5").mkdir()
+    pure_wheel(carries / "p5", "smallpkg", b"small")
+    pure_wheel(carries / "p2", "otherpkg", b"other")
+    machine = tmp_path / "machine"
+    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"  # the venv's pip
+    outputs = {}
+    for k in (2, 5, 1, 4, 3):
+        tree = tmp_path / "tree"
+        shutil.rmtree(tree, ignore_errors=True)
+        shutil.copytree(carries / f"p{k}", tree / ".whl" / f"p{k}")
+        result = bash(REMOTE, f"install{k}", cwd=tree, REMOTE_TMP=str(machine), PATH=path)
+        assert result.returncode == 0, result.stdout + result.stderr
+        outputs[k] = result.stdout
+    assert "waiting for sapien.part.aa sapien.part.ac sapien.part.ad" in outputs[2]
+    assert "sapien: installed" in outputs[3] and "OK" in outputs[3]
+    site = machine / "site"
+    for name in ("bigpkg", "smallpkg", "otherpkg"):
+        assert (site / name / "__init__.py").is_file(), sorted(p.name for p in site.iterdir())
+    assert not (machine / "parts" / big.name).exists()  # the joined wheel is removed once installed
+    missing = bash(REMOTE, "install6", cwd=tree, REMOTE_TMP=str(machine), PATH=path)
+    assert missing.returncode == 1 and "no .whl/p6 here" in missing.stdout
+
+
+def test_install_refuses_pieces_that_do_not_join_to_the_checksum(tmp_path: Path) -> None:
+    big = pure_wheel(tmp_path, "bigpkg", os.urandom(2000))
+    tree = tmp_path / "tree"
+    part = tree / ".whl" / "p1"
+    part.mkdir(parents=True)
+    shutil.copy(big, part / "sapien.part.aa")
+    (part / "sapien.parts").write_text("sapien.part.aa\n")
+    (part / "sapien.sha256").write_text(f"{hashlib.sha256(b'another wheel').hexdigest()}  {big.name}\n")
+    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+    result = bash(REMOTE, "install1", cwd=tree, REMOTE_TMP=str(tmp_path / "machine"), PATH=path)
+    assert result.returncode == 1 and "sapien: broken" in result.stdout
+    assert not (tmp_path / "machine" / "site" / "bigpkg").exists()

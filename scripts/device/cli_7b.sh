@@ -4,7 +4,7 @@
 # each killed once after its first training state and resumed by the same command; time per iteration / update and
 # peak GPU memory come from each run's metrics.jsonl (`peak_gpu_memory_gib`, `rollout_s`, `update_s`,
 # `transitions_per_s`), collected into runs/cli_7b/timings.json.
-# On the device (scripts/device/remote.sh): install1-3, then `start "bash scripts/device/cli_7b.sh python3"`.
+# On the device (scripts/device/remote.sh): install1-5, then `start "bash scripts/device/cli_7b.sh python3"`.
 # The same steps at the tiny size on a CPU (a dry run of the commands; session 13: rc 0 in ~8 min):
 #   POLICY=configs/policy_tiny.yaml CAMERA=112 WORKERS=2 SFT_STEPS=6 EVERY=2 bash scripts/device/cli_7b.sh .venv/bin/python
 # 7B runs' weights are removed once measured: a full run's training state (weights + AdamW moments) is ~45 GB, and

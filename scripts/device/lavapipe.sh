@@ -8,7 +8,7 @@
 #   here:   bash scripts/device/lavapipe.sh pack     lavapipe and the libraries it needs beyond glibc / libstdc++ /
 #                                                    zlib, from this machine's Mesa (bookworm-backports 25.x), as
 #                                                    .lvp/lvp.tar.xz.partNN pieces of 25 MB (one per call)
-#   device: install1-3 (remote.sh), then one call per piece: `bash scripts/device/lavapipe.sh piece`
+#   device: install1-5 (remote.sh), then one call per piece: `bash scripts/device/lavapipe.sh piece`
 #           (carry [".lvp/lvp.tar.xz.partNN"]), then `bash scripts/device/lavapipe.sh bench` (no carry): the rollout
 #           bench with a no-op and with the tiny base, 14 workers, GPU rendering then lavapipe, JSON into $OUT;
 #           a job renders on lavapipe after `eval "$(bash scripts/device/lavapipe.sh env)"` (razor20.sh: RENDERER=lavapipe)

@@ -38,7 +38,7 @@
 set -uo pipefail
 SITE="${REMOTE_TMP:-/tmp}/site"  # where remote.sh site unpacks the archive
 CONFIG_DIR="${REMOTE_TMP:-/tmp}/libero_config"  # LIBERO_CONFIG_PATH: LIBERO's config.yaml, written by check / bench
-PIECE_BYTES=30000000
+PIECE_BYTES=20000000  # 19 MiB: one piece a call beside a working tree of up to ~44 MiB (41 MiB on 2026-12-05)
 PYVER=${LIBERO_PYVER:-3.12}      # the Python the wheels are for: the device's 3.12 (3.11: this machine's, for tests)
 CARRY=${LIBERO_CARRY:-.devcarry/libero}  # where pack leaves the pieces
 # The packages the bench's LIBERO imports (every module a local bench run opened, under strace) that the device's

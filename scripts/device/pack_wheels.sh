@@ -1,19 +1,20 @@
 #!/usr/bin/env bash
 # Packs ManiSkill3 + SAPIEN 3 (and the Vulkan loader debs) for the device machine, which has torch but no network,
-# in three carries that each fit its 64 MiB per call together with this working tree (~25 MB):
-#   .whl/p1  the first half of the sapien wheel, with .gl/ (the loader debs)
-#   .whl/p2  its second half
-#   .whl/ms  a slimmed mani_skill wheel (robots other than panda, the panda's camera and humanoid-head meshes, the
-#            large HDR maps dropped: the embedded world builds panda_v2 from its collision meshes) and the small
-#            dependencies
-# Each is at most ~27 MB, so the working tree may grow to ~37 MB (an experiment's committed state, keep_state.sh).
-# Usage (here, in the repo root): bash scripts/device/pack_wheels.sh; then on the device, in three calls back to
-# back (the machine is given back after 30 s idle): bash scripts/device/remote.sh install1|install2|install3.
+# in five carries that each fit its 64 MiB per call together with this working tree (41 MiB on 2026-12-05: two
+# committed bases and the results):
+#   .whl/p1 .. .whl/p4  a quarter of the sapien wheel each (sapien.part.aa .. ad; every carry holds the list and
+#                       the wheel's sha256) and a share of the small dependencies; .gl/ (the loader debs) beside p1
+#   .whl/p5             a slimmed mani_skill wheel (robots other than panda, the panda's camera and humanoid-head
+#                       meshes, the large HDR maps dropped: the embedded world builds panda_v2 from its collision meshes)
+# Each is at most ~15 MiB, so the working tree may grow to ~48 MiB.
+# Usage (here, in the repo root): bash scripts/device/pack_wheels.sh; then on the device, in five calls back to
+# back (the machine is given back after 30 s idle): bash scripts/device/remote.sh install1 .. install5 (carry
+# .whl/pK, and .gl with install1); the call that completes the sapien wheel checks and installs it.
 set -euo pipefail
 cd "$(git rev-parse --show-toplevel)"
 ex=$(git rev-parse --git-path info/exclude)  # (a worktree's .git is a file)
 for p in /.whl/ /.gl/ /job.sh; do grep -qx "$p" "$ex" 2>/dev/null || echo "$p" >> "$ex"; done
-rm -rf .whl .gl; mkdir -p .whl/dl .whl/p1 .whl/p2 .whl/ms .whl/full .gl
+rm -rf .whl .gl; mkdir -p .whl/dl .whl/p1 .whl/p2 .whl/p3 .whl/p4 .whl/p5 .whl/full .gl
 P="--no-deps --only-binary=:all: --python-version 3.12 --implementation cp --platform manylinux_2_28_x86_64
    --platform manylinux_2_27_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64
    --platform manylinux1_x86_64 --platform any"
@@ -29,13 +30,19 @@ drop = ("mani_skill/assets/environment_maps/", "mani_skill/utils/scene_builder/r
         "mani_skill/assets/robots/panda/realsense2_description/",
         "mani_skill/assets/robots/panda/sciurus17_description/") + tuple(f"mani_skill/assets/robots/{r}/" for r in
     ("g1_humanoid", "fetch", "trifinger", "dclaw", "ability_hand", "koch", "inspire_hand", "allegro", "so100", "xarm7"))
-with zipfile.ZipFile(src) as zin, zipfile.ZipFile(".whl/ms/" + src.split("/")[-1], "w", zipfile.ZIP_DEFLATED) as zout:
+with zipfile.ZipFile(src) as zin, zipfile.ZipFile(".whl/p5/" + src.split("/")[-1], "w", zipfile.ZIP_DEFLATED) as zout:
     for item in zin.infolist():
         if not item.filename.startswith(drop):
             zout.writestr(item, zin.read(item.filename))
 PY
 sapien=$(ls .whl/dl/sapien-*.whl)
-split -b 26M "$sapien" .whl/sapien.part. && mv .whl/sapien.part.aa .whl/p1/ && mv .whl/sapien.part.ab .whl/p2/
-rm "$sapien"; mv .whl/dl/*.whl .whl/ms/; rm -rf .whl/dl .whl/full
+split -n 4 "$sapien" .whl/sapien.part.
+(cd .whl && ls sapien.part.?? > sapien.parts && sha256sum < "../$sapien" | sed "s|-\$|$(basename "$sapien")|" > sapien.sha256)
+for k in 1 2 3 4; do
+  mv .whl/sapien.part.a$(echo abcd | cut -c$k) .whl/p$k/ && cp .whl/sapien.parts .whl/sapien.sha256 .whl/p$k/
+done
+rm "$sapien" .whl/sapien.parts .whl/sapien.sha256
+k=0; for w in $(ls -S .whl/dl/*.whl); do mv "$w" .whl/p$((k % 4 + 1))/; k=$((k + 1)); done  # largest first, in turn
+rm -rf .whl/dl .whl/full
 (cd .gl && apt-get download -q libvulkan1 libegl1 libglvnd0 libopengl0 libgl1 libglx0 libgles2 >/dev/null 2>&1)
-du -sh .whl/p1 .whl/p2 .whl/ms .gl
+du -sh .whl/p? .gl

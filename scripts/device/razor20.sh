@@ -4,7 +4,7 @@
 # and KL frames), the SFT runs, then the RL runs. One run at a time on the whole machine keeps no cores idle while
 # another run trains on the GPU only briefly (an SFT run's updates take ~1 minute; its evaluations, like RL's
 # rollouts, need the simulators). Resumable: a finished run is skipped, a cut one continues from its training
-# state. The experiment outlasts one 30-minute lease (one RL run a lease), so every session: install1-3; then
+# state. The experiment outlasts one 30-minute lease (one RL run a lease), so every session: install1-5; then
 #   remote.sh start "METHODS=rl:1,sft bash scripts/device/razor20.sh"
 # (it seeds the sweep from the committed state of earlier leases, below), every poll `remote.sh packsweep
 # runs/razor_embedded; remote.sh pack "runs/razor_sweeps/*.log"` (~55 MB: the cut RL run's training state, saved every

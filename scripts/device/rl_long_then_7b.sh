@@ -3,7 +3,7 @@
 # packed in session 11) and, beside it, the 7B through the CLI (#21 item 8: scripts/device/cli_7b.sh). The RL run
 # needs the CPU (10 simulator workers) and little GPU; the 7B runs need the GPU and 6 workers, so they share the
 # machine. Calls (each one `run`, back to back):
-#   install1 / install2 / install3 (scripts/device/remote.sh);
+#   install1 .. install5 (scripts/device/remote.sh);
 #   here, before: bash scripts/device/stage_run.sh /work/.device/session11/poll_6  -> .stage/run.tgz.part00, part01;
 #   one `remote.sh stage` per piece (carry [".stage/run.tgz.part00"], then [".stage/run.tgz.part01"]);
 #   remote.sh start "bash scripts/device/rl_long_then_7b.sh";

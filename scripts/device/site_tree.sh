@@ -53,7 +53,8 @@ carry_site() {  # SITE_DIR NAME CARRY: SITE_DIR as NAME.tar.xz (the same bytes f
   tar --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner --mode=u+rwX,go+rX,go-w --format=gnu \
     -C "$site" -cf - . | xz -T1 -6 > "$work/$name.tar.xz" || return
   split_pieces "$work/$name.tar.xz" "$work/out"
-  if [ -f "$carry/p1/$name.tar.xz.sha256" ] && cmp -s "$carry/p1/$name.tar.xz.sha256" "$work/out/p1/$name.tar.xz.sha256"
+  if [ -f "$carry/p1/$name.tar.xz.sha256" ] && cmp -s "$carry/p1/$name.tar.xz.sha256" "$work/out/p1/$name.tar.xz.sha256" \
+    && cmp -s "$carry/p1/$name.tar.xz.parts" "$work/out/p1/$name.tar.xz.parts"  # the same archive in the same pieces
   then
     echo "the pieces in $carry are already this archive"
   else

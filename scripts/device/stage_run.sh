@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Prepares a run packed on the device (remote.sh packrun / packsweep: run.tgz.partNN pieces, and packsweep's
 # demos.tgz.partNN, in a call's files folder) for a later session's machine: joins each archive's pieces, checks
-# it, and splits it into .stage/ pieces of at most 24 MiB, each small enough to travel with the working tree (34 MB in
-# session 19, growing with committed results) in one call's 64 MiB. Then, on the device, after install1-3: one
+# it, and splits it into .stage/ pieces of at most 19 MiB, each small enough to travel with the working tree (34 MB in
+# session 19, 41 MiB in session 25 with the fast base) in one call's 64 MiB. Then, on the device, after install1-5: one
 # `remote.sh stage` call per piece
 # (carry ".stage/run.tgz.partNN" or ".stage/demos.tgz.partNN"), then `start`, which unpacks both.
 # A second job's pieces (remote.sh's JOB=NAME: NAME_run.tgz.partNN ...) are staged with NAME as the second argument,
@@ -18,9 +18,9 @@ ls "$1"/${P}demos.tgz.part* > /dev/null 2>&1 && rm -f .stage/${P}demos.tgz*
 cat "$1"/${P}run.tgz.part* > .stage/${P}run.tgz
 tar tzf .stage/${P}run.tgz > /dev/null   # a missing or truncated piece stops here
 tar tzf .stage/${P}run.tgz | grep -m3 training_state || echo "note: no training state in the archive (nothing to resume)"
-split -b 24M -d .stage/${P}run.tgz .stage/${P}run.tgz.part && rm .stage/${P}run.tgz
+split -b 19M -d .stage/${P}run.tgz .stage/${P}run.tgz.part && rm .stage/${P}run.tgz
 if ls "$1"/${P}demos.tgz.part* > /dev/null 2>&1; then
   cat "$1"/${P}demos.tgz.part* > .stage/${P}demos.tgz && tar tzf .stage/${P}demos.tgz > /dev/null
-  split -b 24M -d .stage/${P}demos.tgz .stage/${P}demos.tgz.part && rm .stage/${P}demos.tgz
+  split -b 19M -d .stage/${P}demos.tgz .stage/${P}demos.tgz.part && rm .stage/${P}demos.tgz
 fi
 ls -la .stage
