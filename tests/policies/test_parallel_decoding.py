@@ -167,3 +167,44 @@ def test_the_prompt_is_the_policy_s_own_and_the_fast_config_is_its_preset(tmp_pa
     assert fast == OpenVLAConfig.tiny(
         hidden=128, layers=2, patch_size=28, action_decoding="parallel", prompt_template="{instruction}"
     )
+
+
+SHARDED = """
+import sys, numpy as np, torch, torch.distributed as dist
+from torch.distributed.device_mesh import init_device_mesh
+from vla_razor.distributed import shard_model
+from vla_razor.policies.openvla import OpenVLAConfig
+from vla_razor.policies.openvla.parallel import is_sharded
+from vla_razor.policies.openvla.policy import OpenVLAPolicy
+dist.init_process_group("gloo", rank=0, world_size=1, init_method=f"tcp://127.0.0.1:{sys.argv[1]}")
+config = OpenVLAConfig.tiny(vision_dim=32, vision_depth=2, hidden=64, layers=2, action_decoding="parallel")
+policy = OpenVLAPolicy.from_config(config, seed=0)
+rng = np.random.default_rng(0)
+batch = policy.encode([rng.integers(0, 256, (36, 44, 3), dtype=np.uint8) for _ in range(2)], ["pick coke can", "x"])
+tokens = policy.vocab_ids[:7].expand(2, 7)
+with torch.no_grad():
+    plain = policy.action_logits(batch, tokens)
+shard_model(policy.model, init_device_mesh("cpu", (1,)))
+assert is_sharded(policy.model.language_model)
+with torch.no_grad():
+    torch.testing.assert_close(policy.action_logits(batch, tokens), plain, atol=1e-5, rtol=1e-5)
+dist.destroy_process_group()
+print("same logits")
+"""
+
+
+def test_a_sharded_policy_decodes_in_parallel_through_transformers_forward() -> None:
+    """Under FSDP2 (vla_razor/distributed.py's shard_model) a layer gathers its weights in its own forward, which the
+    trimmed pass skips: the sharded policy takes transformers' forward and gives the unsharded logits (one rank,
+    gloo, in its own process)."""
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    result = subprocess.run(
+        [sys.executable, "-c", SHARDED, str(port)], capture_output=True, text=True, timeout=300, check=False
+    )
+    assert result.returncode == 0 and "same logits" in result.stdout, result.stdout + result.stderr[-3000:]

@@ -6,8 +6,9 @@ Two levels:
 - `Policy`: any policy the evaluator can roll out, save and load, fine-tune with LoRA;
 - `TokenPolicy`: a policy whose action is `action_dim` discrete tokens, each over a fixed restricted vocabulary of
   `n_bins` ids (OpenVLA: 7 tokens over 256 bins), decoded one after another (each given the earlier ones) or all
-  at once (parallel decoding: each independent given the context; the chain rule below then holds trivially). The trainers' losses (core.sft_loss,
-  core.reinforce_loss, core.grpo_loss) and the KL (vla_razor/policies/openvla/kl.py) take its restricted logits.
+  at once (parallel decoding: each independent given the context; the chain rule below then holds trivially).
+  The trainers' losses (core.sft_loss, core.reinforce_loss, core.grpo_loss) and the KL
+  (vla_razor/policies/openvla/kl.py) take its restricted logits.
 
 The KL needs a token policy. The forward KL of a whole action is computed exactly over the bins at each dimension and
 summed by the chain rule along actions sampled from the base (DESIGN.md section 8), so the evaluator needs the

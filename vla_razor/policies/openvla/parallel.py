@@ -6,7 +6,8 @@ position but its queries, attention, output projection and MLP for the D query r
 that is about a third of the language model's work saved, and the outputs are those of the full forward
 (tests/policies/test_parallel_decoding.py holds them to transformers' own). The same function serves sampling
 (under no_grad) and training (gradients flow), and it calls the layers' own projection modules, so LoRA-wrapped
-layers work unchanged.
+layers work unchanged. Under FSDP (torchrun) the policy takes transformers' own forward instead (`is_sharded`):
+a sharded layer gathers its weights in its own forward, which this function does not call.
 """
 
 from __future__ import annotations
@@ -52,6 +53,15 @@ def query_logits(lm: nn.Module, embeds: Tensor, mask: Tensor, positions: Tensor,
         h = h + layer.mlp(OPS.rms_norm(h, post.weight, post.variance_epsilon))
     norm = lm.model.norm
     return lm.lm_head(OPS.rms_norm(h, norm.weight, norm.variance_epsilon))
+
+
+def is_sharded(lm: nn.Module) -> bool:
+    """Whether ``lm``'s decoder layers are FSDP2-sharded (fully_shard)."""
+    try:
+        from torch.distributed.fsdp import FSDPModule
+    except ImportError:  # a torch without FSDP2
+        return False
+    return isinstance(lm, FSDPModule) or any(isinstance(layer, FSDPModule) for layer in lm.model.layers)
 
 
 def _rope(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:

@@ -30,7 +30,7 @@ from vla_razor.policies.openvla.configuration_openvla import OpenVLAConfig
 from vla_razor.policies.openvla.generation import ActionTokens, Engine, generate_action_tokens, sample_parallel_tokens
 from vla_razor.policies.openvla.loading import from_pretrained, load_config, save_pretrained
 from vla_razor.policies.openvla.modeling_openvla import DTYPES, OpenVLAModel, build_model
-from vla_razor.policies.openvla.parallel import query_logits
+from vla_razor.policies.openvla.parallel import is_sharded, query_logits
 from vla_razor.policies.openvla.processor_openvla import OpenVLAProcessor
 
 
@@ -167,7 +167,11 @@ class OpenVLAPolicy:
         input_ids = torch.cat([batch["input_ids"], queries], dim=1)
         mask = torch.cat([batch["attention_mask"], torch.ones_like(queries)], dim=1)
         embeds, full_mask, positions = self.model.multimodal_inputs(input_ids, mask, batch["pixel_values"])
-        logits = query_logits(self.model.language_model, embeds, full_mask, positions, dim)
+        lm = self.model.language_model
+        if is_sharded(lm):  # FSDP gathers a layer's weights in the layer's own forward, which query_logits skips
+            out = lm(inputs_embeds=embeds, attention_mask=full_mask, position_ids=positions, logits_to_keep=dim)
+            return core.restrict_logits(out.logits.float(), self.vocab_ids)
+        logits = query_logits(lm, embeds, full_mask, positions, dim)
         return core.restrict_logits(logits.float(), self.vocab_ids)
 
     def token_logprobs(self, batch: dict[str, Tensor], action_tokens: Tensor) -> Tensor:
