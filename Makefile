@@ -99,7 +99,7 @@ test-openvla: setup setup-openvla
 	@test -n "$(OPENVLA_HF_CODE)" || { echo "set OPENVLA_HF_CODE to the folder with OpenVLA's *_prismatic.py files"; exit 2; }
 	OPENVLA_HF_CODE=$(abspath $(OPENVLA_HF_CODE)) $(PY) -m pytest -q tests/policies/test_openvla_parity.py -rs
 
-# The main job on the embedded default (configs/robot_quick.yaml), from the committed base policy: collect a few
+# The main job on the embedded default (configs/robot_quick.yaml), from the fast base policy: collect a few
 # SFT demonstrations, fine-tune by SFT and by on-policy RL, evaluate base / SFT / RL (pick-can success, drawer
 # retention, forward KL to the base) and write the report; it prints where the report is.
 quickstart: setup
