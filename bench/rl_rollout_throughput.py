@@ -21,8 +21,8 @@ would cost before one is trained), 7b (random OpenVLA-7B, bf16),
 a policy config YAML (random weights of that shape), or a policy folder (default: the committed base); several are
 measured in turn against one no-op baseline a worker count, their rows named by policy (JSON key: --key).
 `--prompt-template`: measure with another prompt than the policy's own (config.prompt_template; e.g. '{instruction}':
-14 byte positions instead of OpenVLA's 62). `--dtype`: the policy's weights cast to each dtype in turn (bfloat16 runs on CPUs with AMX or
-avx512_bf16 through oneDNN's bf16 kernels), what sampling in lower precision would give. Results merge into --out
+14 byte positions instead of OpenVLA's 62). `--dtype`: the policy's weights cast to each dtype in turn (bfloat16
+runs on CPUs with AMX or avx512_bf16 through oneDNN's bf16 kernels), what sampling in lower precision would give. Results merge into --out
 under "<policy>@<device>".
 """
 
