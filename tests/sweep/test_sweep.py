@@ -244,6 +244,44 @@ def test_local_ray_sweep_killed_then_resumed(tmp_path):
     assert (tmp_path / "runs" / "tiny" / "report" / "report.html").is_file()
 
 
+RAY_AFTER_EACH_TASK = """
+import json, sys
+from pathlib import Path
+from vla_razor.config import load_config
+from vla_razor.sweep.config import SweepConfig
+from vla_razor.sweep.sweep import SweepResult, _experiment, _run_on_ray, sweep_tasks
+cfg = load_config(SweepConfig, sys.argv[1])
+prepare, tasks = sweep_tasks(cfg)
+result = SweepResult(_experiment(cfg).experiment_dir)
+calls = []
+def after_task():  # what a report made now would see: the tasks finished so far and their summaries on disk
+    runs = result.experiment_dir / "runs"
+    calls.append({"finished": list(result.finished), "summaries": len(list(runs.glob("*/summary.json")))})
+_run_on_ray(cfg, prepare, tasks, len(tasks), result, False, after_task)
+print(json.dumps(calls))
+"""
+
+
+def test_ray_sweep_reports_after_each_finished_task(tmp_path):
+    """A Ray sweep remakes its report after every task that finishes (as the in-process one does), so a sweep cut
+    off mid-way leaves a report over every run finished so far: the hook runs once per task, each time after that
+    task's summary is on disk."""
+    config = write_tiny_toy_sweep(tmp_path)
+    done = subprocess.run(
+        [sys.executable, "-c", RAY_AFTER_EACH_TASK, str(config)],
+        cwd=ROOT,
+        env=local_ray_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    calls = json.loads(done.stdout.strip().splitlines()[-1])
+    assert [len(call["finished"]) for call in calls] == [1, 2, 3]
+    assert all(call["summaries"] >= len(call["finished"]) for call in calls)
+    assert len(set(calls[-1]["finished"])) == 3
+
+
 def test_max_new_tasks_starts_that_many_unfinished_runs_and_leaves_the_rest(tmp_path):
     """`max_new_tasks` (a device lease that should finish what it starts): each call trains the next unfinished
     run in the grid's order and records the others as unfinished; a call without it trains the rest."""

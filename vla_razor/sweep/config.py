@@ -73,7 +73,7 @@ class SweepConfig:
         "(a device lease's time: a robot RL run takes ~18 of its 30 minutes; none: all)",
         ge=1,
     )
-    report: bool = option(True, "write the experiment's report over every finished run at the end")
+    report: bool = option(True, "write the experiment's report over every finished run after each run and at the end")
     curves: Path | None = option(
         None,
         "robot: a folder that receives, at the end, each finished run's learning curve (`vla-razor curve`) as "

@@ -10,7 +10,8 @@
    worker dies) is reported, by name and cause, and the others go on; it is not finished, so the next sweep
    runs it again (robot and llm runs resume from their last checkpoint). Ctrl-C cancels the running tasks: a run
    counts as finished only once its summary.json, written last and atomically, exists, so nothing half-written
-   is ever skipped.
+   is ever skipped. The report is remade after each task that finishes, so a sweep cut off mid-way leaves one
+   over every run finished so far.
 4. `<experiment>/sweep_status.json` records what was finished, skipped, failed or interrupted; then, with
    `curves`, each finished run's learning curve; then the report.
 Tasks receive plain data (config path, dotted overrides, the working directory), so a cluster's nodes need the
@@ -327,17 +328,18 @@ def run_sweep(cfg: SweepConfig, progress: bool = True, command: str | None = Non
     prepare = shared_step_for(prepare, todo)
     started = time.perf_counter()
     experiment_dir.mkdir(parents=True, exist_ok=True)
+
+    def report_now() -> None:
+        result.report_dir = None  # set again only if this report is made
+        result.report_dir = write_sweep_report(cfg)
+
+    # the report after every run, so that a sweep cut mid-way (a lease taken back, a cluster job's time up) leaves an
+    # experiment summary.json that lists every finished run
+    after_task = report_now if cfg.report else None
     if cfg.in_process:
-
-        def report_now() -> None:
-            result.report_dir = None  # set again only if this report is made
-            result.report_dir = write_sweep_report(cfg)
-
-        # the report after every run, so that a sweep cut mid-way (a lease taken back) leaves an experiment
-        # summary.json that lists every finished run
-        _run_in_process(prepare, todo, result, progress, report_now if cfg.report else None)
+        _run_in_process(prepare, todo, result, progress, after_task)
     else:
-        _run_on_ray(cfg, prepare, todo, len(tasks), result, progress)
+        _run_on_ray(cfg, prepare, todo, len(tasks), result, progress, after_task)
     result.seconds = time.perf_counter() - started
     runs = {task.name: len(task.run_dirs) for task in tasks}
     result.runs_trained = sum(runs[name] for name in result.finished)
@@ -373,18 +375,32 @@ def _run_in_process(
     for task in tqdm(todo, desc=f"sweep {result.experiment_dir.name}", unit="task", disable=not progress):
         execute_task(task.payload)
         result.finished.append(task.name)
-        if after_task is not None:
-            try:
-                after_task()
-            except Exception as err:  # a report that cannot be made yet must not stop the runs (the last one raises)
-                print(f"sweep: the report after {task.name} failed ({type(err).__name__}: {err}); the sweep goes on")
+        _after(task, after_task, print)
+
+
+def _after(task: SweepTask, after_task: Callable[[], Any] | None, say: Callable[[str], Any]) -> None:
+    """`after_task` once `task` has finished; its failure is said and the sweep goes on (a report that cannot be
+    made yet must not stop the runs; the one after the last run raises)."""
+    if after_task is None:
+        return
+    try:
+        after_task()
+    except Exception as err:  # noqa: BLE001 - said, and the runs go on
+        say(f"sweep: the report after {task.name} failed ({type(err).__name__}: {err}); the sweep goes on")
 
 
 def _run_on_ray(
-    cfg: SweepConfig, prepare: SweepTask, todo: list[SweepTask], total: int, result: SweepResult, progress: bool
+    cfg: SweepConfig,
+    prepare: SweepTask,
+    todo: list[SweepTask],
+    total: int,
+    result: SweepResult,
+    progress: bool,
+    after_task: Callable[[], Any] | None = None,
 ) -> None:
-    """The shared step, then the other tasks as Ray tasks, as many at once as the cluster holds; a failed task is
-    recorded and the others go on; Ctrl-C cancels them and records what was unfinished."""
+    """The shared step, then the other tasks as Ray tasks, as many at once as the cluster holds, `after_task` here
+    after each that finishes; a failed task is recorded and the others go on; Ctrl-C cancels them and records what
+    was unfinished."""
     import ray
 
     experiment_dir = result.experiment_dir
@@ -425,6 +441,8 @@ def _run_on_ray(
                 except Exception as err:  # noqa: BLE001 - one failed run must not stop the others
                     result.failed[task.name] = _describe_failure(err)
                     bar.write(f"failed: {task.name}: {result.failed[task.name]}")
+                else:
+                    _after(task, after_task, bar.write)
                 bar.update(1)
                 bar.set_postfix(failed=len(result.failed))
             bar.close()
